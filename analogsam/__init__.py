@@ -1,0 +1,32 @@
+"""analogsam: sharpness-aware training evaluated on simulated analog in-memory-computing hardware.
+
+The public API, by pipeline stage (see the README):
+
+- ``analogsam.data``: ``load_dataset(name)``, ``batches(...)``
+- ``analogsam.models``: ``build_model(spec)``
+- ``analogsam.optim``: SAM, ASAM, SAMSON, adversarial, SAF, MESA, noise injection, RWP
+- ``analogsam.train(...)`` -> a trained model and its checkpoint
+- ``analogsam.devices``: ``load(preset, **overrides)``
+- ``analogsam.convert(...)`` -> an aihwkit analog model
+- ``analogsam.evaluate(...)`` -> tidy rows of accuracy over time
+"""
+
+__version__ = "0.1.0"
+
+# Submodules are imported on first use so that ``import analogsam`` stays fast and a CLI call
+# such as ``analogsam presets list`` does not pay for importing aihwkit.
+_LAZY = {
+    "train": ("analogsam.train", "train"),
+    "load_run": ("analogsam.train", "load_run"),
+    "convert": ("analogsam.convert", "convert"),
+    "evaluate": ("analogsam.evaluate", "evaluate"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attr)
+    raise AttributeError(f"module 'analogsam' has no attribute {name!r}")
