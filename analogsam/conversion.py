@@ -1,0 +1,80 @@
+"""Torch model -> aihwkit analog model, configured from a device preset.
+
+``convert(model, "pcm")`` deep-copies ``model``, builds the preset's complete ``InferenceRPUConfig``
+(C++ tiles) *before* conversion — aihwkit 1.1.0 ignores forward settings changed on a converted
+C++ tile — and replaces every ``Linear`` and ``Conv1d/2d/3d`` by its analog counterpart with
+``aihwkit.nn.conversion.convert_to_analog``. Normalisation, pooling and activations stay digital.
+A layer that holds weights but cannot become an analog tile is refused with its name, instead of
+being left digital without a word.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+from torch import nn
+
+from analogsam import devices
+
+# Layers with weights that legitimately stay digital in an AIMC accelerator (done by the periphery).
+DIGITAL_OK = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU)
+CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class ConversionError(ValueError):
+    """The model holds layers that cannot be mapped onto analog tiles."""
+
+
+def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, type) of each layer that has its own weights but is neither convertible nor digital-by-design."""
+    bad = []
+    for name, module in model.named_modules():
+        if isinstance(module, CONVERTIBLE + DIGITAL_OK):
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            bad.append((name or "<root>", type(module).__name__))
+    return bad
+
+
+def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None) -> "devices.Preset":
+    """A :class:`~analogsam.devices.Preset` from a name, a TOML path or a preset, with ``overrides`` applied."""
+    if isinstance(preset, str):
+        return devices.load(preset, overrides=overrides)
+    return preset.with_overrides(overrides) if overrides else preset
+
+
+def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrides: dict | None = None,
+            allow_digital: tuple[str, ...] = ()) -> nn.Module:
+    """Return an analog copy of ``model`` whose Linear/Conv layers are aihwkit tiles for ``preset``.
+
+    Args:
+        model: any ``torch.nn.Module``; it is not modified.
+        preset: a preset name (``pcm``, ``rram-wan2022``, ...), a path to a TOML preset, or a loaded preset.
+        overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
+        allow_digital: names of layers with weights that may stay digital (otherwise an error).
+
+    The returned model is in eval mode; call ``program_analog_weights()`` and
+    ``drift_analog_weights(t)`` on it (or use :func:`analogsam.evaluate`, which does).
+    """
+    from aihwkit.nn.conversion import convert_to_analog
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
+    bad = [(n, t) for n, t in unconvertible_layers(model) if n not in allow_digital]
+    if bad:
+        listed = ", ".join(f"{n} ({t})" for n, t in bad)
+        raise ConversionError(
+            f"cannot map these layers onto analog tiles: {listed}. aihwkit converts Linear and Conv1d/2d/3d "
+            "layers; replace these layers, or pass allow_digital=(names...) to keep them digital knowingly.")
+    if not any(isinstance(m, CONVERTIBLE) for m in model.modules()):
+        raise ConversionError(f"{type(model).__name__} has no Linear or Conv layer: nothing to put on analog tiles")
+    preset = resolve_preset(preset, overrides)
+    digital = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():
+        # aihwkit warns about every layer it keeps digital; we checked those above.
+        warnings.simplefilter("ignore")
+        analog = convert_to_analog(digital, preset.rpu_config())
+    analog.eval()
+    analog.analogsam_preset = preset  # so evaluation can record the preset with its results
+    return analog

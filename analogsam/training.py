@@ -1,0 +1,227 @@
+"""The digital training loop: any optimizer of ``analogsam.optim``, a cosine schedule, logs, checkpoints.
+
+A run folder holds:
+
+- ``checkpoint.pt``: ``state_dict``, ``model_spec``, ``config`` and ``metrics``, all plain data, so
+  it loads with ``torch.load(path, weights_only=True)`` and never runs code;
+- ``log.csv``: one row per epoch (loss, train / validation / test accuracy, learning rate, seconds);
+- ``config.json``: the same configuration, for people and other tools.
+
+The checkpoint is rewritten after every epoch, so a crash or a non-finite loss keeps the last good
+epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from analogsam import __version__
+from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
+from analogsam.models import build_model, make_spec
+from analogsam.optim import NonFiniteError, build_method
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with everything needed to rebuild, evaluate or report it."""
+
+    model: nn.Module
+    model_spec: dict | None
+    config: dict
+    metrics: list[dict] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.get("run_name") or (self.path.name if self.path else "model")
+
+    @property
+    def optimizer(self) -> str:
+        return self.config.get("optimizer", "unknown")
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu") -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(inputs, labels)`` batches."""
+    was_training = model.training
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    for inputs, labels, *_ in batches:
+        inputs, labels = inputs.to(device), labels.to(device)
+        logits = model(inputs)
+        loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        total += len(labels)
+    model.train(was_training)
+    if total == 0:
+        raise ValueError("no samples to evaluate: the batches were empty")
+    return correct / total, loss / total
+
+
+def _resolve_model(model, data: DatasetSplits) -> tuple[nn.Module, dict | None]:
+    if isinstance(model, nn.Module):
+        return model, None
+    spec = make_spec(model, in_channels=data.in_channels, num_classes=data.num_classes,
+                     input_size=data.input_size) if isinstance(model, str) else dict(model)
+    return build_model(spec), spec
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
+          optimizer: str = "sgd", epochs: int = 10, batch_size: int = 128, lr: float = 0.05,
+          momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
+          seed: int = 0, out: str | os.PathLike | None = None, run_name: str | None = None,
+          progress: bool = True, device: str = "cpu", data_options: dict | None = None,
+          **optimizer_kwargs: Any) -> TrainedRun:
+    """Train ``model`` on ``data`` digitally and return the trained run.
+
+    Args:
+        model: an ``nn.Module``, a model spec dict, or a model name (``mlp``, ``lenet5``, ``resnet20``, ...)
+            built for the dataset's input shape.
+        data: a :class:`~analogsam.data.DatasetSplits` or a dataset name (loaded with ``data_options``).
+        optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
+            (e.g. ``rho=0.05``).
+        epochs, batch_size, lr, momentum, weight_decay: the base optimizer's settings.
+        schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
+        seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
+        out: a folder for checkpoint, log and config; nothing is written if ``None``.
+    """
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    data_options = dict(data_options or {})
+    if isinstance(data, str):
+        data = load_dataset(data, **data_options)
+    data_options.pop("root", None)  # a local path is no part of the run's identity
+    torch.manual_seed(seed)
+    model, spec = _resolve_model(model, data)
+    model.to(device)
+    method = build_method(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          num_samples=len(data.train), num_classes=data.num_classes, epochs=epochs,
+                          **optimizer_kwargs)
+    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
+                 if schedule == "cosine" else None)
+
+    out_dir = Path(out) if out is not None else None
+    config = {
+        "run_name": run_name or (out_dir.name if out_dir else optimizer),
+        "dataset": data.name, "data_options": data_options, "model": spec["name"] if spec else type(model).__name__,
+        "optimizer": optimizer, "optimizer_hparams": method.hparams, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": torch.__version__,
+    }
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run = TrainedRun(model, spec, config, [], out_dir)
+
+    step = 0
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        method.begin_epoch(epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch, with_indices=True),
+                   total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
+                   disable=not progress, leave=False, unit="batch")
+        for inputs, labels, indices in bar:
+            inputs, labels = inputs.to(device), labels.to(device)
+            try:
+                loss, logits = method.train_step(inputs, labels, indices)
+            except NonFiniteError as err:
+                kept = f"; the last good checkpoint (epoch {epoch}) is in {out_dir}" if out_dir and epoch else ""
+                raise NonFiniteError(f"training {optimizer!r} stopped in epoch {epoch + 1}: {err}{kept}. "
+                                     "Lower the learning rate or rho, or check the inputs for NaN.") from err
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        method.end_epoch(epoch)
+        test_acc, test_loss = accuracy(model, data.test.batches(1024), device)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "test_loss": test_loss, "test_accuracy": test_acc, "lr": method.optimizer.param_groups[0]["lr"]}
+        if len(data.val):
+            row["val_accuracy"], row["val_loss"] = accuracy(model, data.val.batches(1024), device)
+        row["seconds"] = time.perf_counter() - start
+        run.metrics.append(row)
+        if progress:
+            tqdm.write(f"[{config['run_name']}] epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
+                       f"train {row['train_accuracy']:.2%}, test {test_acc:.2%}, {row['seconds']:.1f} s")
+        if out_dir:
+            _write_log(out_dir / "log.csv", run.metrics)
+            save_checkpoint(run, out_dir / CHECKPOINT)
+    return run
+
+
+def _write_log(path: Path, metrics: list[dict]) -> None:
+    columns = list(dict.fromkeys(k for row in metrics for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(metrics)
+
+
+def save_checkpoint(run: TrainedRun, path: str | os.PathLike) -> None:
+    """Write ``run`` as plain data (tensors, dicts, lists, numbers, strings), loadable with weights_only=True."""
+    state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, "model_spec": run.model_spec,
+                  "config": run.config, "metrics": run.metrics}, Path(path))
+
+
+def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> TrainedRun:
+    """Load a run folder (or a checkpoint file) written by :func:`train`.
+
+    The architecture is rebuilt from the stored spec; for a user's own module that has no spec, pass
+    an instance as ``model`` and its weights are loaded into it.
+    """
+    path = Path(path)
+    file = path / CHECKPOINT if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no checkpoint at {file}: expected a run folder written by "
+                                "`analogsam train` (it holds checkpoint.pt) or a checkpoint file")
+    ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{file} is not an analogsam checkpoint (no state_dict)")
+    if model is None:
+        if not ckpt.get("model_spec"):
+            raise ValueError(f"{file} holds a custom model without a spec: pass the module as "
+                             "load_run(path, model=MyNet()) to load its weights")
+        model = build_model(ckpt["model_spec"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return TrainedRun(model, ckpt.get("model_spec"), ckpt.get("config", {}), ckpt.get("metrics", []),
+                      path if path.is_dir() else path.parent)
+
+
+def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> ArrayDataset:
+    """The test split of the dataset ``run`` was trained on, as it was prepared for training."""
+    config = run.config
+    if "dataset" not in config:
+        raise ValueError(f"run {run.name!r} does not record its dataset; pass the test batches yourself")
+    options = dict(config.get("data_options", {}))
+    if root is not None:
+        options["root"] = root
+    return load_dataset(config["dataset"], **options).test
