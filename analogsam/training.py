@@ -128,7 +128,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         "dataset": data.name, "data_options": data_options, "model": spec["name"] if spec else type(model).__name__,
         "optimizer": optimizer, "optimizer_hparams": method.hparams, "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-        "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": torch.__version__,
+        "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": str(torch.__version__),
     }
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -187,8 +187,9 @@ def _write_log(path: Path, metrics: list[dict]) -> None:
 def save_checkpoint(run: TrainedRun, path: str | os.PathLike) -> None:
     """Write ``run`` as plain data (tensors, dicts, lists, numbers, strings), loadable with weights_only=True."""
     state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
-    _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, "model_spec": run.model_spec,
-                  "config": run.config, "metrics": run.metrics}, Path(path))
+    # A JSON round trip keeps only plain types, which weights_only loading accepts.
+    plain = json.loads(json.dumps({"model_spec": run.model_spec, "config": run.config, "metrics": run.metrics}))
+    _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, **plain}, Path(path))
 
 
 def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> TrainedRun:
