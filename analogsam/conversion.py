@@ -44,8 +44,32 @@ def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None
     return preset.with_overrides(overrides) if overrides else preset
 
 
+def calibrate(analog: nn.Module, batches, max_samples: int = 1000) -> None:
+    """Set the static input ranges of every tile from data (aihwkit's CACHE_QUANTILE calibration).
+
+    Needed by presets with ``io.input_range_calibration = true`` (e.g. ``hwa-standard``), whose tiles
+    clip inputs at a fixed range instead of scaling each input vector. It must run before programming,
+    since calibration rebuilds the tiles.
+    """
+    from aihwkit.inference.calibration import InputRangeCalibrationType, calibrate_input_ranges
+
+    inputs, seen = [], 0
+    for batch in batches:
+        inputs.append(batch[0])
+        seen += len(batch[0])
+        if seen >= max_samples:
+            break
+    if not inputs:
+        raise ValueError("calibration needs at least one batch of inputs")
+    import torch
+
+    x = torch.cat(inputs)[:max_samples]
+    calibrate_input_ranges(analog, InputRangeCalibrationType.CACHE_QUANTILE,
+                           iter([((x[i:i + 250],), {}) for i in range(0, len(x), 250)]))
+
+
 def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrides: dict | None = None,
-            allow_digital: tuple[str, ...] = ()) -> nn.Module:
+            allow_digital: tuple[str, ...] = (), calibration_batches=None) -> nn.Module:
     """Return an analog copy of ``model`` whose Linear/Conv layers are aihwkit tiles for ``preset``.
 
     Args:
@@ -53,6 +77,8 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
         preset: a preset name (``pcm``, ``rram-wan2022``, ...), a path to a TOML preset, or a loaded preset.
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
         allow_digital: names of layers with weights that may stay digital (otherwise an error).
+        calibration_batches: ``(inputs, labels)`` batches for presets that need input-range
+            calibration (``preset.needs_input_range_calibration``); the first 1000 samples are used.
 
     The returned model is in eval mode; call ``program_analog_weights()`` and
     ``drift_analog_weights(t)`` on it (or use :func:`analogsam.evaluate`, which does).
@@ -76,5 +102,11 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
         warnings.simplefilter("ignore")
         analog = convert_to_analog(digital, preset.rpu_config())
     analog.eval()
+    if preset.needs_input_range_calibration:
+        if calibration_batches is None:
+            raise ConversionError(
+                f"preset {preset.name!r} has io.input_range_calibration = true: pass calibration_batches= "
+                "(a few batches of typical inputs), or --set io.input_range_calibration=false")
+        calibrate(analog, calibration_batches)
     analog.analogsam_preset = preset  # so evaluation can record the preset with its results
     return analog

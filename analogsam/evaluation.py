@@ -115,7 +115,8 @@ def _choose_backend(analog: nn.Module, backend: str):
 def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
              repeats: int = 5, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
-             batch_size: int = 2000, progress: bool = True, info: dict | None = None) -> list[dict]:
+             batch_size: int = 2000, progress: bool = True, info: dict | None = None,
+             faults: dict | None = None) -> list[dict]:
     """Accuracy over time of ``model`` on analog hardware described by ``preset``.
 
     Args:
@@ -130,6 +131,10 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
         store: a :class:`~analogsam.results.ResultStore`; finished cells are skipped and new ones appended.
         backend: ``"auto"`` (seeded fast path where it reproduces the tiles, else aihwkit), ``"fast"``, ``"aihwkit"``.
+        faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
+            e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
+            :func:`analogsam.faults.faulted_copy`), so one evaluation covers faults and drift together.
+            Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, preset, preset_hash, t_seconds,
@@ -149,6 +154,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     run = run or type(model).__name__
+    if faults:  # faulted results must never share a cell with clean ones
+        run = f"{run} [{', '.join(f'{k}={v}' for k, v in sorted(faults.items()))}]"
     times = parse_times(times)
     preset = resolve_preset(preset, overrides)
     preset.check_times(times)
@@ -160,14 +167,24 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     todo = [r for r in range(repeats) if store is None or (run, preset.name, preset.hash, r) not in store.done]
     if not todo:
         return []
-    analog = convert(model, preset)
-    backend_name, engine = _choose_backend(analog, backend)
+    def build(faulted_seed=None):
+        source = model
+        if faults:
+            from analogsam.faults import faulted_copy
 
+            source = faulted_copy(model, seed=faulted_seed, **faults)
+        analog = convert(source, preset, calibration_batches=data)
+        return (analog, *_choose_backend(analog, backend))
+
+    if not faults:
+        analog, backend_name, engine = build()  # convert once; each repeat only reprograms
     rows = []
     bar = tqdm(total=len(todo) * len(times), desc=f"{run} on {preset.name}", disable=not progress,
                leave=False, unit="point")
     for repeat in todo:
         repeat_seed = derive_seed(seed, run, preset.name, repeat)
+        if faults:
+            analog, backend_name, engine = build(derive_seed(repeat_seed, "faults"))
         torch.manual_seed(repeat_seed)  # programming and drift noise are drawn from torch's generator
         analog.program_analog_weights()
         cell = []

@@ -1,0 +1,67 @@
+"""The command line end to end on digits: train, evaluate, compare, run, presets."""
+
+import csv
+
+import pytest
+
+from analogsam.cli import main
+from analogsam.results import read_rows
+
+
+def _train(folder, optimizer, *extra):
+    assert main(["train", "--data", "digits", "--model", "mlp", "--optimizer", optimizer, "--epochs", "3",
+                 "--batch-size", "32", "--lr", "0.05", "--out", str(folder), "--quiet", *extra]) == 0
+
+
+def test_train_evaluate_compare(tmp_path, capsys):
+    _train(tmp_path / "sgd", "sgd")
+    _train(tmp_path / "sam", "sam", "--rho", "0.05")
+    out = capsys.readouterr().out
+    assert "wrote run folder" in out and str(tmp_path / "sam") in out
+
+    assert main(["evaluate", str(tmp_path / "sam"), "--preset", "pcm", "--times", "1,1d", "--repeats", "2",
+                 "--set", "io.adc_bits=6", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "summary.csv" in out and "accuracy_vs_time.png" in out
+    rows = read_rows(tmp_path / "eval" / "results.csv")
+    assert len(rows) == 4 and {r["t_seconds"] for r in rows} == {1.0, 86400.0}
+    assert (tmp_path / "eval" / "accuracy_vs_time.png").stat().st_size > 1000
+
+    cmp = tmp_path / "cmp"
+    args = ["compare", str(tmp_path / "sgd"), str(tmp_path / "sam"), "--presets", "pcm,ideal", "--times", "1s,1d",
+            "--repeats", "2", "--out", str(cmp), "--quiet"]
+    assert main(args) == 0
+    summary = list(csv.DictReader(open(cmp / "summary.csv")))
+    assert len(summary) == 2 * 2 * 2
+    report = (cmp / "report.md").read_text()
+    assert "## Preset `pcm`" in report and "## Preset `ideal`" in report and "**" in report
+    # the report's tables show the same numbers as summary.csv
+    for row in summary:
+        assert f"{100 * float(row['mean']):.2f} ± {100 * float(row['std']):.2f}" in report
+    before = (cmp / "results.csv").read_text()
+    assert main(args) == 0  # a rerun resumes: nothing new to measure, nothing duplicated
+    assert sorted((cmp / "results.csv").read_text().splitlines()) == sorted(before.splitlines())
+
+
+def test_run_default_study_small(tmp_path, capsys):
+    assert main(["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--repeats", "2",
+                 "--times", "1s,1y", "--out", str(tmp_path / "study"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "preset pcm" in out and "sgd" in out and "sam" in out and "±" in out
+    assert (tmp_path / "study" / "evaluation" / "accuracy_vs_time.png").exists()
+    assert len(read_rows(tmp_path / "study" / "evaluation" / "results.csv")) == 2 * 2 * 2
+
+
+def test_presets_commands(capsys):
+    assert main(["presets", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "pcm" in out and "rram-wan2022" in out
+    assert main(["presets", "show", "pcm", "--set", "io.adc_bits=6"]) == 0
+    assert "adc_bits" in capsys.readouterr().out
+
+
+def test_errors_are_one_clear_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing"), "--quiet"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", "digits", "--optimizer", "adam-typo", "--out", str(tmp_path / "x")])
