@@ -30,8 +30,7 @@ def train_or_reuse(out: str | Path, **train_kwargs) -> TrainedRun:
 
 
 def _identity_options(options: dict | None) -> dict:
-    options = dict(options or {})
-    options.pop("root", None)
+    options = {k: v for k, v in (options or {}).items() if v is not None and k != "root"}
     return json.loads(json.dumps(options))
 
 

@@ -108,7 +108,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    data_options = dict(data_options or {})
+    data_options = {k: v for k, v in (data_options or {}).items() if v is not None}
     if isinstance(data, str):
         data = load_dataset(data, **data_options)
     data_options.pop("root", None)  # a local path is no part of the run's identity
