@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from analogsam.data import load_dataset
@@ -15,23 +14,36 @@ from analogsam.training import CHECKPOINT, TrainedRun, load_run, train
 def train_or_reuse(out: str | Path, **train_kwargs) -> TrainedRun:
     """Train into ``out`` unless ``out`` already holds a finished run with the same settings.
 
-    "Same" means the stored config matches the one this call would write (dataset, model, optimizer
-    and its hyperparameters, epochs, seed, ...); anything else is retrained.
+    Takes :func:`analogsam.train`'s arguments. "Same" means: the dataset, model name, data options,
+    every training setting given here, and every optimizer hyperparameter given here match the stored
+    config; anything else is retrained (and overwrites ``out``).
     """
     out = Path(out)
-    config_path = out / "config.json"
-    if (out / CHECKPOINT).exists() and config_path.exists():
+    if (out / CHECKPOINT).exists() and (out / "config.json").exists():
         run = load_run(out)
-        wanted = {k: train_kwargs[k] for k in ("optimizer", "epochs", "seed", "batch_size") if k in train_kwargs}
-        if all(run.config.get(k) == v for k, v in wanted.items()) and len(run.metrics) == run.config.get("epochs") \
-                and run.config.get("data_options") == _identity_options(train_kwargs.get("data_options")):
+        if _matches(run.config, train_kwargs) and len(run.metrics) == run.config.get("epochs"):
             return run
     return train(out=out, **train_kwargs)
 
 
+_TRAIN_SETTINGS = ("optimizer", "epochs", "seed", "batch_size", "lr", "momentum", "weight_decay", "schedule")
+_NOT_HPARAMS = set(_TRAIN_SETTINGS) | {"model", "data", "data_options", "progress", "run_name", "device", "out"}
+
+
+def _matches(config: dict, kwargs: dict) -> bool:
+    data = kwargs.get("data", "fashion-mnist")
+    model = kwargs.get("model", "lenet5")
+    checks = [config.get("dataset") == (data if isinstance(data, str) else data.name),
+              config.get("model") == (model if isinstance(model, str) else model.get("name") if isinstance(model, dict) else None),
+              config.get("data_options") == _identity_options(kwargs.get("data_options"))]
+    checks += [config.get(k) == kwargs[k] for k in _TRAIN_SETTINGS if k in kwargs]
+    hparams = config.get("optimizer_hparams", {})
+    checks += [hparams.get(k) == v for k, v in kwargs.items() if k not in _NOT_HPARAMS]
+    return all(checks)
+
+
 def _identity_options(options: dict | None) -> dict:
-    options = {k: v for k, v in (options or {}).items() if v is not None and k != "root"}
-    return json.loads(json.dumps(options))
+    return {k: v for k, v in (options or {}).items() if v is not None and k != "root"}
 
 
 def default_study_runs(out: str | Path, *, optimizers=("sgd", "sam"), data: str = "fashion-mnist",
