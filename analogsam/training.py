@@ -86,7 +86,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
-          optimizer: str = "sgd", epochs: int = 10, batch_size: int = 128, lr: float = 0.05,
+          optimizer: str = "sgd", epochs: int = 10, batch_size: int = 128, lr: float | None = None,
           momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
           seed: int = 0, out: str | os.PathLike | None = None, run_name: str | None = None,
           progress: bool = True, device: str = "cpu", data_options: dict | None = None,
@@ -99,7 +99,8 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         data: a :class:`~analogsam.data.DatasetSplits` or a dataset name (loaded with ``data_options``).
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
-        epochs, batch_size, lr, momentum, weight_decay: the base optimizer's settings.
+        epochs, batch_size, lr, momentum, weight_decay: the base optimizer's settings; ``lr`` defaults
+            to the base optimizer's usual value (0.1 for SGD, 1e-3 for AdamW).
         schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
@@ -127,7 +128,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         "run_name": run_name or (out_dir.name if out_dir else optimizer),
         "dataset": data.name, "data_options": data_options, "model": spec["name"] if spec else type(model).__name__,
         "optimizer": optimizer, "optimizer_hparams": method.hparams, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "batch_size": batch_size, "lr": method.hparams.get("lr", lr), "momentum": momentum, "weight_decay": weight_decay,
         "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": str(torch.__version__),
     }
     if out_dir:
