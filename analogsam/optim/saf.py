@@ -1,0 +1,230 @@
+"""SAF and MESA: sharpness-aware training for (almost) free (Du, Zhou, Feng, Tan, Zhou, NeurIPS 2022,
+arXiv 2205.14083; code AngusDujw/SAF).
+
+Both replace SAM's second pass by a distillation term towards a "past" version of the network:
+
+    L = CE(f_θ(x_i), y_i) + λ · τ² · KL(softmax(ŷ_i / τ) ‖ softmax(f_θ(x_i) / τ))
+
+SAF: ŷ_i are sample i's logits recorded Ẽ epochs earlier (a per-sample ring buffer of Ẽ + 1 epochs).
+MESA: ŷ_i come from an exponential moving average of the weights (one extra no-grad forward).
+
+The term is active in epochs ``start <= epoch < end`` (0-based; the reference code tests
+``kl_start_epoch < epoch < kl_end_epoch``). Paper defaults: SAF λ = 0.3 (code: 0.16), τ = 5, Ẽ = 3
+(code ``minus_epoch`` 3; Ẽ = 2 also used), E_start = 5 (code) or about 30 % of training;
+MESA λ = 0.8, τ = 5, EMA decay 0.9998.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from ._common import kl_div_logits
+from .base import TrainingMethod
+
+
+def _default_start(epochs: int | None, minimum: int = 0) -> int:
+    # The paper turns the term on after ~30 % of training (the code's fixed default is epoch 5).
+    start = 5 if epochs is None else math.ceil(0.3 * epochs)
+    return max(start, minimum)
+
+
+def _check_window(h: dict, start_key: str, end_key: str) -> None:
+    if int(h[start_key]) != h[start_key] or h[start_key] < 0:
+        raise ValueError(f"{start_key} must be an integer epoch >= 0, got {h[start_key]!r}")
+    h[start_key] = int(h[start_key])
+    if h[end_key] is not None:
+        if int(h[end_key]) != h[end_key] or h[end_key] <= h[start_key]:
+            raise ValueError(f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), got {h[end_key]!r}")
+        h[end_key] = int(h[end_key])
+
+
+def _check_nonnegative(h: dict, *keys: str, positive: tuple[str, ...] = ()) -> None:
+    for key in keys:
+        h[key] = float(h[key])
+        ok = h[key] > 0 if key in positive else h[key] >= 0
+        if not (ok and math.isfinite(h[key])):
+            raise ValueError(f"{key} must be a finite number {'>' if key in positive else '>='} 0, got {h[key]!r}")
+
+
+class SAFMethod(TrainingMethod):
+    """``saf``: KL to each sample's own logits from ``saf_history`` epochs ago (SAF, Du et al. 2022).
+
+    Memory: a float32 buffer of shape ``(num_samples, num_classes, saf_history + 1)``, i.e.
+    4 · N · C · (Ẽ + 1) bytes, on the model's device (Fashion-MNIST, Ẽ = 3: 60000 · 10 · 4 · 4 B = 9.6 MB;
+    ImageNet: 1.28 M · 1000 · 4 · 4 B = 20 GB, the reason the authors keep it in host memory), plus an
+    int32 ``(num_samples, saf_history + 1)`` record of which epoch each slot holds, so that a sample with no
+    logits from exactly Ẽ epochs ago (not drawn that epoch) gets no KL term instead of a stale or zero one.
+    The training loop must pass the samples' dataset indices to ``train_step``. Cost: ≈ 1× SGD.
+    """
+
+    DEFAULTS = {"saf_lambda": 0.3, "saf_tau": 5.0, "saf_history": 3, "saf_start": None, "saf_end": None}
+
+    @classmethod
+    def resolve_hparams(cls, hparams, *, epochs):
+        h = dict(hparams)
+        _check_nonnegative(h, "saf_lambda", "saf_tau", positive=("saf_tau",))
+        if int(h["saf_history"]) != h["saf_history"] or h["saf_history"] < 1:
+            raise ValueError(f"saf_history must be an integer >= 1, got {h['saf_history']!r}")
+        h["saf_history"] = int(h["saf_history"])
+        if h["saf_start"] is None:
+            h["saf_start"] = _default_start(epochs, minimum=h["saf_history"])
+        _check_window(h, "saf_start", "saf_end")
+        return h
+
+    def __init__(self, name, model, *, num_samples=None, num_classes=None, **kwargs):
+        super().__init__(name, model, **kwargs)
+        if num_samples is None or num_samples < 1:
+            raise ValueError("saf needs num_samples (the training set size) for its per-sample logit buffer; "
+                             "pass build_method('saf', model, num_samples=len(train_set), ...)")
+        self.num_samples = int(num_samples)
+        self.num_classes = num_classes
+        self.logits_buffer: torch.Tensor | None = None
+        self.recorded_epoch: torch.Tensor | None = None
+        if num_classes is not None:
+            self._allocate(int(num_classes), next(model.parameters()).device)
+
+    def _allocate(self, num_classes: int, device) -> None:
+        slots = self.hparams["saf_history"] + 1
+        self.num_classes = num_classes
+        self.logits_buffer = torch.zeros(self.num_samples, num_classes, slots, device=device)
+        self.recorded_epoch = torch.full((self.num_samples, slots), -1, dtype=torch.int32, device=device)
+
+    def active(self, epoch: int | None = None) -> bool:
+        epoch = self.epoch if epoch is None else epoch
+        h = self.hparams
+        return epoch >= h["saf_start"] and (h["saf_end"] is None or epoch < h["saf_end"])
+
+    def reference_logits(self, indices: torch.Tensor, epoch: int | None = None):
+        """(logits recorded ``saf_history`` epochs before ``epoch``, mask of samples that have them)."""
+        epoch = self.epoch if epoch is None else epoch
+        past = epoch - self.hparams["saf_history"]
+        if past < 0 or self.logits_buffer is None:  # nothing recorded that long ago (-1 marks empty slots)
+            return None, torch.zeros(len(indices), dtype=torch.bool)
+        slot = past % (self.hparams["saf_history"] + 1)
+        valid = self.recorded_epoch[indices, slot] == past
+        return self.logits_buffer[indices, :, slot], valid
+
+    def _step(self, inputs, targets, indices):
+        if indices is None:
+            raise ValueError("saf needs the dataset index of every sample in the batch (train_step's indices)")
+        h = self.hparams
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(inputs)
+        if self.logits_buffer is None:
+            self._allocate(logits.shape[1], logits.device)
+        indices = indices.to(self.logits_buffer.device, torch.long)
+        task_loss = self._task_loss(logits, targets)
+        loss = task_loss
+        if h["saf_lambda"] > 0 and self.active():
+            reference, valid = self.reference_logits(indices)
+            if bool(valid.any()):
+                if not bool(valid.all()):  # only samples with logits from exactly Ẽ epochs ago
+                    reference, logits_now = reference[valid], logits[valid]
+                else:
+                    logits_now = logits
+                kl = kl_div_logits(reference, logits_now, h["saf_tau"])
+                loss = task_loss + h["saf_lambda"] * h["saf_tau"] ** 2 * kl
+        self._backward_and_step(loss)
+        # Record after the step succeeded, so a failed step leaves the buffer as it was.
+        slot = self.epoch % (h["saf_history"] + 1)
+        self.logits_buffer[indices, :, slot] = logits.detach().to(self.logits_buffer.dtype)
+        self.recorded_epoch[indices, slot] = self.epoch
+        return task_loss, logits
+
+    def state_dict(self):
+        state = super().state_dict()
+        state.update(logits_buffer=self.logits_buffer, recorded_epoch=self.recorded_epoch)
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.logits_buffer, self.recorded_epoch = state["logits_buffer"], state["recorded_epoch"]
+
+
+class MESAMethod(TrainingMethod):
+    """``mesa``: KL to the outputs of an exponential moving average of the weights (MESA, Du et al. 2022).
+    Memory: one copy of the model. Cost: one extra no-grad forward while active, plus the EMA
+    update every step (≈ 1.15× SGD in the paper).
+
+    The EMA model runs in eval mode and averages the BatchNorm buffers too, as timm's ``ModelEmaV2`` in
+    the reference code. With ``mesa_ema_warmup`` (default) the decay is min(decay, (1 + n) / (10 + n))
+    after n updates (TensorFlow's ExponentialMovingAverage ``num_updates``): with 0.9998 and no warm-up the
+    EMA needs ~5000 steps to forget the random initialisation, longer than a whole short run. Set it to
+    False for the reference code's plain EMA. The trained model (not the EMA) is what the loop keeps;
+    ``ema_model`` is available for evaluation.
+    """
+
+    DEFAULTS = {"mesa_lambda": 0.8, "mesa_tau": 5.0, "mesa_decay": 0.9998, "mesa_start": None,
+                "mesa_end": None, "mesa_ema_warmup": True}
+
+    @classmethod
+    def resolve_hparams(cls, hparams, *, epochs):
+        h = dict(hparams)
+        _check_nonnegative(h, "mesa_lambda", "mesa_tau", "mesa_decay", positive=("mesa_tau",))
+        if not 0.0 <= h["mesa_decay"] < 1.0:
+            raise ValueError(f"mesa_decay must be in [0, 1), got {h['mesa_decay']!r}")
+        if h["mesa_start"] is None:
+            h["mesa_start"] = _default_start(epochs)
+        _check_window(h, "mesa_start", "mesa_end")
+        h["mesa_ema_warmup"] = bool(h["mesa_ema_warmup"])
+        return h
+
+    def __init__(self, name, model, **kwargs):
+        super().__init__(name, model, **kwargs)
+        self.ema_model = copy.deepcopy(model).eval()
+        for p in self.ema_model.parameters():
+            p.requires_grad_(False)
+        self.ema_updates = 0
+        self._pairs = list(zip(self.ema_model.state_dict().values(), model.state_dict().values()))
+        self._float_pairs = [(e, m) for e, m in self._pairs if e.is_floating_point()]
+        self._other_pairs = [(e, m) for e, m in self._pairs if not e.is_floating_point()]
+
+    def active(self, epoch: int | None = None) -> bool:
+        epoch = self.epoch if epoch is None else epoch
+        h = self.hparams
+        return epoch >= h["mesa_start"] and (h["mesa_end"] is None or epoch < h["mesa_end"])
+
+    def current_decay(self) -> float:
+        decay = self.hparams["mesa_decay"]
+        if self.hparams["mesa_ema_warmup"]:
+            decay = min(decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        return decay
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema ← d · ema + (1 − d) · θ for parameters and float buffers; integer buffers are copied."""
+        weight = 1.0 - self.current_decay()
+        ema, live = zip(*self._float_pairs) if self._float_pairs else ((), ())
+        torch._foreach_lerp_(list(ema), list(live), weight)
+        for e, m in self._other_pairs:
+            e.copy_(m)
+        self.ema_updates += 1
+
+    def _step(self, inputs, targets, indices):
+        h = self.hparams
+        use_kl = h["mesa_lambda"] > 0 and self.active()
+        if use_kl:
+            with torch.no_grad():
+                reference = self.ema_model(inputs)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(inputs)
+        task_loss = self._task_loss(logits, targets)
+        loss = task_loss
+        if use_kl:
+            loss = task_loss + h["mesa_lambda"] * h["mesa_tau"] ** 2 * kl_div_logits(reference, logits, h["mesa_tau"])
+        self._backward_and_step(loss)
+        self.update_ema()
+        return task_loss, logits
+
+    def state_dict(self):
+        state = super().state_dict()
+        state.update(ema_model=self.ema_model.state_dict(), ema_updates=self.ema_updates)
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.ema_model.load_state_dict(state["ema_model"])
+        self.ema_updates = int(state["ema_updates"])

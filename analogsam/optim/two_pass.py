@@ -1,0 +1,309 @@
+"""SAM, ASAM and SAMSON: one two-pass algorithm with three perturbation scalings.
+
+All three take the gradient g at w, move to w + ε with
+
+    ε = ρ · T ⊙ (T ⊙ g) / ‖T ⊙ g‖₂          (one norm over all parameters)
+
+take the gradient there, return to w and let the base optimizer step with that second gradient.
+
+=========  ==================================  ===========================================
+optimizer  scale T for a weight tensor w        paper
+=========  ==================================  ===========================================
+SAM        1                                   Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2
+ASAM       |w| + η                             Kwon et al., ICML 2021, arXiv 2102.11600
+SAMSON     (|w| + η) / ‖w‖_p  (whole tensor)   Mordido et al., arXiv 2211.11561
+=========  ==================================  ===========================================
+
+Which tensors are "weights": ASAM and SAMSON scale only layer weights; everything else (biases,
+normalisation parameters) gets T = 1. The authors' code tests ``'weight' in name``, which also catches
+BatchNorm's γ; we give γ T = 1, since normalisation stays digital on an analog accelerator. An optimizer sees
+tensors, not names, so a param group may say ``adaptive=True/False``; without it a tensor with
+``dim() > 1`` is a weight and a 1-d tensor (bias, BatchNorm γ/β) is not. This deliberately differs from
+``pytorch_optimizer.SAM(adaptive=True)``, which scales every tensor by |w| with η = 0.
+:func:`analogsam.optim.adaptive_param_groups` builds the groups from a model by layer type.
+
+The API follows davda54/sam::
+
+    optimizer = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)
+    loss_fn(model(x), y).backward()
+    optimizer.first_step(zero_grad=True)
+    with frozen_batchnorm_stats(model):          # BN running stats must not see w + ε
+        loss_fn(model(x), y).backward()
+    optimizer.second_step(zero_grad=True)
+
+or ``optimizer.step(closure)`` with a closure that does forward and backward. Schedulers attach to
+``optimizer.base_optimizer`` (``param_groups`` are shared, so attaching to ``optimizer`` works too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ._common import NonFiniteError, adaptive_param_groups, frozen_batchnorm_stats, global_grad_norm
+from .base import TrainingMethod, base_optimizer_class
+
+
+class SAM(torch.optim.Optimizer):
+    """Sharpness-Aware Minimization (Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2 (p = 2), Alg. 1).
+
+    ε = ρ · g / ‖g‖₂ with one norm over all parameters; the base optimizer steps with ∇L(w + ε).
+
+    Args:
+        params: parameters or param groups (a group may override ``rho``).
+        base_optimizer: a torch optimizer class, e.g. ``torch.optim.SGD`` or ``torch.optim.AdamW``.
+        rho: the neighbourhood radius ρ, the L2 norm of ε. Paper: 0.05 on CIFAR-10, 0.1 on CIFAR-100
+            (davda54/sam WRN-16-8 CIFAR-10: ρ = 0.05).
+        **base_kwargs: passed to ``base_optimizer`` (``lr``, ``momentum``, ``weight_decay``, ...).
+
+    ``state_dict()`` is the base optimizer's (momentum buffers etc.): the perturbation is scratch.
+    A non-finite gradient raises :class:`NonFiniteError` naming the step (``step_count + 1``), before
+    any weight is written; in :meth:`second_step` the weights are first restored to w.
+    """
+
+    _extra_defaults: dict = {}
+
+    def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
+                 **base_kwargs):
+        if not (rho >= 0.0 and math.isfinite(rho)):
+            raise ValueError(f"rho must be a finite number >= 0, got {rho}")
+        if isinstance(base_optimizer, torch.optim.Optimizer):
+            raise TypeError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
+                            "not an instance (davda54/sam convention)")
+        defaults = dict(rho=rho, **self._extra_defaults, **base_kwargs)
+        super().__init__(params, defaults)
+        self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
+        # One list of groups for both, so lr schedulers and group edits reach the base optimizer.
+        self.param_groups = self.base_optimizer.param_groups
+        self.defaults.update(self.base_optimizer.defaults)
+        self.step_count = 0
+
+    # -- the scaling T: None means T = 1 -------------------------------------------------------------
+    def _scale(self, p: torch.Tensor, group: dict) -> torch.Tensor | None:
+        return None
+
+    def _params_with_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    yield group, p
+
+    @torch.no_grad()
+    def perturbation(self) -> dict[torch.Tensor, torch.Tensor]:
+        """ε for every parameter with a gradient, from the current gradients (does not move the weights)."""
+        groups = []  # (group, params, T ⊙ g, T or None per param)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                scales = [self._scale(p, group) for p in params]
+                scaled = [p.grad if t is None else p.grad * t for p, t in zip(params, scales)]
+                groups.append((group, params, scaled, scales))
+        if not groups:
+            raise RuntimeError(f"{type(self).__name__}.first_step() needs gradients: call loss.backward() first")
+        # One L2 norm over all parameters (foreach: one kernel per group, not per tensor).
+        norm = torch.linalg.vector_norm(torch.stack([n for _, _, tg, _ in groups for n in torch._foreach_norm(tg)]))
+        if not torch.isfinite(norm):
+            raise NonFiniteError(f"step {self.step_count + 1}: non-finite gradient (first pass of "
+                                 f"{type(self).__name__}); no weight was changed by this step",
+                                 step=self.step_count + 1)
+        eps = {}
+        for group, params, scaled, scales in groups:
+            e = torch._foreach_mul(scaled, group["rho"] / (norm + 1e-12))
+            for p, e_p, t in zip(params, e, scales):
+                eps[p] = e_p if t is None else e_p.mul_(t)
+        return eps
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = True) -> None:
+        """Move every parameter to w + ε (ε from the current gradients); remember w."""
+        eps = self.perturbation()
+        params, saved = list(eps), []
+        for p, e in eps.items():
+            state = self.state[p]
+            if "old_p" not in state or state["old_p"].shape != p.shape:
+                state["old_p"] = torch.empty_like(p)
+            state["e_w"] = e
+            state["perturbed"] = True
+            saved.append(state["old_p"])
+        # Restore from a copy rather than subtracting ε, so w comes back bit-exact.
+        torch._foreach_copy_(saved, params)
+        torch._foreach_add_(params, list(eps.values()))
+        if zero_grad:
+            self.zero_grad()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put back the weights saved by :meth:`first_step` (a no-op when they are back already)."""
+        params, saved = [], []
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and state.get("perturbed"):
+                    params.append(p)
+                    saved.append(state["old_p"])
+                    state["perturbed"] = False
+        if params:
+            torch._foreach_copy_(params, saved)
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = True) -> None:
+        """Return to w and let the base optimizer step with the gradient taken at w + ε."""
+        finite = bool(torch.isfinite(global_grad_norm(p for _, p in self._params_with_grad())))
+        self.restore()
+        if not finite:
+            raise NonFiniteError(f"step {self.step_count + 1}: non-finite gradient (second pass of "
+                                 f"{type(self).__name__}, at w + ε); weights restored to w, no update made",
+                                 step=self.step_count + 1)
+        self.base_optimizer.step()
+        self.step_count += 1
+        if zero_grad:
+            self.zero_grad()
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """One full step. ``closure`` does forward + backward (no zero_grad) and returns the loss.
+
+        As in davda54/sam the first gradient is expected to be computed already; if no parameter has a
+        gradient yet, the closure is called once first to compute it. Returns the first-pass loss when
+        this method computed it, else ``None``. BatchNorm running statistics are the closure's business
+        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
+        """
+        if closure is None:
+            raise ValueError(f"{type(self).__name__} needs a closure that does forward and backward; "
+                             "or call first_step()/second_step() yourself")
+        closure = torch.enable_grad()(closure)
+        loss = None
+        if not any(True for _ in self._params_with_grad()):
+            loss = closure()
+        self.first_step(zero_grad=True)
+        try:
+            closure()
+        except BaseException:
+            self.restore()
+            raise
+        self.second_step(zero_grad=False)
+        return loss
+
+    # The perturbation is scratch; what must survive a checkpoint is the base optimizer's state.
+    def state_dict(self):
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+
+
+class ASAM(SAM):
+    """Adaptive SAM (Kwon et al., ICML 2021, arXiv 2102.11600; SamsungLabs/ASAM).
+
+    ε = ρ · T² ⊙ g / ‖T ⊙ g‖₂ with T_w = |w| + η for weights, T = 1 for biases and normalisation
+    parameters (see the module docstring for how weights are recognised).
+
+    Args:
+        rho: ρ. Paper: 0.5 on CIFAR-10 (the default), 1.0 on CIFAR-100; davda54/sam WRN-16-8 used 2.0.
+        eta: η, keeps T away from 0 for zero weights. Paper: 0.01 (the example script's ``--eta``
+            defaults to 0.0, a known trap).
+    """
+
+    _extra_defaults = {"eta": 0.01, "adaptive": None}
+
+    def __init__(self, params, base_optimizer, rho: float = 0.5, eta: float = 0.01, **base_kwargs):
+        if not (eta >= 0.0 and math.isfinite(eta)):
+            raise ValueError(f"eta must be a finite number >= 0, got {eta}")
+        self._extra_defaults = {**self._extra_defaults, "eta": eta}
+        super().__init__(params, base_optimizer, rho=rho, **base_kwargs)
+
+    @staticmethod
+    def _is_weight(p: torch.Tensor, group: dict) -> bool:
+        flag = group.get("adaptive")
+        return p.dim() > 1 if flag is None else bool(flag)
+
+    def _scale(self, p, group):
+        if not self._is_weight(p, group):
+            return None
+        return p.abs().add_(group["eta"])
+
+
+class SAMSON(ASAM):
+    """SAM scaled by outlier normalisation (Mordido, Henwood, Chandar, Leduc-Primeau, arXiv 2211.11561).
+
+    ε = ρ · T ⊙ (T ⊙ g) / ‖T ⊙ g‖₂ with T_w = (|w| + η) / ‖w‖_p, the norm over the whole weight tensor
+    (p = ∞: the layer's largest |w|), T = 1 for biases and normalisation parameters. Normalising by the
+    layer's range makes the perturbation relative to what the analog tile can represent.
+
+    Args:
+        rho: ρ. Default 0.2, the value in the authors' follow-up code (the paper's class default is 0.5).
+        eta: η. Paper: 0.01.
+        p: the norm order, ``float('inf')`` (paper default) or 2 (the other variant studied).
+    """
+
+    def __init__(self, params, base_optimizer, rho: float = 0.2, eta: float = 0.01, p: float = math.inf,
+                 **base_kwargs):
+        p = float(p)
+        if not p >= 1.0:
+            raise ValueError(f"p must be >= 1 or inf, got {p}")
+        self._extra_defaults = {"eta": eta, "adaptive": None, "p": p}
+        super().__init__(params, base_optimizer, rho=rho, eta=eta, **base_kwargs)
+
+    def _scale(self, w, group):
+        if not self._is_weight(w, group):
+            return None
+        norm = torch.linalg.vector_norm(w, ord=group["p"]).clamp_min(1e-12)
+        return w.abs().add_(group["eta"]).div_(norm)
+
+
+# -- the training-method layer -----------------------------------------------------------------------
+
+
+class SharpnessAwareMethod(TrainingMethod):
+    """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
+    BatchNorm running statistics frozen. ASAM/SAMSON scale the layer weights (``weight`` of every
+    non-normalisation layer), not biases or normalisation parameters."""
+
+    OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
+    DEFAULTS_BY_NAME = {
+        "sam": {"rho": 0.05},
+        "asam": {"rho": 0.5, "eta": 0.01},
+        "samson": {"rho": 0.2, "eta": 0.01, "p": "inf"},
+    }
+
+    @classmethod
+    def resolve_hparams(cls, hparams, *, epochs):
+        h = dict(hparams)
+        if "p" in h:
+            p = float(h["p"])  # accepts "inf"
+            if not p >= 1.0:
+                raise ValueError(f"p must be >= 1 or inf, got {h['p']!r}")
+            h["p"] = "inf" if math.isinf(p) else p  # JSON has no infinity
+        for key in ("rho", "eta"):
+            if key in h and not (float(h[key]) >= 0 and math.isfinite(float(h[key]))):
+                raise ValueError(f"{key} must be a finite number >= 0, got {h[key]!r}")
+        return h
+
+    def _make_optimizer(self, base, lr, momentum, weight_decay):
+        cls, base_kwargs = base_optimizer_class(base)
+        extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items() if k in ("rho", "eta", "p")}
+        params = adaptive_param_groups(self.model) if self.name != "sam" else self.model.parameters()
+        self.sam = self.OPTIMIZERS[self.name](params, cls, **extra, **base_kwargs(lr, momentum, weight_decay))
+        return self.sam.base_optimizer
+
+    def _step(self, inputs, targets, indices):
+        sam = self.sam
+        sam.zero_grad(set_to_none=True)
+        logits = self.model(inputs)
+        loss = self._task_loss(logits, targets)
+        self._check_loss(loss)
+        loss.backward()
+        sam.step_count = self.step_count  # so the optimizer's own errors name the loop's step
+        sam.first_step(zero_grad=True)
+        try:
+            with frozen_batchnorm_stats(self.model):
+                loss_perturbed = self._task_loss(self.model(inputs), targets)
+            self._check_loss(loss_perturbed, "loss at w + ε")
+            loss_perturbed.backward()
+        except BaseException:
+            sam.restore()
+            raise
+        sam.second_step(zero_grad=True)
+        return loss, logits

@@ -1,0 +1,155 @@
+"""Time one training step of every optimizer against SGD, on LeNet-5 and ResNet-20.
+
+    python benchmarks/bench_optimizers.py                       # both models, all optimizers
+    python benchmarks/bench_optimizers.py --models lenet5 --repeats 10 --attack-steps 3
+
+Each optimizer gets its own copy of the same initial model and a fixed batch of 128 random inputs
+(LeNet-5: 1x28x28, Fashion-MNIST-sized; ResNet-20: 3x32x32). Steps are interleaved round-robin over the
+optimizers, so a load spike on a shared machine hits all of them alike; the table shows the median and
+the minimum over ``--repeats`` rounds after ``--warmup`` rounds, and their ratios to SGD's (pass/fail is
+judged on the ratio of medians; on a busy machine the ratio of minima is the steadier estimate). SAF and MESA are
+timed with their KL term active (SAF with reference logits recorded one epoch earlier).
+
+Targets (issue 3): SAM/ASAM/SAMSON <= 2.1x, SAF <= 1.15x, MESA <= 1.3x,
+adversarial with N attack steps <= (N + 1) x 1.1, noise injection <= 1.2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from analogsam.models import build_model
+from analogsam.optim import OPTIMIZER_NAMES, build_method
+
+MODELS = {
+    "lenet5": ({"name": "lenet5", "in_channels": 1, "num_classes": 10, "input_size": 28}, (1, 28, 28)),
+    "resnet20": ({"name": "resnet20", "in_channels": 3, "num_classes": 10}, (3, 32, 32)),
+}
+BATCH = 128
+# Extra rows: a label -> (optimizer name, settings). The constant-Θ* variant saves one backward per step.
+VARIANTS = {"adversarial-constant": ("adversarial", {"attack_gradient": "constant"})}
+ALL = OPTIMIZER_NAMES + tuple(VARIANTS)
+
+
+def targets(attack_steps: int) -> dict[str, float]:
+    return {"sam": 2.1, "asam": 2.1, "samson": 2.1, "saf": 1.15, "mesa": 1.3,
+            "adversarial": (attack_steps + 1) * 1.1, "adversarial-constant": (attack_steps + 1) * 1.1,
+            "noise": 1.2}
+
+
+def method_settings(name: str, attack_steps: int) -> tuple[str, dict]:
+    if name in VARIANTS:
+        base, settings = VARIANTS[name]
+        return base, {**method_settings(base, attack_steps)[1], **settings}
+    if name == "adversarial":
+        return name, {"attack_steps": attack_steps}
+    if name == "saf":
+        return name, {"saf_history": 1, "saf_start": 1}
+    if name == "mesa":
+        return name, {"mesa_start": 0}
+    return name, {}
+
+
+def bench_model(model_name: str, optimizers: list[str], *, repeats: int, warmup: int, attack_steps: int,
+                device: str, clock=time.perf_counter) -> dict[str, list[float]]:
+    spec, shape = MODELS[model_name]
+    torch.manual_seed(0)
+    initial = build_model(spec).to(device).state_dict()
+    x = torch.randn(BATCH, *shape, device=device)
+    y = torch.randint(0, 10, (BATCH,), device=device)
+    indices = torch.arange(BATCH)
+    methods = {}
+    for name in optimizers:
+        model = build_model(spec).to(device)
+        model.load_state_dict(initial)
+        model.train()
+        optimizer, settings = method_settings(name, attack_steps)
+        methods[name] = build_method(optimizer, model, lr=0.01, num_samples=BATCH, num_classes=10, epochs=2,
+                                     **settings)
+        methods[name].begin_epoch(0)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    for round_ in range(warmup + repeats):
+        if round_ == warmup:
+            for m in methods.values():  # SAF's epoch 0 recorded the logits its epoch-1 KL term needs
+                m.begin_epoch(1)
+        for name, method in methods.items():
+            sync()
+            start = clock()
+            method.train_step(x, y, indices)
+            sync()
+            if round_ >= warmup:
+                times[name].append(clock() - start)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="lenet5,resnet20",
+                        help=f"comma-separated, from {', '.join(MODELS)} (default: both)")
+    parser.add_argument("--optimizers", default=",".join(ALL),
+                        help="comma-separated optimizer names, or adversarial-constant for the constant-θ* "
+                             "variant (default: all of them; sgd is always timed)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds per optimizer (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
+    parser.add_argument("--attack-steps", type=int, default=10,
+                        help="adversarial attack steps N (default: 10, the paper's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time, which other processes on a "
+                             "shared machine disturb far less (CPU devices only) (default: wall)")
+    parser.add_argument("--json", default=None, help="also write the medians and ratios to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    optimizers = ["sgd"] + [n.strip() for n in args.optimizers.split(",") if n.strip() and n.strip() != "sgd"]
+    unknown = [n for n in optimizers if n not in ALL]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown += [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown names: {', '.join(unknown)}")
+    goal = targets(args.attack_steps)
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu measures CPU time; use --clock wall with an accelerator")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+
+    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, batch {BATCH}, "
+          f"{args.clock} clock, median of {args.repeats} steps after {args.warmup} warm-up rounds")
+    report, failures = {}, 0
+    for model_name in models:
+        times = bench_model(model_name, optimizers, repeats=args.repeats, warmup=args.warmup,
+                            attack_steps=args.attack_steps, device=args.device, clock=clock)
+        base, base_min = statistics.median(times["sgd"]), min(times["sgd"])
+        print(f"\n{model_name}\n{'optimizer':<25} {'median ms':>10} {'min ms':>9} {'x SGD':>6} {'(min)':>6} "
+              f"{'target':>9}  result")
+        for name in optimizers:
+            med, low = statistics.median(times[name]), min(times[name])
+            ratio, ratio_min = med / base, low / base_min
+            target = goal.get(name)
+            verdict = "-" if target is None else ("pass" if ratio <= target else "FAIL")
+            failures += verdict == "FAIL"
+            label = name + (f" N={args.attack_steps}" if name.startswith("adversarial") else "")
+            shown_target = f"<= {target:.2f}" if target is not None else ""
+            print(f"{label:<25} {med * 1e3:>10.1f} {low * 1e3:>9.1f} {ratio:>6.2f} {ratio_min:>6.2f} "
+                  f"{shown_target:>9}  {verdict}")
+            report.setdefault(model_name, {})[name] = {
+                "median_ms": med * 1e3, "min_ms": low * 1e3, "ratio": ratio, "ratio_of_min": ratio_min,
+                "target": target, "times_ms": [t * 1e3 for t in times[name]]}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"\nwrote {args.json}")
+    print(f"\n{failures} target(s) missed" if failures else "\nall targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
