@@ -16,10 +16,10 @@ __version__ = "0.1.0"
 # Submodules are imported on first use so that ``import analogsam`` stays fast and a CLI call
 # such as ``analogsam presets list`` does not pay for importing aihwkit.
 _LAZY = {
-    "train": ("analogsam.train", "train"),
-    "load_run": ("analogsam.train", "load_run"),
-    "convert": ("analogsam.convert", "convert"),
-    "evaluate": ("analogsam.evaluate", "evaluate"),
+    "train": ("analogsam.training", "train"),
+    "load_run": ("analogsam.training", "load_run"),
+    "convert": ("analogsam.conversion", "convert"),
+    "evaluate": ("analogsam.evaluation", "evaluate"),
 }
 
 
