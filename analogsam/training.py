@@ -100,7 +100,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
         epochs, batch_size, lr, momentum, weight_decay: the base optimizer's settings; ``lr`` defaults
-            to the base optimizer's usual value (0.1 for SGD, 1e-3 for AdamW).
+            to the base optimizer's usual value (0.05 for SGD, 1e-3 for AdamW).
         schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
