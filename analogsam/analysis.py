@@ -7,10 +7,14 @@
   noise or faults): the claim "flatter minima are more robust" predicts a positive ρ.
 - :func:`plot_sharpness_scatter`, :func:`plot_sharpness_scatters`, :func:`plot_robustness_curves`:
   PNG plots, drawn on matplotlib's Agg canvas without touching pyplot's global state.
+- :func:`analyze_runs`: the ``analogsam analyze`` study over trained run folders: per run the
+  metrics, curves and analog accuracy drop at a preset and time, across runs a table, the rank
+  correlations, scatters and a markdown report; resumable run by run.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from . import _analysis_common as C
@@ -28,10 +33,12 @@ __all__ = [
     "CURVES",
     "METRICS",
     "analyze_model",
+    "analyze_runs",
     "robustness_correlation",
     "plot_sharpness_scatter",
     "plot_sharpness_scatters",
     "plot_robustness_curves",
+    "plot_robustness_panel",
 ]
 
 METRICS = sharpness.METRICS
@@ -298,13 +305,7 @@ def plot_sharpness_scatters(records, out_dir, *, metrics: Sequence[str] | None =
                                    drop=drop) for m in metrics]
 
 
-def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | None = None) -> Path:
-    """Mean accuracy ± std against the level (η or fault rate) for several runs' curves of one kind.
-
-    ``curves`` maps a run label to a :class:`analogsam.faults.RobustnessCurve` or its ``to_dict()``.
-    """
-    fig = _figure()
-    ax = fig.add_subplot()
+def _draw_curves(ax, curves: Mapping[str, object], title: str | None) -> None:
     level_name, kind = "level", ""
     for label, curve in curves.items():
         curve = curve.to_dict() if hasattr(curve, "to_dict") else curve
@@ -319,4 +320,442 @@ def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | N
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
+
+
+def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | None = None) -> Path:
+    """Mean accuracy ± std against the level (η or fault rate) for several runs' curves of one kind.
+
+    ``curves`` maps a run label to a :class:`analogsam.faults.RobustnessCurve` or its ``to_dict()``.
+    """
+    fig = _figure()
+    _draw_curves(fig.add_subplot(), curves, title)
     return _save(fig, path)
+
+
+def plot_robustness_panel(curves_by_kind: Mapping[str, Mapping[str, object]], path, *,
+                          title: str | None = None) -> Path:
+    """All robustness curves in one PNG: one axes per curve kind (``{kind: {run label: curve}}``),
+    two columns, each run one line with ± std error bars."""
+    kinds = [k for k, v in curves_by_kind.items() if v]
+    cols = min(2, max(1, len(kinds)))
+    rows = max(1, math.ceil(len(kinds) / cols))
+    fig = _figure(figsize=(5.0 * cols, 4.0 * rows))
+    for i, kind in enumerate(kinds):
+        _draw_curves(fig.add_subplot(rows, cols, i + 1), curves_by_kind[kind], kind.replace("_", " "))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+# --- run folders: the `analogsam analyze` study ------------------------------------------------
+
+#: ``analyze_model`` settings of ``quick=True``: fewer ascent steps, draws and levels (minutes → seconds).
+QUICK_SETTINGS = {
+    "ascent_steps": 3, "sharpness_draws": 5, "hessian_iters": 8, "trace_draws": 5,
+    "relative_etas": (0.0, 0.1, 0.3, 0.5), "additive_etas": (0.0, 0.05, 0.1), "noise_draws": 3,
+    "stuck_at_rates": (0.0, 0.01, 0.05), "bit_flip_rates": (0.0, 1e-3, 1e-2), "fault_draws": 2,
+}
+RUN_RECORD = "analysis.json"
+TABLE_FILE = "table.csv"
+CORRELATION_FILE = "correlation.csv"
+REPORT_FILE = "report.md"
+_TEST_BATCH = 2000
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _settings_hash(settings: Mapping) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(_jsonable(settings), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data) -> None:
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=True) + "\n")
+    os.replace(tmp, path)  # a killed run never leaves a half-written record behind
+
+
+def _read_json(path: Path):
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _exact_spearman_p(xs, ys) -> float:
+    """Two-sided permutation p-value of Spearman's ρ, exact by enumeration (nan for n < 3 or n > 8).
+
+    With a handful of runs scipy's t-approximation is far too optimistic (it gives p = 0 for ρ = 1);
+    the exact test says what n runs can show at all, e.g. at n = 4 the smallest p is 2/24 ≈ 0.083.
+    """
+    import itertools
+
+    from scipy import stats
+
+    n = len(xs)
+    if n < 3 or n > 8 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return float("nan")
+    rx, ry = stats.rankdata(xs), stats.rankdata(ys)
+    rx = rx - rx.mean()
+
+    def rho(ranks):
+        r = np.asarray(ranks) - np.mean(ranks)
+        return float(rx @ r / math.sqrt((rx @ rx) * (r @ r)))
+
+    observed = abs(rho(ry))
+    hits = total = 0
+    for perm in itertools.permutations(ry):
+        total += 1
+        hits += abs(rho(perm)) >= observed - 1e-12
+    return hits / total
+
+
+def _dataset_cache_key(config: Mapping, data_root) -> str:
+    import json
+
+    return json.dumps([config.get("dataset"), config.get("data_options", {}), str(data_root)], sort_keys=True)
+
+
+def _curve_rows(record: Mapping) -> list[dict]:
+    rows = []
+    for name, curve in record.get("curves", {}).items():
+        for row in curve["summary"]:
+            rows.append({"run": record["run"], "curve": name, "kind": curve["kind"],
+                         "level_name": curve["level_name"], "level": row[curve["level_name"]],
+                         **{k: row[k] for k in ("n", "mean", "std", "min", "max", "mean_drop")},
+                         "clean_accuracy": curve["clean_accuracy"]})
+    return rows
+
+
+def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> dict:
+    """Per-run CSVs and PNGs beside ``analysis.json``; returns their paths."""
+    from .results import RESULT_COLUMNS, write_rows
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    sharp = [{"metric": m, "value": r["value"], "stderr": r["stderr"],
+              "num_batches": r["settings"].get("num_batches"), "n_samples": r["settings"].get("n_samples")}
+             for m, r in record.get("sharpness", {}).items()]
+    if sharp:
+        paths["sharpness"] = folder / "sharpness.csv"
+        write_rows(paths["sharpness"], sharp, ["metric", "value", "stderr", "num_batches", "n_samples"])
+    curve_rows = _curve_rows(record)
+    if curve_rows:
+        paths["curves"] = folder / "curves.csv"
+        write_rows(paths["curves"], curve_rows, list(curve_rows[0]))
+    if analog_rows:
+        paths["analog"] = folder / "analog_results.csv"
+        write_rows(paths["analog"], analog_rows, RESULT_COLUMNS)
+    if record.get("curves"):
+        paths["robustness_plot"] = plot_robustness_panel(
+            {name: {record["run"]: curve} for name, curve in record["curves"].items()},
+            folder / "robustness.png", title=f"{record['run']}: accuracy under weight noise and faults")
+    return paths
+
+
+def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, backend, metrics, curves,
+                 options, progress, label) -> tuple[dict, list[dict]]:
+    """Sharpness on training batches, curves on test batches, analog accuracy at (preset, t)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .evaluation import evaluate, format_time
+    from .results import summarize
+
+    steps = [("metric", m) for m in metrics] + [("curve", c) for c in curves] + [("analog", preset.name)]
+    bar = tqdm(steps, desc=label, disable=not progress, leave=False, unit="step")
+    merged = {"metrics": {}, "sharpness": {}, "curves": {}, "drops": {}, "timings": {}}
+    analog_rows = []
+    for kind, name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        if kind == "metric":
+            part = analyze_model(run.model, train_batches, metrics=[name], curves=[], seed=seed, **options)
+            merged["metrics"].update(part["metrics"])
+            merged["sharpness"].update(part["sharpness"])
+            merged["sharpness_data"] = part["clean"]
+            merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
+        elif kind == "curve":
+            part = analyze_model(run.model, test_batches, metrics=[], curves=[name], seed=seed, **options)
+            merged["curves"].update(part["curves"])
+            merged["drops"].update(part["drops"])
+            merged["clean"] = part["clean"]
+            merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
+        else:
+            analog_rows = evaluate(run, test_batches, preset, times=[t], repeats=repeats, seed=seed,
+                                   backend=backend, progress=False)
+            cell = summarize(analog_rows)[0]
+            merged["analog"] = {
+                "preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "time": format_time(t),
+                "repeats": cell["n"], "digital_accuracy": cell["digital_accuracy"], "mean": cell["mean"],
+                "std": cell["std"], "ci95_low": cell["ci95_low"], "ci95_high": cell["ci95_high"],
+                "backend": analog_rows[0]["backend"]}
+            merged["digital_accuracy"] = cell["digital_accuracy"]
+            merged["analog_accuracy"] = cell["mean"]
+            merged["accuracy_drop"] = cell["digital_accuracy"] - cell["mean"]
+        merged["timings"][name] = time.perf_counter() - start
+    bar.close()
+    return merged, analog_rows
+
+
+def _without(mapping: Mapping, *keys) -> dict:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def _table_rows(records: Sequence[Mapping], metrics: Sequence[str]) -> list[dict]:
+    rows = []
+    for r in records:
+        row = {"run": r["run"], "optimizer": r.get("optimizer"), "model": r.get("model"),
+               "dataset": r.get("dataset"), "preset": r["analog"]["preset"], "t_seconds": r["analog"]["t_seconds"],
+               "repeats": r["analog"]["repeats"], "digital_accuracy": r["digital_accuracy"],
+               "analog_accuracy": r["analog_accuracy"], "analog_std": r["analog"]["std"],
+               "accuracy_drop": r["accuracy_drop"]}
+        for m in metrics:
+            sharp = r.get("sharpness", {}).get(m, {})
+            row[m] = sharp.get("value")
+            row[f"{m}_stderr"] = sharp.get("stderr")
+        row.update(r.get("drops", {}))
+        rows.append(row)
+    return rows
+
+
+def _fmt(value, spec=".4g") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return format(value, spec)
+
+
+def _metric_cell(record: Mapping, metric: str) -> str:
+    """``value`` or ``value ± stderr`` for the Monte-Carlo estimators."""
+    sharp = record.get("sharpness", {}).get(metric, {})
+    stderr = sharp.get("stderr")
+    text = _fmt(sharp.get("value"))
+    if sharp.get("diagnostics", {}).get("converged") is False:
+        text += "†"
+    return text if stderr is None else f"{text} ± {_fmt(stderr, '.2g')}"
+
+
+def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
+    metrics = [m for m in METRICS if any(m in r.get("metrics", {}) for r in records)]
+    a = records[0]["analog"] if records else {}
+    lines = [
+        "# Does flatness predict robustness?", "",
+        f"{len(records)} runs. Accuracy drop = digital test accuracy − analog test accuracy on preset "
+        f"**{a.get('preset')}** at **t = {a.get('time')}** after programming (mean of {settings['repeats']} "
+        f"programmings, seed {settings['seed']}, backend {a.get('backend')}). Sharpness on "
+        f"{settings['num_batches']} training batches of {settings['batch_size']} samples; noise and fault "
+        "curves on the test samples. ρ > 0: sharper runs lost more accuracy; ± is the Monte-Carlo standard "
+        "error of average sharpness and Hessian trace.", "",
+        "## Sharpness and accuracy drop per run", "",
+        "| run | optimizer | digital acc | analog acc (± std) | drop | " + " | ".join(metrics) + " |",
+        "|---|---|---|---|---|" + "---|" * len(metrics),
+    ]
+    for r in records:
+        values = " | ".join(_metric_cell(r, m) for m in metrics)
+        lines.append(f"| {r['run']} | {r.get('optimizer')} | {r['digital_accuracy']:.2%} | "
+                     f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp | "
+                     f"{r['accuracy_drop'] * 100:.2f} pp | {values} |")
+    if any(r.get("sharpness", {}).get(m, {}).get("diagnostics", {}).get("converged") is False
+           for r in records for m in metrics):
+        lines += ["", "† power iteration stopped at its iteration limit before the eigenvalue settled to the "
+                  "tolerance: a lower bound (see `diagnostics` in the run's analysis.json); raise `hessian_iters`."]
+    lines += ["", "## Spearman rank correlation with the analog accuracy drop", "",
+              "| metric | n | Spearman ρ | p (t-approx.) | p (exact permutation) |", "|---|---|---|---|---|"]
+    for c in correlations:
+        if c["drop"] == "accuracy_drop":
+            lines.append(f"| {c['metric']} | {c['n']} | {_fmt(c['spearman_rho'], '.2f')} | "
+                         f"{_fmt(c['p_value'], '.3g')} | {_fmt(c['p_exact'], '.3g')} |")
+    others = sorted({c["drop"] for c in correlations} - {"accuracy_drop"})
+    if others:
+        lines += ["", "## Spearman ρ with the weight-noise and fault accuracy drops (test set)", "",
+                  "| metric | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        by = {(c["metric"], c["drop"]): c["spearman_rho"] for c in correlations}
+        for m in metrics:
+            lines.append(f"| {m} | " + " | ".join(_fmt(by.get((m, d)), ".2f") for d in others) + " |")
+    n = len(records)
+    lines += ["", f"With n = {n} runs the exact two-sided p cannot go below "
+              f"{2 / math.factorial(n) if 2 < n <= 8 else float('nan'):.3g}; read ρ as a description of these "
+              "runs, not as a test.", "", "## Plots", ""]
+    for key, path in paths.items():
+        if str(path).endswith(".png"):
+            lines.append(f"- [{key}]({Path(path).relative_to(out).as_posix()})")
+    return "\n".join(lines) + "\n"
+
+
+def analyze_runs(
+    run_dirs: Sequence,
+    out,
+    *,
+    preset="pcm",
+    t: float | str = "1d",
+    repeats: int = 5,
+    seed: int = 0,
+    num_batches: int = 4,
+    batch_size: int = 256,
+    test_samples: int | None = None,
+    overrides: Mapping | None = None,
+    backend: str = "auto",
+    data_root=None,
+    metrics: Sequence[str] = METRICS,
+    curves: Sequence[str] = CURVES,
+    quick: bool = False,
+    progress: bool = True,
+    **analysis_options,
+) -> dict:
+    """Sharpness, robustness curves and analog accuracy drop of each run folder, and their correlation.
+
+    Per run (folder ``out/<run name>/``): every sharpness metric on ``num_batches`` seeded random
+    training batches of ``batch_size`` samples (the loss landscape the optimizer shaped), the
+    weight-noise and fault curves on the test split (its first ``test_samples`` samples if given),
+    and the analog accuracy at ``preset`` and time ``t`` over ``repeats`` programmings measured by
+    :func:`analogsam.evaluation.evaluate` on the same test samples. Written as ``analysis.json``
+    (everything), ``sharpness.csv``, ``curves.csv``, ``analog_results.csv`` and ``robustness.png``.
+    ``analysis.json`` is written as soon as a run is done and records a hash of every setting and of
+    the checkpoint, so rerunning after a crash, or with more runs, skips runs already analysed with
+    the same settings.
+
+    Across runs (folder ``out``): ``table.csv`` (one row per run: accuracies, drop, metrics with
+    their standard errors, noise/fault drops), ``correlation.csv`` (Spearman ρ of each metric with
+    the analog drop and with each noise/fault drop; t-approximation and exact permutation p),
+    ``report.md``, one scatter ``sharpness_<metric>_vs_accuracy_drop.png`` per metric and
+    ``robustness.png`` overlaying all runs' curves.
+
+    ``analysis_options`` go to :func:`analyze_model` (``rho``, ``hessian_iters``, ``relative_etas``,
+    ...); ``quick=True`` starts from :data:`QUICK_SETTINGS`. Returns ``{"records", "table",
+    "correlations", "paths", "analysed", "skipped"}``.
+    """
+    from tqdm.auto import tqdm
+
+    from .conversion import resolve_preset
+    from .data import load_dataset
+    from .evaluation import parse_times
+    from .results import write_rows
+    from .training import CHECKPOINT, load_run
+
+    run_dirs = [Path(r) for r in run_dirs]
+    if not run_dirs:
+        raise ValueError("analyze_runs needs at least one run folder")
+    metrics = _check_subset("metrics", metrics, METRICS)
+    curves = _check_subset("curves", curves, CURVES)
+    times = parse_times([t] if isinstance(t, (int, float)) else t)
+    if len(times) != 1:
+        raise ValueError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}")
+    t = times[0]
+    repeats = C.check_int("repeats", repeats, low=1)
+    num_batches = C.check_int("num_batches", num_batches, low=1)
+    batch_size = C.check_int("batch_size", batch_size, low=1)
+    if test_samples is not None:
+        test_samples = C.check_int("test_samples", test_samples, low=1)
+    preset = resolve_preset(preset, dict(overrides) if overrides else None)
+    preset.check_times([t])
+    options = {**(QUICK_SETTINGS if quick else {}), **analysis_options}
+    allowed = set(inspect.signature(analyze_model).parameters) - {
+        "model", "batches", "metrics", "curves", "seed", "num_batches"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown analysis options {sorted(unknown)}; see analogsam.analysis.analyze_model")
+    for d in run_dirs:
+        if not (d / CHECKPOINT).exists():
+            raise FileNotFoundError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "repeats": repeats,
+                "seed": seed, "num_batches": num_batches, "batch_size": batch_size, "test_samples": test_samples,
+                "backend": backend, "metrics": list(metrics), "curves": list(curves), "options": options}
+
+    runs = [load_run(d) for d in run_dirs]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two runs share a name ({', '.join(names)}): rename a run folder so results stay apart")
+
+    datasets: dict[str, object] = {}
+    records, paths, analysed, skipped = [], {}, [], []
+    outer = tqdm(list(zip(run_dirs, runs)), desc="analyze", disable=not progress, unit="run")
+    for run_dir, run in outer:
+        folder = out / _slug(run.name)
+        run_settings = {**settings, "checkpoint": _file_digest(run_dir / CHECKPOINT)}
+        digest = _settings_hash(run_settings)
+        old = _read_json(folder / RUN_RECORD)
+        if old is not None and old.get("settings_hash") == digest:
+            records.append(old)
+            skipped.append(run.name)
+            if progress:
+                tqdm.write(f"[{run.name}] already analysed with these settings: {folder / RUN_RECORD}")
+            continue
+        key = _dataset_cache_key(run.config, data_root)
+        if key not in datasets:
+            options_ = dict(run.config.get("data_options", {}))
+            if data_root is not None:
+                options_["root"] = data_root
+            if "dataset" not in run.config:
+                raise ValueError(f"run {run.name!r} does not record its dataset")
+            datasets[key] = load_dataset(run.config["dataset"], **options_)
+        data = datasets[key]
+        train_batches = list(data.train.batches(batch_size, shuffle=True, seed=seed))[:num_batches]
+        # Large test batches: a forward pass costs less per sample, and the accuracies do not depend on it.
+        test = list(data.test.batches(_TEST_BATCH))
+        if test_samples is not None:
+            x = torch.cat([b[0] for b in test])[:test_samples]
+            y = torch.cat([b[1] for b in test])[:test_samples]
+            test = [(x[i:i + _TEST_BATCH], y[i:i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
+        merged, analog_rows = _analyze_one(
+            run, train_batches, test, preset, t, repeats=repeats, seed=seed, backend=backend, metrics=metrics,
+            curves=curves, options=options, progress=progress, label=run.name)
+        record = {"run": run.name, "optimizer": run.optimizer, "model": run.config.get("model"),
+                  "dataset": run.config.get("dataset"), "run_dir": str(run_dir),
+                  "settings": run_settings, "settings_hash": digest, **merged}
+        record = _jsonable(record)
+        _write_run_files(record, folder, analog_rows)
+        _write_json(folder / RUN_RECORD, record)  # last: its presence means the run is complete
+        records.append(record)
+        analysed.append(run.name)
+        if progress:
+            tqdm.write(f"[{run.name}] digital {record['digital_accuracy']:.2%}, {preset.name} at "
+                       f"{record['analog']['time']} {record['analog_accuracy']:.2%} "
+                       f"(drop {record['accuracy_drop'] * 100:.2f} pp), "
+                       f"{sum(record['timings'].values()):.0f} s -> {folder}")
+    outer.close()
+    for r in records:
+        paths[f"run_{r['run']}"] = out / _slug(r["run"]) / RUN_RECORD
+
+    # Across runs.
+    table = _table_rows(records, metrics)
+    paths["table"] = out / TABLE_FILE
+    write_rows(paths["table"], table, list(dict.fromkeys(k for row in table for k in row)))
+    drops = ["accuracy_drop"] + sorted({d for r in records for d in r.get("drops", {})})
+    correlations = robustness_correlation(records, metrics=list(metrics), drop=drops)
+    for c in correlations:
+        xs, ys, _ = _paired(records, c["metric"], c["drop"])
+        c["p_exact"] = _exact_spearman_p(xs, ys)
+    paths["correlation"] = out / CORRELATION_FILE
+    write_rows(paths["correlation"], correlations, ["metric", "drop", "n", "spearman_rho", "p_value", "p_exact"])
+    for m, p in zip(metrics, plot_sharpness_scatters(records, out, metrics=list(metrics), drop="accuracy_drop")):
+        paths[f"scatter_{m}"] = p
+    by_kind = {name: {r["run"]: r["curves"][name] for r in records if name in r.get("curves", {})}
+               for name in curves}
+    if any(by_kind.values()):
+        paths["robustness"] = plot_robustness_panel(by_kind, out / "robustness.png",
+                                                    title="accuracy under weight noise and faults (test set)")
+    paths["report"] = out / REPORT_FILE
+    paths["report"].write_text(_markdown_report(records, correlations, settings, paths, out))
+    return {"records": records, "table": table, "correlations": correlations, "paths": paths,
+            "analysed": analysed, "skipped": skipped}

@@ -102,6 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     pre.add_argument("name", nargs="?", help="preset name or TOML path (for show)")
     pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. io.adc_bits=6")
+    ana = sub.add_parser("analyze", help="sharpness metrics, noise/fault curves and analog accuracy drop of runs; "
+                                         "their rank correlation",
+                         description="Per run: every sharpness metric (on training batches), accuracy under "
+                                     "relative/additive weight noise, stuck-at faults and bit flips (test set), and "
+                                     "the accuracy drop (digital - analog) at one preset and time. Across runs: a "
+                                     "table, Spearman rank correlation of each metric with the drop, scatters and "
+                                     "report.md. Rerunning the same command skips runs already analysed.")
+    ana.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`")
+    ana.add_argument("--out", required=True, help="output folder (per-run subfolders, table.csv, report.md)")
+    ana.add_argument("--preset", default="pcm",
+                     help="preset name or TOML path for the accuracy drop (default: %(default)s)")
+    ana.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a preset value, e.g. --set io.adc_bits=6 (repeatable)")
+    ana.add_argument("--time", default="1d",
+                     help="time after programming of the accuracy drop: seconds or with a unit s,min,h,d,w,y "
+                          "(default: %(default)s)")
+    ana.add_argument("--repeats", type=int, default=5,
+                     help="programmings (programming-noise draws) averaged for the drop (default: %(default)s)")
+    ana.add_argument("--num-batches", "--batches", dest="num_batches", type=int, default=4, metavar="N",
+                     help="seeded random training batches the sharpness metrics are measured on (default: %(default)s)")
+    ana.add_argument("--batch-size", type=int, default=256,
+                     help="samples per sharpness batch (default: %(default)s)")
+    ana.add_argument("--test-samples", type=int, default=None, metavar="N",
+                     help="use the first N test samples for curves and drop (default: the whole test split)")
+    ana.add_argument("--metrics", default=None,
+                     help="comma-separated subset of worst_case_sharpness, adaptive_sharpness, average_sharpness, "
+                          "hessian_top_eigenvalue, hessian_trace (default: all)")
+    ana.add_argument("--curves", default=None,
+                     help="comma-separated subset of weight_noise_relative, weight_noise_additive, stuck_at, "
+                          "bit_flip (default: all)")
+    ana.add_argument("--quick", action="store_true",
+                     help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)")
+    ana.add_argument("--backend", choices=("auto", "fast", "aihwkit"), default="auto",
+                     help="analog forward: auto = seeded fast path where it reproduces the tiles, else aihwkit's C++ tiles")
+    ana.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the dataset files")
+    ana.add_argument("--seed", type=int, default=0,
+                     help="seed of the batches, noise and fault draws and programmings (default: %(default)s)")
+    ana.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -196,8 +234,35 @@ def cmd_presets(args) -> None:
     print(devices.describe(devices.load(args.name, overrides=_overrides(args.set))))
 
 
+def cmd_analyze(args) -> None:
+    from analogsam.analysis import CURVES, METRICS, analyze_runs
+
+    def names(text, default):
+        return default if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    start = time.perf_counter()
+    result = analyze_runs(args.run_dirs, args.out, preset=args.preset, t=args.time, repeats=args.repeats,
+                          seed=args.seed, num_batches=args.num_batches, batch_size=args.batch_size,
+                          test_samples=args.test_samples, overrides=_overrides(args.set), backend=args.backend,
+                          data_root=args.data_root, metrics=names(args.metrics, METRICS),
+                          curves=names(args.curves, CURVES), quick=args.quick, progress=not args.quiet)
+    print()
+    for c in result["correlations"]:
+        if c["drop"] == "accuracy_drop":
+            print(f"{c['metric']:<24} Spearman rho vs accuracy drop {c['spearman_rho']:+.2f} (n={c['n']}, "
+                  f"exact p={c['p_exact']:.3g})")
+    if result["skipped"]:
+        print(f"reused earlier analyses of: {', '.join(result['skipped'])}")
+    paths = result["paths"]
+    print(f"wrote per-run results: {', '.join(str(paths['run_' + r['run']].parent) for r in result['records'])}")
+    for kind in ("table", "correlation", "report"):
+        print(f"wrote {kind}: {paths[kind]}")
+    print(f"wrote plots: {args.out}/*.png")
+    print(f"finished in {time.perf_counter() - start:.0f} s")
+
+
 COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "presets": cmd_presets}
+            "presets": cmd_presets, "analyze": cmd_analyze}
 
 
 def main(argv=None) -> int:
