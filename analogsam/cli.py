@@ -49,6 +49,8 @@ def _add_evaluation_arguments(p: argparse.ArgumentParser, *, many_presets: bool)
                    help="independent programmings (programming-noise draws) per preset (default: %(default)s)")
     p.add_argument("--backend", choices=("auto", "fast", "aihwkit"), default="auto",
                    help="analog forward: auto = seeded fast path where it reproduces the tiles, else aihwkit's C++ tiles")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local processes to spread the programmings over (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +206,7 @@ def cmd_evaluate(args) -> None:
     preset_label = Path(args.preset).stem
     out = Path(args.out) if args.out else Path(args.run_dir) / f"eval-{preset_label}"
     rows = sweep([args.run_dir], [args.preset], times=args.times, repeats=args.repeats, seed=args.seed, out=out,
-                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
+                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet, workers=args.workers,
                  batches_for=lambda r: _test_batches(r, args.data_root))
     _finish(rows, out, title=f"{Path(args.run_dir).name} on {preset_label}")
 
@@ -214,7 +216,7 @@ def cmd_compare(args) -> None:
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     rows = sweep(args.run_dirs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=args.out,
-                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
+                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet, workers=args.workers,
                  batches_for=lambda r: _test_batches(r, args.data_root))
     _finish(rows, Path(args.out), title="Comparison: " + ", ".join(Path(r).name for r in args.run_dirs))
 

@@ -116,7 +116,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              repeats: int = 5, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
-             faults: dict | None = None) -> list[dict]:
+             faults: dict | None = None, only_repeats: Sequence[int] | None = None) -> list[dict]:
     """Accuracy over time of ``model`` on analog hardware described by ``preset``.
 
     Args:
@@ -135,6 +135,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
             :func:`analogsam.faults.faulted_copy`), so one evaluation covers faults and drift together.
             Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
+        only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, preset, preset_hash, t_seconds,
@@ -164,9 +165,11 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
 
     model = model.cpu().eval()
     digital_accuracy, _ = _score(model, data)
-    todo = [r for r in range(repeats) if store is None or (run, preset.name, preset.hash, r) not in store.done]
+    wanted = range(repeats) if only_repeats is None else only_repeats
+    todo = [r for r in wanted if store is None or (run, preset.name, preset.hash, r) not in store.done]
     if not todo:
         return []
+
     def build(faulted_seed=None):
         source = model
         if faults:
@@ -208,17 +211,25 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     return rows
 
 
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = 5,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True) -> list[dict]:
+          progress: bool = True, workers: int = 1) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
+    ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
+    an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     from analogsam.training import TrainedRun, load_run, run_test_data
 
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     runs = [r if isinstance(r, TrainedRun) else load_run(r) for r in runs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -232,14 +243,34 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store = ResultStore(out)
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or (lambda r: run_test_data(r).batches(2000))
+    data = {r.name: list(batches_for(r)) for r in runs}
+    common = dict(times=times, seed=seed, backend=backend)
     new_rows = []
-    for r in runs:
-        data = list(batches_for(r))
-        for p in presets:
-            start = time.perf_counter()
-            rows = evaluate(r, data, p, times=times, repeats=repeats, seed=seed, store=store,
-                            backend=backend, progress=progress)
+    if workers == 1:
+        for r in runs:
+            for p in presets:
+                start = time.perf_counter()
+                rows = evaluate(r, data[r.name], p, repeats=repeats, store=store, progress=progress, **common)
+                new_rows.extend(rows)
+                if progress and rows:
+                    tqdm.write(f"[{r.name} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+        return store.rows if store is not None else new_rows
+
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
+             if store is None or (r.name, p.name, p.hash, k) not in store.done]
+    threads = max(1, torch.get_num_threads() // workers)
+    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(evaluate, r, data[r.name], p, repeats=repeats, only_repeats=[k], progress=False,
+                               **common) for r, p, k in cells]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({workers} workers)",
+                           disable=not progress, unit="cell"):
+            rows = future.result()
+            if store is not None:
+                store.append_cell(rows)  # only this process writes the store
             new_rows.extend(rows)
-            if progress and rows:
-                tqdm.write(f"[{r.name} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
     return store.rows if store is not None else new_rows

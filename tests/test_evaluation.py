@@ -110,3 +110,15 @@ def test_any_module_and_plain_batches(digits_run, digits):
     rows = evaluate(digits_run.model, [(digits.test.x[:100], digits.test.y[:100])], "pcm", times=[1.0],
                     repeats=1, run="mine", progress=False)
     assert rows[0]["run"] == "mine" and rows[0]["n_samples"] == 100
+
+
+def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
+    from analogsam.evaluation import sweep
+
+    kwargs = dict(batches_for=lambda r: digits.test.batches(200), times="1s,1d", repeats=2, progress=False)
+    serial = sweep([digits_run], ["pcm"], **kwargs)
+    parallel = sweep([digits_run], ["pcm"], workers=2, out=tmp_path, **kwargs)
+    key = lambda r: (r["repeat"], r["t_seconds"])  # noqa: E731
+    assert [(key(r), r["accuracy"], r["loss"]) for r in sorted(serial, key=key)] == \
+           [(key(r), r["accuracy"], r["loss"]) for r in sorted(parallel, key=key)]
+    assert len(ResultStore(tmp_path).rows) == 4
