@@ -508,7 +508,9 @@ def test_defaults_resolve_per_method_and_run():
     assert isinstance(build_method("sam", tiny_mlp(), base="adamw").optimizer, torch.optim.AdamW)
     assert build_method("samson", tiny_mlp()).hparams["p"] == "inf"
     assert build_method("saf", tiny_mlp(), num_samples=4, epochs=20).hparams["saf_start"] == 6
-    assert build_method("saf", tiny_mlp(), num_samples=4, epochs=2).hparams["saf_start"] == 3  # >= history
+    assert build_method("saf", tiny_mlp(), num_samples=4, epochs=5).hparams["saf_start"] == 3  # >= history
+    with pytest.raises(ValueError, match="would never switch on"):  # not a silent copy of SGD
+        build_method("saf", tiny_mlp(), num_samples=4, epochs=3)
     with pytest.raises(ValueError, match="base"):
         build_method("sgd", tiny_mlp(), base="adamw")
 

@@ -31,10 +31,15 @@ def _default_start(epochs: int | None, minimum: int = 0) -> int:
     return max(start, minimum)
 
 
-def _check_window(h: dict, start_key: str, end_key: str) -> None:
+def _check_window(h: dict, start_key: str, end_key: str, epochs: int | None = None) -> None:
     if int(h[start_key]) != h[start_key] or h[start_key] < 0:
         raise ValueError(f"{start_key} must be an integer epoch >= 0, got {h[start_key]!r}")
     h[start_key] = int(h[start_key])
+    if epochs is not None and h[start_key] >= epochs:
+        # Otherwise the run would silently be its base optimizer, bit for bit.
+        raise ValueError(f"{start_key}={h[start_key]} (0-based) but training has only {epochs} epochs: the "
+                         "extra term would never switch on. Train for more epochs or set a lower "
+                         f"{start_key} (for SAF also saf_history <= saf_start, e.g. saf_history=1, saf_start=1).")
     if h[end_key] is not None:
         if int(h[end_key]) != h[end_key] or h[end_key] <= h[start_key]:
             raise ValueError(f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), got {h[end_key]!r}")
@@ -71,7 +76,7 @@ class SAFMethod(TrainingMethod):
         h["saf_history"] = int(h["saf_history"])
         if h["saf_start"] is None:
             h["saf_start"] = _default_start(epochs, minimum=h["saf_history"])
-        _check_window(h, "saf_start", "saf_end")
+        _check_window(h, "saf_start", "saf_end", epochs)
         return h
 
     def __init__(self, name, model, *, num_samples=None, num_classes=None, **kwargs):
@@ -168,7 +173,7 @@ class MESAMethod(TrainingMethod):
             raise ValueError(f"mesa_decay must be in [0, 1), got {h['mesa_decay']!r}")
         if h["mesa_start"] is None:
             h["mesa_start"] = _default_start(epochs)
-        _check_window(h, "mesa_start", "mesa_end")
+        _check_window(h, "mesa_start", "mesa_end", epochs)
         h["mesa_ema_warmup"] = bool(h["mesa_ema_warmup"])
         return h
 
