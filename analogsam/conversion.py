@@ -44,7 +44,7 @@ def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None
     return preset.with_overrides(overrides) if overrides else preset
 
 
-def calibrate(analog: nn.Module, batches, max_samples: int = 1000) -> None:
+def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0) -> None:
     """Set the static input ranges of every tile from data (aihwkit's CACHE_QUANTILE calibration).
 
     Needed by presets with ``io.input_range_calibration = true`` (e.g. ``hwa-standard``), whose tiles
@@ -64,8 +64,12 @@ def calibrate(analog: nn.Module, batches, max_samples: int = 1000) -> None:
     import torch
 
     x = torch.cat(inputs)[:max_samples]
-    calibrate_input_ranges(analog, InputRangeCalibrationType.CACHE_QUANTILE,
-                           iter([((x[i:i + 250],), {}) for i in range(0, len(x), 250)]))
+    # aihwkit subsamples its input cache with torch's global generator: fix it here, without
+    # disturbing the caller's random stream, so the same data always gives the same ranges.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        calibrate_input_ranges(analog, InputRangeCalibrationType.CACHE_QUANTILE,
+                               iter([((x[i:i + 250],), {}) for i in range(0, len(x), 250)]))
 
 
 def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrides: dict | None = None,
