@@ -119,6 +119,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              faults: dict | None = None, only_repeats: Sequence[int] | None = None) -> list[dict]:
     """Accuracy over time of ``model`` on analog hardware described by ``preset``.
 
+    Each number depends only on (seed, run, preset, repeat, t): adding repeats or time points leaves
+    the numbers already measured unchanged.
+
     Args:
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
             :class:`~analogsam.training.TrainedRun`.
@@ -190,12 +193,17 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             analog, backend_name, engine = build(derive_seed(repeat_seed, "faults"))
         torch.manual_seed(repeat_seed)  # programming and drift noise are drawn from torch's generator
         analog.program_analog_weights()
+        # The drift-compensation baseline belongs to the programming, not to the first time point.
+        baseline = torch.Generator().manual_seed(derive_seed(repeat_seed, "program"))
         cell = []
         for t in times:
+            # Drift exponents are drawn at programming; a drift draws fresh read noise, so each time
+            # point gets its own seed rather than whatever the previous time point left in the stream.
+            torch.manual_seed(derive_seed(repeat_seed, "drift", t))
             analog.drift_analog_weights(t)
             if engine is not None:
                 generator = torch.Generator().manual_seed(derive_seed(repeat_seed, "forward", t))
-                engine.sync(generator)
+                engine.sync(generator, baseline_generator=baseline)
                 acc, loss = _score(engine, data)
             else:
                 acc, loss = _score(analog, data)

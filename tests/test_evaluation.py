@@ -131,3 +131,9 @@ def test_calibrated_preset_is_reproducible(digits_run, digits):
     torch.manual_seed(12345)  # whatever state the caller's generator is in
     b = evaluate(digits_run, _batches(digits), "hwa-standard", times="1s", repeats=1, progress=False)
     assert a[0]["loss"] == b[0]["loss"] and a[0]["accuracy"] > a[0]["digital_accuracy"] - 0.05
+
+
+def test_adding_time_points_keeps_earlier_numbers(digits_run, digits):
+    one = evaluate(digits_run, _batches(digits), "pcm", times="1d", repeats=2, progress=False)
+    two = evaluate(digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, progress=False)
+    assert [r["loss"] for r in one] == [r["loss"] for r in two if r["t_seconds"] == 86400.0]

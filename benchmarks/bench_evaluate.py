@@ -1,0 +1,202 @@
+"""Cost of an accuracy-over-time sweep: aihwkit's C++ tiles against the seeded fast path.
+
+    python benchmarks/bench_evaluate.py                 # LeNet-5 (10k Fashion-MNIST) and ResNet-20
+    python benchmarks/bench_evaluate.py --quick         # smaller inputs, 2 times x 2 repeats
+    python benchmarks/bench_evaluate.py --models lenet5 --with-evaluate
+
+For each model, PCM preset (``analogsam.devices.load("pcm")``: PCMLikeNoiseModel, global drift
+compensation, 8-bit DAC/ADC, out_noise 0.04, weight_scaling_omega 1, 512x512 tiles), 5 times x 10
+repeats, it prints, all measured in the same run:
+
+(a) the digital forward of the test inputs (median of ``--digital-runs`` passes before the sweeps
+    and one after each repeat of the fast sweep, so that load changes hit both sides);
+(b) the straightforward aihwkit loop: convert once; per repeat and time program, drift and
+    evaluate with the C++ tiles. Each such cell costs the same, so ``--aihwkit-cells`` cells are
+    timed and the loop's cost is their median times (times x repeats);
+(c) the same sweep through ``analogsam.fastpath`` (program once per repeat; per time drift,
+    ``engine.sync(generator)``, forward), timed in full;
+(d) with ``--with-evaluate``: ``analogsam.evaluation.evaluate`` on the same sweep;
+
+and the issue's ratios: sweep / (times x repeats x digital) (target <= 2.0) and
+sweep / aihwkit loop (target <= 0.5). The models are untrained (random initial weights): the cost
+does not depend on the training, and accuracies are printed only as a sanity check.
+
+Times are process CPU seconds by default (``--clock cpu``) with one torch thread (``--threads 1``):
+on a shared 2-core machine wall-clock times swing with other people's jobs, and multi-threaded
+torch then suffers from OpenMP barrier waits far more than the single-threaded C++ tiles do.
+``--clock wall --threads 2`` measures the other way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from analogsam.models import build_model, make_spec
+
+TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+
+
+def make_clock(kind: str):
+    return time.process_time if kind == "cpu" else time.perf_counter
+
+
+@torch.no_grad()
+def accuracy(forward, x, y, batch_size):
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (forward(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    return correct / len(x)
+
+
+def load_inputs(name: str, quick: bool, resnet_samples: int):
+    if name == "lenet5":
+        from analogsam.data import load_dataset
+
+        test = load_dataset("fashion-mnist").test
+        n = 2000 if quick else len(test.x)
+        spec = make_spec("lenet5", in_channels=1, num_classes=10, input_size=28)
+        return spec, test.x[:n], test.y[:n], "Fashion-MNIST test set"
+    n = min(resnet_samples, 500) if quick else resnet_samples
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    spec = make_spec("resnet20", in_channels=3, num_classes=10, input_size=32)
+    return spec, x, y, "random 3x32x32 inputs"
+
+
+def bench(name: str, args, clock) -> dict:
+    from aihwkit.nn.conversion import convert_to_analog
+
+    from analogsam import devices
+    from analogsam.fastpath import FastAnalogForward, unsupported_reason
+
+    torch.manual_seed(0)
+    spec, x, y, what = load_inputs(name, args.quick, args.resnet_samples)
+    model = build_model(spec).eval()
+    bs = args.batch_size
+    times = TIMES[: args.times]
+    cells = len(times) * args.repeats
+    preset = devices.load("pcm")
+    print(f"\n== {name}: {len(x)} {what}, preset {preset.name}, {len(times)} times x {args.repeats} "
+          f"repeats = {cells} cells, batch {bs}")
+
+    # (a) digital: timed before the sweeps and again between the fast sweep's repeats, so that a
+    # change of load on a shared machine affects both sides alike; the median is used.
+    digital = []
+
+    def time_digital():
+        t0 = clock()
+        acc = accuracy(model, x, y, bs)
+        digital.append(clock() - t0)
+        return acc
+
+    for _ in range(args.digital_runs):
+        acc_digital = time_digital()
+
+    # (b) the straightforward aihwkit loop
+    analog = convert_to_analog(model, preset.rpu_config()).eval()
+    n_cells = min(args.aihwkit_cells, cells)
+    cell_times, acc_aihwkit = [], []
+    for i in range(n_cells):
+        repeat, t = divmod(i, len(times))
+        t0 = clock()
+        torch.manual_seed(repeat)
+        analog.program_analog_weights()
+        analog.drift_analog_weights(times[t])
+        acc_aihwkit.append(accuracy(analog, x, y, bs))
+        cell_times.append(clock() - t0)
+    t_cell = statistics.median(cell_times)
+    t_loop = t_cell * cells
+
+    # (c) the same sweep through the fast path (a digital forward is timed between repeats,
+    # outside the sweep's time)
+    reason = unsupported_reason(analog)
+    if reason:
+        print(f"(c) fast path: not supported ({reason})")
+        return {}
+    t0 = clock()
+    engine = FastAnalogForward(analog)
+    t_sweep = clock() - t0
+    fast_cells, acc_fast = [], []
+    for repeat in range(args.repeats):
+        t0 = clock()
+        torch.manual_seed(repeat)
+        analog.program_analog_weights()
+        engine.sync(torch.Generator().manual_seed(10_000 + repeat))  # draws the compensation baseline
+        t_sweep += clock() - t0
+        for t_index, t in enumerate(times):
+            c0 = clock()
+            analog.drift_analog_weights(t)
+            engine.sync(torch.Generator().manual_seed(repeat * 100 + t_index))
+            acc_fast.append(accuracy(engine, x, y, bs))
+            fast_cells.append(clock() - c0)
+        t_sweep += sum(fast_cells[-len(times):])
+        time_digital()
+    t_digital = statistics.median(digital)
+    print(f"(a) digital forward            {t_digital:8.2f} s  (median of {len(digital)}, min {min(digital):.2f}; "
+          f"accuracy {acc_digital:.3f})")
+    print(f"(b) aihwkit loop (C++ tiles)    {t_loop:8.2f} s  ({cells} x median cell {t_cell:.2f} s "
+          f"over {n_cells} timed cells; accuracy {statistics.mean(acc_aihwkit):.3f})")
+    print(f"(c) fast-path sweep            {t_sweep:8.2f} s  (median cell {statistics.median(fast_cells):.2f} s; "
+          f"accuracy {statistics.mean(acc_fast):.3f})")
+
+    result = {"digital": t_digital, "aihwkit_loop": t_loop, "fast_sweep": t_sweep}
+    print(f"    fast sweep / ({cells} x digital)  = {t_sweep / (cells * t_digital):6.2f}   (target <= 2.0)")
+    print(f"    fast sweep / aihwkit loop     = {t_sweep / t_loop:6.3f}   (target <= 0.5)")
+    print(f"    aihwkit loop / ({cells} x digital) = {t_loop / (cells * t_digital):6.2f}   (before)")
+
+    # (d) analogsam.evaluation.evaluate, if asked
+    if args.with_evaluate:
+        from analogsam.evaluation import evaluate
+
+        t0 = clock()
+        rows = evaluate(model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0,
+                        batch_size=bs, progress=False)
+        t_eval = clock() - t0
+        backends = sorted({r["backend"] for r in rows})
+        print(f"(d) analogsam.evaluate          {t_eval:8.2f} s  (backend {','.join(backends)}; includes "
+              f"conversion and one digital pass)")
+        print(f"    evaluate / ({cells} x digital)    = {t_eval / (cells * t_digital):6.2f}")
+        print(f"    evaluate / aihwkit loop       = {t_eval / t_loop:6.3f}")
+        result["evaluate"] = t_eval
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="lenet5,resnet20", help="comma-separated: lenet5, resnet20")
+    parser.add_argument("--quick", action="store_true",
+                        help="2000 LeNet / 500 ResNet samples, 2 times x 2 repeats, 2 aihwkit cells")
+    parser.add_argument("--times", type=int, default=5, help="number of time points (1 s ... 1 y), at most 5")
+    parser.add_argument("--repeats", type=int, default=10, help="programming repeats")
+    parser.add_argument("--aihwkit-cells", type=int, default=3,
+                        help="(repeat, time) cells of the aihwkit loop to time; the loop's cost is their "
+                             "median times the number of cells")
+    parser.add_argument("--digital-runs", type=int, default=5, help="digital forward passes (median)")
+    parser.add_argument("--resnet-samples", type=int, default=1000, help="random ResNet-20 inputs")
+    parser.add_argument("--batch-size", type=int, default=2000,
+                        help="inputs per forward call (analogsam.evaluate's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="process CPU time (default) or wall-clock time, in seconds")
+    parser.add_argument("--with-evaluate", action="store_true",
+                        help="also time analogsam.evaluation.evaluate on the same sweep")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.times, args.repeats = min(args.times, 2), min(args.repeats, 2)
+        args.aihwkit_cells, args.digital_runs = min(args.aihwkit_cells, 2), min(args.digital_runs, 3)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock")
+    clock = make_clock(args.clock)
+    for name in args.models.split(","):
+        bench(name.strip(), args, clock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
