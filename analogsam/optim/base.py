@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from typing import Any, ClassVar
 
 import torch
@@ -28,7 +30,7 @@ def make_base_optimizer(base: str, params, lr: float, momentum: float, weight_de
     return cls(params, **kwargs(lr, momentum, weight_decay))
 
 
-class TrainingMethod:
+class TrainingMethod(abc.ABC):
     """One training step of one optimizer, whatever it needs (extra passes, buffers, EMA models).
 
     Attributes:
@@ -80,8 +82,9 @@ class TrainingMethod:
     def end_epoch(self, epoch: int) -> None:
         pass
 
+    @abc.abstractmethod
     def _step(self, inputs, targets, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """One update; returns (task loss, logits) at the unperturbed weights."""
 
     # -- checkpoints --------------------------------------------------------------------------------
     def state_dict(self) -> dict:
