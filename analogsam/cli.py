@@ -192,7 +192,7 @@ def cmd_train(args) -> None:
     data_options = {"root": args.data_root, "train_limit": args.train_limit, "test_limit": args.test_limit,
                     "val_fraction": args.val_fraction}
     kwargs = method_kwargs_from_args(args)
-    run = train(args.model, args.data, epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
+    run = train(args.model, args.data, optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
                 seed=args.seed, out=args.out, progress=not args.quiet, data_options=data_options, **kwargs)
     last = run.metrics[-1]
     print(f"test accuracy {last['test_accuracy']:.2%} after {last['epoch']} epochs "

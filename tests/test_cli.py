@@ -6,6 +6,7 @@ import pytest
 
 from analogsam.cli import main
 from analogsam.results import read_rows
+from analogsam.training import load_run
 
 
 def _train(folder, optimizer, *extra):
@@ -18,6 +19,8 @@ def test_train_evaluate_compare(tmp_path, capsys):
     _train(tmp_path / "sam", "sam", "--rho", "0.05")
     out = capsys.readouterr().out
     assert "wrote run folder" in out and str(tmp_path / "sam") in out
+    config = load_run(tmp_path / "sam").config
+    assert config["optimizer"] == "sam" and config["optimizer_hparams"]["rho"] == 0.05
 
     assert main(["evaluate", str(tmp_path / "sam"), "--preset", "pcm", "--times", "1,1d", "--repeats", "2",
                  "--set", "io.adc_bits=6", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
