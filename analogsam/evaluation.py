@@ -166,57 +166,60 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     data = _rebatch(batches, batch_size)
     n_samples = sum(len(y) for _, y in data)
 
-    model = model.cpu().eval()
-    digital_accuracy, _ = _score(model, data)
-    wanted = range(repeats) if only_repeats is None else only_repeats
-    todo = [r for r in wanted if store is None or (run, preset.name, preset.hash, r) not in store.done]
-    if not todo:
-        return []
+    # Conversion, calibration and the repeats seed or draw from torch's global generator: none of
+    # that may change the caller's random stream.
+    with torch.random.fork_rng():
+        model = model.cpu().eval()
+        digital_accuracy, _ = _score(model, data)
+        wanted = range(repeats) if only_repeats is None else only_repeats
+        todo = [r for r in wanted if store is None or (run, preset.name, preset.hash, r) not in store.done]
+        if not todo:
+            return []
 
-    def build(faulted_seed=None):
-        source = model
-        if faults:
-            from analogsam.faults import faulted_copy
+        def build(faulted_seed=None):
+            source = model
+            if faults:
+                from analogsam.faults import faulted_copy
 
-            source = faulted_copy(model, seed=faulted_seed, **faults)
-        analog = convert(source, preset, calibration_batches=data)
-        return (analog, *_choose_backend(analog, backend))
+                source = faulted_copy(model, seed=faulted_seed, **faults)
+            analog = convert(source, preset, calibration_batches=data)
+            return (analog, *_choose_backend(analog, backend))
 
-    if not faults:
-        analog, backend_name, engine = build()  # convert once; each repeat only reprograms
-    rows = []
-    bar = tqdm(total=len(todo) * len(times), desc=f"{run} on {preset.name}", disable=not progress,
-               leave=False, unit="point")
-    for repeat in todo:
-        repeat_seed = derive_seed(seed, run, preset.name, repeat)
-        if faults:
-            analog, backend_name, engine = build(derive_seed(repeat_seed, "faults"))
-        torch.manual_seed(repeat_seed)  # programming and drift noise are drawn from torch's generator
-        analog.program_analog_weights()
-        # The drift-compensation baseline belongs to the programming, not to the first time point.
-        baseline = torch.Generator().manual_seed(derive_seed(repeat_seed, "program"))
-        cell = []
-        for t in times:
-            # Drift exponents are drawn at programming; a drift draws fresh read noise, so each time
-            # point gets its own seed rather than whatever the previous time point left in the stream.
-            torch.manual_seed(derive_seed(repeat_seed, "drift", t))
-            analog.drift_analog_weights(t)
-            if engine is not None:
-                generator = torch.Generator().manual_seed(derive_seed(repeat_seed, "forward", t))
-                engine.sync(generator, baseline_generator=baseline)
-                acc, loss = _score(engine, data)
-            else:
-                acc, loss = _score(analog, data)
-            cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
-                         "dataset": info.get("dataset"), "preset": preset.name, "preset_hash": preset.hash,
-                         "t_seconds": t, "repeat": repeat, "seed": repeat_seed, "accuracy": acc, "loss": loss,
-                         "digital_accuracy": digital_accuracy, "n_samples": n_samples, "backend": backend_name})
-            bar.update(1)
-        if store is not None:
-            store.append_cell(cell)
-        rows.extend(cell)
-    bar.close()
-    return rows
+        if not faults:
+            analog, backend_name, engine = build()  # convert once; each repeat only reprograms
+        rows = []
+        bar = tqdm(total=len(todo) * len(times), desc=f"{run} on {preset.name}", disable=not progress,
+                   leave=False, unit="point")
+        for repeat in todo:
+            repeat_seed = derive_seed(seed, run, preset.name, repeat)
+            if faults:
+                analog, backend_name, engine = build(derive_seed(repeat_seed, "faults"))
+            torch.manual_seed(repeat_seed)  # programming and drift noise are drawn from torch's generator
+            analog.program_analog_weights()
+            # The drift-compensation baseline belongs to the programming, not to the first time point.
+            baseline = torch.Generator().manual_seed(derive_seed(repeat_seed, "program"))
+            cell = []
+            for t in times:
+                # Drift exponents are drawn at programming; a drift draws fresh read noise, so each time
+                # point gets its own seed rather than whatever the previous time point left in the stream.
+                torch.manual_seed(derive_seed(repeat_seed, "drift", t))
+                analog.drift_analog_weights(t)
+                if engine is not None:
+                    generator = torch.Generator().manual_seed(derive_seed(repeat_seed, "forward", t))
+                    engine.sync(generator, baseline_generator=baseline)
+                    acc, loss = _score(engine, data)
+                else:
+                    acc, loss = _score(analog, data)
+                cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
+                             "dataset": info.get("dataset"), "preset": preset.name, "preset_hash": preset.hash,
+                             "t_seconds": t, "repeat": repeat, "seed": repeat_seed, "accuracy": acc, "loss": loss,
+                             "digital_accuracy": digital_accuracy, "n_samples": n_samples, "backend": backend_name})
+                bar.update(1)
+            if store is not None:
+                store.append_cell(cell)
+            rows.extend(cell)
+        bar.close()
+        return rows
 
 
 def _worker_init(threads: int) -> None:

@@ -137,3 +137,11 @@ def test_adding_time_points_keeps_earlier_numbers(digits_run, digits):
     one = evaluate(digits_run, _batches(digits), "pcm", times="1d", repeats=2, progress=False)
     two = evaluate(digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, progress=False)
     assert [r["loss"] for r in one] == [r["loss"] for r in two if r["t_seconds"] == 86400.0]
+
+
+def test_evaluate_leaves_the_callers_random_stream_alone(digits_run, digits):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
+    assert torch.equal(torch.rand(3), expected)
