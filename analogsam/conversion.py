@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 
+import torch
 from torch import nn
 
 from analogsam import devices
@@ -39,9 +40,7 @@ def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
 
 def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None) -> "devices.Preset":
     """A :class:`~analogsam.devices.Preset` from a name, a TOML path or a preset, with ``overrides`` applied."""
-    if isinstance(preset, str):
-        return devices.load(preset, overrides=overrides)
-    return preset.with_overrides(overrides) if overrides else preset
+    return devices.load(preset, overrides=overrides)
 
 
 def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0) -> None:
@@ -61,8 +60,6 @@ def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0
             break
     if not inputs:
         raise ValueError("calibration needs at least one batch of inputs")
-    import torch
-
     x = torch.cat(inputs)[:max_samples]
     # aihwkit subsamples its input cache with torch's global generator: fix it here, without
     # disturbing the caller's random stream, so the same data always gives the same ranges.
