@@ -51,6 +51,9 @@ def _add_evaluation_arguments(p: argparse.ArgumentParser, *, many_presets: bool)
                    help="analog forward: auto = seeded fast path where it reproduces the tiles, else aihwkit's C++ tiles")
     p.add_argument("--workers", type=int, default=1,
                    help="local processes to spread the programmings over (default: %(default)s)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the dataset files")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the repeats (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,18 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="accuracy over time of one trained run on one device preset")
     ev.add_argument("run_dir", help="a run folder written by `analogsam train`")
     _add_evaluation_arguments(ev, many_presets=False)
-    ev.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the dataset files")
-    ev.add_argument("--seed", type=int, default=0, help="base seed of the repeats (default: %(default)s)")
     ev.add_argument("--out", default=None, help="output folder (default: RUN_DIR/eval-PRESET)")
-    ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     cmp = sub.add_parser("compare", help="evaluate several runs on several presets; tables, plots, markdown report")
     cmp.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`")
     _add_evaluation_arguments(cmp, many_presets=True)
-    cmp.add_argument("--data-root", default=None, metavar="DIR", help="folder holding the dataset files")
-    cmp.add_argument("--seed", type=int, default=0, help="base seed of the repeats (default: %(default)s)")
     cmp.add_argument("--out", required=True, help="output folder; rerunning the same command resumes it")
-    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pre = sub.add_parser("presets", help="list device presets or show one with every value, unit and source")
     pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
@@ -152,12 +149,12 @@ def _overrides(items):
 
 
 def _finish(rows, out: Path, title: str) -> None:
-    from analogsam.report import print_summary, write_report
+    from analogsam.report import summary_tables, write_report
     from analogsam.results import summarize
 
     written = write_report(rows, out, title=title)
     print()
-    print(print_summary(summarize(rows)))
+    print(summary_tables(summarize(rows)))
     print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
@@ -200,25 +197,25 @@ def cmd_train(args) -> None:
     print(f"wrote run folder: {run.path} (checkpoint.pt, log.csv, config.json)")
 
 
-def cmd_evaluate(args) -> None:
+def _sweep_and_report(args, run_dirs, presets, out: Path, title: str) -> None:
     from analogsam.evaluation import sweep
 
+    rows = sweep(run_dirs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
+                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
+                 workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root))
+    _finish(rows, out, title=title)
+
+
+def cmd_evaluate(args) -> None:
     preset_label = Path(args.preset).stem
     out = Path(args.out) if args.out else Path(args.run_dir) / f"eval-{preset_label}"
-    rows = sweep([args.run_dir], [args.preset], times=args.times, repeats=args.repeats, seed=args.seed, out=out,
-                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet, workers=args.workers,
-                 batches_for=lambda r: _test_batches(r, args.data_root))
-    _finish(rows, out, title=f"{Path(args.run_dir).name} on {preset_label}")
+    _sweep_and_report(args, [args.run_dir], [args.preset], out, f"{Path(args.run_dir).name} on {preset_label}")
 
 
 def cmd_compare(args) -> None:
-    from analogsam.evaluation import sweep
-
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    rows = sweep(args.run_dirs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=args.out,
-                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet, workers=args.workers,
-                 batches_for=lambda r: _test_batches(r, args.data_root))
-    _finish(rows, Path(args.out), title="Comparison: " + ", ".join(Path(r).name for r in args.run_dirs))
+    _sweep_and_report(args, args.run_dirs, presets, Path(args.out),
+                      "Comparison: " + ", ".join(Path(r).name for r in args.run_dirs))
 
 
 def cmd_presets(args) -> None:
