@@ -75,11 +75,14 @@ def markdown_table(summary: list[dict], preset: str) -> str:
 
 def _plot_preset(ax, summary: list[dict], preset: str) -> None:
     runs, times, cells = _grid(summary, preset)
+    def bound(cell, key):  # a single repeat has no interval: draw none
+        return 100 * (cell["mean"] if math.isnan(cell[key]) else cell[key])
+
     for run in runs:
         ts = [t for t in times if (run, t) in cells]
         mean = [100 * cells[(run, t)]["mean"] for t in ts]
-        low = [100 * (cells[(run, t)]["ci95_low"] if not math.isnan(cells[(run, t)]["ci95_low"]) else cells[(run, t)]["mean"]) for t in ts]
-        high = [100 * (cells[(run, t)]["ci95_high"] if not math.isnan(cells[(run, t)]["ci95_high"]) else cells[(run, t)]["mean"]) for t in ts]
+        low = [bound(cells[(run, t)], "ci95_low") for t in ts]
+        high = [bound(cells[(run, t)], "ci95_high") for t in ts]
         line, = ax.plot(ts, mean, marker="o", label=run)
         ax.fill_between(ts, low, high, color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
@@ -131,7 +134,7 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
     return written
 
 
-def print_summary(summary: list[dict]) -> str:
+def summary_tables(summary: list[dict]) -> str:
     """Text tables of every preset in ``summary``."""
     return "\n\n".join(text_table(summary, p) for p in _presets(summary))
 
