@@ -55,27 +55,14 @@ def _resolution(bits: int) -> float:
 def build_noise_model(noise: dict) -> BaseNoiseModel:
     model = noise["model"]
     g_max, g_min = noise["g_max_uS"], noise["g_min_uS"]
+    converter = SinglePairConductanceConverter(g_max=g_max, g_min=g_min)
+    scales = {key: noise[key] for key in ("prog_noise_scale", "read_noise_scale", "drift_scale")}
     if model == "pcm-like":
-        return PCMLikeNoiseModel(
-            g_converter=SinglePairConductanceConverter(g_max=g_max, g_min=g_min),
-            prog_noise_scale=noise["prog_noise_scale"],
-            read_noise_scale=noise["read_noise_scale"],
-            drift_scale=noise["drift_scale"],
-        )
+        return PCMLikeNoiseModel(g_converter=converter, **scales)
     if model == "pcm-hermes":
-        return HermesNoiseModel(
-            g_converter=SinglePairConductanceConverter(g_max=g_max, g_min=g_min),
-            num_devices=noise["hermes_devices"],
-            g_max=g_max,
-            prog_noise_scale=noise["prog_noise_scale"],
-            read_noise_scale=noise["read_noise_scale"],
-            drift_scale=noise["drift_scale"],
-        )
+        return HermesNoiseModel(g_converter=converter, num_devices=noise["hermes_devices"], g_max=g_max, **scales)
     if model == "rram-wan2022":
-        nm = ReRamWan2022NoiseModel(
-            g_converter=SinglePairConductanceConverter(g_max=g_max, g_min=g_min),
-            noise_scale=noise["prog_noise_scale"],
-        )
+        nm = ReRamWan2022NoiseModel(g_converter=converter, noise_scale=noise["prog_noise_scale"])
         # aihwkit 1.1.0 never uses its 40 µS fit reference (it divides by g_max instead), so at
         # g_max != 40 µS the relative noise is off by 40/g_max. Setting the attribute it does use
         # makes the noise scale with g_max the way PCMLikeNoiseModel's does. At the shipped
@@ -83,25 +70,13 @@ def build_noise_model(noise: dict) -> BaseNoiseModel:
         nm.coeff_g_max_reference = WAN2022_FIT_G_MAX_US
         return nm
     if model == "rram-cmo":
-        return ReRamCMONoiseModel(
-            g_max=g_max,
-            g_min=g_min,
-            prog_noise_scale=noise["prog_noise_scale"],
-            read_noise_scale=noise["read_noise_scale"],
-            drift_scale=noise["drift_scale"],
-            acceptance_range=noise["cmo_acceptance_range_percent"],
-        )
+        return ReRamCMONoiseModel(g_max=g_max, g_min=g_min, acceptance_range=noise["cmo_acceptance_range_percent"],
+                                  **scales)
     if model == "state-independent":
-        return StateIndependentNoiseModel(
-            g_converter=SinglePairConductanceConverter(g_max=g_max, g_min=g_min),
-            prog_noise_scale=noise["prog_noise_scale"],
-            read_noise_scale=noise["read_noise_scale"],
-            drift_scale=noise["drift_scale"],
-            drift_nu_mean=noise["drift_nu_mean"],
-            drift_nu_std=noise["drift_nu_std"],
-        )
+        return StateIndependentNoiseModel(g_converter=converter, drift_nu_mean=noise["drift_nu_mean"],
+                                          drift_nu_std=noise["drift_nu_std"], **scales)
     if model == "none":
-        return NoDeviceNoiseModel(SinglePairConductanceConverter(g_max=g_max, g_min=g_min))
+        return NoDeviceNoiseModel(converter)
     raise ValueError(f"unknown noise model {model!r}")  # validated earlier; defensive
 
 
