@@ -51,12 +51,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _kernels
+
 __all__ = ["FastAnalogForward", "FastPathUnsupported", "unsupported_reason", "IOSpec"]
 
 # A processing chunk holds about this many input values (8 MB of float32): large enough that
 # per-operation overheads vanish, small enough to keep the element-wise passes in cache
 # (measured on LeNet-5: 2^19 and 2^24 are both ~20% slower than 2^21-2^22).
 _CHUNK_ELEMENTS = 1 << 21
+
+
+# Empty noise arrays tell the ADC kernels that there is no output noise.
+_NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
 
 
 class FastPathUnsupported(ValueError):
@@ -254,7 +260,7 @@ class _Tile:
     vector elements run along dim 1 of the input and the outputs along dim 1 of the result.
     """
 
-    def __init__(self, tile, spec: IOSpec, name: str):
+    def __init__(self, tile, spec: IOSpec, name: str, fused: bool = True):
         self.tile = tile
         self.spec = spec
         self.name = name
@@ -263,6 +269,12 @@ class _Tile:
         self.analog_bias = bool(tile.analog_bias)
         self.reductions = spec.reductions()
         self._inp_clip_is_noop = _inp_clip_is_noop(spec)
+        # The fused kernels cover abs-max / max noise management with deterministic DAC and ADC
+        # rounding (every shipped preset); other settings take the torch operations.
+        kernels = _kernels.load() if fused and not spec.perfect else None
+        self._dac_kernels = kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0
+                                        and not spec.inp_sto_round) else None
+        self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
         self.weights: Optional[_Weights] = None
         self._baseline_key = None
         self._baseline = None
@@ -339,7 +351,17 @@ class _Tile:
             rows_of = lambda mask: x.transpose(1, 2)[mask]  # noqa: E731
         else:
             rows_of = lambda mask: x[mask]  # noqa: E731
-        self.run(self.nm_values(x), lambda s: x * s.unsqueeze(1), rows_of, weights, out, gen)
+        kernels = self._dac_kernels
+        if kernels is None or x.dim() == 3:
+            self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
+                     weights, out, gen)
+            return
+        scale = torch.empty(x.shape[0], dtype=torch.float32)
+        nonpos = torch.empty(x.shape[0], dtype=torch.bool)
+        xq = torch.empty_like(x)
+        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args(), scale.numpy(),
+                                 nonpos.numpy(), xq.numpy())
+        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen)
 
     def nm_values(self, x: Tensor) -> Optional[Tensor]:
         """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
@@ -358,31 +380,40 @@ class _Tile:
             nms = torch.clamp(nms, max=spec.nm_thres)
         return nms
 
-    def run(self, nms: Optional[Tensor], scaled, rows_of, weights: "_Weights", out: Tensor,
+    def run(self, nms: Optional[Tensor], dac, rows_of, weights: "_Weights", out: Tensor,
             gen) -> None:
-        """forwardVector for a batch of vectors, writing ``out`` (outputs along dim 1).
+        """forwardVector for a batch of vectors, writing ``out`` (outputs along dim 1), with
+        torch operations.
 
-        ``nms``: the noise-management value of each vector (None without NM); ``scaled(s)``
-        returns the input vectors times ``s`` (one value per vector); ``rows_of(mask)`` returns
-        the raw input vectors selected by ``mask`` as rows (M', K), for bound management.
+        ``nms``: the noise-management value of each vector (None without NM); ``dac(s)``
+        returns the DAC output of the input vectors times ``s`` (one value per vector), a new
+        tensor; ``rows_of(mask)`` returns the raw input vectors selected by ``mask`` as rows
+        (M', K), for bound management.
         """
-        spec = self.spec
         zero = None
         if nms is not None:
             positive = nms > 0
             # scale = 1 / nm_scale where nm_scale > 0, else the vector is not nm-scaled
             s0 = torch.where(positive, torch.reciprocal(nms), torch.ones_like(nms))
-            if spec.inp_noise <= 0:
-                zero = ~positive  # forwardVector's short cut: output exactly zero, no noise
-                if not bool(zero.any()):
-                    zero = None
+            zero = self._zero_mask(~positive)
         else:
             vec_shape = (out.shape[0],) + tuple(out.shape[2:])
             s0 = torch.ones(vec_shape, dtype=torch.float32, device=out.device)
+        self.complete(dac(s0), s0, zero, rows_of, weights, out, gen)
 
-        # first round: every vector
-        s = s0 / self.reductions[0] if spec.bm else s0
-        failed = self._one_pass(scaled(s), s, weights, gen, out)
+    def _zero_mask(self, nonpositive: Tensor, count: Optional[int] = None) -> Optional[Tensor]:
+        """The vectors that take forwardVector's short cut (a non-positive noise-management
+        value and no input noise: the output is exactly zero, no noise drawn), or None."""
+        if self.spec.inp_noise > 0 or count == 0:
+            return None
+        return nonpositive if count or bool(nonpositive.any()) else None
+
+    def complete(self, xq: Tensor, s0: Tensor, zero: Optional[Tensor], rows_of, weights: "_Weights",
+                 out: Tensor, gen) -> None:
+        """forwardVector from the DAC output ``xq`` of every vector at its noise-management
+        scale ``s0`` (the first bound-management round: its reduction is 1), writing ``out``;
+        ``zero``: the short-cut vectors; ``rows_of``: see :meth:`run`."""
+        failed = self._one_pass(xq, s0, weights, gen, out)
         if failed is not None and len(self.reductions) > 1:
             if zero is not None:
                 failed &= ~zero
@@ -405,7 +436,7 @@ class _Tile:
         for r in range(1, last + 1):
             s = sa / self.reductions[r]
             y = torch.empty(xa.shape[0], weights.n, dtype=torch.float32, device=x.device)
-            failed = self._one_pass(xa * s.unsqueeze(1), s, weights, gen, y)
+            failed = self._one_pass(self._dac_rows(xa, s, gen), s, weights, gen, y)
             if out is None:
                 out = y
             else:
@@ -418,18 +449,37 @@ class _Tile:
             sa = sa.index_select(0, sel)
         return out
 
-    def _one_pass(self, xs: Tensor, s: Tensor, weights: "_Weights", gen,
-                  y: Tensor) -> Optional[Tensor]:
-        """computeAnalogMV (ONE_PASS) into ``y`` for the input vectors already multiplied by
-        their scale ``s`` (``xs``, modified in place): prepareInput (DAC, bound, noise),
-        gemv, non-idealities, finalizeOutput (noise, ADC, bound), then the final
-        ``out_scale / scale``. Returns the vectors that failed the bound test (None without
-        bound management)."""
+    def _dac_torch(self, xs: Tensor, gen) -> Tensor:
+        """prepareInput's DAC and bound on input vectors already times their scale, in place."""
         spec = self.spec
-        # --- prepareInput ---
         _discretize(xs, spec.inp_res, spec.inp_sto_round, gen)
         if not self._inp_clip_is_noop:
             xs.clamp_(-spec.inp_bound, spec.inp_bound)
+        return xs
+
+    def _dac_rows(self, x: Tensor, s: Tensor, gen) -> Tensor:
+        """The DAC output of row vectors ``x`` (M, K) times their scales ``s`` (M,)."""
+        if self._dac_kernels is None:
+            return self._dac_torch(x * s.unsqueeze(1), gen)
+        out = torch.empty_like(x)
+        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), np.float32(self.spec.inp_res),
+                                          np.float32(self.spec.inp_bound), out.numpy())
+        return out
+
+    def _dac_args(self) -> tuple:
+        """The kernels' noise-management threshold, DAC step and input bound (float32)."""
+        spec = self.spec
+        return np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound)
+
+    def _one_pass(self, xs: Tensor, s: Tensor, weights: "_Weights", gen,
+                  y: Tensor) -> Optional[Tensor]:
+        """computeAnalogMV (ONE_PASS) into ``y`` for the DAC output ``xs`` of the input vectors
+        times their scale ``s`` (``xs`` is modified in place): the rest of prepareInput (noise,
+        asymmetry), gemv, non-idealities, finalizeOutput (noise, ADC, bound), then the final
+        ``out_scale / scale``. Returns the vectors that failed the bound test (None without
+        bound management)."""
+        spec = self.spec
+        # --- prepareInput (after the DAC) ---
         if spec.inp_noise > 0:
             noise = torch.randn(xs.shape, generator=gen, dtype=xs.dtype, device=xs.device)
             xs.add_(noise.mul_(spec.inp_noise))
@@ -475,6 +525,8 @@ class _Tile:
         if spec.out_asymmetry > 0:
             a = _f32(np.float32(1.0) - np.float32(spec.out_asymmetry))
             y.copy_(torch.where(y < 0, y * a, y))
+        if self._adc_kernels is not None:
+            return self._finalize_fused(y, s, gen)
         if spec.out_noise > 0:
             noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
             y.add_(noise, alpha=spec.out_noise)
@@ -489,6 +541,19 @@ class _Tile:
         factor = torch.reciprocal(s) if spec.out_scale == 1.0 else torch.full_like(s, spec.out_scale) / s
         y.mul_(factor.unsqueeze(1))
         return failed
+
+    def _finalize_fused(self, y: Tensor, s: Tensor, gen) -> Optional[Tensor]:
+        """:meth:`_finalize` after the output asymmetry, in one kernel pass over ``y``; the noise
+        is drawn exactly as the torch path draws it."""
+        spec = self.spec
+        noise = (torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+                 if spec.out_noise > 0 else _NO_NOISE[y.dim()])
+        failed = torch.empty(s.shape, dtype=torch.bool)
+        adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
+        count = adc(y.numpy(), noise.numpy(), np.float32(spec.out_noise), np.float32(spec.out_res),
+                    np.float32(spec.out_bound), spec.bm_test_negative_bound, s.numpy(),
+                    np.float32(spec.out_scale), failed.numpy())
+        return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
     def forward(self, x: Tensor, gen, cols: bool = False) -> Tensor:
@@ -542,22 +607,42 @@ class _Tile:
         if self.input_range is not None:  # element-wise, so it commutes with unfolding
             ir = abs(self.input_range.item())
             img = torch.clamp(img, min=-ir, max=ir) / self.input_range
-        img = img.to(torch.float32)
-        xp = F.pad(img, (pw, pw, ph, ph)) if (ph or pw) else img.contiguous()
-        b, c, hp, wp = xp.shape
-        oh = (hp - dh * (kh - 1) - 1) // sh + 1
-        ow = (wp - dw * (kw - 1) - 1) // sw + 1
+        img = img.to(torch.float32).contiguous()
+        b, c, h, w = img.shape
+        oh, ow = _conv_out_hw(h, w, geometry)
         k, L = c * kh * kw, oh * ow
-        st = xp.stride()
-        view = xp.as_strided((b, c, kh, kw, oh, ow),
-                             (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+
+        def padded():
+            return F.pad(img, (pw, pw, ph, ph)) if (ph or pw) else img
+
+        def patches(xp=None):
+            """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
+            xp = padded() if xp is None else xp
+            st = xp.stride()
+            return xp.as_strided((b, c, kh, kw, oh, ow),
+                                 (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+
+        def rows_of(mask):
+            return patches().permute(0, 4, 5, 1, 2, 3)[mask.view(b, oh, ow)].reshape(-1, k)
+
         if out is None:
-            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=xp.device)
+            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=img.device)
+        kernels = self._dac_kernels
         if spec.perfect:
-            self.weights.matmul(view.reshape(b, k, L), out)
+            self.weights.matmul(patches().reshape(b, k, L), out)
             if spec.out_scale != 1.0:
                 out.mul_(spec.out_scale)
+        elif kernels is not None:
+            scale = torch.empty(b, L, dtype=torch.float32)
+            nonpos = torch.empty(b, L, dtype=torch.bool)
+            xq = torch.empty(b, k, L, dtype=torch.float32)
+            zeros = kernels.conv_dac(img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max",
+                                     *self._dac_args(), scale.view(b, oh, ow).numpy(),
+                                     nonpos.view(b, oh, ow).numpy(), xq.numpy())
+            self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen)
         else:
+            xp = padded()
+            view = patches(xp)
             if spec.nm in ("abs_max", "max"):
                 m = xp.abs() if spec.nm == "abs_max" else xp  # padding zeros count, as in unfold
                 nms = _window_max(m, (kh, kw), (dh, dw), (sh, sw), (oh, ow)).view(b, L)
@@ -565,18 +650,15 @@ class _Tile:
                     nms = torch.clamp(nms, max=spec.nm_thres)
             elif spec.nm == "constant":
                 nms = torch.full((b, L), spec.nm_thres if spec.nm_thres > 0 else 1.0,
-                                 dtype=torch.float32, device=xp.device)
+                                 dtype=torch.float32, device=img.device)
             else:
                 nms = None
 
-            def scaled(s):
-                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=xp.device)
-                return torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf).view(b, k, L)
+            def dac(s):
+                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=img.device)
+                return self._dac_torch(torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf).view(b, k, L), gen)
 
-            def rows_of(mask):
-                return view.permute(0, 4, 5, 1, 2, 3)[mask.view(b, oh, ow)].reshape(-1, k)
-
-            self.run(nms, scaled, rows_of, self.weights, out, gen)
+            self.run(nms, dac, rows_of, self.weights, out, gen)
         return self._periphery(out, (-1, 1))
 
 class _Weights:
@@ -954,16 +1036,21 @@ class FastAnalogForward:
     is never modified. Same generator state and same batches give bit-identical outputs.
     """
 
-    def __init__(self, analog_model: nn.Module, *, threads: Optional[int] = None):
+    def __init__(self, analog_model: nn.Module, *, threads: Optional[int] = None, fused: bool = True):
         """``threads``: torch intra-op threads for :meth:`sync` and the forward (restored
         afterwards); None keeps the caller's setting. The fast path issues many short parallel
         operations, so on a machine whose cores are busy with other jobs one thread can be several
-        times faster than two (OpenMP barrier waits)."""
+        times faster than two (OpenMP barrier waits).
+
+        ``fused``: run the DAC and ADC sides through the compiled kernels of
+        :mod:`analogsam._kernels` where they apply (bit-identical, faster); False runs the torch
+        operations only."""
         reason = unsupported_reason(analog_model)
         if reason:
             raise FastPathUnsupported(reason)
         self.model = analog_model
         self.threads = threads
+        self.fused = fused
         self._tiles: list[_Tile] = []
         self._gen: Optional[torch.Generator] = None
         self._synced = False
@@ -973,7 +1060,7 @@ class FastAnalogForward:
         spec, reason = _io_spec(tile)
         if reason:  # pragma: no cover - checked in unsupported_reason
             raise FastPathUnsupported(f"{name}: {reason}")
-        t = _Tile(tile, spec, name)
+        t = _Tile(tile, spec, name, self.fused)
         self._tiles.append(t)
         return t
 

@@ -417,3 +417,28 @@ def test_every_shipped_preset_is_supported_or_refused_by_name():
             assert "layer '0'" in reason and len(reason) < 200
     assert verdicts.get("pcm", "missing") is None
     assert all(reason is None for reason in verdicts.values()), verdicts  # all shipped presets today
+
+
+@pytest.mark.parametrize("settings", [
+    {},  # the shipped presets' IO: abs-max noise management, iterative bound management
+    {"forward.noise_management": NoiseManagementType.MAX, "forward.bm_test_negative_bound": False},
+    {"forward.nm_thres": 0.5, "forward.out_res": 1 / 62, "forward.out_bound": 3.0},
+    {"forward.out_bound": 0.0, "forward.out_scale": 2.5, "forward.inp_noise": 0.02},
+])
+def test_fused_kernels_equal_the_torch_operations(settings):
+    """The compiled DAC/ADC kernels are a faster route to the very same numbers: with noise
+    on and the same generator, every output is bit-identical to the torch operations'."""
+    cfg = make_config(noise_model=PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation(),
+                      **{"forward.out_noise": 0.04, **settings})
+    analog = convert_to_analog(tiny_convnet(), cfg).eval()  # stride 2, dilation 2, padding 1-2
+    torch.manual_seed(0)
+    analog.program_analog_weights()
+    analog.drift_analog_weights(3600.0)
+    x = conv_inputs(200)
+    outputs = []
+    for fused in (True, False):
+        engine = FastAnalogForward(analog, fused=fused)
+        engine.sync(torch.Generator().manual_seed(3))
+        outputs.append(engine(x))
+    assert torch.equal(outputs[0], outputs[1])
+    assert outputs[0].abs().sum() > 0

@@ -1,0 +1,271 @@
+"""Fused element-wise kernels of the fast analog forward (:mod:`analogsam.fastpath`), compiled by numba.
+
+The analog forward of one tile is a handful of element-wise steps around one matrix product: the
+DAC side (noise-management scale, ``rint(x * scale / res) * res``, clip to ``inp_bound``) on the
+input vectors, and the ADC side (output noise, ``rint``, bound test and clip, ``out_scale / scale``)
+on the outputs. As separate torch operations each step is a pass over memory; for convolutions the
+input side runs over the unfolded patches, nine times the image for a 3x3 kernel, and these passes
+cost more than the product itself (ResNet-20: about 0.6 s of a 2 s forward). Here each side is one
+loop that reads its input once and writes its output once.
+
+Every kernel does the same float32 operations in the same order as the torch code it replaces
+(and as aihwkit's C++ ``ForwardBackwardPassIOManaged``): a product, a division, ``rint``
+(round-half-to-even, like ``rintf`` and ``torch.round``), a product, a comparison. numba compiles
+them without ``fastmath``, so no operation is contracted or reordered and the results are
+bit-identical to the torch path (``tests/test_fastpath.py`` checks it). The random numbers are not
+drawn here: the output noise comes in as an array drawn from the caller's seeded torch generator.
+
+The arrays are numpy views of contiguous float32 CPU tensors (no copies). The kernels run on one
+thread; :func:`load` compiles them on first use and caches the machine code next to this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_KERNELS = None
+
+
+def load():
+    """The compiled kernels (a namespace), or None where numba is not importable."""
+    global _KERNELS
+    if _KERNELS is None:
+        try:
+            _KERNELS = _compile()
+        except ImportError:  # pragma: no cover - numba is a dependency; keep the torch path working
+            _KERNELS = False
+    return _KERNELS or None
+
+
+def _compile():
+    from types import SimpleNamespace
+
+    from numba import njit
+
+    jit = njit(cache=True, boundscheck=False, nogil=True)
+
+    @jit
+    def channel_abs_max(xp, m):
+        """``m`` (h, w) = the maximum of ``|xp|`` (c, h, w) over the channels."""
+        c, h, w = xp.shape
+        for y in range(h):
+            mrow = m[y]
+            src = xp[0, y]
+            for x in range(w):
+                mrow[x] = abs(src[x])
+            for ch in range(1, c):
+                src = xp[ch, y]
+                for x in range(w):
+                    mrow[x] = max(mrow[x], abs(src[x]))
+
+    @jit
+    def channel_max(xp, m):
+        """``m`` (h, w) = the maximum of ``xp`` (c, h, w) over the channels."""
+        c, h, w = xp.shape
+        for y in range(h):
+            mrow = m[y]
+            src = xp[0, y]
+            for x in range(w):
+                mrow[x] = src[x]
+            for ch in range(1, c):
+                src = xp[ch, y]
+                for x in range(w):
+                    mrow[x] = max(mrow[x], src[x])
+
+    @jit
+    def patch_scales(xp, i, kh, kw, dh, dw, sh, sw, signed, thres, m, rmax, scale, nonpos):
+        """Noise management of every patch of one padded image ``xp`` (c, hp, wp), image ``i`` of
+        the batch: the maximum of ``|x|`` (of ``x`` if ``signed``) over the patch, padding zeros
+        included, clamped to ``thres`` if positive; ``scale[i] = 1 / max`` where the maximum is
+        positive, else 1 and ``nonpos[i]`` set. Separable: the maximum over channels first
+        (``m``), then along the width (``rmax``), then along the height. Returns the number of
+        non-positive maxima."""
+        hp = xp.shape[1]
+        oh, ow = scale.shape[1], scale.shape[2]
+        if signed:
+            channel_max(xp, m)
+        else:
+            channel_abs_max(xp, m)
+        for y in range(hp):
+            for ox in range(ow):
+                best = m[y, ox * sw]
+                for kj in range(1, kw):
+                    best = max(best, m[y, ox * sw + kj * dw])
+                rmax[y, ox] = best
+        count = 0
+        one = np.float32(1.0)
+        for oy in range(oh):
+            for ox in range(ow):
+                best = rmax[oy * sh, ox]
+                for ki in range(1, kh):
+                    best = max(best, rmax[oy * sh + ki * dh, ox])
+                if thres > 0:
+                    best = min(best, thres)
+                positive = best > 0
+                scale[i, oy, ox] = one / best if positive else one
+                nonpos[i, oy, ox] = not positive
+                count += not positive
+        return count
+
+    @jit
+    def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
+        """DAC of the patches of one padded image, stride 1 and dilation 1 (see :func:`conv_dac`)."""
+        c = xp.shape[0]
+        oh, ow = scale_i.shape
+        for ch in range(c):
+            for ki in range(kh):
+                for kj in range(kw):
+                    row = (ch * kh + ki) * kw + kj
+                    for oy in range(oh):
+                        src = xp[ch, oy + ki, kj:kj + ow]
+                        sc = scale_i[oy]
+                        dst = out_i[row, oy * ow:(oy + 1) * ow]
+                        for ox in range(ow):
+                            v = np.rint(src[ox] * sc[ox] / res) * res
+                            dst[ox] = min(max(v, -bound), bound)
+
+    @jit
+    def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
+        """:func:`dac_patches_unit` for any stride and dilation."""
+        c = xp.shape[0]
+        oh, ow = scale_i.shape
+        for ch in range(c):
+            for ki in range(kh):
+                for kj in range(kw):
+                    row = (ch * kh + ki) * kw + kj
+                    for oy in range(oh):
+                        src = xp[ch, oy * sh + ki * dh, kj * dw:kj * dw + sw * (ow - 1) + 1:sw]
+                        sc = scale_i[oy]
+                        dst = out_i[row, oy * ow:(oy + 1) * ow]
+                        for ox in range(ow):
+                            v = np.rint(src[ox] * sc[ox] / res) * res
+                            dst[ox] = min(max(v, -bound), bound)
+
+    @jit
+    def conv_dac(img, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, scale, nonpos, out):
+        """The DAC side of a convolution tile for images ``img`` (b, c, h, w), unpadded.
+
+        Per patch (the vectors of ``F.unfold``): the noise-management scale (``scale``,
+        ``nonpos`` (b, oh, ow), see :func:`patch_scales`), then ``out`` (b, c*kh*kw, oh*ow) =
+        ``clip(rint(x * scale / res) * res, -bound, bound)``. Each image is first copied into a
+        zero-padded buffer, so that every inner loop runs over a whole output row. (The two
+        DAC loops are separate functions: as two branches of one loop nest, neither is
+        vectorised.) Returns the number of patches with a non-positive maximum."""
+        b, c, h, w = img.shape
+        hp, wp = h + 2 * ph, w + 2 * pw
+        xp = np.zeros((c, hp, wp), np.float32)  # the padding stays zero
+        m = np.empty((hp, wp), np.float32)
+        rmax = np.empty((hp, scale.shape[2]), np.float32)
+        unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
+        count = 0
+        for i in range(b):
+            for ch in range(c):
+                for y in range(h):
+                    src = img[i, ch, y]
+                    dst = xp[ch, y + ph, pw:pw + w]
+                    for x in range(w):
+                        dst[x] = src[x]
+            count += patch_scales(xp, i, kh, kw, dh, dw, sh, sw, signed, thres, m, rmax, scale, nonpos)
+            if unit:
+                dac_patches_unit(xp, scale[i], kh, kw, res, bound, out[i])
+            else:
+                dac_patches(xp, scale[i], kh, kw, dh, dw, sh, sw, res, bound, out[i])
+        return count
+
+    @jit
+    def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
+        """:func:`conv_dac` for input vectors stored as rows: ``x`` and ``out`` (m, k),
+        ``scale`` and ``nonpos`` (m,)."""
+        m, k = x.shape
+        one = np.float32(1.0)
+        count = 0
+        for i in range(m):
+            row = x[i]
+            best = row[0] if signed else abs(row[0])
+            for j in range(1, k):
+                best = max(best, row[j] if signed else abs(row[j]))
+            if thres > 0:
+                best = min(best, thres)
+            positive = best > 0
+            sc = one / best if positive else one
+            scale[i] = sc
+            nonpos[i] = not positive
+            count += not positive
+            for j in range(k):
+                v = np.rint(row[j] * sc / res) * res
+                out[i, j] = min(max(v, -bound), bound)
+        return count
+
+    @jit
+    def scaled_rows_dac(x, scale, res, bound, out):
+        """DAC of row vectors ``x`` (m, k) at given scales (m,) (bound-management reruns)."""
+        m, k = x.shape
+        for i in range(m):
+            sc = scale[i]
+            for j in range(k):
+                v = np.rint(x[i, j] * sc / res) * res
+                out[i, j] = min(max(v, -bound), bound)
+
+    @jit
+    def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, failed):
+        """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
+
+        Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
+        the bound test (``failed`` (b, l): the verdict of the last output beyond ``bound``, as
+        the C++ loop leaves it), clip to ``bound``, and ``* (out_scale / scale)`` (``scale``
+        (b, l)). Returns the number of failed vectors."""
+        b, n, l = y.shape
+        has_noise = noise.size > 0
+        factor = np.empty(l, np.float32)
+        count = 0
+        for i in range(b):
+            verdict = failed[i]
+            verdict[:] = False
+            for t in range(l):
+                factor[t] = out_scale / scale[i, t]
+            for j in range(n):
+                row = y[i, j]
+                for t in range(l):
+                    v = row[t]
+                    if has_noise:
+                        v = v + sigma * noise[i, j, t]
+                    v = np.rint(v / res) * res
+                    if v > bound:
+                        verdict[t] = True
+                        v = bound
+                    elif v < -bound:
+                        verdict[t] = test_negative
+                        v = -bound
+                    row[t] = v * factor[t]
+            for t in range(l):
+                count += verdict[t]
+        return count
+
+    @jit
+    def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, failed):
+        """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,)."""
+        m, n = y.shape
+        has_noise = noise.size > 0
+        count = 0
+        for i in range(m):
+            verdict = False
+            factor = out_scale / scale[i]
+            row = y[i]
+            for j in range(n):
+                v = row[j]
+                if has_noise:
+                    v = v + sigma * noise[i, j]
+                v = np.rint(v / res) * res
+                if v > bound:
+                    verdict = True
+                    v = bound
+                elif v < -bound:
+                    verdict = test_negative
+                    v = -bound
+                row[j] = v * factor
+            failed[i] = verdict
+            count += verdict
+        return count
+
+    return SimpleNamespace(patch_scales=patch_scales, conv_dac=conv_dac, rows_dac=rows_dac, scaled_rows_dac=scaled_rows_dac,
+                           adc_cols=adc_cols, adc_rows=adc_rows)
