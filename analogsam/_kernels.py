@@ -45,47 +45,51 @@ def _compile():
     jit = njit(cache=True, boundscheck=False, nogil=True)
 
     @jit
-    def channel_abs_max(xp, m):
-        """``m`` (h, w) = the maximum of ``|xp|`` (c, h, w) over the channels."""
-        c, h, w = xp.shape
+    def pad_abs_max(img, i, ph, pw, xp, m):
+        """Copy image ``i`` of ``img`` into the zero-padded buffer ``xp`` (c, hp, wp) and set the
+        interior of ``m`` (hp, wp) to the maximum of ``|x|`` over the channels (one pass)."""
+        c, h, w = img.shape[1], img.shape[2], img.shape[3]
         for y in range(h):
-            mrow = m[y]
-            src = xp[0, y]
+            mrow = m[y + ph, pw:pw + w]
+            src = img[i, 0, y]
+            dst = xp[0, y + ph, pw:pw + w]
             for x in range(w):
+                dst[x] = src[x]
                 mrow[x] = abs(src[x])
             for ch in range(1, c):
-                src = xp[ch, y]
+                src = img[i, ch, y]
+                dst = xp[ch, y + ph, pw:pw + w]
                 for x in range(w):
+                    dst[x] = src[x]
                     mrow[x] = max(mrow[x], abs(src[x]))
 
     @jit
-    def channel_max(xp, m):
-        """``m`` (h, w) = the maximum of ``xp`` (c, h, w) over the channels."""
-        c, h, w = xp.shape
+    def pad_max(img, i, ph, pw, xp, m):
+        """:func:`pad_abs_max` with the maximum of ``x`` (max noise management)."""
+        c, h, w = img.shape[1], img.shape[2], img.shape[3]
         for y in range(h):
-            mrow = m[y]
-            src = xp[0, y]
+            mrow = m[y + ph, pw:pw + w]
+            src = img[i, 0, y]
+            dst = xp[0, y + ph, pw:pw + w]
             for x in range(w):
+                dst[x] = src[x]
                 mrow[x] = src[x]
             for ch in range(1, c):
-                src = xp[ch, y]
+                src = img[i, ch, y]
+                dst = xp[ch, y + ph, pw:pw + w]
                 for x in range(w):
+                    dst[x] = src[x]
                     mrow[x] = max(mrow[x], src[x])
 
     @jit
-    def patch_scales(xp, i, kh, kw, dh, dw, sh, sw, signed, thres, m, rmax, scale, nonpos):
-        """Noise management of every patch of one padded image ``xp`` (c, hp, wp), image ``i`` of
-        the batch: the maximum of ``|x|`` (of ``x`` if ``signed``) over the patch, padding zeros
-        included, clamped to ``thres`` if positive; ``scale[i] = 1 / max`` where the maximum is
-        positive, else 1 and ``nonpos[i]`` set. Separable: the maximum over channels first
-        (``m``), then along the width (``rmax``), then along the height. Returns the number of
-        non-positive maxima."""
-        hp = xp.shape[1]
+    def patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos):
+        """Noise management of every patch of image ``i`` from ``m`` (hp, wp), the channel
+        maximum of the padded image (the padding's zeros count, as in ``F.unfold``'s patches):
+        the window maximum, along the width (``rmax``) then the height, clamped to ``thres`` if
+        positive; ``scale[i] = 1 / max`` where it is positive, else 1 and ``nonpos[i]`` set.
+        Returns the number of non-positive maxima."""
+        hp = m.shape[0]
         oh, ow = scale.shape[1], scale.shape[2]
-        if signed:
-            channel_max(xp, m)
-        else:
-            channel_abs_max(xp, m)
         for y in range(hp):
             for ox in range(ow):
                 best = m[y, ox * sw]
@@ -146,7 +150,8 @@ def _compile():
         """The DAC side of a convolution tile for images ``img`` (b, c, h, w), unpadded.
 
         Per patch (the vectors of ``F.unfold``): the noise-management scale (``scale``,
-        ``nonpos`` (b, oh, ow), see :func:`patch_scales`), then ``out`` (b, c*kh*kw, oh*ow) =
+        ``nonpos`` (b, oh, ow), see :func:`patch_scales`; ``signed``: max instead of abs-max
+        noise management), then ``out`` (b, c*kh*kw, oh*ow) =
         ``clip(rint(x * scale / res) * res, -bound, bound)``. Each image is first copied into a
         zero-padded buffer, so that every inner loop runs over a whole output row. (The two
         DAC loops are separate functions: as two branches of one loop nest, neither is
@@ -154,23 +159,35 @@ def _compile():
         b, c, h, w = img.shape
         hp, wp = h + 2 * ph, w + 2 * pw
         xp = np.zeros((c, hp, wp), np.float32)  # the padding stays zero
-        m = np.empty((hp, wp), np.float32)
+        m = np.zeros((hp, wp), np.float32)  # so does the channel maximum's
         rmax = np.empty((hp, scale.shape[2]), np.float32)
         unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
         count = 0
         for i in range(b):
-            for ch in range(c):
-                for y in range(h):
-                    src = img[i, ch, y]
-                    dst = xp[ch, y + ph, pw:pw + w]
-                    for x in range(w):
-                        dst[x] = src[x]
-            count += patch_scales(xp, i, kh, kw, dh, dw, sh, sw, signed, thres, m, rmax, scale, nonpos)
+            if signed:
+                pad_max(img, i, ph, pw, xp, m)
+            else:
+                pad_abs_max(img, i, ph, pw, xp, m)
+            count += patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos)
             if unit:
                 dac_patches_unit(xp, scale[i], kh, kw, res, bound, out[i])
             else:
                 dac_patches(xp, scale[i], kh, kw, dh, dw, sh, sw, res, bound, out[i])
         return count
+
+    @jit
+    def vector_abs_max(v):
+        best = abs(v[0])
+        for j in range(1, v.shape[0]):
+            best = max(best, abs(v[j]))
+        return best
+
+    @jit
+    def vector_max(v):
+        best = v[0]
+        for j in range(1, v.shape[0]):
+            best = max(best, v[j])
+        return best
 
     @jit
     def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
@@ -181,9 +198,7 @@ def _compile():
         count = 0
         for i in range(m):
             row = x[i]
-            best = row[0] if signed else abs(row[0])
-            for j in range(1, k):
-                best = max(best, row[j] if signed else abs(row[j]))
+            best = vector_max(row) if signed else vector_abs_max(row)
             if thres > 0:
                 best = min(best, thres)
             positive = best > 0
@@ -207,13 +222,16 @@ def _compile():
                 out[i, j] = min(max(v, -bound), bound)
 
     @jit
-    def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, failed):
+    def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
+                 failed):
         """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
 
         Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
         the bound test (``failed`` (b, l): the verdict of the last output beyond ``bound``, as
-        the C++ loop leaves it), clip to ``bound``, and ``* (out_scale / scale)`` (``scale``
-        (b, l)). Returns the number of failed vectors."""
+        the C++ loop leaves it), clip to ``bound``, ``* (out_scale / scale)`` (``scale`` (b, l)),
+        then the tile's digital periphery, one value per output (n,) each: ``* post * alpha *
+        osc + bias`` (ones and -0.0 leave the output as it is). Returns the number of failed
+        vectors."""
         b, n, l = y.shape
         has_noise = noise.size > 0
         factor = np.empty(l, np.float32)
@@ -236,13 +254,14 @@ def _compile():
                     elif v < -bound:
                         verdict[t] = test_negative
                         v = -bound
-                    row[t] = v * factor[t]
+                    row[t] = (((v * factor[t]) * post[j]) * alpha[j]) * osc[j] + bias[j]
             for t in range(l):
                 count += verdict[t]
         return count
 
     @jit
-    def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, failed):
+    def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
+                 failed):
         """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,)."""
         m, n = y.shape
         has_noise = noise.size > 0
@@ -262,10 +281,10 @@ def _compile():
                 elif v < -bound:
                     verdict = test_negative
                     v = -bound
-                row[j] = v * factor
+                row[j] = (((v * factor) * post[j]) * alpha[j]) * osc[j] + bias[j]
             failed[i] = verdict
             count += verdict
         return count
 
-    return SimpleNamespace(patch_scales=patch_scales, conv_dac=conv_dac, rows_dac=rows_dac, scaled_rows_dac=scaled_rows_dac,
+    return SimpleNamespace(conv_dac=conv_dac, rows_dac=rows_dac, scaled_rows_dac=scaled_rows_dac,
                            adc_cols=adc_cols, adc_rows=adc_rows)

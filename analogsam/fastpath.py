@@ -55,9 +55,10 @@ from . import _kernels
 
 __all__ = ["FastAnalogForward", "FastPathUnsupported", "unsupported_reason", "IOSpec"]
 
-# A processing chunk holds about this many input values (8 MB of float32): large enough that
-# per-operation overheads vanish, small enough to keep the element-wise passes in cache
-# (measured on LeNet-5: 2^19 and 2^24 are both ~20% slower than 2^21-2^22).
+# A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
+# enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
+# and the product (ResNet-20, 1 thread: 2^16 / 2^18 / 2^20 / 2^21 / 2^22 / 2^23 cost
+# 1.9 / 1.35 / 1.06 / 1.0 / 0.97 / 0.95 times 2^21, within the noise of a shared machine).
 _CHUNK_ELEMENTS = 1 << 21
 
 
@@ -276,6 +277,8 @@ class _Tile:
                                         and not spec.inp_sto_round) else None
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
         self.weights: Optional[_Weights] = None
+        self.post = None
+        self._identity_post = None
         self._baseline_key = None
         self._baseline = None
         self.alpha = None
@@ -300,6 +303,16 @@ class _Tile:
         self.out_scaling = None if osa is None else osa.detach().float().view(-1).clone()
         self.bias = tile.bias.detach().float().clone() if tile.digital_bias else None
         self.alpha = self._drift_alpha(gen, gen if baseline_gen is None else baseline_gen)
+        self.post = None
+        if self._adc_kernels is not None:
+            # the periphery per output for the ADC kernels; identities (x * 1 and x + -0.0
+            # return x exactly) stand for the steps this tile does not have
+            n = self.out_size
+            self.post = tuple(
+                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy()) if t is not None
+                else np.full(n, identity, np.float32)
+                for t, identity in ((self.post_scale, 1.0), (self.alpha, 1.0),
+                                    (self.out_scaling, 1.0), (self.bias, -0.0)))
 
     def _drift_alpha(self, gen, baseline_gen) -> Optional[Tensor]:
         """The drift-compensation factor as aihwkit computes it, read out through this engine."""
@@ -324,8 +337,9 @@ class _Tile:
         return torch.as_tensor(comp.apply(current, self._baseline)).detach().float()
 
     # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
-    def mvm(self, x: Tensor, weights: "_Weights", gen) -> Tensor:
-        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L))."""
+    def mvm(self, x: Tensor, weights: "_Weights", gen, post=None) -> Tensor:
+        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)); with
+        ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
         spec = self.spec
         x = x.to(torch.float32).contiguous()
         cols = x.dim() == 3
@@ -337,15 +351,15 @@ class _Tile:
                 out.mul_(spec.out_scale)
             return out
         if cols:
-            self._mvm_chunk(x, weights, out, gen)
+            self._mvm_chunk(x, weights, out, gen, post)
             return out
         rows = max(256, _CHUNK_ELEMENTS // max(x.shape[1], 1))
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
-            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen)
+            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
         return out
 
-    def _mvm_chunk(self, x: Tensor, weights: "_Weights", out: Tensor, gen) -> None:
+    def _mvm_chunk(self, x: Tensor, weights: "_Weights", out: Tensor, gen, post) -> None:
         """Vectors given explicitly: rows (M, K) or columns (B, K, L)."""
         if x.dim() == 3:
             rows_of = lambda mask: x.transpose(1, 2)[mask]  # noqa: E731
@@ -354,14 +368,14 @@ class _Tile:
         kernels = self._dac_kernels
         if kernels is None or x.dim() == 3:
             self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
-                     weights, out, gen)
+                     weights, out, gen, post)
             return
         scale = torch.empty(x.shape[0], dtype=torch.float32)
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = torch.empty_like(x)
         zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args(), scale.numpy(),
                                  nonpos.numpy(), xq.numpy())
-        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen)
+        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen, post)
 
     def nm_values(self, x: Tensor) -> Optional[Tensor]:
         """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
@@ -381,7 +395,7 @@ class _Tile:
         return nms
 
     def run(self, nms: Optional[Tensor], dac, rows_of, weights: "_Weights", out: Tensor,
-            gen) -> None:
+            gen, post=None) -> None:
         """forwardVector for a batch of vectors, writing ``out`` (outputs along dim 1), with
         torch operations.
 
@@ -399,7 +413,7 @@ class _Tile:
         else:
             vec_shape = (out.shape[0],) + tuple(out.shape[2:])
             s0 = torch.ones(vec_shape, dtype=torch.float32, device=out.device)
-        self.complete(dac(s0), s0, zero, rows_of, weights, out, gen)
+        self.complete(dac(s0), s0, zero, rows_of, weights, out, gen, post)
 
     def _zero_mask(self, nonpositive: Tensor, count: Optional[int] = None) -> Optional[Tensor]:
         """The vectors that take forwardVector's short cut (a non-positive noise-management
@@ -409,23 +423,34 @@ class _Tile:
         return nonpositive if count or bool(nonpositive.any()) else None
 
     def complete(self, xq: Tensor, s0: Tensor, zero: Optional[Tensor], rows_of, weights: "_Weights",
-                 out: Tensor, gen) -> None:
+                 out: Tensor, gen, post=None) -> None:
         """forwardVector from the DAC output ``xq`` of every vector at its noise-management
         scale ``s0`` (the first bound-management round: its reduction is 1), writing ``out``;
-        ``zero``: the short-cut vectors; ``rows_of``: see :meth:`run`."""
-        failed = self._one_pass(xq, s0, weights, gen, out)
+        ``zero``: the short-cut vectors; ``rows_of``: see :meth:`run`; ``post``: see
+        :meth:`mvm` (the kernel applies it to the first round, here it is applied to the
+        vectors that replace those results)."""
+        failed = self._one_pass(xq, s0, weights, gen, out, post)
         if failed is not None and len(self.reductions) > 1:
             if zero is not None:
                 failed &= ~zero
             if bool(failed.any()):
                 # bound management: recompute the saturated vectors at reduced input scale
                 yr = self._rerun(rows_of(failed), s0[failed], weights, gen)
+                if post is not None:
+                    self._periphery(yr, (-1,))
                 if out.dim() == 3:
                     out.transpose(1, 2)[failed] = yr
                 else:
                     out[failed] = yr
         if zero is not None:
-            out.masked_fill_(zero.unsqueeze(1), 0.0)
+            if post is None:
+                out.masked_fill_(zero.unsqueeze(1), 0.0)
+            else:  # an exactly zero output, through the periphery
+                z = self._periphery(torch.zeros(1, out.shape[1]), (-1,))
+                if out.dim() == 3:
+                    out.transpose(1, 2)[zero] = z
+                else:
+                    out[zero] = z
 
     def _rerun(self, x: Tensor, s0: Tensor, weights: "_Weights", gen) -> Tensor:
         """Bound-management rounds 2, 3, ... for rows ``x`` that saturated in round 1."""
@@ -472,7 +497,7 @@ class _Tile:
         return np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound)
 
     def _one_pass(self, xs: Tensor, s: Tensor, weights: "_Weights", gen,
-                  y: Tensor) -> Optional[Tensor]:
+                  y: Tensor, post=None) -> Optional[Tensor]:
         """computeAnalogMV (ONE_PASS) into ``y`` for the DAC output ``xs`` of the input vectors
         times their scale ``s`` (``xs`` is modified in place): the rest of prepareInput (noise,
         asymmetry), gemv, non-idealities, finalizeOutput (noise, ADC, bound), then the final
@@ -499,7 +524,7 @@ class _Tile:
             std = weights.abs_matmul(xs * xs).sqrt_().mul_(spec.w_noise)
             noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
             y.add_(noise.mul_(std))
-        return self._finalize(y, s, gen)
+        return self._finalize(y, s, gen, post)
 
     def _ir_drop(self, xs: Tensor, weights: "_Weights", y: Tensor) -> None:
         """applyIrDrop: y_i -= c(a_i) * ir_drop * sum_j w_ij x_j (1 - (1 - j/n)^2), with the
@@ -519,14 +544,14 @@ class _Tile:
         weights.matmul(x_ir, tmp)
         y.sub_(c.mul_(tmp.mul_(spec.ir_drop)))
 
-    def _finalize(self, y: Tensor, s: Tensor, gen) -> Optional[Tensor]:
+    def _finalize(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
         spec = self.spec
         # --- finalizeOutput ---
         if spec.out_asymmetry > 0:
             a = _f32(np.float32(1.0) - np.float32(spec.out_asymmetry))
             y.copy_(torch.where(y < 0, y * a, y))
         if self._adc_kernels is not None:
-            return self._finalize_fused(y, s, gen)
+            return self._finalize_fused(y, s, gen, post)
         if spec.out_noise > 0:
             noise = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
             y.add_(noise, alpha=spec.out_noise)
@@ -542,9 +567,15 @@ class _Tile:
         y.mul_(factor.unsqueeze(1))
         return failed
 
-    def _finalize_fused(self, y: Tensor, s: Tensor, gen) -> Optional[Tensor]:
-        """:meth:`_finalize` after the output asymmetry, in one kernel pass over ``y``; the noise
-        is drawn exactly as the torch path draws it."""
+    def _no_post(self, n: int) -> tuple:
+        """Periphery arrays that leave every output as it is."""
+        if self._identity_post is None or len(self._identity_post[0]) != n:
+            self._identity_post = (np.ones(n, np.float32),) * 3 + (np.full(n, -0.0, np.float32),)
+        return self._identity_post
+
+    def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
+        """:meth:`_finalize` after the output asymmetry, and the periphery ``post`` if given,
+        in one kernel pass over ``y``; the noise is drawn exactly as the torch path draws it."""
         spec = self.spec
         noise = (torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
                  if spec.out_noise > 0 else _NO_NOISE[y.dim()])
@@ -552,7 +583,7 @@ class _Tile:
         adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
         count = adc(y.numpy(), noise.numpy(), np.float32(spec.out_noise), np.float32(spec.out_res),
                     np.float32(spec.out_bound), spec.bm_test_negative_bound, s.numpy(),
-                    np.float32(spec.out_scale), failed.numpy())
+                    np.float32(spec.out_scale), *(post or self._no_post(y.shape[1])), failed.numpy())
         return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
@@ -576,10 +607,10 @@ class _Tile:
         if self.analog_bias:
             ones = torch.ones((x2.shape[0], 1) + tuple(x2.shape[2:]), dtype=x2.dtype, device=x2.device)
             x2 = torch.cat([x2, ones], 1)
-        y = self.mvm(x2, self.weights, gen)
-        if cols:
-            return self._periphery(y, (-1, 1))
-        return self._periphery(y.view(*lead, self.out_size), (-1,))
+        y = self.mvm(x2, self.weights, gen, self.post)
+        if self.post is None:
+            y = self._periphery(y, (-1, 1) if cols else (-1,))
+        return y if cols else y.view(*lead, self.out_size)
 
     def _periphery(self, y: Tensor, view) -> Tensor:
         """The digital post-processing of InferenceTile, in aihwkit's order of operations
@@ -639,7 +670,8 @@ class _Tile:
             zeros = kernels.conv_dac(img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max",
                                      *self._dac_args(), scale.view(b, oh, ow).numpy(),
                                      nonpos.view(b, oh, ow).numpy(), xq.numpy())
-            self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen)
+            self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen,
+                          self.post)
         else:
             xp = padded()
             view = patches(xp)
@@ -658,8 +690,8 @@ class _Tile:
                 buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=img.device)
                 return self._dac_torch(torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf).view(b, k, L), gen)
 
-            self.run(nms, dac, rows_of, self.weights, out, gen)
-        return self._periphery(out, (-1, 1))
+            self.run(nms, dac, rows_of, self.weights, out, gen, self.post)
+        return out if self.post is not None else self._periphery(out, (-1, 1))
 
 class _Weights:
     """A tile's weight matrix (d_size, x_size) in the layouts the products need."""
