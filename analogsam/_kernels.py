@@ -90,24 +90,28 @@ def _compile():
         Returns the number of non-positive maxima."""
         hp = m.shape[0]
         oh, ow = scale.shape[1], scale.shape[2]
+        # loops over whole output rows, innermost: they vectorise
         for y in range(hp):
+            src, dst = m[y], rmax[y]
             for ox in range(ow):
-                best = m[y, ox * sw]
-                for kj in range(1, kw):
-                    best = max(best, m[y, ox * sw + kj * dw])
-                rmax[y, ox] = best
+                dst[ox] = src[ox * sw]
+            for kj in range(1, kw):
+                for ox in range(ow):
+                    dst[ox] = max(dst[ox], src[ox * sw + kj * dw])
         count = 0
         one = np.float32(1.0)
         for oy in range(oh):
+            sc, nonpos_row = scale[i, oy], nonpos[i, oy]
+            sc[:] = rmax[oy * sh]
+            for ki in range(1, kh):
+                src = rmax[oy * sh + ki * dh]
+                for ox in range(ow):
+                    sc[ox] = max(sc[ox], src[ox])
             for ox in range(ow):
-                best = rmax[oy * sh, ox]
-                for ki in range(1, kh):
-                    best = max(best, rmax[oy * sh + ki * dh, ox])
-                if thres > 0:
-                    best = min(best, thres)
+                best = min(sc[ox], thres) if thres > 0 else sc[ox]
                 positive = best > 0
-                scale[i, oy, ox] = one / best if positive else one
-                nonpos[i, oy, ox] = not positive
+                sc[ox] = one / best if positive else one
+                nonpos_row[ox] = not positive
                 count += not positive
         return count
 

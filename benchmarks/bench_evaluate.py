@@ -9,7 +9,8 @@ compensation, 8-bit DAC/ADC, out_noise 0.04, weight_scaling_omega 1, 512x512 til
 repeats, it prints, all measured in the same run:
 
 (a) the digital forward of the test inputs (median of ``--digital-runs`` passes before the sweeps
-    and one after each repeat of the fast sweep, so that load changes hit both sides);
+    and one after each cell of the fast sweep, outside its time, so that the load changes of a
+    shared machine hit both sides of the ratio alike);
 (b) the straightforward aihwkit loop: convert once; per repeat and time program, drift and
     evaluate with the C++ tiles. Each such cell costs the same, so ``--aihwkit-cells`` cells are
     timed and the loop's cost is their median times (times x repeats);
@@ -113,7 +114,7 @@ def bench(name: str, args, clock) -> dict:
     t_cell = statistics.median(cell_times)
     t_loop = t_cell * cells
 
-    # (c) the same sweep through the fast path (a digital forward is timed between repeats,
+    # (c) the same sweep through the fast path (a digital forward is timed after every cell,
     # outside the sweep's time)
     reason = unsupported_reason(analog)
     if reason:
@@ -135,8 +136,8 @@ def bench(name: str, args, clock) -> dict:
             engine.sync(torch.Generator().manual_seed(repeat * 100 + t_index))
             acc_fast.append(accuracy(engine, x, y, bs))
             fast_cells.append(clock() - c0)
+            time_digital()
         t_sweep += sum(fast_cells[-len(times):])
-        time_digital()
     t_digital = statistics.median(digital)
     print(f"(a) digital forward            {t_digital:8.2f} s  (median of {len(digital)}, min {min(digital):.2f}; "
           f"accuracy {acc_digital:.3f})")
