@@ -35,9 +35,15 @@ rounding boundary, which moves one output by one ADC step about once per million
 logits of 1 image in 2000 differ, by at most 0.0016). Every other operation is done in the C++
 order with the same float32 roundings.
 
-Convolutions do not materialise the unfolded input: the patches are read through a strided view
-of the padded image, and each patch's noise-management maximum comes from a sliding-window
-maximum, which is exact. Chunks of images keep the per-element passes in cache.
+Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
+shipped preset), the element-wise steps around the matrix product run as compiled loops
+(:mod:`analogsam._kernels`): for a convolution, one pass per image computes every patch's
+noise-management maximum (a separable sliding-window maximum, exact) and writes the quantized
+patches in ``F.unfold``'s layout; one pass over the product adds the output noise (drawn by
+torch from the same generator), applies the ADC, the bound test and the periphery. They are
+bit-identical to the torch operations kept for the other settings. Images are processed in
+chunks that keep the patches in cache between the DAC pass and the product, in buffers reused
+from chunk to chunk.
 """
 
 from __future__ import annotations
