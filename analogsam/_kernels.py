@@ -16,279 +16,263 @@ bit-identical to the torch path (``tests/test_fastpath.py`` checks it). The rand
 drawn here: the output noise comes in as an array drawn from the caller's seeded torch generator.
 
 The arrays are numpy views of contiguous float32 CPU tensors (no copies). The kernels run on one
-thread; :func:`load` compiles them on first use and caches the machine code next to this file.
+thread. numba compiles each on its first call and caches the machine code in ``__pycache__``
+next to this file (the functions are module-level so that the cache is found again by the next
+process: about 7 s the first time, then about 0.3 s per process).
 """
 
-from __future__ import annotations
-
 import numpy as np
+from numba import njit
 
-_KERNELS = None
+__all__ = ["conv_dac", "rows_dac", "scaled_rows_dac", "adc_cols", "adc_rows"]
 
-
-def load():
-    """The compiled kernels (a namespace), or None where numba is not importable."""
-    global _KERNELS
-    if _KERNELS is None:
-        try:
-            _KERNELS = _compile()
-        except ImportError:  # pragma: no cover - numba is a dependency; keep the torch path working
-            _KERNELS = False
-    return _KERNELS or None
+# no fastmath: every float32 operation is rounded as written; boundscheck off: the callers
+# size the arrays; nogil: another thread may run torch meanwhile
+jit = njit(cache=True, boundscheck=False, nogil=True)
 
 
-def _compile():
-    from types import SimpleNamespace
-
-    from numba import njit
-
-    jit = njit(cache=True, boundscheck=False, nogil=True)
-
-    @jit
-    def pad_abs_max(img, i, ph, pw, xp, m):
-        """Copy image ``i`` of ``img`` into the zero-padded buffer ``xp`` (c, hp, wp) and set the
-        interior of ``m`` (hp, wp) to the maximum of ``|x|`` over the channels (one pass)."""
-        c, h, w = img.shape[1], img.shape[2], img.shape[3]
-        for y in range(h):
-            mrow = m[y + ph, pw:pw + w]
-            src = img[i, 0, y]
-            dst = xp[0, y + ph, pw:pw + w]
+@jit
+def pad_abs_max(img, i, ph, pw, xp, m):
+    """Copy image ``i`` of ``img`` into the zero-padded buffer ``xp`` (c, hp, wp) and set the
+    interior of ``m`` (hp, wp) to the maximum of ``|x|`` over the channels (one pass)."""
+    c, h, w = img.shape[1], img.shape[2], img.shape[3]
+    for y in range(h):
+        mrow = m[y + ph, pw:pw + w]
+        src = img[i, 0, y]
+        dst = xp[0, y + ph, pw:pw + w]
+        for x in range(w):
+            dst[x] = src[x]
+            mrow[x] = abs(src[x])
+        for ch in range(1, c):
+            src = img[i, ch, y]
+            dst = xp[ch, y + ph, pw:pw + w]
             for x in range(w):
                 dst[x] = src[x]
-                mrow[x] = abs(src[x])
-            for ch in range(1, c):
-                src = img[i, ch, y]
-                dst = xp[ch, y + ph, pw:pw + w]
-                for x in range(w):
-                    dst[x] = src[x]
-                    mrow[x] = max(mrow[x], abs(src[x]))
+                mrow[x] = max(mrow[x], abs(src[x]))
 
-    @jit
-    def pad_max(img, i, ph, pw, xp, m):
-        """:func:`pad_abs_max` with the maximum of ``x`` (max noise management)."""
-        c, h, w = img.shape[1], img.shape[2], img.shape[3]
-        for y in range(h):
-            mrow = m[y + ph, pw:pw + w]
-            src = img[i, 0, y]
-            dst = xp[0, y + ph, pw:pw + w]
+@jit
+def pad_max(img, i, ph, pw, xp, m):
+    """:func:`pad_abs_max` with the maximum of ``x`` (max noise management)."""
+    c, h, w = img.shape[1], img.shape[2], img.shape[3]
+    for y in range(h):
+        mrow = m[y + ph, pw:pw + w]
+        src = img[i, 0, y]
+        dst = xp[0, y + ph, pw:pw + w]
+        for x in range(w):
+            dst[x] = src[x]
+            mrow[x] = src[x]
+        for ch in range(1, c):
+            src = img[i, ch, y]
+            dst = xp[ch, y + ph, pw:pw + w]
             for x in range(w):
                 dst[x] = src[x]
-                mrow[x] = src[x]
-            for ch in range(1, c):
-                src = img[i, ch, y]
-                dst = xp[ch, y + ph, pw:pw + w]
-                for x in range(w):
-                    dst[x] = src[x]
-                    mrow[x] = max(mrow[x], src[x])
+                mrow[x] = max(mrow[x], src[x])
 
-    @jit
-    def patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos):
-        """Noise management of every patch of image ``i`` from ``m`` (hp, wp), the channel
-        maximum of the padded image (the padding's zeros count, as in ``F.unfold``'s patches):
-        the window maximum, along the width (``rmax``) then the height, clamped to ``thres`` if
-        positive; ``scale[i] = 1 / max`` where it is positive, else 1 and ``nonpos[i]`` set.
-        Returns the number of non-positive maxima."""
-        hp = m.shape[0]
-        oh, ow = scale.shape[1], scale.shape[2]
-        # loops over whole output rows, innermost: they vectorise
-        for y in range(hp):
-            src, dst = m[y], rmax[y]
+@jit
+def patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos):
+    """Noise management of every patch of image ``i`` from ``m`` (hp, wp), the channel
+    maximum of the padded image (the padding's zeros count, as in ``F.unfold``'s patches):
+    the window maximum, along the width (``rmax``) then the height, clamped to ``thres`` if
+    positive; ``scale[i] = 1 / max`` where it is positive, else 1 and ``nonpos[i]`` set.
+    Returns the number of non-positive maxima."""
+    hp = m.shape[0]
+    oh, ow = scale.shape[1], scale.shape[2]
+    # loops over whole output rows, innermost: they vectorise
+    for y in range(hp):
+        src, dst = m[y], rmax[y]
+        for ox in range(ow):
+            dst[ox] = src[ox * sw]
+        for kj in range(1, kw):
             for ox in range(ow):
-                dst[ox] = src[ox * sw]
-            for kj in range(1, kw):
-                for ox in range(ow):
-                    dst[ox] = max(dst[ox], src[ox * sw + kj * dw])
-        count = 0
-        one = np.float32(1.0)
-        for oy in range(oh):
-            sc, nonpos_row = scale[i, oy], nonpos[i, oy]
-            sc[:] = rmax[oy * sh]
-            for ki in range(1, kh):
-                src = rmax[oy * sh + ki * dh]
-                for ox in range(ow):
-                    sc[ox] = max(sc[ox], src[ox])
+                dst[ox] = max(dst[ox], src[ox * sw + kj * dw])
+    count = 0
+    one = np.float32(1.0)
+    for oy in range(oh):
+        sc, nonpos_row = scale[i, oy], nonpos[i, oy]
+        sc[:] = rmax[oy * sh]
+        for ki in range(1, kh):
+            src = rmax[oy * sh + ki * dh]
             for ox in range(ow):
-                best = min(sc[ox], thres) if thres > 0 else sc[ox]
-                positive = best > 0
-                sc[ox] = one / best if positive else one
-                nonpos_row[ox] = not positive
-                count += not positive
-        return count
-
-    @jit
-    def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
-        """DAC of the patches of one padded image, stride 1 and dilation 1 (see :func:`conv_dac`)."""
-        c = xp.shape[0]
-        oh, ow = scale_i.shape
-        for ch in range(c):
-            for ki in range(kh):
-                for kj in range(kw):
-                    row = (ch * kh + ki) * kw + kj
-                    for oy in range(oh):
-                        src = xp[ch, oy + ki, kj:kj + ow]
-                        sc = scale_i[oy]
-                        dst = out_i[row, oy * ow:(oy + 1) * ow]
-                        for ox in range(ow):
-                            v = np.rint(src[ox] * sc[ox] / res) * res
-                            dst[ox] = min(max(v, -bound), bound)
-
-    @jit
-    def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
-        """:func:`dac_patches_unit` for any stride and dilation."""
-        c = xp.shape[0]
-        oh, ow = scale_i.shape
-        for ch in range(c):
-            for ki in range(kh):
-                for kj in range(kw):
-                    row = (ch * kh + ki) * kw + kj
-                    for oy in range(oh):
-                        src = xp[ch, oy * sh + ki * dh, kj * dw:kj * dw + sw * (ow - 1) + 1:sw]
-                        sc = scale_i[oy]
-                        dst = out_i[row, oy * ow:(oy + 1) * ow]
-                        for ox in range(ow):
-                            v = np.rint(src[ox] * sc[ox] / res) * res
-                            dst[ox] = min(max(v, -bound), bound)
-
-    @jit
-    def conv_dac(img, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, scale, nonpos, out):
-        """The DAC side of a convolution tile for images ``img`` (b, c, h, w), unpadded.
-
-        Per patch (the vectors of ``F.unfold``): the noise-management scale (``scale``,
-        ``nonpos`` (b, oh, ow), see :func:`patch_scales`; ``signed``: max instead of abs-max
-        noise management), then ``out`` (b, c*kh*kw, oh*ow) =
-        ``clip(rint(x * scale / res) * res, -bound, bound)``. Each image is first copied into a
-        zero-padded buffer, so that every inner loop runs over a whole output row. (The two
-        DAC loops are separate functions: as two branches of one loop nest, neither is
-        vectorised.) Returns the number of patches with a non-positive maximum."""
-        b, c, h, w = img.shape
-        hp, wp = h + 2 * ph, w + 2 * pw
-        xp = np.zeros((c, hp, wp), np.float32)  # the padding stays zero
-        m = np.zeros((hp, wp), np.float32)  # so does the channel maximum's
-        rmax = np.empty((hp, scale.shape[2]), np.float32)
-        unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
-        count = 0
-        for i in range(b):
-            if signed:
-                pad_max(img, i, ph, pw, xp, m)
-            else:
-                pad_abs_max(img, i, ph, pw, xp, m)
-            count += patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos)
-            if unit:
-                dac_patches_unit(xp, scale[i], kh, kw, res, bound, out[i])
-            else:
-                dac_patches(xp, scale[i], kh, kw, dh, dw, sh, sw, res, bound, out[i])
-        return count
-
-    @jit
-    def vector_abs_max(v):
-        best = abs(v[0])
-        for j in range(1, v.shape[0]):
-            best = max(best, abs(v[j]))
-        return best
-
-    @jit
-    def vector_max(v):
-        best = v[0]
-        for j in range(1, v.shape[0]):
-            best = max(best, v[j])
-        return best
-
-    @jit
-    def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
-        """:func:`conv_dac` for input vectors stored as rows: ``x`` and ``out`` (m, k),
-        ``scale`` and ``nonpos`` (m,)."""
-        m, k = x.shape
-        one = np.float32(1.0)
-        count = 0
-        for i in range(m):
-            row = x[i]
-            best = vector_max(row) if signed else vector_abs_max(row)
-            if thres > 0:
-                best = min(best, thres)
+                sc[ox] = max(sc[ox], src[ox])
+        for ox in range(ow):
+            best = min(sc[ox], thres) if thres > 0 else sc[ox]
             positive = best > 0
-            sc = one / best if positive else one
-            scale[i] = sc
-            nonpos[i] = not positive
+            sc[ox] = one / best if positive else one
+            nonpos_row[ox] = not positive
             count += not positive
-            for j in range(k):
-                v = np.rint(row[j] * sc / res) * res
-                out[i, j] = min(max(v, -bound), bound)
-        return count
+    return count
 
-    @jit
-    def scaled_rows_dac(x, scale, res, bound, out):
-        """DAC of row vectors ``x`` (m, k) at given scales (m,) (bound-management reruns)."""
-        m, k = x.shape
-        for i in range(m):
-            sc = scale[i]
-            for j in range(k):
-                v = np.rint(x[i, j] * sc / res) * res
-                out[i, j] = min(max(v, -bound), bound)
+@jit
+def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
+    """DAC of the patches of one padded image, stride 1 and dilation 1 (see :func:`conv_dac`)."""
+    c = xp.shape[0]
+    oh, ow = scale_i.shape
+    for ch in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                row = (ch * kh + ki) * kw + kj
+                for oy in range(oh):
+                    src = xp[ch, oy + ki, kj:kj + ow]
+                    sc = scale_i[oy]
+                    dst = out_i[row, oy * ow:(oy + 1) * ow]
+                    for ox in range(ow):
+                        v = np.rint(src[ox] * sc[ox] / res) * res
+                        dst[ox] = min(max(v, -bound), bound)
 
-    @jit
-    def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
-                 failed):
-        """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
+@jit
+def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
+    """:func:`dac_patches_unit` for any stride and dilation."""
+    c = xp.shape[0]
+    oh, ow = scale_i.shape
+    for ch in range(c):
+        for ki in range(kh):
+            for kj in range(kw):
+                row = (ch * kh + ki) * kw + kj
+                for oy in range(oh):
+                    src = xp[ch, oy * sh + ki * dh, kj * dw:kj * dw + sw * (ow - 1) + 1:sw]
+                    sc = scale_i[oy]
+                    dst = out_i[row, oy * ow:(oy + 1) * ow]
+                    for ox in range(ow):
+                        v = np.rint(src[ox] * sc[ox] / res) * res
+                        dst[ox] = min(max(v, -bound), bound)
 
-        Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
-        the bound test (``failed`` (b, l): the verdict of the last output beyond ``bound``, as
-        the C++ loop leaves it), clip to ``bound``, ``* (out_scale / scale)`` (``scale`` (b, l)),
-        then the tile's digital periphery, one value per output (n,) each: ``* post * alpha *
-        osc + bias`` (ones and -0.0 leave the output as it is). Returns the number of failed
-        vectors."""
-        b, n, l = y.shape
-        has_noise = noise.size > 0
-        factor = np.empty(l, np.float32)
-        count = 0
-        for i in range(b):
-            verdict = failed[i]
-            verdict[:] = False
+@jit
+def conv_dac(img, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, scale, nonpos, out):
+    """The DAC side of a convolution tile for images ``img`` (b, c, h, w), unpadded.
+
+    Per patch (the vectors of ``F.unfold``): the noise-management scale (``scale``,
+    ``nonpos`` (b, oh, ow), see :func:`patch_scales`; ``signed``: max instead of abs-max
+    noise management), then ``out`` (b, c*kh*kw, oh*ow) =
+    ``clip(rint(x * scale / res) * res, -bound, bound)``. Each image is first copied into a
+    zero-padded buffer, so that every inner loop runs over a whole output row. (The two
+    DAC loops are separate functions: as two branches of one loop nest, neither is
+    vectorised.) Returns the number of patches with a non-positive maximum."""
+    b, c, h, w = img.shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    xp = np.zeros((c, hp, wp), np.float32)  # the padding stays zero
+    m = np.zeros((hp, wp), np.float32)  # so does the channel maximum's
+    rmax = np.empty((hp, scale.shape[2]), np.float32)
+    unit = sh == 1 and sw == 1 and dh == 1 and dw == 1
+    count = 0
+    for i in range(b):
+        if signed:
+            pad_max(img, i, ph, pw, xp, m)
+        else:
+            pad_abs_max(img, i, ph, pw, xp, m)
+        count += patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos)
+        if unit:
+            dac_patches_unit(xp, scale[i], kh, kw, res, bound, out[i])
+        else:
+            dac_patches(xp, scale[i], kh, kw, dh, dw, sh, sw, res, bound, out[i])
+    return count
+
+@jit
+def vector_abs_max(v):
+    best = abs(v[0])
+    for j in range(1, v.shape[0]):
+        best = max(best, abs(v[j]))
+    return best
+
+@jit
+def vector_max(v):
+    best = v[0]
+    for j in range(1, v.shape[0]):
+        best = max(best, v[j])
+    return best
+
+@jit
+def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
+    """:func:`conv_dac` for input vectors stored as rows: ``x`` and ``out`` (m, k),
+    ``scale`` and ``nonpos`` (m,)."""
+    m, k = x.shape
+    one = np.float32(1.0)
+    count = 0
+    for i in range(m):
+        row = x[i]
+        best = vector_max(row) if signed else vector_abs_max(row)
+        if thres > 0:
+            best = min(best, thres)
+        positive = best > 0
+        sc = one / best if positive else one
+        scale[i] = sc
+        nonpos[i] = not positive
+        count += not positive
+        for j in range(k):
+            v = np.rint(row[j] * sc / res) * res
+            out[i, j] = min(max(v, -bound), bound)
+    return count
+
+@jit
+def scaled_rows_dac(x, scale, res, bound, out):
+    """DAC of row vectors ``x`` (m, k) at given scales (m,) (bound-management reruns)."""
+    m, k = x.shape
+    for i in range(m):
+        sc = scale[i]
+        for j in range(k):
+            v = np.rint(x[i, j] * sc / res) * res
+            out[i, j] = min(max(v, -bound), bound)
+
+@jit
+def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
+             failed):
+    """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
+
+    Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
+    the bound test (``failed`` (b, l): the verdict of the last output beyond ``bound``, as
+    the C++ loop leaves it), clip to ``bound``, ``* (out_scale / scale)`` (``scale`` (b, l)),
+    then the tile's digital periphery, one value per output (n,) each: ``* post * alpha *
+    osc + bias`` (ones and -0.0 leave the output as it is). Returns the number of failed
+    vectors."""
+    b, n, l = y.shape
+    has_noise = noise.size > 0
+    factor = np.empty(l, np.float32)
+    count = 0
+    for i in range(b):
+        verdict = failed[i]
+        verdict[:] = False
+        for t in range(l):
+            factor[t] = out_scale / scale[i, t]
+        for j in range(n):
+            row = y[i, j]
             for t in range(l):
-                factor[t] = out_scale / scale[i, t]
-            for j in range(n):
-                row = y[i, j]
-                for t in range(l):
-                    v = row[t]
-                    if has_noise:
-                        v = v + sigma * noise[i, j, t]
-                    v = np.rint(v / res) * res
-                    if v > bound:
-                        verdict[t] = True
-                        v = bound
-                    elif v < -bound:
-                        verdict[t] = test_negative
-                        v = -bound
-                    row[t] = (((v * factor[t]) * post[j]) * alpha[j]) * osc[j] + bias[j]
-            for t in range(l):
-                count += verdict[t]
-        return count
-
-    @jit
-    def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
-                 failed):
-        """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,)."""
-        m, n = y.shape
-        has_noise = noise.size > 0
-        count = 0
-        for i in range(m):
-            verdict = False
-            factor = out_scale / scale[i]
-            row = y[i]
-            for j in range(n):
-                v = row[j]
+                v = row[t]
                 if has_noise:
-                    v = v + sigma * noise[i, j]
+                    v = v + sigma * noise[i, j, t]
                 v = np.rint(v / res) * res
                 if v > bound:
-                    verdict = True
+                    verdict[t] = True
                     v = bound
                 elif v < -bound:
-                    verdict = test_negative
+                    verdict[t] = test_negative
                     v = -bound
-                row[j] = (((v * factor) * post[j]) * alpha[j]) * osc[j] + bias[j]
-            failed[i] = verdict
-            count += verdict
-        return count
+                row[t] = (((v * factor[t]) * post[j]) * alpha[j]) * osc[j] + bias[j]
+        for t in range(l):
+            count += verdict[t]
+    return count
 
-    return SimpleNamespace(conv_dac=conv_dac, rows_dac=rows_dac, scaled_rows_dac=scaled_rows_dac,
-                           adc_cols=adc_cols, adc_rows=adc_rows)
+@jit
+def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
+             failed):
+    """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,)."""
+    m, n = y.shape
+    has_noise = noise.size > 0
+    count = 0
+    for i in range(m):
+        verdict = False
+        factor = out_scale / scale[i]
+        row = y[i]
+        for j in range(n):
+            v = row[j]
+            if has_noise:
+                v = v + sigma * noise[i, j]
+            v = np.rint(v / res) * res
+            if v > bound:
+                verdict = True
+                v = bound
+            elif v < -bound:
+                verdict = test_negative
+                v = -bound
+            row[j] = (((v * factor) * post[j]) * alpha[j]) * osc[j] + bias[j]
+        failed[i] = verdict
+        count += verdict
+    return count

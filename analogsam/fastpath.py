@@ -57,8 +57,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _kernels
-
 __all__ = ["FastAnalogForward", "FastPathUnsupported", "unsupported_reason", "IOSpec"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
@@ -70,6 +68,13 @@ _CHUNK_ELEMENTS = 1 << 21
 
 # Empty noise arrays tell the ADC kernels that there is no output noise.
 _NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
+
+
+def _load_kernels():
+    """The module of compiled kernels, imported on first use (it imports numba)."""
+    from . import _kernels
+
+    return _kernels
 
 
 class _Workspace:
@@ -298,7 +303,7 @@ class _Tile:
         self._inp_clip_is_noop = _inp_clip_is_noop(spec)
         # The fused kernels cover abs-max / max noise management with deterministic DAC and ADC
         # rounding (every shipped preset); other settings take the torch operations.
-        kernels = _kernels.load() if fused and not spec.perfect else None
+        kernels = _load_kernels() if fused and not spec.perfect else None
         self._dac_kernels = kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0
                                         and not spec.inp_sto_round) else None
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
