@@ -52,7 +52,8 @@ def pad_abs_max(img, i, ph, pw, xp, m):
 
 @jit
 def pad_max(img, i, ph, pw, xp, m):
-    """:func:`pad_abs_max` with the maximum of ``x`` (max noise management)."""
+    """:func:`pad_abs_max` with the maximum of ``x`` (max noise management); a separate function
+    because a flag tested inside the loop would stop it being vectorised."""
     c, h, w = img.shape[1], img.shape[2], img.shape[3]
     for y in range(h):
         mrow = m[y + ph, pw:pw + w]

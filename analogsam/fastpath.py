@@ -659,10 +659,11 @@ class _Tile:
 
 
     def forward_patches(self, img: Tensor, geometry, gen, out: Optional[Tensor] = None) -> Tensor:
-        """The tile module forward of every convolution patch of ``img`` (b, C, H, W), without
-        materialising the unfolded input: ``F.unfold``'s patches (elements ordered (C, kh, kw))
-        are read through a strided view; the noise-management maximum of each patch comes from
-        a sliding-window maximum over the image. Result (b, N, oh*ow), periphery applied."""
+        """The tile module forward of every convolution patch of ``img`` (b, C, H, W), the
+        vectors of ``F.unfold`` (elements ordered (C, kh, kw)): quantized straight from the
+        image by the DAC kernel, or, with the torch operations, read through a strided view of
+        the padded image; the noise-management maximum of each patch is a sliding-window
+        maximum over the image. Result (b, N, oh*ow), periphery applied."""
         if self.weights is None:
             raise RuntimeError("FastAnalogForward.sync(generator) must be called before the forward")
         spec = self.spec
@@ -720,10 +721,12 @@ class _Tile:
 
             def dac(s):
                 buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=img.device)
-                return self._dac_torch(torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf).view(b, k, L), gen)
+                torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf)
+                return self._dac_torch(buf.view(b, k, L), gen)
 
             self.run(nms, dac, rows_of, self.weights, out, gen, self.post)
         return out if self.post is not None else self._periphery(out, (-1, 1))
+
 
 class _Weights:
     """A tile's weight matrix (d_size, x_size) in the layouts the products need."""
