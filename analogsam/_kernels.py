@@ -50,6 +50,7 @@ def pad_abs_max(img, i, ph, pw, xp, m):
                 dst[x] = src[x]
                 mrow[x] = max(mrow[x], abs(src[x]))
 
+
 @jit
 def pad_max(img, i, ph, pw, xp, m):
     """:func:`pad_abs_max` with the maximum of ``x`` (max noise management); a separate function
@@ -68,6 +69,7 @@ def pad_max(img, i, ph, pw, xp, m):
             for x in range(w):
                 dst[x] = src[x]
                 mrow[x] = max(mrow[x], src[x])
+
 
 @jit
 def patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos):
@@ -103,6 +105,7 @@ def patch_scales(m, i, kh, kw, dh, dw, sh, sw, thres, rmax, scale, nonpos):
             count += not positive
     return count
 
+
 @jit
 def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
     """DAC of the patches of one padded image, stride 1 and dilation 1 (see :func:`conv_dac`)."""
@@ -120,6 +123,7 @@ def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
                         v = np.rint(src[ox] * sc[ox] / res) * res
                         dst[ox] = min(max(v, -bound), bound)
 
+
 @jit
 def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
     """:func:`dac_patches_unit` for any stride and dilation."""
@@ -136,6 +140,7 @@ def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
                     for ox in range(ow):
                         v = np.rint(src[ox] * sc[ox] / res) * res
                         dst[ox] = min(max(v, -bound), bound)
+
 
 @jit
 def conv_dac(img, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, scale, nonpos, out):
@@ -167,19 +172,24 @@ def conv_dac(img, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, sca
             dac_patches(xp, scale[i], kh, kw, dh, dw, sh, sw, res, bound, out[i])
     return count
 
+
 @jit
 def vector_abs_max(v):
+    """The maximum of ``|v|``."""
     best = abs(v[0])
     for j in range(1, v.shape[0]):
         best = max(best, abs(v[j]))
     return best
 
+
 @jit
 def vector_max(v):
+    """The maximum of ``v`` (a function of its own, like :func:`pad_max`)."""
     best = v[0]
     for j in range(1, v.shape[0]):
         best = max(best, v[j])
     return best
+
 
 @jit
 def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
@@ -203,6 +213,7 @@ def rows_dac(x, signed, thres, res, bound, scale, nonpos, out):
             out[i, j] = min(max(v, -bound), bound)
     return count
 
+
 @jit
 def scaled_rows_dac(x, scale, res, bound, out):
     """DAC of row vectors ``x`` (m, k) at given scales (m,) (bound-management reruns)."""
@@ -212,6 +223,7 @@ def scaled_rows_dac(x, scale, res, bound, out):
         for j in range(k):
             v = np.rint(x[i, j] * sc / res) * res
             out[i, j] = min(max(v, -bound), bound)
+
 
 @jit
 def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
@@ -250,6 +262,7 @@ def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post,
         for t in range(l):
             count += verdict[t]
     return count
+
 
 @jit
 def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
