@@ -22,6 +22,16 @@ def digits_run(digits, tmp_path_factory):
                  progress=False)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: more threads only add OpenMP barrier waits
+    on a busy 2-core machine. Modules opt in with ``pytestmark``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _restore_rng():
     """Tests that seed torch do not leak their state into the next test."""

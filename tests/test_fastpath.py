@@ -32,13 +32,7 @@ from aihwkit.simulator.parameters.enums import (
 from analogsam.fastpath import FastAnalogForward, FastPathUnsupported, unsupported_reason
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP barrier waits on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_config(**settings) -> InferenceRPUConfig:

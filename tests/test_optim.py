@@ -34,13 +34,7 @@ from analogsam.optim import (
 from analogsam.optim.methods import DEFAULT_LR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The models here are tiny: threads only add overhead on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_mlp(bn: bool = True, hidden: int = 8, d_in: int = 5, classes: int = 3) -> nn.Module:
