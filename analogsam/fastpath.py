@@ -308,6 +308,11 @@ class _Tile:
         self._dac_kernels = kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0
                                         and not spec.inp_sto_round) else None
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
+        # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
+        # noise, ADC step, output bound, bound test of negative outputs, out_scale
+        self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
+        self._adc_args = (np.float32(spec.out_noise), np.float32(spec.out_res), np.float32(spec.out_bound),
+                          spec.bm_test_negative_bound, np.float32(spec.out_scale))
         self.workspace = workspace or _Workspace()
         self.weights: Optional[_Weights] = None
         self.post = None
@@ -406,7 +411,7 @@ class _Tile:
         scale = torch.empty(x.shape[0], dtype=torch.float32)
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
-        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args(), scale.numpy(),
+        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
                                  nonpos.numpy(), xq.numpy())
         self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen, post)
 
@@ -520,14 +525,8 @@ class _Tile:
         if self._dac_kernels is None:
             return self._dac_torch(x * s.unsqueeze(1), gen)
         out = torch.empty_like(x)
-        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), np.float32(self.spec.inp_res),
-                                          np.float32(self.spec.inp_bound), out.numpy())
+        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self._dac_args[1:], out.numpy())
         return out
-
-    def _dac_args(self) -> tuple:
-        """The kernels' noise-management threshold, DAC step and input bound (float32)."""
-        spec = self.spec
-        return np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound)
 
     def _one_pass(self, xs: Tensor, s: Tensor, weights: "_Weights", gen,
                   y: Tensor, post=None) -> Optional[Tensor]:
@@ -614,9 +613,9 @@ class _Tile:
                  if spec.out_noise > 0 else _NO_NOISE[y.dim()])
         failed = torch.empty(s.shape, dtype=torch.bool)
         adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
-        count = adc(y.numpy(), noise.numpy(), np.float32(spec.out_noise), np.float32(spec.out_res),
-                    np.float32(spec.out_bound), spec.bm_test_negative_bound, s.numpy(),
-                    np.float32(spec.out_scale), *(post or self._no_post(y.shape[1])), failed.numpy())
+        sigma, res, bound, test_negative, out_scale = self._adc_args
+        count = adc(y.numpy(), noise.numpy(), sigma, res, bound, test_negative, s.numpy(), out_scale,
+                    *(post or self._no_post(y.shape[1])), failed.numpy())
         return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
@@ -702,7 +701,7 @@ class _Tile:
             nonpos = torch.empty(b, L, dtype=torch.bool)
             xq = self.workspace.get("dac", (b, k, L))
             zeros = kernels.conv_dac(img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max",
-                                     *self._dac_args(), scale.view(b, oh, ow).numpy(),
+                                     *self._dac_args, scale.view(b, oh, ow).numpy(),
                                      nonpos.view(b, oh, ow).numpy(), xq.numpy())
             self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen,
                           self.post)
