@@ -6,7 +6,7 @@ The public API, by pipeline stage (see the README):
 - ``analogsam.models``: ``build_model(spec)``
 - ``analogsam.optim``: SAM, ASAM, SAMSON, adversarial, SAF, MESA, noise injection, RWP
 - ``analogsam.train(...)`` -> a trained model and its checkpoint
-- ``analogsam.devices``: ``load(preset, **overrides)``
+- ``analogsam.hardware.presets``: ``load(preset, **overrides)``
 - ``analogsam.convert(...)`` -> an aihwkit analog model
 - ``analogsam.evaluate(...)`` -> tidy rows of accuracy over time
 """
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": ("analogsam.training", "train"),
     "load_run": ("analogsam.training", "load_run"),
-    "convert": ("analogsam.conversion", "convert"),
+    "convert": ("analogsam.hardware.conversion", "convert"),
     "evaluate": ("analogsam.evaluation", "evaluate"),
 }
 

@@ -143,14 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(items):
-    from analogsam.devices import parse_set_options
+    from analogsam.hardware.presets import parse_set_options
 
     return parse_set_options(items) if items else None
 
 
 def _finish(rows, out: Path, title: str) -> None:
-    from analogsam.report import summary_tables, write_report
-    from analogsam.results import summarize
+    from analogsam.evaluation.report import summary_tables, write_report
+    from analogsam.evaluation.store import summarize
 
     written = write_report(rows, out, title=title)
     print()
@@ -162,7 +162,7 @@ def _finish(rows, out: Path, title: str) -> None:
 
 def cmd_run(args) -> None:
     from analogsam.evaluation import sweep
-    from analogsam.study import default_study_runs
+    from analogsam.studies.default import default_study_runs
 
     start = time.perf_counter()
     out = Path(args.out)
@@ -219,7 +219,7 @@ def cmd_compare(args) -> None:
 
 
 def cmd_presets(args) -> None:
-    from analogsam import devices
+    from analogsam.hardware import presets as devices
 
     if args.action == "list":
         entries = devices.list_presets()
@@ -234,7 +234,7 @@ def cmd_presets(args) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from analogsam.analysis import CURVES, METRICS, analyze_runs
+    from analogsam.studies.flatness import CURVES, METRICS, analyze_runs
 
     def names(text, default):
         return default if text is None else [n.strip() for n in text.split(",") if n.strip()]

@@ -28,15 +28,17 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from analogsam.errors import AnalogsamError
+
 ENV_VAR = "ANALOGSAM_DATA"
 STANDARD_ROOTS = (Path("/usr/share/datasets"), Path.home() / ".cache" / "analogsam", Path("data"))
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(AnalogsamError, FileNotFoundError):
     """A dataset's files are not in any of the places searched."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(AnalogsamError, ValueError):
     """A dataset file exists but is not in the format its reader expects."""
 
 

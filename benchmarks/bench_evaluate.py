@@ -4,7 +4,7 @@
     python benchmarks/bench_evaluate.py --quick         # smaller inputs, 2 times x 2 repeats
     python benchmarks/bench_evaluate.py --models lenet5 --with-evaluate
 
-For each model, PCM preset (``analogsam.devices.load("pcm")``: PCMLikeNoiseModel, global drift
+For each model, PCM preset (``analogsam.hardware.presets.load("pcm")``: PCMLikeNoiseModel, global drift
 compensation, 8-bit DAC/ADC, out_noise 0.04, weight_scaling_omega 1, 512x512 tiles), 5 times x 10
 repeats, it prints, all measured in the same run:
 
@@ -14,7 +14,7 @@ repeats, it prints, all measured in the same run:
 (b) the straightforward aihwkit loop: convert once; per repeat and time program, drift and
     evaluate with the C++ tiles. Each such cell costs the same, so ``--aihwkit-cells`` cells are
     timed and the loop's cost is their median times (times x repeats);
-(c) the same sweep through ``analogsam.fastpath`` (program once per repeat; per time drift,
+(c) the same sweep through ``analogsam.hardware.fast`` (program once per repeat; per time drift,
     ``engine.sync(generator)``, forward), timed in full;
 (d) with ``--with-evaluate``: ``analogsam.evaluation.evaluate`` on the same sweep;
 
@@ -73,8 +73,8 @@ def load_inputs(name: str, quick: bool, resnet_samples: int):
 def bench(name: str, args, clock) -> dict:
     from aihwkit.nn.conversion import convert_to_analog
 
-    from analogsam import devices
-    from analogsam.fastpath import FastAnalogForward, unsupported_reason
+    from analogsam.hardware import presets as devices
+    from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
 
     torch.manual_seed(0)
     spec, x, y, what = load_inputs(name, args.quick, args.resnet_samples)

@@ -96,13 +96,13 @@ from IPython.display import Image, display
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice when ipywidgets is absent
 
-from analogsam import devices
-from analogsam.conversion import convert
+from analogsam.hardware import presets
+from analogsam.hardware.conversion import convert
 from analogsam.data import ArrayDataset, load_dataset
 from analogsam.evaluation import evaluate, format_time
-from analogsam.report import plot_accuracy_vs_time, text_table, write_report
-from analogsam.results import summarize
-from analogsam.study import train_or_reuse
+from analogsam.evaluation.report import plot_accuracy_vs_time, text_table, write_report
+from analogsam.evaluation.store import summarize
+from analogsam.studies.default import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 print(f"{data.name}: {len(data.train)} training and {len(data.test)} test images of shape {data.input_shape}, "
@@ -130,11 +130,11 @@ for m in run.metrics:
 On an analog in-memory-computing chip each weight is stored as device conductances and every
 matrix-vector product is computed in place, with a DAC on the inputs and an ADC on the outputs.
 A device preset is plain data (a TOML file) that names the device model and every knob with its
-unit; `devices.describe` prints the resolved values and where each came from.
+unit; `presets.describe` prints the resolved values and where each came from.
 """),
     ("code", """
-preset = devices.load(PRESET)
-print(devices.describe(preset))
+preset = presets.load(PRESET)
+print(presets.describe(preset))
 """),
     ("md", """
 `convert` turns every `Linear` and `Conv2d` layer into an aihwkit analog layer configured from the
@@ -318,12 +318,12 @@ from scipy import stats
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice when ipywidgets is absent
 
-from analogsam import devices
+from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
 from analogsam.evaluation import format_time, parse_times, sweep
-from analogsam.report import markdown_table, plot_accuracy_vs_time, text_table, write_report
-from analogsam.results import summarize
-from analogsam.study import train_or_reuse
+from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time, text_table, write_report
+from analogsam.evaluation.store import summarize
+from analogsam.studies.default import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 runs = []
@@ -361,7 +361,7 @@ conductances; all time points of one repeat come from the same programming, drif
 """),
     ("code", """
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
-preset = devices.load(PRESET)
+preset = presets.load(PRESET)
 start = time.perf_counter()
 rows = sweep(runs, [preset], batches_for=lambda run: test.batches(2000), times=TIMES, repeats=REPEATS,
              seed=SEED, progress=False)
@@ -518,27 +518,27 @@ from IPython.display import Image, Markdown, display
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice when ipywidgets is absent
 warnings.filterwarnings("ignore", category=UserWarning, module="aihwkit")  # a torch deprecation inside aihwkit
 
-from analogsam import devices
+from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
 from analogsam.evaluation import evaluate, format_time, parse_times
-from analogsam.results import summarize
-from analogsam.study import train_or_reuse
+from analogsam.evaluation.store import summarize
+from analogsam.studies.default import train_or_reuse
 
 Path(OUT).mkdir(parents=True, exist_ok=True)
 lines = ["| preset | device | times | input ranges | hash |", "|---|---|---|---|---|"]
-for p in devices.list_presets():
-    preset = devices.load(p["name"])
+for p in presets.list_presets():
+    preset = presets.load(p["name"])
     times = "any" if preset.supported_times is None else ", ".join(format_time(t) for t in preset.supported_times)
     calibrated = "calibrated on data" if preset.needs_input_range_calibration else "dynamic"
     lines.append(f"| `{p['name']}` | {p['device']} | {times} | {calibrated} | {p['hash']} |")
 display(Markdown("\\n".join(lines)))
 """),
     ("md", """
-`devices.describe(name)` prints every value of a preset with its unit and source, e.g. for the
+`presets.describe(name)` prints every value of a preset with its unit and source, e.g. for the
 NeuRRAM RRAM preset:
 """),
     ("code", """
-print(devices.describe("rram-wan2022"))
+print(presets.describe("rram-wan2022"))
 """),
     ("code", """
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
@@ -593,7 +593,7 @@ def plot(series, x, title, filename, xlabel="time after programming", time_axis=
     display(Image(filename=str(Path(OUT) / filename)))
 """),
     ("code", """
-names = PRESETS or [p["name"] for p in devices.list_presets()]
+names = PRESETS or [p["name"] for p in presets.list_presets()]
 preset_times = parse_times(PRESET_TIMES)
 preset_rows, backend = [], {}
 for name in names:
@@ -616,7 +616,7 @@ noise draws and differ by the ADC alone.
 """),
     ("code", """
 adc_times = parse_times(ADC_TIMES)
-bits_of = {devices.load(KNOB_PRESET, {"io.adc_bits": b}).hash: b for b in ADC_BITS}
+bits_of = {presets.load(KNOB_PRESET, {"io.adc_bits": b}).hash: b for b in ADC_BITS}
 adc_rows = []
 start = time.perf_counter()
 for bits in ADC_BITS:
@@ -638,7 +638,7 @@ network sees the raw drift.
 """),
     ("code", """
 drift_times = parse_times(DRIFT_TIMES)
-mode_of = {devices.load(KNOB_PRESET, {"compensation.drift": m}).hash: m for m in DRIFT_MODES}
+mode_of = {presets.load(KNOB_PRESET, {"compensation.drift": m}).hash: m for m in DRIFT_MODES}
 drift_rows = []
 start = time.perf_counter()
 for mode in DRIFT_MODES:

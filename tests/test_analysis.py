@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from analogsam import analysis as A
+from analogsam.studies import flatness as A
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_robustness_correlation_missing_and_too_few():
 def test_plots_write_pngs(tmp_path, digits_batches):
     paths = A.plot_sharpness_scatters(RECORDS, tmp_path / "scatter")
     assert len(paths) == 2
-    from analogsam.faults import weight_noise_curve
+    from analogsam.robustness.perturbations import weight_noise_curve
 
     model = trained_mlp(digits_batches, epochs=1)
     curve = weight_noise_curve(model, digits_batches, etas=(0.0, 0.5), draws=2, num_batches=1)

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from analogsam import analysis as A
+from analogsam.studies import flatness as A
 from analogsam.cli import main
 from analogsam.evaluation import evaluate
-from analogsam.results import read_rows
+from analogsam.evaluation.store import read_rows
 from analogsam.training import train
 
 QUICK_FLAGS = ["--quick", "--num-batches", "1", "--batch-size", "64", "--repeats", "1",

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from analogsam.cli import main
-from analogsam.results import read_rows
+from analogsam.evaluation.store import read_rows
 from analogsam.training import load_run
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from analogsam import devices
-from analogsam.conversion import ConversionError, convert
+from analogsam.hardware import presets as devices
+from analogsam.hardware.conversion import ConversionError, convert
 
 
 def test_cpp_tile_builds_and_computes():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from analogsam import devices
-from analogsam.device_schema import KNOBS, WAN2022_TIMES
-from analogsam.devices import PresetError
+from analogsam.hardware import presets as devices
+from analogsam.hardware.presets.schema import KNOBS, WAN2022_TIMES
+from analogsam.hardware.presets import PresetError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -336,23 +336,22 @@ def test_knob_table_covers_every_knob_and_docs_are_current():
 
 
 def test_presets_ship_as_package_data():
-    """A plain wheel must contain devices/*.toml as analogsam.presets (checked by configuration;
-    building a wheel is too slow for the unit tests)."""
+    """A plain wheel must contain the shipped presets as package data of analogsam.hardware.presets
+    (checked by configuration; building a wheel is too slow for the unit tests)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     st = pyproject["tool"]["setuptools"]
-    assert "analogsam.presets" in st["packages"]
-    assert st["package-dir"]["analogsam.presets"] == "devices"
-    assert "*.toml" in st["package-data"]["analogsam.presets"]
-    assert (REPO / "devices" / "__init__.py").is_file()
+    assert st["packages"]["find"]["include"] == ["analogsam*"]
+    assert "shipped/*.toml" in st["package-data"]["analogsam.hardware.presets"]
     found = {p.name for p in devices.preset_dir().iterdir() if p.name.endswith(".toml")}
     assert {f"{n}.toml" for n in SHIPPED} <= found
-    assert {f"{n}.toml" for n in SHIPPED} <= {p.name for p in (REPO / "devices").glob("*.toml")}
+    shipped = REPO / "analogsam" / "hardware" / "presets" / "shipped"
+    assert {f"{n}.toml" for n in SHIPPED} <= {p.name for p in shipped.glob("*.toml")}
 
 
 def test_listing_presets_does_not_import_aihwkit():
     import subprocess
 
-    code = ("import sys; from analogsam import devices; devices.list_presets(); "
+    code = ("import sys; from analogsam.hardware import presets as devices; devices.list_presets(); "
             "devices.describe('pcm'); print('aihwkit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -15,8 +15,8 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import InferenceRPUConfig
 from aihwkit.simulator.parameters.enums import NoiseManagementType, WeightNoiseType
 
-from analogsam import devices
-from analogsam.device_rpu import NoDeviceNoiseModel
+from analogsam.hardware import presets as devices
+from analogsam.hardware.rpu_config import NoDeviceNoiseModel
 
 # aihwkit 1.1.0's own deprecation noise (HermesNoiseModel indexing, ReRamCMONoiseModel numpy log10)
 pytestmark = [

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from analogsam.evaluation import derive_seed, evaluate, format_time, parse_times
-from analogsam.results import ResultStore, SettingsMismatchError, read_rows, summarize
+from analogsam.evaluation.store import ResultStore, SettingsMismatchError, read_rows, summarize
 
 
 def test_parse_times_with_units():

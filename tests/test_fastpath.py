@@ -29,7 +29,7 @@ from aihwkit.simulator.parameters.enums import (
     WeightNoiseType,
 )
 
-from analogsam.fastpath import FastAnalogForward, FastPathUnsupported, unsupported_reason
+from analogsam.hardware.fast import FastAnalogForward, FastPathUnsupported, unsupported_reason
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -388,7 +388,7 @@ def test_torch_tiles_and_training_mode_are_refused():
 
 
 def test_every_shipped_preset_is_supported_or_refused_by_name():
-    devices = pytest.importorskip("analogsam.devices")
+    devices = pytest.importorskip("analogsam.hardware.presets")
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
     verdicts = {}
     for name in [row["name"] for row in devices.list_presets()]:

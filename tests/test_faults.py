@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from analogsam import faults as F
+from analogsam.robustness import perturbations as F
 
 
 def net(seed=0):

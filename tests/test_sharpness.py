@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from analogsam import sharpness as S
+from analogsam.robustness import sharpness as S
 
 EIGENVALUES = torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.25], dtype=torch.float64)
 

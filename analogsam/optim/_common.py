@@ -10,12 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
+from analogsam.errors import AnalogsamError
+
 # Normalisation layers stay digital on an analog accelerator: their parameters are neither mapped to
 # conductances nor perturbed by the attack, the noise or the adaptive scaling.
 NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(AnalogsamError, FloatingPointError):
     """A loss or gradient was NaN or infinite; raised before any weight of that step is written.
 
     ``step`` is the 1-based number of the training step that failed.

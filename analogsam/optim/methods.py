@@ -11,6 +11,8 @@ from typing import Any
 
 from torch import nn
 
+from analogsam.errors import InvalidParameterError
+
 from .adversarial import ATTACK_GRADIENTS, AdversarialMethod
 from .base import BASE_OPTIMIZERS, StandardMethod, TrainingMethod
 from .noise import NoiseInjectionMethod, RWPMethod
@@ -37,7 +39,7 @@ assert tuple(_REGISTRY) == OPTIMIZER_NAMES
 DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
 
 
-class HyperparameterError(ValueError, TypeError):
+class HyperparameterError(InvalidParameterError):
     """An unknown or invalid hyperparameter (both a ValueError and a TypeError, like a bad keyword)."""
 
 

@@ -2,7 +2,7 @@
 default and meaning.
 
 This module is plain data and does not import aihwkit, so listing and validating presets is fast.
-``analogsam.devices`` loads and validates TOML files against it; ``analogsam.device_rpu`` turns a
+``analogsam.hardware.presets`` loads and validates TOML files against it; ``analogsam.hardware.rpu_config`` turns a
 validated preset into an aihwkit ``InferenceRPUConfig``; ``knob_table_markdown`` renders it as the
 documentation table in ``docs/devices.md``.
 """
@@ -33,7 +33,7 @@ MODEL_CLASS = {
     "rram-wan2022": "aihwkit.inference.ReRamWan2022NoiseModel",
     "rram-cmo": "aihwkit.inference.noise.reram.ReRamCMONoiseModel",
     "state-independent": "aihwkit.inference.StateIndependentNoiseModel",
-    "none": "analogsam.device_rpu.NoDeviceNoiseModel (identity: no programming noise, no drift)",
+    "none": "analogsam.hardware.rpu_config.NoDeviceNoiseModel (identity: no programming noise, no drift)",
 }
 
 # Noise-model knobs that each model honours. A preset that sets any other noise knob away from its

@@ -1,12 +1,12 @@
 """Device presets: validated, documented TOML data that configures aihwkit analog tiles.
 
-A preset is a TOML file (shipped ones live in the top-level ``devices/`` folder, installed as the
-package ``analogsam.presets``; a user's own file is passed by path) that names a noise model and sets
-knobs with units. Every knob is declared in ``analogsam.device_schema``; ``docs/devices.md`` is the
+A preset is a TOML file (shipped ones live in ``analogsam/hardware/presets/shipped/``, installed
+with the package; a user's own file is passed by path) that names a noise model and sets
+knobs with units. Every knob is declared in ``analogsam.hardware.presets.schema``; ``docs/devices.md`` is the
 generated table of all of them.
 
-    >>> from analogsam import devices
-    >>> p = devices.load("pcm", io={"adc_bits": 6})          # or overrides={"io.adc_bits": 6}
+    >>> from analogsam.hardware import presets
+    >>> p = presets.load("pcm", io={"adc_bits": 6})          # or overrides={"io.adc_bits": 6}
     >>> p.values["io"]["adc_bits"], p.sources["io"]["adc_bits"]
     (6, 'override')
     >>> rpu_config = p.rpu_config()                          # a fresh aihwkit InferenceRPUConfig
@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from analogsam.device_schema import (
+from analogsam.errors import AnalogsamError
+from analogsam.hardware.presets.schema import (
     HERMES_G_MAX,
     KNOBS,
     KNOBS_BY_PATH,
@@ -46,7 +47,7 @@ from analogsam.device_schema import (
     Knob,
     default_values,
 )
-from analogsam.device_schema import knob_table_markdown as _knob_table_markdown
+from analogsam.hardware.presets.schema import knob_table_markdown as _knob_table_markdown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,7 +69,7 @@ _OVERRIDE = "override"
 _DEFAULT = "default"
 
 
-class PresetError(ValueError):
+class PresetError(AnalogsamError, ValueError):
     """A device preset that cannot be loaded, validated or honoured."""
 
 
@@ -80,7 +81,7 @@ def preset_dir():
     """The folder (an importlib Traversable) that holds the shipped ``*.toml`` presets."""
     from importlib.resources import files
 
-    return files("analogsam.presets")
+    return files("analogsam.hardware.presets") / "shipped"
 
 
 def _shipped() -> dict:
@@ -190,7 +191,7 @@ def _unknown_key(path: str, where: str) -> PresetError:
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return PresetError(
         f"{where}: unknown key {path!r}{hint}; valid sections: {', '.join(SECTIONS)}; "
-        f"see docs/devices.md or analogsam.devices.knob_table_markdown() for every key"
+        f"see docs/devices.md or analogsam.hardware.presets.knob_table_markdown() for every key"
     )
 
 
@@ -402,7 +403,7 @@ class Preset:
         Pass it to ``aihwkit.nn.conversion.convert_to_analog``. Changing the config after
         conversion has no effect on C++ tiles: make a new preset and convert again.
         """
-        from analogsam.device_rpu import build_rpu_config
+        from analogsam.hardware.rpu_config import build_rpu_config
 
         return build_rpu_config(self.values)
 

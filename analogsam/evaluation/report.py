@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only: reports are written on headless machines
 import matplotlib.pyplot as plt  # noqa: E402
 
 from analogsam.evaluation import format_time  # noqa: E402
-from analogsam.results import RESULT_COLUMNS, SUMMARY_COLUMNS, summarize, write_rows  # noqa: E402
+from analogsam.evaluation.store import RESULT_COLUMNS, SUMMARY_COLUMNS, summarize, write_rows  # noqa: E402
 
 
 def _grid(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:

@@ -1,7 +1,7 @@
 """Does flatness predict robustness? Per-model analysis and the cross-run rank correlation.
 
-- :func:`analyze_model`: every sharpness metric (``analogsam.sharpness``) and every robustness curve
-  (``analogsam.faults``) of one model, as one JSON-serialisable dict.
+- :func:`analyze_model`: every sharpness metric (``analogsam.robustness.sharpness``) and every robustness curve
+  (``analogsam.robustness.perturbations``) of one model, as one JSON-serialisable dict.
 - :func:`robustness_correlation`: across runs, Spearman's rank correlation between each sharpness
   metric and an accuracy drop (under analog drift at a chosen preset and time, or under weight
   noise or faults): the claim "flatter minima are more robust" predicts a positive ρ.
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _analysis_common as C
-from . import faults, sharpness
+from analogsam.robustness import _common as C
+from analogsam.robustness import perturbations as faults, sharpness
 
 __all__ = [
     "CURVES",
@@ -325,7 +325,7 @@ def _draw_curves(ax, curves: Mapping[str, object], title: str | None) -> None:
 def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | None = None) -> Path:
     """Mean accuracy ± std against the level (η or fault rate) for several runs' curves of one kind.
 
-    ``curves`` maps a run label to a :class:`analogsam.faults.RobustnessCurve` or its ``to_dict()``.
+    ``curves`` maps a run label to a :class:`analogsam.robustness.perturbations.RobustnessCurve` or its ``to_dict()``.
     """
     fig = _figure()
     _draw_curves(fig.add_subplot(), curves, title)
@@ -446,7 +446,7 @@ def _curve_rows(record: Mapping) -> list[dict]:
 
 def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> dict:
     """Per-run CSVs and PNGs beside ``analysis.json``; returns their paths."""
-    from .results import RESULT_COLUMNS, write_rows
+    from analogsam.evaluation.store import RESULT_COLUMNS, write_rows
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -477,8 +477,8 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
 
     from tqdm.auto import tqdm
 
-    from .evaluation import evaluate, format_time
-    from .results import summarize
+    from analogsam.evaluation import evaluate, format_time
+    from analogsam.evaluation.store import summarize
 
     steps = [("metric", m) for m in metrics] + [("curve", c) for c in curves] + [("analog", preset.name)]
     bar = tqdm(steps, desc=label, disable=not progress, leave=False, unit="step")
@@ -644,11 +644,11 @@ def analyze_runs(
     """
     from tqdm.auto import tqdm
 
-    from .conversion import resolve_preset
-    from .data import load_dataset
-    from .evaluation import parse_times
-    from .results import write_rows
-    from .training import CHECKPOINT, load_run
+    from analogsam.hardware.conversion import resolve_preset
+    from analogsam.data import load_dataset
+    from analogsam.evaluation import parse_times
+    from analogsam.evaluation.store import write_rows
+    from analogsam.training import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
@@ -671,7 +671,7 @@ def analyze_runs(
         "model", "batches", "metrics", "curves", "seed", "num_batches"}
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"unknown analysis options {sorted(unknown)}; see analogsam.analysis.analyze_model")
+        raise ValueError(f"unknown analysis options {sorted(unknown)}; see analogsam.studies.flatness.analyze_model")
     for d in run_dirs:
         if not (d / CHECKPOINT).exists():
             raise FileNotFoundError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")

@@ -20,16 +20,14 @@ from typing import Iterable
 import numpy as np
 from scipy import stats
 
+from analogsam.storage import SettingsMismatchError
+
 RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "preset", "preset_hash", "t_seconds", "repeat",
                   "seed", "accuracy", "loss", "digital_accuracy", "n_samples", "backend"]
 SUMMARY_COLUMNS = ["run", "optimizer", "preset", "preset_hash", "t_seconds", "n", "mean", "std",
                    "ci95_low", "ci95_high", "digital_accuracy"]
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n"}
 _FLOAT_COLUMNS = {"t_seconds", "accuracy", "loss", "digital_accuracy", "mean", "std", "ci95_low", "ci95_high"}
-
-
-class SettingsMismatchError(ValueError):
-    """An output folder already holds results measured with other settings."""
 
 
 def _typed(row: dict) -> dict:

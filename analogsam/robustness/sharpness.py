@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from . import _analysis_common as C
+from analogsam.robustness import _common as C
 
 __all__ = [
     "SharpnessResult",
@@ -46,7 +46,7 @@ __all__ = [
     "METRICS",
 ]
 
-#: The metric names, in the order :func:`analogsam.analysis.analyze_model` reports them.
+#: The metric names, in the order :func:`analogsam.studies.flatness.analyze_model` reports them.
 METRICS = (
     "worst_case_sharpness",
     "adaptive_sharpness",

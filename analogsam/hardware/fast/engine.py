@@ -38,7 +38,7 @@ order with the same float32 roundings.
 
 Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
 shipped preset), the element-wise steps around the matrix product run as compiled loops
-(:mod:`analogsam._kernels`): for a convolution, one pass per image computes every patch's
+(:mod:`analogsam.hardware.fast.kernels`): for a convolution, one pass per image computes every patch's
 noise-management maximum (a separable sliding-window maximum, exact) and writes the quantized
 patches in ``F.unfold``'s layout; one pass over the product adds the output noise (drawn by
 torch from the same generator), applies the ADC, the bound test and the periphery. They are
@@ -58,6 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from analogsam.errors import AnalogsamError
+
 __all__ = ["FastAnalogForward", "FastPathUnsupported", "unsupported_reason", "IOSpec"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
@@ -73,7 +75,7 @@ _NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
 
 def _load_kernels():
     """The module of compiled kernels, imported on first use (it imports numba)."""
-    from . import _kernels
+    from analogsam.hardware.fast import kernels as _kernels
 
     return _kernels
 
@@ -97,7 +99,7 @@ class _Workspace:
         return buf[:n].view(shape)
 
 
-class FastPathUnsupported(ValueError):
+class FastPathUnsupported(AnalogsamError, ValueError):
     """The model holds a layer or a setting that the fast path does not reproduce."""
 
 
@@ -1139,7 +1141,7 @@ class FastAnalogForward:
         times faster than two (OpenMP barrier waits).
 
         ``fused``: run the DAC and ADC sides through the compiled kernels of
-        :mod:`analogsam._kernels` where they apply (bit-identical, faster); False runs the torch
+        :mod:`analogsam.hardware.fast.kernels` where they apply (bit-identical, faster); False runs the torch
         operations only."""
         reason = unsupported_reason(analog_model)
         if reason:

@@ -1,4 +1,4 @@
-"""Fused element-wise kernels of the fast analog forward (:mod:`analogsam.fastpath`), compiled by numba.
+"""Fused element-wise kernels of the fast analog forward (:mod:`analogsam.hardware.fast`), compiled by numba.
 
 The analog forward of one tile is a handful of element-wise steps around one matrix product: the
 DAC side (noise-management scale, ``rint(x * scale / res) * res``, clip to ``inp_bound``) on the

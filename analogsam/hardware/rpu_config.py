@@ -1,6 +1,6 @@
 """Build aihwkit ``InferenceRPUConfig`` objects from validated preset values.
 
-Kept apart from ``analogsam.devices`` so that listing and validating presets does not import
+Kept apart from ``analogsam.hardware.presets`` so that listing and validating presets does not import
 aihwkit. Everything here is configured before conversion: on C++ tiles, changing
 ``rpu_config.forward`` after ``convert_to_analog`` has no effect.
 """

@@ -39,7 +39,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from . import _analysis_common as C
+from analogsam.robustness import _common as C
 
 __all__ = [
     "RobustnessCurve",

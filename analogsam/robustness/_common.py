@@ -1,4 +1,4 @@
-"""Plumbing shared by ``analogsam.sharpness``, ``analogsam.faults`` and ``analogsam.analysis``.
+"""Plumbing shared by ``analogsam.robustness.sharpness``, ``analogsam.robustness.perturbations`` and ``analogsam.studies.flatness``.
 
 Every probe in those modules takes any ``torch.nn.Module`` and any re-iterable of
 ``(inputs, labels)`` batches, works on the first ``num_batches`` of them in eval mode, and leaves
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from analogsam.validation import check_choice, check_int, check_levels, check_real  # noqa: F401
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: The layer types aihwkit's ``convert_to_analog`` maps onto analog tiles: their ``weight`` is what
@@ -23,49 +25,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ANALOG_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 PARAMETER_SETS = ("all", "weights")
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def check_real(name: str, value, low=None, high=None, *, low_open=False, high_open=False) -> float:
-    """Return ``value`` as a float, or raise ValueError naming ``name`` and the allowed range."""
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    allowed = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number in {allowed}, got {value!r}")
-    too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        raise ValueError(f"{name} must be in {allowed}, got {value!r}")
-    return float(value)
-
-
-def check_int(name: str, value, low: int = 1, high: int | None = None) -> int:
-    """Return ``value`` as an int, or raise ValueError naming ``name`` and the allowed range."""
-    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def check_levels(name: str, values, low=0.0, high=None) -> list[float]:
-    """A non-empty sequence of noise levels or fault rates, each validated."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
-    levels = [check_real(f"{name}[{i}]", v, low, high) for i, v in enumerate(values)]
-    if not levels:
-        raise ValueError(f"{name} must contain at least one value")
-    return levels
 
 
 # --- randomness --------------------------------------------------------------------------------

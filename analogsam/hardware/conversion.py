@@ -16,14 +16,15 @@ import warnings
 import torch
 from torch import nn
 
-from analogsam import devices
+from analogsam.errors import AnalogsamError
+from analogsam.hardware import presets as devices
 
 # Layers with weights that legitimately stay digital in an AIMC accelerator (done by the periphery).
 DIGITAL_OK = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU)
 CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-class ConversionError(ValueError):
+class ConversionError(AnalogsamError, ValueError):
     """The model holds layers that cannot be mapped onto analog tiles."""
 
 
@@ -39,7 +40,7 @@ def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None) -> "devices.Preset":
-    """A :class:`~analogsam.devices.Preset` from a name, a TOML path or a preset, with ``overrides`` applied."""
+    """A :class:`~analogsam.hardware.presets.Preset` from a name, a TOML path or a preset, with ``overrides`` applied."""
     return devices.load(preset, overrides=overrides)
 
 

@@ -9,7 +9,7 @@ Randomness comes from two places in aihwkit 1.1.0: programming and drift noise u
 generator (seeded here), but the C++ tiles' forward noise (``out_noise``, and the drift-compensation
 read-out that goes through the forward) uses aihwkit's own generator, which is seeded from the clock
 and cannot be seeded from Python. The default ``backend="auto"`` therefore runs the forward pass
-through :mod:`analogsam.fastpath`, a torch re-implementation of the tile arithmetic that draws its
+through :mod:`analogsam.hardware.fast`, a torch re-implementation of the tile arithmetic that draws its
 noise from a seeded generator (and is faster); presets it does not support fall back to aihwkit's
 tiles, whose forward noise is then not reproducible (the rows say which backend measured them).
 """
@@ -25,11 +25,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from analogsam.conversion import convert, resolve_preset
-from analogsam.results import ResultStore
+from analogsam.hardware.conversion import convert, resolve_preset
+from analogsam.evaluation.store import ResultStore
 
 #: The default study's time points: 1 s, 1 h, 1 day, 30 days, 1 year.
 DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+
+#: Programmings (independent programming-noise draws) per (run, preset) unless asked otherwise:
+#: the one default of the API and of every command that evaluates (the default study sets its own).
+DEFAULT_REPEATS = 10
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
           "y": 31536000.0}
@@ -101,7 +105,7 @@ def _choose_backend(analog: nn.Module, backend: str):
     if backend not in ("auto", "fast", "aihwkit"):
         raise ValueError(f"backend must be 'auto', 'fast' or 'aihwkit', got {backend!r}")
     if backend != "aihwkit":
-        from analogsam.fastpath import FastAnalogForward, unsupported_reason
+        from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
 
         reason = unsupported_reason(analog)
         if reason is None:
@@ -113,7 +117,7 @@ def _choose_backend(analog: nn.Module, backend: str):
 
 
 def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
-             repeats: int = 5, seed: int = 0, run: str | None = None, optimizer: str | None = None,
+             repeats: int = DEFAULT_REPEATS, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None) -> list[dict]:
@@ -126,17 +130,17 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
             :class:`~analogsam.training.TrainedRun`.
         batches: an iterable of ``(inputs, labels)`` batches (e.g. a DataLoader or ``dataset.batches()``).
-        preset: a preset name, a TOML path, or a loaded :class:`~analogsam.devices.Preset`.
+        preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`.
         times: seconds after programming (or ``"1s,1h,1d"``).
         repeats: independent programmings (programming-noise draws).
         seed: base seed; each repeat's seed is derived from (seed, run, preset, repeat).
         run, optimizer: labels for the rows (taken from a TrainedRun if not given).
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
-        store: a :class:`~analogsam.results.ResultStore`; finished cells are skipped and new ones appended.
+        store: a :class:`~analogsam.evaluation.store.ResultStore`; finished cells are skipped and new ones appended.
         backend: ``"auto"`` (seeded fast path where it reproduces the tiles, else aihwkit), ``"fast"``, ``"aihwkit"``.
         faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
             e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
-            :func:`analogsam.faults.faulted_copy`), so one evaluation covers faults and drift together.
+            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and drift together.
             Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
         only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
 
@@ -179,7 +183,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         def build(faulted_seed=None):
             source = model
             if faults:
-                from analogsam.faults import faulted_copy
+                from analogsam.robustness.perturbations import faulted_copy
 
                 source = faulted_copy(model, seed=faulted_seed, **faults)
             analog = convert(source, preset, calibration_batches=data)
@@ -226,7 +230,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = 5,
+def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
           progress: bool = True, workers: int = 1) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
