@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analogsam.evaluation import summarize, sweep
-from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
+from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, left_out_cells, times_per_preset
 from analogsam.evaluation.report import (NOT_MEASURED, accuracy_figure, markdown_table, summary_tables,
                                          text_table, write_report)
 from analogsam.hardware.presets import PresetError, load
@@ -100,3 +100,8 @@ def test_evaluate_of_one_preset_still_refuses_an_undefined_time(digits_run, digi
 
     with pytest.raises(PresetError, match="only defined at"):
         evaluate(digits_run, digits.test.batches(200), "rram-wan2022", times="1h", repeats=1, progress=False)
+
+
+def test_left_out_cells_can_be_listed_before_a_sweep():
+    (cell,) = left_out_cells(["pcm", "rram-wan2022"], "1s,1h,1y")
+    assert (cell.preset, cell.times, cell.defined) == ("rram-wan2022", (3600.0, 31536000.0), (1.0, 86400.0, 172800.0))

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from analogsam.evaluation.times import format_time, format_times
+from analogsam.evaluation.times import format_time, format_times, parse_times
+from analogsam.hardware.conversion import resolve_preset
 from analogsam.hardware.presets import Preset, PresetError
 
 
@@ -45,6 +46,13 @@ def times_per_preset(presets: Sequence[Preset], times: Sequence[float]) -> tuple
         if missing:
             left_out.append(LeftOut(preset.name, missing, tuple(preset.supported_times)))
     return measured, left_out
+
+
+def left_out_cells(presets: Sequence, times, overrides: dict | None = None) -> list[LeftOut]:
+    """The cells :func:`analogsam.evaluation.sweep` with these arguments leaves out (presets as names,
+    files or Presets, ``times`` as for ``sweep``), e.g. to print them or pass them to
+    :func:`analogsam.evaluation.report.write_report`."""
+    return times_per_preset([resolve_preset(p, overrides) for p in presets], parse_times(times))[1]
 
 
 def describe_left_out(left_out: Sequence[LeftOut]) -> str:

@@ -111,6 +111,7 @@ def _draw_preset(ax, summary: list[dict], preset: str) -> None:
         if digital is not None:
             ax.axhline(100 * digital, linestyle="--", linewidth=1, color=line.get_color())
     ax.set_xscale("log")
+    ax.set_xlim(times[0] / 2, times[-1] * 2)  # every panel spans every time, measured here or not
     ax.set_xticks(times)
     ax.set_xticklabels([format_time(t) for t in times])
     ax.set_xlabel("time after programming")

@@ -93,7 +93,7 @@ class ResultStore:
             return
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+            atomic_write(self.path, lambda f: f.write(data[: data.rfind(b"\n") + 1]), binary=True)
 
     def _upgrade_header(self) -> None:
         # Appended rows follow RESULT_COLUMNS, so a file written with other columns (before the
