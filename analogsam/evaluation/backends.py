@@ -148,5 +148,5 @@ def make_backend(analog_model: nn.Module, backend: str = "auto") -> Backend:
         raise FastPathUnsupported(f"backend='fast' cannot replay this network's analog tiles: {reason}; "
                                   "use backend='auto' or 'aihwkit' (aihwkit's C++ tiles)")
     warnings.warn(f"backend='auto' measures with aihwkit's C++ tiles, whose forward noise is not seeded, "
-                  f"because the fast engine cannot replay them: {reason}", BackendFallbackWarning, stacklevel=3)
+                  f"because the fast engine cannot replay them: {reason}", BackendFallbackWarning, stacklevel=2)
     return AihwkitBackend(analog_model)

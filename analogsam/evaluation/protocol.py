@@ -28,29 +28,17 @@ from analogsam.evaluation.backends import BACKENDS, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.runs import default_batches, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
-from analogsam.evaluation.store import ResultStore
+from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.validation import check_choice, check_int
 
-__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "fault_label", "format_time",
+__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
            "parse_times", "sweep"]
 
 #: Programmings (independent programming-noise draws) per (run, preset) unless asked otherwise:
 #: the one default of the API and of every command that evaluates (the default study sets its own).
 DEFAULT_REPEATS = 10
-
-
-def fault_label(faults: Mapping | None) -> str:
-    """The ``faults`` column of rows measured with these memory faults: ``"bit_flip_rate=0.001, bits=8,
-    stuck_at_rate=0.01"`` (keys sorted), or ``""`` for clean rows."""
-    return ", ".join(f"{k}={v}" for k, v in sorted(faults.items())) if faults else ""
-
-
-def _seed_name(run: str, faults: str) -> str:
-    # Faults used to be a suffix of the run name, and a repeat's seed is derived from the name: a
-    # faulted run keeps deriving it from exactly that string, so every faulted number stays the same.
-    return f"{run} [{faults}]" if faults else run
 
 
 def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -115,7 +103,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
             e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
             :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
-            drift together; the rows' ``faults`` column names them (see :func:`fault_label`).
+            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
             Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
         only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
 
@@ -147,7 +135,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         network = network.cpu().eval()
         digital_accuracy, _ = _score(network, data)
         wanted = range(repeats) if only_repeats is None else only_repeats
-        todo = [r for r in wanted if store is None or (run, faults_text, preset.name, preset.hash, r) not in store.done]
+        todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r)]
         if not todo:
             return []
 
@@ -162,10 +150,12 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         if not faults:
             measure = build()  # convert once; each repeat only reprograms
         rows = []
-        bar = tqdm(total=len(todo) * len(times), desc=f"{run} on {preset.name}", disable=not progress,
-                   leave=False, unit="point")
+        bar = tqdm(total=len(todo) * len(times), desc=f"{run_label(run, faults_text)} on {preset.name}",
+                   disable=not progress, leave=False, unit="point")
         for repeat in todo:
-            repeat_seed = derive_seed(seed, _seed_name(run, faults_text), preset.name, repeat)
+            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
+            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
+            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat)
             if faults:  # each repeat draws its own faults, so it converts its own faulted copy
                 measure = build(derive_seed(repeat_seed, "faults"))
             measure.program(repeat_seed)
@@ -242,7 +232,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
-             if store is None or (r.name, "", p.name, p.hash, k) not in store.done]
+             if store is None or not store.has(r.name, "", p, k)]  # a sweep measures clean runs
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
 from analogsam.evaluation.statistics import SUMMARY_COLUMNS, summarize
-from analogsam.evaluation.store import RESULT_COLUMNS, write_rows
+from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
 
 #: What a table shows for a cell that was not measured.
@@ -27,7 +27,7 @@ NOT_MEASURED = "—"
 
 def row_label(row: dict) -> str:
     """``run``, or ``run [faults]`` for rows measured with memory faults."""
-    return f"{row['run']} [{row['faults']}]" if row.get("faults") else row["run"]
+    return run_label(row["run"], row.get("faults") or "")
 
 
 def _presets(summary: list[dict]) -> list[str]:

@@ -18,13 +18,25 @@ from typing import Iterable
 from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
 
-__all__ = ["RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "read_rows", "write_rows"]
+__all__ = ["RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label", "read_rows",
+           "run_label", "write_rows"]
 
 RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
                   "seed", "accuracy", "loss", "digital_accuracy", "n_samples", "backend"]
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n"}
 _FLOAT_COLUMNS = {"t_seconds", "accuracy", "loss", "digital_accuracy", "mean", "std", "ci95_low", "ci95_high"}
 _TEXT_COLUMNS = {"faults"}  # empty means "none" (clean), a value in its own right, not a missing one
+
+
+def fault_label(faults) -> str:
+    """The ``faults`` column of rows measured with these memory faults: ``"bit_flip_rate=0.001, bits=8,
+    stuck_at_rate=0.01"`` (keys sorted), or ``""`` for clean rows."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(faults.items())) if faults else ""
+
+
+def run_label(run: str, faults: str = "") -> str:
+    """``run [faults]`` for a faulted run, else ``run``: how progress bars and reports name it."""
+    return f"{run} [{faults}]" if faults else run
 
 
 def _typed(row: dict) -> dict:
@@ -126,6 +138,11 @@ class ResultStore:
                         "preset another name.")
             settings = {**old, **settings, "presets": {**old.get("presets", {}), **settings.get("presets", {})}}
         write_json(path, settings)
+
+    def has(self, run: str, faults: str, preset, repeat: int) -> bool:
+        """Whether the cell of ``run`` with ``faults`` (``""``: clean) on ``preset`` (a Preset) at
+        ``repeat`` is finished."""
+        return (run, faults, preset.name, preset.hash, repeat) in self.done
 
     def append_cell(self, rows: list[dict]) -> None:
         """Append one finished cell's rows durably."""
