@@ -99,9 +99,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notic
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
 from analogsam.data import ArrayDataset, load_dataset
-from analogsam.evaluation import evaluate, format_time
+from analogsam.evaluation import evaluate, format_time, summarize
 from analogsam.evaluation.report import plot_accuracy_vs_time, text_table, write_report
-from analogsam.evaluation.store import summarize
 from analogsam.studies.default import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
@@ -320,9 +319,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notic
 
 from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
-from analogsam.evaluation import format_time, parse_times, sweep
+from analogsam.evaluation import format_time, parse_times, summarize, sweep
 from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time, text_table, write_report
-from analogsam.evaluation.store import summarize
 from analogsam.studies.default import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
@@ -520,8 +518,7 @@ warnings.filterwarnings("ignore", category=UserWarning, module="aihwkit")  # a t
 
 from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
-from analogsam.evaluation import evaluate, format_time, parse_times
-from analogsam.evaluation.store import summarize
+from analogsam.evaluation import evaluate, format_time, parse_times, summarize
 from analogsam.studies.default import train_or_reuse
 
 Path(OUT).mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,9 @@ def test_faults_at_rate_zero_change_nothing(digits_run, test_batches):
                     faults={"stuck_at_rate": 0.0, "bit_flip_rate": 0.0, "bits": 8})
     assert _accuracies(zero) == _accuracies(clean)
     assert [r["loss"] for r in zero] == [r["loss"] for r in clean]
-    assert "stuck_at_rate=0.0" in zero[0]["run"] and zero[0]["run"] != clean[0]["run"]
+    # faults are a column of the rows (the run keeps its plain name), so faulted cells stay apart from clean ones
+    assert "stuck_at_rate=0.0" in zero[0]["faults"] and zero[0]["faults"] != clean[0]["faults"]
+    assert zero[0]["run"] == clean[0]["run"]
 
 
 def test_stuck_at_and_bit_flip_faults_lower_analog_accuracy(digits_run, test_batches):

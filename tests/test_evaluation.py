@@ -7,8 +7,9 @@ import torch
 import pytest
 from scipy import stats
 
-from analogsam.evaluation import derive_seed, evaluate, format_time, parse_times
-from analogsam.evaluation.store import ResultStore, SettingsMismatchError, read_rows, summarize
+from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.evaluation import derive_seed, evaluate, format_time, parse_times, summarize, sweep
+from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, SettingsMismatchError, read_rows, write_rows
 
 
 def test_parse_times_with_units():
@@ -114,8 +115,6 @@ def test_any_module_and_plain_batches(digits_run, digits):
 
 
 def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
-    from analogsam.evaluation import sweep
-
     kwargs = dict(batches_for=lambda r: digits.test.batches(200), times="1s,1d", repeats=2, progress=False)
     serial = sweep([digits_run], ["pcm"], **kwargs)
     parallel = sweep([digits_run], ["pcm"], workers=2, out=tmp_path, **kwargs)
@@ -145,3 +144,84 @@ def test_evaluate_leaves_the_callers_random_stream_alone(digits_run, digits):
     torch.manual_seed(5)
     evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_parse_times_refuses_what_it_cannot_measure():
+    for bad, message in [("1s,1s", "1s twice"), ([float("inf")], "finite"), ([True], "cannot read"),
+                         ([], "no time points"), (3600, "sequence")]:
+        with pytest.raises(InvalidParameterError, match=message):
+            parse_times(bad)
+    assert parse_times(np.array([1.0, 60.0])) == [1.0, 60.0]
+
+
+FAULTS = {"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}
+FAULT_LABEL = "bit_flip_rate=0.001, bits=8, stuck_at_rate=0.01"
+
+
+def test_faults_are_a_column_and_keep_their_seeds(digits_run, digits):
+    clean = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
+    faulted = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, progress=False, faults=FAULTS)
+    assert clean[0]["run"] == "sgd" and clean[0]["faults"] == ""
+    assert {(r["run"], r["faults"]) for r in faulted} == {("sgd", FAULT_LABEL)}
+    # the repeat seed is still derived from the name faulted runs had when faults were its suffix
+    assert [r["seed"] for r in faulted] == [derive_seed(0, f"sgd [{FAULT_LABEL}]", "pcm", k) for k in range(2)]
+    # summaries never mix faulted and clean rows of one run
+    summary = summarize(clean + faulted)
+    assert [(s["faults"], s["n"]) for s in summary] == [("", 1), (FAULT_LABEL, 2)]
+
+
+def test_faulted_and_clean_cells_resume_apart(digits_run, digits, tmp_path):
+    store = ResultStore(tmp_path)
+    kwargs = dict(times="1s,1d", progress=False, store=store)
+    evaluate(digits_run, _batches(digits), "pcm", repeats=1, **kwargs)
+    first = evaluate(digits_run, _batches(digits), "pcm", repeats=1, faults=FAULTS, **kwargs)
+    assert len(first) == 2  # the clean repeat 0 does not count as the faulted repeat 0
+    resumed = ResultStore(tmp_path)
+    assert resumed.done == {("sgd", "", "pcm", first[0]["preset_hash"], 0),
+                            ("sgd", FAULT_LABEL, "pcm", first[0]["preset_hash"], 0)}
+    new = evaluate(digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, faults=FAULTS, store=resumed,
+                   progress=False)
+    assert {(r["faults"], r["repeat"]) for r in new} == {(FAULT_LABEL, 1)}
+    rows = read_rows(tmp_path / "results.csv")
+    assert sorted((r["faults"], r["repeat"], r["t_seconds"]) for r in rows) == sorted(
+        [("", 0, 1.0), ("", 0, 86400.0)] + [(FAULT_LABEL, k, t) for k in (0, 1) for t in (1.0, 86400.0)])
+
+
+def test_results_written_before_the_faults_column_load_as_clean(digits_run, digits, tmp_path):
+    old = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
+    write_rows(tmp_path / "results.csv", old, [c for c in RESULT_COLUMNS if c != "faults"])
+    store = ResultStore(tmp_path)
+    assert store.rows[0]["faults"] == "" and len(store.done) == 1
+    new = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, store=store, progress=False)
+    assert [r["repeat"] for r in new] == [1]
+    rows = read_rows(tmp_path / "results.csv")
+    assert [(r["repeat"], r["faults"], r["accuracy"]) for r in rows] == \
+           [(0, "", old[0]["accuracy"]), (1, "", new[0]["accuracy"])]
+
+
+def test_unreadable_settings_record_is_refused(tmp_path):
+    (tmp_path / "sweep.json").write_text("{not json")
+    with pytest.raises(SettingsMismatchError, match="sweep.json"):
+        ResultStore(tmp_path).check_settings({"times": [1.0], "seed": 0, "presets": {}})
+
+
+@pytest.mark.parametrize("bad", [dict(repeats=0), dict(repeats=1.5), dict(seed=-1), dict(seed=0.5),
+                                 dict(batch_size=0), dict(backend="gpu"), dict(times="0"), dict(times="abc"),
+                                 dict(only_repeats=[2]), dict(only_repeats=5), dict(faults=0.01)])
+def test_evaluate_refuses_invalid_parameters(digits_run, digits, bad):
+    kwargs = {"times": "1s", "repeats": 2, "progress": False, **bad}
+    with pytest.raises(AnalogsamError) as refused:
+        evaluate(digits_run, _batches(digits), "pcm", **kwargs)
+    assert isinstance(refused.value, InvalidParameterError) and "\n" not in str(refused.value)
+    assert next(iter(bad)) in str(refused.value)
+
+
+@pytest.mark.parametrize("bad", [dict(repeats=0), dict(repeats=1.5), dict(seed=-1), dict(workers=0),
+                                 dict(backend="gpu"), dict(times="0"), dict(times="abc"), dict(presets=[]),
+                                 dict(runs=[])])
+def test_sweep_refuses_invalid_parameters(digits_run, digits, bad):
+    kwargs = {"runs": [digits_run], "presets": ["pcm"], "times": "1s", "repeats": 1, "progress": False,
+              "batches_for": lambda r: _batches(digits), **bad}
+    with pytest.raises(InvalidParameterError) as refused:
+        sweep(**kwargs)
+    assert next(iter(bad)) in str(refused.value) and "\n" not in str(refused.value)

@@ -1,16 +1,13 @@
-"""Evaluation on simulated hardware: the seeded Monte-Carlo protocol (:mod:`.protocol`), the
-resumable result store and its statistics (:mod:`.store`) and reports (:mod:`.report`)."""
+"""Evaluation on simulated hardware: the seeded Monte-Carlo protocol (:mod:`.protocol`) measured by
+a backend (:mod:`.backends`: aihwkit's tiles or the fast engine), the resumable result store
+(:mod:`.store`), statistics over repeats (:mod:`.statistics`), time units (:mod:`.times`), which
+(preset, time) cells a comparison measures (:mod:`.coverage`) and reports (:mod:`.report`)."""
 
-from analogsam.evaluation.protocol import (
-    DEFAULT_REPEATS,
-    DEFAULT_TIMES,
-    derive_seed,
-    evaluate,
-    format_time,
-    parse_times,
-    sweep,
-)
-from analogsam.evaluation.store import ResultStore, read_rows, summarize
+from analogsam.evaluation.protocol import DEFAULT_REPEATS, evaluate, sweep
+from analogsam.evaluation.seeds import derive_seed
+from analogsam.evaluation.statistics import summarize
+from analogsam.evaluation.store import ResultStore, fault_label, read_rows
+from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 
-__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "ResultStore", "derive_seed", "evaluate", "format_time",
+__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "ResultStore", "derive_seed", "evaluate", "fault_label", "format_time",
            "parse_times", "read_rows", "summarize", "sweep"]

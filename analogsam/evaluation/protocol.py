@@ -5,73 +5,40 @@ each time ``t`` they are drifted to ``t`` (from that same programming) and the t
 measured. Every number is reproducible: a repeat's seed is derived from ``(seed, run, preset,
 repeat)``, so adding repeats, presets or runs never changes the numbers already measured.
 
-Randomness comes from two places in aihwkit 1.1.0: programming and drift noise use torch's
-generator (seeded here), but the C++ tiles' forward noise (``out_noise``, and the drift-compensation
-read-out that goes through the forward) uses aihwkit's own generator, which is seeded from the clock
-and cannot be seeded from Python. The default ``backend="auto"`` therefore runs the forward pass
-through :mod:`analogsam.hardware.fast`, a torch re-implementation of the tile arithmetic that draws its
-noise from a seeded generator (and is faster); presets it does not support fall back to aihwkit's
-tiles, whose forward noise is then not reproducible (the rows say which backend measured them).
+What programs, drifts and runs the forward is a backend (:mod:`.backends`), which also owns the
+seeding below the repeat seed. The default ``backend="auto"`` is the fast engine
+(:mod:`analogsam.hardware.fast`, a seeded replay of aihwkit's tile arithmetic, also faster) where it
+replays the tiles, else aihwkit's C++ tiles, whose forward noise is not reproducible (the rows say
+which backend measured them).
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
+import warnings
+from collections.abc import Mapping
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from analogsam.errors import InvalidParameterError
+from analogsam.evaluation.backends import BACKENDS, make_backend
+from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
+from analogsam.evaluation.runs import default_batches, load_runs, unpack
+from analogsam.evaluation.seeds import derive_seed
+from analogsam.evaluation.store import ResultStore, fault_label, run_label
+from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
-from analogsam.evaluation.store import ResultStore
+from analogsam.validation import check_choice, check_int
 
-#: The default study's time points: 1 s, 1 h, 1 day, 30 days, 1 year.
-DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
+           "parse_times", "sweep"]
 
 #: Programmings (independent programming-noise draws) per (run, preset) unless asked otherwise:
 #: the one default of the API and of every command that evaluates (the default study sets its own).
 DEFAULT_REPEATS = 10
-
-_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
-          "y": 31536000.0}
-
-
-def parse_times(text: str | Sequence[float | str]) -> list[float]:
-    """Seconds from ``"1,3600"``, ``"1s,1h,1d,30d,1y"`` or a sequence; a year is 365 days."""
-    items = text.split(",") if isinstance(text, str) else list(text)
-    times = []
-    for item in items:
-        if isinstance(item, (int, float)):
-            value = float(item)
-        else:
-            match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", item.lower())
-            if not match or match.group(2) not in ("", *_UNITS):
-                raise ValueError(f"cannot read time {item!r}: use seconds or a number with a unit "
-                                 f"({', '.join(_UNITS)}), e.g. 1s,1h,1d,30d,1y")
-            value = float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
-        if value <= 0:
-            raise ValueError(f"times must be positive (seconds after programming), got {item!r}")
-        times.append(value)
-    if not times:
-        raise ValueError("no time points given")
-    return times
-
-
-def format_time(seconds: float) -> str:
-    """1 -> '1s', 3600 -> '1h', 31536000 -> '1y' (the largest unit that divides exactly)."""
-    for unit, size in (("y", 31536000.0), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed from ``seed`` and names/numbers; stable across processes and Python versions."""
-    text = "\x1f".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -84,7 +51,7 @@ def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, tor
         xs.append(batch[0])
         ys.append(batch[1])
     if not xs:
-        raise ValueError("evaluate() got no batches: pass an iterable of (inputs, labels)")
+        raise InvalidParameterError("evaluate() got no batches: pass an iterable of (inputs, labels)")
     x, y = torch.cat(xs), torch.cat(ys)
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
 
@@ -100,20 +67,12 @@ def _score(forward, batches) -> tuple[float, float]:
     return correct / total, loss / total
 
 
-def _choose_backend(analog: nn.Module, backend: str):
-    """(name, forward builder) for ``backend``; see the module docstring."""
-    if backend not in ("auto", "fast", "aihwkit"):
-        raise ValueError(f"backend must be 'auto', 'fast' or 'aihwkit', got {backend!r}")
-    if backend != "aihwkit":
-        from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
-
-        reason = unsupported_reason(analog)
-        if reason is None:
-            return "fast", FastAnalogForward(analog)
-        if backend == "fast":
-            raise ValueError(f"the fast path cannot reproduce this preset's tiles: {reason}. "
-                             "Use backend='aihwkit'.")
-    return "aihwkit", None
+def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:
+    if only_repeats is None:
+        return None
+    if isinstance(only_repeats, (str, bytes)) or not isinstance(only_repeats, Iterable):
+        raise InvalidParameterError(f"only_repeats must be a list of repeat indices, got {only_repeats!r}")
+    return [check_int(f"only_repeats[{i}]", k, low=0, high=repeats - 1) for i, k in enumerate(only_repeats)]
 
 
 def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
@@ -123,48 +82,48 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              faults: dict | None = None, only_repeats: Sequence[int] | None = None) -> list[dict]:
     """Accuracy over time of ``model`` on analog hardware described by ``preset``.
 
-    Each number depends only on (seed, run, preset, repeat, t): adding repeats or time points leaves
-    the numbers already measured unchanged.
+    Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
+    leaves the numbers already measured unchanged.
 
     Args:
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
             :class:`~analogsam.training.TrainedRun`.
         batches: an iterable of ``(inputs, labels)`` batches (e.g. a DataLoader or ``dataset.batches()``).
-        preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`.
+        preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`; it must
+            be defined at every one of ``times``.
         times: seconds after programming (or ``"1s,1h,1d"``).
         repeats: independent programmings (programming-noise draws).
-        seed: base seed; each repeat's seed is derived from (seed, run, preset, repeat).
+        seed: base seed (an integer >= 0); each repeat's seed is derived from (seed, run, faults, preset, repeat).
         run, optimizer: labels for the rows (taken from a TrainedRun if not given).
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
         store: a :class:`~analogsam.evaluation.store.ResultStore`; finished cells are skipped and new ones appended.
-        backend: ``"auto"`` (seeded fast path where it reproduces the tiles, else aihwkit), ``"fast"``, ``"aihwkit"``.
+        backend: ``"auto"`` (seeded fast engine where it replays the tiles, else aihwkit), ``"fast"``,
+            ``"aihwkit"``; see :func:`analogsam.evaluation.backends.make_backend`.
+        batch_size: samples per analog forward call.
         faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
             e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
-            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and drift together.
+            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
+            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
             Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
         only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
 
     Returns:
-        One row per (repeat, t): run, optimizer, model, dataset, preset, preset_hash, t_seconds,
+        One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
         repeat, seed, accuracy, loss, digital_accuracy, n_samples, backend.
     """
-    from analogsam.training import TrainedRun
-
-    info = dict(info or {})
-    if isinstance(model, TrainedRun):
-        run = run or model.name
-        optimizer = optimizer or model.optimizer
-        info.setdefault("model", model.config.get("model"))
-        info.setdefault("dataset", model.config.get("dataset"))
-        model = model.model
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"evaluate() needs a torch.nn.Module or a TrainedRun, got {type(model).__name__}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    run = run or type(model).__name__
-    if faults:  # faulted results must never share a cell with clean ones
-        run = f"{run} [{', '.join(f'{k}={v}' for k, v in sorted(faults.items()))}]"
+    network, labels = unpack(model)
+    repeats = check_int("repeats", repeats, low=1)
+    seed = check_int("seed", seed, low=0)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    check_choice("backend", backend, BACKENDS)
+    only_repeats = _check_only_repeats(only_repeats, repeats)
+    if faults is not None and not isinstance(faults, Mapping):
+        raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
     times = parse_times(times)
+    run = run or labels.get("run") or type(network).__name__
+    optimizer = optimizer or labels.get("optimizer")
+    info = {"model": labels.get("model"), "dataset": labels.get("dataset"), **(info or {})}
+    faults_text = fault_label(faults)
     preset = resolve_preset(preset, overrides)
     preset.check_times(times)
     data = _rebatch(batches, batch_size)
@@ -173,51 +132,42 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     # Conversion, calibration and the repeats seed or draw from torch's global generator: none of
     # that may change the caller's random stream.
     with torch.random.fork_rng():
-        model = model.cpu().eval()
-        digital_accuracy, _ = _score(model, data)
+        network = network.cpu().eval()
+        digital_accuracy, _ = _score(network, data)
         wanted = range(repeats) if only_repeats is None else only_repeats
-        todo = [r for r in wanted if store is None or (run, preset.name, preset.hash, r) not in store.done]
+        todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r)]
         if not todo:
             return []
 
-        def build(faulted_seed=None):
-            source = model
+        def build(faults_seed=None):
+            source = network
             if faults:
                 from analogsam.robustness.perturbations import faulted_copy
 
-                source = faulted_copy(model, seed=faulted_seed, **faults)
-            analog = convert(source, preset, calibration_batches=data)
-            return (analog, *_choose_backend(analog, backend))
+                source = faulted_copy(network, seed=faults_seed, **faults)
+            return make_backend(convert(source, preset, calibration_batches=data), backend)
 
         if not faults:
-            analog, backend_name, engine = build()  # convert once; each repeat only reprograms
+            measure = build()  # convert once; each repeat only reprograms
         rows = []
-        bar = tqdm(total=len(todo) * len(times), desc=f"{run} on {preset.name}", disable=not progress,
-                   leave=False, unit="point")
+        bar = tqdm(total=len(todo) * len(times), desc=f"{run_label(run, faults_text)} on {preset.name}",
+                   disable=not progress, leave=False, unit="point")
         for repeat in todo:
-            repeat_seed = derive_seed(seed, run, preset.name, repeat)
-            if faults:
-                analog, backend_name, engine = build(derive_seed(repeat_seed, "faults"))
-            torch.manual_seed(repeat_seed)  # programming and drift noise are drawn from torch's generator
-            analog.program_analog_weights()
-            # The drift-compensation baseline belongs to the programming, not to the first time point.
-            baseline = torch.Generator().manual_seed(derive_seed(repeat_seed, "program"))
+            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
+            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
+            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat)
+            if faults:  # each repeat draws its own faults, so it converts its own faulted copy
+                measure = build(derive_seed(repeat_seed, "faults"))
+            measure.program(repeat_seed)
             cell = []
             for t in times:
-                # Drift exponents are drawn at programming; a drift draws fresh read noise, so each time
-                # point gets its own seed rather than whatever the previous time point left in the stream.
-                torch.manual_seed(derive_seed(repeat_seed, "drift", t))
-                analog.drift_analog_weights(t)
-                if engine is not None:
-                    generator = torch.Generator().manual_seed(derive_seed(repeat_seed, "forward", t))
-                    engine.sync(generator, baseline_generator=baseline)
-                    acc, loss = _score(engine, data)
-                else:
-                    acc, loss = _score(analog, data)
+                measure.drift(t, repeat_seed)
+                acc, loss = _score(measure.forward, data)
                 cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
-                             "dataset": info.get("dataset"), "preset": preset.name, "preset_hash": preset.hash,
-                             "t_seconds": t, "repeat": repeat, "seed": repeat_seed, "accuracy": acc, "loss": loss,
-                             "digital_accuracy": digital_accuracy, "n_samples": n_samples, "backend": backend_name})
+                             "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
+                             "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
+                             "accuracy": acc, "loss": loss, "digital_accuracy": digital_accuracy,
+                             "n_samples": n_samples, "backend": measure.name})
                 bar.update(1)
             if store is not None:
                 store.append_cell(cell)
@@ -237,35 +187,42 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
+    Each preset is measured at the requested ``times`` its noise model defines; the (preset, time)
+    cells left out are announced in one line, a :class:`~analogsam.evaluation.coverage.LeftOutCellsWarning`
+    (:func:`analogsam.evaluation.coverage.times_per_preset` lists them beforehand), and a preset that
+    defines none of the times is refused before anything is measured.
     ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
-    from analogsam.training import TrainedRun, load_run, run_test_data
-
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    runs = [r if isinstance(r, TrainedRun) else load_run(r) for r in runs]
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two runs share a name ({', '.join(names)}): rename a run folder so rows stay apart")
-    presets = [resolve_preset(p, overrides) for p in presets]
+    repeats = check_int("repeats", repeats, low=1)
+    seed = check_int("seed", seed, low=0)
+    workers = check_int("workers", workers, low=1)
+    check_choice("backend", backend, BACKENDS)
     times = parse_times(times)
-    for p in presets:
-        p.check_times(times)  # refuse before measuring anything
+    presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []
+    if not presets:
+        raise InvalidParameterError(f"presets must be a non-empty list of preset names, files or Presets, "
+                                    f"got {presets!r}")
+    runs = load_runs(runs)
+    presets = [resolve_preset(p, overrides) for p in presets]
+    measured_times, left_out = times_per_preset(presets, times)  # refuse before measuring anything
+    if left_out:
+        warnings.warn(describe_left_out(left_out), LeftOutCellsWarning, stacklevel=2)
     store = None
     if out is not None:
         store = ResultStore(out)
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
-    batches_for = batches_for or (lambda r: run_test_data(r).batches(2000))
+    batches_for = batches_for or default_batches
     data = {r.name: list(batches_for(r)) for r in runs}
-    common = dict(times=times, seed=seed, backend=backend)
+    common = dict(seed=seed, backend=backend)
     new_rows = []
     if workers == 1:
         for r in runs:
             for p in presets:
                 start = time.perf_counter()
-                rows = evaluate(r, data[r.name], p, repeats=repeats, store=store, progress=progress, **common)
+                rows = evaluate(r, data[r.name], p, times=measured_times[p.name], repeats=repeats, store=store,
+                                progress=progress, **common)
                 new_rows.extend(rows)
                 if progress and rows:
                     tqdm.write(f"[{r.name} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
@@ -275,13 +232,13 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
-             if store is None or (r.name, p.name, p.hash, k) not in store.done]
+             if store is None or not store.has(r.name, "", p, k)]  # a sweep measures clean runs
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(evaluate, r, data[r.name], p, repeats=repeats, only_repeats=[k], progress=False,
-                               **common) for r, p, k in cells]
+        futures = [pool.submit(evaluate, r, data[r.name], p, times=measured_times[p.name], repeats=repeats,
+                               only_repeats=[k], progress=False, **common) for r, p, k in cells]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({workers} workers)",
                            disable=not progress, unit="cell"):
             rows = future.result()

@@ -1,39 +1,50 @@
-"""Tidy result rows: a crash-safe append-only store, and the statistics per (run, preset, t) cell.
+"""Tidy result rows: reading and writing them, and a crash-safe, append-only, resumable store.
 
-The store is one ``results.csv``. A *cell* is one programming of one run on one preset (one repeat):
-all its time points are measured from the same programmed weights and are appended together, then
-flushed and fsynced, so a killed sweep loses at most the cell it was measuring. Rerunning the same
-sweep reads the finished cells back and measures only the missing ones. ``sweep.json`` beside it
-records the settings; a rerun with different settings under the same folder is refused.
+The store is one ``results.csv``. A *cell* is one programming of one run (clean, or with one set of
+memory faults) on one preset: one repeat. All its time points are measured from the same programmed
+weights and are appended together, then flushed and fsynced, so a killed sweep loses at most the
+cell it was measuring. Rerunning the same sweep reads the finished cells back and measures only the
+missing ones. ``sweep.json`` beside it records the settings; a rerun with different settings under
+the same folder is refused.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-from scipy import stats
+from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
+from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
 
-from analogsam.storage import SettingsMismatchError
+__all__ = ["RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label", "read_rows",
+           "run_label", "write_rows"]
 
-RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "preset", "preset_hash", "t_seconds", "repeat",
+RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
                   "seed", "accuracy", "loss", "digital_accuracy", "n_samples", "backend"]
-SUMMARY_COLUMNS = ["run", "optimizer", "preset", "preset_hash", "t_seconds", "n", "mean", "std",
-                   "ci95_low", "ci95_high", "digital_accuracy"]
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n"}
 _FLOAT_COLUMNS = {"t_seconds", "accuracy", "loss", "digital_accuracy", "mean", "std", "ci95_low", "ci95_high"}
+_TEXT_COLUMNS = {"faults"}  # empty means "none" (clean), a value in its own right, not a missing one
+
+
+def fault_label(faults) -> str:
+    """The ``faults`` column of rows measured with these memory faults: ``"bit_flip_rate=0.001, bits=8,
+    stuck_at_rate=0.01"`` (keys sorted), or ``""`` for clean rows."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(faults.items())) if faults else ""
+
+
+def run_label(run: str, faults: str = "") -> str:
+    """``run [faults]`` for a faulted run, else ``run``: how progress bars and reports name it."""
+    return f"{run} [{faults}]" if faults else run
 
 
 def _typed(row: dict) -> dict:
     out = {}
     for key, value in row.items():
-        if value in ("", None):
+        if key in _TEXT_COLUMNS:
+            out[key] = value or ""
+        elif value in ("", None):
             out[key] = None
         elif key in _INT_COLUMNS:
             out[key] = int(value)
@@ -55,20 +66,23 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
-    """Write ``rows`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    """Write ``rows`` as CSV with ``columns``, atomically (see :func:`analogsam.storage.atomic_write`)."""
+    def write(f):
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    atomic_write(path, write)
 
 
 def cell_key(row: dict) -> tuple:
-    return (row["run"], row["preset"], row["preset_hash"], int(row["repeat"]))
+    """(run, faults, preset, preset_hash, repeat): what one cell of the store measured."""
+    return (row["run"], row.get("faults") or "", row["preset"], row["preset_hash"], int(row["repeat"]))
+
+
+def _header(path: Path) -> list[str] | None:
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
 
 
 class ResultStore:
@@ -80,6 +94,9 @@ class ResultStore:
         self.path = self.folder / "results.csv"
         self._repair_torn_tail()
         self.rows = read_rows(self.path)
+        for row in self.rows:
+            row.setdefault("faults", "")  # written before faults were a column: clean
+        self._upgrade_header()
         self.done = {cell_key(r) for r in self.rows}
 
     def _repair_torn_tail(self) -> None:
@@ -88,7 +105,13 @@ class ResultStore:
             return
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
-            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+            atomic_write(self.path, lambda f: f.write(data[: data.rfind(b"\n") + 1]), binary=True)
+
+    def _upgrade_header(self) -> None:
+        # Appended rows follow RESULT_COLUMNS, so a file written with other columns (before the
+        # faults column) is rewritten once with them; its values are kept exactly.
+        if self.path.exists() and self.path.stat().st_size and _header(self.path) != RESULT_COLUMNS:
+            write_rows(self.path, self.rows, RESULT_COLUMNS)
 
     def check_settings(self, settings: dict) -> None:
         """Record ``settings`` (times, seed, preset hashes...) or refuse if they differ from the stored ones.
@@ -97,8 +120,11 @@ class ResultStore:
         times or seed, may not.
         """
         path = self.folder / "sweep.json"
-        if path.exists():
-            old = json.loads(path.read_text())
+        old = read_json(path) if path.exists() else None
+        if path.exists() and not isinstance(old, dict):
+            raise SettingsMismatchError(f"{path} is not a readable settings record; delete it (or the folder "
+                                        f"{self.folder}) to start over")
+        if old is not None:
             for key in ("times", "seed"):
                 if key in old and old[key] != settings.get(key):
                     raise SettingsMismatchError(
@@ -111,9 +137,12 @@ class ResultStore:
                         f"{old['presets'][name]}, now {digest}). Use another --out folder, or give the changed "
                         "preset another name.")
             settings = {**old, **settings, "presets": {**old.get("presets", {}), **settings.get("presets", {})}}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings, indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(path, settings)
+
+    def has(self, run: str, faults: str, preset, repeat: int) -> bool:
+        """Whether the cell of ``run`` with ``faults`` (``""``: clean) on ``preset`` (a Preset) at
+        ``repeat`` is finished."""
+        return (run, faults, preset.name, preset.hash, repeat) in self.done
 
     def append_cell(self, rows: list[dict]) -> None:
         """Append one finished cell's rows durably."""
@@ -127,29 +156,3 @@ class ResultStore:
             os.fsync(f.fileno())
         self.rows.extend(rows)
         self.done.update(cell_key(r) for r in rows)
-
-
-def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean; a single value has no spread to estimate, so its bounds are NaN."""
-    n = len(values)
-    mean = float(np.mean(values))
-    if n < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n)
-    return mean - half, mean + half
-
-
-def summarize(rows: Iterable[dict]) -> list[dict]:
-    """One row per (run, preset, preset_hash, t): n, mean, sample std and 95% CI of accuracy over repeats."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["run"], r["preset"], r["preset_hash"], float(r["t_seconds"]))].append(r)
-    out = []
-    for (run, preset, digest, t), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3])):
-        acc = np.array([m["accuracy"] for m in members], dtype=float)
-        low, high = confidence_interval(acc)
-        out.append({"run": run, "optimizer": members[0].get("optimizer"), "preset": preset,
-                    "preset_hash": digest, "t_seconds": t, "n": len(acc), "mean": float(acc.mean()),
-                    "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                    "ci95_low": low, "ci95_high": high, "digital_accuracy": members[0].get("digital_accuracy")})
-    return out

@@ -353,6 +353,12 @@ class Preset:
             return WAN2022_TIMES
         return None
 
+    def defined_times(self, times_seconds: Iterable[float]) -> list:
+        """The times (s) among ``times_seconds`` at which the noise model is defined, in their order
+        (a comparison across presets measures each preset at these and leaves the others out)."""
+        supported = self.supported_times
+        return [float(t) for t in times_seconds if supported is None or float(t) in supported]
+
     def check_times(self, times_seconds: Iterable[float]) -> None:
         """Raise PresetError if the noise model is not defined at some of these times (s)."""
         times = [float(t) for t in times_seconds]
@@ -363,9 +369,8 @@ class Preset:
                 f"{', '.join(_fmt_t(t) for t in negative)}"
             )
         supported = self.supported_times
-        if supported is None:
-            return
-        bad = [t for t in times if t not in supported]
+        defined = self.defined_times(times)
+        bad = [t for t in times if t not in defined]
         if bad:
             raise PresetError(
                 f"preset {self.name!r} (noise.model = \"rram-wan2022\", ReRamWan2022NoiseModel) "

@@ -1,0 +1,152 @@
+"""The backend interface: what measures a converted network on simulated analog hardware.
+
+A backend wraps one converted (aihwkit) network and does three things, in this order per repeat:
+
+``program(seed)``
+    Program the analog weights afresh: a new draw of programming noise, seeded by ``seed`` (the
+    repeat's seed). Drift exponents are drawn here too.
+``drift(t, seed)``
+    Drift the programmed weights to ``t`` seconds after programming (from that same programming,
+    not from the previous time point) and prepare the forward at ``t``. ``seed`` is the programming's
+    seed again; the read noise of the drift and the forward noise at ``t`` are drawn from seeds
+    derived from ``(seed, t)``, so the numbers at ``t`` do not depend on which other times are
+    measured, or in which order.
+``forward(x)``
+    Logits of a batch ``x`` at the current time point, in eval mode.
+
+plus ``name``, the label of the rows it measures (the ``backend`` column). The Monte-Carlo protocol
+(:func:`analogsam.evaluation.evaluate`) only calls these; everything a backend needs to reproduce
+its numbers (which generator is seeded with what) lives here. A new engine (a GPU replay of the
+tiles) or a runner that spreads repeats over machines plugs in here: it implements the three
+methods with this seeding and :func:`make_backend` learns its name.
+
+The seeding, identical for both backends of aihwkit 1.1.0 (programming and drift noise come from
+torch's global generator, which aihwkit's Python code draws from):
+
+* ``program(seed)``: ``torch.manual_seed(seed)``, then ``program_analog_weights()``;
+* ``drift(t, seed)``: ``torch.manual_seed(derive_seed(seed, "drift", t))``, then
+  ``drift_analog_weights(t)``.
+
+The two backends differ in the forward. :class:`AihwkitBackend` runs aihwkit's C++ tiles, whose
+forward noise (``out_noise``, and the drift-compensation read-out) comes from aihwkit's own
+clock-seeded generator that Python cannot seed: its numbers are reproducible only without forward
+noise. :class:`FastBackend` replays the same tile arithmetic with :mod:`analogsam.hardware.fast`,
+drawing the forward noise at ``t`` from ``derive_seed(seed, "forward", t)`` and the
+drift-compensation baseline of a programming from ``derive_seed(seed, "program")``: every number
+is reproducible. Both reseed torch's global generator; callers that must keep their own random
+stream fork it (``evaluate`` does).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from analogsam.evaluation.seeds import derive_seed
+from analogsam.validation import check_choice
+
+#: What ``backend=`` accepts: ``"auto"`` picks the fast engine where it replays the tiles, else aihwkit.
+BACKENDS = ("auto", "fast", "aihwkit")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What :func:`analogsam.evaluation.evaluate` needs from a backend (see the module docstring)."""
+
+    name: str
+
+    def program(self, seed: int) -> None:
+        """Program the analog weights afresh, seeded by ``seed``."""
+
+    def drift(self, t: float, seed: int) -> None:
+        """Drift the programmed weights to ``t`` s; draws seeded from ``(seed, t)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` at the current time point."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """``backend="auto"`` measures with aihwkit's tiles because the fast engine cannot replay them."""
+
+
+class AihwkitBackend:
+    """aihwkit's own tiles: programming, drift and the C++ forward (forward noise not seeded)."""
+
+    name = "aihwkit"
+
+    def __init__(self, analog_model: nn.Module):
+        self.analog = analog_model
+        self._programmed = False
+
+    def program(self, seed: int) -> None:
+        torch.manual_seed(seed)  # programming noise and drift exponents are drawn from torch's generator
+        self.analog.program_analog_weights()
+        self._programmed = True
+
+    def drift(self, t: float, seed: int) -> None:
+        if not self._programmed:
+            raise RuntimeError(f"{type(self).__name__}.drift() before program(): program the weights first")
+        # A drift draws fresh read noise: each time point gets its own seed rather than whatever the
+        # previous time point left in the stream.
+        torch.manual_seed(derive_seed(seed, "drift", t))
+        self.analog.drift_analog_weights(t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.analog(x)
+
+
+class FastBackend(AihwkitBackend):
+    """aihwkit's programming and drift, then the fast engine's seeded replay of the tiles' forward."""
+
+    name = "fast"
+
+    def __init__(self, analog_model: nn.Module):
+        from analogsam.hardware.fast import FastAnalogForward
+
+        super().__init__(analog_model)
+        self.engine = FastAnalogForward(analog_model)
+        self._baseline: torch.Generator | None = None
+
+    def program(self, seed: int) -> None:
+        super().program(seed)
+        # The drift-compensation baseline belongs to the programming, not to the first time point.
+        self._baseline = torch.Generator().manual_seed(derive_seed(seed, "program"))
+
+    def drift(self, t: float, seed: int) -> None:
+        super().drift(t, seed)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "forward", t))
+        self.engine.sync(generator, baseline_generator=self._baseline)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.engine(x)
+
+
+def make_backend(analog_model: nn.Module, backend: str = "auto") -> Backend:
+    """The backend that measures ``analog_model`` (a network converted to aihwkit tiles).
+
+    ``"fast"``: the fast engine, or :class:`~analogsam.hardware.fast.FastPathUnsupported` naming
+    what it cannot replay; ``"aihwkit"``: aihwkit's tiles; ``"auto"``: the fast engine where it
+    replays every tile (every shipped preset, on the aihwkit version it mirrors), otherwise aihwkit's
+    tiles with a one-line :class:`BackendFallbackWarning` naming the reason (an aihwkit version the
+    engine does not mirror, or a setting it does not reproduce), since those numbers are then not
+    reproducible.
+    """
+    # The engine is imported here, not with the module: reading results or times needs no engine,
+    # and a version of the engine may load aihwkit's bindings when imported.
+    from analogsam.hardware.fast import FastPathUnsupported, unsupported_reason
+
+    check_choice("backend", backend, BACKENDS)
+    if backend == "aihwkit":
+        return AihwkitBackend(analog_model)
+    reason = unsupported_reason(analog_model)
+    if reason is None:
+        return FastBackend(analog_model)
+    if backend == "fast":
+        raise FastPathUnsupported(f"backend='fast' cannot replay this network's analog tiles: {reason}; "
+                                  "use backend='auto' or 'aihwkit' (aihwkit's C++ tiles)")
+    warnings.warn(f"backend='auto' measures with aihwkit's C++ tiles, whose forward noise is not seeded, "
+                  f"because the fast engine cannot replay them: {reason}", BackendFallbackWarning, stacklevel=2)
+    return AihwkitBackend(analog_model)
