@@ -201,3 +201,10 @@ def test_clear_errors(call, message):
     model = small_net()
     with pytest.raises(ValueError, match=message):
         call(model, [(torch.randn(4, 6), torch.randint(0, 3, (4,)))])
+
+
+def test_unknown_probe_option_is_named():
+    from analogsam.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="num_batch"):
+        S.hessian_trace(quadratic(), BATCHES, draws=2, loss_fn=identity_loss, num_batch=1)

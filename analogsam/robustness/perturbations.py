@@ -42,6 +42,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from analogsam.errors import InvalidParameterError
 from analogsam.robustness._autograd import preserved, restoring
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.robustness._random import derived_seed, make_generator, standard_normal, uniform
@@ -169,12 +170,12 @@ def _stuck_probabilities(stuck_values) -> float:
         check_choice("stuck_values", stuck_values, ("max", "zero"))
         return 1.0 if stuck_values == "max" else 0.0
     if not isinstance(stuck_values, Mapping) or not stuck_values or set(stuck_values) - {"max", "zero"}:
-        raise ValueError("stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
+        raise InvalidParameterError("stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
                          f"with keys 'max' and/or 'zero'; got {stuck_values!r}")
     p_max = check_real("stuck_values['max']", stuck_values.get("max", 0.0), 0.0, 1.0)
     p_zero = check_real("stuck_values['zero']", stuck_values.get("zero", 0.0), 0.0, 1.0)
     if abs(p_max + p_zero - 1.0) > 1e-9:
-        raise ValueError(f"stuck_values probabilities must sum to 1, got {p_max} + {p_zero}")
+        raise InvalidParameterError(f"stuck_values probabilities must sum to 1, got {p_max} + {p_zero}")
     return p_max
 
 

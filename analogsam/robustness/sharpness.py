@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import nn
@@ -41,9 +43,14 @@ from analogsam.robustness._random import make_generator, rademacher, seed_settin
 from analogsam.robustness.perturbations import gaussian_weight_noise
 from analogsam.robustness.roles import adaptive_scales, select_parameters
 from analogsam.robustness.statistics import mean_std_stderr
+from analogsam.errors import InvalidParameterError
 from analogsam.validation import check_int, check_real
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
+    "ProbeOptions",
     "SharpnessResult",
     "worst_case_sharpness",
     "adaptive_sharpness",
@@ -86,7 +93,7 @@ class SharpnessResult:
 class _Problem:
     """The loss on fixed batches as a function of a chosen set of parameters, and the probe's randomness."""
 
-    def __init__(self, model, batches, loss_fn, num_batches, parameters, seed, generator):
+    def __init__(self, model, batches, *, loss_fn, num_batches, parameters, seed, generator):
         self.model = model
         self.batches = take_batches(batches, num_batches, model_device(model))
         self.weights = batch_weights(self.batches)
@@ -112,11 +119,38 @@ class _Problem:
                                         self.params, vector)
 
 
+class ProbeOptions(TypedDict, total=False):
+    """The keyword options every metric here takes, besides its own.
+
+    - ``loss_fn``: ``loss_fn(model(inputs), labels)``, a scalar per-batch mean; cross-entropy by default.
+    - ``num_batches``: use the first ``num_batches`` batches (all when None, the default).
+    - ``parameters``: ``"all"`` trainable parameters (the default, the papers' convention) or
+      ``"weights"``, the crossbar weights only (:func:`analogsam.robustness.roles.crossbar_weights`).
+    - ``seed``: seeds a fresh generator (default 0); None draws from torch's global generator.
+    - ``generator``: a ``torch.Generator`` to draw from instead (then no seed is recorded).
+    """
+
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    num_batches: int | None
+    parameters: str
+    seed: int | None
+    generator: torch.Generator | None
+
+
+_PROBE_DEFAULTS = {"loss_fn": None, "num_batches": None, "parameters": "all", "seed": 0, "generator": None}
+
+
 @contextlib.contextmanager
-def _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator):
-    """The :class:`_Problem` of one probe, with ``model`` in eval mode and restored exactly afterwards."""
+def _measuring(model, batches, probe: dict):
+    """The :class:`_Problem` of one probe (``probe``: its :class:`ProbeOptions`), with ``model`` in eval mode
+    and restored exactly afterwards."""
+    unknown = sorted(set(probe) - set(_PROBE_DEFAULTS))
+    if unknown:
+        raise InvalidParameterError(f"unknown sharpness option(s) {', '.join(unknown)}; the common ones are "
+                                    f"{', '.join(_PROBE_DEFAULTS)}")
+    options = {**_PROBE_DEFAULTS, **probe}
     with G.preserved(model):
-        yield _Problem(model, batches, loss_fn, num_batches, parameters, seed, generator)
+        yield _Problem(model, batches, **options)
 
 
 # --- worst-case sharpness (SAM, ASAM) ----------------------------------------------------------
@@ -187,11 +221,7 @@ def worst_case_sharpness(
     steps: int = 10,
     *,
     step_size: float | None = None,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """SAM's sharpness max_{‖ε‖₂≤ρ} L(w+ε) − L(w) (Foret et al., ICLR 2021, arXiv 2010.01412).
 
@@ -211,11 +241,11 @@ def worst_case_sharpness(
         batches: re-iterable of ``(inputs, labels)``; the first ``num_batches`` are used (all when None).
         rho: radius of the ℓ₂ ball, > 0 (SAM's typical 0.05 for CIFAR-10).
         steps: gradient-ascent steps, >= 1.
-        parameters: ``"all"`` trainable parameters (SAM's convention) or ``"weights"`` (Linear/Conv
-            weights only, what sits on analog tiles).
+        probe: the :class:`ProbeOptions` (``loss_fn``, ``num_batches``, ``parameters``: ``"all"``
+            trainable parameters, SAM's convention, or the crossbar ``"weights"``; ``seed``, ``generator``).
     """
     rho, steps, step_size = _ascent_settings(rho, steps, step_size)
-    with _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator) as problem:
+    with _measuring(model, batches, probe) as problem:
         scales = [torch.ones_like(p) for p in problem.params]
         base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
     settings = {"rho": rho, "steps": steps, "step_size": step_size, **problem.settings}
@@ -230,11 +260,7 @@ def adaptive_sharpness(
     *,
     eta: float = 0.01,
     step_size: float | None = None,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """ASAM's adaptive sharpness max_{‖T⁻¹ε‖₂≤ρ} L(w+ε) − L(w) (Kwon et al., ICML 2021, arXiv 2102.11600).
 
@@ -251,7 +277,7 @@ def adaptive_sharpness(
     """
     rho, steps, step_size = _ascent_settings(rho, steps, step_size)
     eta = check_real("eta", eta, 0.0)
-    with _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator) as problem:
+    with _measuring(model, batches, probe) as problem:
         scales = adaptive_scales(model, problem.params, eta)
         base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
     settings = {"rho": rho, "eta": eta, "steps": steps, "step_size": step_size, **problem.settings}
@@ -268,11 +294,7 @@ def average_sharpness(
     draws: int = 20,
     *,
     relative: bool = True,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """Average-case sharpness E[L(w + ε)] − L(w) under random Gaussian weight noise.
 
@@ -284,7 +306,7 @@ def average_sharpness(
     sigma = check_real("sigma", sigma, 0.0)
     draws = check_int("draws", draws, low=1)
     scale = {"relative" if relative else "absolute": sigma}
-    with _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator) as problem:
+    with _measuring(model, batches, probe) as problem:
         base = problem.loss()
         increases = []
         for _ in range(draws):
@@ -305,12 +327,7 @@ def hessian_top_eigenvalue(
     batches,
     max_iters: int = 20,
     tol: float = 1e-3,
-    *,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """The top Hessian eigenvalue of the loss, by power iteration with Hessian-vector products.
 
@@ -327,7 +344,7 @@ def hessian_top_eigenvalue(
     """
     max_iters = check_int("max_iters", max_iters, low=1)
     tol = check_real("tol", tol, 0.0, low_open=True)
-    with _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator) as problem:
+    with _measuring(model, batches, probe) as problem:
         v = [standard_normal(p, problem.generator) for p in problem.params]
         v_norm = G.norm(v)
         v = [x / v_norm for x in v]
@@ -358,12 +375,7 @@ def hessian_trace(
     model: nn.Module,
     batches,
     draws: int = 20,
-    *,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """The Hessian trace by Hutchinson's estimator: tr(H) ≈ mean_d v_dᵀ H v_d, v_d Rademacher (±1).
 
@@ -372,7 +384,7 @@ def hessian_trace(
     variance is 2·Σ_{i≠j} H_ij², so the estimate is exact for a diagonal Hessian.
     """
     draws = check_int("draws", draws, low=1)
-    with _measuring(model, batches, loss_fn, num_batches, parameters, seed, generator) as problem:
+    with _measuring(model, batches, probe) as problem:
         samples = []
         for _ in range(draws):
             v = [rademacher(p, problem.generator) for p in problem.params]

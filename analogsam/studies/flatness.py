@@ -23,9 +23,14 @@ from analogsam.robustness.correlation import exact_spearman_p, paired, robustnes
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
 from analogsam.robustness.probes import CURVES, METRICS, check_subset
 from analogsam.storage import ensure_folder, file_digest, jsonable, matching_record, safe_name, settings_hash, write_json
+from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.validation import check_int
 
-__all__ = ["CURVES", "METRICS", "QUICK_SETTINGS", "analyze_runs"]
+__all__ = ["CURVES", "METRICS", "QUICK_SETTINGS", "RunFolderError", "analyze_runs"]
+
+
+class RunFolderError(AnalogsamError, FileNotFoundError):
+    """A folder given as a trained run holds no checkpoint."""
 
 
 # --- run folders: the `analogsam analyze` study ------------------------------------------------
@@ -44,9 +49,9 @@ _TEST_BATCH = 2000
 
 
 def _dataset_cache_key(config: Mapping, data_root) -> str:
-    import json
-
-    return json.dumps([config.get("dataset"), config.get("data_options", {}), str(data_root)], sort_keys=True)
+    """Runs trained on the same data share one loaded dataset."""
+    return settings_hash({"dataset": config.get("dataset"), "data_options": config.get("data_options", {}),
+                          "root": str(data_root)})
 
 
 def _curve_rows(record: Mapping) -> list[dict]:
@@ -268,12 +273,12 @@ def analyze_runs(
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
-        raise ValueError("analyze_runs needs at least one run folder")
+        raise InvalidParameterError("analyze_runs needs at least one run folder: pass folders written by `analogsam train`")
     metrics = check_subset("metrics", metrics, METRICS)
     curves = check_subset("curves", curves, CURVES)
     times = parse_times([t] if isinstance(t, (int, float)) else t)
     if len(times) != 1:
-        raise ValueError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}")
+        raise InvalidParameterError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}; pass one time, e.g. t='1d'")
     t = times[0]
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
@@ -288,10 +293,10 @@ def analyze_runs(
         "model", "batches", "metrics", "curves", "seed", "num_batches"}
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"unknown analysis options {sorted(unknown)}; see analogsam.studies.flatness.analyze_model")
+        raise InvalidParameterError(f"unknown analysis options {sorted(unknown)}; see analogsam.robustness.analyze_model for the options")
     for d in run_dirs:
         if not (d / CHECKPOINT).exists():
-            raise FileNotFoundError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")
+            raise RunFolderError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")
 
     out = ensure_folder(out)
     settings = {"preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "repeats": repeats,
@@ -301,7 +306,7 @@ def analyze_runs(
     runs = [load_run(d) for d in run_dirs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise ValueError(f"two runs share a name ({', '.join(names)}): rename a run folder so results stay apart")
+        raise InvalidParameterError(f"two runs share a name ({', '.join(names)}): rename a run folder so results stay apart")
 
     datasets: dict[str, object] = {}
     records, paths, analysed, skipped = [], {}, [], []
@@ -322,7 +327,7 @@ def analyze_runs(
             if data_root is not None:
                 options_["root"] = data_root
             if "dataset" not in run.config:
-                raise ValueError(f"run {run.name!r} does not record its dataset")
+                raise InvalidParameterError(f"run {run.name!r} does not record its dataset; analyze runs written by `analogsam train`")
             datasets[key] = load_dataset(run.config["dataset"], **options_)
         data = datasets[key]
         train_batches = list(data.train.batches(batch_size, shuffle=True, seed=seed))[:num_batches]
