@@ -12,8 +12,8 @@ conversion to aihwkit (which layers become tiles, which may stay digital) all re
   that holds parameters is neither, and ``convert`` refuses it by name.
 - **Crossbar weights** (:func:`crossbar_weights`): the ``weight`` with more than one dimension of
   every layer that is not a normalisation layer; in a model that ``convert`` accepts, exactly the
-  matrices on analog tiles. Biases are not (aihwkit 1.1.0 keeps them digital,
-  ``mapping.digital_bias = True``), nor are BatchNorm's γ and β.
+  matrices on analog tiles (layers kept digital knowingly with ``allow_digital`` aside). Biases are
+  not (aihwkit 1.1.0 keeps them digital, ``mapping.digital_bias = True``), nor are BatchNorm's γ, β.
 
 **The BatchNorm γ decision.** ASAM's T = |w| + η (Kwon et al., ICML 2021, arXiv 2102.11600) is
 applied by the authors' code (SamsungLabs/ASAM) to every parameter whose name contains ``weight``,
@@ -23,7 +23,8 @@ programs and perturbs, while γ stays digital and sees no device noise. One func
 :func:`adaptive_scales`, gives the metric its T, and :func:`adaptive_param_groups` (built on the same
 :func:`crossbar_weights`) tells the optimizers which tensors to scale, so on a network with BatchNorm
 (ResNet-20) the metric measures the quantity ASAM minimises. (Until this module existed the metric
-scaled every tensor named ``weight``; on networks without normalisation layers the two rules agree.)
+scaled every tensor named ``weight``; the two rules agree on networks whose only tensors named
+``weight`` are Linear/Conv weights, such as the MLP and LeNet-5 of the pinned numbers.)
 """
 
 from __future__ import annotations
