@@ -4,8 +4,10 @@ Everything analogsam writes that a later run reads back (result tables, analysis
 checkpoints, sweep settings) is written by :func:`atomic_write`: to a temporary file beside the
 target, flushed to disk, then renamed over it, so a killed process never leaves a half-written file.
 Resumable work (the result store, ``analyze``, train-or-reuse) records the settings it was done
-with (:func:`write_json`); :func:`settings_hash` makes a stable digest of them, and a folder that
-holds work done with other settings is refused with :class:`SettingsMismatchError`.
+with (:func:`write_json`); :func:`settings_hash` makes a stable digest of them, and
+:func:`matching_record` reads a record back only if it was written with the same settings (work to
+reuse), while a folder that must not be overwritten refuses other settings with
+:class:`SettingsMismatchError`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -59,21 +63,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, binary
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with tuples as lists, numpy/torch scalars as numbers and non-finite floats kept (JSON NaN)."""
+    """``obj`` as plain JSON types: mappings with str keys, tuples and arrays as lists, numpy/torch
+    scalars and other numbers as int/float, non-finite floats kept (JSON NaN); anything else is left
+    as it is (and written as its ``str`` by :func:`write_json` and :func:`settings_hash`)."""
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, (bool, str)) or obj is None:
+        return obj
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
         return obj.item()
+    if hasattr(obj, "tolist") and callable(obj.tolist) and getattr(obj, "ndim", 0) > 0:
+        return jsonable(obj.tolist())
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
     return obj
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(jsonable(data), indent=2, allow_nan=True) + "\n"
+    text = json.dumps(jsonable(data), indent=2, allow_nan=True, default=str) + "\n"
     return atomic_write(path, lambda f: f.write(text))
 
 
@@ -87,8 +101,22 @@ def read_json(path: str | os.PathLike) -> Any | None:
 
 def settings_hash(settings: Mapping) -> str:
     """A 16-hex-digit digest of ``settings`` that does not depend on key order."""
-    text = json.dumps(jsonable(settings), sort_keys=True)
+    text = json.dumps(jsonable(settings), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def matching_record(path: str | os.PathLike, settings: Mapping) -> dict | None:
+    """The JSON record at ``path`` if it was written for ``settings`` (its ``"settings_hash"`` is
+    :func:`settings_hash` of them), else None: the test by which resumable work is skipped or redone."""
+    record = read_json(path)
+    if isinstance(record, dict) and record.get("settings_hash") == settings_hash(settings):
+        return record
+    return None
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a file or folder name: runs of characters other than letters, digits, ``._-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -30,6 +30,8 @@ from analogsam import __version__
 from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
 from analogsam.models import build_model, make_spec
 from analogsam.optim import NonFiniteError, build_method
+from analogsam.scoring import score
+from analogsam.storage import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -58,17 +60,10 @@ def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu") -> t
     """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(inputs, labels)`` batches."""
     was_training = model.training
     model.eval()
-    correct, total, loss = 0, 0, 0.0
-    for inputs, labels, *_ in batches:
-        inputs, labels = inputs.to(device), labels.to(device)
-        logits = model(inputs)
-        loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(1) == labels).sum().item()
-        total += len(labels)
-    model.train(was_training)
-    if total == 0:
-        raise ValueError("no samples to evaluate: the batches were empty")
-    return correct / total, loss / total
+    try:
+        return score(model, batches, device=device)
+    finally:
+        model.train(was_training)
 
 
 def _resolve_model(model, data: DatasetSplits) -> tuple[nn.Module, dict | None]:
@@ -80,9 +75,7 @@ def _resolve_model(model, data: DatasetSplits) -> tuple[nn.Module, dict | None]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from analogsam.studies import flatness as A
+from analogsam.robustness import correlation, plots, probes
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +35,10 @@ def trained_mlp(batches, epochs):
 def test_analyze_model_end_to_end(digits_batches):
     model = trained_mlp(digits_batches, epochs=10)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    out = A.analyze_model(model, digits_batches, num_batches=2, ascent_steps=2, sharpness_draws=3,
+    out = probes.analyze_model(model, digits_batches, num_batches=2, ascent_steps=2, sharpness_draws=3,
                           hessian_iters=5, trace_draws=3, relative_etas=(0.0, 0.3), additive_etas=(0.0, 0.1),
                           noise_draws=2, stuck_at_rates=(0.0, 0.05), bit_flip_rates=(0.0, 0.01), fault_draws=2)
-    assert set(out["metrics"]) == set(A.METRICS) and set(out["curves"]) == set(A.CURVES)
+    assert set(out["metrics"]) == set(probes.METRICS) and set(out["curves"]) == set(probes.CURVES)
     assert all(math.isfinite(v) for v in out["metrics"].values())
     assert out["clean"]["num_batches"] == 2 and out["clean"]["n_samples"] == 128
     assert out["clean"]["accuracy"] > 0.8
@@ -50,11 +50,11 @@ def test_analyze_model_end_to_end(digits_batches):
 
 def test_analyze_model_subsets_and_errors(digits_batches):
     model = trained_mlp(digits_batches, epochs=1)
-    out = A.analyze_model(model, digits_batches, num_batches=1, metrics=["hessian_trace"], curves=[],
+    out = probes.analyze_model(model, digits_batches, num_batches=1, metrics=["hessian_trace"], curves=[],
                           trace_draws=2)
     assert list(out["metrics"]) == ["hessian_trace"] and out["curves"] == {}
     with pytest.raises(ValueError, match="metrics"):
-        A.analyze_model(model, digits_batches, metrics=["flatness"])
+        probes.analyze_model(model, digits_batches, metrics=["flatness"])
 
 
 RECORDS = [
@@ -66,7 +66,7 @@ RECORDS = [
 
 
 def test_robustness_correlation_flat_and_nested():
-    rows = {r["metric"]: r for r in A.robustness_correlation(RECORDS)}
+    rows = {r["metric"]: r for r in correlation.robustness_correlation(RECORDS)}
     assert set(rows) == {"worst_case_sharpness", "hessian_trace"}
     assert rows["hessian_trace"]["spearman_rho"] == pytest.approx(1.0)
     assert rows["hessian_trace"]["n"] == 4
@@ -74,23 +74,23 @@ def test_robustness_correlation_flat_and_nested():
     assert rows["worst_case_sharpness"]["spearman_rho"] == pytest.approx(1 - 6 * 8 / 60)
     nested = [{"run": r["run"], "metrics": {"hessian_trace": r["hessian_trace"]},
                "drops": {"stuck_at_drop@0.05": -r["accuracy_drop"]}} for r in RECORDS]
-    row, = A.robustness_correlation(nested, drop="stuck_at_drop@0.05")
+    row, = correlation.robustness_correlation(nested, drop="stuck_at_drop@0.05")
     assert row["spearman_rho"] == pytest.approx(-1.0)
 
 
 def test_robustness_correlation_missing_and_too_few():
     records = RECORDS[:2] + [{"run": "x", "hessian_trace": float("nan"), "accuracy_drop": 0.1}]
-    row, = A.robustness_correlation(records, metrics=["hessian_trace"])
+    row, = correlation.robustness_correlation(records, metrics=["hessian_trace"])
     assert row["n"] == 2 and math.isnan(row["spearman_rho"]) and math.isnan(row["p_value"])
 
 
 def test_plots_write_pngs(tmp_path, digits_batches):
-    paths = A.plot_sharpness_scatters(RECORDS, tmp_path / "scatter")
+    paths = plots.plot_sharpness_scatters(RECORDS, tmp_path / "scatter")
     assert len(paths) == 2
     from analogsam.robustness.perturbations import weight_noise_curve
 
     model = trained_mlp(digits_batches, epochs=1)
     curve = weight_noise_curve(model, digits_batches, etas=(0.0, 0.5), draws=2, num_batches=1)
-    paths.append(A.plot_robustness_curves({"sgd": curve, "sgd-dict": curve.to_dict()}, tmp_path / "c.png"))
+    paths.append(plots.plot_robustness_curves({"sgd": curve, "sgd-dict": curve.to_dict()}, tmp_path / "c.png"))
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from analogsam.robustness.correlation import exact_spearman_p
 from analogsam.studies import flatness as A
 from analogsam.cli import main
 from analogsam.evaluation import evaluate
@@ -99,9 +100,9 @@ def test_analyze_refuses_bad_input(three_runs, tmp_path):
 
 def test_exact_spearman_p_enumerates_permutations():
     # n = 4, a perfect ranking: only the identity and the reversal reach |rho| = 1 among 24 orders.
-    assert A._exact_spearman_p([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(2 / 24)
-    assert A._exact_spearman_p([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(2 / 24)
-    assert A._exact_spearman_p([1, 2, 3], [1, 1, 1]) != A._exact_spearman_p([1, 2, 3], [1, 1, 1])  # nan
+    assert exact_spearman_p([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(2 / 24)
+    assert exact_spearman_p([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(2 / 24)
+    assert exact_spearman_p([1, 2, 3], [1, 1, 1]) != exact_spearman_p([1, 2, 3], [1, 1, 1])  # nan
 
 
 # --- memory faults inside evaluate() -------------------------------------------------------

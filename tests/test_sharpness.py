@@ -12,7 +12,8 @@ EIGENVALUES = torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5, 0.25], dtype=torch.float64)
 
 
 class Quadratic(nn.Module):
-    """forward() returns L(w) = ½ wᵀAw whatever the input: Hessian A, gradient Aw."""
+    """forward() returns L(w) = ½ wᵀAw whatever the input: Hessian A, gradient Aw (w flattened, so the
+    weight may be a matrix, as a crossbar weight is)."""
 
     def __init__(self, A, w0):
         super().__init__()
@@ -20,7 +21,8 @@ class Quadratic(nn.Module):
         self.register_buffer("A", A)
 
     def forward(self, x):
-        return 0.5 * self.weight @ self.A @ self.weight
+        w = self.weight.flatten()
+        return 0.5 * w @ self.A @ w
 
 
 def identity_loss(out, labels):
@@ -91,7 +93,8 @@ def test_first_adaptive_step_is_asams_epsilon():
     A = random_spd(EIGENVALUES)
     w = torch.linspace(-1, 1, 6, dtype=torch.float64)
     rho, eta = 0.5, 0.01
-    r = S.adaptive_sharpness(quadratic(w, A), BATCHES, rho=rho, steps=1, eta=eta, loss_fn=identity_loss)
+    # T = |w| + η scales crossbar weights (matrices), as in the ASAM optimizer: give the weight two dimensions.
+    r = S.adaptive_sharpness(quadratic(w.view(2, 3), A), BATCHES, rho=rho, steps=1, eta=eta, loss_fn=identity_loss)
     g, t = A @ w, w.abs() + eta
     eps = rho * t ** 2 * g / (t * g).norm()
     expected = 0.5 * (w + eps) @ A @ (w + eps) - 0.5 * w @ A @ w
@@ -198,3 +201,10 @@ def test_clear_errors(call, message):
     model = small_net()
     with pytest.raises(ValueError, match=message):
         call(model, [(torch.randn(4, 6), torch.randint(0, 3, (4,)))])
+
+
+def test_unknown_probe_option_is_named():
+    from analogsam.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="num_batch"):
+        S.hessian_trace(quadratic(), BATCHES, draws=2, loss_fn=identity_loss, num_batch=1)

@@ -58,13 +58,9 @@ def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, tor
 
 @torch.no_grad()
 def _score(forward, batches) -> tuple[float, float]:
-    correct, loss, total = 0, 0.0, 0
-    for x, y in batches:
-        logits = forward(x)
-        loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        total += len(y)
-    return correct / total, loss / total
+    from analogsam.scoring import score
+
+    return score(forward, batches)
 
 
 def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:

@@ -18,10 +18,8 @@ from torch import nn
 
 from analogsam.errors import AnalogsamError
 from analogsam.hardware import presets as devices
+from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
-# Layers with weights that legitimately stay digital in an AIMC accelerator (done by the periphery).
-DIGITAL_OK = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.PReLU)
-CONVERTIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 class ConversionError(AnalogsamError, ValueError):
@@ -29,10 +27,11 @@ class ConversionError(AnalogsamError, ValueError):
 
 
 def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """(name, type) of each layer that has its own weights but is neither convertible nor digital-by-design."""
+    """(name, type) of each layer that has its own weights but is neither convertible nor digital by design
+    (:mod:`analogsam.robustness.roles`)."""
     bad = []
     for name, module in model.named_modules():
-        if isinstance(module, CONVERTIBLE + DIGITAL_OK):
+        if is_convertible(module) or is_digital_by_design(module):
             continue
         if any(True for _ in module.parameters(recurse=False)):
             bad.append((name or "<root>", type(module).__name__))
@@ -95,7 +94,7 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
         raise ConversionError(
             f"cannot map these layers onto analog tiles: {listed}. aihwkit converts Linear and Conv1d/2d/3d "
             "layers; replace these layers, or pass allow_digital=(names...) to keep them digital knowingly.")
-    if not any(isinstance(m, CONVERTIBLE) for m in model.modules()):
+    if not any(is_convertible(m) for m in model.modules()):
         raise ConversionError(f"{type(model).__name__} has no Linear or Conv layer: nothing to put on analog tiles")
     preset = resolve_preset(preset, overrides)
     digital = copy.deepcopy(model).cpu().eval()

@@ -1,4 +1,9 @@
-"""Pieces every optimizer of the family shares: the non-finite error, BatchNorm freezing, parameter roles."""
+"""Pieces every optimizer of the family shares: the non-finite error, BatchNorm freezing, gradient norms.
+
+Which tensors are crossbar weights, normalisation parameters or neither is decided once, in
+:mod:`analogsam.robustness.roles`; the optimizers use its :func:`crossbar_weights` (as
+``weight_parameters``), :func:`non_norm_parameters` and :func:`adaptive_param_groups`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ from collections.abc import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from analogsam.errors import AnalogsamError
-
-# Normalisation layers stay digital on an analog accelerator: their parameters are neither mapped to
-# conductances nor perturbed by the attack, the noise or the adaptive scaling.
-NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsam.optim)
+    adaptive_param_groups,
+    crossbar_weights as weight_parameters,
+    non_norm_parameters,
+)
 
 
 class NonFiniteError(AnalogsamError, FloatingPointError):
@@ -37,10 +43,6 @@ def non_finite(what: str, step: int, value: torch.Tensor | float | None = None, 
                           step=step)
 
 
-def is_norm_layer(module: nn.Module) -> bool:
-    return isinstance(module, NORM_LAYERS)
-
-
 @contextlib.contextmanager
 def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
     """Within the block, BatchNorm layers in train mode normalise with the batch statistics but do not
@@ -60,48 +62,6 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
     finally:
         for m in frozen:
             m.track_running_stats = True
-
-
-def _unique(params: Iterable[tuple[str, nn.Parameter]]) -> list[tuple[str, nn.Parameter]]:
-    seen, out = set(), []
-    for name, p in params:
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            out.append((name, p))
-    return out
-
-
-def _module_params(model: nn.Module, *, weights_only: bool) -> list[tuple[str, nn.Parameter]]:
-    found = []
-    for mod_name, module in model.named_modules():
-        if is_norm_layer(module):
-            continue
-        for p_name, p in module.named_parameters(recurse=False):
-            if weights_only and not (p_name == "weight" and p.dim() > 1):
-                continue
-            found.append((f"{mod_name}.{p_name}" if mod_name else p_name, p))
-    return _unique(found)
-
-
-def weight_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of the crossbar weights: the ``weight`` (dim > 1) of every layer that is not a
-    normalisation layer. Biases and BatchNorm parameters are excluded (aihwkit keeps biases digital)."""
-    return _module_params(model, weights_only=True)
-
-
-def non_norm_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of every trainable parameter outside normalisation layers (weights and biases)."""
-    return _module_params(model, weights_only=False)
-
-
-def adaptive_param_groups(model: nn.Module) -> list[dict]:
-    """Two param groups for ASAM/SAMSON: the layer weights (``adaptive=True``, scaled by T_w) and
-    everything else (biases, normalisation parameters: ``adaptive=False``, T = 1)."""
-    weights = {id(p) for _, p in weight_parameters(model)}
-    all_params = [p for _, p in _unique(model.named_parameters())]
-    groups = [{"params": [p for p in all_params if id(p) in weights], "adaptive": True},
-              {"params": [p for p in all_params if id(p) not in weights], "adaptive": False}]
-    return [g for g in groups if g["params"]]
 
 
 def global_grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:

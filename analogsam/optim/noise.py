@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from analogsam.robustness.perturbations import gaussian_weight_noise
+
 from ._common import frozen_batchnorm_stats, weight_parameters
 from .base import TrainingMethod
 
@@ -19,14 +21,11 @@ def _check(h: dict, *keys: str, upper: dict | None = None) -> None:
             raise ValueError(f"{key} must be a finite number {bound}, got {h[key]!r}")
 
 
-@torch.no_grad()
 def injection_noise(w: torch.Tensor, additive: float, multiplicative: float) -> torch.Tensor:
     """Gaussian weight noise: σ_add · max|w| · N(0, 1) + σ_mul · |w| ⊙ N(0, 1), drawn as one Gaussian with
-    the summed variance (the two are independent)."""
-    if multiplicative == 0.0:
-        return torch.randn_like(w).mul_(additive * w.abs().max())
-    std = (w.abs() * multiplicative).square_().add_((additive * w.abs().max()) ** 2).sqrt_()
-    return torch.randn_like(w).mul_(std)
+    the summed variance (the two are independent), from torch's global generator of ``w``'s device
+    (:func:`analogsam.robustness.perturbations.gaussian_weight_noise`)."""
+    return gaussian_weight_noise(w, additive=additive, relative=multiplicative)
 
 
 @torch.no_grad()

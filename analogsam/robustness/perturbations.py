@@ -2,7 +2,9 @@
 
 Three perturbations of the weights, each with a curve of accuracy against its strength:
 
-- **Gaussian weight noise** (:func:`perturb_weights`, :func:`weight_noise`, :func:`weight_noise_curve`):
+- **Gaussian weight noise** (:func:`gaussian_weight_noise`, the package's one draw of it, used by
+  :func:`perturb_weights`, :func:`weight_noise`, :func:`weight_noise_curve`, the average-sharpness
+  metric and the noise-injection optimizer):
   relative w + |w|·η·N(0, 1), the test protocol of Büchel, Faber & Muir (ICLR 2022,
   arXiv 2106.05009: η ∈ {0.1, …, 0.7}, 100 draws, mean/std/min), or additive
   w + η·max|W_layer|·N(0, 1), noise proportional to each layer's weight range as a device's
@@ -12,8 +14,9 @@ Three perturbations of the weights, each with a curve of accuracy against its st
   of faults in activation-sparse quantized networks (arXiv 2406.10528), where sharper minima lost
   more accuracy and sharpness-aware-quantized (SAQ, Liu et al., arXiv 2111.12273) networks kept more.
 
-**Which parameters.** By default (``parameters="weights"``) only the ``weight`` of Linear and
-Conv1d/2d/3d layers is perturbed: the matrices aihwkit's ``convert_to_analog`` puts on analog tiles.
+**Which parameters.** By default (``parameters="weights"``) only the crossbar weights are perturbed
+(:func:`analogsam.robustness.roles.crossbar_weights`): the ``weight`` of Linear and Conv1d/2d/3d
+layers, the matrices aihwkit's ``convert_to_analog`` puts on analog tiles.
 Biases stay digital in aihwkit 1.1.0 (``mapping.digital_bias = True``), and BatchNorm runs digitally,
 so neither sees device noise or device faults. Büchel et al. perturb every parameter Θ;
 ``parameters="all"`` reproduces that.
@@ -39,10 +42,18 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from analogsam.robustness import _common as C
+from analogsam.errors import InvalidParameterError
+from analogsam.robustness._autograd import preserved, restoring
+from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
+from analogsam.robustness._random import derived_seed, make_generator, standard_normal, uniform
+from analogsam.robustness.roles import PARAMETER_SETS, select_parameters
+from analogsam.robustness.statistics import mean_std_stderr
+from analogsam.scoring import score
+from analogsam.validation import check_choice, check_int, check_levels, check_real
 
 __all__ = [
     "RobustnessCurve",
+    "gaussian_weight_noise",
     "perturb_weights",
     "weight_noise",
     "weight_noise_curve",
@@ -62,20 +73,47 @@ STUCK_SIGNS = ("random", "keep")
 # --- Gaussian weight noise ---------------------------------------------------------------------
 
 
+@torch.no_grad()
+def gaussian_weight_noise(w: torch.Tensor, *, relative: float = 0.0, additive: float = 0.0, absolute: float = 0.0,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The one Gaussian weight-noise draw of the package: ε = σ_rel·|w|⊙N + σ_add·max|w|·N + σ_abs·N.
+
+    - ``relative``: σ·|w| elementwise, the magnitude-proportional mismatch of Büchel, Faber & Muir
+      (ICLR 2022, arXiv 2106.05009) and the multiplicative noise of hardware-aware training;
+    - ``additive``: σ·max|w| with the max over the whole tensor (one layer), noise proportional to the
+      layer's weight range as a device's programming noise is to g_max (Joshi et al., Nat. Commun.
+      2020; aihwkit's ``forward.w_noise``, Rasch et al. 2023);
+    - ``absolute``: σ, the same for every weight.
+
+    One standard normal of ``w``'s shape is drawn, always (also when every σ is 0, so a stream of
+    draws does not depend on the levels), from ``generator`` (:func:`._random.standard_normal`: on the
+    generator's device; ``None``: torch's global generator of ``w``'s device). With one σ non-zero ε
+    is that scale times the draw; with several, the draw times the standard deviation of their sum,
+    √Σσ², since the terms are independent Gaussians. Returns ε; ``w`` is not changed.
+    """
+    noise = standard_normal(w, generator)
+    w = w.detach()
+    terms = [t for t in (relative, additive, absolute) if t != 0.0]
+    if len(terms) > 1:
+        variance = (w.abs() * relative).square_().add_((additive * w.abs().max()) ** 2)
+        return noise.mul_(variance.add_(absolute ** 2).sqrt_())
+    if relative != 0.0:
+        return relative * w.abs() * noise
+    if absolute != 0.0:
+        return absolute * noise
+    return noise.mul_(additive * w.abs().max())
+
+
 def _add_noise_(params, eta: float, mode: str, generator: torch.Generator) -> None:
     with torch.no_grad():
         for p in params:
-            if mode == "relative":
-                scale = p.abs()
-            else:
-                scale = p.abs().max()
-            p.add_(eta * scale * C.randn_like(p, generator))
+            p.add_(gaussian_weight_noise(p, **{mode: eta}, generator=generator))
 
 
 def _noise_args(eta, mode, parameters):
-    eta = C.check_real("eta", eta, 0.0)
-    C.check_choice("mode", mode, NOISE_MODES)
-    C.check_choice("parameters", parameters, C.PARAMETER_SETS)
+    eta = check_real("eta", eta, 0.0)
+    check_choice("mode", mode, NOISE_MODES)
+    check_choice("parameters", parameters, PARAMETER_SETS)
     return eta
 
 
@@ -96,9 +134,9 @@ def weight_noise(
     Train/eval mode is left as it is.
     """
     eta = _noise_args(eta, mode, parameters)
-    params = [p for _, p in C.select_parameters(model, parameters)]
-    with C.preserved(model, eval_mode=False):
-        _add_noise_(params, eta, mode, C.make_generator(seed, generator))
+    params = [p for _, p in select_parameters(model, parameters)]
+    with preserved(model, eval_mode=False):
+        _add_noise_(params, eta, mode, make_generator(seed, generator))
         yield model
 
 
@@ -118,8 +156,8 @@ def perturb_weights(
     """
     eta = _noise_args(eta, mode, parameters)
     target = model if inplace else copy.deepcopy(model)
-    params = [p for _, p in C.select_parameters(target, parameters)]
-    _add_noise_(params, eta, mode, C.make_generator(seed, generator))
+    params = [p for _, p in select_parameters(target, parameters)]
+    _add_noise_(params, eta, mode, make_generator(seed, generator))
     return target
 
 
@@ -129,15 +167,15 @@ def perturb_weights(
 def _stuck_probabilities(stuck_values) -> float:
     """P(stuck at ±w_max | stuck) from ``"max"``, ``"zero"`` or a mapping of probabilities."""
     if isinstance(stuck_values, str):
-        C.check_choice("stuck_values", stuck_values, ("max", "zero"))
+        check_choice("stuck_values", stuck_values, ("max", "zero"))
         return 1.0 if stuck_values == "max" else 0.0
     if not isinstance(stuck_values, Mapping) or not stuck_values or set(stuck_values) - {"max", "zero"}:
-        raise ValueError("stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
+        raise InvalidParameterError("stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
                          f"with keys 'max' and/or 'zero'; got {stuck_values!r}")
-    p_max = C.check_real("stuck_values['max']", stuck_values.get("max", 0.0), 0.0, 1.0)
-    p_zero = C.check_real("stuck_values['zero']", stuck_values.get("zero", 0.0), 0.0, 1.0)
+    p_max = check_real("stuck_values['max']", stuck_values.get("max", 0.0), 0.0, 1.0)
+    p_zero = check_real("stuck_values['zero']", stuck_values.get("zero", 0.0), 0.0, 1.0)
     if abs(p_max + p_zero - 1.0) > 1e-9:
-        raise ValueError(f"stuck_values probabilities must sum to 1, got {p_max} + {p_zero}")
+        raise InvalidParameterError(f"stuck_values probabilities must sum to 1, got {p_max} + {p_zero}")
     return p_max
 
 
@@ -147,7 +185,7 @@ def _stuck_at_(params, rate, p_max, sign, generator) -> dict:
         for p in params:
             # Three uniform draws per weight whatever the settings, so a given seed gives nested
             # fault sets across rates and the same faulty devices whatever stuck_values says.
-            u_fault, u_kind, u_sign = (C.rand_like(p, generator) for _ in range(3))
+            u_fault, u_kind, u_sign = (uniform(p, generator) for _ in range(3))
             w_max = p.abs().max()
             stuck = u_fault < rate
             at_max = stuck & (u_kind < p_max)
@@ -192,11 +230,11 @@ def inject_stuck_at(
     faults of that kind. ``rate=0`` changes nothing; ``rate=1`` sets every weight to exactly the
     stated value. Returns ``{"n_weights", "n_stuck", "n_stuck_max", "n_stuck_zero"}``.
     """
-    rate = C.check_real("rate", rate, 0.0, 1.0)
+    rate = check_real("rate", rate, 0.0, 1.0)
     p_max = _stuck_probabilities({"max": 0.5, "zero": 0.5} if stuck_values is None else stuck_values)
-    C.check_choice("sign", sign, STUCK_SIGNS)
-    params = [p for _, p in C.select_parameters(model, parameters)]
-    return _stuck_at_(params, rate, p_max, sign, C.make_generator(seed, generator))
+    check_choice("sign", sign, STUCK_SIGNS)
+    params = [p for _, p in select_parameters(model, parameters)]
+    return _stuck_at_(params, rate, p_max, sign, make_generator(seed, generator))
 
 
 # --- bit flips ---------------------------------------------------------------------------------
@@ -208,7 +246,7 @@ def quantize_symmetric(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tenso
     s = max|w| / (2^(k−1) − 1) and q = round(w/s) in [−(2^(k−1) − 1), 2^(k−1) − 1] (int64). An
     all-zero tensor gets s = 0 and q = 0.
     """
-    bits = C.check_int("bits", bits, low=2, high=16)
+    bits = check_int("bits", bits, low=2, high=16)
     q_max = 2 ** (bits - 1) - 1
     w_max = float(weight.detach().abs().max()) if weight.numel() else 0.0
     if w_max == 0.0:
@@ -240,7 +278,7 @@ def _bit_flips_(params, rate, bits, encoding, generator) -> dict:
             words = _encode(codes, bits, encoding)
             mask = torch.zeros_like(words)
             for b in range(bits):  # one uniform draw per bit, whatever the rate (nested faults)
-                mask |= (C.rand_like(p, generator) < rate).to(torch.int64) << b
+                mask |= (uniform(p, generator) < rate).to(torch.int64) << b
             flipped = _decode(words ^ mask, bits, encoding)
             p.copy_((flipped.double() * scale).to(p.dtype))
             counts["n_weights"] += p.numel()
@@ -272,11 +310,11 @@ def inject_bit_flips(
     ``rate=0`` is quantization only. Returns ``{"n_weights", "n_bits", "n_flipped",
     "fraction_flipped"}``; the flipped fraction is Binomial(n_bits, rate)/n_bits.
     """
-    rate = C.check_real("rate", rate, 0.0, 1.0)
-    bits = C.check_int("bits", bits, low=2, high=16)
-    C.check_choice("encoding", encoding, ENCODINGS)
-    params = [p for _, p in C.select_parameters(model, parameters)]
-    return _bit_flips_(params, rate, bits, encoding, C.make_generator(seed, generator))
+    rate = check_real("rate", rate, 0.0, 1.0)
+    bits = check_int("bits", bits, low=2, high=16)
+    check_choice("encoding", encoding, ENCODINGS)
+    params = [p for _, p in select_parameters(model, parameters)]
+    return _bit_flips_(params, rate, bits, encoding, make_generator(seed, generator))
 
 
 def faulted_copy(
@@ -300,16 +338,16 @@ def faulted_copy(
     happens only when ``bit_flip_rate > 0`` (call :func:`inject_bit_flips` with rate 0 on a copy
     for the quantization-only baseline). The two faults draw from independent streams of ``seed``.
     """
-    stuck_at_rate = C.check_real("stuck_at_rate", stuck_at_rate, 0.0, 1.0)
-    bit_flip_rate = C.check_real("bit_flip_rate", bit_flip_rate, 0.0, 1.0)
-    seed = C.check_int("seed", seed, low=0)
+    stuck_at_rate = check_real("stuck_at_rate", stuck_at_rate, 0.0, 1.0)
+    bit_flip_rate = check_real("bit_flip_rate", bit_flip_rate, 0.0, 1.0)
+    seed = check_int("seed", seed, low=0)
     faulted = copy.deepcopy(model)
     if bit_flip_rate > 0:
         inject_bit_flips(faulted, bit_flip_rate, bits, encoding=encoding, parameters=parameters,
-                         seed=C.derived_seed(seed, 2))
+                         seed=derived_seed(seed, 2))
     if stuck_at_rate > 0:
         inject_stuck_at(faulted, stuck_at_rate, stuck_values=stuck_values, sign=sign,
-                        parameters=parameters, seed=C.derived_seed(seed, 1))
+                        parameters=parameters, seed=derived_seed(seed, 1))
     return faulted
 
 
@@ -341,29 +379,29 @@ class RobustnessCurve:
 def _curve(model, batches, levels, level_name, kind, apply_, *, draws, loss_fn, num_batches,
            parameters, seed, settings) -> RobustnessCurve:
     """Evaluate ``apply_(params, level, generator)`` at every level and draw, restoring in between."""
-    draws = C.check_int("draws", draws, low=1)
-    seed = C.check_int("seed", seed, low=0)
-    loss_fn = C.resolve_loss(loss_fn)
+    draws = check_int("draws", draws, low=1)
+    seed = check_int("seed", seed, low=0)
+    loss_fn = resolve_loss(loss_fn)
     rows, summary = [], []
-    with C.preserved(model):
-        data = C.take_batches(batches, num_batches, C.model_device(model))
-        weights = C.batch_weights(data)
-        params = [p for _, p in C.select_parameters(model, parameters)]
-        clean_loss, clean_acc = C.loss_and_accuracy(model, data, weights, loss_fn)
+    with preserved(model):
+        data = take_batches(batches, num_batches, model_device(model))
+        weights = batch_weights(data)
+        params = [p for _, p in select_parameters(model, parameters)]
+        clean_acc, clean_loss = score(model, data, loss_fn=loss_fn, weights=weights)
         for level in levels:
             accs = []
             for draw in range(draws):
-                generator = torch.Generator().manual_seed(C.derived_seed(seed, draw))
-                with C.restoring(params):
+                generator = torch.Generator().manual_seed(derived_seed(seed, draw))
+                with restoring(params):
                     apply_(params, level, generator)
-                    loss, acc = C.loss_and_accuracy(model, data, weights, loss_fn)
+                    acc, loss = score(model, data, loss_fn=loss_fn, weights=weights)
                 rows.append({level_name: level, "draw": draw, "accuracy": acc, "loss": loss})
                 accs.append(acc)
-            mean, std, _ = C.mean_std_stderr(accs)
+            mean, std, _ = mean_std_stderr(accs)
             summary.append({level_name: level, "n": draws, "mean": mean, "std": std,
                             "min": min(accs), "max": max(accs), "mean_drop": clean_acc - mean})
     settings = {**settings, "draws": draws, "seed": seed, "parameters": parameters,
-                "num_batches": len(data), "n_samples": sum(C.batch_size(y) for _, y in data)}
+                "num_batches": len(data), "n_samples": sample_count(data)}
     return RobustnessCurve(kind, level_name, rows, summary, clean_acc, clean_loss, settings)
 
 
@@ -386,8 +424,8 @@ def weight_noise_curve(
     w + η·max|W_layer|·N(0, 1); useful η there are a few percent. The summary's std is the spread of
     accuracy over noise draws; the standard error of its mean is std/√draws.
     """
-    levels = C.check_levels("etas", etas)
-    C.check_choice("mode", mode, NOISE_MODES)
+    levels = check_levels("etas", etas)
+    check_choice("mode", mode, NOISE_MODES)
 
     def apply_(params, eta, generator):
         _add_noise_(params, eta, mode, generator)
@@ -420,18 +458,18 @@ def fault_curve(
     ``clean_accuracy`` is the unquantized one. Draw d uses the same random numbers at every rate,
     so the faults at a lower rate are a subset of those at a higher one.
     """
-    C.check_choice("kind", kind, FAULT_KINDS)
-    levels = C.check_levels("rates", rates, 0.0, 1.0)
+    check_choice("kind", kind, FAULT_KINDS)
+    levels = check_levels("rates", rates, 0.0, 1.0)
     if kind == "stuck-at":
         p_max = _stuck_probabilities({"max": 0.5, "zero": 0.5} if stuck_values is None else stuck_values)
-        C.check_choice("sign", sign, STUCK_SIGNS)
+        check_choice("sign", sign, STUCK_SIGNS)
         settings = {"p_max": p_max, "sign": sign}
 
         def apply_(params, rate, generator):
             _stuck_at_(params, rate, p_max, sign, generator)
     else:
-        bits = C.check_int("bits", bits, low=2, high=16)
-        C.check_choice("encoding", encoding, ENCODINGS)
+        bits = check_int("bits", bits, low=2, high=16)
+        check_choice("encoding", encoding, ENCODINGS)
         settings = {"bits": bits, "encoding": encoding}
 
         def apply_(params, rate, generator):

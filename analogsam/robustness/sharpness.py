@@ -7,8 +7,8 @@ found it:
 - :func:`worst_case_sharpness`: SAM's sharpness max_{‖ε‖₂≤ρ} L(w+ε) − L(w) (Foret et al., ICLR 2021,
   arXiv 2010.01412), by projected gradient ascent whose first step is SAM's ε = ρ·g/‖g‖₂.
 - :func:`adaptive_sharpness`: ASAM's scale-invariant version, the same maximum over
-  ‖T⁻¹ε‖₂ ≤ ρ with T = |w| + η on parameters named ``weight`` and T = 1 elsewhere (Kwon et al.,
-  ICML 2021, arXiv 2102.11600).
+  ‖T⁻¹ε‖₂ ≤ ρ with T = |w| + η on the crossbar weights and T = 1 elsewhere (Kwon et al.,
+  ICML 2021, arXiv 2102.11600), the T the ASAM optimizer uses (:mod:`analogsam.robustness.roles`).
 - :func:`average_sharpness`: E[L(w + |w|·σ·N(0, 1))] − L(w), the expected loss increase under the
   relative weight noise of Büchel et al.'s test protocol (ICLR 2022, arXiv 2106.05009).
 - :func:`hessian_top_eigenvalue`: power iteration with Hessian-vector products, the flatness measure
@@ -28,15 +28,29 @@ whose ``forward`` returns ½wᵀAw with ``loss_fn=lambda out, _: out`` has Hessi
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from torch import nn
 
-from analogsam.robustness import _common as C
+from analogsam.robustness import _autograd as G
+from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
+from analogsam.robustness._random import make_generator, rademacher, seed_settings, standard_normal
+from analogsam.robustness.perturbations import gaussian_weight_noise
+from analogsam.robustness.roles import adaptive_scales, select_parameters
+from analogsam.robustness.statistics import mean_std_stderr
+from analogsam.errors import InvalidParameterError
+from analogsam.validation import check_int, check_real
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
+    "ProbeOptions",
     "SharpnessResult",
     "worst_case_sharpness",
     "adaptive_sharpness",
@@ -46,7 +60,7 @@ __all__ = [
     "METRICS",
 ]
 
-#: The metric names, in the order :func:`analogsam.studies.flatness.analyze_model` reports them.
+#: The metric names, in the order :func:`analogsam.robustness.analyze_model` reports them.
 METRICS = (
     "worst_case_sharpness",
     "adaptive_sharpness",
@@ -77,52 +91,83 @@ class SharpnessResult:
 
 
 class _Problem:
-    """The loss on fixed batches as a function of a chosen set of parameters."""
+    """The loss on fixed batches as a function of a chosen set of parameters, and the probe's randomness."""
 
-    def __init__(self, model, batches, loss_fn, num_batches, parameters):
+    def __init__(self, model, batches, *, loss_fn, num_batches, parameters, seed, generator):
         self.model = model
-        self.batches = C.take_batches(batches, num_batches, C.model_device(model))
-        self.weights = C.batch_weights(self.batches)
-        self.loss_fn = C.resolve_loss(loss_fn)
-        self.named = C.select_parameters(model, parameters)
-        self.params = [p for _, p in self.named]
+        self.batches = take_batches(batches, num_batches, model_device(model))
+        self.weights = batch_weights(self.batches)
+        self.loss_fn = resolve_loss(loss_fn)
+        self.params = [p for _, p in select_parameters(model, parameters)]
+        self.generator = make_generator(seed, generator)
         self.settings = {
             "num_batches": len(self.batches),
-            "n_samples": sum(C.batch_size(y) for _, y in self.batches),
+            "n_samples": sample_count(self.batches),
             "parameters": parameters,
             "n_parameters": sum(p.numel() for p in self.params),
+            **seed_settings(seed, generator),
         }
 
     def loss(self) -> float:
-        return C.mean_loss(self.model, self.batches, self.weights, self.loss_fn)
+        return G.mean_loss(self.model, self.batches, self.weights, self.loss_fn)
 
     def loss_and_grads(self):
-        return C.loss_and_grads(self.model, self.batches, self.weights, self.loss_fn, self.params)
+        return G.loss_and_grads(self.model, self.batches, self.weights, self.loss_fn, self.params)
 
     def hvp(self, vector):
-        return C.hessian_vector_product(self.model, self.batches, self.weights, self.loss_fn,
+        return G.hessian_vector_product(self.model, self.batches, self.weights, self.loss_fn,
                                         self.params, vector)
 
 
-def _seed_settings(seed, generator) -> dict:
-    return {"seed": None if generator is not None else seed}
+class ProbeOptions(TypedDict, total=False):
+    """The keyword options every metric here takes, besides its own.
+
+    - ``loss_fn``: ``loss_fn(model(inputs), labels)``, a scalar per-batch mean; cross-entropy by default.
+    - ``num_batches``: use the first ``num_batches`` batches (all when None, the default).
+    - ``parameters``: ``"all"`` trainable parameters (the default, the papers' convention) or
+      ``"weights"``, the crossbar weights only (:func:`analogsam.robustness.roles.crossbar_weights`).
+    - ``seed``: seeds a fresh generator (default 0); None draws from torch's global generator.
+    - ``generator``: a ``torch.Generator`` to draw from instead (then no seed is recorded).
+    """
+
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    num_batches: int | None
+    parameters: str
+    seed: int | None
+    generator: torch.Generator | None
+
+
+_PROBE_DEFAULTS = {"loss_fn": None, "num_batches": None, "parameters": "all", "seed": 0, "generator": None}
+
+
+@contextlib.contextmanager
+def _measuring(model, batches, probe: dict):
+    """The :class:`_Problem` of one probe (``probe``: its :class:`ProbeOptions`), with ``model`` in eval mode
+    and restored exactly afterwards."""
+    unknown = sorted(set(probe) - set(_PROBE_DEFAULTS))
+    if unknown:
+        raise InvalidParameterError(f"unknown sharpness option(s) {', '.join(unknown)}; the common ones are "
+                                    f"{', '.join(_PROBE_DEFAULTS)}")
+    options = {**_PROBE_DEFAULTS, **probe}
+    with G.preserved(model):
+        yield _Problem(model, batches, **options)
 
 
 # --- worst-case sharpness (SAM, ASAM) ----------------------------------------------------------
 
 
-def _projected_ascent(problem: _Problem, scales, rho, steps, step_size, generator) -> tuple[float, float, dict]:
+def _projected_ascent(problem: _Problem, scales, rho, steps, step_size) -> tuple[float, float, dict]:
     """max_{‖δ‖₂≤ρ} L(w + T⊙δ) by normalized gradient steps in δ, projected onto the ρ-ball.
 
     The gradient in δ is T⊙∇L. From δ₀ = 0 the first iterate is ρ·T⊙g/‖T⊙g‖, i.e. ε = T⊙δ is SAM's
     (T = 1) or ASAM's (T = |w|+η) perturbation. Returns (L(w), the largest L(w + T⊙δ_k) met, info).
     """
-    params = problem.params
+    params, generator = problem.params, problem.generator
     delta = [torch.zeros_like(p) for p in params]
     base, best, best_norm, history, random_start, stationary = None, None, 0.0, [], False, False
     for k in range(steps + 1):
         eps = [t * d for t, d in zip(scales, delta)]
-        with C.shifted(params, eps):
+        with G.shifted(params, eps):
             if k == steps:
                 loss, grads = problem.loss(), None
             else:
@@ -132,11 +177,11 @@ def _projected_ascent(problem: _Problem, scales, rho, steps, step_size, generato
         else:
             history.append(loss)
             if loss > best:
-                best, best_norm = loss, C.norm(eps)
+                best, best_norm = loss, G.norm(eps)
         if grads is None:
             break
         ascent = [t * g for t, g in zip(scales, grads)]
-        g_norm = C.norm(ascent)
+        g_norm = G.norm(ascent)
         if g_norm == 0.0 or not math.isfinite(g_norm):
             if k > 0:
                 stationary = True  # a stationary point of the ascent: nothing left to climb
@@ -144,10 +189,10 @@ def _projected_ascent(problem: _Problem, scales, rho, steps, step_size, generato
             # Zero gradient at w (e.g. the exact minimum of a quadratic): SAM's ε is undefined, so
             # start from a random direction instead.
             random_start = True
-            ascent = [C.randn_like(p, generator) for p in params]
-            g_norm = C.norm(ascent)
+            ascent = [standard_normal(p, generator) for p in params]
+            g_norm = G.norm(ascent)
         delta = [d + step_size * a / g_norm for d, a in zip(delta, ascent)]
-        d_norm = C.norm(delta)
+        d_norm = G.norm(delta)
         if d_norm > rho:
             delta = [d * (rho / d_norm) for d in delta]
     info = {
@@ -163,9 +208,9 @@ def _projected_ascent(problem: _Problem, scales, rho, steps, step_size, generato
 
 
 def _ascent_settings(rho, steps, step_size):
-    rho = C.check_real("rho", rho, 0.0, low_open=True)
-    steps = C.check_int("steps", steps, low=1)
-    step_size = rho if step_size is None else C.check_real("step_size", step_size, 0.0, low_open=True)
+    rho = check_real("rho", rho, 0.0, low_open=True)
+    steps = check_int("steps", steps, low=1)
+    step_size = rho if step_size is None else check_real("step_size", step_size, 0.0, low_open=True)
     return rho, steps, step_size
 
 
@@ -176,11 +221,7 @@ def worst_case_sharpness(
     steps: int = 10,
     *,
     step_size: float | None = None,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """SAM's sharpness max_{‖ε‖₂≤ρ} L(w+ε) − L(w) (Foret et al., ICLR 2021, arXiv 2010.01412).
 
@@ -200,17 +241,14 @@ def worst_case_sharpness(
         batches: re-iterable of ``(inputs, labels)``; the first ``num_batches`` are used (all when None).
         rho: radius of the ℓ₂ ball, > 0 (SAM's typical 0.05 for CIFAR-10).
         steps: gradient-ascent steps, >= 1.
-        parameters: ``"all"`` trainable parameters (SAM's convention) or ``"weights"`` (Linear/Conv
-            weights only, what sits on analog tiles).
+        probe: the :class:`ProbeOptions` (``loss_fn``, ``num_batches``, ``parameters``: ``"all"``
+            trainable parameters, SAM's convention, or the crossbar ``"weights"``; ``seed``, ``generator``).
     """
     rho, steps, step_size = _ascent_settings(rho, steps, step_size)
-    with C.preserved(model):
-        problem = _Problem(model, batches, loss_fn, num_batches, parameters)
+    with _measuring(model, batches, probe) as problem:
         scales = [torch.ones_like(p) for p in problem.params]
-        base, best, info = _projected_ascent(problem, scales, rho, steps, step_size,
-                                             C.make_generator(seed, generator))
-    settings = {"rho": rho, "steps": steps, "step_size": step_size, **problem.settings,
-                **_seed_settings(seed, generator)}
+        base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
+    settings = {"rho": rho, "steps": steps, "step_size": step_size, **problem.settings}
     return SharpnessResult("worst_case_sharpness", best - base, None, settings, info)
 
 
@@ -222,16 +260,14 @@ def adaptive_sharpness(
     *,
     eta: float = 0.01,
     step_size: float | None = None,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """ASAM's adaptive sharpness max_{‖T⁻¹ε‖₂≤ρ} L(w+ε) − L(w) (Kwon et al., ICML 2021, arXiv 2102.11600).
 
-    T = |w| + η elementwise for parameters named ``weight`` and T = 1 for the others (biases), as in
-    the authors' code. With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
+    T = |w| + η elementwise for the crossbar weights and T = 1 for the others (biases, BatchNorm γ
+    and β): exactly the T of the ASAM optimizer (:func:`analogsam.robustness.roles.adaptive_scales`;
+    the authors' code also scales BatchNorm's γ, see :mod:`analogsam.robustness.roles` for why
+    analogsam does not). With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
     the same projected normalized gradient ascent (gradient in δ: T⊙∇L); the first step is ASAM's
     ε = ρ·T²⊙g/‖T⊙g‖₂. With η = 0 the value is invariant to rescaling a layer by c and the next by
     1/c (ReLU networks without biases compute the same function): the point of ASAM.
@@ -240,15 +276,11 @@ def adaptive_sharpness(
     batches, with no standard error (deterministic given the batches); see ``diagnostics``.
     """
     rho, steps, step_size = _ascent_settings(rho, steps, step_size)
-    eta = C.check_real("eta", eta, 0.0)
-    with C.preserved(model):
-        problem = _Problem(model, batches, loss_fn, num_batches, parameters)
-        scales = [p.detach().abs() + eta if C.is_weight_name(n) else torch.ones_like(p)
-                  for n, p in problem.named]
-        base, best, info = _projected_ascent(problem, scales, rho, steps, step_size,
-                                             C.make_generator(seed, generator))
-    settings = {"rho": rho, "eta": eta, "steps": steps, "step_size": step_size, **problem.settings,
-                **_seed_settings(seed, generator)}
+    eta = check_real("eta", eta, 0.0)
+    with _measuring(model, batches, probe) as problem:
+        scales = adaptive_scales(model, problem.params, eta)
+        base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
+    settings = {"rho": rho, "eta": eta, "steps": steps, "step_size": step_size, **problem.settings}
     return SharpnessResult("adaptive_sharpness", best - base, None, settings, info)
 
 
@@ -262,11 +294,7 @@ def average_sharpness(
     draws: int = 20,
     *,
     relative: bool = True,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """Average-case sharpness E[L(w + ε)] − L(w) under random Gaussian weight noise.
 
@@ -275,21 +303,18 @@ def average_sharpness(
     ε = σ·N(0, 1). The expectation is a Monte-Carlo mean over ``draws`` noise draws; ``stderr`` is
     its standard error, std(L(w+ε_d) − L(w))/√draws, i.e. the noise-sampling error on these batches.
     """
-    sigma = C.check_real("sigma", sigma, 0.0)
-    draws = C.check_int("draws", draws, low=1)
-    gen = C.make_generator(seed, generator)
-    with C.preserved(model):
-        problem = _Problem(model, batches, loss_fn, num_batches, parameters)
+    sigma = check_real("sigma", sigma, 0.0)
+    draws = check_int("draws", draws, low=1)
+    scale = {"relative" if relative else "absolute": sigma}
+    with _measuring(model, batches, probe) as problem:
         base = problem.loss()
         increases = []
         for _ in range(draws):
-            eps = [sigma * (p.detach().abs() if relative else 1.0) * C.randn_like(p, gen)
-                   for p in problem.params]
-            with C.shifted(problem.params, eps):
+            eps = [gaussian_weight_noise(p, **scale, generator=problem.generator) for p in problem.params]
+            with G.shifted(problem.params, eps):
                 increases.append(problem.loss() - base)
-    mean, std, stderr = C.mean_std_stderr(increases)
-    settings = {"sigma": sigma, "draws": draws, "relative": bool(relative), **problem.settings,
-                **_seed_settings(seed, generator)}
+    mean, std, stderr = mean_std_stderr(increases)
+    settings = {"sigma": sigma, "draws": draws, "relative": bool(relative), **problem.settings}
     diagnostics = {"loss": base, "std": std, "max_increase": max(increases), "min_increase": min(increases)}
     return SharpnessResult("average_sharpness", mean, stderr, settings, diagnostics)
 
@@ -302,12 +327,7 @@ def hessian_top_eigenvalue(
     batches,
     max_iters: int = 20,
     tol: float = 1e-3,
-    *,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """The top Hessian eigenvalue of the loss, by power iteration with Hessian-vector products.
 
@@ -322,21 +342,19 @@ def hessian_top_eigenvalue(
     (an eigenpair has residual 0, and |λ − λ_true| ≤ residual·|λ| for symmetric H), ``converged``
     and ``iterations``. Convergence is slow when the top two eigenvalues are close.
     """
-    max_iters = C.check_int("max_iters", max_iters, low=1)
-    tol = C.check_real("tol", tol, 0.0, low_open=True)
-    gen = C.make_generator(seed, generator)
-    with C.preserved(model):
-        problem = _Problem(model, batches, loss_fn, num_batches, parameters)
-        v = [C.randn_like(p, gen) for p in problem.params]
-        v_norm = C.norm(v)
+    max_iters = check_int("max_iters", max_iters, low=1)
+    tol = check_real("tol", tol, 0.0, low_open=True)
+    with _measuring(model, batches, probe) as problem:
+        v = [standard_normal(p, problem.generator) for p in problem.params]
+        v_norm = G.norm(v)
         v = [x / v_norm for x in v]
         lam, prev, change, residual, converged, history = 0.0, None, float("nan"), float("nan"), False, []
         for it in range(1, max_iters + 1):
             hv = problem.hvp(v)
-            lam = C.dot(v, hv)
+            lam = G.dot(v, hv)
             history.append(lam)
-            hv_norm = C.norm(hv)
-            residual = (C.norm([h - lam * x for h, x in zip(hv, v)]) / abs(lam)) if lam != 0 else float("inf")
+            hv_norm = G.norm(hv)
+            residual = (G.norm([h - lam * x for h, x in zip(hv, v)]) / abs(lam)) if lam != 0 else float("inf")
             if hv_norm == 0.0:  # v lies in the null space: H v = 0
                 lam, change, converged = 0.0, 0.0, True
                 break
@@ -347,7 +365,7 @@ def hessian_top_eigenvalue(
                     converged = True
                     break
             prev = lam
-    settings = {"max_iters": max_iters, "tol": tol, **problem.settings, **_seed_settings(seed, generator)}
+    settings = {"max_iters": max_iters, "tol": tol, **problem.settings}
     diagnostics = {"iterations": it, "converged": converged, "relative_change": change,
                    "residual": residual, "history": history}
     return SharpnessResult("hessian_top_eigenvalue", lam, None, settings, diagnostics)
@@ -357,12 +375,7 @@ def hessian_trace(
     model: nn.Module,
     batches,
     draws: int = 20,
-    *,
-    loss_fn=None,
-    num_batches: int | None = None,
-    parameters: str = "all",
-    seed: int | None = 0,
-    generator: torch.Generator | None = None,
+    **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """The Hessian trace by Hutchinson's estimator: tr(H) ≈ mean_d v_dᵀ H v_d, v_d Rademacher (±1).
 
@@ -370,15 +383,12 @@ def hessian_trace(
     Monte-Carlo error on these batches; nan with one draw). For Rademacher probes the per-draw
     variance is 2·Σ_{i≠j} H_ij², so the estimate is exact for a diagonal Hessian.
     """
-    draws = C.check_int("draws", draws, low=1)
-    gen = C.make_generator(seed, generator)
-    with C.preserved(model):
-        problem = _Problem(model, batches, loss_fn, num_batches, parameters)
+    draws = check_int("draws", draws, low=1)
+    with _measuring(model, batches, probe) as problem:
         samples = []
         for _ in range(draws):
-            v = [(torch.randint(0, 2, p.shape, generator=gen, device=gen.device) * 2 - 1)
-                 .to(dtype=p.dtype, device=p.device) for p in problem.params]
-            samples.append(C.dot(v, problem.hvp(v)))
-    mean, std, stderr = C.mean_std_stderr(samples)
-    settings = {"draws": draws, **problem.settings, **_seed_settings(seed, generator)}
+            v = [rademacher(p, problem.generator) for p in problem.params]
+            samples.append(G.dot(v, problem.hvp(v)))
+    mean, std, stderr = mean_std_stderr(samples)
+    settings = {"draws": draws, **problem.settings}
     return SharpnessResult("hessian_trace", mean, stderr, settings, {"std": std})

@@ -8,42 +8,52 @@ from __future__ import annotations
 from pathlib import Path
 
 from analogsam.data import load_dataset
+from analogsam.storage import file_digest, matching_record, settings_hash, write_json
 from analogsam.training import CHECKPOINT, TrainedRun, load_run, train
+
+#: The record ``train_or_reuse`` writes beside a finished run: the settings it was trained with, their hash
+#: and the digest of the checkpoint they produced.
+REUSE_RECORD = "train_settings.json"
+
+# Arguments of ``train`` that do not change what is trained (how progress is shown, the device, where it
+# is written; a local data folder is dropped from data_options): everything else is part of its identity.
+_NOT_IDENTITY = {"progress", "device", "out"}
 
 
 def train_or_reuse(out: str | Path, **train_kwargs) -> TrainedRun:
-    """Train into ``out`` unless ``out`` already holds a finished run with the same settings.
+    """Train into ``out`` unless ``out`` already holds the run these settings train.
 
-    Takes :func:`analogsam.train`'s arguments. "Same" means: the dataset, model name, data options,
-    every training setting given here, and every optimizer hyperparameter given here match the stored
-    config; anything else is retrained (and overwrites ``out``).
+    Takes :func:`analogsam.train`'s arguments. After training, the settings (dataset and model names,
+    data options, every training setting and optimizer hyperparameter given here) are recorded in
+    ``out/train_settings.json`` with their :func:`~analogsam.storage.settings_hash` and the
+    checkpoint's digest: the same resume record as ``analyze`` and the result store use. A later call
+    with the same settings loads that run; other settings, a changed checkpoint or a missing record
+    (e.g. a run interrupted before it finished) retrain and overwrite ``out``. A model given as a
+    module has no name to record, so it is always trained.
     """
     out = Path(out)
-    if (out / CHECKPOINT).exists() and (out / "config.json").exists():
-        run = load_run(out)
-        if _matches(run.config, train_kwargs) and len(run.metrics) == run.config.get("epochs"):
-            return run
-    return train(out=out, **train_kwargs)
+    settings = _identity(train_kwargs)
+    if settings is not None and (out / CHECKPOINT).exists():
+        record = matching_record(out / REUSE_RECORD, settings)
+        if record is not None and record.get("checkpoint") == file_digest(out / CHECKPOINT):
+            return load_run(out)
+    run = train(out=out, **train_kwargs)
+    if settings is not None:
+        write_json(out / REUSE_RECORD, {"settings": settings, "settings_hash": settings_hash(settings),
+                                        "checkpoint": file_digest(out / CHECKPOINT)})
+    return run
 
 
-_TRAIN_SETTINGS = ("optimizer", "epochs", "seed", "batch_size", "lr", "momentum", "weight_decay", "schedule")
-_NOT_HPARAMS = set(_TRAIN_SETTINGS) | {"model", "data", "data_options", "progress", "run_name", "device", "out"}
-
-
-def _matches(config: dict, kwargs: dict) -> bool:
+def _identity(kwargs: dict) -> dict | None:
+    """What decides the trained run: the settings of ``kwargs`` with the dataset and model by name."""
     data = kwargs.get("data", "fashion-mnist")
     model = kwargs.get("model", "lenet5")
-    checks = [config.get("dataset") == (data if isinstance(data, str) else data.name),
-              config.get("model") == (model if isinstance(model, str) else model.get("name") if isinstance(model, dict) else None),
-              config.get("data_options") == _identity_options(kwargs.get("data_options"))]
-    checks += [config.get(k) == kwargs[k] for k in _TRAIN_SETTINGS if k in kwargs]
-    hparams = config.get("optimizer_hparams", {})
-    checks += [hparams.get(k) == v for k, v in kwargs.items() if k not in _NOT_HPARAMS]
-    return all(checks)
-
-
-def _identity_options(options: dict | None) -> dict:
-    return {k: v for k, v in (options or {}).items() if v is not None and k != "root"}
+    if not isinstance(model, (str, dict)):
+        return None
+    options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
+    rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
+    return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options,
+            **rest}
 
 
 def default_study_runs(out: str | Path, *, optimizers=("sgd", "sam"), data: str = "fashion-mnist",

@@ -1,0 +1,136 @@
+"""Parameter roles: which layers go onto analog tiles, which stay digital, which tensors are crossbar weights.
+
+The one answer to these questions for the whole package: the optimizers (which tensors ASAM and
+SAMSON scale, which ones noise injection and the adversarial attack perturb), the robustness probes
+(which tensors the adaptive-sharpness metric scales, which ones weight noise and faults hit) and the
+conversion to aihwkit (which layers become tiles, which may stay digital) all read it from here.
+
+- **Convertible layers** (:data:`CONVERTIBLE_LAYERS`): ``Linear`` and ``Conv1d/2d/3d``, the layer
+  types aihwkit 1.1.0's ``convert_to_analog`` maps onto analog tiles.
+- **Digital by design** (:data:`DIGITAL_LAYERS`): normalisation layers (:data:`NORM_LAYERS`) and
+  ``PReLU``, whose parameters the digital periphery of an analog accelerator applies. Any other layer
+  that holds parameters is neither, and ``convert`` refuses it by name.
+- **Crossbar weights** (:func:`crossbar_weights`): the ``weight`` with more than one dimension of
+  every layer that is not a normalisation layer; in a model that ``convert`` accepts, exactly the
+  matrices on analog tiles (layers kept digital knowingly with ``allow_digital`` aside). Biases are
+  not (aihwkit 1.1.0 keeps them digital, ``mapping.digital_bias = True``), nor are BatchNorm's γ, β.
+
+**The BatchNorm γ decision.** ASAM's T = |w| + η (Kwon et al., ICML 2021, arXiv 2102.11600) is
+applied by the authors' code (SamsungLabs/ASAM) to every parameter whose name contains ``weight``,
+BatchNorm's γ included; davda54/sam's ASAM scales every parameter. analogsam scales the crossbar
+weights only, in the optimizers *and* in the adaptive-sharpness metric: they are what the hardware
+programs and perturbs, while γ stays digital and sees no device noise. One function,
+:func:`adaptive_scales`, gives the metric its T, and :func:`adaptive_param_groups` (built on the same
+:func:`crossbar_weights`) tells the optimizers which tensors to scale, so on a network with BatchNorm
+(ResNet-20) the metric measures the quantity ASAM minimises. (Until this module existed the metric
+scaled every tensor named ``weight``; the two rules agree on networks whose only tensors named
+``weight`` are Linear/Conv weights, such as the MLP and LeNet-5 of the pinned numbers.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from analogsam.errors import InvalidParameterError
+from analogsam.validation import check_choice
+
+#: Layer types aihwkit's ``convert_to_analog`` maps onto analog tiles.
+CONVERTIBLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+#: Normalisation layers: digital on an analog accelerator, so their parameters are neither mapped to
+#: conductances nor perturbed by an attack, weight noise or the adaptive scaling.
+NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+#: Layers with parameters that legitimately stay digital (applied by the periphery): normalisation and PReLU.
+DIGITAL_LAYERS = NORM_LAYERS + (nn.PReLU,)
+
+#: What a probe may perturb: ``"all"`` trainable parameters or the crossbar ``"weights"``.
+PARAMETER_SETS = ("all", "weights")
+
+
+def is_convertible(module: nn.Module) -> bool:
+    return isinstance(module, CONVERTIBLE_LAYERS)
+
+
+def is_norm_layer(module: nn.Module) -> bool:
+    return isinstance(module, NORM_LAYERS)
+
+
+def is_digital_by_design(module: nn.Module) -> bool:
+    return isinstance(module, DIGITAL_LAYERS)
+
+
+def _unique(named: Iterable[tuple[str, nn.Parameter]], *, trainable: bool) -> list[tuple[str, nn.Parameter]]:
+    """``named`` without repeats of a shared tensor (and, if ``trainable``, without frozen ones)."""
+    seen, out = set(), []
+    for name, p in named:
+        if (p.requires_grad or not trainable) and id(p) not in seen:
+            seen.add(id(p))
+            out.append((name, p))
+    return out
+
+
+def _outside_norm_layers(model: nn.Module, *, weights_only: bool, trainable: bool) -> list[tuple[str, nn.Parameter]]:
+    found = []
+    for module_name, module in model.named_modules():
+        if is_norm_layer(module):
+            continue
+        for p_name, p in module.named_parameters(recurse=False):
+            if weights_only and not (p_name == "weight" and p.dim() > 1):
+                continue
+            found.append((f"{module_name}.{p_name}" if module_name else p_name, p))
+    return _unique(found, trainable=trainable)
+
+
+def crossbar_weights(model: nn.Module, *, trainable: bool = True) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of the crossbar weights: the ``weight`` (dim > 1) of every layer that is not
+    a normalisation layer, in module order. ``trainable=False`` keeps frozen ones too (they still sit
+    on a tile, so faults and weight noise reach them)."""
+    return _outside_norm_layers(model, weights_only=True, trainable=trainable)
+
+
+def non_norm_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every trainable parameter outside normalisation layers (weights and biases)."""
+    return _outside_norm_layers(model, weights_only=False, trainable=True)
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of every parameter with ``requires_grad``: the Θ of SAM, ASAM and Büchel et al."""
+    return _unique(model.named_parameters(), trainable=True)
+
+
+def select_parameters(model: nn.Module, parameters: str = "all") -> list[tuple[str, nn.Parameter]]:
+    """The ``(name, parameter)`` pairs a probe perturbs.
+
+    ``"all"``: every trainable parameter (:func:`trainable_parameters`). ``"weights"``: the crossbar
+    weights, frozen ones included (:func:`crossbar_weights`); biases, normalisation layers and other
+    digital parameters are left out.
+    """
+    check_choice("parameters", parameters, PARAMETER_SETS)
+    named = trainable_parameters(model) if parameters == "all" else crossbar_weights(model, trainable=False)
+    if not named:
+        hint = " (pass parameters='all')" if parameters == "weights" else ""
+        raise InvalidParameterError(f"the model has no parameters to perturb for parameters={parameters!r}{hint}")
+    return named
+
+
+def adaptive_param_groups(model: nn.Module) -> list[dict]:
+    """Two param groups for ASAM/SAMSON: the crossbar weights (``adaptive=True``, scaled by T_w) and
+    everything else (biases, normalisation parameters: ``adaptive=False``, T = 1)."""
+    weights = {id(p) for _, p in crossbar_weights(model)}
+    all_params = [p for _, p in trainable_parameters(model)]
+    groups = [{"params": [p for p in all_params if id(p) in weights], "adaptive": True},
+              {"params": [p for p in all_params if id(p) not in weights], "adaptive": False}]
+    return [g for g in groups if g["params"]]
+
+
+@torch.no_grad()
+def adaptive_scales(model: nn.Module, params: Iterable[torch.Tensor], eta: float) -> list[torch.Tensor]:
+    """ASAM's T for each of ``params``: |w| + η for a crossbar weight of ``model``, 1 for anything else
+    (the rule of :func:`adaptive_param_groups`; see the module docstring for BatchNorm's γ)."""
+    weights = {id(p) for _, p in crossbar_weights(model, trainable=False)}
+    return [p.detach().abs() + eta if id(p) in weights else torch.ones_like(p) for p in params]
