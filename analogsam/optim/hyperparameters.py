@@ -285,8 +285,13 @@ def optimizer_table_markdown() -> str:
     lines = ["| `--optimizer` | method | paper | hyperparameters (default) |", "|---|---|---|---|"]
     for spec in METHODS.values():
         if spec.hyperparameters:
-            shown = ", ".join(f"`{hp.option}` {hp.default_in_words()}" for hp in spec.hyperparameters)
+            shown = ", ".join(_table_entry(hp) for hp in spec.hyperparameters)
         else:
             shown = f"`--lr` {DEFAULT_LR[spec.name]:g}"
         lines.append(f"| `{spec.name}` | {spec.summary} | {spec.paper} | {shown} |")
     return "\n".join(lines) + "\n"
+
+
+def _table_entry(hp: Hyperparameter) -> str:
+    default = hp.default_in_words() if hp.default is not None else f"({hp.default_in_words()})"
+    return f"{hp.symbol} = {default} (`{hp.option}`)" if hp.symbol else f"`{hp.option}` {default}"
