@@ -144,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="analogsam", parents=[debug],
         description="Train with sharpness-aware optimizers, then measure accuracy over time on simulated "
                     "analog in-memory-computing hardware (IBM aihwkit).")
-    parser.set_defaults(debug=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[debug],
@@ -371,7 +370,7 @@ def main(argv=None) -> int:
     try:
         COMMANDS[args.command](args)
     except AnalogsamError as err:
-        if args.debug:
+        if getattr(args, "debug", False):  # --debug before or after the command
             raise
         # Our errors say what went wrong and what to do; a traceback would bury that.
         print(f"error: {_one_line(err)}", file=sys.stderr)

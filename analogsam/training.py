@@ -255,9 +255,9 @@ def _read_checkpoint(file: Path) -> Any:
         # weights_only refuses pickled objects, since unpickling them can run code from the file.
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f" (a {found.group(1)} object)" if found else ""
-        raise CheckpointError(f"{file} holds a pickled Python object{what}, which analogsam does not load "
-                              "because unpickling can run code from the file; it was not written by "
-                              f"`analogsam train`: {retrain}") from err
+        raise CheckpointError(f"{file} holds a pickled Python object{what}, which analogsam refuses to load "
+                              "since unpickling can run code from the file (`analogsam train` writes plain data "
+                              f"only): {retrain}") from err
     except OSError as err:
         raise CheckpointError(f"cannot read {file}: {err.strerror or err}; check its permissions") from err
     except (RuntimeError, EOFError, KeyError, ValueError) as err:

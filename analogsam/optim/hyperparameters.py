@@ -62,7 +62,7 @@ class Hyperparameter:
     def allowed(self) -> str:
         """The allowed values in words, for errors, ``--help`` and the README."""
         if self.choices is not None:
-            return " | ".join(map(str, self.choices))
+            return "one of " + ", ".join(map(str, self.choices))
         if self.type is bool:
             return "on | off"
         kind = "an integer" if self.type is int else "a number"
@@ -94,16 +94,15 @@ class Hyperparameter:
             if not isinstance(value, bool):
                 raise InvalidParameterError(f"{label} must be True or False, got {value!r}")
             return value
-        if self.type is int:
-            return check_int(label, value, self.low, self.high)
-        if self.infinite:
-            if value == "inf" or (_is_number(value) and value == math.inf):
+        try:
+            if self.type is int:
+                return check_int(label, value, self.low, self.high)
+            if self.infinite and (value == "inf" or (_is_number(value) and value == math.inf)):
                 return "inf"
-            if not _is_number(value) or not math.isfinite(value) or value < self.low:
-                raise InvalidParameterError(f"{label} must be {self.allowed()} (float('inf') or 'inf'), "
-                                            f"got {value!r}")
-            return float(value)
-        return check_real(label, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+            return check_real(label, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+        except InvalidParameterError:
+            # Say it in the words of --help and the README, which come from the same declaration.
+            raise InvalidParameterError(f"{label} must be {self.allowed()}, got {value!r}") from None
 
 
 def _is_number(value: Any) -> bool:
