@@ -41,6 +41,8 @@ from collections.abc import Callable
 
 import torch
 
+from analogsam.errors import InvalidParameterError
+
 from ._common import NonFiniteError, adaptive_param_groups, frozen_batchnorm_stats, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
 from .hyperparameters import ETA, METHODS, NORM_ORDER, RHO
@@ -69,7 +71,7 @@ class SAM(torch.optim.Optimizer):
                  **base_kwargs):
         rho = RHO.check(rho)
         if isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
+            raise InvalidParameterError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
                             "not an instance (davda54/sam convention)")
         defaults = dict(rho=rho, **self._extra_defaults, **base_kwargs)
         super().__init__(params, defaults)
@@ -169,7 +171,7 @@ class SAM(torch.optim.Optimizer):
         (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
         """
         if closure is None:
-            raise ValueError(f"{type(self).__name__} needs a closure that does forward and backward; "
+            raise InvalidParameterError(f"{type(self).__name__} needs a closure that does forward and backward; "
                              "or call first_step()/second_step() yourself")
         closure = torch.enable_grad()(closure)
         loss = None
