@@ -9,6 +9,9 @@ The public API, by pipeline stage (see the README):
 - ``analogsam.hardware.presets``: ``load(preset, **overrides)``
 - ``analogsam.convert(...)`` -> an aihwkit analog model
 - ``analogsam.evaluate(...)`` -> tidy rows of accuracy over time
+
+Every error a user can cause is an ``analogsam.AnalogsamError`` (see ``analogsam.errors``) whose
+message says what to do; a bad parameter is an ``InvalidParameterError`` naming it.
 """
 
 __version__ = "0.1.0"
@@ -20,6 +23,8 @@ _LAZY = {
     "load_run": ("analogsam.training", "load_run"),
     "convert": ("analogsam.hardware.conversion", "convert"),
     "evaluate": ("analogsam.evaluation", "evaluate"),
+    "AnalogsamError": ("analogsam.errors", "AnalogsamError"),
+    "InvalidParameterError": ("analogsam.errors", "InvalidParameterError"),
 }
 
 

@@ -8,9 +8,10 @@ Every dataset is read from its standard on-disk format into memory as float tens
 - ``svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` (cropped digits);
 - ``digits``: scikit-learn's 8x8 digits, always available, for fast tests.
 
-Where to look, first match wins: the ``root`` argument (``--data-root`` on the command line), the
-``ANALOGSAM_DATA`` environment variable, then the standard places (``/usr/share/datasets``,
-``~/.cache/analogsam``, ``./data``). Inputs are normalised per channel with the training split's
+Where to look: an explicit ``root`` argument (``--data-root`` on the command line) is the only place
+searched, so the data a run reads is the data asked for; without one, the first match among the
+``ANALOGSAM_DATA`` environment variable and the standard places (``/usr/share/datasets``,
+``~/.cache/analogsam``, ``./data``) wins. Inputs are normalised per channel with the training split's
 mean and standard deviation; the validation split is a seeded random part of the training files.
 """
 
@@ -28,7 +29,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from analogsam.errors import AnalogsamError
+from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.validation import check_int, check_real
 
 ENV_VAR = "ANALOGSAM_DATA"
 STANDARD_ROOTS = (Path("/usr/share/datasets"), Path.home() / ".cache" / "analogsam", Path("data"))
@@ -232,30 +234,39 @@ def dataset_names() -> list[str]:
 
 
 def search_roots(root: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for dataset files, in order."""
-    roots = []
+    """The folders searched for dataset files, in order: ``root`` alone if given, else the environment
+    variable's folder and the standard places."""
     if root is not None:
-        roots.append(Path(root))
-    if os.environ.get(ENV_VAR):
-        roots.append(Path(os.environ[ENV_VAR]))
-    roots.extend(STANDARD_ROOTS)
-    return roots
+        return [Path(root)]
+    roots = [Path(os.environ[ENV_VAR])] if os.environ.get(ENV_VAR) else []
+    return roots + list(STANDARD_ROOTS)
+
+
+def _holds(folder: Path, info: DatasetInfo) -> bool:
+    return all((folder / f).exists() or (folder / f.removesuffix(".gz")).exists() for f in info.files)
 
 
 def locate(name: str, root: str | os.PathLike | None = None) -> Path:
-    """The folder holding ``name``'s files, or a ``DatasetNotFoundError`` saying where it looked."""
+    """The folder holding ``name``'s files, or a ``DatasetNotFoundError`` saying where it looked.
+
+    A root may be the dataset folder itself or a folder that contains it (e.g. ``<root>/mnist``)."""
     info = _info(name)
     looked = []
     for base in search_roots(root):
-        # A root may be the dataset folder itself or a folder that contains it.
         for folder in (base, *(base / sub for sub in info.folder_names)):
             looked.append(folder)
-            if all((folder / f).exists() or (folder / f.removesuffix(".gz")).exists() for f in info.files):
+            if _holds(folder, info):
                 return folder
-    places = "\n  ".join(str(p) for p in dict.fromkeys(looked))
+    places = ", ".join(str(p) for p in dict.fromkeys(looked))
+    files = ", ".join(info.files)
+    if root is not None:
+        others = ", ".join([f"${ENV_VAR}", *map(str, STANDARD_ROOTS)])
+        raise DatasetNotFoundError(
+            f"dataset {name!r} is not in the data root {root} given (--data-root): looked for {files} in "
+            f"{places}; a given root is the only place searched (without it: {others}). "
+            f"How to get it: {info.how_to_get}")
     raise DatasetNotFoundError(
-        f"dataset {name!r} not found. Looked for {', '.join(info.files)} in:\n  {places}\n"
-        f"How to get it: {info.how_to_get}\n"
+        f"dataset {name!r} not found: looked for {files} in {places}. How to get it: {info.how_to_get} "
         f"Then pass --data-root DIR (or set {ENV_VAR}=DIR) if it is not in a standard place.")
 
 
@@ -263,7 +274,7 @@ def _info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         close = difflib.get_close_matches(name, DATASETS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}.{hint} Available: {', '.join(dataset_names())}")
+        raise InvalidParameterError(f"unknown dataset {name!r}.{hint} Available: {', '.join(dataset_names())}")
     return DATASETS[name]
 
 
@@ -280,14 +291,17 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fracti
 
     Args:
         name: one of :func:`dataset_names` (``fashion-mnist``, ``mnist``, ``cifar10``, ``svhn``, ``digits``).
-        root: a folder holding the files (or a folder that contains the dataset's folder).
+        root: a folder holding the files (or a folder that contains the dataset's folder); when given,
+            the only place searched (else ``$ANALOGSAM_DATA``, then the standard places).
         val_fraction: share of the training files held out for validation, in [0, 0.5].
         split_seed: seed of the validation split and of the subsets below.
         train_limit, test_limit: keep a seeded random subset of at most this many samples (quick studies).
     """
     info = _info(name)
-    if not 0.0 <= val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be in [0, 0.5], got {val_fraction}")
+    val_fraction = check_real("val_fraction", val_fraction, 0.0, 0.5)
+    split_seed = check_int("split_seed", split_seed, low=0)
+    train_limit = None if train_limit is None else check_int("train_limit", train_limit, low=1)
+    test_limit = None if test_limit is None else check_int("test_limit", test_limit, low=1)
     folder = None if info.reader is None else locate(name, root)
     if info.reader is None:
         x_train, y_train, x_test, y_test = _read_digits(None)

@@ -17,6 +17,8 @@ import csv
 import json
 import math
 import os
+import pickle
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +30,23 @@ from tqdm.auto import tqdm
 
 from analogsam import __version__
 from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
+from analogsam.errors import AnalogsamError
 from analogsam.models import build_model, make_spec
-from analogsam.optim import NonFiniteError, build_method
+from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
 from analogsam.scoring import score
-from analogsam.storage import atomic_write
+from analogsam.storage import atomic_write, ensure_folder
 
 CHECKPOINT = "checkpoint.pt"
+
+_SETTINGS = TRAINING_SETTINGS  # each setting's default, range and meaning, declared once
+
+
+class RunNotFoundError(AnalogsamError, FileNotFoundError):
+    """A path that should hold a run folder or a checkpoint holds neither."""
+
+
+class CheckpointError(AnalogsamError, ValueError):
+    """A checkpoint file exists but cannot be used: damaged, not analogsam's, or not fitting the model."""
 
 
 @dataclass
@@ -79,9 +92,11 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
-          optimizer: str = "sgd", epochs: int = 10, batch_size: int = 128, lr: float | None = None,
-          momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine",
-          seed: int = 0, out: str | os.PathLike | None = None, run_name: str | None = None,
+          optimizer: str = "sgd", epochs: int = _SETTINGS["epochs"].default,
+          batch_size: int = _SETTINGS["batch_size"].default, lr: float | None = _SETTINGS["lr"].default,
+          momentum: float = _SETTINGS["momentum"].default, weight_decay: float = _SETTINGS["weight_decay"].default,
+          schedule: str = _SETTINGS["schedule"].default, seed: int = _SETTINGS["seed"].default,
+          out: str | os.PathLike | None = None, run_name: str | None = None,
           progress: bool = True, device: str = "cpu", data_options: dict | None = None,
           **optimizer_kwargs: Any) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
@@ -97,11 +112,16 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
+
+    Every setting's allowed values are declared in :data:`analogsam.optim.TRAINING_SETTINGS`; a wrong
+    one raises :class:`~analogsam.errors.InvalidParameterError` naming it, before any data is loaded.
     """
-    if schedule not in ("cosine", "constant"):
-        raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    epochs = _SETTINGS["epochs"].check(epochs)
+    batch_size = _SETTINGS["batch_size"].check(batch_size)
+    schedule = _SETTINGS["schedule"].check(schedule)
+    seed = _SETTINGS["seed"].check(seed)
+    resolve_hyperparameters(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
+                            **optimizer_kwargs)  # refuse a bad hyperparameter before loading anything
     data_options = {k: v for k, v in (data_options or {}).items() if v is not None}
     if isinstance(data, str):
         data = load_dataset(data, **data_options)
@@ -125,7 +145,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": str(torch.__version__),
     }
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_folder(out_dir, "run folder")
         (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     run = TrainedRun(model, spec, config, [], out_dir)
 
@@ -195,27 +215,54 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
     path = Path(path)
     file = path / CHECKPOINT if path.is_dir() else path
     if not file.exists():
-        raise FileNotFoundError(f"no checkpoint at {file}: expected a run folder written by "
-                                "`analogsam train` (it holds checkpoint.pt) or a checkpoint file")
-    ckpt = torch.load(file, map_location="cpu", weights_only=True)
+        raise RunNotFoundError(f"no checkpoint at {file}: expected a run folder written by "
+                               "`analogsam train` (it holds checkpoint.pt) or a checkpoint file")
+    ckpt = _read_checkpoint(file)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{file} is not an analogsam checkpoint (no state_dict)")
+        raise CheckpointError(f"{file} is not an analogsam checkpoint (it holds no state_dict): pass a run "
+                              "folder written by `analogsam train`")
     if model is None:
         if not ckpt.get("model_spec"):
-            raise ValueError(f"{file} holds a custom model without a spec: pass the module as "
-                             "load_run(path, model=MyNet()) to load its weights")
+            raise CheckpointError(f"{file} holds a custom model without a spec: pass the module as "
+                                  "load_run(path, model=MyNet()) to load its weights")
         model = build_model(ckpt["model_spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise CheckpointError(f"the weights in {file} do not fit the model ({first}); pass the module "
+                              "the run was trained with") from err
     model.eval()
     return TrainedRun(model, ckpt.get("model_spec"), ckpt.get("config", {}), ckpt.get("metrics", []),
                       path if path.is_dir() else path.parent)
+
+
+def _read_checkpoint(file: Path) -> Any:
+    """``torch.load(file, weights_only=True)``, its failures told as one line that says what to do."""
+    retrain = (f"retrain the run (`analogsam train ... --out {file.parent}`) or restore {file.name} from a "
+               "backup")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # weights_only refuses pickled objects, since unpickling them can run code from the file.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" (a {found.group(1)} object)" if found else ""
+        raise CheckpointError(f"{file} holds a pickled Python object{what}, which analogsam refuses to load "
+                              "since unpickling can run code from the file (`analogsam train` writes plain data "
+                              f"only): {retrain}") from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read {file}: {err.strerror or err}; check its permissions") from err
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        # A cut-off zip archive (RuntimeError), an empty file (EOFError) or other bytes (KeyError).
+        raise CheckpointError(f"{file} is damaged or incomplete ({file.stat().st_size} bytes that torch "
+                              f"cannot read as a checkpoint): {retrain}") from err
 
 
 def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> ArrayDataset:
     """The test split of the dataset ``run`` was trained on, as it was prepared for training."""
     config = run.config
     if "dataset" not in config:
-        raise ValueError(f"run {run.name!r} does not record its dataset; pass the test batches yourself")
+        raise CheckpointError(f"run {run.name!r} does not record its dataset; pass the test batches yourself")
     options = dict(config.get("data_options", {}))
     if root is not None:
         options["root"] = root

@@ -1,6 +1,7 @@
 """The command line end to end on digits: train, evaluate, compare, run, presets."""
 
 import csv
+import inspect
 
 import pytest
 
@@ -68,3 +69,57 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--data", "digits", "--optimizer", "adam-typo", "--out", str(tmp_path / "x")])
+
+
+def _subcommands():
+    import argparse
+
+    from analogsam.cli import build_parser
+
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _options(command):
+    return {o for a in command._actions for o in a.option_strings}
+
+
+def test_flag_groups_are_shared_and_defaults_come_from_the_api():
+    from analogsam.evaluation import DEFAULT_REPEATS, DEFAULT_TIMES, parse_times
+    from analogsam.studies.flatness import analyze_runs
+
+    commands = _subcommands()
+    evaluation = {"--preset", "--set", "--times", "--repeats", "--backend", "--workers", "--seed", "--data-root",
+                  "--out", "--quiet"}
+    assert evaluation <= _options(commands["evaluate"]) and evaluation <= _options(commands["run"])
+    assert evaluation - {"--preset"} | {"--presets"} <= _options(commands["compare"])
+    for name in ("run", "train", "evaluate", "compare", "analyze"):
+        assert "--data-root" in _options(commands[name]) and "--debug" in _options(commands[name])
+    for name in ("evaluate", "compare"):
+        assert commands[name].get_default("repeats") == DEFAULT_REPEATS
+        assert parse_times(commands[name].get_default("times")) == list(DEFAULT_TIMES)
+    assert commands["run"].get_default("repeats") == 5  # the default study keeps its own
+    assert parse_times(commands["run"].get_default("times")) == list(DEFAULT_TIMES)
+    assert commands["analyze"].get_default("repeats") == inspect.signature(analyze_runs).parameters["repeats"].default
+    assert commands["train"].get_default("epochs") == 10 and commands["run"].get_default("epochs") == 3
+
+
+def test_help_explains_every_flag():
+    for name, command in _subcommands().items():
+        for action in command._actions:
+            if action.option_strings:
+                assert action.help and len(action.help) > 10, (name, action.option_strings)
+    text = " ".join(_subcommands()["train"].format_help().split())
+    assert "--batch-size N samples per training step; samples, an integer >= 1 (default: 128)" in text
+    assert "--lr LR base learning rate" in text and "(default: 0.05 with sgd, 0.001 with adamw)" in text
+
+
+def test_run_passes_the_evaluation_flags(tmp_path):
+    assert main(["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--optimizers", "sgd",
+                 "--repeats", "1", "--times", "1s", "--set", "io.adc_bits=6", "--backend", "fast",
+                 "--out", str(tmp_path / "study"), "--quiet"]) == 0
+    rows = read_rows(tmp_path / "study" / "evaluation" / "results.csv")
+    assert len(rows) == 1 and rows[0]["backend"] == "fast"
+    from analogsam.hardware import presets
+
+    assert rows[0]["preset_hash"] == presets.load("pcm", overrides={"io.adc_bits": 6}).hash != presets.load("pcm").hash

@@ -119,3 +119,22 @@ def test_batches_with_indices_cover_everything_once(digits):
     assert sorted(seen.tolist()) == list(range(len(digits.train)))
     x, y, idx = next(digits.train.batches(5, shuffle=True, seed=1, with_indices=True))
     assert torch.equal(x, digits.train.x[idx]) and torch.equal(y, digits.train.y[idx])
+
+
+def test_explicit_root_does_not_fall_back(tmp_path, monkeypatch):
+    _write_idx_dataset(tmp_path / "standard" / "mnist")
+    monkeypatch.setattr(data, "STANDARD_ROOTS", (tmp_path / "standard",))
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    assert len(load_dataset("mnist").train) == 30  # the standard places serve a call without a root
+    assert data.search_roots(tmp_path / "mine") == [tmp_path / "mine"]
+    with pytest.raises(DatasetNotFoundError, match="the only place searched"):
+        load_dataset("mnist", root=tmp_path / "mine")
+
+
+@pytest.mark.parametrize("options", [{"val_fraction": 0.6}, {"val_fraction": "0.1"}, {"train_limit": 0},
+                                     {"test_limit": 2.5}, {"split_seed": -1}])
+def test_load_dataset_refuses_bad_options(options):
+    from analogsam.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=next(iter(options))):
+        load_dataset("digits", **options)

@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from analogsam.optim import (
     OPTIMIZER_NAMES,
     SAM,
     SAMSON,
+    TRAINING_SETTINGS,
     HyperparameterError,
     NonFiniteError,
     add_optimizer_arguments,
@@ -25,12 +27,14 @@ from analogsam.optim import (
     build_method,
     filter_wise_noise,
     frozen_batchnorm_stats,
+    hyperparameter_defaults,
     injection_noise,
     kl_div_logits,
     method_kwargs_from_args,
     non_norm_parameters,
     parameter_attack,
 )
+from analogsam.optim.hyperparameters import method_flags, optimizer_table_markdown
 from analogsam.optim.methods import DEFAULT_LR
 
 
@@ -533,3 +537,45 @@ def test_command_line_flags():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert method_kwargs_from_args(args)["mesa_ema_warmup"] is False
+
+
+def test_declared_defaults_are_the_methods_defaults():
+    # the values the methods had before their defaults moved into the declarations
+    before = {
+        "sgd": {}, "adamw": {}, "sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01},
+        "samson": {"rho": 0.2, "eta": 0.01, "p": "inf"},
+        "adversarial": {"beta": 0.25, "zeta_attack": 0.1, "attack_steps": 10, "zeta_init": 0.001,
+                        "attack_gradient": "through", "zeta_forward": 0.0},
+        "saf": {"saf_lambda": 0.3, "saf_tau": 5.0, "saf_history": 3, "saf_start": None, "saf_end": None},
+        "mesa": {"mesa_lambda": 0.8, "mesa_tau": 5.0, "mesa_decay": 0.9998, "mesa_start": None,
+                 "mesa_end": None, "mesa_ema_warmup": True},
+        "noise": {"noise_additive": 0.0175, "noise_multiplicative": 0.0},
+        "rwp": {"rwp_gamma": 0.01, "rwp_alpha": 0.5},
+    }
+    assert {name: hyperparameter_defaults(name) for name in OPTIMIZER_NAMES} == before
+    assert DEFAULT_LR == {"sgd": 0.05, "adamw": 1e-3}
+    assert {k: TRAINING_SETTINGS[k].default for k in ("momentum", "weight_decay", "epochs", "batch_size", "seed",
+                                                      "schedule")} == {
+        "momentum": 0.9, "weight_decay": 5e-4, "epochs": 10, "batch_size": 128, "seed": 0, "schedule": "cosine"}
+    import inspect
+
+    from analogsam.training import train
+
+    signature = inspect.signature(train).parameters
+    assert all(signature[k].default == hp.default for k, hp in TRAINING_SETTINGS.items() if k in signature)
+
+
+def test_help_states_every_declared_default_and_range():
+    parser = argparse.ArgumentParser()
+    add_optimizer_arguments(parser)
+    text = " ".join(parser.format_help().split())  # argparse wraps lines
+    for hp, users, defaults in method_flags():
+        assert f"{hp.option} " in text and hp.allowed() in text and f"(default: {defaults})" in text, hp.name
+    assert "(default: 0.05 sam, 0.5 asam, 0.2 samson)" in text
+
+
+def test_readme_optimizer_table_is_generated_from_the_declarations():
+    table = optimizer_table_markdown()
+    assert all(f"| `{name}` |" in table for name in OPTIMIZER_NAMES)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert table in readme, "README.md is stale: paste optimizer_table_markdown() into its Optimizers section"

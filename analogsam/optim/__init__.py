@@ -12,7 +12,10 @@ As training methods, one name each (:data:`OPTIMIZER_NAMES`), called uniformly b
             loss, logits = method.train_step(x, y, idx)
         method.end_epoch(epoch)
 
-From the command line: :func:`add_optimizer_arguments` and :func:`method_kwargs_from_args`.
+Every method's hyperparameters (and the common training settings) are declared once, as data, in
+:mod:`analogsam.optim.hyperparameters` (:data:`METHODS`, :data:`TRAINING_SETTINGS`): default, type,
+allowed range, unit and meaning; the validation, the command-line flags (:func:`add_optimizer_arguments`,
+:func:`method_kwargs_from_args`) and the README's table are generated from them.
 
 =============  ========================================================  ===================================
 name           method                                                    paper
@@ -43,13 +46,14 @@ from ._common import (
 )
 from .adversarial import AdversarialMethod, AttackResult, parameter_attack
 from .base import StandardMethod, TrainingMethod
+from .hyperparameters import METHODS, OPTIMIZER_NAMES, TRAINING_SETTINGS, Hyperparameter, MethodSpec
 from .methods import (
-    OPTIMIZER_NAMES,
     HyperparameterError,
     add_optimizer_arguments,
     build_method,
     hyperparameter_defaults,
     method_kwargs_from_args,
+    resolve_hyperparameters,
 )
 from .noise import NoiseInjectionMethod, RWPMethod, filter_wise_noise, injection_noise
 from .saf import MESAMethod, SAFMethod
@@ -58,6 +62,7 @@ from .two_pass import ASAM, SAM, SAMSON, SharpnessAwareMethod
 __all__ = [
     "ASAM", "SAM", "SAMSON", "NonFiniteError", "OPTIMIZER_NAMES", "TrainingMethod", "build_method",
     "add_optimizer_arguments", "method_kwargs_from_args", "hyperparameter_defaults", "HyperparameterError",
+    "resolve_hyperparameters", "METHODS", "TRAINING_SETTINGS", "Hyperparameter", "MethodSpec",
     "frozen_batchnorm_stats", "adaptive_param_groups", "weight_parameters", "non_norm_parameters",
     "kl_div_logits", "parameter_attack", "AttackResult", "injection_noise", "filter_wise_noise",
     "StandardMethod", "SharpnessAwareMethod", "AdversarialMethod", "SAFMethod", "MESAMethod",

@@ -26,17 +26,19 @@ passes (``through``), one backward fewer with ``constant``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from analogsam.validation import check_int
+
 from ._common import frozen_batchnorm_stats, kl_div_logits, non_norm_parameters
 from .base import TrainingMethod
+from .hyperparameters import METHODS
 
-ATTACK_GRADIENTS = ("through", "constant")
+ATTACK_GRADIENTS = METHODS["adversarial"]["attack_gradient"].choices
 
 
 @dataclass
@@ -68,8 +70,7 @@ def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: t
     The model's own parameters are never written: Θ* enters through ``torch.func.functional_call``.
     BatchNorm layers in train mode use batch statistics without updating their running statistics.
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    steps = check_int("steps", steps, low=0)
     reference = reference_logits.detach()
     names = list(params)
     theta = [params[n].detach() for n in names]
@@ -97,23 +98,6 @@ def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: t
 
 class AdversarialMethod(TrainingMethod):
     """``adversarial``: task loss + β · KL to the outputs at the worst-case parameters in Θ ± ζ·|Θ|."""
-
-    DEFAULTS = {"beta": 0.25, "zeta_attack": 0.1, "attack_steps": 10, "zeta_init": 0.001,
-                "attack_gradient": "through", "zeta_forward": 0.0}
-
-    @classmethod
-    def resolve_hparams(cls, hparams, *, epochs):
-        h = dict(hparams)
-        for key in ("beta", "zeta_attack", "zeta_init", "zeta_forward"):
-            h[key] = float(h[key])
-            if not (h[key] >= 0 and math.isfinite(h[key])):
-                raise ValueError(f"{key} must be a finite number >= 0, got {hparams[key]!r}")
-        if int(h["attack_steps"]) != h["attack_steps"] or h["attack_steps"] < 1:
-            raise ValueError(f"attack_steps must be an integer >= 1, got {h['attack_steps']!r}")
-        h["attack_steps"] = int(h["attack_steps"])
-        if h["attack_gradient"] not in ATTACK_GRADIENTS:
-            raise ValueError(f"attack_gradient must be one of {ATTACK_GRADIENTS}, got {h['attack_gradient']!r}")
-        return h
 
     def __init__(self, name, model, **kwargs):
         super().__init__(name, model, **kwargs)

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import abc
-
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import global_grad_norm, non_finite
+from analogsam.validation import check_choice
 
-BASE_OPTIMIZERS = ("sgd", "adamw")
+from ._common import global_grad_norm, non_finite
+from .hyperparameters import BASE_OPTIMIZERS
 
 
 def base_optimizer_class(base: str) -> tuple[type[torch.optim.Optimizer], Any]:
     """The torch class for ``base`` and a function mapping (lr, momentum, weight_decay) to its kwargs."""
+    base = check_choice("base optimizer", base, BASE_OPTIMIZERS)
     if base == "sgd":
         return torch.optim.SGD, lambda lr, momentum, wd: dict(lr=lr, momentum=momentum, weight_decay=wd)
-    if base == "adamw":
-        # momentum is AdamW's β₁ (0.9 is both SGD's usual momentum and AdamW's default β₁).
-        return torch.optim.AdamW, lambda lr, momentum, wd: dict(lr=lr, betas=(momentum, 0.999), weight_decay=wd)
-    raise ValueError(f"base optimizer must be one of {BASE_OPTIMIZERS}, got {base!r}")
+    # momentum is AdamW's β₁ (0.9 is both SGD's usual momentum and AdamW's default β₁).
+    return torch.optim.AdamW, lambda lr, momentum, wd: dict(lr=lr, betas=(momentum, 0.999), weight_decay=wd)
 
 
 def make_base_optimizer(base: str, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -48,9 +47,6 @@ class TrainingMethod(abc.ABC):
     weight of that step is written.
     """
 
-    #: hyperparameter -> default; ``None`` defaults are resolved by :meth:`resolve_hparams`.
-    DEFAULTS: ClassVar[dict[str, Any]] = {}
-
     def __init__(self, name: str, model: nn.Module, *, base: str = "sgd", lr: float = 0.05,
                  momentum: float = 0.9, weight_decay: float = 5e-4, hparams: dict | None = None,
                  num_samples: int | None = None, num_classes: int | None = None):
@@ -66,7 +62,9 @@ class TrainingMethod(abc.ABC):
 
     @classmethod
     def resolve_hparams(cls, hparams: dict, *, epochs: int | None) -> dict:
-        """Fill defaults that depend on the run (e.g. SAF's start epoch) and validate ranges."""
+        """Fill defaults that depend on the run (e.g. SAF's start epoch) and check what involves several
+        hyperparameters; each one alone is already checked against its declaration
+        (:mod:`.hyperparameters`)."""
         return dict(hparams)
 
     # -- the loop's interface ---------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from analogsam.robustness.perturbations import gaussian_weight_noise
@@ -12,15 +10,7 @@ from ._common import frozen_batchnorm_stats, weight_parameters
 from .base import TrainingMethod
 
 
-def _check(h: dict, *keys: str, upper: dict | None = None) -> None:
-    for key in keys:
-        h[key] = float(h[key])
-        hi = (upper or {}).get(key, math.inf)
-        if not (0.0 <= h[key] <= hi and math.isfinite(h[key])):
-            bound = f"in [0, {hi}]" if math.isfinite(hi) else ">= 0"
-            raise ValueError(f"{key} must be a finite number {bound}, got {h[key]!r}")
-
-
+@torch.no_grad()
 def injection_noise(w: torch.Tensor, additive: float, multiplicative: float) -> torch.Tensor:
     """Gaussian weight noise: σ_add · max|w| · N(0, 1) + σ_mul · |w| ⊙ N(0, 1), drawn as one Gaussian with
     the summed variance (the two are independent), from torch's global generator of ``w``'s device
@@ -54,14 +44,6 @@ class NoiseInjectionMethod(TrainingMethod):
     The loss and logits returned are those of the noisy forward, the only forward this method makes (an
     extra clean forward would cost a third of a step).
     """
-
-    DEFAULTS = {"noise_additive": 0.0175, "noise_multiplicative": 0.0}
-
-    @classmethod
-    def resolve_hparams(cls, hparams, *, epochs):
-        h = dict(hparams)
-        _check(h, "noise_additive", "noise_multiplicative")
-        return h
 
     def __init__(self, name, model, **kwargs):
         super().__init__(name, model, **kwargs)
@@ -104,14 +86,6 @@ class RWPMethod(TrainingMethod):
     frozen. Every trainable parameter is perturbed (1-d tensors such as biases and BatchNorm γ/β as one
     filter), as in the authors' code. Paper defaults: α = 0.5, γ = 0.01.
     """
-
-    DEFAULTS = {"rwp_gamma": 0.01, "rwp_alpha": 0.5}
-
-    @classmethod
-    def resolve_hparams(cls, hparams, *, epochs):
-        h = dict(hparams)
-        _check(h, "rwp_gamma", "rwp_alpha", upper={"rwp_alpha": 1.0})
-        return h
 
     def __init__(self, name, model, **kwargs):
         super().__init__(name, model, **kwargs)

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from analogsam.errors import InvalidParameterError
+
 from ._common import kl_div_logits
 from .base import TrainingMethod
 
@@ -32,26 +34,17 @@ def _default_start(epochs: int | None, minimum: int = 0) -> int:
 
 
 def _check_window(h: dict, start_key: str, end_key: str, epochs: int | None = None) -> None:
-    if int(h[start_key]) != h[start_key] or h[start_key] < 0:
-        raise ValueError(f"{start_key} must be an integer epoch >= 0, got {h[start_key]!r}")
-    h[start_key] = int(h[start_key])
+    """The term's epochs ``start <= epoch < end`` must exist in a run of ``epochs`` (each key alone is
+    checked by its declaration)."""
     if epochs is not None and h[start_key] >= epochs:
         # Otherwise the run would silently be its base optimizer, bit for bit.
-        raise ValueError(f"{start_key}={h[start_key]} (0-based) but training has only {epochs} epochs: the "
-                         "extra term would never switch on. Train for more epochs or set a lower "
-                         f"{start_key} (for SAF also saf_history <= saf_start, e.g. saf_history=1, saf_start=1).")
-    if h[end_key] is not None:
-        if int(h[end_key]) != h[end_key] or h[end_key] <= h[start_key]:
-            raise ValueError(f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), got {h[end_key]!r}")
-        h[end_key] = int(h[end_key])
-
-
-def _check_nonnegative(h: dict, *keys: str, positive: tuple[str, ...] = ()) -> None:
-    for key in keys:
-        h[key] = float(h[key])
-        ok = h[key] > 0 if key in positive else h[key] >= 0
-        if not (ok and math.isfinite(h[key])):
-            raise ValueError(f"{key} must be a finite number {'>' if key in positive else '>='} 0, got {h[key]!r}")
+        raise InvalidParameterError(
+            f"{start_key}={h[start_key]} (0-based) but training has only {epochs} epochs: the extra term would "
+            f"never switch on. Train for more epochs or set a lower {start_key} (for SAF also saf_history <= "
+            "saf_start, e.g. saf_history=1, saf_start=1).")
+    if h[end_key] is not None and h[end_key] <= h[start_key]:
+        raise InvalidParameterError(f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), "
+                                    f"got {h[end_key]!r}")
 
 
 class SAFMethod(TrainingMethod):
@@ -65,15 +58,9 @@ class SAFMethod(TrainingMethod):
     The training loop must pass the samples' dataset indices to ``train_step``. Cost: ≈ 1× SGD.
     """
 
-    DEFAULTS = {"saf_lambda": 0.3, "saf_tau": 5.0, "saf_history": 3, "saf_start": None, "saf_end": None}
-
     @classmethod
     def resolve_hparams(cls, hparams, *, epochs):
         h = dict(hparams)
-        _check_nonnegative(h, "saf_lambda", "saf_tau", positive=("saf_tau",))
-        if int(h["saf_history"]) != h["saf_history"] or h["saf_history"] < 1:
-            raise ValueError(f"saf_history must be an integer >= 1, got {h['saf_history']!r}")
-        h["saf_history"] = int(h["saf_history"])
         if h["saf_start"] is None:
             h["saf_start"] = _default_start(epochs, minimum=h["saf_history"])
         _check_window(h, "saf_start", "saf_end", epochs)
@@ -82,7 +69,7 @@ class SAFMethod(TrainingMethod):
     def __init__(self, name, model, *, num_samples=None, num_classes=None, **kwargs):
         super().__init__(name, model, **kwargs)
         if num_samples is None or num_samples < 1:
-            raise ValueError("saf needs num_samples (the training set size) for its per-sample logit buffer; "
+            raise InvalidParameterError("saf needs num_samples (the training set size) for its per-sample logit buffer; "
                              "pass build_method('saf', model, num_samples=len(train_set), ...)")
         self.num_samples = int(num_samples)
         self.num_classes = num_classes
@@ -114,7 +101,7 @@ class SAFMethod(TrainingMethod):
 
     def _step(self, inputs, targets, indices):
         if indices is None:
-            raise ValueError("saf needs the dataset index of every sample in the batch (train_step's indices)")
+            raise InvalidParameterError("saf needs the dataset index of every sample in the batch (train_step's indices)")
         h = self.hparams
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(inputs)
@@ -162,19 +149,12 @@ class MESAMethod(TrainingMethod):
     ``ema_model`` is available for evaluation.
     """
 
-    DEFAULTS = {"mesa_lambda": 0.8, "mesa_tau": 5.0, "mesa_decay": 0.9998, "mesa_start": None,
-                "mesa_end": None, "mesa_ema_warmup": True}
-
     @classmethod
     def resolve_hparams(cls, hparams, *, epochs):
         h = dict(hparams)
-        _check_nonnegative(h, "mesa_lambda", "mesa_tau", "mesa_decay", positive=("mesa_tau",))
-        if not 0.0 <= h["mesa_decay"] < 1.0:
-            raise ValueError(f"mesa_decay must be in [0, 1), got {h['mesa_decay']!r}")
         if h["mesa_start"] is None:
             h["mesa_start"] = _default_start(epochs)
         _check_window(h, "mesa_start", "mesa_end", epochs)
-        h["mesa_ema_warmup"] = bool(h["mesa_ema_warmup"])
         return h
 
     def __init__(self, name, model, **kwargs):

@@ -37,13 +37,15 @@ or ``optimizer.step(closure)`` with a closure that does forward and backward. Sc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
+from analogsam.errors import InvalidParameterError
+
 from ._common import NonFiniteError, adaptive_param_groups, frozen_batchnorm_stats, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
+from .hyperparameters import ETA, METHODS, NORM_ORDER, RHO
 
 
 class SAM(torch.optim.Optimizer):
@@ -65,12 +67,11 @@ class SAM(torch.optim.Optimizer):
 
     _extra_defaults: dict = {}
 
-    def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = 0.05,
+    def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = METHODS["sam"]["rho"].default,
                  **base_kwargs):
-        if not (rho >= 0.0 and math.isfinite(rho)):
-            raise ValueError(f"rho must be a finite number >= 0, got {rho}")
+        rho = RHO.check(rho)
         if isinstance(base_optimizer, torch.optim.Optimizer):
-            raise TypeError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
+            raise InvalidParameterError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
                             "not an instance (davda54/sam convention)")
         defaults = dict(rho=rho, **self._extra_defaults, **base_kwargs)
         super().__init__(params, defaults)
@@ -170,7 +171,7 @@ class SAM(torch.optim.Optimizer):
         (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
         """
         if closure is None:
-            raise ValueError(f"{type(self).__name__} needs a closure that does forward and backward; "
+            raise InvalidParameterError(f"{type(self).__name__} needs a closure that does forward and backward; "
                              "or call first_step()/second_step() yourself")
         closure = torch.enable_grad()(closure)
         loss = None
@@ -206,11 +207,11 @@ class ASAM(SAM):
             defaults to 0.0, a known trap).
     """
 
-    _extra_defaults = {"eta": 0.01, "adaptive": None}
+    _extra_defaults = {"eta": ETA.default, "adaptive": None}
 
-    def __init__(self, params, base_optimizer, rho: float = 0.5, eta: float = 0.01, **base_kwargs):
-        if not (eta >= 0.0 and math.isfinite(eta)):
-            raise ValueError(f"eta must be a finite number >= 0, got {eta}")
+    def __init__(self, params, base_optimizer, rho: float = METHODS["asam"]["rho"].default,
+                 eta: float = ETA.default, **base_kwargs):
+        eta = ETA.check(eta)
         self._extra_defaults = {**self._extra_defaults, "eta": eta}
         super().__init__(params, base_optimizer, rho=rho, **base_kwargs)
 
@@ -238,11 +239,10 @@ class SAMSON(ASAM):
         p: the norm order, ``float('inf')`` (paper default) or 2 (the other variant studied).
     """
 
-    def __init__(self, params, base_optimizer, rho: float = 0.2, eta: float = 0.01, p: float = math.inf,
+    def __init__(self, params, base_optimizer, rho: float = METHODS["samson"]["rho"].default,
+                 eta: float = ETA.default, p: float | str = NORM_ORDER.default,
                  **base_kwargs):
-        p = float(p)
-        if not p >= 1.0:
-            raise ValueError(f"p must be >= 1 or inf, got {p}")
+        p = float(NORM_ORDER.check(p))  # "inf" -> inf
         self._extra_defaults = {"eta": eta, "adaptive": None, "p": p}
         super().__init__(params, base_optimizer, rho=rho, eta=eta, **base_kwargs)
 
@@ -262,24 +262,6 @@ class SharpnessAwareMethod(TrainingMethod):
     non-normalisation layer), not biases or normalisation parameters."""
 
     OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
-    DEFAULTS_BY_NAME = {
-        "sam": {"rho": 0.05},
-        "asam": {"rho": 0.5, "eta": 0.01},
-        "samson": {"rho": 0.2, "eta": 0.01, "p": "inf"},
-    }
-
-    @classmethod
-    def resolve_hparams(cls, hparams, *, epochs):
-        h = dict(hparams)
-        if "p" in h:
-            p = float(h["p"])  # accepts "inf"
-            if not p >= 1.0:
-                raise ValueError(f"p must be >= 1 or inf, got {h['p']!r}")
-            h["p"] = "inf" if math.isinf(p) else p  # JSON has no infinity
-        for key in ("rho", "eta"):
-            if key in h and not (float(h[key]) >= 0 and math.isfinite(float(h[key]))):
-                raise ValueError(f"{key} must be a finite number >= 0, got {h[key]!r}")
-        return h
 
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
