@@ -13,6 +13,9 @@ device) is declared in :data:`ALLOW_LIST`, either
 A field the list does not name (a newer aihwkit's) refuses the tile: settings are refused, never
 approximated. The forward IO values are read from the C++ tile (what it really uses, see
 :func:`.aihwkit_adapter.read_forward_io`); every other value from the tile's ``rpu_config``.
+A tile that holds per-output values drawn for a refused field (``dump_extra``) is refused even when
+the field reads as its default. A perfect forward (``is_perfect``, or ``mv_type`` IDEAL) is the
+plain product times ``out_scale``: the other forward fields are not looked at.
 """
 
 from __future__ import annotations
@@ -57,17 +60,18 @@ def aihwkit_version_reason() -> Optional[str]:
 
 
 def _shown(value) -> str:
-    return value.name if isinstance(value, enum.Enum) else repr(value)
+    """A value as a reason shows it: enum members by name, float32 values without their noise."""
+    if isinstance(value, enum.Enum):
+        return value.name
+    return f"{value:.7g}" if isinstance(value, float) else repr(value)
 
 
 @dataclass(frozen=True)
 class Context:
     """What a rule may look at besides its field's value: every setting of the tile by dotted
-    path (``values``), the forward fields whose per-output values the C++ tile has drawn
-    (``drawn``, dotted paths) and the kind of layer the tile is in (``kind``)."""
+    path (``values``) and the kind of layer the tile is in (``kind``)."""
 
     values: dict
-    drawn: frozenset
     kind: str
 
 
@@ -90,15 +94,15 @@ class Reproduced:
 @dataclass(frozen=True)
 class Refused:
     """A field the engine does not reproduce (``why``): a tile is refused unless the value is a
-    no-op, as judged by ``noop(value, context)`` (default: the field's default value, and no
-    per-output values drawn for it in the C++ tile)."""
+    no-op, as judged by ``noop(value, context)`` (default: the field's default value)."""
 
     why: str
     noop: Optional[Callable] = None
 
     def reason(self, path: str, value, default, context: Context) -> Optional[str]:
-        ok = self.noop(value, context) if self.noop else value == default and path not in context.drawn
-        return None if ok else f"{path} {_shown(value)}, not {_shown(default)} ({self.why})"
+        if self.noop is not None:
+            return None if self.noop(value, context) else f"{path} {_shown(value)} ({self.why})"
+        return None if value == default else f"{path} {_shown(value)}, not {_shown(default)} ({self.why})"
 
 
 # The fields that act only in training (or in another pass than the eval-mode forward): any value
@@ -248,8 +252,8 @@ def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> Optional[str]:
         if _SECTIONS.get(path, name) != name:
             return f"{path} is a {name} (the fast engine knows {_SECTIONS[path]})"
     values.update({f"forward.{name}": value for name, value in io.values.items()})
-    context = Context(values, frozenset(f"forward.{name}" for name in io.drawn), kind)
     perfect = _is_perfect(io)
+    context = Context(values, kind)
     for path, value in values.items():
         if perfect and path.startswith("forward."):
             continue  # (a perfect forward uses none of the other forward fields)
@@ -260,6 +264,12 @@ def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> Optional[str]:
         reason = rule.reason(path, value, defaults.get(path), context)
         if reason:
             return reason
+    # Per-output values the C++ tile drew although every field is at its no-op value (r_series > 0,
+    # for one, draws out_nonlinearity values; so could set_forward_parameter after conversion).
+    drawn = [] if perfect else sorted(io.drawn)
+    if drawn:
+        path = f"forward.{drawn[0]}"
+        return f"{path} at its default, but the C++ tile holds values drawn for it ({ALLOW_LIST[path].why})"
     return None
 
 
