@@ -68,7 +68,7 @@ class ConvExec:
 
     ``rows``: ``[(c0, c1, [tiles])]``, the input-channel range of each tile row and its tiles
     (outputs concatenated); rows are summed in order, then ``bias`` (digital) is added. With
-    ``fused`` the tiles read patches from a strided view of the image (no unfold copy);
+    ``strided`` patches the tiles read them from a strided view of the image (no unfold copy);
     otherwise (tiles split inside a kernel, or an analog bias column) the patches are unfolded
     like aihwkit does and split along the patch elements (``in_sizes``).
     """
@@ -80,7 +80,7 @@ class ConvExec:
         self.rows = rows
         self.bias = bias
         self.in_sizes = in_sizes  # unfold path: patch-element split sizes of the tile rows
-        self.fused = in_sizes is None
+        self.strided = in_sizes is None
 
     def __call__(self, x: Tensor) -> Tensor:
         unbatched = x.dim() == 3
@@ -98,10 +98,10 @@ class ConvExec:
 
     def _chunk(self, x: Tensor, out: Tensor) -> None:
         gen = self.engine._gen
-        if self.fused and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
+        if self.strided and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
             self.rows[0][2][0].forward_patches(x, self.geometry, gen, out=out)  # one tile: in place
             return
-        if self.fused:
+        if self.strided:
             result = _array_sum(([t.forward_patches(x if len(self.rows) == 1 else x[:, c0:c1], self.geometry, gen)
                                   for t in tiles] for c0, c1, tiles in self.rows), 1)
         else:
@@ -141,9 +141,9 @@ class FastConv2d(nn.Module):
             bounds.append((start, start + size))
             start += size
         rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
-        fused = channels is not None and not analog_bias
+        strided = channels is not None and not analog_bias
         self.exec = ConvExec(engine, geometry, layer.out_channels, rows, grid.bias,
-                             in_sizes=None if fused else list(grid.in_sizes))
+                             in_sizes=None if strided else list(grid.in_sizes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.exec(x)
