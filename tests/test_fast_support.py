@@ -4,8 +4,10 @@ The coverage test enumerates aihwkit's own dataclasses at test time, so an aihwk
 field fails here until the field is declared reproduced or refused.
 """
 
+import ast
 import dataclasses
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,6 +137,34 @@ def test_drawn_per_output_values_refuse_the_tile(monkeypatch):
     monkeypatch.setitem(ALLOW_LIST, "forward.r_series", Reproduced("(pretended, for this test)"))
     reason = unsupported_reason(analog)
     assert "forward.out_nonlinearity at its default, but the C++ tile holds values drawn for it" in reason
+
+
+# aihwkit's bindings and tile internals the engine reads (attribute names)
+_AIHWKIT_INTERNALS = {"get_meta_parameters", "dump_extra", "get_weights", "get_x_size", "analog_module",
+                      "rpu_config", "reference_combined_weights", "out_scaling_alpha", "in_trans",
+                      "out_trans", "get_readout_tensor", "analog_tiles"}
+
+
+def aihwkit_contacts(source: str) -> list:
+    """The lines of ``source`` that import aihwkit or read one of its internals (code, not prose)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "aihwkit" for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "aihwkit":
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute) and node.attr in _AIHWKIT_INTERNALS:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_only_the_adapter_touches_aihwkit():
+    """aihwkit's modules, private bindings and tile internals are read in aihwkit_adapter.py alone."""
+    package = Path(support.__file__).parent
+    offenders = {path.name: aihwkit_contacts(path.read_text()) for path in sorted(package.glob("*.py"))
+                 if path.name != "aihwkit_adapter.py"}
+    assert {name: lines for name, lines in offenders.items() if lines} == {}
+    assert len(aihwkit_contacts((package / "aihwkit_adapter.py").read_text())) > 10  # the check bites
 
 
 def _installed(monkeypatch, version):

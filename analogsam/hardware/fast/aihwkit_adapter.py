@@ -180,7 +180,14 @@ def is_transposed(tile) -> bool:
 
 
 def has_learned_out_scaling(tile) -> bool:
+    """Whether the tile holds learned output scales (``mapping.learn_out_scaling``)."""
     return getattr(tile, "out_scaling_alpha", None) is not None
+
+
+def rpu_config_of(tile):
+    """The ``rpu_config`` the tile was built from (its Python side; the C++ tile's forward IO
+    parameters are read by :func:`read_forward_io`)."""
+    return tile.rpu_config
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ def config_settings(config, prefix: str = "") -> tuple[dict, dict, dict]:
 
 def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> Optional[str]:
     """Why the allow-list refuses ``tile``'s settings, or None."""
-    values, defaults, sections = config_settings(tile.rpu_config)
+    values, defaults, sections = config_settings(aihwkit.rpu_config_of(tile))
     for path, name in sections.items():
         if _SECTIONS.get(path, name) != name:
             return f"{path} is a {name} (the fast engine knows {_SECTIONS[path]})"
