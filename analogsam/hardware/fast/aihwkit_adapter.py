@@ -52,7 +52,8 @@ class ForwardIO:
 
     ``values``: every field of aihwkit's ``IOParameters`` by name, read from the tile's meta
     parameters (float32 values; the DAC/ADC steps already converted to ``res * 2 * bound``;
-    enums as aihwkit's Python enum members). ``drawn``: the fields whose per-output values the
+    enums as aihwkit's Python enum members), or from its ``rpu_config.forward`` for a field the
+    bindings do not carry. ``drawn``: the fields whose per-output values the
     tile holds. ``fwd_alpha``: the tile's forward scale factor."""
 
     values: dict
@@ -60,7 +61,7 @@ class ForwardIO:
     fwd_alpha: float
 
 
-def io_parameters_fields() -> tuple:
+def _io_parameters_fields() -> tuple:
     """The fields of aihwkit's forward IO dataclass (``IOParameters``)."""
     from aihwkit.simulator.parameters.io import IOParameters
 
@@ -75,8 +76,9 @@ def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
     except Exception as exc:  # pragma: no cover - not a C++ RPU tile
         return None, f"cannot read the C++ tile's forward parameters ({exc})"
     values = {}
-    for field in io_parameters_fields():
-        value = getattr(io, field.name)
+    for field in _io_parameters_fields():
+        # a field the bindings do not carry is read from the tile's rpu_config
+        value = getattr(io, field.name) if hasattr(io, field.name) else getattr(tile.rpu_config.forward, field.name)
         if isinstance(field.default, enum.Enum):  # the bindings' enum, by its name
             value = type(field.default)(getattr(value, "name", str(value)))
         values[field.name] = value

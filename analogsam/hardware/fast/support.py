@@ -265,7 +265,7 @@ def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> Optional[str]:
         if reason:
             return reason
     # Per-output values the C++ tile drew although every field is at its no-op value (r_series > 0,
-    # for one, draws out_nonlinearity values; so could set_forward_parameter after conversion).
+    # for one, draws out_nonlinearity values; so could set_forward_parameters after conversion).
     drawn = [] if perfect else sorted(io.drawn)
     if drawn:
         path = f"forward.{drawn[0]}"
@@ -283,6 +283,7 @@ def _is_perfect(io: aihwkit.ForwardIO) -> bool:
 
 _NOISE_MANAGEMENT = {"NONE": "none", "ABS_MAX": "abs_max", "MAX": "max", "CONSTANT": "constant"}
 _WEIGHT_NOISE = {"NONE": "none", "ADDITIVE_CONSTANT": "additive_constant", "PCM_READ": "pcm_read"}
+_AS_TYPE = {"bool": bool, "int": int, "float": float}
 
 
 def io_spec(io: aihwkit.ForwardIO) -> IOSpec:
@@ -295,9 +296,10 @@ def io_spec(io: aihwkit.ForwardIO) -> IOSpec:
         "out_scale": float(np.float32(v["out_scale"]) * np.float32(io.fwd_alpha)),
         "w_noise_type": _WEIGHT_NOISE.get(v["w_noise_type"].name, "none"),
     }
-    plain = {f.name: f.type for f in dataclasses.fields(IOSpec) if f.name not in derived}
-    return IOSpec(**derived, **{name: {"bool": bool, "int": int}.get(kind, float)(v[name])
-                                for name, kind in plain.items()})
+    # the other fields carry aihwkit's name and value, as the field's type
+    plain = {f.name: getattr(f.type, "__name__", f.type) for f in dataclasses.fields(IOSpec)
+             if f.name not in derived}
+    return IOSpec(**derived, **{name: _AS_TYPE[kind](v[name]) for name, kind in plain.items()})
 
 
 # --------------------------------------------------------------------------------------------
