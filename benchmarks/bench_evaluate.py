@@ -226,7 +226,8 @@ def exactness(args) -> None:
         logits = analog(x)
     for h in hooks:
         h.remove()
-    print(f"\n(e) exactness, noise off: LeNet-5, {len(x)} images of the {what}, preset {quiet.name} without output/weight noise")
+    print(f"\n(e) exactness, noise off: LeNet-5, {len(x)} images of the {what}, preset {quiet.name} "
+          "without output and weight noise")
     for name in outputs:
         with torch.no_grad():
             ours = fast_layers[name](inputs[name])

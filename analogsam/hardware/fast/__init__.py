@@ -47,8 +47,8 @@ operations they replace.
 The seeding contract. Every random number of the forward and of the drift-compensation read-outs
 comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call): the same
 generator state, the same weights and the same batches give bit-identical outputs, in any process
-on the same machine with the same library versions and thread count. Programming and drift noise come from torch's global
-generator, as aihwkit draws them.
+on the same machine with the same library versions and thread count. Programming and drift noise
+come from torch's global generator, as aihwkit draws them.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward

@@ -78,7 +78,8 @@ def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
     values = {}
     for field in _io_parameters_fields():
         # a field the bindings do not carry is read from the tile's rpu_config
-        value = getattr(io, field.name) if hasattr(io, field.name) else getattr(tile.rpu_config.forward, field.name)
+        source = io if hasattr(io, field.name) else tile.rpu_config.forward
+        value = getattr(source, field.name)
         if isinstance(field.default, enum.Enum):  # the bindings' enum, by its name
             value = type(field.default)(getattr(value, "name", str(value)))
         values[field.name] = value

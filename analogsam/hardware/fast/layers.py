@@ -102,8 +102,9 @@ class ConvExec:
             self.rows[0][2][0].forward_patches(x, self.geometry, gen, out=out)  # one tile: in place
             return
         if self.strided:
-            result = _array_sum(([t.forward_patches(x if len(self.rows) == 1 else x[:, c0:c1], self.geometry, gen)
-                                  for t in tiles] for c0, c1, tiles in self.rows), 1)
+            subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
+            result = _array_sum(([t.forward_patches(sub, self.geometry, gen) for t in tiles]
+                                 for sub, tiles in subsets), 1)
         else:
             (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
             patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw),

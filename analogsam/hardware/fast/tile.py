@@ -1,4 +1,4 @@
-"""The analog matrix-vector product of one tile, batched: ``ForwardBackwardPassIOManaged<float>::forwardVector``.
+"""One tile's analog matrix-vector product, batched: ``ForwardBackwardPassIOManaged::forwardVector``.
 
 :class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
 for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
