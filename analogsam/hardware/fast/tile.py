@@ -7,6 +7,15 @@ asymmetry, the product, IR drop, output-referred weight noise, output asymmetry 
 bound test and clip, ``out_scale``, iterative bound management; then the digital periphery of
 ``InferenceTile``. Its settings come as an :class:`IOSpec`, its state through
 :class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit.
+
+Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
+shipped preset), the element-wise steps around the matrix product run as compiled loops
+(:mod:`.kernels`): for a convolution, one pass per image computes every patch's noise-management
+maximum (a separable sliding-window maximum, exact) and writes the quantized patches in
+``F.unfold``'s layout; one pass over the product adds the output noise (drawn by torch from the
+same generator), applies the ADC, the bound test and the periphery. They are bit-identical to the
+torch operations kept for the other settings. Images are processed in chunks that keep the
+patches in cache between the DAC pass and the product, in buffers reused from chunk to chunk.
 """
 
 from __future__ import annotations
