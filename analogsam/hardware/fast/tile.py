@@ -2,10 +2,14 @@
 
 :class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
 for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
-every random number from a ``torch.Generator``: noise management, DAC, input noise and
-asymmetry, the product, IR drop, output-referred weight noise, output asymmetry and noise, ADC,
-bound test and clip, ``out_scale``, iterative bound management; then the digital periphery of
-``InferenceTile``. Its settings come as an :class:`IOSpec`, its state through
+every random number from a ``torch.Generator``: noise management (NONE, ABS_MAX, MAX, CONSTANT,
+with ``nm_thres``), DAC (``rint(x*scale/res)*res``, optionally stochastic, clipped to
+``inp_bound``), input noise and asymmetry, the product, IR drop, output-referred weight noise
+(ADDITIVE_CONSTANT, PCM_READ), output asymmetry and noise, ADC (``rint``) and ``out_bound``
+clipping, ``out_scale``, and iterative bound management (a vector whose output saturates is
+recomputed, with fresh noise, at half the input scale until it fits or ``max_bm_factor`` or
+``max_bm_res / inp_res`` is exceeded); then the digital periphery of ``InferenceTile`` (input
+range, mapping scales, drift compensation, learned out scales, digital bias). Its settings come as an :class:`IOSpec`, its state through
 :class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit.
 
 Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
