@@ -22,6 +22,20 @@ and the issue's ratios: sweep / (times x repeats x digital) (target <= 2.0) and
 sweep / aihwkit loop (target <= 0.5). The models are untrained (random initial weights): the cost
 does not depend on the training, and accuracies are printed only as a sanity check.
 
+With ``--internals`` it measures instead the choices inside the fast engine that its docstrings
+only name (printed with the numbers):
+
+(e) exactness, noise off (PCM preset without output and weight noise, LeNet-5 on
+    ``--exact-samples`` Fashion-MNIST test images): how many outputs of each analog layer, fed the
+    same inputs, differ between aihwkit's C++ tiles and the fast engine (a float32 summation-order
+    difference that moves an output across an ADC rounding boundary), and how many images' logits;
+(f) the processing chunk (``tile.CHUNK_ELEMENTS``): the ResNet-20 forward at several sizes,
+    relative to the default 2^21;
+(g) the scratch buffers reused from chunk to chunk (``tile.Workspace``) against fresh ones;
+(h) the compiled DAC/ADC kernels (``fused=True``) against the torch operations;
+(i) the tile products through numpy's OpenBLAS against torch's matmul, on the products of the
+    ResNet-20 forward.
+
 Times are process CPU seconds by default (``--clock cpu``) with one torch thread (``--threads 1``):
 on a shared 2-core machine wall-clock times swing with other people's jobs, and multi-threaded
 torch then suffers from OpenMP barrier waits far more than the single-threaded C++ tiles do.
@@ -31,10 +45,12 @@ torch then suffers from OpenMP barrier waits far more than the single-threaded C
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 
 from analogsam.models import build_model, make_spec
@@ -168,6 +184,148 @@ def bench(name: str, args, clock) -> dict:
     return result
 
 
+def fast_forward_time(engine, x, bs, clock, repeats: int = 3) -> float:
+    """The best of ``repeats`` timed forwards of ``x`` through ``engine`` (after one warm-up)."""
+    engine(x[:bs])
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = clock()
+        for i in range(0, len(x), bs):
+            engine(x[i:i + bs])
+        best = min(best, clock() - t0)
+    return best
+
+
+def exactness(args) -> None:
+    """(e): outputs that differ between aihwkit and the fast engine with every noise source off."""
+    from aihwkit.nn.conversion import convert_to_analog
+
+    from analogsam.hardware import presets as devices
+    from analogsam.hardware.fast import FastAnalogForward
+
+    torch.manual_seed(0)
+    spec, x, _, what = load_inputs("lenet5", False, args.resnet_samples)
+    x = x[:args.exact_samples]
+    quiet = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0})
+    analog = convert_to_analog(build_model(spec).eval(), quiet.rpu_config()).eval()
+    engine = FastAnalogForward(analog)
+    engine.sync(torch.Generator().manual_seed(0))
+    # each analog layer of both networks, fed the inputs the aihwkit layer received
+    fast_layers = dict(engine.network.named_modules())
+    inputs, outputs = {}, {}
+
+    def keep(name):
+        def hook(module, inp, out):
+            inputs[name], outputs[name] = inp[0], out
+        return hook
+
+    hooks = [module.register_forward_hook(keep(name)) for name, module in analog.named_modules()
+             if name in fast_layers and fast_layers[name] is not module and not list(module.children())[1:]
+             and type(module).__name__.startswith("Analog")]
+    with torch.no_grad():
+        logits = analog(x)
+    for h in hooks:
+        h.remove()
+    print(f"\n(e) exactness, noise off: LeNet-5, {len(x)} images of the {what}, preset {quiet.name} "
+          "without output and weight noise")
+    for name in outputs:
+        with torch.no_grad():
+            ours = fast_layers[name](inputs[name])
+        diff = (ours - outputs[name]).abs() > 1e-6 * outputs[name].abs().max()
+        print(f"    layer {name:12s} {int(diff.sum()):6d} of {diff.numel():>10,d} outputs differ")
+    ours = engine(x)
+    rows = ((ours - logits).abs() > 1e-6 * logits.abs().max()).any(1)
+    worst = float((ours - logits).abs().max())
+    print(f"    logits: {int(rows.sum())} of {len(x)} images differ, by at most {worst:.4f}")
+
+
+def internals(args, clock) -> None:
+    """(f)-(i): the engine's internal choices, timed on the ResNet-20 forward."""
+    from aihwkit.nn.conversion import convert_to_analog
+
+    from analogsam.hardware import presets as devices
+    from analogsam.hardware.fast import FastAnalogForward, layers, tile
+    from analogsam.hardware.fast.threads import engine_threads
+
+    torch.manual_seed(0)
+    spec, x, _, what = load_inputs("resnet20", args.quick, args.resnet_samples)
+    bs = args.batch_size
+    analog = convert_to_analog(build_model(spec).eval(), devices.load("pcm").rpu_config()).eval()
+    analog.program_analog_weights()
+
+    def engine_of(**options):
+        engine = FastAnalogForward(analog, **options)
+        engine.sync(torch.Generator().manual_seed(0))
+        return engine
+
+    print(f"\n== fast-engine internals: ResNet-20, {len(x)} {what}, preset pcm")
+    engine = engine_of()
+    default = tile.CHUNK_ELEMENTS
+    costs = {}
+    for exponent in (16, 18, 20, 21, 22, 23):
+        tile.CHUNK_ELEMENTS = layers.CHUNK_ELEMENTS = 1 << exponent
+        costs[exponent] = fast_forward_time(engine, x, bs, clock)
+    tile.CHUNK_ELEMENTS = layers.CHUNK_ELEMENTS = default
+    base = costs[default.bit_length() - 1]
+    print("(f) chunk of 2^k values      " + "  ".join(f"2^{k}: {t / base:.2f}" for k, t in costs.items())
+          + f"   (times the default's {base:.2f} s)")
+
+    def system_time() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+    reused_sys = system_time()
+    reused = fast_forward_time(engine, x, bs, clock)
+    reused_sys = system_time() - reused_sys
+    reusing_get = tile.Workspace.get
+    tile.Workspace.get = lambda self, key, shape: torch.empty(shape, dtype=torch.float32)
+    try:
+        fresh_engine = engine_of()
+        fresh_sys = system_time()
+        fresh = fast_forward_time(fresh_engine, x, bs, clock)
+        fresh_sys = system_time() - fresh_sys
+    finally:
+        tile.Workspace.get = reusing_get
+    print(f"(g) scratch buffers           reused {reused:.2f} s (system {reused_sys:.2f} s), "
+          f"fresh per chunk {fresh:.2f} s (system {fresh_sys:.2f} s)")
+
+    unfused = fast_forward_time(engine_of(fused=False), x, bs, clock)
+    print(f"(h) compiled DAC/ADC kernels  {reused:.2f} s, torch operations {unfused:.2f} s "
+          f"({unfused / reused:.2f} times)")
+
+    shapes = []
+    record = tile.Weights.matmul
+    tile.Weights.matmul = lambda self, a, out: (shapes.append((tuple(self.w.shape), tuple(a.shape))),
+                                                record(self, a, out))[1]
+    try:
+        engine(x[:bs])
+    finally:
+        tile.Weights.matmul = record
+    t_numpy = t_torch = 0.0
+    with engine_threads(None):  # numpy's BLAS threads set to torch's, as in the engine
+        for w_shape, a_shape in sorted(set(shapes)):
+            t_numpy, t_torch = time_products(w_shape, a_shape, shapes.count((w_shape, a_shape)), clock,
+                                             t_numpy, t_torch)
+    print(f"(i) tile products             numpy/OpenBLAS {t_numpy:.2f} s, torch {t_torch:.2f} s "
+          f"({t_numpy / t_torch:.2f} of torch's time; the {len(shapes)} products of a "
+          f"{len(x[:bs])}-input forward)")
+
+
+def time_products(w_shape, a_shape, n: int, clock, t_numpy: float, t_torch: float) -> tuple:
+    """(i): ``n`` products of a tile's weights (w_shape) with its inputs (a_shape: rows (M, K) or
+    columns (B, K, L)) through numpy and through torch, added to the running totals."""
+    w, a = torch.randn(w_shape), torch.randn(a_shape)
+    wt = w.t().contiguous()
+    t0 = clock()
+    for _ in range(n):
+        np.matmul(w.numpy(), a.numpy()) if a.dim() == 3 else np.matmul(a.numpy(), wt.numpy())
+    t_numpy += clock() - t0
+    t0 = clock()
+    for _ in range(n):
+        torch.matmul(w, a) if a.dim() == 3 else torch.matmul(a, wt)
+    t_torch += clock() - t0
+    return t_numpy, t_torch
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet5,resnet20", help="comma-separated: lenet5, resnet20")
@@ -187,6 +345,10 @@ def main(argv=None) -> int:
                         help="process CPU time (default) or wall-clock time, in seconds")
     parser.add_argument("--with-evaluate", action="store_true",
                         help="also time analogsam.evaluation.evaluate on the same sweep")
+    parser.add_argument("--internals", action="store_true",
+                        help="measure the fast engine's internal choices (e)-(i) instead of the sweeps")
+    parser.add_argument("--exact-samples", type=int, default=2000,
+                        help="LeNet-5 test images for the exactness count (e)")
     args = parser.parse_args(argv)
     if args.quick:
         args.times, args.repeats = min(args.times, 2), min(args.repeats, 2)
@@ -194,6 +356,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.clock} clock")
     clock = make_clock(args.clock)
+    if args.internals:
+        exactness(args)
+        internals(args, clock)
+        return 0
     for name in args.models.split(","):
         bench(name.strip(), args, clock)
     return 0

@@ -1,5 +1,64 @@
-"""The fast engine: a seeded replay of aihwkit's analog tile forward pass (see :mod:`.engine`)."""
+"""The fast engine: a seeded, batched replay of aihwkit's C++ analog tile forward pass, for evaluation.
 
-from analogsam.hardware.fast.engine import FastAnalogForward, FastPathUnsupported, IOSpec, unsupported_reason
+Why it exists. aihwkit's C++ ``InferenceTile`` (``InferenceRPUConfig``) computes each input vector
+on its own (``RPUAbstract::forwardMatrix`` loops ``ForwardBackwardPassIOManaged::forwardVector``)
+and draws its forward noise from its own clock-seeded generator, which Python cannot seed: a
+Monte-Carlo sweep over it is slow and not reproducible. :class:`FastAnalogForward` re-implements
+the same arithmetic in batched torch operations and draws every random number from a
+``torch.Generator``.
 
-__all__ = ["FastAnalogForward", "FastPathUnsupported", "IOSpec", "unsupported_reason"]
+Why not aihwkit's own torch tiles. ``TorchInferenceRPUConfig`` (aihwkit 1.1.0,
+``simulator/tiles/torch_tile.py`` and ``analog_mvm.py``) is seedable through torch, but it is a
+different model of the tile, not a replay of the C++ one, and it refuses settings the shipped
+presets use: ``AnalogMVM.check_support`` rejects any output-referred weight noise
+(``forward.w_noise > 0`` or a ``w_noise_type`` other than NONE, so neither PCM_READ nor
+ADDITIVE_CONSTANT read noise: presets ``hwa-standard``, ``rram-wan2022``) and ``forward.ir_drop > 0``
+(``hwa-standard``), besides the output non-linearity, slope calibration, voltage offsets, series
+resistance and polarity read asymmetry, the AVERAGE_ABS_MAX and ABS_MAX_NP_SUM noise managements
+and SHIFT bound management; ``TorchSimulatorTile`` rejects an analog bias. Where it does run, its
+iterative bound management differs from the C++ tile's: it tests the whole batch at once
+(``_finalize_output``: one ``.all()`` over every output) and recomputes every vector at half scale
+when any one saturates, where the C++ tile repeats only the vectors that saturated, and it always
+tests both bounds (no ``bm_test_negative_bound``). Its numbers would then depend on which inputs
+share a batch, and would not be the C++ tiles' numbers that the rest of analogsam reports.
+
+What is reproduced. Programming and drift stay aihwkit's (``program_analog_weights`` /
+``drift_analog_weights`` run in Python on torch's generator); :meth:`FastAnalogForward.sync` reads
+each tile's current weights and digital periphery and recomputes the drift-compensation factor
+through this engine's own seeded forward. The forward follows ``src/rpucuda/rpu_forward_backward_pass.cpp``
+(see :mod:`.tile`), then the digital periphery of ``InferenceTile`` and the layer structure
+(:mod:`.layers`). The IO parameters are read back from the C++ tile, i.e. what the tile really
+uses, not the Python ``rpu_config``, which may have been edited after conversion without effect.
+Every aihwkit setting is declared reproduced or refused in the allow-list of :mod:`.support`; a
+refused setting at a non-default value, a field the list does not know, or an aihwkit version
+other than :data:`AIHWKIT_VERSIONS` makes :func:`unsupported_reason` name it: settings are refused,
+never approximated.
+
+The exactness contract. With every noise source off the result equals aihwkit's up to the
+summation order of the float32 dot products (OpenBLAS ``sgemv`` there, numpy's OpenBLAS ``sgemm``
+here, a relative difference of about 1e-7): the ADC then gives the same level except when a
+pre-ADC value lies within that distance of a rounding boundary, which moves one output by one ADC
+step about once per million outputs (``benchmarks/bench_evaluate.py`` counts them on LeNet-5).
+Every other operation is done in the C++ order with the same float32 roundings. With noise on,
+the outputs have aihwkit's distribution (``tests/test_fastpath.py`` compares means and variances).
+The compiled kernels of :mod:`.kernels` (``fused=True``) give bit-identical results to the torch
+operations they replace.
+
+The seeding contract. Every random number of the forward and of the drift-compensation read-outs
+comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call): the same
+generator state, the same weights and the same batches give bit-identical outputs, in any process
+on the same machine with the same library versions and thread count. Programming and drift noise
+come from torch's global generator, as aihwkit draws them.
+"""
+
+from analogsam.hardware.fast.engine import FastAnalogForward
+from analogsam.hardware.fast.support import (
+    AIHWKIT_VERSIONS,
+    FastPathUnsupported,
+    aihwkit_version_reason,
+    unsupported_reason,
+)
+from analogsam.hardware.fast.tile import IOSpec
+
+__all__ = ["AIHWKIT_VERSIONS", "FastAnalogForward", "FastPathUnsupported", "IOSpec",
+           "aihwkit_version_reason", "unsupported_reason"]

@@ -5,8 +5,9 @@ DAC side (noise-management scale, ``rint(x * scale / res) * res``, clip to ``inp
 input vectors, and the ADC side (output noise, ``rint``, bound test and clip, ``out_scale / scale``)
 on the outputs. As separate torch operations each step is a pass over memory; for convolutions the
 input side runs over the unfolded patches, nine times the image for a 3x3 kernel, and these passes
-cost more than the product itself (ResNet-20: about 0.6 s of a 2 s forward). Here each side is one
-loop that reads its input once and writes its output once.
+can cost more than the product itself (``benchmarks/bench_evaluate.py --internals`` compares the
+forward with and without these kernels). Here each side is one loop that reads its input once and
+writes its output once.
 
 Every kernel does the same float32 operations in the same order as the torch code it replaces
 (and as aihwkit's C++ ``ForwardBackwardPassIOManaged``): a product, a division, ``rint``
@@ -18,7 +19,7 @@ drawn here: the output noise comes in as an array drawn from the caller's seeded
 The arrays are numpy views of contiguous float32 CPU tensors (no copies). The kernels run on one
 thread. numba compiles each on its first call and caches the machine code in ``__pycache__``
 next to this file (the functions are module-level so that the cache is found again by the next
-process: about 7 s the first time, then about 0.3 s per process).
+process: compiling takes seconds, loading the cache a fraction of that).
 """
 
 import numpy as np
@@ -127,8 +128,8 @@ def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
 @jit
 def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
     """:func:`dac_patches_unit` for any stride and dilation. (A separate loop nest on purpose:
-    with a branch inside one nest, or a shared helper called per row, the stride-1 case
-    measured 2-4 times slower.)"""
+    with a branch inside one nest, or a shared helper called per row, the stride-1 loop is no
+    longer vectorised and runs several times slower.)"""
     c = xp.shape[0]
     oh, ow = scale_i.shape
     for ch in range(c):

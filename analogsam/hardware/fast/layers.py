@@ -1,0 +1,150 @@
+"""The replacements of aihwkit's analog layers in the engine's copy of the network.
+
+Each runs the layer's tiles (:class:`.tile.Tile`) the way the aihwkit layer does in eval mode:
+``AnalogLinear`` through its tile module (one ``InferenceTile`` or a ``TileModuleArray`` split
+along inputs and outputs), ``AnalogConv2d`` through the same unfolding, ``AnalogConv2dMapped``
+with the input channels split over tile rows and a digital bias. Partial sums of tile rows are
+added in digital, in aihwkit's order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from analogsam.hardware.fast.aihwkit_adapter import TileGrid, tile_grid
+from analogsam.hardware.fast.tile import CHUNK_ELEMENTS, Tile, conv_out_hw
+
+#: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
+AddTile = Callable[[object, str], Tile]
+
+
+def _array_sum(row_outputs, dim: int) -> Tensor:
+    """``TileModuleArray.forward``: each tile row's outputs concatenated along ``dim``, the rows'
+    partial sums added in order."""
+    result = None
+    for outs in row_outputs:
+        part = outs[0] if len(outs) == 1 else torch.cat(outs, dim)
+        result = part if result is None else result.add_(part)
+    return result
+
+
+class FastLinear(nn.Module):
+    """``AnalogLinear``: its tile module on the rows of the input."""
+
+    def __init__(self, engine, add_tile: AddTile, layer, name: str):
+        super().__init__()
+        grid: TileGrid = tile_grid("linear", layer)
+        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        label = f"{name}.{grid.label}"
+        if grid.array:
+            self.in_sizes = grid.in_sizes
+            self.grid = [[add_tile(t, f"{label}.{i}.{j}") for j, t in enumerate(row)]
+                         for i, row in enumerate(grid.grid)]
+        else:
+            self.in_sizes = None
+            self.grid = [[add_tile(grid.grid[0][0], label)]]
+        self.array_bias = grid.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., K) -> (..., N)."""
+        gen = self.engine[0]._gen
+        if self.in_sizes is None or len(self.grid) * len(self.grid[0]) == 1:
+            result = self.grid[0][0].forward(x, gen)
+        else:
+            dim = x.dim() - 1
+            result = _array_sum(([t.forward(xs, gen) for t in row]
+                                 for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)), dim)
+        if self.array_bias is not None:
+            result = result + self.array_bias.detach().view(-1)
+        return result
+
+
+class ConvExec:
+    """A 2-D analog convolution computed image chunk by image chunk.
+
+    ``rows``: ``[(c0, c1, [tiles])]``, the input-channel range of each tile row and its tiles
+    (outputs concatenated); rows are summed in order, then ``bias`` (digital) is added. With
+    ``strided`` patches the tiles read them from a strided view of the image (no unfold copy);
+    otherwise (tiles split inside a kernel, or an analog bias column) the patches are unfolded
+    like aihwkit does and split along the patch elements (``in_sizes``).
+    """
+
+    def __init__(self, engine, geometry, out_channels, rows, bias, in_sizes=None):
+        self.engine = engine
+        self.geometry = geometry
+        self.out_channels = out_channels
+        self.rows = rows
+        self.bias = bias
+        self.in_sizes = in_sizes  # unfold path: patch-element split sizes of the tile rows
+        self.strided = in_sizes is None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        n, c, h, w = x.shape
+        (kh, kw) = self.geometry[0]
+        oh, ow = conv_out_hw(h, w, self.geometry)
+        step = max(1, CHUNK_ELEMENTS // max(c * kh * kw * oh * ow, 1))
+        out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
+        for start in range(0, n, step):
+            self._chunk(x[start:start + step], out[start:start + step])
+        out = out.view(n, self.out_channels, oh, ow)
+        return out[0] if unbatched else out
+
+    def _chunk(self, x: Tensor, out: Tensor) -> None:
+        gen = self.engine._gen
+        if self.strided and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
+            self.rows[0][2][0].forward_patches(x, self.geometry, gen, out=out)  # one tile: in place
+            return
+        if self.strided:
+            subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
+            result = _array_sum(([t.forward_patches(sub, self.geometry, gen) for t in tiles]
+                                 for sub, tiles in subsets), 1)
+        else:
+            (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
+            patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw),
+                               stride=(sh, sw))
+            splits = torch.split(patches, self.in_sizes, dim=1) if len(self.rows) > 1 else [patches]
+            result = _array_sum(([t.forward(p, gen, cols=True) for t in tiles]
+                                 for p, (_, _, tiles) in zip(splits, self.rows)), 1)
+        if self.bias is not None:
+            result = result.add_(self.bias.detach().view(-1, 1))
+        out.copy_(result)
+
+
+class FastConv2d(nn.Module):
+    """``AnalogConv2d`` (its CPU path unfolds the input, then runs the tile module; a
+    ``TileModuleArray`` splits the patch elements) or ``AnalogConv2dMapped`` (``kind``
+    "conv2d_mapped": input channels split over tile rows; digital bias)."""
+
+    def __init__(self, engine, add_tile: AddTile, layer, name: str, kind: str):
+        super().__init__()
+        grid = tile_grid(kind, layer)
+        geometry = (tuple(layer.kernel_size), tuple(layer.dilation), tuple(layer.padding),
+                    tuple(layer.stride))
+        kk = layer.kernel_size[0] * layer.kernel_size[1]
+        tiles = [[add_tile(t, f"{name}.{grid.label}.{i}.{j}") for j, t in enumerate(row)]
+                 for i, row in enumerate(grid.grid)]
+        if kind == "conv2d_mapped":
+            channels = list(grid.in_sizes)
+        elif all(size % kk == 0 for size in grid.in_sizes):
+            channels = [size // kk for size in grid.in_sizes]
+        else:
+            channels = None
+        analog_bias = any(t.analog_bias for row in tiles for t in row)
+        bounds, start = [], 0
+        for size in (channels or grid.in_sizes):
+            bounds.append((start, start + size))
+            start += size
+        rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
+        strided = channels is not None and not analog_bias
+        self.exec = ConvExec(engine, geometry, layer.out_channels, rows, grid.bias,
+                             in_sizes=None if strided else list(grid.in_sizes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.exec(x)

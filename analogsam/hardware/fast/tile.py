@@ -1,0 +1,673 @@
+"""One tile's analog matrix-vector product, batched: ``ForwardBackwardPassIOManaged::forwardVector``.
+
+:class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
+for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
+every random number from a ``torch.Generator``: noise management (NONE, ABS_MAX, MAX, CONSTANT,
+with ``nm_thres``), DAC (``rint(x*scale/res)*res``, optionally stochastic, clipped to
+``inp_bound``), input noise and asymmetry, the product, IR drop, output-referred weight noise
+(ADDITIVE_CONSTANT, PCM_READ), output asymmetry and noise, ADC (``rint``) and ``out_bound``
+clipping, ``out_scale``, and iterative bound management (a vector whose output saturates is
+recomputed, with fresh noise, at half the input scale until it fits or ``max_bm_factor`` or
+``max_bm_res / inp_res`` is exceeded); then the digital periphery of ``InferenceTile`` (input
+range, mapping scales, drift compensation, learned out scales, digital bias). Its settings come as an :class:`IOSpec`, its state through
+:class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit.
+
+Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
+shipped preset), the element-wise steps around the matrix product run as compiled loops
+(:mod:`.kernels`): for a convolution, one pass per image computes every patch's noise-management
+maximum (a separable sliding-window maximum, exact) and writes the quantized patches in
+``F.unfold``'s layout; one pass over the product adds the output noise (drawn by torch from the
+same generator), applies the ADC, the bound test and the periphery. They are bit-identical to the
+torch operations kept for the other settings. Images are processed in chunks that keep the
+patches in cache between the DAC pass and the product, in buffers reused from chunk to chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from analogsam.hardware.fast.aihwkit_adapter import TileReader
+
+
+# A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
+# enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
+# and the product (benchmarks/bench_evaluate.py --internals measures the choice).
+CHUNK_ELEMENTS = 1 << 21
+
+
+# Empty noise arrays tell the ADC kernels that there is no output noise.
+_NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
+
+
+def _load_kernels():
+    """The module of compiled kernels, imported on first use (it imports numba)."""
+    from analogsam.hardware.fast import kernels as _kernels
+
+    return _kernels
+
+
+class Workspace:
+    """Scratch buffers shared by the tiles of one engine, reused from chunk to chunk.
+
+    The DAC output of a chunk (8 MB) and its output noise are consumed before the next chunk
+    starts; allocating them afresh each time costs page faults and cold caches."""
+
+    def __init__(self):
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, key: str, shape) -> Tensor:
+        """A float32 tensor of ``shape`` (contents undefined), valid until the next ``get(key)``."""
+        n = int(np.prod(shape))
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self._buffers[key] = torch.empty(n, dtype=torch.float32)
+        return buf[:n].view(shape)
+
+
+def _f32(value) -> float:
+    """``value`` rounded to float32, as the C++ tile stores it."""
+    return float(np.float32(value))
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """The forward IO settings of one C++ tile, as the tile uses them (float32 values)."""
+
+    perfect: bool
+    nm: str  # "none" | "abs_max" | "max" | "constant"
+    nm_thres: float
+    bm: bool  # iterative bound management
+    bm_test_negative_bound: bool
+    max_bm_factor: int
+    max_bm_res: float
+    inp_bound: float
+    inp_res: float  # DAC step in input units (aihwkit's 1/steps already times 2*inp_bound); <= 0: off
+    inp_sto_round: bool
+    inp_noise: float
+    inp_asymmetry: float
+    out_bound: float
+    out_res: float  # ADC step in output units (times 2*out_bound); <= 0: off
+    out_sto_round: bool
+    out_noise: float
+    out_asymmetry: float
+    out_scale: float  # forward.out_scale times the tile's fwd_alpha (float32 product)
+    w_noise: float
+    w_noise_type: str  # "none" | "additive_constant" | "pcm_read"
+    ir_drop: float = 0.0
+    ir_drop_g_ratio: float = 0.0  # C++ ir_drop_Gw_div_gmax
+
+    def reductions(self) -> list[float]:
+        """The input-scale reductions tried by bound management, in order (``[1.0]`` without it)."""
+        if not self.bm:
+            return [1.0]
+        out, red = [], 1.0
+        limit = np.float32(self.max_bm_res) / np.float32(self.inp_res) if self.inp_res > 0 else None
+        while True:
+            out.append(red)
+            if int(red) > self.max_bm_factor or (limit is not None and np.float32(red) > limit):
+                return out
+            red *= 2.0
+
+
+
+# --------------------------------------------------------------------------------------------
+# The analog MVM of one tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched
+# --------------------------------------------------------------------------------------------
+
+
+def _discretize(v: Tensor, res: float, sto_round: bool, gen) -> Tensor:
+    """``getDiscretizedValueSR``: ``rint(v/res [+ U - 0.5]) * res`` in place (``res <= 0``: no-op)."""
+    if res <= 0:
+        return v
+    v.div_(res)
+    if sto_round:
+        u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=v.device)
+        v.add_(u.sub_(0.5))
+    return v.round_().mul_(res)  # torch.round is round-half-to-even, like rintf
+
+
+def _gaussian(like: Tensor, gen) -> Tensor:
+    """Standard normal numbers of ``like``'s shape, dtype and device, from ``gen``."""
+    return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
+
+
+def _vectors(t: Tensor) -> Tensor:
+    """``t`` with its vectors along dim 0: rows as they are, columns (B, K, L) as (B, L, K)."""
+    return t.transpose(1, 2) if t.dim() == 3 else t
+
+
+def _window_max(m: Tensor, kernel, dilation, stride, out_hw) -> Tensor:
+    """max over (C, kh, kw) of every convolution window of ``m`` (b, C, H, W), already padded:
+    (b, oh, ow). Separable: the maximum over channels first, then running maxima along W and H."""
+    (kh, kw), (dh, dw), (sh, sw), (oh, ow) = kernel, dilation, stride, out_hw
+    m = m.amax(1, keepdim=True) if m.shape[1] > 1 else m
+    r = None
+    for j in range(kw):
+        sl = m[..., j * dw: j * dw + sw * (ow - 1) + 1: sw]
+        r = sl if r is None else torch.maximum(r, sl)
+    c = None
+    for i in range(kh):
+        sl = r[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, :]
+        c = sl if c is None else torch.maximum(c, sl)
+    return c[:, 0]
+
+
+def _inp_clip_is_noop(spec: IOSpec) -> bool:
+    """Whether clipping the DAC output to ``inp_bound`` can never change a value: with abs-max
+    noise management every scaled input is at most 1 + 1 ulp, which the DAC rounds to a level
+    not above ``inp_bound``."""
+    if spec.inp_bound == float("inf"):
+        return True
+    if spec.nm != "abs_max" or spec.nm_thres > 0 or spec.inp_res <= 0 or spec.inp_sto_round:
+        return False
+    one_up = np.nextafter(np.float32(1.0), np.float32(2.0))
+    res = np.float32(spec.inp_res)
+    top = np.float32(np.rint(np.float32(one_up / res))) * res
+    return bool(top <= np.float32(spec.inp_bound))
+
+
+def _bound_failed(y: Tensor, bound: float, test_negative: bool) -> Tensor:
+    """Vectors (outputs along dim 1) that fail aihwkit's bound test, judged before clipping.
+
+    The C++ loop sets ``passed = false`` at an output above ``bound`` and
+    ``passed = !bm_test_negative_bound`` at one below ``-bound``, so with the negative test off
+    the last saturated output of the vector decides.
+    """
+    if test_negative:
+        return y.abs().amax(1) > bound  # (faster than (y > b) | (y < -b) reduced with any)
+    pos = y > bound
+    neg = y < -bound
+    viol = pos | neg
+    shape = [1] * y.dim()
+    shape[1] = -1
+    last = (viol * torch.arange(1, y.shape[1] + 1, device=y.device).view(shape)).amax(1)
+    failed = last > 0
+    if failed.any():
+        idx = (last - 1).clamp(min=0).unsqueeze(1)
+        failed &= ~neg.gather(1, idx).squeeze(1)
+    return failed
+
+
+class Tile:
+    """One C++ ``InferenceTile``: its IO spec, current weights and digital periphery.
+
+    Vectors are laid out either as rows, ``x`` of shape (M, K) giving (M, N), or as columns,
+    ``x`` of shape (B, K, L) giving (B, N, L) (unfolded convolution patches); in both layouts the
+    vector elements run along dim 1 of the input and the outputs along dim 1 of the result.
+    """
+
+    def __init__(self, reader: TileReader, spec: IOSpec, name: str, fused: bool = True,
+                 workspace: Optional[Workspace] = None):
+        self.reader = reader
+        self.tile = reader.tile  # the aihwkit tile
+        self.spec = spec
+        self.name = name
+        self.in_size = reader.in_size
+        self.out_size = reader.out_size
+        self.analog_bias = reader.analog_bias
+        self.reductions = spec.reductions()
+        self._inp_clip_is_noop = _inp_clip_is_noop(spec)
+        # The fused kernels cover abs-max / max noise management with deterministic DAC and ADC
+        # rounding (every shipped preset); other settings take the torch operations.
+        kernels = _load_kernels() if fused and not spec.perfect else None
+        self._dac_kernels = kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0
+                                        and not spec.inp_sto_round) else None
+        self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
+        # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
+        # noise, ADC step, output bound, bound test of negative outputs, out_scale
+        self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
+        self._adc_args = (np.float32(spec.out_noise), np.float32(spec.out_res), np.float32(spec.out_bound),
+                          spec.bm_test_negative_bound, np.float32(spec.out_scale))
+        self.workspace = workspace or Workspace()
+        self.weights: Optional[Weights] = None
+        self.post = None
+        self._identity_post = None
+        self._baseline_key = None
+        self._baseline = None
+        self.alpha = None
+
+    # -- state ---------------------------------------------------------------------------
+    def sync(self, gen, baseline_gen=None) -> None:
+        """Read the tile's current weights and periphery; recompute the drift compensation
+        (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
+        reader = self.reader
+        self.weights = Weights(reader.weights())
+        self.input_range = reader.input_range()
+        # TileWithPeriphery.post_forward: x_output * (input_range * mapping_scales)
+        scale = self.input_range
+        ms = reader.mapping_scales()
+        if ms is not None:
+            scale = ms.clone() if scale is None else scale * ms
+        self.post_scale = scale
+        self.out_scaling = reader.out_scaling()
+        self.bias = reader.digital_bias()
+        self.alpha = self._drift_alpha(gen, gen if baseline_gen is None else baseline_gen)
+        self.post = None
+        if self._adc_kernels is not None:
+            # the periphery per output for the ADC kernels; identities (x * 1 and x + -0.0
+            # return x exactly) stand for the steps this tile does not have
+            n = self.out_size
+            self.post = tuple(
+                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy()) if t is not None
+                else np.full(n, identity, np.float32)
+                for t, identity in ((self.post_scale, 1.0), (self.alpha, 1.0),
+                                    (self.out_scaling, 1.0), (self.bias, -0.0)))
+
+    def _drift_alpha(self, gen, baseline_gen) -> Optional[Tensor]:
+        """The drift-compensation factor as aihwkit computes it, read out through this engine."""
+        comp = self.reader.drift_compensation()
+        if comp is None:
+            return None
+        programmed = self.reader.programmed_weights()
+        if programmed is None:
+            # never programmed: aihwkit multiplies by its initial alpha (1)
+            return self.reader.initial_alpha()
+        readout = comp.readout_vectors()
+        if self._baseline_key is not programmed:
+            # InferenceTileWithPeriphery.program_weights -> compensation.init_baseline(tile):
+            # one read-out of the programmed weights (one noise draw per programming).
+            if comp.exact_reference:
+                out = comp.reference_output(readout)
+            else:
+                out = self.mvm(readout, Weights(programmed), baseline_gen)
+            self._baseline = comp.readout(out)
+            self._baseline_key = programmed
+        current = self.mvm(readout, self.weights, gen)
+        return comp.alpha(current, self._baseline)
+
+    # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
+    def mvm(self, x: Tensor, weights: "Weights", gen, post=None) -> Tensor:
+        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)); with
+        ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
+        spec = self.spec
+        x = x.to(torch.float32).contiguous()
+        cols = x.dim() == 3
+        out_shape = (x.shape[0], weights.n, x.shape[2]) if cols else (x.shape[0], weights.n)
+        out = torch.empty(out_shape, dtype=torch.float32, device=x.device)
+        if spec.perfect:
+            return self._perfect(x, weights, out)
+        if cols:
+            self._mvm_chunk(x, weights, out, gen, post)
+            return out
+        rows = max(256, CHUNK_ELEMENTS // max(x.shape[1], 1))
+        for start in range(0, x.shape[0], rows):
+            stop = min(x.shape[0], start + rows)
+            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
+        return out
+
+    def _perfect(self, x: Tensor, weights: "Weights", out: Tensor) -> Tensor:
+        """The perfect forward: the plain product, times ``out_scale``."""
+        weights.matmul(x, out)
+        if self.spec.out_scale != 1.0:
+            out.mul_(self.spec.out_scale)
+        return out
+
+    def _mvm_chunk(self, x: Tensor, weights: "Weights", out: Tensor, gen, post) -> None:
+        """Vectors given explicitly: rows (M, K) or columns (B, K, L)."""
+        rows_of = lambda mask: _vectors(x)[mask]  # noqa: E731
+        kernels = self._dac_kernels
+        if kernels is None or x.dim() == 3:
+            self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
+                     weights, out, gen, post)
+            return
+        scale = torch.empty(x.shape[0], dtype=torch.float32)
+        nonpos = torch.empty(x.shape[0], dtype=torch.bool)
+        xq = self.workspace.get("dac", x.shape)
+        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
+                                 nonpos.numpy(), xq.numpy())
+        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen, post)
+
+    def nm_values(self, x: Tensor) -> Optional[Tensor]:
+        """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
+        # (x.abs().amax is much faster than aminmax along a non-inner dim)
+        return self._noise_management(lambda signed: x.amax(1) if signed else x.abs().amax(1),
+                                      (x.shape[0],) + tuple(x.shape[2:]), x.device)
+
+    def _noise_management(self, maxima, shape, device) -> Optional[Tensor]:
+        """computeNoiseManagement for vectors whose maximum of ``x`` (``maxima(True)``) or of
+        ``|x|`` (``maxima(False)``) is given; ``shape``: the vectors'. None: no NM."""
+        spec = self.spec
+        if spec.nm == "constant":
+            return torch.full(shape, spec.nm_thres if spec.nm_thres > 0 else 1.0,
+                              dtype=torch.float32, device=device)
+        if spec.nm not in ("abs_max", "max"):
+            return None
+        nms = maxima(spec.nm == "max")
+        if spec.nm_thres > 0:
+            nms = torch.clamp(nms, max=spec.nm_thres)
+        return nms
+
+    def run(self, nms: Optional[Tensor], dac, rows_of, weights: "Weights", out: Tensor,
+            gen, post=None) -> None:
+        """forwardVector for a batch of vectors, writing ``out`` (outputs along dim 1), with
+        torch operations.
+
+        ``nms``: the noise-management value of each vector (None without NM); ``dac(s)``
+        returns the DAC output of the input vectors times ``s`` (one value per vector), a new
+        tensor; ``rows_of(mask)`` returns the raw input vectors selected by ``mask`` as rows
+        (M', K), for bound management.
+        """
+        zero = None
+        if nms is not None:
+            positive = nms > 0
+            # scale = 1 / nm_scale where nm_scale > 0, else the vector is not nm-scaled
+            s0 = torch.where(positive, torch.reciprocal(nms), torch.ones_like(nms))
+            zero = self._zero_mask(~positive)
+        else:
+            vec_shape = (out.shape[0],) + tuple(out.shape[2:])
+            s0 = torch.ones(vec_shape, dtype=torch.float32, device=out.device)
+        self.complete(dac(s0), s0, zero, rows_of, weights, out, gen, post)
+
+    def _zero_mask(self, nonpositive: Tensor, count: Optional[int] = None) -> Optional[Tensor]:
+        """The vectors that take forwardVector's short cut (a non-positive noise-management
+        value and no input noise: the output is exactly zero, no noise drawn), or None."""
+        if self.spec.inp_noise > 0 or count == 0:
+            return None
+        return nonpositive if count or bool(nonpositive.any()) else None
+
+    def complete(self, xq: Tensor, s0: Tensor, zero: Optional[Tensor], rows_of, weights: "Weights",
+                 out: Tensor, gen, post=None) -> None:
+        """forwardVector from the DAC output ``xq`` of every vector at its noise-management
+        scale ``s0`` (the first bound-management round: its reduction is 1), writing ``out``;
+        ``zero``: the short-cut vectors; ``rows_of``: see :meth:`run`; ``post``: see
+        :meth:`mvm` (the kernel applies it to the first round, here it is applied to the
+        vectors that replace those results)."""
+        failed = self._one_pass(xq, s0, weights, gen, out, post)
+        if failed is not None and len(self.reductions) > 1:
+            if zero is not None:
+                failed &= ~zero
+            if bool(failed.any()):
+                # bound management: recompute the saturated vectors at reduced input scale
+                yr = self._rerun(rows_of(failed), s0[failed], weights, gen)
+                if post is not None:
+                    self._periphery(yr, (-1,))
+                _vectors(out)[failed] = yr
+        if zero is not None:
+            if post is None:
+                out.masked_fill_(zero.unsqueeze(1), 0.0)
+            else:  # an exactly zero output, through the periphery
+                _vectors(out)[zero] = self._periphery(torch.zeros(1, out.shape[1]), (-1,))
+
+    def _rerun(self, x: Tensor, s0: Tensor, weights: "Weights", gen) -> Tensor:
+        """Bound-management rounds 2, 3, ... for rows ``x`` that saturated in round 1."""
+        out = None
+        idx = None
+        xa, sa = x, s0
+        last = len(self.reductions) - 1
+        for r in range(1, last + 1):
+            s = sa / self.reductions[r]
+            y = torch.empty(xa.shape[0], weights.n, dtype=torch.float32, device=x.device)
+            failed = self._one_pass(self._dac_rows(xa, s, gen), s, weights, gen, y)
+            if out is None:
+                out = y
+            else:
+                out.index_copy_(0, idx, y)
+            if r == last or failed is None or not bool(failed.any()):
+                break
+            sel = failed.nonzero().squeeze(1)
+            idx = sel if idx is None else idx.index_select(0, sel)
+            xa = xa.index_select(0, sel)
+            sa = sa.index_select(0, sel)
+        return out
+
+    def _dac_torch(self, xs: Tensor, gen) -> Tensor:
+        """prepareInput's DAC and bound on input vectors already times their scale, in place."""
+        spec = self.spec
+        _discretize(xs, spec.inp_res, spec.inp_sto_round, gen)
+        if not self._inp_clip_is_noop:
+            xs.clamp_(-spec.inp_bound, spec.inp_bound)
+        return xs
+
+    def _dac_rows(self, x: Tensor, s: Tensor, gen) -> Tensor:
+        """The DAC output of row vectors ``x`` (M, K) times their scales ``s`` (M,)."""
+        if self._dac_kernels is None:
+            return self._dac_torch(x * s.unsqueeze(1), gen)
+        out = torch.empty_like(x)
+        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self._dac_args[1:], out.numpy())
+        return out
+
+    def _one_pass(self, xs: Tensor, s: Tensor, weights: "Weights", gen,
+                  y: Tensor, post=None) -> Optional[Tensor]:
+        """computeAnalogMV (ONE_PASS) into ``y`` for the DAC output ``xs`` of the input vectors
+        times their scale ``s`` (``xs`` is modified in place): the rest of prepareInput (noise,
+        asymmetry), gemv, non-idealities, finalizeOutput (noise, ADC, bound), then the final
+        ``out_scale / scale``. Returns the vectors that failed the bound test (None without
+        bound management)."""
+        spec = self.spec
+        # --- prepareInput (after the DAC) ---
+        if spec.inp_noise > 0:
+            noise = _gaussian(xs, gen)
+            xs.add_(noise.mul_(spec.inp_noise))
+        if spec.inp_asymmetry != 0:
+            a = _f32(np.float32(1.0) - np.float32(spec.inp_asymmetry))
+            xs = torch.where(xs < 0, xs * a, xs)
+        # --- gemv ---
+        weights.matmul(xs, y)
+        # --- non-idealities (applyNonIdealities): IR drop, then output-referred weight noise ---
+        if spec.ir_drop > 0:
+            self._ir_drop(xs, weights, y)
+        if spec.w_noise > 0 and spec.w_noise_type == "additive_constant":
+            std = torch.linalg.vector_norm(xs, dim=1).mul_(spec.w_noise)
+            noise = _gaussian(y, gen)
+            y.add_(noise.mul_(std.unsqueeze(1)))
+        elif spec.w_noise > 0 and spec.w_noise_type == "pcm_read":
+            std = weights.abs_matmul(xs * xs).sqrt_().mul_(spec.w_noise)
+            noise = _gaussian(y, gen)
+            y.add_(noise.mul_(std))
+        return self._finalize(y, s, gen, post)
+
+    def _ir_drop(self, xs: Tensor, weights: "Weights", y: Tensor) -> None:
+        """applyIrDrop: y_i -= c(a_i) * ir_drop * sum_j w_ij x_j (1 - (1 - j/n)^2), with the
+        total current a_i = n / g_ratio * sum_j |w_ij| |x_j| and c(a) = a (a (0.05 a - 0.2) + 0.5);
+        input 0 is the farthest from the output."""
+        spec = self.spec
+        n_in = xs.shape[1]
+        shape = [1] * xs.dim()
+        shape[1] = -1
+        a_scale = _f32(np.float32(n_in) / np.float32(spec.ir_drop_g_ratio))
+        a = weights.abs_matmul(xs.abs()).mul_(a_scale)
+        c = a * (a * (a * 0.05 - 0.2) + 0.5)
+        j = torch.arange(n_in, dtype=torch.float32, device=xs.device)
+        p = 1.0 - j / float(n_in)
+        x_ir = xs * (1.0 - p * p).view(shape)
+        tmp = torch.empty_like(y)
+        weights.matmul(x_ir, tmp)
+        y.sub_(c.mul_(tmp.mul_(spec.ir_drop)))
+
+    def _finalize(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
+        spec = self.spec
+        # --- finalizeOutput ---
+        if spec.out_asymmetry > 0:
+            a = _f32(np.float32(1.0) - np.float32(spec.out_asymmetry))
+            y.copy_(torch.where(y < 0, y * a, y))
+        if self._adc_kernels is not None:
+            return self._finalize_fused(y, s, gen, post)
+        if spec.out_noise > 0:
+            noise = _gaussian(y, gen)
+            y.add_(noise, alpha=spec.out_noise)
+        _discretize(y, spec.out_res, spec.out_sto_round, gen)
+        failed = None
+        if spec.out_bound != float("inf"):
+            if spec.bm:
+                failed = _bound_failed(y, spec.out_bound, spec.bm_test_negative_bound)
+            y.clamp_(-spec.out_bound, spec.out_bound)
+        # --- final scaling by out_scale / scale (a Python scalar over a tensor would be
+        # reciprocal-times-scalar in torch, so divide tensor by tensor) ---
+        factor = torch.reciprocal(s) if spec.out_scale == 1.0 else torch.full_like(s, spec.out_scale) / s
+        y.mul_(factor.unsqueeze(1))
+        return failed
+
+    def _no_post(self, n: int) -> tuple:
+        """Periphery arrays that leave every output as it is."""
+        if self._identity_post is None or len(self._identity_post[0]) != n:
+            self._identity_post = (np.ones(n, np.float32),) * 3 + (np.full(n, -0.0, np.float32),)
+        return self._identity_post
+
+    def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
+        """:meth:`_finalize` after the output asymmetry, and the periphery ``post`` if given,
+        in one kernel pass over ``y``; the noise is drawn exactly as the torch path draws it."""
+        spec = self.spec
+        noise = (torch.randn(y.shape, generator=gen, out=self.workspace.get("noise", y.shape))
+                 if spec.out_noise > 0 else _NO_NOISE[y.dim()])
+        failed = torch.empty(s.shape, dtype=torch.bool)
+        adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
+        sigma, res, bound, test_negative, out_scale = self._adc_args
+        count = adc(y.numpy(), noise.numpy(), sigma, res, bound, test_negative, s.numpy(), out_scale,
+                    *(post or self._no_post(y.shape[1])), failed.numpy())
+        return failed if spec.bm and count else None
+
+    # -- the tile module ---------------------------------------------------------------------
+    def forward(self, x: Tensor, gen, cols: bool = False) -> Tensor:
+        """``InferenceTile.forward`` in eval mode: input range, raw tile, mapping scales, drift
+        compensation, learned out scales, digital bias.
+
+        Rows: ``x`` (..., in_size). Columns (``cols``): ``x`` (B, in_size, L), result (B, N, L),
+        the periphery applied along dim 1 (as aihwkit's indexed convolution does).
+        """
+        x = self._input_ranged(x)
+        if cols:
+            x2 = x
+        else:
+            lead = x.shape[:-1]
+            x2 = x.reshape(-1, x.shape[-1])
+        if self.analog_bias:
+            ones = torch.ones((x2.shape[0], 1) + tuple(x2.shape[2:]), dtype=x2.dtype, device=x2.device)
+            x2 = torch.cat([x2, ones], 1)
+        y = self.mvm(x2, self.weights, gen, self.post)
+        if self.post is None:
+            y = self._periphery(y, (-1, 1) if cols else (-1,))
+        return y if cols else y.view(*lead, self.out_size)
+
+    def _input_ranged(self, x: Tensor) -> Tensor:
+        """``TileWithPeriphery.pre_forward`` in eval mode: inputs clipped to the input range and
+        divided by it (element-wise); refuses a tile that was never synced."""
+        if self.weights is None:
+            raise RuntimeError("FastAnalogForward.sync(generator) must be called before the forward")
+        if self.input_range is None:
+            return x
+        ir = abs(self.input_range.item())
+        return torch.clamp(x, min=-ir, max=ir) / self.input_range
+
+    def _periphery(self, y: Tensor, view) -> Tensor:
+        """The digital post-processing of InferenceTile, in aihwkit's order of operations
+        (in place: ``y`` is this engine's own buffer)."""
+        if self.post_scale is not None:
+            y.mul_(self.post_scale.view(*view))
+        if self.alpha is not None:
+            y.mul_(self.alpha.view(*view) if self.alpha.dim() else self.alpha)
+        if self.out_scaling is not None:
+            y.mul_(self.out_scaling.view(*view))
+        if self.bias is not None:
+            y.add_(self.bias.view(*view))
+        return y
+
+    def forward_patches(self, img: Tensor, geometry, gen, out: Optional[Tensor] = None) -> Tensor:
+        """The tile module forward of every convolution patch of ``img`` (b, C, H, W), the
+        vectors of ``F.unfold`` (elements ordered (C, kh, kw)): quantized straight from the
+        image by the DAC kernel, or, with the torch operations, read through a strided view of
+        the padded image; the noise-management maximum of each patch is a sliding-window
+        maximum over the image. Result (b, N, oh*ow), periphery applied."""
+        spec = self.spec
+        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
+        img = self._input_ranged(img).to(torch.float32).contiguous()  # (commutes with unfolding)
+        b, c, h, w = img.shape
+        oh, ow = conv_out_hw(h, w, geometry)
+        k, L = c * kh * kw, oh * ow
+
+        def padded():
+            return F.pad(img, (pw, pw, ph, ph)) if (ph or pw) else img
+
+        def patches(xp=None):
+            """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
+            xp = padded() if xp is None else xp
+            st = xp.stride()
+            return xp.as_strided((b, c, kh, kw, oh, ow),
+                                 (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+
+        def rows_of(mask):
+            return patches().permute(0, 4, 5, 1, 2, 3)[mask.view(b, oh, ow)].reshape(-1, k)
+
+        if out is None:
+            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=img.device)
+        kernels = self._dac_kernels
+        if spec.perfect:
+            self._perfect(patches().reshape(b, k, L), self.weights, out)
+        elif kernels is not None:
+            scale = torch.empty(b, L, dtype=torch.float32)
+            nonpos = torch.empty(b, L, dtype=torch.bool)
+            xq = self.workspace.get("dac", (b, k, L))
+            zeros = kernels.conv_dac(img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max",
+                                     *self._dac_args, scale.view(b, oh, ow).numpy(),
+                                     nonpos.view(b, oh, ow).numpy(), xq.numpy())
+            self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen,
+                          self.post)
+        else:
+            xp = padded()
+            view = patches(xp)
+            nms = self._noise_management(  # (the padding zeros count, as in unfold)
+                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw),
+                                           (oh, ow)).view(b, L),
+                (b, L), img.device)
+
+            def dac(s):
+                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=img.device)
+                torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf)
+                return self._dac_torch(buf.view(b, k, L), gen)
+
+            self.run(nms, dac, rows_of, self.weights, out, gen, self.post)
+        return out if self.post is not None else self._periphery(out, (-1, 1))
+
+
+class Weights:
+    """A tile's weight matrix (d_size, x_size) in the layouts the products need."""
+
+    def __init__(self, w):
+        self.w = torch.as_tensor(w).detach().to(torch.float32).contiguous()
+        self.n = self.w.shape[0]
+        self._wt = None
+        self._abs = None
+        self._abs_t = None
+
+    @property
+    def wt(self) -> Tensor:
+        if self._wt is None:
+            self._wt = self.w.t().contiguous()
+        return self._wt
+
+    def matmul(self, x: Tensor, out: Tensor) -> Tensor:
+        """``W x`` for columns (B, K, L) -> (B, N, L), ``x W^T`` for rows (M, K) -> (M, N).
+
+        Through numpy's OpenBLAS where the operands are contiguous: torch's MKL does not use
+        its fastest kernels on AMD processors (benchmarks/bench_evaluate.py --internals compares
+        the two on the tile shapes of ResNet-20). Its threads follow torch's
+        (:class:`.threads.engine_threads`)."""
+        if x.is_contiguous() and out.is_contiguous():
+            if x.dim() == 3:
+                np.matmul(self.w.numpy(), x.numpy(), out=out.numpy())
+            else:
+                np.matmul(x.numpy(), self.wt.numpy(), out=out.numpy())
+            return out
+        if x.dim() == 3:
+            return torch.matmul(self.w, x, out=out)
+        return torch.matmul(x, self.wt, out=out)
+
+    def abs_matmul(self, x: Tensor) -> Tensor:
+        if x.dim() == 3:
+            if self._abs is None:
+                self._abs = self.w.abs()
+            return torch.matmul(self._abs, x)
+        if self._abs_t is None:
+            self._abs_t = self.wt.abs()
+        return x @ self._abs_t
+
+
+def conv_out_hw(h: int, w: int, geometry) -> tuple[int, int]:
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
+    return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+
