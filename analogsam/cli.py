@@ -21,10 +21,6 @@ from pathlib import Path
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 
-#: The default study measures 5 programmings per model (as the README says); every other command that
-#: evaluates uses the API's ``DEFAULT_REPEATS``.
-STUDY_REPEATS = 5
-
 #: ``backend=`` of :func:`analogsam.evaluation.evaluate`.
 BACKENDS = ("auto", "fast", "aihwkit")
 
@@ -135,6 +131,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from analogsam.evaluation import DEFAULT_REPEATS
+    from analogsam.studies import default as default_study
     from analogsam.studies.flatness import analyze_runs
 
     debug = argparse.ArgumentParser(add_help=False)
@@ -153,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(run, dataset=True, subsets=True)
     add_training_flags(run, study=True)
     add_preset_flags(run)
-    add_evaluation_flags(run, repeats=STUDY_REPEATS, seed_help="seed of training and evaluation")
+    add_evaluation_flags(run, repeats=default_study.STUDY_REPEATS, seed_help="seed of training and evaluation")
     add_output_flags(run, default="analogsam-study", what="study folder: one run folder per optimizer and "
                                                          "evaluation/")
 
@@ -232,11 +229,11 @@ def _output_folder(path) -> Path:
     return ensure_folder(path)
 
 
-def _finish(rows, out: Path, title: str) -> None:
+def _finish(rows, out: Path, title: str, left_out=()) -> None:
+    from analogsam.evaluation import summarize
     from analogsam.evaluation.report import summary_tables, write_report
-    from analogsam.evaluation.store import summarize
 
-    written = write_report(rows, out, title=title)
+    written = write_report(rows, out, title=title, left_out=left_out)
     print()
     print(summary_tables(summarize(rows)))
     print()
@@ -251,11 +248,21 @@ def _test_batches(run, data_root):
 
 
 def _sweep(args, runs, presets, out: Path):
-    from analogsam.evaluation import sweep
+    """The sweep's rows and the (preset, time) cells it leaves out, said once on stderr beforehand."""
+    import warnings
 
-    return sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
-                 overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                 workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root))
+    from analogsam.evaluation import sweep
+    from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, left_out_cells
+
+    left_out = left_out_cells(presets, args.times, _overrides(args.set))
+    if left_out:
+        print(f"note: {describe_left_out(left_out)}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
+        rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
+                     overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
+                     workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root))
+    return rows, left_out
 
 
 def cmd_run(args) -> None:
@@ -266,8 +273,8 @@ def cmd_run(args) -> None:
     runs = default_study_runs(out, optimizers=args.optimizers.split(","), data=args.data, model=args.model,
                               epochs=args.epochs, seed=args.seed, data_root=args.data_root,
                               train_limit=args.train_limit, test_limit=args.test_limit, progress=not args.quiet)
-    rows = _sweep(args, runs, [args.preset], out / "evaluation")
-    _finish(rows, out / "evaluation", title=f"Default study: {args.model} on {args.data}, {args.preset}")
+    rows, left_out = _sweep(args, runs, [args.preset], out / "evaluation")
+    _finish(rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}")
     print(f"finished in {time.perf_counter() - start:.0f} s; results in {out}")
 
 
@@ -292,7 +299,8 @@ def _sweep_and_report(args, run_dirs, presets, out, title: str) -> None:
 
     runs = [load_run(d) for d in run_dirs]  # a missing or damaged run is refused before a folder is made
     out = _output_folder(out)
-    _finish(_sweep(args, runs, presets, out), out, title=title)
+    rows, left_out = _sweep(args, runs, presets, out)
+    _finish(rows, out, title=title, left_out=left_out)
 
 
 def cmd_evaluate(args) -> None:

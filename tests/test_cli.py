@@ -46,6 +46,20 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert main(args) == 0  # a rerun resumes: nothing new to measure, nothing duplicated
     assert sorted((cmp / "results.csv").read_text().splitlines()) == sorted(before.splitlines())
 
+    # rram-wan2022 is defined only at 1 s, 1 d and 2 d: its 1 h cell is left out, said once, shown as —
+    capsys.readouterr()
+    mixed = tmp_path / "mixed"
+    assert main(["compare", str(tmp_path / "sgd"), "--presets", "pcm,rram-wan2022", "--times", "1s,1h",
+                 "--repeats", "1", "--out", str(mixed), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "left out" in line]
+    assert notes == ["note: left out, as the preset's noise model is not defined there (shown as —): "
+                     "rram-wan2022 at 1h (defined only at 1s, 1d, 2d)"]
+    assert "Warning" not in captured.err
+    measured = {(r["preset"], r["t_seconds"]) for r in read_rows(mixed / "results.csv")}
+    assert measured == {("pcm", 1.0), ("pcm", 3600.0), ("rram-wan2022", 1.0)}
+    assert "—" in captured.out and "left out" in (mixed / "report.md").read_text()
+
 
 def test_run_default_study_small(tmp_path, capsys):
     assert main(["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--repeats", "2",

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Iterable, Sequence
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
@@ -31,6 +30,7 @@ from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
+from analogsam.scoring import score
 from analogsam.validation import check_choice, check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
@@ -54,13 +54,6 @@ def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, tor
         raise InvalidParameterError("evaluate() got no batches: pass an iterable of (inputs, labels)")
     x, y = torch.cat(xs), torch.cat(ys)
     return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
-
-
-@torch.no_grad()
-def _score(forward, batches) -> tuple[float, float]:
-    from analogsam.scoring import score
-
-    return score(forward, batches)
 
 
 def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:
@@ -129,7 +122,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     # that may change the caller's random stream.
     with torch.random.fork_rng():
         network = network.cpu().eval()
-        digital_accuracy, _ = _score(network, data)
+        digital_accuracy, _ = score(network, data)
         wanted = range(repeats) if only_repeats is None else only_repeats
         todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r)]
         if not todo:
@@ -158,7 +151,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             cell = []
             for t in times:
                 measure.drift(t, repeat_seed)
-                acc, loss = _score(measure.forward, data)
+                acc, loss = score(measure.forward, data)
                 cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
                              "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,

@@ -16,10 +16,9 @@ import warnings
 import torch
 from torch import nn
 
-from analogsam.errors import AnalogsamError
+from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
-
 
 
 class ConversionError(AnalogsamError, ValueError):
@@ -59,7 +58,7 @@ def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0
         if seen >= max_samples:
             break
     if not inputs:
-        raise ValueError("calibration needs at least one batch of inputs")
+        raise InvalidParameterError("calibration needs at least one batch of inputs")
     x = torch.cat(inputs)[:max_samples]
     # aihwkit subsamples its input cache with torch's global generator: fix it here, without
     # disturbing the caller's random stream, so the same data always gives the same ranges.
@@ -87,7 +86,7 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
     from aihwkit.nn.conversion import convert_to_analog
 
     if not isinstance(model, nn.Module):
-        raise TypeError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
+        raise InvalidParameterError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
     bad = [(n, t) for n, t in unconvertible_layers(model) if n not in allow_digital]
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)

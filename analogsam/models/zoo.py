@@ -19,8 +19,10 @@ import difflib
 from typing import Any, Callable
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
+
+from analogsam.errors import InvalidParameterError
 
 
 class MLP(nn.Module):
@@ -85,7 +87,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, in_channels: int = 3, num_classes: int = 10, width: int = 16):
         super().__init__()
         if (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, ...), got {depth}")
+            raise InvalidParameterError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, ...), got {depth}")
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -152,7 +154,7 @@ def build_model(spec: dict) -> nn.Module:
     if name not in _BUILDERS:
         close = difflib.get_close_matches(str(name), _BUILDERS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Available: {', '.join(model_names())}")
+        raise InvalidParameterError(f"unknown model {name!r}.{hint} Available: {', '.join(model_names())}")
     if "hidden" in spec:  # a checkpoint stores tuples as lists
         spec["hidden"] = tuple(spec["hidden"])
     if "widths" in spec:
@@ -160,4 +162,4 @@ def build_model(spec: dict) -> nn.Module:
     try:
         return _BUILDERS[name](**spec)
     except TypeError as err:
-        raise ValueError(f"bad options for model {name!r}: {err}") from err
+        raise InvalidParameterError(f"bad options for model {name!r}: {err}") from err

@@ -11,6 +11,10 @@ from analogsam.data import load_dataset
 from analogsam.storage import file_digest, matching_record, settings_hash, write_json
 from analogsam.training import CHECKPOINT, TrainedRun, load_run, train
 
+#: Programmings per model in the default study (``analogsam run``), as the README says; every other
+#: evaluation uses :data:`analogsam.evaluation.DEFAULT_REPEATS`.
+STUDY_REPEATS = 5
+
 #: The record ``train_or_reuse`` writes beside a finished run: the settings it was trained with, their hash
 #: and the digest of the checkpoint they produced.
 REUSE_RECORD = "train_settings.json"
