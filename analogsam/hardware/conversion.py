@@ -1,6 +1,7 @@
 """Torch model -> aihwkit analog model, configured from a device preset.
 
-``convert(model, "pcm")`` deep-copies ``model``, builds the preset's complete ``InferenceRPUConfig``
+``convert(model, "pcm")`` deep-copies ``model``, rewrites the layers aihwkit cannot convert itself
+(:mod:`analogsam.hardware.mapping`), builds the preset's complete ``InferenceRPUConfig``
 (C++ tiles) *before* conversion — aihwkit 1.1.0 ignores forward settings changed on a converted
 C++ tile — and replaces every ``Linear`` and ``Conv1d/2d/3d`` by its analog counterpart with
 ``aihwkit.nn.conversion.convert_to_analog``. Normalisation, pooling and activations stay digital.
@@ -18,6 +19,7 @@ from torch import nn
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.hardware import presets as devices
+from analogsam.hardware.mapping import map_to_tiles
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
 
@@ -87,16 +89,16 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
 
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
-    bad = [(n, t) for n, t in unconvertible_layers(model) if n not in allow_digital]
+    digital = map_to_tiles(copy.deepcopy(model)).cpu().eval()
+    bad = [(n, t) for n, t in unconvertible_layers(digital) if n not in allow_digital]
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)
         raise ConversionError(
             f"cannot map these layers onto analog tiles: {listed}. aihwkit converts Linear and Conv1d/2d/3d "
             "layers; replace these layers, or pass allow_digital=(names...) to keep them digital knowingly.")
-    if not any(is_convertible(m) for m in model.modules()):
+    if not any(is_convertible(m) for m in digital.modules()):
         raise ConversionError(f"{type(model).__name__} has no Linear or Conv layer: nothing to put on analog tiles")
     preset = resolve_preset(preset, overrides)
-    digital = copy.deepcopy(model).cpu().eval()
     with warnings.catch_warnings():
         # aihwkit warns about every layer it keeps digital; we checked those above.
         warnings.simplefilter("ignore")

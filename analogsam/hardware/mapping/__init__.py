@@ -1,0 +1,19 @@
+"""Networks onto tiles: rewrites that give every weight matrix of a network a layer aihwkit converts.
+
+aihwkit converts ``Linear`` and ungrouped ``Conv1d/2d/3d`` layers. Other layers that hold crossbar
+weights (grouped and depthwise convolutions, attention projections, recurrent gates) are first
+rewritten, in the copy that :func:`analogsam.hardware.conversion.convert` makes, into modules that
+compute the same function with those weights in ``Linear`` / ``Conv`` children, and the digital
+rest (splitting channels, attention products, gate non-linearities) in plain torch. aihwkit's tiles
+and the fast engine then see the same analog layers, so both backends compute the same thing.
+
+Each kind of layer is one :class:`~analogsam.hardware.mapping.base.Rewrite` in its own module;
+:data:`REWRITES` lists them all, and :func:`map_to_tiles` applies them.
+"""
+
+from analogsam.hardware.mapping.base import Rewrite, map_to_tiles
+
+#: Every rewrite, tried in this order on each module (outermost modules first).
+REWRITES: tuple[Rewrite, ...] = ()
+
+__all__ = ["REWRITES", "Rewrite", "map_to_tiles"]
