@@ -148,15 +148,25 @@ class TiledMultiheadAttention(nn.Module):
 
         # analog: the projections, each on its own tiles
         q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        attn_mask = self._checked_attn_mask(attn_mask, bsz, tgt_len, k.shape[0])
+        out, weights = self._attend(q, k, v, attn_mask, key_padding_mask, need_weights, average_attn_weights,
+                                    is_causal)
+        out = self.out_proj(out)  # analog
+        if not batched:
+            return out.squeeze(1), None if weights is None else weights.squeeze(0)
+        return (out.transpose(0, 1) if self.batch_first else out), weights
 
-        # digital: heads, masks, the attention products
-        src_len = k.shape[0]
-        attn_mask = self._checked_attn_mask(attn_mask, bsz, tgt_len, src_len)
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
+                need_weights: bool, average_attn_weights: bool, is_causal: bool) -> tuple[Tensor, Tensor | None]:
+        """The digital part, from the projected (L, N, E) / (S, N, E) tensors to the heads' merged
+        output (L, N, E) and the attention weights: bias_k/v and zero keys appended, heads split,
+        masks merged, softmax(QKᵀ/√d + mask)·V, in the order of ``multi_head_attention_forward``."""
+        tgt_len, bsz, _ = q.shape
+        heads, head_dim = self.num_heads, self.head_dim
         if self.bias_k is not None:
             k = torch.cat([k, self.bias_k.repeat(1, bsz, 1)])
             v = torch.cat([v, self.bias_v.repeat(1, bsz, 1)])
             attn_mask, key_padding_mask = self._one_more_key(attn_mask, key_padding_mask)
-        heads, head_dim = self.num_heads, self.head_dim
         q = q.reshape(tgt_len, bsz * heads, head_dim).transpose(0, 1)
         k = k.reshape(k.shape[0], bsz * heads, head_dim).transpose(0, 1)
         v = v.reshape(v.shape[0], bsz * heads, head_dim).transpose(0, 1)
@@ -175,20 +185,7 @@ class TiledMultiheadAttention(nn.Module):
             attn_mask = key_padding_mask if attn_mask is None else attn_mask + key_padding_mask
         dropout_p = self.dropout if self.training else 0.0
 
-        if need_weights:
-            q_scaled = q * math.sqrt(1.0 / float(head_dim))
-            if attn_mask is not None:
-                weights = torch.baddbmm(attn_mask, q_scaled, k.transpose(-2, -1))
-            else:
-                weights = torch.bmm(q_scaled, k.transpose(-2, -1))
-            weights = torch.softmax(weights, dim=-1)
-            if dropout_p > 0.0:
-                weights = F.dropout(weights, p=dropout_p)
-            out = torch.bmm(weights, v).transpose(0, 1).reshape(tgt_len, bsz, self.embed_dim)
-            weights = weights.view(bsz, heads, tgt_len, src_len)
-            if average_attn_weights:
-                weights = weights.mean(dim=1)
-        else:
+        if not need_weights:
             if attn_mask is not None:
                 attn_mask = (attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1
                              else attn_mask.view(bsz, heads, -1, src_len))
@@ -196,13 +193,18 @@ class TiledMultiheadAttention(nn.Module):
                                                  k.view(bsz, heads, src_len, head_dim),
                                                  v.view(bsz, heads, src_len, head_dim),
                                                  attn_mask, dropout_p, is_causal)
-            out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, self.embed_dim)
-            weights = None
-
-        out = self.out_proj(out)  # analog
-        if not batched:
-            return out.squeeze(1), None if weights is None else weights.squeeze(0)
-        return (out.transpose(0, 1) if self.batch_first else out), weights
+            return out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, self.embed_dim), None
+        q_scaled = q * math.sqrt(1.0 / float(head_dim))
+        if attn_mask is not None:
+            weights = torch.baddbmm(attn_mask, q_scaled, k.transpose(-2, -1))
+        else:
+            weights = torch.bmm(q_scaled, k.transpose(-2, -1))
+        weights = torch.softmax(weights, dim=-1)
+        if dropout_p > 0.0:
+            weights = F.dropout(weights, p=dropout_p)
+        out = torch.bmm(weights, v).transpose(0, 1).reshape(tgt_len, bsz, self.embed_dim)
+        weights = weights.view(bsz, heads, tgt_len, src_len)
+        return out, (weights.mean(dim=1) if average_attn_weights else weights)
 
     def _checked_attn_mask(self, mask: Tensor | None, bsz: int, tgt_len: int, src_len: int) -> Tensor | None:
         """``attn_mask`` as (1 or batch·heads, L, S), its shape checked as torch checks it."""
