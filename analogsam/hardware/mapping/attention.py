@@ -243,6 +243,7 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
 
     @classmethod
     def from_torch(cls, encoder: nn.TransformerEncoder) -> "PaddedTransformerEncoder":
+        """``encoder``'s layers and norm (shared, not copied) in this class."""
         padded = cls.__new__(cls)
         padded.__dict__.update(encoder.__dict__)
         padded._modules = dict(encoder._modules)
@@ -252,6 +253,9 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
 
     def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
                 is_causal: bool | None = None) -> Tensor:
+        """``nn.TransformerEncoder.forward`` on padded tensors (see the class docstring). ``is_causal``
+        None is passed on as False, where torch would test ``mask`` for causality: the mask itself is
+        then applied, which gives the same numbers."""
         padding = _additive_mask(src_key_padding_mask, "src_key_padding_mask", src.dtype)
         output = src
         for layer in self.layers:
@@ -267,7 +271,8 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
 
     def _torch_would_nest(self, src: Tensor, mask: Tensor | None, padding: Tensor | None) -> bool:
         """The conditions of ``nn.TransformerEncoder.forward`` for its nested-tensor path."""
-        if not (self.nests_padded_batches and torch.backends.mha.get_fastpath_enabled()) or padding is None:
+        fastpath = getattr(torch.backends, "mha", None)  # the switch exists from torch 2.1 on
+        if not self.nests_padded_batches or padding is None or (fastpath and not fastpath.get_fastpath_enabled()):
             return False
         if self.layers[0].training or src.dim() != 3 or mask is not None or torch.is_autocast_enabled():
             return False
@@ -279,6 +284,8 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
 
 
 def _map_children(module: nn.Module) -> nn.Module:
+    """``module`` with its children mapped by :data:`~analogsam.hardware.mapping.REWRITES` (a rewrite's
+    result is not visited again by :func:`map_to_tiles`, so the encoder maps its layers itself)."""
     for key, child in list(module._modules.items()):
         if child is not None:
             module._modules[key] = map_to_tiles(child)
