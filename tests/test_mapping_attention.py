@@ -200,6 +200,7 @@ def test_asam_scales_attention_projections_not_biases():
     layer = encoder(nested=False, layers=1).layers[0]
     names = [n for n, _ in roles.crossbar_weights(layer)]
     assert names == ["self_attn.in_proj_weight", "self_attn.out_proj.weight", "linear1.weight", "linear2.weight"]
+    assert [n for n, _ in roles.select_parameters(layer, "weights")] == names  # what weight noise and faults hit
     groups = adaptive_param_groups(layer)
     adaptive = {id(p) for g in groups if g["adaptive"] for p in g["params"]}
     params = dict(layer.named_parameters())

@@ -147,6 +147,7 @@ def test_asam_scales_recurrent_weights_not_biases():
     names = [n for n, _ in roles.crossbar_weights(model)]
     assert names == [f"rnn.weight_{p}_l{k}{s}" for k in (0, 1) for s in ("", "_reverse") for p in ("ih", "hh")] \
         + ["head.weight"]
+    assert [n for n, _ in roles.select_parameters(model, "weights")] == names  # what weight noise and faults hit
     groups = adaptive_param_groups(model)
     adaptive = {id(p) for g in groups if g["adaptive"] for p in g["params"]}
     params = dict(model.named_parameters())
