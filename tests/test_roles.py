@@ -38,7 +38,7 @@ def test_roles_of_each_layer():
     kinds = [(roles.is_convertible(m), roles.is_digital_by_design(m)) for m in model]
     assert kinds == [(True, False), (False, True), (False, False), (False, False), (True, False), (False, True),
                      (False, True), (True, False)]
-    assert not roles.is_digital_by_design(nn.Embedding(3, 2)) and not roles.is_convertible(nn.Embedding(3, 2))
+    assert roles.is_digital_by_design(nn.Embedding(3, 2)) and not roles.is_convertible(nn.Embedding(3, 2))  # a lookup
 
 
 def test_frozen_weights_still_sit_on_the_crossbar():

@@ -258,8 +258,9 @@ class SAMSON(ASAM):
 
 class SharpnessAwareMethod(TrainingMethod):
     """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
-    BatchNorm running statistics frozen. ASAM/SAMSON scale the layer weights (``weight`` of every
-    non-normalisation layer), not biases or normalisation parameters."""
+    BatchNorm running statistics frozen. ASAM/SAMSON scale the crossbar weights
+    (:func:`analogsam.robustness.roles.crossbar_weights`: Linear/Conv weights, attention projections,
+    recurrent gate matrices), not biases, normalisation parameters or embedding tables."""
 
     OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
 

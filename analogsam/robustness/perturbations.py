@@ -15,8 +15,9 @@ Three perturbations of the weights, each with a curve of accuracy against its st
   more accuracy and sharpness-aware-quantized (SAQ, Liu et al., arXiv 2111.12273) networks kept more.
 
 **Which parameters.** By default (``parameters="weights"``) only the crossbar weights are perturbed
-(:func:`analogsam.robustness.roles.crossbar_weights`): the ``weight`` of Linear and Conv1d/2d/3d
-layers, the matrices aihwkit's ``convert_to_analog`` puts on analog tiles.
+(:func:`analogsam.robustness.roles.crossbar_weights`): the matrices that go onto analog tiles, the
+``weight`` of Linear and Conv1d/2d/3d layers, attention's projections and the recurrent layers' gate
+matrices.
 Biases stay digital in aihwkit 1.1.0 (``mapping.digital_bias = True``), and BatchNorm runs digitally,
 so neither sees device noise or device faults. Büchel et al. perturb every parameter Θ;
 ``parameters="all"`` reproduces that.

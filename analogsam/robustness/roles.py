@@ -7,13 +7,22 @@ conversion to aihwkit (which layers become tiles, which may stay digital) all re
 
 - **Convertible layers** (:data:`CONVERTIBLE_LAYERS`): ``Linear`` and ``Conv1d/2d/3d``, the layer
   types aihwkit 1.1.0's ``convert_to_analog`` maps onto analog tiles.
+- **Rewritten layers** (:data:`REWRITTEN_WEIGHTS`): ``MultiheadAttention`` and the recurrent layers
+  (``LSTM``, ``GRU``, ``RNN``), whose weight matrices ``analogsam.hardware.mapping`` moves into
+  ``Linear`` children before conversion (attention's Q, K, V and output projections; every gate's
+  input and hidden matrices and the LSTM projection).
 - **Digital by design** (:data:`DIGITAL_LAYERS`): normalisation layers (:data:`NORM_LAYERS`) and
-  ``PReLU``, whose parameters the digital periphery of an analog accelerator applies. Any other layer
-  that holds parameters is neither, and ``convert`` refuses it by name.
+  ``PReLU``, whose parameters the digital periphery of an analog accelerator applies, and the lookup
+  tables ``Embedding`` / ``EmbeddingBag`` (:data:`LOOKUP_LAYERS`: a row read from memory, not a
+  matrix-vector product). Any other layer that holds parameters is neither, and ``convert`` refuses
+  it by name.
 - **Crossbar weights** (:func:`crossbar_weights`): the ``weight`` with more than one dimension of
-  every layer that is not a normalisation layer; in a model that ``convert`` accepts, exactly the
-  matrices on analog tiles (layers kept digital knowingly with ``allow_digital`` aside). Biases are
-  not (aihwkit 1.1.0 keeps them digital, ``mapping.digital_bias = True``), nor are BatchNorm's γ, β.
+  every layer that is not digital by design, and the named matrices of the rewritten layers
+  (``in_proj_weight`` or ``q/k/v_proj_weight``; ``weight_ih_l*``, ``weight_hh_l*``, ``weight_hr_l*``);
+  in a model that ``convert`` accepts, exactly the matrices on analog tiles (layers kept digital
+  knowingly with ``allow_digital`` aside). Biases are not (aihwkit 1.1.0 keeps them digital,
+  ``mapping.digital_bias = True``), nor are BatchNorm's γ, β, attention's ``bias_k``/``bias_v`` or
+  an embedding table.
 
 **The BatchNorm γ decision.** ASAM's T = |w| + η (Kwon et al., ICML 2021, arXiv 2102.11600) is
 applied by the authors' code (SamsungLabs/ASAM) to every parameter whose name contains ``weight``,
@@ -45,8 +54,19 @@ CONVERTIBLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 #: conductances nor perturbed by an attack, weight noise or the adaptive scaling.
 NORM_LAYERS = (_NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
-#: Layers with parameters that legitimately stay digital (applied by the periphery): normalisation and PReLU.
-DIGITAL_LAYERS = NORM_LAYERS + (nn.PReLU,)
+#: Lookup tables: a stored row is read out, no matrix-vector product happens, so they stay digital.
+LOOKUP_LAYERS = (nn.Embedding, nn.EmbeddingBag)
+
+#: Layers with parameters that legitimately stay digital (applied by the periphery): normalisation,
+#: PReLU and lookup tables.
+DIGITAL_LAYERS = NORM_LAYERS + (nn.PReLU,) + LOOKUP_LAYERS
+
+#: Layers that ``analogsam.hardware.mapping`` rewrites onto Linear tiles, and the name prefixes of
+#: their parameters that become those tiles' weights (everything else they hold stays digital).
+REWRITTEN_WEIGHTS = (
+    (nn.MultiheadAttention, ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")),
+    (nn.RNNBase, ("weight_ih_l", "weight_hh_l", "weight_hr_l")),
+)
 
 #: What a probe may perturb: ``"all"`` trainable parameters or the crossbar ``"weights"``.
 PARAMETER_SETS = ("all", "weights")
@@ -74,28 +94,37 @@ def _unique(named: Iterable[tuple[str, nn.Parameter]], *, trainable: bool) -> li
     return out
 
 
-def _outside_norm_layers(model: nn.Module, *, weights_only: bool, trainable: bool) -> list[tuple[str, nn.Parameter]]:
+def is_crossbar_weight(module: nn.Module, name: str, p: torch.Tensor) -> bool:
+    """Whether ``module``'s own parameter ``name`` is a matrix on analog tiles (see the module docstring)."""
+    if is_digital_by_design(module):
+        return False
+    for layer_types, prefixes in REWRITTEN_WEIGHTS:
+        if isinstance(module, layer_types):
+            return name.startswith(prefixes)
+    return name == "weight" and p.dim() > 1
+
+
+def _own_parameters(model: nn.Module, keep) -> list[tuple[str, nn.Parameter]]:
+    """``(full name, parameter)`` of the parameters for which ``keep(module, name, p)``, in module order."""
     found = []
     for module_name, module in model.named_modules():
-        if is_norm_layer(module):
-            continue
         for p_name, p in module.named_parameters(recurse=False):
-            if weights_only and not (p_name == "weight" and p.dim() > 1):
-                continue
-            found.append((f"{module_name}.{p_name}" if module_name else p_name, p))
-    return _unique(found, trainable=trainable)
+            if keep(module, p_name, p):
+                found.append((f"{module_name}.{p_name}" if module_name else p_name, p))
+    return found
 
 
 def crossbar_weights(model: nn.Module, *, trainable: bool = True) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` of the crossbar weights: the ``weight`` (dim > 1) of every layer that is not
-    a normalisation layer, in module order. ``trainable=False`` keeps frozen ones too (they still sit
-    on a tile, so faults and weight noise reach them)."""
-    return _outside_norm_layers(model, weights_only=True, trainable=trainable)
+    """``(name, parameter)`` of the crossbar weights (:func:`is_crossbar_weight`): the ``weight``
+    (dim > 1) of every layer that is not digital by design and the weight matrices of attention and
+    recurrent layers, in module order. ``trainable=False`` keeps frozen ones too (they still sit on a
+    tile, so faults and weight noise reach them)."""
+    return _unique(_own_parameters(model, is_crossbar_weight), trainable=trainable)
 
 
 def non_norm_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     """``(name, parameter)`` of every trainable parameter outside normalisation layers (weights and biases)."""
-    return _outside_norm_layers(model, weights_only=False, trainable=True)
+    return _unique(_own_parameters(model, lambda module, name, p: not is_norm_layer(module)), trainable=True)
 
 
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:

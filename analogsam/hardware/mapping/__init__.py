@@ -11,9 +11,11 @@ Each kind of layer is one :class:`~analogsam.hardware.mapping.base.Rewrite` in i
 :data:`REWRITES` lists them all, and :func:`map_to_tiles` applies them.
 """
 
+from analogsam.hardware.mapping.attention import MULTIHEAD_ATTENTION, TRANSFORMER_ENCODER
 from analogsam.hardware.mapping.base import Rewrite, map_to_tiles
+from analogsam.hardware.mapping.recurrent import RECURRENT
 
 #: Every rewrite, tried in this order on each module (outermost modules first).
-REWRITES: tuple[Rewrite, ...] = ()
+REWRITES: tuple[Rewrite, ...] = (TRANSFORMER_ENCODER, MULTIHEAD_ATTENTION, RECURRENT)
 
 __all__ = ["REWRITES", "Rewrite", "map_to_tiles"]
