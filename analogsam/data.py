@@ -314,6 +314,7 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fracti
         text_options: for ``text`` only, :func:`load_text`'s ``seq_len``, ``test_fraction`` and
             ``vocabulary``.
     """
+    text_options = {k: v for k, v in text_options.items() if v is not None}  # None: the default
     unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
     if unknown:
         raise InvalidParameterError(f"load_dataset() got unknown option {unknown[0]!r}; the text dataset also "

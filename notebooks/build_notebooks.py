@@ -828,7 +828,8 @@ for model in MODELS:
     print(f"{model}: difference to {baseline} in accuracy points (Welch p over {REPEATS} repeats)")
     print(f"  {'method':8s} {'digital':>8s}" + "".join(f"{format_time(t):>17s}" for t in times))
     for name in OPTIMIZERS[1:]:
-        digital = cell[(f"{model}-{name}", times[0])]["digital_accuracy"] - cell[(f"{model}-{baseline}", times[0])]["digital_accuracy"]
+        digital = (cell[(f"{model}-{name}", times[0])]["digital_accuracy"]
+                   - cell[(f"{model}-{baseline}", times[0])]["digital_accuracy"])
         parts = [f"  {name:8s} {100 * digital:+8.2f}"]
         for t in times:
             diff, p = versus(model, name, t)
