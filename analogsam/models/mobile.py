@@ -9,9 +9,10 @@ mapping puts on tiles group by group.
 - :class:`DSCNN` (``dscnn``): the keyword-spotting DS-CNN of Zhang et al. 2017 ("Hello Edge",
   arXiv 1711.07128) as used by MLPerf Tiny (Banbury et al. 2021, arXiv 2106.07597): a strided conv
   stem, ``blocks`` depthwise-separable blocks of ``width`` channels, global average pooling and a
-  Linear classifier. Here it is 1-D (``nn.Conv1d``) over time: an image is read as H time steps of
-  C·W features (:mod:`analogsam.models.inputs`), as a spectrogram is read as frames of frequency
-  features; a (B, T, F) sequence is taken as it is. With the defaults (width 64, 4 blocks) it has
+  Linear classifier (without MLPerf's two dropout layers, which eval mode switches off anyway).
+  Here it is 1-D (``nn.Conv1d``) over time: an image is read as H time steps of C·W features
+  (:mod:`analogsam.models.inputs`), as a spectrogram is read as frames of frequency features; a
+  (B, T, F) sequence is taken as it is. With the defaults (width 64, 4 blocks) it has
   27,914 parameters on 28x28 greyscale images, 10 classes.
 - :class:`MobileNetTiny` (``mobilenet-tiny``): MobileNet v1 (Howard et al. 2017, Table 1) scaled for
   28-32 pixel images: a 3x3 stem with stride 1 instead of 2 (as CIFAR adaptations do), the first

@@ -3,7 +3,7 @@
 Each of the H image rows is one time step of C·W features (:mod:`analogsam.models.inputs`); a (B, T, F)
 sequence is read as it is. An ``nn.LSTM`` (``batch_first=True``) runs over the steps and a Linear layer
 classifies its output at the last step, which has seen the whole image ("row-sequential MNIST", a
-standard recurrent benchmark; aihwkit's own examples train analog LSTMs the same way). The input and
+standard recurrent benchmark; aihwkit's own examples include analog LSTMs). The input and
 hidden weight matrices of the four gates are the crossbar weights; the gate non-linearities and the
 cell state are digital. With the defaults (128 hidden units, 1 layer) it has 82,186 parameters on 28x28
 greyscale images, 10 classes.
