@@ -33,9 +33,10 @@ def _default(function, name: str):
 # -- flag groups, each declared once ------------------------------------------------------------------
 
 def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = False, subsets: bool = False,
-                   validation: bool = False) -> None:
-    """``--data-root`` (every command that reads data), optionally ``--data`` and the subset flags."""
-    from analogsam.data import ENV_VAR, dataset_names
+                   validation: bool = False, text: bool = False) -> None:
+    """``--data-root`` (every command that reads data), optionally ``--data``, the subset flags and the
+    text dataset's ``--seq-len``."""
+    from analogsam.data import ENV_VAR, dataset_names, load_text
 
     group = p.add_argument_group("data")
     if dataset:
@@ -44,13 +45,17 @@ def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = False, subsets
     group.add_argument("--data-root", default=None, metavar="DIR",
                        help=f"folder holding the dataset files (or a folder containing the dataset's folder); "
                             f"when given, the only place searched (default: ${ENV_VAR}, then /usr/share/datasets, "
-                            "~/.cache/analogsam, ./data)")
+                            "~/.cache/analogsam, ./data); for --data text: the UTF-8 text file itself")
     if subsets:
         group.add_argument("--train-limit", type=int, default=None, metavar="N",
                            help="train on a seeded random subset of N training samples (quick studies; "
                                 "default: all)")
         group.add_argument("--test-limit", type=int, default=None, metavar="N",
                            help="evaluate on a seeded random subset of N test samples (default: all)")
+    if text:
+        group.add_argument("--seq-len", type=int, default=None, metavar="N",
+                           help="--data text only: characters per training sequence (default: "
+                                f"{_default(load_text, 'seq_len')})")
     if validation:
         group.add_argument("--val-fraction", type=float, default=0.0, metavar="SHARE",
                            help="share of the training files held out for validation, 0-0.5 (default: %(default)s)")
@@ -156,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", parents=[debug],
                            help="train a model digitally and write a run folder (checkpoint, log)")
-    add_data_flags(train, dataset=True, subsets=True, validation=True)
+    add_data_flags(train, dataset=True, subsets=True, validation=True, text=True)
     add_training_flags(train)
     add_output_flags(train, required=True, what="run folder to write (checkpoint.pt, log.csv, config.json)")
 
@@ -283,7 +288,7 @@ def cmd_train(args) -> None:
     from analogsam.training import train
 
     data_options = {"root": args.data_root, "train_limit": args.train_limit, "test_limit": args.test_limit,
-                    "val_fraction": args.val_fraction}
+                    "val_fraction": args.val_fraction, "seq_len": args.seq_len}
     kwargs = method_kwargs_from_args(args)
     run = train(args.model, args.data, optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
                 schedule=args.schedule, seed=args.seed, out=args.out, progress=not args.quiet,

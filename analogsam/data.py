@@ -6,13 +6,16 @@ Every dataset is read from its standard on-disk format into memory as float tens
   and as shipped by Debian's ``dataset-fashion-mnist`` package in ``/usr/share/datasets/fashion-mnist``;
 - ``cifar10``: the python pickles of ``cifar-10-batches-py``;
 - ``svhn``: ``train_32x32.mat`` / ``test_32x32.mat`` (cropped digits);
-- ``digits``: scikit-learn's 8x8 digits, always available, for fast tests.
+- ``digits``: scikit-learn's 8x8 digits, always available, for fast tests;
+- ``text``: any UTF-8 text file the user names (:func:`load_text`), cut into next-character
+  prediction sequences for a character-level language model.
 
 Where to look: an explicit ``root`` argument (``--data-root`` on the command line) is the only place
 searched, so the data a run reads is the data asked for; without one, the first match among the
 ``ANALOGSAM_DATA`` environment variable and the standard places (``/usr/share/datasets``,
 ``~/.cache/analogsam``, ``./data``) wins. Inputs are normalised per channel with the training split's
 mean and standard deviation; the validation split is a seeded random part of the training files.
+A text is the one exception: its file is always named explicitly, and it is split by position.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class DatasetFormatError(AnalogsamError, ValueError):
 
 @dataclass
 class ArrayDataset:
-    """Inputs ``x`` (N, C, H, W) float32 and integer labels ``y`` (N,), held in memory."""
+    """Inputs ``x`` and integer labels ``y``, held in memory: images (N, C, H, W) float32 with one label
+    each (N,), or token ids (N, T) with one target per position (N, T) for a text."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -83,18 +87,22 @@ class DatasetSplits:
     val: ArrayDataset
     test: ArrayDataset
     num_classes: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     source: str = ""
+    #: A text's characters in id order (``num_classes`` of them); empty for images.
+    vocabulary: str = ""
 
     @property
     def in_channels(self) -> int:
-        return self.input_shape[0]
+        """An image's channels; 1 for a text (a sequence of token ids)."""
+        return self.input_shape[0] if len(self.input_shape) == 3 else 1
 
     @property
     def input_size(self) -> int:
-        return self.input_shape[1]
+        """An image's side; a text's sequence length."""
+        return self.input_shape[1] if len(self.input_shape) == 3 else self.input_shape[-1]
 
 
 @dataclass(frozen=True)
@@ -229,8 +237,13 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+#: The dataset name of a text file read by :func:`load_text`, and the options only it takes.
+TEXT = "text"
+TEXT_OPTIONS = ("seq_len", "test_fraction", "vocabulary")
+
+
 def dataset_names() -> list[str]:
-    return sorted(DATASETS)
+    return sorted([*DATASETS, TEXT])
 
 
 def search_roots(root: str | os.PathLike | None = None) -> list[Path]:
@@ -272,7 +285,7 @@ def locate(name: str, root: str | os.PathLike | None = None) -> Path:
 
 def _info(name: str) -> DatasetInfo:
     if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=1)
+        close = difflib.get_close_matches(name, dataset_names(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise InvalidParameterError(f"unknown dataset {name!r}.{hint} Available: {', '.join(dataset_names())}")
     return DATASETS[name]
@@ -286,17 +299,32 @@ def _seeded_subset(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fraction: float = 0.0,
                  split_seed: int = 0, train_limit: int | None = None,
-                 test_limit: int | None = None) -> DatasetSplits:
+                 test_limit: int | None = None, **text_options) -> DatasetSplits:
     """Load dataset ``name`` into memory, normalised, with a seeded train/validation split.
 
     Args:
-        name: one of :func:`dataset_names` (``fashion-mnist``, ``mnist``, ``cifar10``, ``svhn``, ``digits``).
+        name: one of :func:`dataset_names` (``fashion-mnist``, ``mnist``, ``cifar10``, ``svhn``, ``digits``,
+            ``text``).
         root: a folder holding the files (or a folder that contains the dataset's folder); when given,
-            the only place searched (else ``$ANALOGSAM_DATA``, then the standard places).
+            the only place searched (else ``$ANALOGSAM_DATA``, then the standard places). For ``text``:
+            the text file itself (see :func:`load_text`).
         val_fraction: share of the training files held out for validation, in [0, 0.5].
         split_seed: seed of the validation split and of the subsets below.
         train_limit, test_limit: keep a seeded random subset of at most this many samples (quick studies).
+        text_options: for ``text`` only, :func:`load_text`'s ``seq_len``, ``test_fraction`` and
+            ``vocabulary``.
     """
+    text_options = {k: v for k, v in text_options.items() if v is not None}  # None: the default
+    unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
+    if unknown:
+        raise InvalidParameterError(f"load_dataset() got unknown option {unknown[0]!r}; the text dataset also "
+                                    f"takes {', '.join(TEXT_OPTIONS)}")
+    if name == TEXT:
+        return load_text(root, val_fraction=val_fraction, split_seed=split_seed, train_limit=train_limit,
+                         test_limit=test_limit, **text_options)
+    if text_options:
+        raise InvalidParameterError(f"{', '.join(sorted(text_options))}: options of the text dataset only, "
+                                    f"not of {name!r}; drop them or use --data text")
     info = _info(name)
     val_fraction = check_real("val_fraction", val_fraction, 0.0, 0.5)
     split_seed = check_int("split_seed", split_seed, low=0)
@@ -337,3 +365,103 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fracti
         input_shape=tuple(int(s) for s in x_train.shape[1:]),
         mean=mean.tolist(), std=std.tolist(), source=source,
     )
+
+
+# --- a text corpus for character-level language models ----------------------------------------------
+
+def load_text(path: str | os.PathLike | None, *, seq_len: int = 64, val_fraction: float = 0.0,
+              test_fraction: float = 0.1, vocabulary: str | None = None, split_seed: int = 0,
+              train_limit: int | None = None, test_limit: int | None = None) -> DatasetSplits:
+    """A UTF-8 text file as next-character prediction data (``load_dataset("text", root=path)``).
+
+    Nothing is downloaded: ``path`` is any text file (e.g. a book, or Debian's
+    ``/usr/share/common-licenses/GPL-3``). The text is split by position, the last ``test_fraction``
+    of its characters the test split and the ``val_fraction`` before it the validation split (a
+    random split would put overlapping context on both sides). Each split is cut into consecutive,
+    non-overlapping windows of ``seq_len + 1`` characters sharing their end points; a window gives
+    the inputs ``x`` = its first ``seq_len`` ids and the targets ``y`` = its last ``seq_len`` (the next
+    character of each input), both (N, seq_len) ``int64`` in an :class:`ArrayDataset`.
+
+    Args:
+        vocabulary: the characters, in id order. Default: every distinct character of the whole file,
+            sorted by code point, so the test split has no unknown character. Pass a model's own
+            vocabulary (``CharLM.vocabulary``) to encode another text for it; a character outside it
+            is an error.
+        train_limit, test_limit: keep a seeded random subset (``split_seed``) of at most this many
+            sequences.
+
+    Returns a :class:`DatasetSplits` named ``text`` whose ``vocabulary`` holds the characters,
+    ``num_classes`` their number and ``input_shape`` ``(seq_len,)``.
+    """
+    if path is None:
+        raise DatasetNotFoundError("dataset 'text' reads the UTF-8 text file you name and never searches: pass "
+                                   "root=FILE (--data-root FILE), e.g. /usr/share/common-licenses/GPL-3")
+    path = Path(path)
+    seq_len = check_int("seq_len", seq_len, low=1)
+    val_fraction = check_real("val_fraction", val_fraction, 0.0, 0.5)
+    test_fraction = check_real("test_fraction", test_fraction, 0.0, 0.5)
+    split_seed = check_int("split_seed", split_seed, low=0)
+    train_limit = None if train_limit is None else check_int("train_limit", train_limit, low=1)
+    test_limit = None if test_limit is None else check_int("test_limit", test_limit, low=1)
+    if test_fraction == 0.0:
+        raise InvalidParameterError("test_fraction must be above 0 (the text's last part is the test split); "
+                                    "use e.g. 0.1")
+    text = _read_text(path)
+    vocabulary = "".join(sorted(set(text))) if vocabulary is None else str(vocabulary)
+    ids = _encode(text, vocabulary, path)
+
+    n = len(ids)
+    test_start = n - int(round(test_fraction * n))
+    val_start = test_start - int(round(val_fraction * n))
+    parts = {"train": ids[:val_start], "val": ids[val_start:test_start], "test": ids[test_start:]}
+    for part in ("train", "test"):
+        if len(parts[part]) < seq_len + 1:
+            raise DatasetFormatError(
+                f"{path}: its {part} part holds {len(parts[part])} characters, fewer than seq_len + 1 = "
+                f"{seq_len + 1} for one sequence; use a longer text, a smaller seq_len or another test_fraction")
+    train, val, test = (_windows(parts[p], seq_len) for p in ("train", "val", "test"))
+    train = _subset(train, _seeded_subset(len(train), train_limit, split_seed))
+    test = _subset(test, _seeded_subset(len(test), test_limit, split_seed))
+    return DatasetSplits(name=TEXT, train=train, val=val, test=test, num_classes=len(vocabulary),
+                         input_shape=(seq_len,), source=str(path), vocabulary=vocabulary)
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise DatasetNotFoundError(f"dataset 'text' reads one file, but {path} is a folder: pass the text file "
+                                   "itself as root (--data-root FILE)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise DatasetNotFoundError(f"no text file at {path}: pass an existing UTF-8 file as root "
+                                   "(--data-root FILE)") from err
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path} is not UTF-8 text (byte {err.start} cannot be decoded); convert it, "
+                                 "e.g. `iconv -t utf-8`") from err
+    except OSError as err:
+        raise DatasetFormatError(f"cannot read {path}: {err.strerror or err}; check its permissions") from err
+
+
+def _encode(text: str, vocabulary: str, path: Path) -> torch.Tensor:
+    if not vocabulary or len(set(vocabulary)) != len(vocabulary):
+        raise InvalidParameterError("vocabulary must be a non-empty string of distinct characters")
+    index = {c: i for i, c in enumerate(vocabulary)}
+    missing = sorted(set(text) - index.keys())
+    if missing:
+        raise DatasetFormatError(f"{path} holds {len(missing)} characters outside the vocabulary given (e.g. "
+                                 f"{missing[0]!r}): evaluate on the text the model was trained on, or retrain")
+    return torch.tensor([index[c] for c in text], dtype=torch.long)
+
+
+def _windows(ids: torch.Tensor, seq_len: int) -> ArrayDataset:
+    """Consecutive windows of seq_len + 1 ids, each overlapping the next by one: (inputs, next ids)."""
+    count = max(0, (len(ids) - 1) // seq_len)
+    windows = ids[:count * seq_len + 1].unfold(0, seq_len + 1, seq_len) if count else ids.new_zeros((0, seq_len + 1))
+    return ArrayDataset(windows[:, :-1].contiguous(), windows[:, 1:].contiguous())
+
+
+def _subset(data: ArrayDataset, keep: np.ndarray) -> ArrayDataset:
+    if len(keep) == len(data):
+        return data
+    index = torch.from_numpy(keep)
+    return ArrayDataset(data.x[index], data.y[index])

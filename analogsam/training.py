@@ -82,8 +82,9 @@ def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu") -> t
 def _resolve_model(model, data: DatasetSplits) -> tuple[nn.Module, dict | None]:
     if isinstance(model, nn.Module):
         return model, None
+    text = {"vocabulary": data.vocabulary} if data.vocabulary else {}  # a text model's ids are its spec's
     spec = make_spec(model, in_channels=data.in_channels, num_classes=data.num_classes,
-                     input_size=data.input_size) if isinstance(model, str) else dict(model)
+                     input_size=data.input_size, **text) if isinstance(model, str) else dict(model)
     return build_model(spec), spec
 
 
@@ -113,6 +114,10 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
 
+    For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
+    ``char-lm``) every token counts as one sample: the loss is the mean cross-entropy per token and the
+    accuracies are next-character accuracies.
+
     Every setting's allowed values are declared in :data:`analogsam.optim.TRAINING_SETTINGS`; a wrong
     one raises :class:`~analogsam.errors.InvalidParameterError` naming it, before any data is loaded.
     """
@@ -129,8 +134,9 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     torch.manual_seed(seed)
     model, spec = _resolve_model(model, data)
     model.to(device)
-    method = build_method(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                          num_samples=len(data.train), num_classes=data.num_classes, epochs=epochs,
+    stepped, per_sample, num_samples = _per_sample_view(model, data)
+    method = build_method(optimizer, stepped, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          num_samples=num_samples, num_classes=data.num_classes, epochs=epochs,
                           **optimizer_kwargs)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
@@ -155,7 +161,8 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         model.train()
         method.begin_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch, with_indices=True),
+        bar = tqdm(per_sample(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch,
+                                                 with_indices=True)),
                    total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, unit="batch")
         for inputs, labels, indices in bar:
@@ -174,11 +181,11 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
             seen += len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         method.end_epoch(epoch)
-        test_acc, test_loss = accuracy(model, data.test.batches(1024), device)
+        test_acc, test_loss = accuracy(stepped, per_sample(data.test.batches(1024)), device)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "test_loss": test_loss, "test_accuracy": test_acc, "lr": method.optimizer.param_groups[0]["lr"]}
         if len(data.val):
-            row["val_accuracy"], row["val_loss"] = accuracy(model, data.val.batches(1024), device)
+            row["val_accuracy"], row["val_loss"] = accuracy(stepped, per_sample(data.val.batches(1024)), device)
         row["seconds"] = time.perf_counter() - start
         run.metrics.append(row)
         if progress:
@@ -188,6 +195,40 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
             _write_log(out_dir / "log.csv", run.metrics)
             save_checkpoint(run, out_dir / CHECKPOINT)
     return run
+
+
+# -- sequence targets (a text): every token is one sample -------------------------------------------------
+
+class _PerToken(nn.Module):
+    """A sequence model's (B, T, V) logits read as B·T samples of V logits, so the optimizers' cross-entropy,
+    the loop's counts and the test accuracy are per token (next-character prediction)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        logits = self.model(x)
+        return logits.reshape(-1, logits.shape[-1])
+
+
+def _per_token_batches(batches):
+    """``(inputs, targets (B, T)[, indices (B,)])`` as ``(inputs, targets (B·T,)[, token indices (B·T,)])``;
+    token j of sequence i is sample i·T + j (SAF's per-sample buffers hold one row per token)."""
+    for inputs, targets, *indices in batches:
+        flat = [targets.reshape(-1)]
+        if indices:
+            steps = targets.shape[1]
+            flat.append((indices[0][:, None] * steps + torch.arange(steps, device=indices[0].device)).reshape(-1))
+        yield (inputs, *flat)
+
+
+def _per_sample_view(model: nn.Module, data: DatasetSplits):
+    """(the module the optimizer steps, the batch adapter, the number of samples): for one target per
+    position (a text, targets (N, T)) the per-token view, otherwise ``model`` and its batches as they are."""
+    if data.train.y.dim() < 2:
+        return model, lambda batches: batches, len(data.train)
+    return _PerToken(model), _per_token_batches, data.train.y.numel()
 
 
 def _write_log(path: Path, metrics: list[dict]) -> None:
@@ -266,4 +307,6 @@ def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> Arr
     options = dict(config.get("data_options", {}))
     if root is not None:
         options["root"] = root
+    if (run.model_spec or {}).get("vocabulary"):
+        options["vocabulary"] = run.model_spec["vocabulary"]  # a text encoded with the model's own ids
     return load_dataset(config["dataset"], **options).test

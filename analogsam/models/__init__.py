@@ -1,5 +1,10 @@
-"""The model zoo, built from plain-data specs (:mod:`.zoo`)."""
+"""The model zoo, built from plain-data specs (:mod:`.zoo`; one module per family of architectures)."""
 
+from analogsam.models.language import CharLM
+from analogsam.models.mobile import DSCNN, MobileNetTiny
+from analogsam.models.recurrent import LSTMClassifier
+from analogsam.models.transformer import VisionTransformer
 from analogsam.models.zoo import VGG8, CifarResNet, LeNet5, MLP, build_model, make_spec, model_names
 
-__all__ = ["MLP", "LeNet5", "CifarResNet", "VGG8", "build_model", "make_spec", "model_names"]
+__all__ = ["MLP", "LeNet5", "CifarResNet", "VGG8", "DSCNN", "MobileNetTiny", "VisionTransformer",
+           "LSTMClassifier", "CharLM", "build_model", "make_spec", "model_names"]

@@ -9,8 +9,17 @@ only data (state dict + spec), never pickled code.
 - ``resnet20`` / ``resnet32``: He et al. 2016 CIFAR ResNets (3 stages of 16/32/64 channels,
   option-A zero-padding shortcuts, 0.27M / 0.46M parameters).
 - ``vgg8``: a small VGG (Simonyan & Zisserman 2015 style: 3x3 convs, BatchNorm, max pooling).
+- ``dscnn``, ``mobilenet-tiny``: depthwise-separable CNNs, 1-D over image rows and 2-D
+  (:mod:`analogsam.models.mobile`).
+- ``vit-tiny``: a patch-embedding vision transformer (:mod:`analogsam.models.transformer`).
+- ``lstm``: an LSTM classifier reading an image row by row (:mod:`analogsam.models.recurrent`).
+- ``char-lm``: a character-level LSTM language model, logits (B, T, V) over its vocabulary
+  (:mod:`analogsam.models.language`); the only model that reads text, and its spec holds the
+  ``vocabulary`` (``DatasetSplits.vocabulary`` of ``load_dataset("text", ...)``).
 
-Only Conv2d and Linear layers become analog tiles on conversion; BatchNorm and pooling stay digital.
+Linear and Conv layers become analog tiles on conversion (grouped convolutions, attention projections
+and recurrent gates through :mod:`analogsam.hardware.mapping`); normalisation, pooling and embeddings
+stay digital.
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.language import CharLM
+from analogsam.models.mobile import DSCNN, MobileNetTiny
+from analogsam.models.recurrent import LSTMClassifier
+from analogsam.models.transformer import VisionTransformer
 
 
 class MLP(nn.Module):
@@ -134,7 +147,19 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": lambda in_channels, num_classes, input_size=32, **kw: CifarResNet(20, in_channels, num_classes, **kw),
     "resnet32": lambda in_channels, num_classes, input_size=32, **kw: CifarResNet(32, in_channels, num_classes, **kw),
     "vgg8": lambda in_channels, num_classes, input_size, **kw: VGG8(in_channels, num_classes, input_size, **kw),
+    "dscnn": lambda in_channels, num_classes, input_size, **kw: DSCNN(in_channels, num_classes, input_size, **kw),
+    "mobilenet-tiny": lambda in_channels, num_classes, input_size, **kw: MobileNetTiny(in_channels, num_classes,
+                                                                                      input_size, **kw),
+    "vit-tiny": lambda in_channels, num_classes, input_size, **kw: VisionTransformer(in_channels, num_classes,
+                                                                                    input_size, **kw),
+    "lstm": lambda in_channels, num_classes, input_size, **kw: LSTMClassifier(in_channels, num_classes,
+                                                                             input_size, **kw),
+    # in_channels and input_size (1 and the sequence length for text) do not shape a char-lm
+    "char-lm": lambda in_channels, num_classes, input_size, vocabulary, **kw: CharLM(vocabulary, **kw),
 }
+
+#: Models that read token ids of a text and take its ``vocabulary``; every other model reads images.
+_TEXT_MODELS = frozenset({"char-lm"})
 
 
 def model_names() -> list[str]:
@@ -155,6 +180,7 @@ def build_model(spec: dict) -> nn.Module:
         close = difflib.get_close_matches(str(name), _BUILDERS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise InvalidParameterError(f"unknown model {name!r}.{hint} Available: {', '.join(model_names())}")
+    _check_input_kind(name, spec)
     if "hidden" in spec:  # a checkpoint stores tuples as lists
         spec["hidden"] = tuple(spec["hidden"])
     if "widths" in spec:
@@ -163,3 +189,18 @@ def build_model(spec: dict) -> nn.Module:
         return _BUILDERS[name](**spec)
     except TypeError as err:
         raise InvalidParameterError(f"bad options for model {name!r}: {err}") from err
+
+
+def _check_input_kind(name: str, spec: dict) -> None:
+    """A text model needs the vocabulary of the text it reads (one id per class); an image model takes none."""
+    vocabulary = spec.get("vocabulary")
+    if name in _TEXT_MODELS and not vocabulary:
+        raise InvalidParameterError(f"model {name!r} reads text and needs its vocabulary: train it on the text "
+                                    "dataset (--data text --data-root FILE), or put vocabulary=... in the spec")
+    if name not in _TEXT_MODELS and vocabulary is not None:
+        raise InvalidParameterError(f"model {name!r} reads images, not text: train "
+                                    f"{', '.join(sorted(_TEXT_MODELS))} on the text dataset")
+    if vocabulary and len(vocabulary) != spec.get("num_classes", len(vocabulary)):
+        raise InvalidParameterError(f"model {name!r}: num_classes {spec['num_classes']} differs from the "
+                                    f"vocabulary's {len(vocabulary)} characters; build the spec with "
+                                    "num_classes=len(vocabulary)")
