@@ -388,13 +388,13 @@ def score(forward: Callable[[torch.Tensor], object], batches: Iterable, *, metri
         if device is not None:
             inputs, labels = inputs.to(device), labels.to(device)
         predictions = model_output(forward(inputs), output_fn)
+        batch = metric.batch_sums(predictions, labels)  # first: it says what a wrong shape means
         if loss_fn is None:
             batch_loss, count = _loss_sums(metric, predictions, labels)
             loss += batch_loss
             loss_count += count
         else:
             loss += weights[index] * float(loss_fn(predictions, labels))
-        batch = metric.batch_sums(predictions, labels)
         sums = list(batch) if sums is None else [a + b for a, b in zip(sums, batch)]
     if sums is None or sums[-1] == 0:
         raise InvalidParameterError("no samples to score: the batches were empty (or all padding); pass at least "
