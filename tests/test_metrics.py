@@ -370,3 +370,22 @@ def test_a_custom_metric_keeps_its_direction_in_reports():
     table = markdown_table(summarize(rows), "pcm")
     assert "**0.2 ± 0**" in table and "**0.3" not in table
     assert lower.description == "errors (lower is better)"
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+
+def test_cli_metric_flag(digits_run, digits, tmp_path, capsys):
+    from analogsam.cli import main
+
+    assert main(["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "bad"),
+                 "--metric", "f1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown metric 'f1'") and "\n" not in err
+    assert main(["evaluate", str(digits_run.path), "--preset", "pcm", "--times", "1s", "--repeats", "1",
+                 "--metric", "top3", "--out", str(tmp_path / "top3"), "--quiet"]) == 0
+    assert "preset pcm (top-3 accuracy % (higher is better)" in capsys.readouterr().out
+    rows = read_rows(tmp_path / "top3" / "results.csv")
+    assert {r["metric"] for r in rows} == {"top3"} and all(r["accuracy"] is None for r in rows)
+    top1 = score(digits_run.model.eval(), list(digits.test.batches(2000))).value
+    assert all(r["digital_value"] >= top1 for r in rows)  # the label among the top 3 at least as often as on top
