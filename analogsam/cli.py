@@ -77,7 +77,7 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
 
 def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
                          workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
-    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--seed``."""
+    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--seed``, ``--metric``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
 
     group = p.add_argument_group("evaluation", "Monte-Carlo accuracy on the simulated hardware")
@@ -100,6 +100,16 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
                            help="local processes to spread the programmings over; the numbers do not depend "
                                 "on it (default: %(default)s)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
+    _add_metric_flag(group, "what each point measures")
+
+
+def _add_metric_flag(group, what: str) -> None:
+    from analogsam.scoring import METRIC_NAMES
+
+    group.add_argument("--metric", default="accuracy", metavar="NAME",
+                       help=f"{what}: {', '.join(METRIC_NAMES)} or topK for any K; perplexity and "
+                            "cross_entropy per token for sequence models, mse and r2 for regression "
+                            "(default: %(default)s)")
 
 
 def add_output_flags(p: argparse.ArgumentParser, *, required: bool = False, default: str | None = None,
@@ -131,6 +141,8 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
         return
     for name in ("epochs", "batch_size", "schedule", "seed"):
         add_flag(group, TRAINING_SETTINGS[name], default=TRAINING_SETTINGS[name].default)
+    _add_metric_flag(group, "what each epoch reports (and, for mse/r2, a mean-squared-error loss instead of "
+                            "cross-entropy)")
     add_optimizer_arguments(p)
 
 
@@ -266,7 +278,8 @@ def _sweep(args, runs, presets, out: Path):
         warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                     workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root))
+                     workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root),
+                     metric=args.metric)
     return rows, left_out
 
 
@@ -285,6 +298,7 @@ def cmd_run(args) -> None:
 
 def cmd_train(args) -> None:
     from analogsam.optim import method_kwargs_from_args
+    from analogsam.scoring import resolve_metric
     from analogsam.training import train
 
     data_options = {"root": args.data_root, "train_limit": args.train_limit, "test_limit": args.test_limit,
@@ -292,10 +306,12 @@ def cmd_train(args) -> None:
     kwargs = method_kwargs_from_args(args)
     run = train(args.model, args.data, optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
                 schedule=args.schedule, seed=args.seed, out=args.out, progress=not args.quiet,
-                data_options=data_options, **kwargs)
+                data_options=data_options, metric=args.metric, **kwargs)
     last = run.metrics[-1]
-    print(f"test accuracy {last['test_accuracy']:.2%} after {last['epoch']} epochs "
-          f"({sum(m['seconds'] for m in run.metrics):.0f} s)")
+    metric = resolve_metric(args.metric)
+    value = last[f"test_{metric.name}"]
+    shown = f"{value:.2%}" if metric.percent else metric.format(value)
+    print(f"test {metric.name} {shown} after {last['epoch']} epochs ({sum(m['seconds'] for m in run.metrics):.0f} s)")
     print(f"wrote run folder: {run.path} (checkpoint.pt, log.csv, config.json)")
 
 
@@ -354,7 +370,9 @@ def cmd_analyze(args) -> None:
                           seed=args.seed, num_batches=args.num_batches, batch_size=args.batch_size,
                           test_samples=args.test_samples, overrides=_overrides(args.set), backend=args.backend,
                           data_root=args.data_root, metrics=metrics, curves=curves, quick=args.quick,
-                          progress=not args.quiet)
+                          progress=not args.quiet,
+                          # accuracy is the default: naming it would change the settings of earlier analyses
+                          **({} if args.metric == "accuracy" else {"metric": args.metric}))
     print()
     for c in result["correlations"]:
         if c["drop"] == "accuracy_drop":

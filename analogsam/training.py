@@ -4,7 +4,9 @@ A run folder holds:
 
 - ``checkpoint.pt``: ``state_dict``, ``model_spec``, ``config`` and ``metrics``, all plain data, so
   it loads with ``torch.load(path, weights_only=True)`` and never runs code;
-- ``log.csv``: one row per epoch (loss, train / validation / test accuracy, learning rate, seconds);
+- ``log.csv``: one row per epoch (loss, train / validation / test metric, learning rate, seconds): the
+  metric's columns are ``train_<metric>``, ``test_<metric>``, ``val_<metric>`` (``train_accuracy``...
+  for the default top-1 accuracy, the columns every run had before metrics were a choice);
 - ``config.json``: the same configuration, for people and other tools.
 
 The checkpoint is rewritten after every epoch, so a crash or a non-finite loss keeps the last good
@@ -33,7 +35,7 @@ from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
 from analogsam.errors import AnalogsamError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
-from analogsam.scoring import score
+from analogsam.scoring import resolve_metric, score, task_loss
 from analogsam.storage import atomic_write, ensure_folder
 
 CHECKPOINT = "checkpoint.pt"
@@ -69,12 +71,14 @@ class TrainedRun:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu") -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(inputs, labels)`` batches."""
+def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu", *, metric=None,
+             output_fn=None) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(inputs, labels)`` batches;
+    with ``metric`` (see :func:`analogsam.scoring.resolve_metric`), that metric and its task loss."""
     was_training = model.training
     model.eval()
     try:
-        return score(model, batches, device=device)
+        return score(model, batches, device=device, metric=metric, output_fn=output_fn)
     finally:
         model.train(was_training)
 
@@ -99,7 +103,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
           schedule: str = _SETTINGS["schedule"].default, seed: int = _SETTINGS["seed"].default,
           out: str | os.PathLike | None = None, run_name: str | None = None,
           progress: bool = True, device: str = "cpu", data_options: dict | None = None,
-          **optimizer_kwargs: Any) -> TrainedRun:
+          metric="accuracy", output_fn=None, **optimizer_kwargs: Any) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
@@ -113,10 +117,19 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
+        metric: what each epoch reports on the training, validation and test data (log.csv columns
+            ``train_<name>``, ``val_<name>``, ``test_<name>`` and the progress line): a name
+            (``"accuracy"``, the default, ``"top5"``, ``"cross_entropy"``, ``"perplexity"``, ``"mse"``,
+            ``"r2"``), a :class:`~analogsam.scoring.Metric` or a callable returning (sum, count); see
+            :func:`analogsam.scoring.resolve_metric`. It also picks the loss trained on
+            (:func:`analogsam.scoring.task_loss`): cross-entropy for classification and sequence
+            metrics (per token, padding left out), mean squared error for regression metrics
+            (``mse``, ``r2``). The config records the metric's name.
+        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
+            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
-    ``char-lm``) every token counts as one sample: the loss is the mean cross-entropy per token and the
-    accuracies are next-character accuracies.
+    ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
 
     Every setting's allowed values are declared in :data:`analogsam.optim.TRAINING_SETTINGS`; a wrong
     one raises :class:`~analogsam.errors.InvalidParameterError` naming it, before any data is loaded.
@@ -125,6 +138,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     batch_size = _SETTINGS["batch_size"].check(batch_size)
     schedule = _SETTINGS["schedule"].check(schedule)
     seed = _SETTINGS["seed"].check(seed)
+    metric = resolve_metric(metric)
     resolve_hyperparameters(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
                             **optimizer_kwargs)  # refuse a bad hyperparameter before loading anything
     data_options = {k: v for k, v in (data_options or {}).items() if v is not None}
@@ -134,10 +148,9 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     torch.manual_seed(seed)
     model, spec = _resolve_model(model, data)
     model.to(device)
-    stepped, per_sample, num_samples = _per_sample_view(model, data)
-    method = build_method(optimizer, stepped, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                          num_samples=num_samples, num_classes=data.num_classes, epochs=epochs,
-                          **optimizer_kwargs)
+    method = build_method(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          num_samples=len(data.train), num_classes=data.num_classes, epochs=epochs,
+                          output_fn=output_fn, loss_fn=task_loss(metric), **optimizer_kwargs)
     steps_per_epoch = math.ceil(len(data.train) / batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
                  if schedule == "cosine" else None)
@@ -148,7 +161,7 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         "dataset": data.name, "data_options": data_options, "model": spec["name"] if spec else type(model).__name__,
         "optimizer": optimizer, "optimizer_hparams": method.hparams, "epochs": epochs,
         "batch_size": batch_size, "lr": method.hparams.get("lr", lr), "momentum": momentum, "weight_decay": weight_decay,
-        "schedule": schedule, "seed": seed, "analogsam_version": __version__, "torch_version": str(torch.__version__),
+        "schedule": schedule, "seed": seed, "metric": metric.name, "analogsam_version": __version__, "torch_version": str(torch.__version__),
     }
     if out_dir:
         ensure_folder(out_dir, "run folder")
@@ -160,9 +173,8 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         start = time.perf_counter()
         model.train()
         method.begin_epoch(epoch)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(per_sample(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch,
-                                                 with_indices=True)),
+        loss_sum, seen, sums = 0.0, 0, None
+        bar = tqdm(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch, with_indices=True),
                    total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, unit="batch")
         for inputs, labels, indices in bar:
@@ -177,58 +189,29 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
                 scheduler.step()
             step += 1
             loss_sum += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
+            batch = metric.batch_sums(logits, labels)  # the metric of the step's own forward pass
+            sums = list(batch) if sums is None else [a + b for a, b in zip(sums, batch)]
             seen += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **{metric.name: metric.format(metric.finish(sums))})
         method.end_epoch(epoch)
-        test_acc, test_loss = accuracy(stepped, per_sample(data.test.batches(1024)), device)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "test_loss": test_loss, "test_accuracy": test_acc, "lr": method.optimizer.param_groups[0]["lr"]}
+        name = metric.name
+        evaluated = {"metric": metric, "output_fn": output_fn}
+        test_value, test_loss = accuracy(model, data.test.batches(1024), device, **evaluated)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, f"train_{name}": metric.finish(sums),
+               "test_loss": test_loss, f"test_{name}": test_value, "lr": method.optimizer.param_groups[0]["lr"]}
         if len(data.val):
-            row["val_accuracy"], row["val_loss"] = accuracy(stepped, per_sample(data.val.batches(1024)), device)
+            row[f"val_{name}"], row["val_loss"] = accuracy(model, data.val.batches(1024), device, **evaluated)
         row["seconds"] = time.perf_counter() - start
         run.metrics.append(row)
         if progress:
+            shown = (lambda v: f"{v:.2%}") if metric.percent else metric.format
             tqdm.write(f"[{config['run_name']}] epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
-                       f"train {row['train_accuracy']:.2%}, test {test_acc:.2%}, {row['seconds']:.1f} s")
+                       f"train {name} {shown(row[f'train_{name}'])}, test {name} {shown(test_value)}, "
+                       f"{row['seconds']:.1f} s")
         if out_dir:
             _write_log(out_dir / "log.csv", run.metrics)
             save_checkpoint(run, out_dir / CHECKPOINT)
     return run
-
-
-# -- sequence targets (a text): every token is one sample -------------------------------------------------
-
-class _PerToken(nn.Module):
-    """A sequence model's (B, T, V) logits read as B·T samples of V logits, so the optimizers' cross-entropy,
-    the loop's counts and the test accuracy are per token (next-character prediction)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        logits = self.model(x)
-        return logits.reshape(-1, logits.shape[-1])
-
-
-def _per_token_batches(batches):
-    """``(inputs, targets (B, T)[, indices (B,)])`` as ``(inputs, targets (B·T,)[, token indices (B·T,)])``;
-    token j of sequence i is sample i·T + j (SAF's per-sample buffers hold one row per token)."""
-    for inputs, targets, *indices in batches:
-        flat = [targets.reshape(-1)]
-        if indices:
-            steps = targets.shape[1]
-            flat.append((indices[0][:, None] * steps + torch.arange(steps, device=indices[0].device)).reshape(-1))
-        yield (inputs, *flat)
-
-
-def _per_sample_view(model: nn.Module, data: DatasetSplits):
-    """(the module the optimizer steps, the batch adapter, the number of samples): for one target per
-    position (a text, targets (N, T)) the per-token view, otherwise ``model`` and its batches as they are."""
-    if data.train.y.dim() < 2:
-        return model, lambda batches: batches, len(data.train)
-    return _PerToken(model), _per_token_batches, data.train.y.numel()
 
 
 def _write_log(path: Path, metrics: list[dict]) -> None:

@@ -1,9 +1,10 @@
-"""Monte-Carlo accuracy over time on simulated analog hardware.
+"""Monte-Carlo accuracy (or any metric of :mod:`analogsam.scoring`) over time on simulated analog hardware.
 
 For each repeat the analog weights are programmed afresh (a new programming-noise draw); then for
-each time ``t`` they are drifted to ``t`` (from that same programming) and the test accuracy is
-measured. Every number is reproducible: a repeat's seed is derived from ``(seed, run, preset,
-repeat)``, so adding repeats, presets or runs never changes the numbers already measured.
+each time ``t`` they are drifted to ``t`` (from that same programming) and the test metric (top-1
+accuracy unless ``metric=`` says otherwise) is measured. Every number is reproducible: a repeat's
+seed is derived from ``(seed, run, preset, repeat)``, so adding repeats, presets or runs never
+changes the numbers already measured.
 
 What programs, drifts and runs the forward is a backend (:mod:`.backends`), which also owns the
 seeding below the repeat seed. The default ``backend="auto"`` is the fast engine
@@ -30,7 +31,7 @@ from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
-from analogsam.scoring import score
+from analogsam.scoring import resolve_metric, score
 from analogsam.validation import check_choice, check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
@@ -68,8 +69,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              repeats: int = DEFAULT_REPEATS, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
-             faults: dict | None = None, only_repeats: Sequence[int] | None = None) -> list[dict]:
-    """Accuracy over time of ``model`` on analog hardware described by ``preset``.
+             faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
+             output_fn=None) -> list[dict]:
+    """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
     leaves the numbers already measured unchanged.
@@ -95,12 +97,22 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
             Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
         only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
+        metric: what each point measures: a name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``,
+            ``"perplexity"``, ``"mse"``, ``"r2"``), a :class:`~analogsam.scoring.Metric` (e.g.
+            ``perplexity(ignore_index=0)``) or a callable returning a batch's (sum, count); see
+            :func:`analogsam.scoring.resolve_metric`. The ``loss`` column is the metric's training
+            loss (:func:`analogsam.scoring.task_loss`).
+        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
+            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
-        repeat, seed, accuracy, loss, digital_accuracy, n_samples, backend.
+        repeat, seed, metric, higher_is_better, value, accuracy, loss, digital_value, digital_accuracy,
+        n_samples, backend (the columns of :mod:`analogsam.evaluation.columns`: ``accuracy`` and
+        ``digital_accuracy`` are filled for accuracy rows only).
     """
     network, labels = unpack(model)
+    metric = resolve_metric(metric)
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
@@ -122,9 +134,10 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     # that may change the caller's random stream.
     with torch.random.fork_rng():
         network = network.cpu().eval()
-        digital_accuracy, _ = score(network, data)
+        digital_value, _ = score(network, data, metric=metric, output_fn=output_fn)
+        digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
-        todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r)]
+        todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r, metric.name)]
         if not todo:
             return []
 
@@ -151,11 +164,13 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             cell = []
             for t in times:
                 measure.drift(t, repeat_seed)
-                acc, loss = score(measure.forward, data)
+                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
                 cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
                              "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
-                             "accuracy": acc, "loss": loss, "digital_accuracy": digital_accuracy,
+                             "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
+                             "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
+                             "digital_value": digital_value, "digital_accuracy": digital_accuracy,
                              "n_samples": n_samples, "backend": measure.name})
                 bar.update(1)
             if store is not None:
@@ -171,7 +186,7 @@ def _worker_init(threads: int) -> None:
 
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1) -> list[dict]:
+          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
@@ -182,12 +197,15 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     defines none of the times is refused before anything is measured.
     ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
+    ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers, both must be picklable: a
+    name, a module-level function).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
     check_choice("backend", backend, BACKENDS)
+    metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
     presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []
     if not presets:
@@ -204,7 +222,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = {r.name: list(batches_for(r)) for r in runs}
-    common = dict(seed=seed, backend=backend)
+    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
     new_rows = []
     if workers == 1:
         for r in runs:
@@ -221,7 +239,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
-             if store is None or not store.has(r.name, "", p, k)]  # a sweep measures clean runs
+             if store is None or not store.has(r.name, "", p, k, metric_name)]  # a sweep measures clean runs
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),

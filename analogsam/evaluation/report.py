@@ -1,7 +1,10 @@
-"""Human-readable output of a sweep: text tables, accuracy-vs-time plots and a markdown report.
+"""Human-readable output of a sweep: text tables, metric-vs-time plots and a markdown report.
 
 Everything here reads the tidy rows (``results.csv``) or their summary (``summary.csv``); nothing
-is measured here. A run measured with memory faults is labelled ``run [faults]``, apart from its
+is measured here. Every table and plot shows one metric (:mod:`analogsam.scoring`) and says which
+(its label and unit, and whether higher or lower is better; plain accuracy, the default, is
+labelled as before); the "best" marking follows the metric's direction. A summary that holds
+several metrics gets a table and a plot per metric. A run measured with memory faults is labelled ``run [faults]``, apart from its
 clean rows. Tables have a column for every time measured on any preset, and show "—" where a
 (run, preset, time) cell was not measured (e.g. a time a preset's noise model does not define).
 
@@ -11,6 +14,7 @@ using this module leaves matplotlib's global state (backend, pyplot figures) alo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -20,6 +24,8 @@ from analogsam.evaluation.coverage import LeftOut, describe_left_out
 from analogsam.evaluation.statistics import SUMMARY_COLUMNS, summarize
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
+from analogsam.errors import InvalidParameterError
+from analogsam.scoring import Metric, resolve_metric
 
 #: What a table shows for a cell that was not measured.
 NOT_MEASURED = "—"
@@ -34,39 +40,84 @@ def _presets(summary: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["preset"] for r in summary))
 
 
-def _grid(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:
-    """(run labels, times, {(label, t): summary row}) of one preset: labels in first-seen order, and
-    every time of the summary, so that the times this preset lacks show as not measured."""
-    cells = {(row_label(r), r["t_seconds"]): r for r in summary if r["preset"] == preset}
+def _metric_name(row: dict) -> str:
+    return row.get("metric") or "accuracy"  # a summary from before the metric column: accuracy
+
+
+def metrics_of(summary: list[dict]) -> list[str]:
+    """The metric names in ``summary``, in first-seen order."""
+    return list(dict.fromkeys(_metric_name(r) for r in summary))
+
+
+def _measured(summary: list[dict], preset: str, metric: str) -> bool:
+    return any(r["preset"] == preset and _metric_name(r) == metric for r in summary)
+
+
+def metric_info(summary: list[dict], name: str | None = None) -> Metric:
+    """The :class:`~analogsam.scoring.Metric` of ``name`` (default: the summary's first metric): a
+    built-in one by its name, else (a user's metric) one that reads its direction from the rows."""
+    name = name or (metrics_of(summary) or ["accuracy"])[0]
+    rows = [r for r in summary if _metric_name(r) == name]
+    higher = next((r["higher_is_better"] for r in rows if r.get("higher_is_better") is not None), True)
+    try:
+        metric = resolve_metric(name)
+    except InvalidParameterError:
+        metric = Metric(name, bool(higher), lambda p, t: (0.0, 0), label=name)
+    return dataclasses.replace(metric, higher_is_better=bool(higher))
+
+
+def _grid(summary: list[dict], preset: str, metric: str | None = None) -> tuple[list[str], list[float], dict]:
+    """(run labels, times, {(label, t): summary row}) of one preset and metric: labels in first-seen
+    order, and every time of the summary, so that the times this preset lacks show as not measured."""
+    metric = metric or metric_info(summary).name
+    cells = {(row_label(r), r["t_seconds"]): r for r in summary
+             if r["preset"] == preset and _metric_name(r) == metric}
     labels = list(dict.fromkeys(label for label, _ in cells))
     times = sorted({r["t_seconds"] for r in summary})
     return labels, times, cells
 
 
 def _digital(cells: dict, label: str) -> float | None:
-    """The run's digital accuracy (the same in every cell of the run)."""
-    return next((c["digital_accuracy"] for (name, _), c in cells.items() if name == label), None)
+    """The run's digital value of the metric (the same in every cell of the run)."""
+    for (name, _), cell in cells.items():
+        if name == label:
+            value = cell.get("digital_value")
+            return cell.get("digital_accuracy") if value is None else value
+    return None
 
 
-def _percent(value: float | None) -> str:
-    return NOT_MEASURED if value is None else f"{100 * value:.2f}"
+def _mean_std(cell: dict | None, metric: Metric) -> str:
+    if cell is None:
+        return NOT_MEASURED
+    return f"{metric.format(cell['mean'])} ± {metric.format(cell['std'])}"
 
 
-def _mean_std(cell: dict | None) -> str:
-    return NOT_MEASURED if cell is None else f"{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}"
+def _axis_label(metric: Metric) -> str:
+    """``accuracy %`` for plain accuracy (as it always read), else the label with its direction."""
+    return "accuracy %" if metric.name == "accuracy" else metric.description
 
 
-def text_table(summary: list[dict], preset: str) -> str:
-    """Accuracy (mean ± std, %) per run and time for one preset, as aligned text."""
-    labels, times, cells = _grid(summary, preset)
+def _best(metric: Metric, values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan
+    return max(values) if metric.higher_is_better else min(values)
+
+
+def text_table(summary: list[dict], preset: str, metric: str | None = None) -> str:
+    """The metric (mean ± std; accuracies in %) per run and time for one preset, as aligned text;
+    ``metric`` picks one of the summary's metrics (default: its first)."""
+    info = metric_info(summary, metric)
+    labels, times, cells = _grid(summary, preset, info.name)
     header = ["run", "digital"] + [format_time(t) for t in times]
     lines = [header]
     for label in labels:
-        lines.append([label, _percent(_digital(cells, label))] + [_mean_std(cells.get((label, t))) for t in times])
+        lines.append([label, info.format(_digital(cells, label))]
+                     + [_mean_std(cells.get((label, t)), info) for t in times])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     repeats = sorted({c["n"] for c in cells.values()})
     counted = str(repeats[0]) if len(repeats) == 1 else f"{repeats[0]}-{repeats[-1]}"
-    out = [f"preset {preset} (accuracy %, mean ± std over {counted} repeats)"]
+    out = [f"preset {preset} ({_axis_label(info)}, mean ± std over {counted} repeats)"]
     for i, line in enumerate(lines):
         out.append("  ".join(cell.rjust(w) if j else cell.ljust(w) for j, (cell, w) in enumerate(zip(line, widths))))
         if i == 0:
@@ -74,48 +125,52 @@ def text_table(summary: list[dict], preset: str) -> str:
     return "\n".join(out)
 
 
-def markdown_table(summary: list[dict], preset: str) -> str:
-    """Run x time table of one preset; the best mean in each time column is in bold."""
-    labels, times, cells = _grid(summary, preset)
-    best = {t: max((cells[(r, t)]["mean"] for r in labels if (r, t) in cells), default=math.nan) for t in times}
+def markdown_table(summary: list[dict], preset: str, metric: str | None = None) -> str:
+    """Run x time table of one preset and metric; the best mean in each time column (the highest,
+    or the lowest for a lower-is-better metric such as perplexity) is in bold."""
+    info = metric_info(summary, metric)
+    labels, times, cells = _grid(summary, preset, info.name)
+    best = {t: _best(info, [cells[(r, t)]["mean"] for r in labels if (r, t) in cells]) for t in times}
     head = "| run | optimizer | digital | " + " | ".join(format_time(t) for t in times) + " |"
     lines = [head, "|" + "---|" * (3 + len(times))]
     for label in labels:
         optimizer = next(c.get("optimizer") for (name, _), c in cells.items() if name == label)
-        row = [label, str(optimizer or NOT_MEASURED), _percent(_digital(cells, label))]
+        row = [label, str(optimizer or NOT_MEASURED), info.format(_digital(cells, label))]
         for t in times:
             cell = cells.get((label, t))
-            text = _mean_std(cell)
+            text = _mean_std(cell, info)
             row.append(f"**{text}**" if cell is not None and cell["mean"] == best[t] and len(labels) > 1 else text)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def _draw_preset(ax, summary: list[dict], preset: str) -> None:
+def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None) -> None:
     """One preset's panel: per run, the mean over repeats with its shaded 95% CI, and the run's digital
-    accuracy as a dashed line in the same colour (the loss to the hardware at a glance)."""
+    value as a dashed line in the same colour (the loss to the hardware at a glance)."""
     from matplotlib.lines import Line2D
 
-    labels, times, cells = _grid(summary, preset)
+    info = metric_info(summary, metric)
+    labels, times, cells = _grid(summary, preset, info.name)
+    scale = 100 if info.percent else 1
 
     def bound(cell, key):  # a single repeat has no interval: draw none
-        return 100 * (cell["mean"] if math.isnan(cell[key]) else cell[key])
+        return scale * (cell["mean"] if math.isnan(cell[key]) else cell[key])
 
     for label in labels:
         ts = [t for t in times if (label, t) in cells]
-        mean = [100 * cells[(label, t)]["mean"] for t in ts]
+        mean = [scale * cells[(label, t)]["mean"] for t in ts]
         line, = ax.plot(ts, mean, marker="o", label=label)
         ax.fill_between(ts, [bound(cells[(label, t)], "ci95_low") for t in ts],
                         [bound(cells[(label, t)], "ci95_high") for t in ts], color=line.get_color(), alpha=0.2)
         digital = _digital(cells, label)
         if digital is not None:
-            ax.axhline(100 * digital, linestyle="--", linewidth=1, color=line.get_color())
+            ax.axhline(scale * digital, linestyle="--", linewidth=1, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlim(times[0] / 2, times[-1] * 2)  # every panel spans every time, measured here or not
     ax.set_xticks(times)
     ax.set_xticklabels([format_time(t) for t in times])
     ax.set_xlabel("time after programming")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%)" if info.name == "accuracy" else f"test {info.description}")
     ax.set_title(preset)
     ax.grid(True, alpha=0.3)
     handles, names = ax.get_legend_handles_labels()
@@ -124,8 +179,9 @@ def _draw_preset(ax, summary: list[dict], preset: str) -> None:
     ax.legend(handles, names, fontsize="small")
 
 
-def accuracy_figure(summary: list[dict], preset: str | None = None):
-    """A :class:`~matplotlib.figure.Figure` with one panel for ``preset``, or one per preset side by side."""
+def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str | None = None):
+    """A :class:`~matplotlib.figure.Figure` of ``metric`` (default: the summary's first) over time,
+    with one panel for ``preset``, or one per preset side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -133,17 +189,23 @@ def accuracy_figure(summary: list[dict], preset: str | None = None):
     fig = Figure(figsize=(5.5 * len(presets), 4))
     FigureCanvasAgg(fig)
     for ax, name in zip(fig.subplots(1, len(presets), squeeze=False)[0], presets):
-        _draw_preset(ax, summary, name)
+        _draw_preset(ax, summary, name, metric)
     fig.tight_layout()
     return fig
 
 
-def plot_accuracy_vs_time(summary: list[dict], path: str | os.PathLike, preset: str | None = None) -> Path:
+def plot_accuracy_vs_time(summary: list[dict], path: str | os.PathLike, preset: str | None = None,
+                          metric: str | None = None) -> Path:
     """Write :func:`accuracy_figure` as a PNG to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    accuracy_figure(summary, preset).savefig(path, dpi=120)
+    accuracy_figure(summary, preset, metric).savefig(path, dpi=120)
     return path
+
+
+def _plot_name(metric: str, preset: str | None = None) -> str:
+    """``accuracy_vs_time[_preset].png`` (the names reports always had), ``<metric>_vs_time...`` else."""
+    return f"{metric}_vs_time{'_' + preset if preset else ''}.png"
 
 
 def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogsam study",
@@ -158,25 +220,39 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
     summary = summarize(rows)
     write_rows(out / "summary.csv", summary, SUMMARY_COLUMNS)
     written["summary"] = out / "summary.csv"
-    written["plot"] = plot_accuracy_vs_time(summary, out / "accuracy_vs_time.png")
-    sections = [f"# {title}", "",
-                "Accuracy on simulated analog hardware (aihwkit 1.1.0), mean ± std over repeats; "
-                "each repeat is an independent programming; the best mean per time is in bold; "
-                f"{NOT_MEASURED} marks a cell that was not measured. "
-                "95% confidence intervals are in summary.csv.", ""]
+    metrics = [metric_info(summary, m) for m in metrics_of(summary)] or [metric_info(summary)]
+    for i, metric in enumerate(metrics):
+        key = "plot" if i == 0 else f"plot_{metric.name}"
+        written[key] = plot_accuracy_vs_time(summary, out / _plot_name(metric.name), metric=metric.name)
+    sections = [f"# {title}", ""]
+    for metric in metrics:
+        what = "Accuracy" if metric.name == "accuracy" else metric.description[0].upper() + metric.description[1:]
+        best = "best" if metric.name == "accuracy" else ("highest" if metric.higher_is_better else "lowest")
+        sections += [f"{what} on simulated analog hardware (aihwkit 1.1.0), mean ± std over repeats; "
+                     f"each repeat is an independent programming; the {best} mean per time is in bold; "
+                     f"{NOT_MEASURED} marks a cell that was not measured. "
+                     "95% confidence intervals are in summary.csv.", ""]
     if left_out:
         sections += [f"Note: {describe_left_out(left_out)}.", ""]
     for name in _presets(summary):
-        plot = plot_accuracy_vs_time(summary, out / f"accuracy_vs_time_{name}.png", preset=name)
         digests = sorted({r["preset_hash"] for r in summary if r["preset"] == name})
-        sections += [f"## Preset `{name}` (values hash {', '.join(digests)})", "", markdown_table(summary, name), "",
-                     f"![accuracy vs time on {name}]({plot.name})", ""]
-    sections += ["## All presets", "", "![accuracy vs time](accuracy_vs_time.png)", ""]
+        sections += [f"## Preset `{name}` (values hash {', '.join(digests)})", ""]
+        for metric in [m for m in metrics if _measured(summary, name, m.name)]:
+            plot = plot_accuracy_vs_time(summary, out / _plot_name(metric.name, name), preset=name,
+                                         metric=metric.name)
+            shown = metric.name.replace("_", " ")
+            if len(metrics) > 1:
+                sections += [f"### {metric.description}", ""]
+            sections += [markdown_table(summary, name, metric.name), "",
+                         f"![{shown} vs time on {name}]({plot.name})", ""]
+    sections += ["## All presets", ""]
+    sections += [f"![{m.name.replace('_', ' ')} vs time]({_plot_name(m.name)})" for m in metrics] + [""]
     (out / "report.md").write_text("\n".join(sections))
     written["report"] = out / "report.md"
     return written
 
 
 def summary_tables(summary: list[dict]) -> str:
-    """Text tables of every preset in ``summary``."""
-    return "\n\n".join(text_table(summary, p) for p in _presets(summary))
+    """Text tables of every preset and metric in ``summary``."""
+    return "\n\n".join(text_table(summary, p, m) for p in _presets(summary) for m in metrics_of(summary)
+                       if _measured(summary, p, m))

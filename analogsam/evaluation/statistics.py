@@ -1,5 +1,5 @@
-"""Statistics over repeats: the mean accuracy of each (run, faults, preset, t) cell with its sample
-standard deviation and Student-t 95% confidence interval (independent programmings are i.i.d.
+"""Statistics over repeats: the mean metric value (accuracy, perplexity, ...) of each (run, faults,
+preset, metric, t) cell with its sample standard deviation and Student-t 95% confidence interval (independent programmings are i.i.d.
 draws, so the interval of their mean is the textbook t interval)."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from typing import Iterable
 import numpy as np
 from scipy import stats
 
-SUMMARY_COLUMNS = ["run", "optimizer", "faults", "preset", "preset_hash", "t_seconds", "n", "mean", "std",
-                   "ci95_low", "ci95_high", "digital_accuracy"]
+from analogsam.evaluation.columns import with_metric
+
+SUMMARY_COLUMNS = ["run", "optimizer", "faults", "preset", "preset_hash", "metric", "higher_is_better", "t_seconds",
+                   "n", "mean", "std", "ci95_low", "ci95_high", "digital_value", "digital_accuracy"]
 
 
 def sample_std(values: np.ndarray) -> float:
@@ -31,19 +33,23 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 
 def summarize(rows: Iterable[dict]) -> list[dict]:
-    """One row per (run, faults, preset, preset_hash, t): n, mean, sample std and 95% CI of accuracy
-    over repeats. Faulted and clean rows of a run are separate cells (rows without a ``faults``
-    value, e.g. from a results.csv written before the column existed, are clean)."""
+    """One row per (run, faults, preset, preset_hash, metric, t): n, mean, sample std and 95% CI of the
+    metric's value over repeats, and the digital value. Faulted and clean rows of a run are separate
+    cells (rows without a ``faults`` value, e.g. from a results.csv written before the column existed,
+    are clean); rows without a ``metric`` measured accuracy (:func:`~.store.with_metric`)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["run"], r.get("faults") or "", r["preset"], r["preset_hash"], float(r["t_seconds"]))].append(r)
+    for r in map(with_metric, rows):
+        groups[(r["run"], r.get("faults") or "", r["preset"], r["preset_hash"], r["metric"],
+                float(r["t_seconds"]))].append(r)
     out = []
-    for (run, faults, preset, digest, t), members in sorted(groups.items(),
-                                                            key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4])):
-        acc = np.array([m["accuracy"] for m in members], dtype=float)
-        low, high = confidence_interval(acc)
-        out.append({"run": run, "optimizer": members[0].get("optimizer"), "faults": faults, "preset": preset,
-                    "preset_hash": digest, "t_seconds": t, "n": len(acc), "mean": float(acc.mean()),
-                    "std": sample_std(acc), "ci95_low": low, "ci95_high": high,
-                    "digital_accuracy": members[0].get("digital_accuracy")})
+    for (run, faults, preset, digest, metric, t), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4], kv[0][5])):
+        values = np.array([m["value"] for m in members], dtype=float)
+        low, high = confidence_interval(values)
+        first = members[0]
+        out.append({"run": run, "optimizer": first.get("optimizer"), "faults": faults, "preset": preset,
+                    "preset_hash": digest, "metric": metric, "higher_is_better": first.get("higher_is_better", True),
+                    "t_seconds": t, "n": len(values), "mean": float(values.mean()), "std": sample_std(values),
+                    "ci95_low": low, "ci95_high": high, "digital_value": first.get("digital_value"),
+                    "digital_accuracy": first.get("digital_value") if metric == "accuracy" else None})
     return out

@@ -6,6 +6,11 @@ weights and are appended together, then flushed and fsynced, so a killed sweep l
 cell it was measuring. Rerunning the same sweep reads the finished cells back and measures only the
 missing ones. ``sweep.json`` beside it records the settings; a rerun with different settings under
 the same folder is refused.
+
+The columns are :data:`~analogsam.evaluation.columns.RESULT_COLUMNS` (each row names its metric;
+see :mod:`.columns`). A file written before the metric columns existed reads as accuracy rows
+(:func:`read_rows` fills them in) and is rewritten once with the new header. A cell is also keyed
+by its metric, so one folder can hold a run's accuracy and its top-5 accuracy side by side.
 """
 
 from __future__ import annotations
@@ -15,16 +20,17 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, with_metric
 from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
 
-__all__ = ["RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label", "read_rows",
-           "run_label", "write_rows"]
+__all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label",
+           "read_rows", "run_label", "with_metric", "write_rows"]
 
-RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
-                  "seed", "accuracy", "loss", "digital_accuracy", "n_samples", "backend"]
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n"}
-_FLOAT_COLUMNS = {"t_seconds", "accuracy", "loss", "digital_accuracy", "mean", "std", "ci95_low", "ci95_high"}
+_FLOAT_COLUMNS = {"t_seconds", "value", "accuracy", "loss", "digital_value", "digital_accuracy", "mean", "std",
+                  "ci95_low", "ci95_high"}
+_BOOL_COLUMNS = {"higher_is_better"}
 _TEXT_COLUMNS = {"faults"}  # empty means "none" (clean), a value in its own right, not a missing one
 
 
@@ -48,6 +54,8 @@ def _typed(row: dict) -> dict:
             out[key] = None
         elif key in _INT_COLUMNS:
             out[key] = int(value)
+        elif key in _BOOL_COLUMNS:
+            out[key] = value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1")
         elif key in _FLOAT_COLUMNS:
             out[key] = float(value)
         else:
@@ -56,13 +64,14 @@ def _typed(row: dict) -> dict:
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a results.csv or summary.csv, with numbers as numbers. A torn last line is ignored."""
+    """Rows of a results.csv or summary.csv, with numbers as numbers and the metric columns filled in
+    (:func:`with_metric`). A torn last line is ignored."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [_typed(r) for r in rows if None not in r.values()]
+    return [with_metric(_typed(r)) for r in rows if None not in r.values()]
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
@@ -75,9 +84,17 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]
     atomic_write(path, write)
 
 
+def _key(run: str, faults: str, preset: str, digest: str, repeat: int, metric: str) -> tuple:
+    # Accuracy cells keep the key they had before metrics were a choice; others add their metric.
+    key = (run, faults, preset, digest, repeat)
+    return key if metric == DEFAULT_METRIC else (*key, metric)
+
+
 def cell_key(row: dict) -> tuple:
-    """(run, faults, preset, preset_hash, repeat): what one cell of the store measured."""
-    return (row["run"], row.get("faults") or "", row["preset"], row["preset_hash"], int(row["repeat"]))
+    """(run, faults, preset, preset_hash, repeat), plus the metric's name unless it is accuracy: what
+    one cell of the store measured."""
+    return _key(row["run"], row.get("faults") or "", row["preset"], row["preset_hash"], int(row["repeat"]),
+                row.get("metric") or DEFAULT_METRIC)
 
 
 def _header(path: Path) -> list[str] | None:
@@ -109,7 +126,7 @@ class ResultStore:
 
     def _upgrade_header(self) -> None:
         # Appended rows follow RESULT_COLUMNS, so a file written with other columns (before the
-        # faults column) is rewritten once with them; its values are kept exactly.
+        # faults or the metric columns) is rewritten once with them; its values are kept exactly.
         if self.path.exists() and self.path.stat().st_size and _header(self.path) != RESULT_COLUMNS:
             write_rows(self.path, self.rows, RESULT_COLUMNS)
 
@@ -139,10 +156,10 @@ class ResultStore:
             settings = {**old, **settings, "presets": {**old.get("presets", {}), **settings.get("presets", {})}}
         write_json(path, settings)
 
-    def has(self, run: str, faults: str, preset, repeat: int) -> bool:
+    def has(self, run: str, faults: str, preset, repeat: int, metric: str = DEFAULT_METRIC) -> bool:
         """Whether the cell of ``run`` with ``faults`` (``""``: clean) on ``preset`` (a Preset) at
-        ``repeat`` is finished."""
-        return (run, faults, preset.name, preset.hash, repeat) in self.done
+        ``repeat``, scored by ``metric`` (its name), is finished."""
+        return _key(run, faults, preset.name, preset.hash, repeat, metric) in self.done
 
     def append_cell(self, rows: list[dict]) -> None:
         """Append one finished cell's rows durably."""

@@ -73,6 +73,9 @@ def global_grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def kl_div_logits(reference_logits: torch.Tensor, logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """KL(softmax(reference/τ) ‖ softmax(logits/τ)), summed over classes, averaged over the batch."""
+    """KL(softmax(reference/τ) ‖ softmax(logits/τ)), summed over classes (the last dimension),
+    averaged over the batch, or over every token of a sequence model's (B, T, V) logits."""
+    if logits.ndim > 2:  # one distribution per token: the tokens are the batch
+        reference_logits, logits = reference_logits.reshape(-1, logits.shape[-1]), logits.reshape(-1, logits.shape[-1])
     return F.kl_div(F.log_softmax(logits / tau, dim=-1), F.log_softmax(reference_logits / tau, dim=-1),
                     reduction="batchmean", log_target=True)

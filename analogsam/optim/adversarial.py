@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from analogsam.scoring import model_output
 from analogsam.validation import check_int
 
 from ._common import frozen_batchnorm_stats, kl_div_logits, non_norm_parameters
@@ -63,12 +64,15 @@ class AttackResult:
 
 def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: torch.Tensor,
                      params: dict[str, torch.Tensor], *, zeta_attack: float = 0.1, steps: int = 10,
-                     zeta_init: float = 0.001, generator: torch.Generator | None = None) -> AttackResult:
+                     zeta_init: float = 0.001, generator: torch.Generator | None = None,
+                     output_fn=None) -> AttackResult:
     """Projected gradient ascent (Büchel et al. 2022; rockpool ``pga_attack``) on
     KL(softmax(reference) ‖ softmax f(x, Θ*)) over the named ``params`` of ``model``, within Θ ± ζ_attack · |Θ|.
 
     The model's own parameters are never written: Θ* enters through ``torch.func.functional_call``.
     BatchNorm layers in train mode use batch statistics without updating their running statistics.
+    ``output_fn`` picks the prediction from the model's output (:func:`analogsam.scoring.model_output`);
+    a sequence model's (B, T, V) logits get the KL over the class dimension, averaged over tokens.
     """
     steps = check_int("steps", steps, low=0)
     reference = reference_logits.detach()
@@ -86,7 +90,8 @@ def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: t
     with torch.enable_grad(), frozen_batchnorm_stats(model):
         for _ in range(steps):
             star = [t.requires_grad_() for t in torch._foreach_addcmul(theta, magnitude, coeffs)]
-            kl = kl_div_logits(reference, functional_call(model, dict(zip(names, star)), (inputs,)))
+            star_logits = model_output(functional_call(model, dict(zip(names, star)), (inputs,)), output_fn)
+            kl = kl_div_logits(reference, star_logits)
             grads = torch.autograd.grad(kl, star, allow_unused=True, materialize_grads=True)
             result.kl_tensors.append(kl.detach())
             with torch.no_grad():
@@ -109,23 +114,22 @@ class AdversarialMethod(TrainingMethod):
         # The clean pass, the only one that updates BatchNorm statistics; it needs a graph unless its only
         # use is logging (forward noise on, KL term off).
         with torch.set_grad_enabled(h["beta"] > 0 or h["zeta_forward"] == 0):
-            logits = self.model(inputs)
+            logits = self._forward(inputs)
         clean_loss = self._task_loss(logits, targets)
         task_loss = clean_loss
         if h["zeta_forward"] > 0:
             noisy = {n: p + (p.detach().abs() * torch.randn_like(p)).mul_(h["zeta_forward"])
                      for n, p in self.attacked.items()}
             with frozen_batchnorm_stats(self.model):
-                task_loss = self._task_loss(functional_call(self.model, noisy, (inputs,)), targets)
+                task_loss = self._task_loss(self._forward(inputs, noisy), targets)
         loss = task_loss
         if h["beta"] > 0:
             self._check_loss(clean_loss)
             attack = parameter_attack(self.model, inputs, logits, self.attacked, zeta_attack=h["zeta_attack"],
-                                      steps=h["attack_steps"], zeta_init=h["zeta_init"])
+                                      steps=h["attack_steps"], zeta_init=h["zeta_init"], output_fn=self.output_fn)
             through = h["attack_gradient"] == "through"
             with frozen_batchnorm_stats(self.model), torch.set_grad_enabled(through):
-                star_logits = functional_call(self.model, attack.theta_star(self.attacked, differentiable=through),
-                                              (inputs,))
+                star_logits = self._forward(inputs, attack.theta_star(self.attacked, differentiable=through))
             loss = task_loss + h["beta"] * kl_div_logits(logits, star_logits)
         self._backward_and_step(loss)
         return clean_loss, logits

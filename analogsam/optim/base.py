@@ -8,7 +8,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
+from analogsam.scoring import model_output
 from analogsam.validation import check_choice
 
 from ._common import global_grad_norm, non_finite
@@ -38,20 +40,26 @@ class TrainingMethod(abc.ABC):
             rebuilds the same method.
         optimizer: the torch optimizer an LR scheduler attaches to (the base optimizer for the SAM family).
         model: the trained module.
+        output_fn: picks the prediction from the model's output (None: a tensor, a tuple's first
+            element, a dict's ``logits``; :func:`analogsam.scoring.model_output`).
+        loss_fn: the batch-mean task loss of (prediction, targets); cross-entropy by default
+            (training passes :func:`analogsam.scoring.task_loss` of its metric).
         step_count: completed steps.
 
     The loop calls ``begin_epoch(e)`` (0-based), ``train_step(x, y, indices)`` per batch with the model in
-    train mode, and ``end_epoch(e)``. ``train_step`` returns the detached task (cross-entropy) loss and
-    logits of the unperturbed forward pass (noise injection: of its noisy forward, its only one), and
+    train mode, and ``end_epoch(e)``. ``train_step`` returns the detached task loss and
+    prediction (logits) of the unperturbed forward pass (noise injection: of its noisy forward, its only one), and
     raises :class:`NonFiniteError` naming the step if a loss or gradient is not finite, before any
     weight of that step is written.
     """
 
     def __init__(self, name: str, model: nn.Module, *, base: str = "sgd", lr: float = 0.05,
                  momentum: float = 0.9, weight_decay: float = 5e-4, hparams: dict | None = None,
-                 num_samples: int | None = None, num_classes: int | None = None):
+                 num_samples: int | None = None, num_classes: int | None = None, output_fn=None, loss_fn=None):
         self.name = name
         self.model = model
+        self.output_fn = output_fn
+        self.loss_fn = F.cross_entropy if loss_fn is None else loss_fn
         self.hparams = dict(hparams or {})
         self.step_count = 0
         self.epoch = 0
@@ -99,8 +107,14 @@ class TrainingMethod(abc.ABC):
     def _step_number(self) -> int:
         return self.step_count + 1
 
+    def _forward(self, inputs, params: dict | None = None) -> torch.Tensor:
+        """The prediction tensor of the model on ``inputs`` (at ``params`` instead of its own
+        parameters when given, through ``torch.func.functional_call``)."""
+        output = self.model(inputs) if params is None else functional_call(self.model, params, (inputs,))
+        return model_output(output, self.output_fn)
+
     def _task_loss(self, logits, targets):
-        return F.cross_entropy(logits, targets)
+        return self.loss_fn(logits, targets)
 
     def _check_loss(self, loss: torch.Tensor, what: str = "loss") -> None:
         if not bool(torch.isfinite(loss)):
@@ -128,7 +142,7 @@ class StandardMethod(TrainingMethod):
 
     def _step(self, inputs, targets, indices):
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
+        logits = self._forward(inputs)
         loss = self._task_loss(logits, targets)
         self._backward_and_step(loss)
         return loss, logits

@@ -97,7 +97,7 @@ def build_method(name: str, model: nn.Module, *, lr: float | None = None,
                  momentum: float = TRAINING_SETTINGS["momentum"].default,
                  weight_decay: float = TRAINING_SETTINGS["weight_decay"].default, base: str | None = None,
                  num_samples: int | None = None, num_classes: int | None = None, epochs: int | None = None,
-                 **hparams) -> TrainingMethod:
+                 output_fn=None, loss_fn=None, **hparams) -> TrainingMethod:
     """The training method ``name`` for ``model``.
 
     Args:
@@ -108,6 +108,8 @@ def build_method(name: str, model: nn.Module, *, lr: float | None = None,
             themselves (default ``"sgd"``).
         num_samples, num_classes: the training set's size and class count (SAF's per-sample buffer).
         epochs: the run's length (SAF/MESA start their term after 30 % of it unless told otherwise).
+        output_fn: picks the prediction from the model's output (see :func:`analogsam.scoring.model_output`).
+        loss_fn: the batch-mean task loss (default cross-entropy; see :func:`analogsam.scoring.task_loss`).
         **hparams: the method's own hyperparameters (see :func:`hyperparameter_defaults` and
             :data:`~analogsam.optim.hyperparameters.METHODS`); ``None`` means the default.
 
@@ -120,7 +122,7 @@ def build_method(name: str, model: nn.Module, *, lr: float | None = None,
                                         epochs=epochs, **hparams)
     return _CLASSES[key](key, model, base=full["base"], lr=full["lr"], momentum=full["momentum"],
                          weight_decay=full["weight_decay"], hparams=full, num_samples=num_samples,
-                         num_classes=num_classes)
+                         num_classes=num_classes, output_fn=output_fn, loss_fn=loss_fn)
 
 
 # -- command line ----------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class NoiseInjectionMethod(TrainingMethod):
         h = self.hparams
         self.optimizer.zero_grad(set_to_none=True)
         if h["noise_additive"] == 0 and h["noise_multiplicative"] == 0:
-            logits = self.model(inputs)
+            logits = self._forward(inputs)
             loss = self._task_loss(logits, targets)
             self._backward_and_step(loss)
             return loss, logits
@@ -63,7 +63,7 @@ class NoiseInjectionMethod(TrainingMethod):
                 clean.copy_(w)
                 w.add_(injection_noise(w, h["noise_additive"], h["noise_multiplicative"]))
         try:
-            logits = self.model(inputs)
+            logits = self._forward(inputs)
             loss = self._task_loss(logits, targets)
             self._check_loss(loss)
             loss.backward()
@@ -96,7 +96,7 @@ class RWPMethod(TrainingMethod):
         h = self.hparams
         alpha = h["rwp_alpha"]
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
+        logits = self._forward(inputs)
         loss = self._task_loss(logits, targets)
         self._check_loss(loss)
         (loss * (1.0 - alpha)).backward()
@@ -107,7 +107,7 @@ class RWPMethod(TrainingMethod):
                     p.add_(filter_wise_noise(p, h["rwp_gamma"]))
             try:
                 with frozen_batchnorm_stats(self.model):
-                    loss_perturbed = self._task_loss(self.model(inputs), targets)
+                    loss_perturbed = self._task_loss(self._forward(inputs), targets)
                 self._check_loss(loss_perturbed, "loss at w + ε")
                 (loss_perturbed * alpha).backward()
             finally:

@@ -22,6 +22,7 @@ import math
 import torch
 
 from analogsam.errors import InvalidParameterError
+from analogsam.scoring import model_output
 
 from ._common import kl_div_logits
 from .base import TrainingMethod
@@ -56,6 +57,11 @@ class SAFMethod(TrainingMethod):
     int32 ``(num_samples, saf_history + 1)`` record of which epoch each slot holds, so that a sample with no
     logits from exactly Ẽ epochs ago (not drawn that epoch) gets no KL term instead of a stale or zero one.
     The training loop must pass the samples' dataset indices to ``train_step``. Cost: ≈ 1× SGD.
+
+    A sequence model's per-sample output (T, V) is buffered whole, ``(num_samples, T, V, saf_history + 1)``
+    (T times the memory), and its KL term is averaged over tokens (padding positions included: they are
+    the network's outputs too); the buffer takes its shape from the first batch, so every batch
+    must have the same sequence length.
     """
 
     @classmethod
@@ -78,10 +84,11 @@ class SAFMethod(TrainingMethod):
         if num_classes is not None:
             self._allocate(int(num_classes), next(model.parameters()).device)
 
-    def _allocate(self, num_classes: int, device) -> None:
+    def _allocate(self, num_classes: int | tuple, device) -> None:
         slots = self.hparams["saf_history"] + 1
-        self.num_classes = num_classes
-        self.logits_buffer = torch.zeros(self.num_samples, num_classes, slots, device=device)
+        shape = tuple(num_classes) if isinstance(num_classes, (tuple, list, torch.Size)) else (int(num_classes),)
+        self.num_classes = shape[-1]
+        self.logits_buffer = torch.zeros(self.num_samples, *shape, slots, device=device)
         self.recorded_epoch = torch.full((self.num_samples, slots), -1, dtype=torch.int32, device=device)
 
     def active(self, epoch: int | None = None) -> bool:
@@ -97,16 +104,15 @@ class SAFMethod(TrainingMethod):
             return None, torch.zeros(len(indices), dtype=torch.bool)
         slot = past % (self.hparams["saf_history"] + 1)
         valid = self.recorded_epoch[indices, slot] == past
-        return self.logits_buffer[indices, :, slot], valid
+        return self.logits_buffer[indices, ..., slot], valid
 
     def _step(self, inputs, targets, indices):
         if indices is None:
             raise InvalidParameterError("saf needs the dataset index of every sample in the batch (train_step's indices)")
         h = self.hparams
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
-        if self.logits_buffer is None:
-            self._allocate(logits.shape[1], logits.device)
+        logits = self._forward(inputs)
+        self._fit_buffer(logits)
         indices = indices.to(self.logits_buffer.device, torch.long)
         task_loss = self._task_loss(logits, targets)
         loss = task_loss
@@ -122,9 +128,21 @@ class SAFMethod(TrainingMethod):
         self._backward_and_step(loss)
         # Record after the step succeeded, so a failed step leaves the buffer as it was.
         slot = self.epoch % (h["saf_history"] + 1)
-        self.logits_buffer[indices, :, slot] = logits.detach().to(self.logits_buffer.dtype)
+        self.logits_buffer[indices, ..., slot] = logits.detach().to(self.logits_buffer.dtype)
         self.recorded_epoch[indices, slot] = self.epoch
         return task_loss, logits
+
+    def _fit_buffer(self, logits: torch.Tensor) -> None:
+        """Allocate the buffer for the per-sample output shape of ``logits`` (a sequence model's (T, V)
+        rather than the (num_classes,) allocated up front) while nothing is recorded in it."""
+        shape = tuple(logits.shape[1:])
+        if self.logits_buffer is not None and tuple(self.logits_buffer.shape[1:-1]) == shape:
+            return
+        if self.recorded_epoch is not None and bool((self.recorded_epoch >= 0).any()):
+            raise InvalidParameterError(
+                f"saf buffers each sample's output of shape {tuple(self.logits_buffer.shape[1:-1])}, but this batch's "
+                f"is {shape}; give every batch the same sequence length (pad to one length)")
+        self._allocate(shape, logits.device)
 
     def state_dict(self):
         state = super().state_dict()
@@ -193,9 +211,9 @@ class MESAMethod(TrainingMethod):
         use_kl = h["mesa_lambda"] > 0 and self.active()
         if use_kl:
             with torch.no_grad():
-                reference = self.ema_model(inputs)
+                reference = model_output(self.ema_model(inputs), self.output_fn)
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
+        logits = self._forward(inputs)
         task_loss = self._task_loss(logits, targets)
         loss = task_loss
         if use_kl:

@@ -274,7 +274,7 @@ class SharpnessAwareMethod(TrainingMethod):
     def _step(self, inputs, targets, indices):
         sam = self.sam
         sam.zero_grad(set_to_none=True)
-        logits = self.model(inputs)
+        logits = self._forward(inputs)
         loss = self._task_loss(logits, targets)
         self._check_loss(loss)
         loss.backward()
@@ -282,7 +282,7 @@ class SharpnessAwareMethod(TrainingMethod):
         sam.first_step(zero_grad=True)
         try:
             with frozen_batchnorm_stats(self.model):
-                loss_perturbed = self._task_loss(self.model(inputs), targets)
+                loss_perturbed = self._task_loss(self._forward(inputs), targets)
             self._check_loss(loss_perturbed, "loss at w + ε")
             loss_perturbed.backward()
         except BaseException:

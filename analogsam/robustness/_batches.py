@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.scoring import model_output, task_loss
 from analogsam.validation import check_int
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -71,5 +72,14 @@ def batch_weights(batches: Sequence[tuple]) -> list[float]:
     return [s / total for s in sizes]
 
 
-def resolve_loss(loss_fn: LossFn | None) -> LossFn:
-    return nn.functional.cross_entropy if loss_fn is None else loss_fn
+def resolve_loss(loss_fn: LossFn | None, metric=None) -> LossFn:
+    """The batch-mean loss of (prediction, targets): ``loss_fn``, else the task loss of ``metric``
+    (:func:`analogsam.scoring.task_loss`: cross-entropy, per token for sequence logits (B, T, V),
+    when neither is given)."""
+    return task_loss(metric) if loss_fn is None else loss_fn
+
+
+def output_loss(loss_fn: LossFn, output_fn=None) -> LossFn:
+    """``loss_fn`` of the prediction in a model's raw output (:func:`analogsam.scoring.model_output`):
+    what the autograd helpers call with ``model(x)``."""
+    return lambda output, targets: loss_fn(model_output(output, output_fn), targets)

@@ -27,7 +27,9 @@ so neither sees device noise or device faults. Büchel et al. perturb every para
 (``analogsam.convert`` and ``analogsam.evaluate``) evaluates faults and device non-idealities over
 time together.
 
-Accuracies are fractions in [0, 1]. Randomness comes from ``seed`` (a fresh ``torch.Generator``)
+Accuracies are fractions in [0, 1]. The curves measure top-1 accuracy unless ``metric=`` names
+another metric of :mod:`analogsam.scoring` (e.g. ``"perplexity"`` for a language model), and take
+the prediction from the model's output by :func:`analogsam.scoring.model_output` (or ``output_fn``). Randomness comes from ``seed`` (a fresh ``torch.Generator``)
 or an explicit ``generator``; the curves give draw d the same random numbers at every level
 (common random numbers), so a curve is smooth, faults at a lower rate are a subset of those at a
 higher rate, and two models of the same architecture see the same noise.
@@ -49,7 +51,7 @@ from analogsam.robustness._batches import batch_weights, model_device, resolve_l
 from analogsam.robustness._random import derived_seed, make_generator, standard_normal, uniform
 from analogsam.robustness.roles import PARAMETER_SETS, select_parameters
 from analogsam.robustness.statistics import mean_std_stderr
-from analogsam.scoring import score
+from analogsam.scoring import resolve_metric, score
 from analogsam.validation import check_choice, check_int, check_levels, check_real
 
 __all__ = [
@@ -357,11 +359,14 @@ def faulted_copy(
 
 @dataclass(frozen=True)
 class RobustnessCurve:
-    """Accuracy against a perturbation strength, over random draws.
+    """Accuracy (or ``metric``) against a perturbation strength, over random draws.
 
-    ``rows``: one per (level, draw): ``{level_name: level, "draw", "accuracy", "loss"}``.
-    ``summary``: one per level: ``{level_name, "n", "mean", "std", "min", "max", "mean_drop"}``,
-    std with ddof=1 (nan for one draw), ``mean_drop = clean_accuracy − mean``.
+    ``rows``: one per (level, draw): ``{level_name: level, "draw", <metric>, "loss"}`` (``<metric>`` is
+    ``"accuracy"`` by default). ``summary``: one per level: ``{level_name, "n", "mean", "std", "min",
+    "max", "mean_drop"}``, std with ddof=1 (nan for one draw), ``mean_drop`` how much worse the mean
+    is than the clean value: ``clean_accuracy − mean``, or ``mean − clean_accuracy`` for a metric
+    where lower is better (perplexity), so a positive drop is a loss either way.
+    ``clean_accuracy`` is the unperturbed value of the metric.
     ``level_name`` is ``"eta"`` for weight noise and ``"rate"`` for faults.
     """
 
@@ -372,38 +377,42 @@ class RobustnessCurve:
     clean_accuracy: float = float("nan")
     clean_loss: float = float("nan")
     settings: dict = field(default_factory=dict)
+    metric: str = "accuracy"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def _curve(model, batches, levels, level_name, kind, apply_, *, draws, loss_fn, num_batches,
-           parameters, seed, settings) -> RobustnessCurve:
+           parameters, seed, settings, metric=None, output_fn=None) -> RobustnessCurve:
     """Evaluate ``apply_(params, level, generator)`` at every level and draw, restoring in between."""
     draws = check_int("draws", draws, low=1)
     seed = check_int("seed", seed, low=0)
-    loss_fn = resolve_loss(loss_fn)
+    metric = resolve_metric(metric)
+    loss_fn = resolve_loss(loss_fn, metric)
+    measured = {"loss_fn": loss_fn, "metric": metric, "output_fn": output_fn}
     rows, summary = [], []
     with preserved(model):
         data = take_batches(batches, num_batches, model_device(model))
         weights = batch_weights(data)
         params = [p for _, p in select_parameters(model, parameters)]
-        clean_acc, clean_loss = score(model, data, loss_fn=loss_fn, weights=weights)
+        clean_value, clean_loss = score(model, data, weights=weights, **measured)
         for level in levels:
-            accs = []
+            values = []
             for draw in range(draws):
                 generator = torch.Generator().manual_seed(derived_seed(seed, draw))
                 with restoring(params):
                     apply_(params, level, generator)
-                    acc, loss = score(model, data, loss_fn=loss_fn, weights=weights)
-                rows.append({level_name: level, "draw": draw, "accuracy": acc, "loss": loss})
-                accs.append(acc)
-            mean, std, _ = mean_std_stderr(accs)
+                    value, loss = score(model, data, weights=weights, **measured)
+                rows.append({level_name: level, "draw": draw, metric.name: value, "loss": loss})
+                values.append(value)
+            mean, std, _ = mean_std_stderr(values)
+            drop = clean_value - mean if metric.higher_is_better else mean - clean_value
             summary.append({level_name: level, "n": draws, "mean": mean, "std": std,
-                            "min": min(accs), "max": max(accs), "mean_drop": clean_acc - mean})
+                            "min": min(values), "max": max(values), "mean_drop": drop})
     settings = {**settings, "draws": draws, "seed": seed, "parameters": parameters,
                 "num_batches": len(data), "n_samples": sample_count(data)}
-    return RobustnessCurve(kind, level_name, rows, summary, clean_acc, clean_loss, settings)
+    return RobustnessCurve(kind, level_name, rows, summary, clean_value, clean_loss, settings, metric.name)
 
 
 def weight_noise_curve(
@@ -417,8 +426,11 @@ def weight_noise_curve(
     loss_fn=None,
     num_batches: int | None = None,
     seed: int = 0,
+    metric=None,
+    output_fn=None,
 ) -> RobustnessCurve:
-    """Accuracy under Gaussian weight noise at each η, over ``draws`` draws (model restored after).
+    """Accuracy (or ``metric``) under Gaussian weight noise at each η, over ``draws`` draws (model
+    restored after); ``output_fn`` picks the prediction from the model's output.
 
     Büchel et al. (ICLR 2022)'s protocol is ``mode="relative"``, η ∈ {0.1, 0.2, 0.3, 0.5, 0.7},
     ``draws=100``, reporting mean, std and min (the ``summary``). ``mode="additive"`` uses
@@ -433,7 +445,7 @@ def weight_noise_curve(
 
     return _curve(model, batches, levels, "eta", f"weight-noise-{mode}", apply_, draws=draws,
                   loss_fn=loss_fn, num_batches=num_batches, parameters=parameters, seed=seed,
-                  settings={"mode": mode})
+                  settings={"mode": mode}, metric=metric, output_fn=output_fn)
 
 
 def fault_curve(
@@ -451,8 +463,11 @@ def fault_curve(
     loss_fn=None,
     num_batches: int | None = None,
     seed: int = 0,
+    metric=None,
+    output_fn=None,
 ) -> RobustnessCurve:
-    """Accuracy against the fault rate for ``kind="stuck-at"`` or ``"bit-flip"`` faults.
+    """Accuracy (or ``metric``) against the fault rate for ``kind="stuck-at"`` or ``"bit-flip"`` faults;
+    ``output_fn`` picks the prediction from the model's output.
 
     Uses :func:`inject_stuck_at` / :func:`inject_bit_flips` with their settings. For bit flips the
     rate-0 level is the quantized model (its ``mean_drop`` is the quantization loss) while
@@ -477,4 +492,5 @@ def fault_curve(
             _bit_flips_(params, rate, bits, encoding, generator)
 
     return _curve(model, batches, levels, "rate", kind, apply_, draws=draws, loss_fn=loss_fn,
-                  num_batches=num_batches, parameters=parameters, seed=seed, settings=settings)
+                  num_batches=num_batches, parameters=parameters, seed=seed, settings=settings, metric=metric,
+                  output_fn=output_fn)

@@ -73,16 +73,17 @@ def plot_sharpness_scatters(records, out_dir, *, metrics: Sequence[str] | None =
 
 
 def _draw_curves(ax, curves: Mapping[str, object], title: str | None) -> None:
-    level_name, kind = "level", ""
+    level_name, kind, metric = "level", "", "accuracy"
     for label, curve in curves.items():
         curve = curve.to_dict() if hasattr(curve, "to_dict") else curve
         level_name, kind = curve["level_name"], curve["kind"]
+        metric = curve.get("metric", "accuracy")  # curves recorded before the field measured accuracy
         levels = np.array([row[level_name] for row in curve["summary"]])
         mean = np.array([row["mean"] for row in curve["summary"]])
         std = np.nan_to_num(np.array([row["std"] for row in curve["summary"]], dtype=float))
         ax.errorbar(levels, mean, yerr=std, marker="o", capsize=3, label=str(label))
     ax.set_xlabel(level_name)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title or kind, fontsize=10)
     ax.grid(alpha=0.3)
     if curves:
@@ -90,7 +91,8 @@ def _draw_curves(ax, curves: Mapping[str, object], title: str | None) -> None:
 
 
 def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | None = None) -> Path:
-    """Mean accuracy ± std against the level (η or fault rate) for several runs' curves of one kind.
+    """Mean accuracy (or the curves' metric) ± std against the level (η or fault rate) for several runs'
+    curves of one kind.
 
     ``curves`` maps a run label to a :class:`analogsam.robustness.perturbations.RobustnessCurve` or its ``to_dict()``.
     """

@@ -16,7 +16,7 @@ from analogsam.errors import InvalidParameterError
 from analogsam.robustness import perturbations as faults, sharpness
 from analogsam.robustness._autograd import preserved
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
-from analogsam.scoring import score
+from analogsam.scoring import resolve_metric, score
 from analogsam.storage import jsonable
 
 __all__ = ["CURVES", "METRICS", "analyze_model"]
@@ -54,6 +54,8 @@ def analyze_model(
     bits: int = 8,
     fault_draws: int = 5,
     fault_parameters: str = "weights",
+    metric=None,
+    output_fn=None,
 ) -> dict:
     """All sharpness metrics and robustness curves of one model on the first ``num_batches`` batches.
 
@@ -63,13 +65,19 @@ def analyze_model(
     Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values), Büchel et al.'s η
     for relative noise, a few percent of the layer range for additive noise.
 
+    ``metric`` (default top-1 accuracy; e.g. ``"perplexity"`` for a language model, see
+    :func:`analogsam.scoring.resolve_metric`) is what the curves, the drops and the clean record
+    measure, and its task loss is the loss the sharpness metrics probe (unless ``loss_fn`` is given);
+    ``output_fn`` picks the prediction from the model's output (:func:`analogsam.scoring.model_output`).
+    A drop is how much worse the perturbed mean is than the clean value, positive either way.
+
     Returns a JSON-serialisable dict::
 
         {"metrics": {name: value},            # flat, ready for robustness_correlation
          "sharpness": {name: SharpnessResult.to_dict()},
          "curves": {name: RobustnessCurve.to_dict()},
          "drops": {"<curve>_drop@<level>": clean accuracy − mean accuracy},
-         "clean": {"loss", "accuracy", "num_batches", "n_samples"},
+         "clean": {"loss", "accuracy" (the metric's name), "num_batches", "n_samples"},
          "settings": {...}}
 
     ``metrics`` picks from :data:`METRICS`, ``curves`` from :data:`CURVES`; the Hessian metrics
@@ -77,7 +85,8 @@ def analyze_model(
     """
     metrics = check_subset("metrics", metrics, METRICS)
     curves = check_subset("curves", curves, CURVES)
-    common = {"loss_fn": loss_fn, "num_batches": num_batches}
+    resolved = resolve_metric(metric)
+    common = {"loss_fn": loss_fn, "num_batches": num_batches, "metric": resolved, "output_fn": output_fn}
     sharp_common = {**common, "parameters": sharpness_parameters, "seed": seed}
     metric_calls = {
         "worst_case_sharpness": lambda: sharpness.worst_case_sharpness(
@@ -106,22 +115,24 @@ def analyze_model(
 
     with preserved(model):
         data = take_batches(batches, num_batches, model_device(model))
-        clean_acc, clean_loss = score(model, data, loss_fn=resolve_loss(loss_fn), weights=batch_weights(data))
+        clean_value, clean_loss = score(model, data, metric=resolved, output_fn=output_fn,
+                                        loss_fn=resolve_loss(loss_fn, resolved), weights=batch_weights(data))
     drops = {}
     for name, curve in curve_results.items():
         for row in curve.summary:
             level = row[curve.level_name]
             if level > 0:
-                drops[f"{name}_drop@{level:g}"] = clean_acc - row["mean"]
+                drops[f"{name}_drop@{level:g}"] = (clean_value - row["mean"] if resolved.higher_is_better
+                                                   else row["mean"] - clean_value)
     return jsonable({
         "metrics": {name: r.value for name, r in results.items()},
         "sharpness": {name: r.to_dict() for name, r in results.items()},
         "curves": {name: c.to_dict() for name, c in curve_results.items()},
         "drops": drops,
-        "clean": {"loss": clean_loss, "accuracy": clean_acc, "num_batches": len(data),
+        "clean": {"loss": clean_loss, resolved.name: clean_value, "num_batches": len(data),
                   "n_samples": sample_count(data)},
         "settings": {
-            "num_batches": num_batches, "seed": seed, "metrics": list(metrics), "curves": list(curves),
+            "metric": resolved.name, "num_batches": num_batches, "seed": seed, "metrics": list(metrics), "curves": list(curves),
             "rho": rho, "ascent_steps": ascent_steps, "asam_rho": asam_rho, "asam_eta": asam_eta,
             "sigma": sigma, "sharpness_draws": sharpness_draws, "hessian_iters": hessian_iters,
             "hessian_tol": hessian_tol, "trace_draws": trace_draws,

@@ -21,8 +21,10 @@ Monte-Carlo (and ``None`` where it is not), the settings used and diagnostics.
 All uncertainties here are conditional on the batches: they say how far the estimate may be from
 the same quantity computed exactly on those batches, not how it would vary with other data.
 
-The loss is ``loss_fn(model(inputs), labels)``, cross-entropy by default, averaged per sample over
-the batches. Any scalar-valued ``loss_fn`` works, which makes closed-form checks easy: a module
+The loss is ``loss_fn(prediction, labels)``, averaged per sample over the batches, where the
+prediction is taken from the model's output by :func:`analogsam.scoring.model_output` (or
+``output_fn``): by default the task loss of ``metric`` (cross-entropy, per token for a sequence
+model; mean squared error for a regression metric such as ``"mse"``). Any scalar-valued ``loss_fn`` works, which makes closed-form checks easy: a module
 whose ``forward`` returns ½wᵀAw with ``loss_fn=lambda out, _: out`` has Hessian A.
 """
 
@@ -38,7 +40,8 @@ import torch
 from torch import nn
 
 from analogsam.robustness import _autograd as G
-from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
+from analogsam.robustness._batches import (batch_weights, model_device, output_loss, resolve_loss, sample_count,
+                                           take_batches)
 from analogsam.robustness._random import make_generator, rademacher, seed_settings, standard_normal
 from analogsam.robustness.perturbations import gaussian_weight_noise
 from analogsam.robustness.roles import adaptive_scales, select_parameters
@@ -93,11 +96,11 @@ class SharpnessResult:
 class _Problem:
     """The loss on fixed batches as a function of a chosen set of parameters, and the probe's randomness."""
 
-    def __init__(self, model, batches, *, loss_fn, num_batches, parameters, seed, generator):
+    def __init__(self, model, batches, *, loss_fn, num_batches, parameters, seed, generator, output_fn, metric):
         self.model = model
         self.batches = take_batches(batches, num_batches, model_device(model))
         self.weights = batch_weights(self.batches)
-        self.loss_fn = resolve_loss(loss_fn)
+        self.loss_fn = output_loss(resolve_loss(loss_fn, metric), output_fn)
         self.params = [p for _, p in select_parameters(model, parameters)]
         self.generator = make_generator(seed, generator)
         self.settings = {
@@ -122,7 +125,11 @@ class _Problem:
 class ProbeOptions(TypedDict, total=False):
     """The keyword options every metric here takes, besides its own.
 
-    - ``loss_fn``: ``loss_fn(model(inputs), labels)``, a scalar per-batch mean; cross-entropy by default.
+    - ``loss_fn``: ``loss_fn(prediction, labels)``, a scalar per-batch mean; by default the task loss
+      of ``metric`` (cross-entropy).
+    - ``output_fn``: picks the prediction from the model's output (:func:`analogsam.scoring.model_output`).
+    - ``metric``: the metric whose task loss is the default loss (:func:`analogsam.scoring.task_loss`):
+      a regression metric (``"mse"``, ``"r2"``) makes it mean squared error.
     - ``num_batches``: use the first ``num_batches`` batches (all when None, the default).
     - ``parameters``: ``"all"`` trainable parameters (the default, the papers' convention) or
       ``"weights"``, the crossbar weights only (:func:`analogsam.robustness.roles.crossbar_weights`).
@@ -131,13 +138,16 @@ class ProbeOptions(TypedDict, total=False):
     """
 
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+    output_fn: Callable | None
+    metric: object
     num_batches: int | None
     parameters: str
     seed: int | None
     generator: torch.Generator | None
 
 
-_PROBE_DEFAULTS = {"loss_fn": None, "num_batches": None, "parameters": "all", "seed": 0, "generator": None}
+_PROBE_DEFAULTS = {"loss_fn": None, "output_fn": None, "metric": None, "num_batches": None, "parameters": "all",
+                   "seed": 0, "generator": None}
 
 
 @contextlib.contextmanager

@@ -122,16 +122,19 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
             merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
         else:
             analog_rows = evaluate(run, test_batches, preset, times=[t], repeats=repeats, seed=seed,
-                                   backend=backend, progress=False)
+                                   backend=backend, progress=False, metric=options.get("metric", "accuracy"),
+                                   output_fn=options.get("output_fn"))
             cell = summarize(analog_rows)[0]
+            digital = cell["digital_value"]
             merged["analog"] = {
                 "preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "time": format_time(t),
-                "repeats": cell["n"], "digital_accuracy": cell["digital_accuracy"], "mean": cell["mean"],
+                "repeats": cell["n"], "digital_accuracy": digital, "mean": cell["mean"],
                 "std": cell["std"], "ci95_low": cell["ci95_low"], "ci95_high": cell["ci95_high"],
-                "backend": analog_rows[0]["backend"]}
-            merged["digital_accuracy"] = cell["digital_accuracy"]
+                "backend": analog_rows[0]["backend"], "metric": cell["metric"]}
+            merged["digital_accuracy"] = digital
             merged["analog_accuracy"] = cell["mean"]
-            merged["accuracy_drop"] = cell["digital_accuracy"] - cell["mean"]
+            # The drop is the loss to the hardware: positive when the analog value is worse.
+            merged["accuracy_drop"] = digital - cell["mean"] if cell["higher_is_better"] else cell["mean"] - digital
         merged["timings"][name] = time.perf_counter() - start
     bar.close()
     return merged, analog_rows
@@ -260,7 +263,10 @@ def analyze_runs(
     ``robustness.png`` overlaying all runs' curves.
 
     ``analysis_options`` go to :func:`analyze_model` (``rho``, ``hessian_iters``, ``relative_etas``,
-    ...); ``quick=True`` starts from :data:`QUICK_SETTINGS`. Returns ``{"records", "table",
+    ...); ``quick=True`` starts from :data:`QUICK_SETTINGS`. Its ``metric`` (a name, e.g.
+    ``"perplexity"``) and ``output_fn`` also go to the analog evaluation: the ``*_accuracy`` columns
+    then hold that metric's value and every drop is how much worse the perturbed or analog value is
+    (positive whichever direction the metric has). Returns ``{"records", "table",
     "correlations", "paths", "analysed", "skipped"}``.
     """
     from tqdm.auto import tqdm
