@@ -125,4 +125,5 @@ class FastAnalogForward:
         if generator is not None:
             self._gen = generator
         with engine_threads(self.threads):
-            return self.network(x.to(torch.float32))
+            # aihwkit computes in float32; token ids (for an Embedding) stay integers.
+            return self.network(x.to(torch.float32) if x.is_floating_point() else x)
