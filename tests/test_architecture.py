@@ -10,7 +10,8 @@ PACKAGE = Path(analogsam.__file__).parent
 
 # Lowest first. A module belongs to the first prefix that matches its dotted name.
 LAYERS = [
-    ("base", ("analogsam.errors", "analogsam.validation", "analogsam.storage", "analogsam.scoring")),
+    ("base", ("analogsam.errors", "analogsam.validation", "analogsam.storage", "analogsam.scoring",
+              "analogsam.statistics")),
     ("data", ("analogsam.data",)),
     ("models", ("analogsam.models",)),
     ("robustness", ("analogsam.robustness",)),

@@ -4,32 +4,16 @@ draws, so the interval of their mean is the textbook t interval)."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Iterable
 
 import numpy as np
-from scipy import stats
 
 from analogsam.evaluation.columns import with_metric
+from analogsam.statistics import confidence_interval, sample_std
 
 SUMMARY_COLUMNS = ["run", "optimizer", "faults", "preset", "preset_hash", "metric", "higher_is_better", "t_seconds",
                    "n", "mean", "std", "ci95_low", "ci95_high", "digital_value", "digital_accuracy"]
-
-
-def sample_std(values: np.ndarray) -> float:
-    """Standard deviation with Bessel's correction; 0 for a single value (no spread to estimate)."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean; a single value has no spread to estimate, so its bounds are NaN."""
-    n = len(values)
-    mean = float(np.mean(values))
-    if n < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n)
-    return mean - half, mean + half
 
 
 def summarize(rows: Iterable[dict]) -> list[dict]:

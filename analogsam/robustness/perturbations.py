@@ -50,8 +50,8 @@ from analogsam.robustness._autograd import preserved, restoring
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.robustness._random import derived_seed, make_generator, standard_normal, uniform
 from analogsam.robustness.roles import PARAMETER_SETS, select_parameters
-from analogsam.robustness.statistics import mean_std_stderr
 from analogsam.scoring import resolve_metric, score
+from analogsam.statistics import mean_std_stderr
 from analogsam.validation import check_choice, check_int, check_levels, check_real
 
 __all__ = [

@@ -39,14 +39,20 @@ from typing import TYPE_CHECKING, TypedDict
 import torch
 from torch import nn
 
+from analogsam.errors import InvalidParameterError
 from analogsam.robustness import _autograd as G
-from analogsam.robustness._batches import (batch_weights, model_device, output_loss, resolve_loss, sample_count,
-                                           take_batches)
+from analogsam.robustness._batches import (
+    batch_weights,
+    model_device,
+    output_loss,
+    resolve_loss,
+    sample_count,
+    take_batches,
+)
 from analogsam.robustness._random import make_generator, rademacher, seed_settings, standard_normal
 from analogsam.robustness.perturbations import gaussian_weight_noise
 from analogsam.robustness.roles import adaptive_scales, select_parameters
-from analogsam.robustness.statistics import mean_std_stderr
-from analogsam.errors import InvalidParameterError
+from analogsam.statistics import mean_std_stderr
 from analogsam.validation import check_int, check_real
 
 if TYPE_CHECKING:

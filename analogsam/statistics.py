@@ -1,0 +1,41 @@
+"""The estimators every part of analogsam reports with: the mean of i.i.d. Monte-Carlo draws
+(programmings, weight-noise draws, random directions), its spread and its uncertainty.
+
+Independent draws give the textbook estimates: the sample standard deviation with Bessel's
+correction, the standard error std/√n and the Student-t interval of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def sample_std(values: Sequence[float]) -> float:
+    """Standard deviation with Bessel's correction; 0 for a single value (tables show no spread)."""
+    values = np.asarray(values, dtype=float)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean; a single value has no spread to estimate, so its bounds are NaN."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    mean = float(np.mean(values))
+    if n < 2:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def mean_std_stderr(samples: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation (ddof=1) and standard error of the mean; NaN spread when n < 2."""
+    arr = np.asarray(samples, dtype=float)
+    mean = float(arr.mean())
+    if arr.size < 2:
+        return mean, float("nan"), float("nan")
+    std = float(arr.std(ddof=1))
+    return mean, std, std / math.sqrt(arr.size)
