@@ -12,8 +12,9 @@ Each kind of layer is one :class:`~analogsam.hardware.mapping.base.Rewrite` in i
 """
 
 from analogsam.hardware.mapping.base import Rewrite, map_to_tiles
+from analogsam.hardware.mapping.grouped import GROUPED_CONV
 
 #: Every rewrite, tried in this order on each module (outermost modules first).
-REWRITES: tuple[Rewrite, ...] = ()
+REWRITES: tuple[Rewrite, ...] = (GROUPED_CONV,)
 
 __all__ = ["REWRITES", "Rewrite", "map_to_tiles"]
