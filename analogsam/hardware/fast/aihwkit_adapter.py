@@ -94,18 +94,20 @@ def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
 
 
 def layer_kind(module) -> Optional[str]:
-    """'linear' | 'conv2d' | 'conv2d_mapped' for the analog layers the engine replaces, 'other'
-    for other analog layers, None for modules that are not analog layers."""
+    """'linear' | 'conv1d' | 'conv2d' | 'conv2d_mapped' for the analog layers the engine replaces,
+    'other' for other analog layers, None for modules that are not analog layers."""
     from aihwkit.nn.modules.base import AnalogLayerBase
     from aihwkit.nn.modules.container import AnalogContainerBase
-    from aihwkit.nn.modules.conv import AnalogConv2d
+    from aihwkit.nn.modules.conv import AnalogConv1d, AnalogConv2d
     from aihwkit.nn.modules.conv_mapped import AnalogConv2dMapped
     from aihwkit.nn.modules.linear import AnalogLinear
 
     if type(module) is AnalogConv2dMapped:
         return "conv2d_mapped"
-    if isinstance(module, AnalogConv2d) and type(module) is AnalogConv2d:
+    if type(module) is AnalogConv2d:
         return "conv2d"
+    if type(module) is AnalogConv1d:
+        return "conv1d"
     if isinstance(module, AnalogLinear) and type(module).forward is AnalogLinear.forward:
         return "linear"
     if isinstance(module, AnalogContainerBase):
@@ -164,6 +166,12 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
         tiles = [t for row in layer.array for t in row]
     else:
         mod = layer.analog_module
+        if type(mod) is TileModuleArray and kind == "conv1d":
+            # AnalogConv1d always runs aihwkit's indexed convolution, which TileModuleArray lacks:
+            # aihwkit raises "Tile module does not support indexed computation" in its forward.
+            return [], (f"its {len(mod.array)}x{len(mod.array[0])} TileModuleArray (aihwkit cannot run an "
+                        "AnalogConv1d split over several tiles either: its array has no indexed forward); "
+                        "raise the preset's tile.rows/tile.cols to fit the layer")
         if type(mod) is TileModuleArray:
             tiles = [t for row in mod.array for t in row]
         elif type(mod) is InferenceTile:
@@ -212,6 +220,10 @@ def drift_compensation_reason(comp, kind: str) -> Optional[str]:
         return f"drift compensation {type(comp).__name__} (custom init_baseline)"
     if kind == "conv2d_mapped" and isinstance(comp, PerColumnDriftCompensation):
         return "per-column drift compensation on AnalogConv2dMapped"
+    if kind == "conv1d" and isinstance(comp, PerColumnDriftCompensation):
+        # InferenceTileWithPeriphery.post_forward multiplies the indexed (N, C_out, L) output by
+        # alpha (C_out,): broadcast along L, not the channels
+        return "per-column drift compensation on AnalogConv1d (aihwkit applies it along the sequence)"
     return None
 
 

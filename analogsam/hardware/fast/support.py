@@ -330,7 +330,7 @@ def _model_reason(model: nn.Module) -> Optional[str]:
             continue
         label = f"layer '{name or type(model).__name__}' ({type(module).__name__})"
         if kind == "other":
-            return f"{label}: only AnalogLinear, AnalogConv2d and AnalogConv2dMapped are reproduced"
+            return f"{label}: only AnalogLinear, AnalogConv1d, AnalogConv2d and AnalogConv2dMapped are reproduced"
         tiles, reason = aihwkit.layer_tiles(kind, module)
         if reason:
             return f"{label}: {reason}"
