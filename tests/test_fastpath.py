@@ -573,6 +573,8 @@ def test_conv1d_refusals_name_the_layer_and_why():
     analog = convert_to_analog(model, make_config(**{"mapping.max_input_size": 32})).eval()
     reason = unsupported_reason(analog)
     assert "layer '0' (AnalogConv1d)" in reason and "TileModuleArray" in reason and "tile.rows" in reason
+    with pytest.raises(Exception, match="indexed"), torch.no_grad():
+        analog(torch.randn(2, 20, 8))
     # per-column drift compensation: aihwkit multiplies the (N, C, L) output along L
     analog = convert_to_analog(model, make_config(drift_compensation=PerColumnDriftCompensation())).eval()
     assert "per-column drift compensation on AnalogConv1d" in unsupported_reason(analog)

@@ -166,12 +166,9 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
         tiles = [t for row in layer.array for t in row]
     else:
         mod = layer.analog_module
-        if type(mod) is TileModuleArray and kind == "conv1d":
-            # AnalogConv1d always runs aihwkit's indexed convolution, which TileModuleArray lacks:
-            # aihwkit raises "Tile module does not support indexed computation" in its forward.
-            return [], (f"its {len(mod.array)}x{len(mod.array[0])} TileModuleArray (aihwkit cannot run an "
-                        "AnalogConv1d split over several tiles either: its array has no indexed forward); "
-                        "raise the preset's tile.rows/tile.cols to fit the layer")
+        blocked = aihwkit_cannot_run(layer)
+        if blocked:
+            return [], f"{blocked}; raise the preset's tile.rows/tile.cols to fit the layer"
         if type(mod) is TileModuleArray:
             tiles = [t for row in mod.array for t in row]
         elif type(mod) is InferenceTile:
@@ -183,6 +180,22 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
             return [], (f"tile {type(t).__name__} (only aihwkit's C++ InferenceTile, i.e. "
                         "InferenceRPUConfig, is reproduced)")
     return tiles, None
+
+
+def aihwkit_cannot_run(layer) -> Optional[str]:
+    """Why aihwkit's own forward of the analog layer ``layer`` raises, or None.
+
+    ``AnalogConv1d`` always runs aihwkit's indexed convolution (``NEEDS_INDEXED``), which a
+    ``TileModuleArray`` does not have: split over several tiles, its forward raises "Tile module
+    does not support indexed computation"."""
+    from aihwkit.nn.modules.conv import AnalogConv1d
+    from aihwkit.simulator.tiles.array import TileModuleArray
+
+    mod = getattr(layer, "analog_module", None)
+    if type(layer) is AnalogConv1d and type(mod) is TileModuleArray:
+        return (f"an AnalogConv1d on a {len(mod.array)}x{len(mod.array[0])} TileModuleArray, which aihwkit "
+                "cannot run either (the array has no indexed forward)")
+    return None
 
 
 def is_transposed(tile) -> bool:
