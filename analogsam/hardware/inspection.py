@@ -89,14 +89,15 @@ def _rewrite_description(name: str) -> str:
 
 def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unmappable: bool) -> tuple[str, str]:
     """(placement, why) of a layer that has no tiles."""
-    if unmappable:
-        if allowed:
-            return "digital", f"{kind}: kept digital knowingly (allow_digital)"
+    if unmappable and not allowed:
         return "unmappable", (f"{kind}: cannot be mapped onto analog tiles (no rewrite for it); pass "
                               f"allow_digital=({path!r},) to keep it digital, or replace the layer")
+    knowingly = " (allow_digital)" if unmappable else ""
     for test, why in _DIGITAL_BY_DESIGN:
         if test(module):
-            return "digital", f"{kind}: {why}"
+            return "digital", f"{kind}: {why}{knowingly}"
+    if unmappable:
+        return "digital", f"{kind}: kept digital knowingly (allow_digital)"
     if is_digital_by_design(module):
         return "digital", f"{kind}: digital by design"
     if any(True for _ in module.parameters(recurse=False)) and is_convertible(module):
