@@ -230,9 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "inputs, 10 classes)")
     sizes.add_argument("--data", default=None, choices=dataset_names(), metavar="NAME",
                        help=f"size the model for this dataset (loaded from disk): {', '.join(dataset_names())}")
-    sizes.add_argument("--in-channels", type=int, default=None, metavar="C", help="input channels")
-    sizes.add_argument("--input-size", type=int, default=None, metavar="S", help="input height and width")
-    sizes.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes")
+    sizes.add_argument("--in-channels", type=int, default=None, metavar="C", help="channels of the input images")
+    sizes.add_argument("--input-size", type=int, default=None, metavar="S", help="height and width of the input images")
+    sizes.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes the model outputs")
     add_data_flags(ins)
     return parser
 
