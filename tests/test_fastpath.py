@@ -504,15 +504,23 @@ def test_grouped_networks_equal_aihwkit(net):
     assert_replays(analog, inputs(300))
 
 
-@pytest.mark.parametrize("layout", ["analog-bias", "input-range", "learned-out-scaling", "unbatched"])
+@pytest.mark.parametrize("layout", ["analog-bias", "input-range", "learned-out-scaling", "unbatched", "mapped"])
 def test_conv1d_equals_aihwkit(layout):
-    """AnalogConv1d (aihwkit's indexed convolution) replayed as a 2-D convolution of height 1."""
+    """AnalogConv1d (aihwkit's indexed convolution) replayed as a 2-D convolution of height 1;
+    AnalogConv1dMapped (input channels split over tile rows) likewise."""
     settings = {"analog-bias": {"mapping.digital_bias": False}, "input-range": _VARIANTS["input-range"],
-                "learned-out-scaling": {"mapping.learn_out_scaling": True}, "unbatched": {}}[layout]
+                "learned-out-scaling": {"mapping.learn_out_scaling": True}, "unbatched": {},
+                "mapped": {"mapping.max_input_size": 8, "mapping.max_output_size": 4}}[layout]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv1d(3, 6, 4, stride=2, padding=3), nn.ReLU(), nn.Conv1d(6, 4, 3)).eval()
-    analog = convert_to_analog(model, make_config(**settings)).eval()
-    assert type(analog[0]).__name__ == "AnalogConv1d"
+    if layout == "mapped":
+        analog = convert_to_analog(model, make_config(**settings),
+                                   conversion_map=_DEFAULT_MAPPED_CONVERSION_MAP).eval()
+        assert type(analog[0]).__name__ == "AnalogConv1dMapped"
+        assert len(list(analog[0].analog_tiles())) == 4  # channels (2, 1) x outputs (3, 3)
+    else:
+        analog = convert_to_analog(model, make_config(**settings)).eval()
+        assert type(analog[0]).__name__ == "AnalogConv1d"
     if layout == "learned-out-scaling":
         with torch.no_grad():
             for tile in analog.analog_tiles():

@@ -317,15 +317,15 @@ def tile_reason(tile, kind: str) -> Optional[str]:
     reason = _settings_reason(tile, io, kind)
     if reason:
         return reason
-    if kind == "conv2d_mapped" and aihwkit.has_learned_out_scaling(tile):
-        return "learned out scaling on AnalogConv2dMapped (aihwkit applies it along the image width)"
+    if aihwkit.is_mapped(kind) and aihwkit.has_learned_out_scaling(tile):
+        return "learned out scaling on a mapped convolution (aihwkit applies it along the image width)"
     return None
 
 
 def _layer_reason(kind: str, module) -> tuple[list, Optional[str]]:
     """(tiles, None) of an analog layer of kind ``kind`` the engine replays, or ([], the reason)."""
     if kind == "other":
-        return [], "only AnalogLinear, AnalogConv1d, AnalogConv2d and AnalogConv2dMapped are reproduced"
+        return [], "only AnalogLinear, AnalogConv1d, AnalogConv2d and their mapped variants are reproduced"
     tiles, reason = aihwkit.layer_tiles(kind, module)
     if reason:
         return [], reason
