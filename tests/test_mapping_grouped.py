@@ -123,4 +123,5 @@ def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, dig
     for a, b in zip(fast, aihwkit):
         # one sample may flip where an ADC rounding boundary falls between the two summation orders
         assert abs(a["accuracy"] - b["accuracy"]) <= 1 / n + 1e-12, (a, b)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
         assert a["accuracy"] > 0.5
