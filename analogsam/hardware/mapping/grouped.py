@@ -12,8 +12,8 @@ own tiles (split along rows and columns by the preset's tile size, as any convol
 digital periphery splits the input channels and concatenates the outputs, which moves data but
 computes nothing.
 
-The rewritten layer equals the original (to float rounding: each group's sum is the same products
-in the same order) for any stride, padding, dilation and bias; padding modes other than zeros, and
+The rewritten layer equals the original (to float rounding: each output sums the same products)
+for any stride, padding, dilation and bias; padding modes other than zeros, and
 a dilated 1-D convolution, are refused by name since aihwkit's analog convolutions support neither.
 """
 
@@ -43,9 +43,8 @@ class GroupedConv(nn.Module):
         padding = _explicit_padding(conv)
         with torch.no_grad():
             convs = []
-            for i, (w, b) in enumerate(zip(conv.weight.split(out_per_group),
-                                           conv.bias.split(out_per_group) if conv.bias is not None
-                                           else [None] * groups)):
+            biases = conv.bias.split(out_per_group) if conv.bias is not None else [None] * groups
+            for w, b in zip(conv.weight.split(out_per_group), biases):
                 child = type(conv)(self.in_per_group, out_per_group, conv.kernel_size, stride=conv.stride,
                                    padding=padding, dilation=conv.dilation, groups=1,
                                    bias=b is not None, padding_mode="zeros",
