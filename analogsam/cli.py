@@ -229,6 +229,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)")
     add_data_flags(ana)
     add_output_flags(ana, required=True, what="output folder (per-run subfolders, table.csv, report.md)")
+
+    from analogsam.data import dataset_names
+    from analogsam.models import model_names
+
+    ins = sub.add_parser("inspect", parents=[debug],
+                         help="the layer report: every layer analog or digital and why, its tiles, parameters "
+                              "and engine",
+                         description="Convert a trained run's model, or a model of the zoo, for a preset and print "
+                                     "every layer: analog tiles or digital and why, its tiles (count x rows x "
+                                     "cols), its parameters and which engine runs it (fast or aihwkit).")
+    ins.add_argument("model_or_run", metavar="MODEL_OR_RUN",
+                     help="a run folder written by `analogsam train`, or a model name: " + ", ".join(model_names()))
+    add_preset_flags(ins)
+    sizes = ins.add_argument_group("model size", "for a model name only (a run folder knows its sizes): the "
+                                                 "sizes of --data, or the numbers given (default 1 x 28 x 28 "
+                                                 "inputs, 10 classes)")
+    sizes.add_argument("--data", default=None, choices=dataset_names(), metavar="NAME",
+                       help=f"size the model for this dataset (loaded from disk): {', '.join(dataset_names())}")
+    sizes.add_argument("--in-channels", type=int, default=None, metavar="C", help="channels of the input images")
+    sizes.add_argument("--input-size", type=int, default=None, metavar="S", help="height and width of the input images")
+    sizes.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes the model outputs")
+    add_data_flags(ins)
     return parser
 
 
@@ -388,8 +410,47 @@ def cmd_analyze(args) -> None:
     print(f"finished in {time.perf_counter() - start:.0f} s")
 
 
+def _inspected_model(args):
+    """The network `inspect` reports: a run folder's model, or a zoo model built for the sizes asked."""
+    from analogsam.models import build_model, make_spec, model_names
+    from analogsam.training import load_run
+    from analogsam.validation import check_int
+
+    size_flags = {"--data": args.data, "--in-channels": args.in_channels, "--input-size": args.input_size,
+                  "--num-classes": args.num_classes}
+    given = [flag for flag, value in size_flags.items() if value is not None]
+    if Path(args.model_or_run).exists():
+        if given:
+            raise InvalidParameterError(f"{', '.join(given)} size a model name, not the run folder "
+                                        f"{args.model_or_run} (its checkpoint knows its sizes): leave them out")
+        return load_run(args.model_or_run).model
+    if args.model_or_run not in model_names():
+        import difflib
+
+        close = difflib.get_close_matches(args.model_or_run, model_names(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidParameterError(f"{args.model_or_run!r} is neither a run folder nor a model name{hint}: pass a "
+                                    f"folder written by `analogsam train` or one of {', '.join(model_names())}")
+    sizes = {"in_channels": 1, "input_size": 28, "num_classes": 10}
+    if args.data:
+        from analogsam.data import load_dataset
+
+        data = load_dataset(args.data, root=args.data_root)
+        sizes = {"in_channels": data.in_channels, "input_size": data.input_size, "num_classes": data.num_classes}
+    for key in sizes:
+        if getattr(args, key) is not None:
+            sizes[key] = check_int("--" + key.replace("_", "-"), getattr(args, key), low=1)
+    return build_model(make_spec(args.model_or_run, **sizes))
+
+
+def cmd_inspect(args) -> None:
+    from analogsam.hardware import format_layer_report, layer_report
+
+    print(format_layer_report(layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set))))
+
+
 COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "presets": cmd_presets, "analyze": cmd_analyze}
+            "presets": cmd_presets, "analyze": cmd_analyze, "inspect": cmd_inspect}
 
 
 def _one_line(err: BaseException) -> str:

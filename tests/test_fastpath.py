@@ -436,3 +436,153 @@ def test_fused_kernels_equal_the_torch_operations(settings):
         outputs.append(engine(x))
     assert torch.equal(outputs[0], outputs[1])
     assert outputs[0].abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D, grouped and depthwise convolutions (analogsam's mapping rewrites grouped ones into one
+# AnalogConv1d/2d per group, through analogsam.hardware.conversion.convert and the presets)
+# ---------------------------------------------------------------------------------------------
+
+
+def depthwise_conv2d_net() -> nn.Module:
+    """MobileNet style: stem, BatchNorm, depthwise 3x3 (stride 2), depthwise with multiplier 2,
+    pointwise 1x1, pooling, classifier."""
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 12, 3, padding=2, dilation=2, groups=6, bias=False), nn.ReLU(),
+        nn.Conv2d(12, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4, 5))
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # statistics as a trained network has them
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def grouped_conv1d_net() -> nn.Module:
+    """DS-CNN style on sequences: a Conv1d stem, a depthwise Conv1d, a pointwise Conv1d, a
+    grouped Conv1d (4 groups), pooling, classifier."""
+    torch.manual_seed(2)
+    return nn.Sequential(
+        nn.Conv1d(3, 8, 5, padding=2), nn.ReLU(),
+        nn.Conv1d(8, 8, 3, stride=2, padding=1, groups=8), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Conv1d(8, 12, 1, bias=False), nn.ReLU(),
+        nn.Conv1d(12, 8, 3, padding=1, groups=4), nn.ReLU(),
+        nn.AdaptiveAvgPool1d(3), nn.Flatten(), nn.Linear(8 * 3, 5)).eval()
+
+
+def sequence_inputs(n: int = 300, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 16, generator=g).clamp(min=0)
+    x[: n // 4] *= 4
+    return x
+
+
+_GROUPED_NETS = {"depthwise-conv2d": (depthwise_conv2d_net, lambda n: conv_inputs(n)),
+                 "grouped-conv1d": (grouped_conv1d_net, sequence_inputs)}
+
+
+def _convert_grouped(name: str, **overrides):
+    from analogsam.hardware.conversion import convert
+
+    build, inputs = _GROUPED_NETS[name]
+    analog = convert(build(), "pcm", overrides=overrides)
+    kinds = {type(m).__name__ for m in analog.modules()}
+    assert {"GroupedConv", "AnalogLinear"} <= kinds and "Conv1d" not in kinds and "Conv2d" not in kinds
+    return analog, inputs
+
+
+@pytest.mark.parametrize("net", sorted(_GROUPED_NETS))
+def test_grouped_networks_equal_aihwkit(net):
+    """pcm with its forward noise off: programmed, drifted a day and drift-compensated by aihwkit
+    (the same weights for both), then the fast engine's forward equals aihwkit's tiles'."""
+    analog, inputs = _convert_grouped(net, **{"io.out_noise": 0.0})
+    torch.manual_seed(3)
+    analog.program_analog_weights()
+    analog.drift_analog_weights(86400.0)
+    assert_replays(analog, inputs(300))
+
+
+@pytest.mark.parametrize("layout", ["analog-bias", "input-range", "learned-out-scaling", "unbatched", "mapped"])
+def test_conv1d_equals_aihwkit(layout):
+    """AnalogConv1d (aihwkit's indexed convolution) replayed as a 2-D convolution of height 1;
+    AnalogConv1dMapped (input channels split over tile rows) likewise."""
+    settings = {"analog-bias": {"mapping.digital_bias": False}, "input-range": _VARIANTS["input-range"],
+                "learned-out-scaling": {"mapping.learn_out_scaling": True}, "unbatched": {},
+                "mapped": {"mapping.max_input_size": 8, "mapping.max_output_size": 4}}[layout]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(3, 6, 4, stride=2, padding=3), nn.ReLU(), nn.Conv1d(6, 4, 3)).eval()
+    if layout == "mapped":
+        analog = convert_to_analog(model, make_config(**settings),
+                                   conversion_map=_DEFAULT_MAPPED_CONVERSION_MAP).eval()
+        assert type(analog[0]).__name__ == "AnalogConv1dMapped"
+        assert len(list(analog[0].analog_tiles())) == 4  # channels (2, 1) x outputs (3, 3)
+    else:
+        analog = convert_to_analog(model, make_config(**settings)).eval()
+        assert type(analog[0]).__name__ == "AnalogConv1d"
+    if layout == "learned-out-scaling":
+        with torch.no_grad():
+            for tile in analog.analog_tiles():
+                tile.out_scaling_alpha.uniform_(0.5, 2.0)
+    x = sequence_inputs(200)
+    if layout != "unbatched":
+        assert_replays(analog, x)
+        return
+    engine = FastAnalogForward(analog)  # aihwkit needs a batch; one sample of it, unbatched
+    engine.sync(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = analog(x[:1])[0]
+    assert adc_step_mismatches(expected, engine(x[0])) == 0
+
+
+@pytest.mark.parametrize("net, noise", [("depthwise-conv2d", "out_noise"), ("grouped-conv1d", "out_noise"),
+                                        ("depthwise-conv2d", "w_noise_pcm_read"),
+                                        ("grouped-conv1d", "w_noise_additive")])
+def test_grouped_network_noise_statistics_match_aihwkit(net, noise):
+    """pcm's output noise (0.04), or added read noise: per network output, the fast engine's mean
+    and variance over repeated forwards equal aihwkit's within the sampling error of the draws.
+    (Without drift compensation, whose factor each side reads out once with its own noise draw:
+    test_drift_compensation_statistics_match_aihwkit compares those.)"""
+    overrides = {"out_noise": {}, "w_noise_pcm_read": {"io.w_noise": 0.03, "io.w_noise_type": "pcm-read"},
+                 "w_noise_additive": {"io.w_noise": 0.02, "io.w_noise_type": "additive-constant"}}[noise]
+    analog, inputs = _convert_grouped(net, **{"compensation.drift": "none", **overrides})
+    torch.manual_seed(3)
+    analog.program_analog_weights()
+    analog.drift_analog_weights(3600.0)
+    x = inputs(48)
+    engine = FastAnalogForward(analog)
+    engine.sync(torch.Generator().manual_seed(7))
+    draws = 200
+    with torch.no_grad():
+        a = _draws(lambda: analog(x), draws)
+    b = _draws(lambda: engine(x), draws)
+    mean_a, mean_b, var_a, var_b = a.mean(0), b.mean(0), a.var(0), b.var(0)
+    assert float(var_a.mean()) > 1e-6  # the noise is there
+    # means: |difference| within 5 standard errors at every output (240 outputs)
+    se = ((var_a + var_b) / draws).sqrt() + 1e-7
+    assert float(((mean_a - mean_b).abs() / se).max()) < 5.0
+    # variances: the log of a ratio of two sample variances of `draws` draws has a standard
+    # deviation of about sqrt(4 / (draws - 1)) per output; the samples' outputs are independent
+    # draws (noise is drawn per vector), so the ratio of the sums is tested at 5 such deviations
+    # over the square root of the number of samples
+    log_sd = math.sqrt(4 / (draws - 1))
+    ratio = float(var_b.sum() / var_a.sum())
+    assert abs(math.log(ratio)) < 5 * log_sd / math.sqrt(len(x)), ratio
+    # per output: the median log ratio (its standard error is 1.2533 sd / sqrt(outputs)) is ~0
+    noisy = var_a > 1e-6 * float(var_a.max())
+    log_ratios = (var_b[noisy] / var_a[noisy]).log()
+    assert float(log_ratios.median().abs()) < 5 * 1.2533 * log_sd / math.sqrt(int(noisy.sum()))
+
+
+def test_conv1d_refusals_name_the_layer_and_why():
+    # AnalogConv1d over several tiles: aihwkit's own forward raises (no indexed TileModuleArray)
+    model = nn.Sequential(nn.Conv1d(20, 4, 3), nn.Flatten(), nn.Linear(4 * 6, 2))
+    analog = convert_to_analog(model, make_config(**{"mapping.max_input_size": 32})).eval()
+    reason = unsupported_reason(analog)
+    assert "layer '0' (AnalogConv1d)" in reason and "TileModuleArray" in reason and "tile.rows" in reason
+    with pytest.raises(Exception, match="indexed"), torch.no_grad():
+        analog(torch.randn(2, 20, 8))
+    # per-column drift compensation: aihwkit multiplies the (N, C, L) output along L
+    analog = convert_to_analog(model, make_config(drift_compensation=PerColumnDriftCompensation())).eval()
+    assert "per-column drift compensation on AnalogConv1d" in unsupported_reason(analog)

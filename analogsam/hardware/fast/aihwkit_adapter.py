@@ -94,18 +94,22 @@ def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
 
 
 def layer_kind(module) -> Optional[str]:
-    """'linear' | 'conv2d' | 'conv2d_mapped' for the analog layers the engine replaces, 'other'
-    for other analog layers, None for modules that are not analog layers."""
+    """'linear' | 'conv1d' | 'conv2d' | 'conv1d_mapped' | 'conv2d_mapped' for the analog layers the
+    engine replaces, 'other' for other analog layers, None for modules that are not analog layers."""
     from aihwkit.nn.modules.base import AnalogLayerBase
     from aihwkit.nn.modules.container import AnalogContainerBase
-    from aihwkit.nn.modules.conv import AnalogConv2d
-    from aihwkit.nn.modules.conv_mapped import AnalogConv2dMapped
+    from aihwkit.nn.modules.conv import AnalogConv1d, AnalogConv2d
+    from aihwkit.nn.modules.conv_mapped import AnalogConv1dMapped, AnalogConv2dMapped
     from aihwkit.nn.modules.linear import AnalogLinear
 
     if type(module) is AnalogConv2dMapped:
         return "conv2d_mapped"
-    if isinstance(module, AnalogConv2d) and type(module) is AnalogConv2d:
+    if type(module) is AnalogConv1dMapped:
+        return "conv1d_mapped"
+    if type(module) is AnalogConv2d:
         return "conv2d"
+    if type(module) is AnalogConv1d:
+        return "conv1d"
     if isinstance(module, AnalogLinear) and type(module).forward is AnalogLinear.forward:
         return "linear"
     if isinstance(module, AnalogContainerBase):
@@ -142,11 +146,21 @@ class TileGrid:
     array: bool
 
 
+#: aihwkit's class of each kind of layer
+_LAYER_NAMES = {"conv1d_mapped": "AnalogConv1dMapped", "conv2d_mapped": "AnalogConv2dMapped"}
+
+
+def is_mapped(kind: str) -> bool:
+    """Whether layers of ``kind`` are aihwkit's mapped convolutions (``AnalogConvNdMapped``: input
+    channels split over tile rows, each tile an indexed convolution, a digital bias)."""
+    return kind in _LAYER_NAMES
+
+
 def tile_grid(kind: str, layer) -> TileGrid:
     """The tile grid of a layer of kind ``kind`` (see :func:`layer_kind`)."""
     from aihwkit.simulator.tiles.array import TileModuleArray
 
-    if kind == "conv2d_mapped":
+    if is_mapped(kind):
         return TileGrid([list(row) for row in layer.array], list(layer.in_sizes), layer.bias, "array", True)
     mod = layer.analog_module
     if isinstance(mod, TileModuleArray):
@@ -160,10 +174,13 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
     from aihwkit.simulator.tiles.array import TileModuleArray
     from aihwkit.simulator.tiles.inference import InferenceTile
 
-    if kind == "conv2d_mapped":
+    if is_mapped(kind):
         tiles = [t for row in layer.array for t in row]
     else:
         mod = layer.analog_module
+        blocked = aihwkit_cannot_run(layer)
+        if blocked:
+            return [], f"{blocked}; raise the preset's tile.rows/tile.cols to fit the layer"
         if type(mod) is TileModuleArray:
             tiles = [t for row in mod.array for t in row]
         elif type(mod) is InferenceTile:
@@ -175,6 +192,22 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
             return [], (f"tile {type(t).__name__} (only aihwkit's C++ InferenceTile, i.e. "
                         "InferenceRPUConfig, is reproduced)")
     return tiles, None
+
+
+def aihwkit_cannot_run(layer) -> Optional[str]:
+    """Why aihwkit's own forward of the analog layer ``layer`` raises, or None.
+
+    ``AnalogConv1d`` always runs aihwkit's indexed convolution (``NEEDS_INDEXED``), which a
+    ``TileModuleArray`` does not have: split over several tiles, its forward raises "Tile module
+    does not support indexed computation"."""
+    from aihwkit.nn.modules.conv import AnalogConv1d
+    from aihwkit.simulator.tiles.array import TileModuleArray
+
+    mod = getattr(layer, "analog_module", None)
+    if type(layer) is AnalogConv1d and type(mod) is TileModuleArray:
+        return (f"an AnalogConv1d on a {len(mod.array)}x{len(mod.array[0])} TileModuleArray, which aihwkit "
+                "cannot run either (the array has no indexed forward)")
+    return None
 
 
 def is_transposed(tile) -> bool:
@@ -210,8 +243,12 @@ def drift_compensation_reason(comp, kind: str) -> Optional[str]:
         return f"drift compensation {type(comp).__name__}"
     if not _exact_reference(comp) and type(comp).init_baseline is not BaseDriftCompensation.init_baseline:
         return f"drift compensation {type(comp).__name__} (custom init_baseline)"
-    if kind == "conv2d_mapped" and isinstance(comp, PerColumnDriftCompensation):
-        return "per-column drift compensation on AnalogConv2dMapped"
+    if is_mapped(kind) and isinstance(comp, PerColumnDriftCompensation):
+        return f"per-column drift compensation on {_LAYER_NAMES[kind]}"
+    if kind == "conv1d" and isinstance(comp, PerColumnDriftCompensation):
+        # InferenceTileWithPeriphery.post_forward multiplies the indexed (N, C_out, L) output by
+        # alpha (C_out,): broadcast along L, not the channels
+        return "per-column drift compensation on AnalogConv1d (aihwkit applies it along the sequence)"
     return None
 
 

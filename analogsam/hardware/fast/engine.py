@@ -72,7 +72,7 @@ class FastAnalogForward:
         kind = aihwkit.layer_kind(module)
         if kind == "linear":
             return FastLinear(self, self._add_tile, module, name)
-        if kind in ("conv2d", "conv2d_mapped"):
+        if kind in ("conv1d", "conv2d", "conv1d_mapped", "conv2d_mapped"):
             return FastConv2d(self, self._add_tile, module, name, kind)
         if not any(aihwkit.layer_kind(m) for m in module.modules()):
             return module  # purely digital: run the original module

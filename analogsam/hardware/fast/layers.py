@@ -3,8 +3,9 @@
 Each runs the layer's tiles (:class:`.tile.Tile`) the way the aihwkit layer does in eval mode:
 ``AnalogLinear`` through its tile module (one ``InferenceTile`` or a ``TileModuleArray`` split
 along inputs and outputs), ``AnalogConv2d`` through the same unfolding, ``AnalogConv2dMapped``
-with the input channels split over tile rows and a digital bias. Partial sums of tile rows are
-added in digital, in aihwkit's order.
+with the input channels split over tile rows and a digital bias, ``AnalogConv1d`` and
+``AnalogConv1dMapped`` as these 2-D convolutions of height 1. Partial sums of tile rows are added
+in digital, in aihwkit's order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from analogsam.hardware.fast.aihwkit_adapter import TileGrid, tile_grid
+from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
 from analogsam.hardware.fast.tile import CHUNK_ELEMENTS, Tile, conv_out_hw
 
 #: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
@@ -117,20 +118,37 @@ class ConvExec:
         out.copy_(result)
 
 
+def _conv2d_geometry(layer, kind: str) -> tuple:
+    """``(kernel, dilation, padding, stride)`` of the layer as a 2-D convolution.
+
+    An ``AnalogConv1d`` (or ``AnalogConv1dMapped``, whose tiles are indexed the same way on their
+    channels) is one of height 1: aihwkit's indexed convolution (``_calculate_indexes``)
+    gives the tile, for every output position, the vector of the input channels' kernel windows,
+    channel-major and zero where the window reaches into the padding: exactly the patch of
+    ``F.unfold`` with kernel (1, k) on the sequence seen as an image of height 1, with the same
+    element order (c, 1, k) as the tile's weights (``weight.view(C_out, C_in * k)``)."""
+    if kind in ("conv1d", "conv1d_mapped"):
+        (k,), (d,), (p,), (s,) = layer.kernel_size, layer.dilation, layer.padding, layer.stride
+        return (1, k), (1, d), (0, p), (1, s)
+    return (tuple(layer.kernel_size), tuple(layer.dilation), tuple(layer.padding), tuple(layer.stride))
+
+
 class FastConv2d(nn.Module):
     """``AnalogConv2d`` (its CPU path unfolds the input, then runs the tile module; a
-    ``TileModuleArray`` splits the patch elements) or ``AnalogConv2dMapped`` (``kind``
-    "conv2d_mapped": input channels split over tile rows; digital bias)."""
+    ``TileModuleArray`` splits the patch elements), ``AnalogConv2dMapped`` (``kind``
+    "conv2d_mapped": input channels split over tile rows; digital bias), and their 1-D variants
+    ``AnalogConv1d`` (``kind`` "conv1d": one tile module) and ``AnalogConv1dMapped``
+    ("conv1d_mapped"), each sequence as an image of height 1."""
 
     def __init__(self, engine, add_tile: AddTile, layer, name: str, kind: str):
         super().__init__()
         grid = tile_grid(kind, layer)
-        geometry = (tuple(layer.kernel_size), tuple(layer.dilation), tuple(layer.padding),
-                    tuple(layer.stride))
-        kk = layer.kernel_size[0] * layer.kernel_size[1]
+        geometry = _conv2d_geometry(layer, kind)
+        self.one_d = kind in ("conv1d", "conv1d_mapped")
+        kk = geometry[0][0] * geometry[0][1]
         tiles = [[add_tile(t, f"{name}.{grid.label}.{i}.{j}") for j, t in enumerate(row)]
                  for i, row in enumerate(grid.grid)]
-        if kind == "conv2d_mapped":
+        if is_mapped(kind):
             channels = list(grid.in_sizes)
         elif all(size % kk == 0 for size in grid.in_sizes):
             channels = [size // kk for size in grid.in_sizes]
@@ -147,4 +165,8 @@ class FastConv2d(nn.Module):
                              in_sizes=None if strided else list(grid.in_sizes))
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> (N, C_out, H', W'), or for a 1-D layer (N, C, L) -> (N, C_out, L')
+        (also unbatched)."""
+        if self.one_d:
+            return self.exec(x.unsqueeze(-2)).squeeze(-2)
         return self.exec(x)

@@ -317,32 +317,57 @@ def tile_reason(tile, kind: str) -> Optional[str]:
     reason = _settings_reason(tile, io, kind)
     if reason:
         return reason
-    if kind == "conv2d_mapped" and aihwkit.has_learned_out_scaling(tile):
-        return "learned out scaling on AnalogConv2dMapped (aihwkit applies it along the image width)"
+    if aihwkit.is_mapped(kind) and aihwkit.has_learned_out_scaling(tile):
+        return "learned out scaling on a mapped convolution (aihwkit applies it along the image width)"
     return None
 
 
-def _model_reason(model: nn.Module) -> Optional[str]:
-    covered = set()
+def _layer_reason(kind: str, module) -> tuple[list, Optional[str]]:
+    """(tiles, None) of an analog layer of kind ``kind`` the engine replays, or ([], the reason)."""
+    if kind == "other":
+        return [], "only AnalogLinear, AnalogConv1d, AnalogConv2d and their mapped variants are reproduced"
+    tiles, reason = aihwkit.layer_tiles(kind, module)
+    if reason:
+        return [], reason
+    for t in tiles:
+        reason = tile_reason(t, kind)
+        if reason:
+            return [], reason
+    return tiles, None
+
+
+def _unreplayed(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(path, module, reason) of each analog layer the engine does not replay, in module order,
+    then of each analog tile outside the layers it replays or refuses."""
+    found, covered = [], set()
     for name, module in model.named_modules():
         kind = aihwkit.layer_kind(module)
         if kind is None:
             continue
-        label = f"layer '{name or type(model).__name__}' ({type(module).__name__})"
-        if kind == "other":
-            return f"{label}: only AnalogLinear, AnalogConv2d and AnalogConv2dMapped are reproduced"
-        tiles, reason = aihwkit.layer_tiles(kind, module)
+        tiles, reason = _layer_reason(kind, module)
         if reason:
-            return f"{label}: {reason}"
-        for t in tiles:
-            reason = tile_reason(t, kind)
-            if reason:
-                return f"{label}: {reason}"
-            covered.add(id(t))
+            found.append((name, module, reason))
+            tiles = aihwkit.own_tiles(module)  # (said once, for the layer)
+        covered.update(id(t) for t in tiles)
     for name, module in model.named_modules():
         if aihwkit.is_tile(module) and id(module) not in covered:
-            return f"analog tile '{name}' ({type(module).__name__}) outside a supported analog layer"
+            found.append((name, module, "outside a supported analog layer"))
+    return found
+
+
+def _model_reason(model: nn.Module) -> Optional[str]:
+    for name, module, reason in _unreplayed(model):
+        if aihwkit.layer_kind(module) is None:  # a tile outside the layers
+            return f"analog tile '{name}' ({type(module).__name__}) {reason}"
+        return f"layer '{name or type(model).__name__}' ({type(module).__name__}): {reason}"
     return None
+
+
+def layer_reasons(analog_model: nn.Module) -> dict[str, str]:
+    """``{path: reason}`` for each analog layer (or stray tile) of ``analog_model`` that the engine
+    does not replay; empty when it replays them all (the aihwkit version aside: see
+    :func:`aihwkit_version_reason`). :func:`unsupported_reason` names the first of them."""
+    return {name: reason for name, _, reason in _unreplayed(analog_model)}
 
 
 def unsupported_reason(analog_model: nn.Module) -> Optional[str]:

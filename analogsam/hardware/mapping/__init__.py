@@ -13,9 +13,10 @@ Each kind of layer is one :class:`~analogsam.hardware.mapping.base.Rewrite` in i
 
 from analogsam.hardware.mapping.attention import MULTIHEAD_ATTENTION, TRANSFORMER_ENCODER
 from analogsam.hardware.mapping.base import Rewrite, map_to_tiles
+from analogsam.hardware.mapping.grouped import GROUPED_CONV
 from analogsam.hardware.mapping.recurrent import RECURRENT
 
 #: Every rewrite, tried in this order on each module (outermost modules first).
-REWRITES: tuple[Rewrite, ...] = (TRANSFORMER_ENCODER, MULTIHEAD_ATTENTION, RECURRENT)
+REWRITES: tuple[Rewrite, ...] = (TRANSFORMER_ENCODER, MULTIHEAD_ATTENTION, RECURRENT, GROUPED_CONV)
 
 __all__ = ["REWRITES", "Rewrite", "map_to_tiles"]
