@@ -125,3 +125,10 @@ def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, dig
         assert abs(a["accuracy"] - b["accuracy"]) <= 1 / n + 1e-12, (a, b)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
         assert a["accuracy"] > 0.5
+
+
+def test_a_refused_grouped_layer_is_named_by_its_path():
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, padding=1),
+                          nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect")))
+    with pytest.raises(ConversionError, match=r"^layer 1\.1 \(Conv2d\): .*padding_mode='reflect'"):
+        convert(model, "pcm")

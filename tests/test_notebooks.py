@@ -28,6 +28,8 @@ SMALL_BY_NOTEBOOK = {
                       "HYPERPARAMETERS": {"adversarial": {"attack_steps": 1}, "saf": {"saf_history": 1, "saf_start": 1}}},
     "03-device-presets": {"PRESET_TIMES": "1s,1d", "ADC_BITS": [4, 8], "ADC_TIMES": "1s",
                           "DRIFT_MODES": ["none", "global"], "DRIFT_TIMES": "1s,1y"},
+    "04-networks": {"TIMES": "1s,1y", "MODELS": ["vit-tiny", "mobilenet-tiny"], "OPTIMIZERS": ["sgd", "sam"],
+                    "TRAIN_LIMIT": None},
 }
 
 

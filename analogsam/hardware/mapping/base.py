@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from analogsam.errors import AnalogsamError
+
 
 @dataclass(frozen=True)
 class Rewrite:
@@ -29,15 +31,18 @@ def map_to_tiles(model: nn.Module, rewrites: Sequence[Rewrite] | None = None) ->
     if rewrites is None:
         from analogsam.hardware.mapping import REWRITES as rewrites
 
-    def visit(module: nn.Module) -> nn.Module:
+    def visit(module: nn.Module, path: str) -> nn.Module:
         for rewrite in rewrites:
             if rewrite.applies(module):
-                replacement = rewrite.rewrite(module)
+                try:
+                    replacement = rewrite.rewrite(module)
+                except AnalogsamError as err:  # a rewrite sees the layer, not where it sits: say where
+                    raise type(err)(f"layer {path or '<root>'} ({type(module).__name__}): {err}") from err
                 replacement.analogsam_rewrite = rewrite.name  # the layer report names it
                 return replacement
         for key, child in list(module._modules.items()):
             if child is not None:
-                module._modules[key] = visit(child)
+                module._modules[key] = visit(child, f"{path}.{key}" if path else key)
         return module
 
-    return visit(model)
+    return visit(model, "")
