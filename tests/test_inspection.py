@@ -24,16 +24,19 @@ def mobilenet_style() -> nn.Module:
 
 
 class _WithOwnParameter(nn.Module):
-    """A layer aihwkit cannot map (a parameter of its own) around an Embedding and a Linear."""
+    """A layer aihwkit cannot map (a parameter of its own) around a Bilinear (no tile mapping either),
+    an Embedding (digital by design) and a Linear."""
 
     def __init__(self):
         super().__init__()
         self.emb = nn.Embedding(10, 8)
+        self.pair = nn.Bilinear(8, 8, 8)
         self.scale = nn.Parameter(torch.ones(8))
         self.fc = nn.Linear(8, 3)
 
     def forward(self, x):
-        return self.fc(self.emb(x) * self.scale)
+        e = self.emb(x)
+        return self.fc(self.pair(e, e) * self.scale)
 
 
 def _by_path(rows):
@@ -81,24 +84,26 @@ def test_analog_bias_row_is_counted():
 def test_an_unmappable_layer_is_reported_and_refused_with_its_path_type_and_options():
     rows = layer_report(_WithOwnParameter(), "pcm")
     by_path = _by_path(rows)
-    root, emb, fc = by_path["<root>"], by_path["emb"], by_path["fc"]
-    assert root["placement"] == emb["placement"] == "unmappable" and emb["engine"] == "-"
-    assert "allow_digital=('emb',)" in emb["why"] and "replace the layer" in emb["why"]
+    root, pair, fc = by_path["<root>"], by_path["pair"], by_path["fc"]
+    assert root["placement"] == pair["placement"] == "unmappable" and pair["engine"] == "-"
+    assert "allow_digital=('pair',)" in pair["why"] and "replace the layer" in pair["why"]
+    assert by_path["emb"]["placement"] == "digital"  # a lookup: digital by design, not refused
     assert fc["placement"] == "analog" and fc["engine"] == "fast"  # the rest is still shown
     with pytest.raises(ConversionError) as err:
         convert(_WithOwnParameter(), "pcm")
     message = str(err.value)
     assert rows.refusal == message
-    assert "emb (Embedding)" in message and "<root> (_WithOwnParameter)" in message
+    assert "pair (Bilinear)" in message and "<root> (_WithOwnParameter)" in message
     assert "allow_digital=" in message and "replace these layers" in message and "\n" not in message
     assert "convert() refuses this network as it is" in format_layer_report(rows)
 
 
 def test_layers_kept_digital_knowingly():
-    rows = layer_report(_WithOwnParameter(), "pcm", allow_digital=("emb", "<root>"))
+    rows = layer_report(_WithOwnParameter(), "pcm", allow_digital=("pair", "<root>"))
     assert rows.refusal is None
     by_path = _by_path(rows)
-    assert by_path["emb"]["why"] == "Embedding: digital (a lookup, not a matrix-vector product) (allow_digital)"
+    assert by_path["emb"]["why"] == "Embedding: digital (a lookup, not a matrix-vector product)"
+    assert by_path["pair"]["why"] == "Bilinear: kept digital knowingly (allow_digital)"
     assert by_path["<root>"]["why"] == "_WithOwnParameter: kept digital knowingly (allow_digital)"
 
 
