@@ -4,7 +4,8 @@
 #   ./dev.sh test    virtual environment + packages, then the test suite
 #   ./dev.sh setup   only the set-up
 # Needs CPython 3.10-3.13 with venv. The set-up takes, in this order, the first supported one of:
-# $PYTHON, python3, python3.13 / 3.12 / 3.11 / 3.10 on PATH, then pyenv's versions; it says which.
+# $PYTHON, python3, python3.13 / 3.12 / 3.11 / 3.10 on PATH, then pyenv's versions; it says which
+# (`./dev.sh python [3.X]` prints it, or the interpreter of that version).
 # pyproject.toml pins the aihwkit + torch pair that works on that Python (README: "Dependencies, and why").
 # Re-running skips what is already done.
 set -euo pipefail
@@ -24,29 +25,36 @@ is_supported() {
   [ -n "$minor" ] && [[ " $SUPPORTED " == *" $minor "* ]]
 }
 
-find_python() {
-  local candidate
-  if [ -n "${PYTHON:-}" ]; then
+find_python() {  # [3.X]: the interpreter the set-up uses (of that version only, if given)
+  local want=${1:-} candidate found
+  local versions=${want:-3.13 3.12 3.11 3.10}
+  if [ -n "$want" ] && [[ " $SUPPORTED " != *" $want "* ]]; then
+    echo "error: Python $want is not supported: analogsam supports CPython $SUPPORTED" >&2
+    return 1
+  fi
+  if [ -n "${PYTHON:-}" ] && [ -z "$want" ]; then
     if is_supported "$PYTHON"; then echo "$PYTHON"; return; fi
     local found_minor
     found_minor=$(minor_of "$PYTHON")
     echo "error: PYTHON=$PYTHON is ${found_minor:+Python $found_minor, }not one of the supported CPython $SUPPORTED: point PYTHON to one of those, or unset it" >&2
     return 1
   fi
-  for candidate in python3 python3.13 python3.12 python3.11 python3.10; do
-    if command -v "$candidate" >/dev/null && is_supported "$candidate"; then command -v "$candidate"; return; fi
+  for candidate in python3 $(printf 'python%s ' $versions); do
+    if command -v "$candidate" >/dev/null && is_supported "$candidate" \
+        && { [ -z "$want" ] || [ "$(minor_of "$candidate")" = "$want" ]; }; then
+      "$candidate" -c 'import sys; print(sys.executable)'; return  # (through a pyenv shim: the real one)
+    fi
   done
   if command -v pyenv >/dev/null; then
     local root
     root=$(pyenv root)
-    for candidate in 3.13 3.12 3.11 3.10; do
+    for candidate in $versions; do
       # the newest installed patch release of that minor version
-      local found
       found=$(ls -d "$root/versions/$candidate".* 2>/dev/null | sort -V | tail -n 1 || true)
       if [ -n "$found" ] && is_supported "$found/bin/python3"; then echo "$found/bin/python3"; return; fi
     done
   fi
-  echo "error: no supported Python found: analogsam needs CPython $SUPPORTED (tried \$PYTHON, python3, python3.13..python3.10 on PATH, pyenv); install one, or set PYTHON=/path/to/python3.X" >&2
+  echo "error: no supported Python${want:+ $want} found: analogsam needs CPython ${want:-$SUPPORTED} (tried \$PYTHON, python3, python3.13..python3.10 on PATH, pyenv's versions); install one, or set PYTHON=/path/to/python3.X" >&2
   return 1
 }
 
@@ -55,7 +63,7 @@ setup_python() {
   if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
   local python
   python=$(find_python)
-  echo "==> using Python $(minor_of "$python") ($("$python" -c 'import sys; print(sys.executable)')); creating $VENV and installing analogsam with the aihwkit + torch pair pinned for it (a few minutes, ~5 GB)"
+  echo "==> using Python $(minor_of "$python") ($python); creating $VENV and installing analogsam with the aihwkit + torch pair pinned for it (a few minutes, ~5 GB)"
   "$python" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
@@ -81,6 +89,6 @@ case "${1:-}" in
   setup) setup_python; setup_data ;;
   run) setup_python; setup_data; shift; exec "$VENV/bin/analogsam" run "$@" ;;
   test) setup_python; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
-  python) find_python ;;
-  *) echo "usage: ./dev.sh run|test|setup|python [arguments for analogsam run / pytest]" >&2; exit 2 ;;
+  python) find_python "${2:-}" ;;
+  *) echo "usage: ./dev.sh run|test|setup [arguments for analogsam run / pytest] | python [3.X]" >&2; exit 2 ;;
 esac
