@@ -3,21 +3,71 @@
 #   ./dev.sh run     virtual environment + packages + Fashion-MNIST, then the default study
 #   ./dev.sh test    virtual environment + packages, then the test suite
 #   ./dev.sh setup   only the set-up
-# Needs Python >= 3.10 with venv (python3 -m venv). Re-running skips what is already done.
+# Needs CPython 3.10-3.13 with venv. The set-up takes, in this order, the first supported one of:
+# $PYTHON, python3, python3.13 / 3.12 / 3.11 / 3.10 on PATH, then pyenv's versions; it says which
+# (`./dev.sh python [3.X]` prints it, or the interpreter of that version).
+# pyproject.toml pins the aihwkit + torch pair that works on that Python (README: "Dependencies, and why").
+# Re-running skips what is already done.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 FASHION_MNIST=/usr/share/datasets/fashion-mnist
+SUPPORTED="3.10 3.11 3.12 3.13"
+
+minor_of() {  # "3.11" for a Python interpreter that runs, else nothing
+  "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
+
+is_supported() {
+  local minor
+  minor=$(minor_of "$1")
+  [ -n "$minor" ] && [[ " $SUPPORTED " == *" $minor "* ]]
+}
+
+find_python() {  # [3.X]: the interpreter the set-up uses (of that version only, if given)
+  local want=${1:-} candidate found
+  local versions=${want:-3.13 3.12 3.11 3.10}
+  if [ -n "$want" ] && [[ " $SUPPORTED " != *" $want "* ]]; then
+    echo "error: Python $want is not supported: analogsam supports CPython $SUPPORTED" >&2
+    return 1
+  fi
+  if [ -n "${PYTHON:-}" ] && [ -z "$want" ]; then
+    if is_supported "$PYTHON"; then echo "$PYTHON"; return; fi
+    local found_minor
+    found_minor=$(minor_of "$PYTHON")
+    echo "error: PYTHON=$PYTHON is ${found_minor:+Python $found_minor, }not one of the supported CPython $SUPPORTED: point PYTHON to one of those, or unset it" >&2
+    return 1
+  fi
+  for candidate in python3 $(printf 'python%s ' $versions); do
+    if command -v "$candidate" >/dev/null && is_supported "$candidate" \
+        && { [ -z "$want" ] || [ "$(minor_of "$candidate")" = "$want" ]; }; then
+      "$candidate" -c 'import sys; print(sys.executable)'; return  # (through a pyenv shim: the real one)
+    fi
+  done
+  if command -v pyenv >/dev/null; then
+    local root
+    root=$(pyenv root)
+    for candidate in $versions; do
+      # the newest installed patch release of that minor version
+      found=$(ls -d "$root/versions/$candidate".* 2>/dev/null | sort -V | tail -n 1 || true)
+      if [ -n "$found" ] && is_supported "$found/bin/python3"; then echo "$found/bin/python3"; return; fi
+    done
+  fi
+  echo "error: no supported Python${want:+ $want} found: analogsam needs CPython ${want:-$SUPPORTED} (tried \$PYTHON, python3, python3.13..python3.10 on PATH, pyenv's versions); install one, or set PYTHON=/path/to/python3.X" >&2
+  return 1
+}
 
 setup_python() {
   local stamp="$VENV/.analogsam-installed"
   if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then return; fi
-  echo "==> creating $VENV and installing analogsam with torch 2.12.1 and aihwkit 1.1.0 (a few minutes, ~5 GB)"
-  "$PYTHON" -m venv "$VENV"
+  local python
+  python=$(find_python)
+  echo "==> using Python $(minor_of "$python") ($python); creating $VENV and installing analogsam with the aihwkit + torch pair pinned for it (a few minutes, ~5 GB)"
+  "$python" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  "$VENV/bin/python" -c 'import sys, torch, aihwkit; print(f"==> {sys.executable}: Python {sys.version.split()[0]}, torch {torch.__version__}, aihwkit {aihwkit.__version__}")'
   touch "$stamp"
 }
 
@@ -39,5 +89,6 @@ case "${1:-}" in
   setup) setup_python; setup_data ;;
   run) setup_python; setup_data; shift; exec "$VENV/bin/analogsam" run "$@" ;;
   test) setup_python; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) echo "usage: ./dev.sh run|test|setup [arguments for analogsam run / pytest]" >&2; exit 2 ;;
+  python) find_python "${2:-}" ;;
+  *) echo "usage: ./dev.sh run|test|setup [arguments for analogsam run / pytest] | python [3.X]" >&2; exit 2 ;;
 esac

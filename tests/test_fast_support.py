@@ -185,7 +185,7 @@ def test_the_mirrored_aihwkit_version_is_installed():
     assert aihwkit_version_reason() is None
 
 
-@pytest.mark.parametrize("version, expected", [("1.2.0", "aihwkit 1.2.0 is installed"),
+@pytest.mark.parametrize("version, expected", [("1.3.0", "aihwkit 1.3.0 is installed"),
                                                (None, "aihwkit is not installed")])
 def test_another_aihwkit_version_is_refused_first(monkeypatch, version, expected):
     analog = analog_linear(InferenceRPUConfig())

@@ -36,8 +36,12 @@ __all__ = ["AIHWKIT_VERSIONS", "ALLOW_LIST", "FastPathUnsupported", "Refused", "
            "aihwkit_version_reason", "config_settings", "io_spec", "unsupported_reason"]
 
 #: The aihwkit versions whose C++ tile arithmetic the engine replays (``rpu_forward_backward_pass.cpp``,
-#: ``InferenceTile``'s periphery, the meta-parameter bindings the adapter reads).
-AIHWKIT_VERSIONS = ("1.1.0",)
+#: ``InferenceTile``'s periphery, the meta-parameter bindings the adapter reads). 1.2.0 is listed
+#: because the conformance tests (tests/test_fastpath.py, tests/test_fast_support.py) pass under it:
+#: its InferenceRPUConfig has the same 131 fields, its bindings and the eval-mode forward of its
+#: Python periphery are 1.1.0's (docs/install-matrix.md lists what changed and why none of it acts
+#: on the engine's numbers).
+AIHWKIT_VERSIONS = ("1.1.0", "1.2.0")
 
 
 class FastPathUnsupported(AnalogsamError, ValueError):
