@@ -208,3 +208,24 @@ def test_unknown_probe_option_is_named():
 
     with pytest.raises(InvalidParameterError, match="num_batch"):
         S.hessian_trace(quadratic(), BATCHES, draws=2, loss_fn=identity_loss, num_batch=1)
+
+
+class _TinyTransformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 16)
+        self.encoder = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+def test_hessian_metrics_run_through_attention():
+    """torch's fused attention kernels have no second derivative: the Hessian probes use the math one."""
+    torch.manual_seed(0)
+    model = _TinyTransformer()
+    x, y = torch.randn(16, 5, 4), torch.randint(0, 3, (16,))
+    top = S.hessian_top_eigenvalue(model, [(x, y)], 5, seed=0)
+    trace = S.hessian_trace(model, [(x, y)], 4, seed=0)
+    assert math.isfinite(top.value) and top.value > 0 and math.isfinite(trace.value)

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch import nn
 
 
@@ -84,7 +85,10 @@ def hessian_vector_product(model, batches, weights, loss_fn, params, vector) -> 
     """H·v of the mean loss by double backward (Pearlmutter's trick, exact up to rounding)."""
     result = [torch.zeros_like(p) for p in params]
     for (x, y), w in zip(batches, weights):
-        batch_loss = loss_fn(model(x), y) * w
+        # The fused attention kernels (flash, memory-efficient) have no second derivative; the math
+        # one computes the same attention and can be differentiated twice.
+        with sdpa_kernel(SDPBackend.MATH):
+            batch_loss = loss_fn(model(x), y) * w
         if not batch_loss.requires_grad:
             continue
         grads = torch.autograd.grad(batch_loss, params, create_graph=True, allow_unused=True)
