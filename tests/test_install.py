@@ -42,7 +42,9 @@ def installed(tmp_path_factory):
     new_site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp).strip()
     Path(new_site, "outer-site-packages.pth").write_text(
         "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n")
-    _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)], tmp)
+    # No build isolation: the build uses the setuptools of this environment (a dev dependency), so the
+    # test needs no package index.
+    _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(source)], tmp)
     cwd = tmp / "elsewhere"
     cwd.mkdir()
     return bin_dir, cwd, Path(new_site)
