@@ -30,6 +30,7 @@ from aihwkit.simulator.parameters.enums import (
 )
 
 from analogsam.hardware.fast import FastAnalogForward, FastPathUnsupported, unsupported_reason
+from conformance import compare_draws, repeated
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -259,10 +260,6 @@ def test_drift_compensation_equals_aihwkit(compensation):
 # ---------------------------------------------------------------------------------------------
 
 
-def _draws(fn, n):
-    return torch.stack([fn() for _ in range(n)])
-
-
 @pytest.mark.parametrize("noise", ["out_noise", "w_noise_pcm_read", "w_noise_additive", "inp_noise",
                                    "stochastic_rounding"])
 def test_noise_statistics_match_aihwkit(noise):
@@ -282,19 +279,12 @@ def test_noise_statistics_match_aihwkit(noise):
     engine = FastAnalogForward(analog)
     gen = torch.Generator().manual_seed(7)
     engine.sync(gen)
-    draws = 300
-    with torch.no_grad():
-        a = _draws(lambda: analog(x), draws)
-    b = _draws(lambda: engine(x), draws)
-    mean_a, mean_b, var_a, var_b = a.mean(0), b.mean(0), a.var(0), b.var(0)
-    assert float(var_a.mean()) > 1e-6  # the noise is there
-    se = ((var_a + var_b) / draws).sqrt() + 1e-7
-    assert float(((mean_a - mean_b).abs() / se).max()) < 5.0
-    ratio = float(var_b.sum() / var_a.sum())
-    assert abs(ratio - 1) < 0.08, ratio
+    stats = compare_draws(repeated(lambda: analog(x), 300), repeated(lambda: engine(x), 300))
+    assert stats.noise > 1e-6  # the noise is there
+    assert stats.max_z < 5.0
+    assert abs(stats.variance_ratio - 1) < 0.08, stats.variance_ratio
     # per output, standard deviations agree within sampling error (chi-square, 300 draws)
-    rel = (var_b.sqrt() - var_a.sqrt()).abs() / var_a.sqrt().clamp(min=1e-7)
-    assert float(rel[var_a > 1e-6].median()) < 0.1
+    assert stats.median_relative_std(min_var=1e-6) < 0.1
 
 
 def test_drift_compensation_statistics_match_aihwkit():
@@ -554,20 +544,17 @@ def test_grouped_network_noise_statistics_match_aihwkit(net, noise):
     engine = FastAnalogForward(analog)
     engine.sync(torch.Generator().manual_seed(7))
     draws = 200
-    with torch.no_grad():
-        a = _draws(lambda: analog(x), draws)
-    b = _draws(lambda: engine(x), draws)
-    mean_a, mean_b, var_a, var_b = a.mean(0), b.mean(0), a.var(0), b.var(0)
-    assert float(var_a.mean()) > 1e-6  # the noise is there
+    stats = compare_draws(repeated(lambda: analog(x), draws), repeated(lambda: engine(x), draws))
+    var_a, var_b = stats.var_a, stats.var_b
+    assert stats.noise > 1e-6  # the noise is there
     # means: |difference| within 5 standard errors at every output (240 outputs)
-    se = ((var_a + var_b) / draws).sqrt() + 1e-7
-    assert float(((mean_a - mean_b).abs() / se).max()) < 5.0
+    assert stats.max_z < 5.0
     # variances: the log of a ratio of two sample variances of `draws` draws has a standard
     # deviation of about sqrt(4 / (draws - 1)) per output; the samples' outputs are independent
     # draws (noise is drawn per vector), so the ratio of the sums is tested at 5 such deviations
     # over the square root of the number of samples
     log_sd = math.sqrt(4 / (draws - 1))
-    ratio = float(var_b.sum() / var_a.sum())
+    ratio = stats.variance_ratio
     assert abs(math.log(ratio)) < 5 * log_sd / math.sqrt(len(x)), ratio
     # per output: the median log ratio (its standard error is 1.2533 sd / sqrt(outputs)) is ~0
     noisy = var_a > 1e-6 * float(var_a.max())

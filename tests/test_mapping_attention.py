@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from conformance import compare_draws, repeated
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate
 from analogsam.hardware import presets as devices
@@ -277,15 +278,9 @@ def assert_same_noise_statistics(model, x, draws=300):
     (test_fastpath compares its distribution separately)."""
     analog = convert(model, devices.load("pcm", overrides={"compensation.drift": "none"}))
     engine = programmed(analog)
-    with torch.no_grad():
-        a = torch.stack([analog(x) for _ in range(draws)])
-    b = torch.stack([engine(x) for _ in range(draws)])
-    mean_a, mean_b, var_a, var_b = a.mean(0), b.mean(0), a.var(0), b.var(0)
-    assert float(var_a.mean()) > 1e-6  # the noise is there
-    se = ((var_a + var_b) / draws).sqrt() + 1e-7
-    z = float(((mean_a - mean_b).abs() / se).max())
-    ratio = float(var_b.sum() / var_a.sum())
-    rel = float(((var_b.sqrt() - var_a.sqrt()).abs() / var_a.sqrt().clamp(min=1e-7)).median())
+    stats = compare_draws(repeated(lambda: analog(x), draws), repeated(lambda: engine(x), draws))
+    assert stats.noise > 1e-6  # the noise is there
+    z, ratio, rel = stats.max_z, stats.variance_ratio, stats.median_relative_std()
     assert z < 5.0 and abs(ratio - 1) < 0.1 and rel < 0.1, (z, ratio, rel)
     return z, ratio, rel
 

@@ -25,8 +25,8 @@ gates`` once per step.
 ``AnalogLinear`` tiles, ``weight_ih`` (input -> 4H) and ``weight_hh`` (H -> 4H) with the gates
 stacked i, f, g, o along the outputs (``AnalogLSTMCell``; ``AnalogGRUCell`` r, z, n with the
 hidden bias inside the reset product; ``AnalogVanillaRNNCell`` tanh): the same tiles and the same
-function as here. But it is a different layer to call: sequence-first only (its ``forward`` says
-"TODO: batch_first"), states as a list of per-layer (per-direction) tuples, no ``h_n``/``c_n``
+function as here. But it is a different layer to call: sequence-first only (batch-first input is
+marked as still to do in its ``forward``), states as a list of per-layer (per-direction) tuples, no ``h_n``/``c_n``
 tensors, no ``proj_size``, no ReLU RNN, no ``PackedSequence``, no unbatched input, so a network
 written around ``nn.LSTM`` would not run with it in place. This module keeps torch's interface and
 puts exactly that tile set, one ``Linear`` per (layer, direction, ih | hh), in front of aihwkit's
