@@ -16,7 +16,3 @@ class AnalogsamError(Exception):
 
 class InvalidParameterError(AnalogsamError, ValueError, TypeError):
     """A parameter of an API call or a command-line flag has a wrong type or an out-of-range value."""
-
-
-class UnavailableError(AnalogsamError, RuntimeError):
-    """Something the call needs is not available here (an optional package, a device, an aihwkit version)."""

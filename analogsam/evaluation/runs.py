@@ -15,10 +15,6 @@ from torch import nn
 
 from analogsam.errors import InvalidParameterError
 
-#: Row labels a subject may carry; the protocol fills in the ones it lacks.
-LABELS = ("run", "optimizer", "model", "dataset")
-
-
 def unpack(subject) -> tuple[nn.Module, dict]:
     """(network, labels) of a ``torch.nn.Module`` (no labels) or a TrainedRun (its name, optimizer,
     model and dataset names)."""
