@@ -61,6 +61,15 @@ def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = False, subsets
                            help="share of the training files held out for validation, 0-0.5 (default: %(default)s)")
 
 
+def add_device_flag(group) -> None:
+    """``--device``: where the command computes (one declaration for every command)."""
+    from analogsam.device import DEVICES
+
+    group.add_argument("--device", default="auto", choices=DEVICES,
+                       help="auto = the CUDA GPU when torch sees one, else the CPU; cuda without a GPU is an "
+                            "error (default: %(default)s)")
+
+
 def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     """``--preset`` (or ``--presets``) and ``--set``."""
     group = p.add_argument_group("preset", "the simulated device (see `analogsam presets list`)")
