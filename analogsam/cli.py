@@ -283,12 +283,11 @@ def _output_folder(path) -> Path:
 
 
 def _finish(rows, out: Path, title: str, left_out=()) -> None:
-    from analogsam.evaluation import summarize
-    from analogsam.evaluation.report import summary_tables, write_report
+    from analogsam.evaluation.report import summary_of, summary_tables, write_report
 
     written = write_report(rows, out, title=title, left_out=left_out)
     print()
-    print(summary_tables(summarize(rows)))
+    print(summary_tables(summary_of(rows)))
     print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
