@@ -66,6 +66,8 @@ def test_load_group_and_load_runs(group, digits_run, tmp_path):
     loaded = training.load_group(folder)
     assert [(r.name, r.train_seed, r.group) for r in loaded] == [("sgd", 0, "sgd"), ("sgd", 1, "sgd")]
     assert training.load_group(digits_run.path)[0].group is None  # a single run folder: itself
+    with pytest.raises(training.RunNotFoundError, match="is a seed group"):
+        training.load_run(folder)
     assert [r.train_seed for r in load_runs([folder])] == [0, 1]
     with pytest.raises(InvalidParameterError, match="share a training seed"):
         load_runs([folder, folder])
@@ -78,6 +80,15 @@ def test_a_seed_folder_holding_another_seed_is_refused(group, tmp_path):
 
     shutil.copytree(group[1].path, tmp_path / "g" / "seed-5")
     with pytest.raises(training.CheckpointError, match="seed 1, not 5"):
+        training.load_group(tmp_path / "g")
+
+
+def test_a_group_of_two_methods_is_refused(group, digits, tmp_path):
+    import shutil
+
+    shutil.copytree(group[0].path, tmp_path / "g" / "seed-0")
+    training.train("mlp", digits, seed=1, out=tmp_path / "g" / "seed-1", **{**TINY, "optimizer": "sam"})
+    with pytest.raises(training.CheckpointError, match="mixes optimizers"):
         training.load_group(tmp_path / "g")
 
 
