@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train a model digitally and write a run folder (checkpoint, log)")
     add_data_flags(train, dataset=True, subsets=True, validation=True, text=True)
     add_training_flags(train)
+    add_device_flag(train.add_argument_group(
+        "device", "where to train. Under torchrun every process trains one replica (DDP; on CUDA cuda:LOCAL_RANK) "
+                  "and --batch-size stays the global batch of one step: each of N processes takes batch-size/N"))
     add_output_flags(train, required=True, what="run folder to write (checkpoint.pt, log.csv, config.json)")
 
     ev = sub.add_parser("evaluate", parents=[debug], help="accuracy over time of one trained run on one device preset")
@@ -328,6 +331,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from analogsam.distributed import is_main_process
     from analogsam.optim import method_kwargs_from_args
     from analogsam.scoring import resolve_metric
     from analogsam.training import train
@@ -337,7 +341,9 @@ def cmd_train(args) -> None:
     kwargs = method_kwargs_from_args(args)
     run = train(args.model, args.data, optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
                 schedule=args.schedule, seed=args.seed, out=args.out, progress=not args.quiet,
-                data_options=data_options, metric=args.metric, **kwargs)
+                data_options=data_options, metric=args.metric, device=args.device, **kwargs)
+    if not is_main_process():
+        return  # under torchrun rank 0 alone reports
     last = run.metrics[-1]
     metric = resolve_metric(args.metric)
     value = last[f"test_{metric.name}"]
