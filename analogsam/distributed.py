@@ -74,6 +74,8 @@ class Replicas:
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
+            # Rank 0 hosts the group's store: leaving before the others are done aborts them.
+            dist.barrier()
             dist.destroy_process_group()
 
     def describe(self, batch_size: int) -> dict:
