@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="train a model digitally and write a run folder (checkpoint, log)")
     add_data_flags(train, dataset=True, subsets=True, validation=True, text=True)
     add_training_flags(train)
+    add_device_flag(train.add_argument_group(
+        "device", "where to train. Under torchrun every process trains one replica (DDP; on CUDA cuda:LOCAL_RANK) "
+                  "and --batch-size stays the global batch of one step: each of N processes takes batch-size/N"))
     add_output_flags(train, required=True, what="run folder to write (checkpoint.pt, log.csv, config.json)")
 
     ev = sub.add_parser("evaluate", parents=[debug], help="accuracy over time of one trained run on one device preset")
@@ -332,6 +335,7 @@ def cmd_run(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from analogsam.distributed import is_main_process
     from analogsam.optim import method_kwargs_from_args
     from analogsam.scoring import resolve_metric
     from analogsam.training import train
@@ -340,7 +344,7 @@ def cmd_train(args) -> None:
                     "val_fraction": args.val_fraction, "seq_len": args.seq_len}
     kwargs = dict(optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
                   out=args.out, progress=not args.quiet, data_options=data_options, metric=args.metric,
-                  **method_kwargs_from_args(args))
+                  device=args.device, **method_kwargs_from_args(args))
     metric = resolve_metric(args.metric)
 
     def said(run) -> str:
@@ -351,12 +355,17 @@ def cmd_train(args) -> None:
 
     if args.seeds is None:
         run = train(args.model, args.data, seed=args.seed, **kwargs)
+        if not is_main_process():
+            return  # under torchrun rank 0 alone reports
         print(said(run))
         print(f"wrote run folder: {run.path} (checkpoint.pt, log.csv, config.json)")
         return
     from analogsam.training import train_seeds
 
-    for run in train_seeds(args.model, args.data, seeds=args.seeds, **kwargs):
+    runs = train_seeds(args.model, args.data, seeds=args.seeds, **kwargs)
+    if not is_main_process():
+        return
+    for run in runs:
         print(f"seed {run.train_seed}: {said(run)}")
     print(f"wrote seed group: {args.out} (one run folder per seed: seed-N/checkpoint.pt, log.csv, config.json)")
 

@@ -38,7 +38,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from analogsam import __version__
+from analogsam import distributed as ddp
 from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
+from analogsam.device import resolve_device
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
@@ -127,8 +129,9 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
           momentum: float = _SETTINGS["momentum"].default, weight_decay: float = _SETTINGS["weight_decay"].default,
           schedule: str = _SETTINGS["schedule"].default, seed: int = _SETTINGS["seed"].default,
           out: str | os.PathLike | None = None, run_name: str | None = None,
-          progress: bool = True, device: str = "cpu", data_options: dict | None = None,
-          metric="accuracy", output_fn=None, **optimizer_kwargs: Any) -> TrainedRun:
+          progress: bool = True, device: str | torch.device = "cpu", distributed: bool | None = None,
+          data_options: dict | None = None, metric="accuracy", output_fn=None,
+          **optimizer_kwargs: Any) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
@@ -138,10 +141,20 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
         epochs, batch_size, lr, momentum, weight_decay: the base optimizer's settings; ``lr`` defaults
-            to the base optimizer's usual value (0.05 for SGD, 1e-3 for AdamW).
+            to the base optimizer's usual value (0.05 for SGD, 1e-3 for AdamW). ``batch_size`` is the
+            global batch of one step: in data-parallel training each of N processes takes
+            ``batch_size / N`` of it.
         schedule: ``"cosine"`` (cosine annealing to 0 over all steps) or ``"constant"``.
         seed: seeds the weight initialisation, the batch order and the optimizer's own randomness.
         out: a folder for checkpoint, log and config; nothing is written if ``None``.
+        device: ``"cpu"`` (the default), ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when torch sees a
+            GPU); see :func:`analogsam.device.resolve_device`. Every optimizer of the family runs there.
+        distributed: data-parallel training over the processes of a ``torch.distributed`` group
+            (:mod:`analogsam.distributed`: DDP, one fixed shard of the training set per process, the
+            SAM family's perturbation per process); ``None`` (default) means "when launched by
+            ``torchrun``". On CUDA each process takes ``cuda:LOCAL_RANK``. Rank 0 alone writes ``out``
+            and prints; the logged training metrics are summed over the processes, the test and
+            validation metrics are rank 0's evaluation of the (identical) weights.
         metric: what each epoch reports on the training, validation and test data (log.csv columns
             ``train_<name>``, ``val_<name>``, ``test_<name>`` and the progress line): a name
             (``"accuracy"``, the default, ``"top5"``, ``"cross_entropy"``, ``"perplexity"``, ``"mse"``,
@@ -166,6 +179,24 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     metric = resolve_metric(metric)
     resolve_hyperparameters(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
                             **optimizer_kwargs)  # refuse a bad hyperparameter before loading anything
+    replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
+    try:
+        return _train(model, data, replicas, optimizer=optimizer, epochs=epochs, batch_size=batch_size, lr=lr,
+                      momentum=momentum, weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
+                      run_name=run_name, progress=progress,
+                      device=replicas.device if replicas else resolve_device(device), data_options=data_options,
+                      metric=metric, output_fn=output_fn, **optimizer_kwargs)
+    finally:
+        if replicas is not None:
+            replicas.close()
+
+
+def _train(model, data, replicas: ddp.Replicas | None, *, optimizer, epochs, batch_size, lr, momentum,
+           weight_decay, schedule, seed, out, run_name, progress, device, data_options, metric, output_fn,
+           **optimizer_kwargs) -> TrainedRun:
+    """:func:`train` with its settings checked and its process group (``replicas``, or ``None``) joined."""
+    main = replicas is None or replicas.is_main  # the process that writes files and prints
+    local_batch = batch_size if replicas is None else ddp.per_replica_batch(batch_size, replicas.world_size)
     data_options = {k: v for k, v in (data_options or {}).items() if v is not None}
     if isinstance(data, str):
         data = load_dataset(data, **data_options)
@@ -173,10 +204,15 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     torch.manual_seed(seed)
     model, spec = _resolve_model(model, data)
     model.to(device)
+    wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           num_samples=len(data.train), num_classes=data.num_classes, epochs=epochs,
                           output_fn=output_fn, loss_fn=task_loss(metric), **optimizer_kwargs)
-    steps_per_epoch = math.ceil(len(data.train) / batch_size)
+    if replicas:
+        method.distribute(wrapped)
+        ddp.seed_replica(seed, replicas.rank)  # each replica its own noise, attack starts, dropout masks
+        shard = ddp.shard_indices(len(data.train), replicas.rank, replicas.world_size, seed)
+    steps_per_epoch = math.ceil((len(shard) if replicas else len(data.train)) / local_batch)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
                  if schedule == "cosine" else None)
 
@@ -188,7 +224,9 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         "batch_size": batch_size, "lr": method.hparams.get("lr", lr), "momentum": momentum, "weight_decay": weight_decay,
         "schedule": schedule, "seed": seed, "metric": metric.name, "analogsam_version": __version__, "torch_version": str(torch.__version__),
     }
-    if out_dir:
+    if replicas:
+        config["distributed"] = replicas.describe(batch_size)
+    if out_dir and main:
         ensure_folder(out_dir, "run folder")
         (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     run = TrainedRun(model, spec, config, [], out_dir)
@@ -199,9 +237,11 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
         model.train()
         method.begin_epoch(epoch)
         loss_sum, seen, sums = 0.0, 0, None
-        bar = tqdm(data.train.batches(batch_size, shuffle=True, seed=seed * 100_003 + epoch, with_indices=True),
-                   total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False, unit="batch")
+        order_seed = seed * 100_003 + epoch
+        batches = (ddp.shard_batches(data.train, shard, local_batch, seed=order_seed) if replicas else
+                   data.train.batches(batch_size, shuffle=True, seed=order_seed, with_indices=True))
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
+                   disable=not (progress and main), leave=False, unit="batch")
         for inputs, labels, indices in bar:
             inputs, labels = inputs.to(device), labels.to(device)
             try:
@@ -219,24 +259,35 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
             seen += len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", **{metric.name: metric.format(metric.finish(sums))})
         method.end_epoch(epoch)
-        name = metric.name
-        evaluated = {"metric": metric, "output_fn": output_fn}
-        test_value, test_loss = accuracy(model, data.test.batches(1024), device, **evaluated)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, f"train_{name}": metric.finish(sums),
-               "test_loss": test_loss, f"test_{name}": test_value, "lr": method.optimizer.param_groups[0]["lr"]}
-        if len(data.val):
-            row[f"val_{name}"], row["val_loss"] = accuracy(model, data.val.batches(1024), device, **evaluated)
-        row["seconds"] = time.perf_counter() - start
+        if replicas:  # the epoch over every replica's shard: sums of the sums and counts
+            loss_sum, seen, *sums = ddp.sum_over_replicas([loss_sum, seen, *sums])
+        row = _epoch_row(model, data, metric, output_fn, device, epoch, loss_sum / seen, sums,
+                         method.optimizer.param_groups[0]["lr"], start) if main else None
+        row = ddp.share_from_main(row) if replicas else row  # rank 0 evaluated the (identical) weights
         run.metrics.append(row)
-        if progress:
+        name, test_value = metric.name, row[f"test_{metric.name}"]
+        if progress and main:
             shown = (lambda v: f"{v:.2%}") if metric.percent else metric.format
             tqdm.write(f"[{config['run_name']}] epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
                        f"train {name} {shown(row[f'train_{name}'])}, test {name} {shown(test_value)}, "
                        f"{row['seconds']:.1f} s")
-        if out_dir:
+        if out_dir and main:
             _write_log(out_dir / "log.csv", run.metrics)
             save_checkpoint(run, out_dir / CHECKPOINT)
     return run
+
+
+def _epoch_row(model, data, metric, output_fn, device, epoch, train_loss, sums, lr, start) -> dict:
+    """One log.csv row: the epoch's training loss and metric, the test (and validation) metric now."""
+    name = metric.name
+    evaluated = {"metric": metric, "output_fn": output_fn}
+    test_value, test_loss = accuracy(model, data.test.batches(1024), device, **evaluated)
+    row = {"epoch": epoch + 1, "train_loss": train_loss, f"train_{name}": metric.finish(sums),
+           "test_loss": test_loss, f"test_{name}": test_value, "lr": lr}
+    if len(data.val):
+        row[f"val_{name}"], row["val_loss"] = accuracy(model, data.val.batches(1024), device, **evaluated)
+    row["seconds"] = time.perf_counter() - start
+    return row
 
 
 def _write_log(path: Path, metrics: list[dict]) -> None:

@@ -11,7 +11,7 @@ PACKAGE = Path(analogsam.__file__).parent
 # Lowest first. A module belongs to the first prefix that matches its dotted name.
 LAYERS = [
     ("base", ("analogsam.errors", "analogsam.validation", "analogsam.storage", "analogsam.scoring",
-              "analogsam.statistics", "analogsam.device")),
+              "analogsam.statistics", "analogsam.device", "analogsam.distributed")),
     ("data", ("analogsam.data",)),
     ("models", ("analogsam.models",)),
     ("robustness", ("analogsam.robustness",)),

@@ -102,7 +102,10 @@ def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: t
 
 
 class AdversarialMethod(TrainingMethod):
-    """``adversarial``: task loss + β · KL to the outputs at the worst-case parameters in Θ ± ζ·|Θ|."""
+    """``adversarial``: task loss + β · KL to the outputs at the worst-case parameters in Θ ± ζ·|Θ|.
+
+    Data-parallel training: each replica attacks with its own batch (the attack's passes run on the
+    unwrapped model and average nothing); the gradient of the full loss is averaged over the replicas."""
 
     def __init__(self, name, model, **kwargs):
         super().__init__(name, model, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 from typing import Any
 
 import torch
@@ -45,13 +46,22 @@ class TrainingMethod(abc.ABC):
         loss_fn: the batch-mean task loss of (prediction, targets); cross-entropy by default
             (training passes :func:`analogsam.scoring.task_loss` of its metric).
         step_count: completed steps.
+        replicas: ``None``, or the ``DistributedDataParallel`` wrapping ``model`` in data-parallel
+            training (set by :meth:`distribute`).
 
     The loop calls ``begin_epoch(e)`` (0-based), ``train_step(x, y, indices)`` per batch with the model in
     train mode, and ``end_epoch(e)``. ``train_step`` returns the detached task loss and
     prediction (logits) of the unperturbed forward pass (noise injection: of its noisy forward, its only one), and
     raises :class:`NonFiniteError` naming the step if a loss or gradient is not finite, before any
     weight of that step is written.
+
+    Data-parallel training (:meth:`distribute`): every forward of ``_forward`` runs through the
+    ``DistributedDataParallel`` wrapper, so a backward averages the gradients over the replicas, except
+    inside ``_local_gradients()`` (DDP's ``no_sync``), where each replica keeps its own: the SAM family's
+    first pass, whose gradient sets this replica's perturbation.
     """
+
+    replicas: nn.Module | None = None
 
     def __init__(self, name: str, model: nn.Module, *, base: str = "sgd", lr: float = 0.05,
                  momentum: float = 0.9, weight_decay: float = 5e-4, hparams: dict | None = None,
@@ -102,6 +112,19 @@ class TrainingMethod(abc.ABC):
         self.step_count = int(state.get("step_count", 0))
         self.epoch = int(state.get("epoch", 0))
 
+    # -- data-parallel training ---------------------------------------------------------------------
+    def distribute(self, replicas: nn.Module) -> None:
+        """Train as one of several replicas: ``replicas`` is a ``DistributedDataParallel`` of ``self.model``
+        (:func:`analogsam.distributed.wrap`)."""
+        if getattr(replicas, "module", None) is not self.model:
+            raise TypeError("distribute() takes the DistributedDataParallel that wraps this method's model")
+        self.replicas = replicas
+
+    def _local_gradients(self):
+        """Within the block, backward passes leave the gradients on this replica (DDP ``no_sync``);
+        the next backward outside it averages what has accumulated."""
+        return self.replicas.no_sync() if self.replicas is not None else contextlib.nullcontext()
+
     # -- helpers --------------------------------------------------------------------------------------
     @property
     def _step_number(self) -> int:
@@ -109,8 +132,14 @@ class TrainingMethod(abc.ABC):
 
     def _forward(self, inputs, params: dict | None = None) -> torch.Tensor:
         """The prediction tensor of the model on ``inputs`` (at ``params`` instead of its own
-        parameters when given, through ``torch.func.functional_call``)."""
-        output = self.model(inputs) if params is None else functional_call(self.model, params, (inputs,))
+        parameters when given, through ``torch.func.functional_call``); through the DDP wrapper in
+        data-parallel training, so the backward of what it returns averages the gradients."""
+        if self.replicas is None:
+            output = self.model(inputs) if params is None else functional_call(self.model, params, (inputs,))
+        elif params is None:
+            output = self.replicas(inputs)
+        else:  # the wrapper names the model's tensors "module.<name>"
+            output = functional_call(self.replicas, {f"module.{k}": v for k, v in params.items()}, (inputs,))
         return model_output(output, self.output_fn)
 
     def _task_loss(self, logits, targets):

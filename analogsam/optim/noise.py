@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from analogsam.robustness.perturbations import gaussian_weight_noise
@@ -96,10 +98,13 @@ class RWPMethod(TrainingMethod):
         h = self.hparams
         alpha = h["rwp_alpha"]
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self._forward(inputs)
-        loss = self._task_loss(logits, targets)
-        self._check_loss(loss)
-        (loss * (1.0 - alpha)).backward()
+        # Data-parallel: the clean pass's gradient waits on the replica and is averaged together with the
+        # perturbed pass's (one all-reduce of their sum); without a perturbed pass it is averaged now.
+        with self._local_gradients() if alpha > 0 else contextlib.nullcontext():
+            logits = self._forward(inputs)
+            loss = self._task_loss(logits, targets)
+            self._check_loss(loss)
+            (loss * (1.0 - alpha)).backward()
         if alpha > 0:
             with torch.no_grad():
                 for p, clean in zip(self.params, self._clean):

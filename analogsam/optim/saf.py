@@ -21,6 +21,7 @@ import math
 
 import torch
 
+from analogsam.distributed import broadcast_buffers
 from analogsam.errors import InvalidParameterError
 from analogsam.scoring import model_output
 
@@ -62,6 +63,10 @@ class SAFMethod(TrainingMethod):
     (T times the memory), and its KL term is averaged over tokens (padding positions included: they are
     the network's outputs too); the buffer takes its shape from the first batch, so every batch
     must have the same sequence length.
+
+    Data-parallel training: each replica fills only the rows of its own shard (a fixed share of the
+    training set, :func:`analogsam.distributed.shard_indices`), so the KL term of a sample uses the
+    logits that sample's own replica recorded; the gradients of the full loss are averaged.
     """
 
     @classmethod
@@ -101,7 +106,7 @@ class SAFMethod(TrainingMethod):
         epoch = self.epoch if epoch is None else epoch
         past = epoch - self.hparams["saf_history"]
         if past < 0 or self.logits_buffer is None:  # nothing recorded that long ago (-1 marks empty slots)
-            return None, torch.zeros(len(indices), dtype=torch.bool)
+            return None, torch.zeros(len(indices), dtype=torch.bool, device=indices.device)
         slot = past % (self.hparams["saf_history"] + 1)
         valid = self.recorded_epoch[indices, slot] == past
         return self.logits_buffer[indices, ..., slot], valid
@@ -165,6 +170,9 @@ class MESAMethod(TrainingMethod):
     EMA needs ~5000 steps to forget the random initialisation, longer than a whole short run. Set it to
     False for the reference code's plain EMA. The trained model (not the EMA) is what the loop keeps;
     ``ema_model`` is available for evaluation.
+
+    Data-parallel training: the EMA is a function of the averaged (hence equal) weights and of rank 0's
+    BatchNorm buffers, broadcast before each update, so it stays identical on every replica.
     """
 
     @classmethod
@@ -219,6 +227,11 @@ class MESAMethod(TrainingMethod):
         if use_kl:
             loss = task_loss + h["mesa_lambda"] * h["mesa_tau"] ** 2 * kl_div_logits(reference, logits, h["mesa_tau"])
         self._backward_and_step(loss)
+        if self.replicas is not None:
+            # The weights are equal on every replica after the averaged step, the BatchNorm running
+            # statistics are not (each replica's own batches): take rank 0's, as DDP's next forward
+            # would, so the EMA model stays identical on every replica.
+            broadcast_buffers(self.model)
         self.update_ema()
         return task_loss, logits
 

@@ -260,7 +260,10 @@ class SharpnessAwareMethod(TrainingMethod):
     """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
     BatchNorm running statistics frozen. ASAM/SAMSON scale the crossbar weights
     (:func:`analogsam.robustness.roles.crossbar_weights`: Linear/Conv weights, attention projections,
-    recurrent gate matrices), not biases, normalisation parameters or embedding tables."""
+    recurrent gate matrices), not biases, normalisation parameters or embedding tables.
+
+    Data-parallel training: the first pass stays on each replica (its own ε), the second pass's
+    gradient is averaged over the replicas before the base optimizer steps."""
 
     OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
 
@@ -274,10 +277,13 @@ class SharpnessAwareMethod(TrainingMethod):
     def _step(self, inputs, targets, indices):
         sam = self.sam
         sam.zero_grad(set_to_none=True)
-        logits = self._forward(inputs)
-        loss = self._task_loss(logits, targets)
-        self._check_loss(loss)
-        loss.backward()
+        # Data-parallel: each replica perturbs with its own batch's gradient (the m-sharpness of Foret et
+        # al. 2021, arXiv 2010.01412, sec. 4, m = the replica's batch); only the gradient at w + ε is averaged.
+        with self._local_gradients():
+            logits = self._forward(inputs)
+            loss = self._task_loss(logits, targets)
+            self._check_loss(loss)
+            loss.backward()
         sam.step_count = self.step_count  # so the optimizer's own errors name the loop's step
         sam.first_step(zero_grad=True)
         try:
