@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 
-__all__ = ["INSTALL_HINT", "RayUnavailableError", "cells_on_ray", "check_ray", "import_ray"]
+__all__ = ["INSTALL_HINT", "RayConnectionError", "RayUnavailableError", "cells_on_ray", "check_ray", "import_ray"]
 
 INSTALL_HINT = "pip install 'analogsam[ray]'"
 
@@ -33,6 +33,10 @@ CPUS_PER_CELL = 1
 
 class RayUnavailableError(AnalogsamError, ImportError):
     """A sweep on Ray was asked for, and Ray is not installed."""
+
+
+class RayConnectionError(AnalogsamError, ConnectionError):
+    """The Ray cluster at the address given cannot be reached (or refuses this driver)."""
 
 
 def import_ray():
@@ -71,7 +75,15 @@ def _connect(ray, address, num_cpus) -> bool:
         # "local": a new Ray on this machine, never one found through RAY_ADDRESS or /tmp/ray.
         ray.init(address="local", num_cpus=num_cpus, **quiet)
     else:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError) as err:
+            said = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise RayConnectionError(
+                f"cannot connect to the Ray cluster at {address} (Ray said: {said}): start it there with "
+                "`ray start --head`, check the address (HEAD:6379), and where the cluster uses token "
+                "authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head)") \
+                from None
     return True
 
 
