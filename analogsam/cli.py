@@ -315,8 +315,8 @@ def _sweep(args, runs, presets, out: Path):
         warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                     workers=args.workers, ray=args.ray, batches_for=lambda r: _test_batches(r, args.data_root),
-                     metric=args.metric)
+                     workers=args.workers, ray=args.ray, metric=args.metric,
+                     batches_for=lambda r: _test_batches(r, args.data_root))
     return rows, left_out
 
 

@@ -37,7 +37,7 @@ def local_ray():
     saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, object_store_memory=100 * 2**20)  # the runs and batches are tiny
     yield ray
     ray.shutdown()
     if saved is None:
@@ -92,9 +92,11 @@ def test_a_resumed_sweep_submits_only_the_missing_cells(local_ray, tiny_runs, se
 def test_compare_with_ray_on_the_command_line(local_ray, tiny_runs, serial_rows, tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--presets", "pcm", "--times", "1s,1d",
-                 "--repeats", "3", "--ray", "--out", str(out), "--quiet"])
+                 "--repeats", "3", "--ray", "--out", str(out)])
     assert code == 0
-    assert f"wrote results: {out / 'results.csv'}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"wrote results: {out / 'results.csv'}" in printed.out
+    assert "sweep (Ray): 100%" in printed.err and "6/6" in printed.err  # progress counted in cells
     assert _rows(ResultStore(out).rows) == _rows(serial_rows)
 
 

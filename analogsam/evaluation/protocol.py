@@ -216,9 +216,10 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
     ``ray=True`` submits the cells as Ray tasks to a local Ray (``workers`` CPUs if given, else all),
     ``ray="HEAD:6379"`` to the Ray cluster at that address; each run and its batches travel through
-    Ray's object store, so the cluster's nodes need not share this disk (:mod:`.ray_sweep`). Ray is
-    the optional extra ``pip install 'analogsam[ray]'``. With either, this process alone writes
-    ``out``, each cell as it finishes.
+    Ray's object store, so the cluster's nodes need not share this disk (:mod:`.ray_sweep`); a Ray
+    this process already initialised (``ray.init``) is used as it is. Ray is the optional extra
+    ``pip install 'analogsam[ray]'``. With workers or Ray, this process alone writes ``out``, each
+    cell as it finishes, so a killed sweep resumes like a serial one.
     ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers or Ray, both must be picklable:
     a name, a module-level function).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
@@ -270,7 +271,8 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         where = "Ray" if ray is True else f"Ray at {ray}"
         finished = cells_on_ray(cells, data, measured_times, repeats, common, address=ray,
                                 num_cpus=workers if workers > 1 else None)
-    for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})", disable=not progress, unit="cell"):
+    for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})", disable=not progress,
+                     unit="cell"):
         if store is not None:
             store.append_cell(rows)  # only this process writes the store
         new_rows.extend(rows)
