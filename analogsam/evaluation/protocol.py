@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import closing
 from typing import Iterable, Sequence
 
 import torch
@@ -271,9 +272,10 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         where = "Ray" if ray is True else f"Ray at {ray}"
         finished = cells_on_ray(cells, data, measured_times, repeats, common, address=ray,
                                 num_cpus=workers if workers > 1 else None)
-    for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})", disable=not progress,
-                     unit="cell"):
-        if store is not None:
-            store.append_cell(rows)  # only this process writes the store
-        new_rows.extend(rows)
+    with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
+        for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})",
+                         disable=not progress, unit="cell"):
+            if store is not None:
+                store.append_cell(rows)  # only this process writes the store
+            new_rows.extend(rows)
     return store.rows if store is not None else new_rows
