@@ -116,3 +116,13 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(tiny_runs, tmp_pa
 def test_bad_ray_settings_are_refused(tiny_runs, ray, workers, match):
     with pytest.raises(InvalidParameterError, match=match):
         sweep(tiny_runs, ray=ray, workers=workers, progress=False, **SETTINGS)
+
+
+def test_a_mistake_found_on_a_worker_reads_as_it_would_here(local_ray, tiny_runs):
+    def refusing_metric(predictions, targets):  # pickled by value: Ray's workers cannot import this module
+        raise InvalidParameterError("this metric refuses every batch: pass another metric")
+
+    with pytest.raises(InvalidParameterError, match="^this metric refuses every batch") as caught:
+        sweep(tiny_runs[:1], presets=["pcm"], times="1s", repeats=2, ray=True, metric=refusing_metric,
+              progress=False)
+    assert not isinstance(caught.value, local_ray.exceptions.RayTaskError)  # the worker's error itself, one line
