@@ -70,10 +70,9 @@ def _connect(ray, address, num_cpus) -> bool:
     """
     if ray.is_initialized():
         return False
-    quiet = dict(include_dashboard=False, logging_level=logging.WARNING)
     if address is True:
         # "local": a new Ray on this machine, never one found through RAY_ADDRESS or /tmp/ray.
-        ray.init(address="local", num_cpus=num_cpus, **quiet)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     else:
         try:
             ray.init(address=address, logging_level=logging.WARNING)
