@@ -66,7 +66,7 @@ setup_python() {
   echo "==> using Python $(minor_of "$python") ($python); creating $VENV and installing analogsam with the aihwkit + torch pair pinned for it (a few minutes, ~5 GB)"
   "$python" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev,ray]'  # ray: the optional extra the Ray sweep test needs
   "$VENV/bin/python" -c 'import sys, torch, aihwkit; print(f"==> {sys.executable}: Python {sys.version.split()[0]}, torch {torch.__version__}, aihwkit {aihwkit.__version__}")'
   touch "$stamp"
 }

@@ -86,8 +86,10 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
 
 def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
                          workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
-    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--seed``, ``--metric``."""
+    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers`` and ``--ray``, ``--seed``,
+    ``--metric``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
+    from analogsam.evaluation.ray_sweep import INSTALL_HINT
 
     group = p.add_argument_group("evaluation", "Monte-Carlo accuracy on the simulated hardware")
     units = "seconds, or a number with a unit s, min, h, d, w, y (365 d)"
@@ -108,6 +110,10 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
         group.add_argument("--workers", type=int, default=_default(sweep, "workers"), metavar="N",
                            help="local processes to spread the programmings over; the numbers do not depend "
                                 "on it (default: %(default)s)")
+        group.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
+                           help="run the programmings as Ray tasks: on a local Ray (with --workers CPUs if "
+                                "given, else all) without ADDRESS, or on the Ray cluster at ADDRESS, e.g. "
+                                f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
 
@@ -316,8 +322,8 @@ def _sweep(args, runs, presets, out: Path):
         warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                     workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root),
-                     metric=args.metric)
+                     workers=args.workers, ray=args.ray, metric=args.metric,
+                     batches_for=lambda r: _test_batches(r, args.data_root))
     return rows, left_out
 
 
@@ -493,6 +499,10 @@ def _one_line(err: BaseException) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "ray", None) is not None:
+            from analogsam.evaluation.ray_sweep import import_ray
+
+            import_ray()  # before `run` trains for minutes, or a command makes its output folder
         COMMANDS[args.command](args)
     except AnalogsamError as err:
         if getattr(args, "debug", False):  # --debug before or after the command

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import closing
 from typing import Iterable, Sequence
 
 import torch
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.backends import BACKENDS, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
+from analogsam.evaluation.ray_sweep import cells_on_ray, check_ray, import_ray
 from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
@@ -196,9 +198,26 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _cells_on_local_processes(cells, data, measured_times, repeats: int, common: dict, workers: int):
+    """Measure ``cells`` ((index, run, preset, repeat): ``data[index]`` holds the run's batches) on
+    ``workers`` local processes, each with an equal share of torch's threads; yield each cell's rows as
+    it finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, torch.get_num_threads() // workers)
+    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(evaluate, r, data[i], p, times=measured_times[p.name], repeats=repeats,
+                               only_repeats=[k], progress=False, **common) for i, r, p, k in cells]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None) -> list[dict]:
+          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None, ray=None) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
@@ -210,13 +229,20 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     defines none of the times is refused before anything is measured.
     ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
-    ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers, both must be picklable: a
-    name, a module-level function).
+    ``ray=True`` submits the cells as Ray tasks to a local Ray (``workers`` CPUs if given, else all),
+    ``ray="HEAD:6379"`` to the Ray cluster at that address; each run and its batches travel through
+    Ray's object store, so the cluster's nodes need not share this disk (:mod:`.ray_sweep`); a Ray
+    this process already initialised (``ray.init``) is used as it is. Ray is the optional extra
+    ``pip install 'analogsam[ray]'``. With workers or Ray, this process alone writes ``out``, each
+    cell as it finishes, so a killed sweep resumes like a serial one.
+    ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers or Ray, both must be picklable:
+    a name, a module-level function).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
+    ray = check_ray(ray, workers)
     check_choice("backend", backend, BACKENDS)
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
@@ -224,6 +250,8 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     if not presets:
         raise InvalidParameterError(f"presets must be a non-empty list of preset names, files or Presets, "
                                     f"got {presets!r}")
+    if ray is not None:
+        import_ray()  # say how to install Ray before loading anything
     runs = load_runs(runs)
     presets = [resolve_preset(p, overrides) for p in presets]
     measured_times, left_out = times_per_preset(presets, times)  # refuse before measuring anything
@@ -237,7 +265,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
     common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
     new_rows = []
-    if workers == 1:
+    if workers == 1 and ray is None:
         for i, r in enumerate(runs):
             for p in presets:
                 start = time.perf_counter()
@@ -248,21 +276,20 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
                     tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
         return store.rows if store is not None else new_rows
 
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     cells = [(i, r, p, k) for i, r in enumerate(runs) for p in presets for k in range(repeats)
              if store is None or not store.has(r.name, "", p, k, metric_name,
                                                r.train_seed if r.group is not None else None)]  # clean runs
-    threads = max(1, torch.get_num_threads() // workers)
-    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(evaluate, r, data[i], p, times=measured_times[p.name], repeats=repeats,
-                               only_repeats=[k], progress=False, **common) for i, r, p, k in cells]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({workers} workers)",
-                           disable=not progress, unit="cell"):
-            rows = future.result()
+    # The one place that picks where the cells run; both yield each cell's rows as it finishes.
+    if ray is None:
+        where = f"{workers} workers"
+        finished = _cells_on_local_processes(cells, data, measured_times, repeats, common, workers)
+    else:
+        where = "Ray" if ray is True else f"Ray at {ray}"
+        finished = cells_on_ray(cells, data, measured_times, repeats, common, address=ray,
+                                num_cpus=workers if workers > 1 else None)
+    with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
+        for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})",
+                         disable=not progress, unit="cell"):
             if store is not None:
                 store.append_cell(rows)  # only this process writes the store
             new_rows.extend(rows)
