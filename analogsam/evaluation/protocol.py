@@ -11,10 +11,15 @@ seeding below the repeat seed. The default ``backend="auto"`` is the fast engine
 (:mod:`analogsam.hardware.fast`, a seeded replay of aihwkit's tile arithmetic, also faster) where it
 replays the tiles, else aihwkit's C++ tiles, whose forward noise is not reproducible (the rows say
 which backend measured them).
+
+``device="cuda"`` runs the fast engine's forward (and the digital reference) on the GPU, batch by
+batch; programming and drift stay aihwkit's on the CPU (see :mod:`.backends`). ``"auto"``, the
+default, is the GPU where torch sees one, else the CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Mapping
@@ -24,7 +29,8 @@ import torch
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.backends import BACKENDS, make_backend
+from analogsam.device import resolve_device
+from analogsam.evaluation.backends import check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.runs import default_batches, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
@@ -32,7 +38,7 @@ from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.scoring import resolve_metric, score
-from analogsam.validation import check_choice, check_int
+from analogsam.validation import check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
            "parse_times", "sweep"]
@@ -70,7 +76,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None) -> list[dict]:
+             output_fn=None, device="auto") -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -104,6 +110,11 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             loss (:func:`analogsam.scoring.task_loss`).
         output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
+        device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
+            ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. On CUDA the fast engine runs on
+            the GPU (programming and drift stay aihwkit's, on the CPU; the rows' backend is
+            ``fast-cuda``); ``backend="aihwkit"`` is refused there, and ``"auto"`` refuses a
+            network the fast engine cannot replay (:func:`~analogsam.evaluation.backends.make_backend`).
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
@@ -116,7 +127,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
-    check_choice("backend", backend, BACKENDS)
+    device = check_backend_device(backend, resolve_device(device))
+    on_gpu = device.type != "cpu"
     only_repeats = _check_only_repeats(only_repeats, repeats)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
@@ -134,7 +146,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     # that may change the caller's random stream.
     with torch.random.fork_rng():
         network = network.cpu().eval()
-        digital_value, _ = score(network, data, metric=metric, output_fn=output_fn)
+        # (on a GPU, a copy of the network there: the one converted stays on the CPU)
+        digital_value, _ = score(copy.deepcopy(network).to(device) if on_gpu else network, data, metric=metric,
+                                 output_fn=output_fn, device=device if on_gpu else None)
         digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
         todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r, metric.name)]
@@ -147,7 +161,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
                 from analogsam.robustness.perturbations import faulted_copy
 
                 source = faulted_copy(network, seed=faults_seed, **faults)
-            return make_backend(convert(source, preset, calibration_batches=data), backend)
+            return make_backend(convert(source, preset, calibration_batches=data), backend, device)
 
         if not faults:
             measure = build()  # convert once; each repeat only reprograms
@@ -164,7 +178,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             cell = []
             for t in times:
                 measure.drift(t, repeat_seed)
-                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
+                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
+                                    device=device if on_gpu else None)
                 cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
                              "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
@@ -186,7 +201,8 @@ def _worker_init(threads: int) -> None:
 
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None) -> list[dict]:
+          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None,
+          device="auto") -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
@@ -197,14 +213,14 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     defines none of the times is refused before anything is measured.
     ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
-    ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers, both must be picklable: a
-    name, a module-level function).
+    ``metric``, ``output_fn`` and ``device`` are :func:`evaluate`'s (with workers, the first two must
+    be picklable: a name, a module-level function; on a GPU, every worker shares it).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
-    check_choice("backend", backend, BACKENDS)
+    device = check_backend_device(backend, resolve_device(device))  # refused before anything is loaded
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
     presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []
@@ -222,7 +238,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = {r.name: list(batches_for(r)) for r in runs}
-    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
+    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device)
     new_rows = []
     if workers == 1:
         for r in runs:

@@ -60,7 +60,7 @@ class FastLinear(nn.Module):
             result = _array_sum(([t.forward(xs, gen) for t in row]
                                  for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)), dim)
         if self.array_bias is not None:
-            result = result + self.array_bias.detach().view(-1)
+            result = result + self.array_bias.detach().to(result.device).view(-1)
         return result
 
 
@@ -114,7 +114,7 @@ class ConvExec:
             result = _array_sum(([t.forward(p, gen, cols=True) for t in tiles]
                                  for p, (_, _, tiles) in zip(splits, self.rows)), 1)
         if self.bias is not None:
-            result = result.add_(self.bias.detach().view(-1, 1))
+            result = result.add_(self.bias.detach().to(result.device).view(-1, 1))
         out.copy_(result)
 
 
