@@ -135,7 +135,7 @@ class FastAnalogForward:
                 raise ValueError(f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
                                  f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})")
         self._gen = generator
-        with engine_threads(self.threads):
+        with engine_threads(self.threads), _full_float32(self.device):
             for tile in self._tiles:
                 tile.sync(generator, baseline_generator)
         self._synced = True
@@ -165,9 +165,18 @@ def _full_float32(device: torch.device):
     if device.type != "cuda":
         yield
         return
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    # torch >= 2.9 sets TF32 per backend through fp32_precision (reading the legacy allow_tf32
+    # flags raises once the new settings were used); older versions only have allow_tf32.
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        settings = [(torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+                    (torch.backends.cudnn.conv, "fp32_precision", "ieee")]
+    else:  # pragma: no cover - torch < 2.9
+        settings = [(torch.backends.cuda.matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+    old = [getattr(owner, name) for owner, name, _ in settings]
+    for owner, name, value in settings:
+        setattr(owner, name, value)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        for (owner, name, _), value in zip(settings, old):
+            setattr(owner, name, value)
