@@ -7,6 +7,9 @@ engine there against the CPU (same weights and seeds: equal up to summation orde
 the same means and variances with noise on), seeded, and an evaluation end to end.
 """
 
+import copy
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -20,6 +23,7 @@ from analogsam.evaluation import evaluate
 from analogsam.hardware import presets as devices
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward
+from analogsam.models import build_model, make_spec
 from conformance import compare_draws, repeated
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -140,6 +144,104 @@ def test_the_report_names_the_engines_of_the_device():
     on_cpu = layer_report(small_convnet(), "pcm", device="cpu")
     assert on_cpu == layer_report(small_convnet(), "pcm") and on_cpu.device == "cpu"
     assert "engine: fast" in format_layer_report(on_cpu)
+
+
+def _cuda_pretended(monkeypatch):
+    """Patches under which the engine's CUDA branches run on this CPU with fake tensors.
+
+    PyTorch's fake tensors carry a device and no data: every operation checks that its operands
+    share a device, so a tensor the CUDA path left on the CPU fails here as it would on a GPU.
+    What they cannot run is patched: aihwkit's C++ reads run outside the fake mode (real CPU
+    tensors, as on a GPU machine), the draws take no generator (a CUDA generator needs a GPU),
+    and the steps whose control flow reads data (the zero-vector short cut; bound management,
+    switched off by the preset instead) are skipped."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    import analogsam.hardware.fast.aihwkit_adapter as adapter
+    import analogsam.hardware.fast.engine as engine
+    import analogsam.hardware.fast.tile as tile
+
+    def outside(read):
+        def run(*args):
+            with unset_fake_temporarily():
+                return read(*args)
+        return run
+
+    for name in ("weights", "mapping_scales", "out_scaling", "digital_bias", "programmed_weights", "initial_alpha"):
+        monkeypatch.setattr(adapter.TileReader, name, outside(getattr(adapter.TileReader, name)))
+    input_range = adapter.TileReader.input_range
+
+    def real_input_range(self):  # read on the CPU, as the tile does (its .item() reads data)
+        t = outside(input_range)(self)
+        if t is not None:
+            value = outside(t.item)()
+            t.item = lambda: value
+        return t
+
+    monkeypatch.setattr(adapter.TileReader, "input_range", real_input_range)
+    for name in ("readout_vectors", "reference_output"):
+        monkeypatch.setattr(adapter.DriftCompensation, name, outside(getattr(adapter.DriftCompensation, name)))
+    monkeypatch.setattr(engine, "copy", type("copy", (), {"copy": staticmethod(__import__("copy").copy),
+                                                          "deepcopy": staticmethod(outside(__import__("copy").deepcopy))}))
+    monkeypatch.setattr(engine, "resolve_device", torch.device)
+    monkeypatch.setattr(tile, "_gaussian", lambda like, gen: torch.randn(like.shape, dtype=like.dtype, device=like.device))
+    monkeypatch.setattr(tile.Tile, "_zero_mask", lambda self, nonpositive, count=None: None)
+
+
+class _CudaGenerator:
+    device = torch.device("cuda")
+
+
+def _networks():
+    from aihwkit.inference.compensation.drift import GlobalDriftCompensationWithExactReference, PerColumnDriftCompensation
+    from aihwkit.nn.conversion import _DEFAULT_MAPPED_CONVERSION_MAP, convert_to_analog
+
+    no_bm = {"bound_management": "none", "w_noise": 0.02, "w_noise_type": "pcm-read"}
+    preset = devices.load("pcm", io=no_bm)
+    for name, channels, size in (("lenet5", 1, 28), ("vit-tiny", 1, 28)):
+        torch.manual_seed(0)
+        model = build_model(make_spec(name, in_channels=channels, num_classes=10, input_size=size)).eval()
+        yield name, programmed(model, preset), torch.randn(3, channels, size, size)
+    base = preset.rpu_config()
+    variants = {  # per-column and exact-reference compensation, analog bias, input range, split tiles
+        "per-column": {"drift_compensation": PerColumnDriftCompensation()},
+        "exact-reference": {"drift_compensation": GlobalDriftCompensationWithExactReference()},
+        "analog-bias": {"mapping.digital_bias": False},
+        "input-range": {"pre_post.input_range.enable": True, "pre_post.input_range.learn_input_range": False,
+                        "pre_post.input_range.init_value": 1.5, "pre_post.input_range.init_from_data": 0},
+        "tile-array": {"mapping.max_input_size": 16, "mapping.max_output_size": 4},
+        "mapped": {"mapping.max_input_size": 16, "mapping.max_output_size": 4},
+    }
+    for name, settings in variants.items():
+        cfg = copy.deepcopy(base)
+        for path, value in settings.items():
+            *parents, last = path.split(".")
+            setattr(functools.reduce(getattr, parents, cfg), last, value)
+        extra = {"conversion_map": _DEFAULT_MAPPED_CONVERSION_MAP} if name == "mapped" else {}
+        analog = convert_to_analog(small_convnet(), cfg, **extra).eval()
+        torch.manual_seed(0)
+        analog.program_analog_weights()
+        analog.drift_analog_weights(3600.0)
+        yield name, analog, torch.randn(3, 1, 8, 8)
+
+
+def test_the_cuda_forward_keeps_every_tensor_on_the_device(monkeypatch):
+    """The engine on ``cuda`` with fake tensors (see :func:`_cuda_pretended`): weights, periphery,
+    drift compensation, digital modules (a transformer's buffers too) and outputs all on the
+    device, and the aihwkit network left on the CPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    _cuda_pretended(monkeypatch)
+    for name, analog, x in _networks():
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            engine = FastAnalogForward(analog, device="cuda")
+            engine.sync(_CudaGenerator(), baseline_generator=_CudaGenerator())
+            for tile in engine.tiles:
+                state = [tile.weights.w, tile.input_range, tile.post_scale, tile.alpha, tile.out_scaling, tile.bias]
+                assert all(t is None or t.device.type == "cuda" for t in state), (name, tile.name)
+            out = engine(x)
+        assert out.device.type == "cuda" and out.shape[0] == len(x), name
+        assert all(t.device.type == "cpu" for t in [*analog.parameters(), *analog.buffers()]), name
 
 
 # -- a CUDA GPU --------------------------------------------------------------------------------------

@@ -251,9 +251,10 @@ class Tile:
         (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
         reader = self.reader
         self.weights = Weights(reader.weights(), self.device)
-        self.input_range = _on(reader.input_range(), self.device)
-        # the clipping bound of the inputs, read once here (a read of a GPU tensor waits for the GPU)
-        self._input_bound = None if self.input_range is None else abs(self.input_range.item())
+        input_range = reader.input_range()
+        # the clipping bound of the inputs, read once here, on the CPU (a read on a GPU waits for it)
+        self._input_bound = None if input_range is None else abs(input_range.item())
+        self.input_range = _on(input_range, self.device)
         # TileWithPeriphery.post_forward: x_output * (input_range * mapping_scales)
         scale = self.input_range
         ms = _on(reader.mapping_scales(), self.device)
