@@ -125,11 +125,11 @@ class FastAnalogForward:
         ``baseline_generator``. (After a programming without a drift aihwkit keeps its previous
         alpha, or 1; the fast path computes alpha for the current weights instead, ~1.)
         """
-        if generator is None:
-            generator = (torch.default_generator if self.device.type == "cpu"
-                         else torch.cuda.default_generators[torch.device(self.device).index
-                                                              if self.device.index is not None
-                                                              else torch.cuda.current_device()])
+        if generator is None and self.device.type == "cpu":
+            generator = torch.default_generator
+        elif generator is None:  # the device's own global generator
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            generator = torch.cuda.default_generators[index]
         for name, gen in (("generator", generator), ("baseline_generator", baseline_generator)):
             if gen is not None and gen.device.type != self.device.type:
                 raise ValueError(f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
