@@ -321,13 +321,7 @@ def _check_device(args) -> None:
     """Refuse a --device (and --backend) this machine cannot run before any work starts."""
     from analogsam.evaluation.backends import check_backend_device
 
-    check_backend_device(getattr(args, "backend", "auto"), _resolved_device(args))
-
-
-def _resolved_device(args):
-    from analogsam.device import resolve_device
-
-    return resolve_device(args.device)
+    check_backend_device(args.backend, args.device)
 
 
 def cmd_run(args) -> None:
@@ -474,9 +468,11 @@ def _inspected_model(args):
 def cmd_inspect(args) -> None:
     from analogsam.hardware import format_layer_report, layer_report
 
-    device = _resolved_device(args)
+    from analogsam.device import resolve_device
+
+    resolve_device(args.device)  # refused before the model is built
     print(format_layer_report(layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set),
-                                           device=device)))
+                                           device=args.device)))
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,

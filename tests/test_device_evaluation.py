@@ -106,7 +106,7 @@ def test_every_command_refuses_device_cuda_without_a_gpu(command, digits_run, tm
     assert list(tmp_path.iterdir()) == []  # refused before training or writing anything
 
 
-def test_aihwkit_on_a_gpu_is_refused_and_auto_never_falls_back_to_the_cpu(digits_run, monkeypatch):
+def test_aihwkit_on_an_explicit_gpu_is_refused_and_auto_there_never_falls_back_to_the_cpu(digits_run, monkeypatch):
     """The refusals happen before anything touches the GPU, so they are checked here with a GPU
     pretended (resolve_device answering cuda)."""
     monkeypatch.setattr(backends, "resolve_device", lambda device: torch.device("cuda"))
@@ -121,6 +121,14 @@ def test_aihwkit_on_a_gpu_is_refused_and_auto_never_falls_back_to_the_cpu(digits
         backends.make_backend(analog, "auto", "cuda")
     message = str(refused.value)
     assert "\n" not in message and reason in message and "device='cpu'" in message
+    # "auto" leaves the choice to analogsam: aihwkit's tiles are then measured where they run, the
+    # CPU, as on a machine without a GPU (with the fallback's one-line warning)
+    assert backends.check_backend_device("aihwkit", "auto") == torch.device("cpu")
+    assert backends.check_backend_device("fast", "auto") == torch.device("cuda")
+    assert type(backends.make_backend(analog, "aihwkit", "auto")) is backends.AihwkitBackend
+    with pytest.warns(backends.BackendFallbackWarning):
+        fallback = backends.make_backend(analog, "auto", "auto")
+    assert type(fallback) is backends.AihwkitBackend and fallback.device == torch.device("cpu")
 
 
 def test_the_torch_operations_a_gpu_runs_equal_the_cpu_kernels(digits):

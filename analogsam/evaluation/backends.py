@@ -41,7 +41,9 @@ wheels have no CUDA build; once per repeat and time, O(weights)), and only :clas
 runs: its forward and its drift-compensation read-outs on the GPU, drawn from CUDA generators
 seeded with the same derived seeds. CUDA's generator gives other numbers than the CPU's for a
 seed, so its rows are labelled ``fast-cuda``: with noise off they equal the CPU's up to summation
-order, with noise on they have the same distribution. :class:`AihwkitBackend` there is refused.
+order, with noise on they have the same distribution. :class:`AihwkitBackend` runs on the CPU only:
+asked for on CUDA it is refused; ``device="auto"`` chooses the CPU for it. Every backend's
+``device`` attribute says where its forward takes its inputs.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from analogsam.device import resolve_device
+from analogsam.device import is_auto, resolve_device
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.validation import check_choice
@@ -85,6 +87,7 @@ class AihwkitBackend:
     """aihwkit's own tiles: programming, drift and the C++ forward (forward noise not seeded)."""
 
     name = "aihwkit"
+    device = torch.device("cpu")
 
     def __init__(self, analog_model: nn.Module):
         self.analog = analog_model
@@ -141,9 +144,13 @@ class FastBackend(AihwkitBackend):
 
 
 def check_backend_device(backend: str, device: str | torch.device | None = None) -> torch.device:
-    """The resolved ``device`` (None: the CPU), refusing ``backend="aihwkit"`` on a GPU in one line."""
+    """Where ``backend`` computes when asked for ``device`` (None: the CPU; ``"auto"``: CUDA where
+    torch sees a GPU, but the CPU for ``backend="aihwkit"``); ``"aihwkit"`` on an explicit GPU is
+    refused in one line."""
     check_choice("backend", backend, BACKENDS)
-    device = torch.device("cpu") if device is None else resolve_device(device)
+    if device is None or (backend == "aihwkit" and is_auto(device)):
+        return torch.device("cpu")
+    device = resolve_device(device)
     if backend == "aihwkit" and device.type != "cpu":
         raise InvalidParameterError(f"backend='aihwkit' cannot run on {device}: aihwkit's wheels have no CUDA "
                                     "tiles (analogsam runs them on the CPU); pass backend='fast' or 'auto' "
@@ -162,23 +169,24 @@ def make_backend(analog_model: nn.Module, backend: str = "auto",
     engine does not mirror, or a setting it does not reproduce), since those numbers are then not
     reproducible.
 
-    ``device``: what :func:`analogsam.device.resolve_device` takes; None: the CPU. On a CUDA
-    device only the fast engine runs: ``"aihwkit"`` is refused, and ``"auto"`` raises
+    ``device``: what :func:`analogsam.device.resolve_device` takes; None: the CPU. On an explicit
+    CUDA device only the fast engine runs: ``"aihwkit"`` is refused, and ``"auto"`` raises
     :class:`~analogsam.hardware.fast.FastPathUnsupported` where the fast engine cannot replay the
-    tiles (rather than silently measuring on the CPU).
+    tiles (rather than measuring on the CPU). ``device="auto"`` runs the fast engine on CUDA where
+    torch sees a GPU, and aihwkit's tiles where they are chosen on the CPU, as without a GPU.
     """
     # The engine is imported here, not with the module: reading results or times needs no engine,
     # and a version of the engine may load aihwkit's bindings when imported.
     from analogsam.hardware.fast import FastPathUnsupported, unsupported_reason
 
-    device = check_backend_device(backend, device)
+    resolved = check_backend_device(backend, device)
     if backend == "aihwkit":
         return AihwkitBackend(analog_model)
     reason = unsupported_reason(analog_model)
     if reason is None:
-        return FastBackend(analog_model, device)
-    if device.type != "cpu":
-        raise FastPathUnsupported(f"backend={backend!r} on {device} needs the fast engine, which cannot replay "
+        return FastBackend(analog_model, resolved)
+    if backend == "auto" and resolved.type != "cpu" and not is_auto(device):
+        raise FastPathUnsupported(f"backend='auto' on {resolved} needs the fast engine, which cannot replay "
                                   f"this network's analog tiles: {reason}; pass device='cpu' to measure with "
                                   "aihwkit's C++ tiles")
     if backend == "fast":

@@ -29,7 +29,6 @@ import torch
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
-from analogsam.device import resolve_device
 from analogsam.evaluation.backends import check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.runs import default_batches, load_runs, unpack
@@ -113,8 +112,10 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
             ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. On CUDA the fast engine runs on
             the GPU (programming and drift stay aihwkit's, on the CPU; the rows' backend is
-            ``fast-cuda``); ``backend="aihwkit"`` is refused there, and ``"auto"`` refuses a
-            network the fast engine cannot replay (:func:`~analogsam.evaluation.backends.make_backend`).
+            ``fast-cuda``); ``backend="aihwkit"`` is refused on an explicit ``"cuda"``, and
+            ``backend="auto"`` there refuses a network the fast engine cannot replay; with
+            ``"auto"`` such a network is measured by aihwkit on the CPU, as without a GPU
+            (:func:`~analogsam.evaluation.backends.make_backend`).
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
@@ -127,8 +128,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
-    device = check_backend_device(backend, resolve_device(device))
-    on_gpu = device.type != "cpu"
+    target = check_backend_device(backend, device)  # refused here, before any work
     only_repeats = _check_only_repeats(only_repeats, repeats)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
@@ -147,8 +147,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     with torch.random.fork_rng():
         network = network.cpu().eval()
         # (on a GPU, a copy of the network there: the one converted stays on the CPU)
-        digital_value, _ = score(copy.deepcopy(network).to(device) if on_gpu else network, data, metric=metric,
-                                 output_fn=output_fn, device=device if on_gpu else None)
+        on_gpu = target.type != "cpu"
+        digital_value, _ = score(copy.deepcopy(network).to(target) if on_gpu else network, data, metric=metric,
+                                 output_fn=output_fn, device=target if on_gpu else None)
         digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
         todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r, metric.name)]
@@ -179,7 +180,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             for t in times:
                 measure.drift(t, repeat_seed)
                 value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
-                                    device=device if on_gpu else None)
+                                    device=None if measure.device.type == "cpu" else measure.device)
                 cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
                              "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
@@ -220,7 +221,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
-    device = check_backend_device(backend, resolve_device(device))  # refused before anything is loaded
+    check_backend_device(backend, device)  # refused before anything is loaded
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
     presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []

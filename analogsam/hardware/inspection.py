@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 
+import torch
 from torch import nn
 
 from analogsam.hardware.conversion import ConversionError, convert, resolve_preset, unconvertible_layers
@@ -125,13 +126,14 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
     on data is reported uncalibrated (calibration sets the ranges, not the tiles or the engine).
 
     ``device`` (:func:`analogsam.device.resolve_device`; None: the CPU): the engines as an evaluation
-    there chooses them; on a GPU aihwkit's tiles do not run, so a layer the fast engine does not
-    replay gets ``engine`` "none".
+    there chooses them. aihwkit's tiles run on the CPU only: on an explicit GPU a layer the fast
+    engine does not replay gets ``engine`` "none"; ``"auto"`` measures such a network on the CPU.
     """
-    from analogsam.device import resolve_device
+    from analogsam.device import is_auto, resolve_device
     from analogsam.hardware.fast import aihwkit_adapter, unsupported_reason
 
-    on_gpu = device is not None and resolve_device(device).type != "cpu"
+    resolved = torch.device("cpu") if device is None else resolve_device(device)
+    on_gpu = resolved.type != "cpu" and not is_auto(device)
     from analogsam.hardware.fast.support import layer_reasons
 
     network = _network(model)
@@ -181,7 +183,7 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
         rows.append(row)
     return LayerReport(rows, network=type(network).__name__, preset=preset, engine_reason=engine_reason,
                        refusal=refusal, notes=notes,
-                       device=resolve_device(device) if device is not None else "cpu")
+                       device=resolved if engine_reason is None or on_gpu else "cpu")
 
 
 def _within(name: str, path: str) -> bool:

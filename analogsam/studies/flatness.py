@@ -93,10 +93,11 @@ def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> 
 
 
 def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, backend, metrics, curves,
-                 options, progress, label, device) -> tuple[dict, list[dict]]:
+                 options, progress, label, device, evaluation_device) -> tuple[dict, list[dict]]:
     """Sharpness on training batches, curves on test batches, analog accuracy at (preset, t); the
     probes run on a copy of the model on ``device`` (their draws come from CPU generators, then
-    move: the same numbers up to float32 rounding)."""
+    move: the same numbers up to float32 rounding), the evaluation on ``evaluation_device`` (what
+    :func:`analogsam.evaluation.evaluate` takes)."""
     import time
 
     from tqdm.auto import tqdm
@@ -127,7 +128,7 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
         else:
             analog_rows = evaluate(run, test_batches, preset, times=[t], repeats=repeats, seed=seed,
                                    backend=backend, progress=False, metric=options.get("metric", "accuracy"),
-                                   output_fn=options.get("output_fn"), device=device)
+                                   output_fn=options.get("output_fn"), device=evaluation_device)
             cell = summarize(analog_rows)[0]
             digital = cell["digital_value"]
             merged["analog"] = {
@@ -280,7 +281,6 @@ def analyze_runs(
 
     from analogsam.hardware.conversion import resolve_preset
     from analogsam.data import load_dataset
-    from analogsam.device import resolve_device
     from analogsam.evaluation import parse_times
     from analogsam.evaluation.backends import check_backend_device
     from analogsam.evaluation.store import write_rows
@@ -295,7 +295,7 @@ def analyze_runs(
     if len(times) != 1:
         raise InvalidParameterError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}; pass one time, e.g. t='1d'")
     t = times[0]
-    device = check_backend_device(backend, resolve_device(device))
+    requested, device = device, check_backend_device(backend, device)
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     num_batches = check_int("num_batches", num_batches, low=1)
@@ -357,7 +357,8 @@ def analyze_runs(
             test = [(x[i:i + _TEST_BATCH], y[i:i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
         merged, analog_rows = _analyze_one(
             run, train_batches, test, preset, t, repeats=repeats, seed=seed, backend=backend, metrics=metrics,
-            curves=curves, options=options, progress=progress, label=run.name, device=device)
+            curves=curves, options=options, progress=progress, label=run.name, device=device,
+            evaluation_device=requested)
         record = {"run": run.name, "optimizer": run.optimizer, "model": run.config.get("model"),
                   "dataset": run.config.get("dataset"), "run_dir": str(run_dir),
                   "settings": run_settings, "settings_hash": settings_hash(run_settings), **merged}
