@@ -146,12 +146,21 @@ def test_the_torch_operations_a_gpu_runs_equal_the_cpu_kernels(digits):
     assert not torch.equal(engine(x), outputs[1])  # the noise is on: the equality above is not vacuous
 
 
-def test_the_report_names_the_engines_of_the_device():
+def test_the_report_names_the_engines_of_the_device(monkeypatch):
+    import analogsam.device
     from analogsam.hardware import format_layer_report, layer_report
 
     on_cpu = layer_report(small_convnet(), "pcm", device="cpu")
     assert on_cpu == layer_report(small_convnet(), "pcm") and on_cpu.device == "cpu"
-    assert "engine: fast" in format_layer_report(on_cpu)
+    assert "engine: fast (" in format_layer_report(on_cpu)
+    monkeypatch.setattr(analogsam.device, "resolve_device", lambda device: torch.device("cuda"))  # a GPU pretended
+    assert format_layer_report(layer_report(small_convnet(), "pcm", device="cuda")).splitlines()[-1].endswith(
+        "on cuda")
+    monkeypatch.setattr(fast, "unsupported_reason", lambda model: "a setting it does not reproduce")
+    explicit, auto = (layer_report(small_convnet(), "pcm", device=d) for d in ("cuda", "auto"))
+    assert {r["engine"] for r in explicit if r["placement"] == "analog"} == {"none"}
+    assert "engine: none on cuda" in format_layer_report(explicit)
+    assert {r["engine"] for r in auto if r["placement"] == "analog"} == {"aihwkit"}  # measured on the CPU
 
 
 def _cuda_pretended(monkeypatch):

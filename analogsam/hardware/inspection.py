@@ -203,17 +203,17 @@ def _tiles_text(tiles) -> str:
 
 
 def _engine_verdict(rows, analog) -> str:
+    device = getattr(rows, "device", "cpu")
+    if device != "cpu" and rows.engine_reason is not None:
+        return (f"engine: none on {device}: aihwkit's tiles run on the CPU only and the fast engine does not "
+                f"replay {rows.engine_reason} (evaluate with --device cpu)")
     blocked = [r["path"] for r in analog if r["engine"] == "none"]
     if blocked:
         return (f"engine: none: aihwkit cannot run layer {', '.join(blocked)} and the fast engine does not replay "
                 "it either")
-    device = getattr(rows, "device", "cpu")
     if rows.engine_reason is None:
         return ("engine: fast (the seeded fast engine replays every analog tile)"
                 + ("" if device == "cpu" else f", on {device}"))
-    if device != "cpu":
-        return (f"engine: none on {device}: aihwkit's tiles run on the CPU only and the fast engine does not "
-                f"replay {rows.engine_reason} (evaluate with --device cpu)")
     listed = any(r.get("engine_reason") for r in analog)
     return ("engine: aihwkit's C++ tiles for the whole network (backend='auto'), since the fast engine does not "
             "replay" + (":" if listed else f" {rows.engine_reason}"))
