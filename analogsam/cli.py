@@ -87,7 +87,7 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
 def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
                          workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
     """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers`` and ``--ray``, ``--seed``,
-    ``--metric``."""
+    ``--metric``, ``--device``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
     from analogsam.evaluation.ray_sweep import INSTALL_HINT
 
@@ -116,6 +116,7 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
                                 f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
+    add_device_flag(group)
 
 
 def _add_metric_flag(group, what: str) -> None:
@@ -273,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     sizes.add_argument("--in-channels", type=int, default=None, metavar="C", help="channels of the input images")
     sizes.add_argument("--input-size", type=int, default=None, metavar="S", help="height and width of the input images")
     sizes.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes the model outputs")
+    add_device_flag(ins.add_argument_group("engine", "which engine would run the analog layers"))
     add_data_flags(ins)
     return parser
 
@@ -322,14 +324,22 @@ def _sweep(args, runs, presets, out: Path):
         warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                     workers=args.workers, ray=args.ray, metric=args.metric,
+                     workers=args.workers, ray=args.ray, metric=args.metric, device=args.device,
                      batches_for=lambda r: _test_batches(r, args.data_root))
     return rows, left_out
+
+
+def _check_device(args) -> None:
+    """Refuse a --device (and --backend) this machine cannot run before any work starts."""
+    from analogsam.evaluation.backends import check_backend_device
+
+    check_backend_device(args.backend, args.device)
 
 
 def cmd_run(args) -> None:
     from analogsam.studies.default import default_study_runs
 
+    _check_device(args)  # before training, not after it
     start = time.perf_counter()
     out = _output_folder(args.out)
     runs = default_study_runs(out, optimizers=args.optimizers.split(","), data=args.data, model=args.model,
@@ -379,6 +389,7 @@ def cmd_train(args) -> None:
 def _sweep_and_report(args, run_dirs, presets, out, title: str) -> None:
     from analogsam.evaluation.runs import load_runs
 
+    _check_device(args)
     runs = load_runs(run_dirs)  # a missing or damaged run is refused before a folder is made
     out = _output_folder(out)
     rows, left_out = _sweep(args, runs, presets, out)
@@ -426,12 +437,13 @@ def cmd_analyze(args) -> None:
 
     start = time.perf_counter()
     metrics, curves = _names("--metrics", args.metrics, METRICS), _names("--curves", args.curves, CURVES)
+    _check_device(args)
     out = _output_folder(args.out)
     result = analyze_runs(args.run_dirs, out, preset=args.preset, t=args.time, repeats=args.repeats,
                           seed=args.seed, num_batches=args.num_batches, batch_size=args.batch_size,
                           test_samples=args.test_samples, overrides=_overrides(args.set), backend=args.backend,
                           data_root=args.data_root, metrics=metrics, curves=curves, quick=args.quick,
-                          progress=not args.quiet,
+                          progress=not args.quiet, device=args.device,
                           # accuracy is the default: naming it would change the settings of earlier analyses
                           **({} if args.metric == "accuracy" else {"metric": args.metric}))
     print()
@@ -485,7 +497,11 @@ def _inspected_model(args):
 def cmd_inspect(args) -> None:
     from analogsam.hardware import format_layer_report, layer_report
 
-    print(format_layer_report(layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set))))
+    from analogsam.device import resolve_device
+
+    resolve_device(args.device)  # refused before the model is built
+    print(format_layer_report(layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set),
+                                           device=args.device)))
 
 
 COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,

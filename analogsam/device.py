@@ -19,12 +19,17 @@ class DeviceUnavailableError(AnalogsamError, RuntimeError):
     """The requested device does not exist on this machine."""
 
 
+def is_auto(device: str | torch.device | None) -> bool:
+    """Whether ``device`` leaves the choice to analogsam: ``None`` or ``"auto"``."""
+    return device is None or (isinstance(device, str) and device.strip().lower() == "auto")
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Return the torch device for ``device`` (``None`` means ``"auto"``).
 
     Accepts ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
     """
-    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+    if is_auto(device):
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     try:
         resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)

@@ -4,6 +4,7 @@
     python benchmarks/bench_evaluate.py --quick         # smaller inputs, 2 times x 2 repeats
     python benchmarks/bench_evaluate.py --models lenet5 --with-evaluate
     python benchmarks/bench_evaluate.py --models vit-tiny,dscnn   # a transformer and a depthwise CNN
+    python benchmarks/bench_evaluate.py --device cuda   # the sweep on a GPU: benchmarks/bench_gpu.py
 
 For each model, PCM preset (``analogsam.hardware.presets.load("pcm")``: PCMLikeNoiseModel, global drift
 compensation, 8-bit DAC/ADC, out_noise 0.04, weight_scaling_omega 1, 512x512 tiles), 5 times x 10
@@ -339,7 +340,17 @@ def time_products(w_shape, a_shape, n: int, clock, t_numpy: float, t_torch: floa
 
 
 def main(argv=None) -> int:
+    # --device other than cpu: the GPU benchmark (its own flags, see benchmarks/bench_gpu.py)
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", default="cpu")
+    known, rest = device.parse_known_args(argv)
+    if known.device != "cpu":
+        import bench_gpu
+
+        return bench_gpu.main(["--device", known.device, *rest])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu: this CPU benchmark; cuda (or cuda:N, auto): benchmarks/bench_gpu.py")
     parser.add_argument("--models", default="lenet5,resnet20",
                         help="comma-separated: lenet5, resnet20, vit-tiny, dscnn")
     parser.add_argument("--quick", action="store_true",

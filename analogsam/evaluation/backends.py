@@ -35,6 +35,15 @@ drawing the forward noise at ``t`` from ``derive_seed(seed, "forward", t)`` and 
 drift-compensation baseline of a programming from ``derive_seed(seed, "program")``: every number
 is reproducible. Both reseed torch's global generator; callers that must keep their own random
 stream fork it (``evaluate`` does).
+
+On a CUDA device (``device=``), programming and drift stay aihwkit's, on the CPU (aihwkit's
+wheels have no CUDA build; once per repeat and time, O(weights)), and only :class:`FastBackend`
+runs: its forward and its drift-compensation read-outs on the GPU, drawn from CUDA generators
+seeded with the same derived seeds. CUDA's generator gives other numbers than the CPU's for a
+seed, so its rows are labelled ``fast-cuda``: with noise off they equal the CPU's up to summation
+order, with noise on they have the same distribution. :class:`AihwkitBackend` runs on the CPU only:
+asked for on CUDA it is refused; ``device="auto"`` chooses the CPU for it. Every backend's
+``device`` attribute says where its forward takes its inputs.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from analogsam.device import is_auto, resolve_device
+from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.validation import check_choice
 
@@ -76,6 +87,7 @@ class AihwkitBackend:
     """aihwkit's own tiles: programming, drift and the C++ forward (forward noise not seeded)."""
 
     name = "aihwkit"
+    device = torch.device("cpu")
 
     def __init__(self, analog_model: nn.Module):
         self.analog = analog_model
@@ -99,33 +111,56 @@ class AihwkitBackend:
 
 
 class FastBackend(AihwkitBackend):
-    """aihwkit's programming and drift, then the fast engine's seeded replay of the tiles' forward."""
+    """aihwkit's programming and drift, then the fast engine's seeded replay of the tiles' forward
+    on ``device`` (None: the CPU; on CUDA the rows say ``fast-cuda``)."""
 
     name = "fast"
 
-    def __init__(self, analog_model: nn.Module):
+    def __init__(self, analog_model: nn.Module, device: str | torch.device | None = None):
         from analogsam.hardware.fast import FastAnalogForward
 
         super().__init__(analog_model)
-        self.engine = FastAnalogForward(analog_model)
+        self.device = torch.device("cpu") if device is None else resolve_device(device)
+        if self.device.type != "cpu":
+            self.name = f"fast-{self.device.type}"
+        self.engine = FastAnalogForward(analog_model, device=self.device)
         self._baseline: torch.Generator | None = None
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def program(self, seed: int) -> None:
         super().program(seed)
         # The drift-compensation baseline belongs to the programming, not to the first time point.
-        self._baseline = torch.Generator().manual_seed(derive_seed(seed, "program"))
+        self._baseline = self._generator(derive_seed(seed, "program"))
 
     def drift(self, t: float, seed: int) -> None:
         super().drift(t, seed)
-        generator = torch.Generator().manual_seed(derive_seed(seed, "forward", t))
+        generator = self._generator(derive_seed(seed, "forward", t))
         self.engine.sync(generator, baseline_generator=self._baseline)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.engine(x)
 
 
-def make_backend(analog_model: nn.Module, backend: str = "auto") -> Backend:
-    """The backend that measures ``analog_model`` (a network converted to aihwkit tiles).
+def check_backend_device(backend: str, device: str | torch.device | None = None) -> torch.device:
+    """Where ``backend`` computes when asked for ``device`` (None: the CPU; ``"auto"``: CUDA where
+    torch sees a GPU, but the CPU for ``backend="aihwkit"``); ``"aihwkit"`` on an explicit GPU is
+    refused in one line."""
+    check_choice("backend", backend, BACKENDS)
+    if device is None or (backend == "aihwkit" and is_auto(device)):
+        return torch.device("cpu")
+    device = resolve_device(device)
+    if backend == "aihwkit" and device.type != "cpu":
+        raise InvalidParameterError(f"backend='aihwkit' cannot run on {device}: aihwkit's wheels have no CUDA "
+                                    "tiles (analogsam runs them on the CPU); pass backend='fast' or 'auto' "
+                                    "(the fast engine on the GPU), or device='cpu'")
+    return device
+
+
+def make_backend(analog_model: nn.Module, backend: str = "auto",
+                 device: str | torch.device | None = None) -> Backend:
+    """The backend that measures ``analog_model`` (a network converted to aihwkit tiles) on ``device``.
 
     ``"fast"``: the fast engine, or :class:`~analogsam.hardware.fast.FastPathUnsupported` naming
     what it cannot replay; ``"aihwkit"``: aihwkit's tiles; ``"auto"``: the fast engine where it
@@ -133,17 +168,27 @@ def make_backend(analog_model: nn.Module, backend: str = "auto") -> Backend:
     tiles with a one-line :class:`BackendFallbackWarning` naming the reason (an aihwkit version the
     engine does not mirror, or a setting it does not reproduce), since those numbers are then not
     reproducible.
+
+    ``device``: what :func:`analogsam.device.resolve_device` takes; None: the CPU. On an explicit
+    CUDA device only the fast engine runs: ``"aihwkit"`` is refused, and ``"auto"`` raises
+    :class:`~analogsam.hardware.fast.FastPathUnsupported` where the fast engine cannot replay the
+    tiles (rather than measuring on the CPU). ``device="auto"`` runs the fast engine on CUDA where
+    torch sees a GPU, and aihwkit's tiles where they are chosen on the CPU, as without a GPU.
     """
     # The engine is imported here, not with the module: reading results or times needs no engine,
     # and a version of the engine may load aihwkit's bindings when imported.
     from analogsam.hardware.fast import FastPathUnsupported, unsupported_reason
 
-    check_choice("backend", backend, BACKENDS)
+    resolved = check_backend_device(backend, device)
     if backend == "aihwkit":
         return AihwkitBackend(analog_model)
     reason = unsupported_reason(analog_model)
     if reason is None:
-        return FastBackend(analog_model)
+        return FastBackend(analog_model, resolved)
+    if backend == "auto" and resolved.type != "cpu" and not is_auto(device):
+        raise FastPathUnsupported(f"backend='auto' on {resolved} needs the fast engine, which cannot replay "
+                                  f"this network's analog tiles: {reason}; pass device='cpu' to measure with "
+                                  "aihwkit's C++ tiles")
     if backend == "fast":
         raise FastPathUnsupported(f"backend='fast' cannot replay this network's analog tiles: {reason}; "
                                   "use backend='auto' or 'aihwkit' (aihwkit's C++ tiles)")

@@ -12,10 +12,15 @@ seeding below the repeat seed. The default ``backend="auto"`` is the fast engine
 (:mod:`analogsam.hardware.fast`, a seeded replay of aihwkit's tile arithmetic, also faster) where it
 replays the tiles, else aihwkit's C++ tiles, whose forward noise is not reproducible (the rows say
 which backend measured them).
+
+``device="cuda"`` runs the fast engine's forward (and the digital reference) on the GPU, batch by
+batch; programming and drift stay aihwkit's on the CPU (see :mod:`.backends`). ``"auto"``, the
+default, is the GPU where torch sees one, else the CPU.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Mapping
@@ -26,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.backends import BACKENDS, make_backend
+from analogsam.evaluation.backends import check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.ray_sweep import cells_on_ray, check_ray, import_ray
 from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
@@ -35,7 +40,7 @@ from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.scoring import resolve_metric, score
-from analogsam.validation import check_choice, check_int
+from analogsam.validation import check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
            "parse_times", "sweep"]
@@ -73,7 +78,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None, train_seed: int | None = None) -> list[dict]:
+             output_fn=None, train_seed: int | None = None, device="auto") -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -112,6 +117,13 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             :func:`~analogsam.training.load_group`, or a module given a ``train_seed`` here) it also
             enters each repeat's seed, so the networks of a group never share a noise draw; a single
             run's repeat seeds are derived without it, as they always were.
+        device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
+            ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. On CUDA the fast engine runs on
+            the GPU (programming and drift stay aihwkit's, on the CPU; the rows' backend is
+            ``fast-cuda``); ``backend="aihwkit"`` is refused on an explicit ``"cuda"``, and
+            ``backend="auto"`` there refuses a network the fast engine cannot replay; with
+            ``"auto"`` such a network is measured by aihwkit on the CPU, as without a GPU
+            (:func:`~analogsam.evaluation.backends.make_backend`).
 
     Returns:
         One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
@@ -124,7 +136,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
-    check_choice("backend", backend, BACKENDS)
+    target = check_backend_device(backend, device)  # refused here, before any work
     only_repeats = _check_only_repeats(only_repeats, repeats)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
@@ -144,7 +156,10 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     # that may change the caller's random stream.
     with torch.random.fork_rng():
         network = network.cpu().eval()
-        digital_value, _ = score(network, data, metric=metric, output_fn=output_fn)
+        # (on a GPU, a copy of the network there: the one converted stays on the CPU)
+        on_gpu = target.type != "cpu"
+        digital_value, _ = score(copy.deepcopy(network).to(target) if on_gpu else network, data, metric=metric,
+                                 output_fn=output_fn, device=target if on_gpu else None)
         digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
         todo = [r for r in wanted if store is None
@@ -158,7 +173,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
                 from analogsam.robustness.perturbations import faulted_copy
 
                 source = faulted_copy(network, seed=faults_seed, **faults)
-            return make_backend(convert(source, preset, calibration_batches=data), backend)
+            return make_backend(convert(source, preset, calibration_batches=data), backend, device)
 
         if not faults:
             measure = build()  # convert once; each repeat only reprograms
@@ -177,7 +192,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             cell = []
             for t in times:
                 measure.drift(t, repeat_seed)
-                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
+                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
+                                    device=None if measure.device.type == "cpu" else measure.device)
                 cell.append({"run": run, "optimizer": optimizer, "train_seed": train_seed, "seed_group": grouped,
                              "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
@@ -217,7 +233,8 @@ def _cells_on_local_processes(cells, data, measured_times, repeats: int, common:
 
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None, ray=None) -> list[dict]:
+          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None, ray=None,
+          device="auto") -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
@@ -235,15 +252,15 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     this process already initialised (``ray.init``) is used as it is. Ray is the optional extra
     ``pip install 'analogsam[ray]'``. With workers or Ray, this process alone writes ``out``, each
     cell as it finishes, so a killed sweep resumes like a serial one.
-    ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers or Ray, both must be picklable:
-    a name, a module-level function).
+    ``metric``, ``output_fn`` and ``device`` are :func:`evaluate`'s (with workers or Ray, the first two
+    must be picklable: a name, a module-level function; on a GPU, every worker shares it).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
     ray = check_ray(ray, workers)
-    check_choice("backend", backend, BACKENDS)
+    check_backend_device(backend, device)  # refused before anything is loaded
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
     presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []
@@ -263,7 +280,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
-    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
+    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device)
     new_rows = []
     if workers == 1 and ray is None:
         for i, r in enumerate(runs):

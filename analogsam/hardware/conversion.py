@@ -61,7 +61,7 @@ def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0
             break
     if not inputs:
         raise InvalidParameterError("calibration needs at least one batch of inputs")
-    x = torch.cat(inputs)[:max_samples]
+    x = torch.cat([t.cpu() for t in inputs])[:max_samples]  # (the tiles are on the CPU; inputs may be on a GPU)
     # aihwkit subsamples its input cache with torch's global generator: fix it here, without
     # disturbing the caller's random stream, so the same data always gives the same ranges.
     with torch.random.fork_rng():
@@ -83,7 +83,10 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
             calibration (``preset.needs_input_range_calibration``); the first 1000 samples are used.
 
     The returned model is in eval mode; call ``program_analog_weights()`` and
-    ``drift_analog_weights(t)`` on it (or use :func:`analogsam.evaluate`, which does).
+    ``drift_analog_weights(t)`` on it (or use :func:`analogsam.evaluate`, which does). It is on
+    the CPU, wherever ``model`` is: aihwkit's wheels have no CUDA tiles. Evaluation on a GPU keeps
+    it there for programming and drift and runs the fast engine's forward on the GPU
+    (:class:`analogsam.hardware.fast.FastAnalogForward`, ``device=``).
     """
     from aihwkit.nn.conversion import convert_to_analog
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 
+import torch
 from torch import nn
 
 from analogsam.hardware.conversion import ConversionError, convert, resolve_preset, unconvertible_layers
@@ -37,10 +38,12 @@ class LayerReport(list):
     """The rows of :func:`layer_report`, with what the table's header and footer say: ``network``
     (its class name), ``preset`` (the resolved preset), ``engine_reason`` (None: the fast engine
     replays every tile; else why ``backend="auto"`` uses aihwkit), ``refusal`` (the error
-    :func:`~analogsam.hardware.conversion.convert` raises for this network, or None) and ``notes``."""
+    :func:`~analogsam.hardware.conversion.convert` raises for this network, or None), ``notes`` and
+    ``device`` (the device the engines were chosen for; on a GPU only the fast engine runs)."""
 
-    def __init__(self, rows, *, network: str, preset, engine_reason, refusal, notes=()):
+    def __init__(self, rows, *, network: str, preset, engine_reason, refusal, notes=(), device="cpu"):
         super().__init__(rows)
+        self.device = str(device)
         self.network = network
         self.preset = preset
         self.engine_reason = engine_reason
@@ -107,7 +110,7 @@ def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unma
 
 
 def layer_report(model, preset="pcm", overrides: dict | None = None, *,
-                 allow_digital: tuple[str, ...] = ()) -> LayerReport:
+                 allow_digital: tuple[str, ...] = (), device=None) -> LayerReport:
     """One row per layer of ``model`` (a ``torch.nn.Module`` or a TrainedRun) converted for ``preset``.
 
     Each row is a dict: ``path``, ``type`` (of the layer in ``model``), ``placement`` ("analog",
@@ -121,8 +124,16 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
     The report also lists a network that ``convert`` refuses (its ``refusal`` says why): its
     unmappable layers are then left digital to show the rest. A preset that calibrates input ranges
     on data is reported uncalibrated (calibration sets the ranges, not the tiles or the engine).
+
+    ``device`` (:func:`analogsam.device.resolve_device`; None: the CPU): the engines as an evaluation
+    there chooses them. aihwkit's tiles run on the CPU only: on an explicit GPU a layer the fast
+    engine does not replay gets ``engine`` "none"; ``"auto"`` measures such a network on the CPU.
     """
+    from analogsam.device import is_auto, resolve_device
     from analogsam.hardware.fast import aihwkit_adapter, unsupported_reason
+
+    resolved = torch.device("cpu") if device is None else resolve_device(device)
+    on_gpu = resolved.type != "cpu" and not is_auto(device)
     from analogsam.hardware.fast.support import layer_reasons
 
     network = _network(model)
@@ -161,7 +172,7 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
         if tiles:
             row["placement"] = "analog"
             row["why"] = f"{kind}: {_rewrite_description(rewrite)}" if rewrite else f"{kind}: analog tiles"
-            row["engine"] = "fast" if engine_reason is None else "aihwkit"
+            row["engine"] = "fast" if engine_reason is None else ("none" if on_gpu else "aihwkit")
             if any(aihwkit_adapter.aihwkit_cannot_run(m) for m in analog_module.modules()):
                 row["engine"] = "none"  # neither backend can run it
             row["engine_reason"] = next((r for p, r in reasons.items() if _within(p, path)), None)
@@ -171,7 +182,8 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
             row.update(placement=placement, why=why, engine="-" if placement == "unmappable" else "torch")
         rows.append(row)
     return LayerReport(rows, network=type(network).__name__, preset=preset, engine_reason=engine_reason,
-                       refusal=refusal, notes=notes)
+                       refusal=refusal, notes=notes,
+                       device=resolved if engine_reason is None or on_gpu else "cpu")
 
 
 def _within(name: str, path: str) -> bool:
@@ -191,12 +203,17 @@ def _tiles_text(tiles) -> str:
 
 
 def _engine_verdict(rows, analog) -> str:
+    device = getattr(rows, "device", "cpu")
+    if device != "cpu" and rows.engine_reason is not None:
+        return (f"engine: none on {device}: aihwkit's tiles run on the CPU only and the fast engine does not "
+                f"replay {rows.engine_reason} (evaluate with --device cpu)")
     blocked = [r["path"] for r in analog if r["engine"] == "none"]
     if blocked:
         return (f"engine: none: aihwkit cannot run layer {', '.join(blocked)} and the fast engine does not replay "
                 "it either")
     if rows.engine_reason is None:
-        return "engine: fast (the seeded fast engine replays every analog tile)"
+        return ("engine: fast (the seeded fast engine replays every analog tile)"
+                + ("" if device == "cpu" else f", on {device}"))
     listed = any(r.get("engine_reason") for r in analog)
     return ("engine: aihwkit's C++ tiles for the whole network (backend='auto'), since the fast engine does not "
             "replay" + (":" if listed else f" {rows.engine_reason}"))

@@ -11,6 +11,7 @@ analysed with the same settings.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from pathlib import Path
@@ -92,8 +93,11 @@ def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> 
 
 
 def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, backend, metrics, curves,
-                 options, progress, label) -> tuple[dict, list[dict]]:
-    """Sharpness on training batches, curves on test batches, analog accuracy at (preset, t)."""
+                 options, progress, label, device, evaluation_device) -> tuple[dict, list[dict]]:
+    """Sharpness on training batches, curves on test batches, analog accuracy at (preset, t); the
+    probes run on a copy of the model on ``device`` (their draws come from CPU generators, then
+    move: the same numbers up to float32 rounding), the evaluation on ``evaluation_device`` (what
+    :func:`analogsam.evaluation.evaluate` takes)."""
     import time
 
     from tqdm.auto import tqdm
@@ -105,17 +109,18 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
     bar = tqdm(steps, desc=label, disable=not progress, leave=False, unit="step")
     merged = {"metrics": {}, "sharpness": {}, "curves": {}, "drops": {}, "timings": {}}
     analog_rows = []
+    probed = run.model if device.type == "cpu" else copy.deepcopy(run.model).to(device)
     for kind, name in bar:
         bar.set_postfix_str(name)
         start = time.perf_counter()
         if kind == "metric":
-            part = analyze_model(run.model, train_batches, metrics=[name], curves=[], seed=seed, **options)
+            part = analyze_model(probed, train_batches, metrics=[name], curves=[], seed=seed, **options)
             merged["metrics"].update(part["metrics"])
             merged["sharpness"].update(part["sharpness"])
             merged["sharpness_data"] = part["clean"]
             merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
         elif kind == "curve":
-            part = analyze_model(run.model, test_batches, metrics=[], curves=[name], seed=seed, **options)
+            part = analyze_model(probed, test_batches, metrics=[], curves=[name], seed=seed, **options)
             merged["curves"].update(part["curves"])
             merged["drops"].update(part["drops"])
             merged["clean"] = part["clean"]
@@ -123,7 +128,7 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
         else:
             analog_rows = evaluate(run, test_batches, preset, times=[t], repeats=repeats, seed=seed,
                                    backend=backend, progress=False, metric=options.get("metric", "accuracy"),
-                                   output_fn=options.get("output_fn"))
+                                   output_fn=options.get("output_fn"), device=evaluation_device)
             cell = summarize(analog_rows)[0]
             digital = cell["digital_value"]
             merged["analog"] = {
@@ -242,6 +247,7 @@ def analyze_runs(
     curves: Sequence[str] = CURVES,
     quick: bool = False,
     progress: bool = True,
+    device="auto",
     **analysis_options,
 ) -> dict:
     """Sharpness, robustness curves and analog accuracy drop of each run folder, and their correlation.
@@ -266,7 +272,9 @@ def analyze_runs(
     ...); ``quick=True`` starts from :data:`QUICK_SETTINGS`. Its ``metric`` (a name, e.g.
     ``"perplexity"``) and ``output_fn`` also go to the analog evaluation: the ``*_accuracy`` columns
     then hold that metric's value and every drop is how much worse the perturbed or analog value is
-    (positive whichever direction the metric has). Returns ``{"records", "table",
+    (positive whichever direction the metric has). ``device`` (:func:`analogsam.device.resolve_device`;
+    ``"auto"``: the GPU where torch sees one) is where the probes and the evaluation run; a GPU is
+    recorded in the settings, so analyses made on the CPU and on a GPU are kept apart. Returns ``{"records", "table",
     "correlations", "paths", "analysed", "skipped"}``.
     """
     from tqdm.auto import tqdm
@@ -274,6 +282,7 @@ def analyze_runs(
     from analogsam.hardware.conversion import resolve_preset
     from analogsam.data import load_dataset
     from analogsam.evaluation import parse_times
+    from analogsam.evaluation.backends import check_backend_device
     from analogsam.evaluation.store import write_rows
     from analogsam.training import CHECKPOINT, load_run
 
@@ -286,6 +295,7 @@ def analyze_runs(
     if len(times) != 1:
         raise InvalidParameterError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}; pass one time, e.g. t='1d'")
     t = times[0]
+    requested, device = device, check_backend_device(backend, device)
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     num_batches = check_int("num_batches", num_batches, low=1)
@@ -307,7 +317,9 @@ def analyze_runs(
     out = ensure_folder(out)
     settings = {"preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "repeats": repeats,
                 "seed": seed, "num_batches": num_batches, "batch_size": batch_size, "test_samples": test_samples,
-                "backend": backend, "metrics": list(metrics), "curves": list(curves), "options": options}
+                "backend": backend, "metrics": list(metrics), "curves": list(curves), "options": options,
+                # the CPU is not named: analyses made before devices existed keep matching
+                **({} if device.type == "cpu" else {"device": str(device)})}
 
     runs = [load_run(d) for d in run_dirs]
     names = [r.name for r in runs]
@@ -345,7 +357,8 @@ def analyze_runs(
             test = [(x[i:i + _TEST_BATCH], y[i:i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
         merged, analog_rows = _analyze_one(
             run, train_batches, test, preset, t, repeats=repeats, seed=seed, backend=backend, metrics=metrics,
-            curves=curves, options=options, progress=progress, label=run.name)
+            curves=curves, options=options, progress=progress, label=run.name, device=device,
+            evaluation_device=requested)
         record = {"run": run.name, "optimizer": run.optimizer, "model": run.config.get("model"),
                   "dataset": run.config.get("dataset"), "run_dir": str(run_dir),
                   "settings": run_settings, "settings_hash": settings_hash(run_settings), **merged}

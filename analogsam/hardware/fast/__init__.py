@@ -49,6 +49,15 @@ comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call
 generator state, the same weights and the same batches give bit-identical outputs, in any process
 on the same machine with the same library versions and thread count. Programming and drift noise
 come from torch's global generator, as aihwkit draws them.
+
+On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift stay aihwkit's, on
+the CPU; :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
+the digital modules run as copies there, and the forward runs the torch operations (the compiled
+kernels and numpy's products are CPU code) in full float32 (no TF32), drawing from CUDA
+generators. Same generator state, same outputs, on the same GPU; against the CPU, with noise off,
+equal up to the summation order of the products (the ADC contract above), with noise on the same
+distribution (CUDA's generator draws other numbers for a seed). Not yet run on a GPU: the CUDA
+tests (``tests/test_device_evaluation.py``) skip without one.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward

@@ -8,12 +8,14 @@ exact, how it is seeded) is in the package docstring, :mod:`analogsam.hardware.f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from analogsam.device import resolve_device
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
 from analogsam.hardware.fast.layers import FastConv2d, FastLinear
 from analogsam.hardware.fast.support import FastPathUnsupported, io_spec, unsupported_reason
@@ -37,9 +39,17 @@ class FastAnalogForward:
     Digital layers (BatchNorm, pooling, activations, ...) run as the model's own modules; only the
     analog layers are replaced, in a shallow copy of the module tree, so ``analog_model`` itself
     is never modified. Same generator state and same batches give bit-identical outputs.
+
+    On a CUDA ``device`` the forward runs on the GPU: each tile's weights and periphery are copied
+    there at :meth:`sync`, the digital modules are copies moved there, inputs are moved there by
+    :meth:`__call__`, and the generators must be CUDA generators. Programming and drift stay
+    aihwkit's, on the CPU (its wheels have no CUDA build). CUDA draws other random numbers than the
+    CPU from the same seed, and sums in another order: with noise off the outputs equal the CPU's up
+    to the summation order, with noise on they have the same distribution.
     """
 
-    def __init__(self, analog_model: nn.Module, *, threads: Optional[int] = None, fused: bool = True):
+    def __init__(self, analog_model: nn.Module, *, threads: Optional[int] = None, fused: bool = True,
+                 device=None):
         """``threads``: torch intra-op threads for :meth:`sync` and the forward (restored
         afterwards); None keeps the caller's setting. The fast path issues many short parallel
         operations, so on a machine whose cores are busy with other jobs one thread can be several
@@ -47,13 +57,17 @@ class FastAnalogForward:
 
         ``fused``: run the DAC and ADC sides through the compiled kernels of
         :mod:`analogsam.hardware.fast.kernels` where they apply (bit-identical, faster); False runs the torch
-        operations only."""
+        operations only. The kernels are CPU code: on CUDA the torch operations run.
+
+        ``device``: where the forward runs, anything :func:`analogsam.device.resolve_device` takes;
+        None: the CPU."""
         reason = unsupported_reason(analog_model)
         if reason:
             raise FastPathUnsupported(reason)
         self.model = analog_model
         self.threads = threads
-        self.fused = fused
+        self.device = torch.device("cpu") if device is None else resolve_device(device)
+        self.fused = fused and self.device.type == "cpu"
         self._tiles: list[Tile] = []
         self._workspace = Workspace()
         self._gen: Optional[torch.Generator] = None
@@ -64,7 +78,7 @@ class FastAnalogForward:
         io, reason = aihwkit.read_forward_io(tile)
         if reason:  # pragma: no cover - checked in unsupported_reason
             raise FastPathUnsupported(f"{name}: {reason}")
-        t = Tile(aihwkit.TileReader(tile), io_spec(io), name, self.fused, self._workspace)
+        t = Tile(aihwkit.TileReader(tile), io_spec(io), name, self.fused, self._workspace, device=self.device)
         self._tiles.append(t)
         return t
 
@@ -74,9 +88,16 @@ class FastAnalogForward:
             return FastLinear(self, self._add_tile, module, name)
         if kind in ("conv1d", "conv2d", "conv1d_mapped", "conv2d_mapped"):
             return FastConv2d(self, self._add_tile, module, name, kind)
+        on_cpu = self.device.type == "cpu"
         if not any(aihwkit.layer_kind(m) for m in module.modules()):
-            return module  # purely digital: run the original module
+            # purely digital: run the original module (on another device, a copy moved there, so
+            # that analog_model keeps running on the CPU)
+            return module if on_cpu else copy.deepcopy(module).to(self.device)
         new = copy.copy(module)
+        if not on_cpu:  # the container's own tensors (e.g. a position embedding), not the original's
+            new._parameters = {k: None if p is None else nn.Parameter(p.detach().to(self.device), p.requires_grad)
+                               for k, p in module._parameters.items()}
+            new._buffers = {k: None if b is None else b.to(self.device) for k, b in module._buffers.items()}
         new._modules = {
             key: (None if child is None else self._shadow(child, f"{name}.{key}" if name else key))
             for key, child in module._modules.items()
@@ -104,10 +125,17 @@ class FastAnalogForward:
         ``baseline_generator``. (After a programming without a drift aihwkit keeps its previous
         alpha, or 1; the fast path computes alpha for the current weights instead, ~1.)
         """
-        if generator is None:
+        if generator is None and self.device.type == "cpu":
             generator = torch.default_generator
+        elif generator is None:  # the device's own global generator
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            generator = torch.cuda.default_generators[index]
+        for name, gen in (("generator", generator), ("baseline_generator", baseline_generator)):
+            if gen is not None and gen.device.type != self.device.type:
+                raise ValueError(f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
+                                 f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})")
         self._gen = generator
-        with engine_threads(self.threads):
+        with engine_threads(self.threads), _full_float32(self.device):
             for tile in self._tiles:
                 tile.sync(generator, baseline_generator)
         self._synced = True
@@ -124,6 +152,31 @@ class FastAnalogForward:
                                "(the fast path reproduces aihwkit's eval-mode forward)")
         if generator is not None:
             self._gen = generator
-        with engine_threads(self.threads):
+        x = x.to(self.device)
+        with engine_threads(self.threads), _full_float32(self.device):
             # aihwkit computes in float32; token ids (for an Embedding) stay integers.
             return self.network(x.to(torch.float32) if x.is_floating_point() else x)
+
+
+@contextlib.contextmanager
+def _full_float32(device: torch.device):
+    """On CUDA, float32 products and convolutions in full float32, not TF32 (cuDNN's default allows
+    TF32, whose 10-bit mantissa would move ADC levels); the previous settings are restored."""
+    if device.type != "cuda":
+        yield
+        return
+    # torch >= 2.9 sets TF32 per backend through fp32_precision (reading the legacy allow_tf32
+    # flags raises once the new settings were used); older versions only have allow_tf32.
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        settings = [(torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+                    (torch.backends.cudnn.conv, "fp32_precision", "ieee")]
+    else:  # pragma: no cover - torch < 2.9
+        settings = [(torch.backends.cuda.matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
+    old = [getattr(owner, name) for owner, name, _ in settings]
+    for owner, name, value in settings:
+        setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        for (owner, name, _), value in zip(settings, old):
+            setattr(owner, name, value)

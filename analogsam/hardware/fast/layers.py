@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
-from analogsam.hardware.fast.tile import CHUNK_ELEMENTS, Tile, conv_out_hw
+from analogsam.hardware.fast.tile import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Tile, conv_out_hw
 
 #: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
 AddTile = Callable[[object, str], Tile]
@@ -60,7 +60,7 @@ class FastLinear(nn.Module):
             result = _array_sum(([t.forward(xs, gen) for t in row]
                                  for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)), dim)
         if self.array_bias is not None:
-            result = result + self.array_bias.detach().view(-1)
+            result = result + self.array_bias.detach().to(result.device).view(-1)
         return result
 
 
@@ -90,7 +90,8 @@ class ConvExec:
         n, c, h, w = x.shape
         (kh, kw) = self.geometry[0]
         oh, ow = conv_out_hw(h, w, self.geometry)
-        step = max(1, CHUNK_ELEMENTS // max(c * kh * kw * oh * ow, 1))
+        chunk = CHUNK_ELEMENTS if x.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+        step = max(1, chunk // max(c * kh * kw * oh * ow, 1))
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
         for start in range(0, n, step):
             self._chunk(x[start:start + step], out[start:start + step])
@@ -114,7 +115,7 @@ class ConvExec:
             result = _array_sum(([t.forward(p, gen, cols=True) for t in tiles]
                                  for p, (_, _, tiles) in zip(splits, self.rows)), 1)
         if self.bias is not None:
-            result = result.add_(self.bias.detach().view(-1, 1))
+            result = result.add_(self.bias.detach().to(result.device).view(-1, 1))
         out.copy_(result)
 
 

@@ -39,6 +39,9 @@ from analogsam.hardware.fast.aihwkit_adapter import TileReader
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
 # and the product (benchmarks/bench_evaluate.py --internals measures the choice).
 CHUNK_ELEMENTS = 1 << 21
+# On a GPU there is no cache to stay in: a chunk 16 times larger (128 MB of float32) fills the
+# device with fewer kernel launches and fewer waits for the bound-management tests.
+GPU_CHUNK_ELEMENTS = 1 << 25
 
 
 # Empty noise arrays tell the ADC kernels that there is no output noise.
@@ -68,6 +71,11 @@ class Workspace:
         if buf is None or buf.numel() < n:
             buf = self._buffers[key] = torch.empty(n, dtype=torch.float32)
         return buf[:n].view(shape)
+
+
+def _on(t: Optional[Tensor], device: torch.device) -> Optional[Tensor]:
+    """``t`` on ``device`` (the same tensor where it is there already; None stays None)."""
+    return None if t is None else t.to(device)
 
 
 def _f32(value) -> float:
@@ -203,7 +211,12 @@ class Tile:
     """
 
     def __init__(self, reader: TileReader, spec: IOSpec, name: str, fused: bool = True,
-                 workspace: Optional[Workspace] = None):
+                 workspace: Optional[Workspace] = None, device: Optional[torch.device] = None):
+        """``device``: where the weights and periphery live and the forward runs (None: the CPU);
+        the compiled kernels (``fused``) are CPU code, refused elsewhere."""
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        if fused and self.device.type != "cpu":
+            raise ValueError(f"tile {name}: the fused kernels run on the CPU only; pass fused=False on {self.device}")
         self.reader = reader
         self.tile = reader.tile  # the aihwkit tile
         self.spec = spec
@@ -237,16 +250,19 @@ class Tile:
         """Read the tile's current weights and periphery; recompute the drift compensation
         (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
         reader = self.reader
-        self.weights = Weights(reader.weights())
-        self.input_range = reader.input_range()
+        self.weights = Weights(reader.weights(), self.device)
+        input_range = reader.input_range()
+        # the clipping bound of the inputs, read once here, on the CPU (a read on a GPU waits for it)
+        self._input_bound = None if input_range is None else abs(input_range.item())
+        self.input_range = _on(input_range, self.device)
         # TileWithPeriphery.post_forward: x_output * (input_range * mapping_scales)
         scale = self.input_range
-        ms = reader.mapping_scales()
+        ms = _on(reader.mapping_scales(), self.device)
         if ms is not None:
             scale = ms.clone() if scale is None else scale * ms
         self.post_scale = scale
-        self.out_scaling = reader.out_scaling()
-        self.bias = reader.digital_bias()
+        self.out_scaling = _on(reader.out_scaling(), self.device)
+        self.bias = _on(reader.digital_bias(), self.device)
         self.alpha = self._drift_alpha(gen, gen if baseline_gen is None else baseline_gen)
         self.post = None
         if self._adc_kernels is not None:
@@ -267,17 +283,18 @@ class Tile:
         programmed = self.reader.programmed_weights()
         if programmed is None:
             # never programmed: aihwkit multiplies by its initial alpha (1)
-            return self.reader.initial_alpha()
+            return _on(self.reader.initial_alpha(), self.device)
         readout = comp.readout_vectors()
         if self._baseline_key is not programmed:
             # InferenceTileWithPeriphery.program_weights -> compensation.init_baseline(tile):
             # one read-out of the programmed weights (one noise draw per programming).
-            if comp.exact_reference:
-                out = comp.reference_output(readout)
+            if comp.exact_reference:  # (aihwkit's reference weights stay on the CPU)
+                out = _on(comp.reference_output(readout), self.device)
             else:
-                out = self.mvm(readout, Weights(programmed), baseline_gen)
+                out = self.mvm(_on(readout, self.device), Weights(programmed, self.device), baseline_gen)
             self._baseline = comp.readout(out)
             self._baseline_key = programmed
+        readout = _on(readout, self.device)
         current = self.mvm(readout, self.weights, gen)
         return comp.alpha(current, self._baseline)
 
@@ -295,7 +312,8 @@ class Tile:
         if cols:
             self._mvm_chunk(x, weights, out, gen, post)
             return out
-        rows = max(256, CHUNK_ELEMENTS // max(x.shape[1], 1))
+        chunk = CHUNK_ELEMENTS if x.device.type == "cpu" else GPU_CHUNK_ELEMENTS
+        rows = max(256, chunk // max(x.shape[1], 1))
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
             self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
@@ -392,7 +410,7 @@ class Tile:
             if post is None:
                 out.masked_fill_(zero.unsqueeze(1), 0.0)
             else:  # an exactly zero output, through the periphery
-                _vectors(out)[zero] = self._periphery(torch.zeros(1, out.shape[1]), (-1,))
+                _vectors(out)[zero] = self._periphery(torch.zeros(1, out.shape[1], device=out.device), (-1,))
 
     def _rerun(self, x: Tensor, s0: Tensor, weights: "Weights", gen) -> Tensor:
         """Bound-management rounds 2, 3, ... for rows ``x`` that saturated in round 1."""
@@ -551,7 +569,7 @@ class Tile:
             raise RuntimeError("FastAnalogForward.sync(generator) must be called before the forward")
         if self.input_range is None:
             return x
-        ir = abs(self.input_range.item())
+        ir = self._input_bound
         return torch.clamp(x, min=-ir, max=ir) / self.input_range
 
     def _periphery(self, y: Tensor, view) -> Tensor:
@@ -625,10 +643,11 @@ class Tile:
 
 
 class Weights:
-    """A tile's weight matrix (d_size, x_size) in the layouts the products need."""
+    """A tile's weight matrix (d_size, x_size) in the layouts the products need, on ``device``
+    (None: the CPU)."""
 
-    def __init__(self, w):
-        self.w = torch.as_tensor(w).detach().to(torch.float32).contiguous()
+    def __init__(self, w, device: Optional[torch.device] = None):
+        self.w = torch.as_tensor(w).detach().to(device=device, dtype=torch.float32).contiguous()
         self.n = self.w.shape[0]
         self._wt = None
         self._abs = None
@@ -646,8 +665,8 @@ class Weights:
         Through numpy's OpenBLAS where the operands are contiguous: torch's MKL does not use
         its fastest kernels on AMD processors (benchmarks/bench_evaluate.py --internals compares
         the two on the tile shapes of ResNet-20). Its threads follow torch's
-        (:class:`.threads.engine_threads`)."""
-        if x.is_contiguous() and out.is_contiguous():
+        (:class:`.threads.engine_threads`). On a GPU, torch's product."""
+        if x.device.type == "cpu" and x.is_contiguous() and out.is_contiguous():
             if x.dim() == 3:
                 np.matmul(self.w.numpy(), x.numpy(), out=out.numpy())
             else:
