@@ -344,7 +344,8 @@ def cmd_run(args) -> None:
     out = _output_folder(args.out)
     runs = default_study_runs(out, optimizers=args.optimizers.split(","), data=args.data, model=args.model,
                               epochs=args.epochs, seed=args.seed, data_root=args.data_root,
-                              train_limit=args.train_limit, test_limit=args.test_limit, progress=not args.quiet)
+                              train_limit=args.train_limit, test_limit=args.test_limit, progress=not args.quiet,
+                              device=args.device)
     rows, left_out = _sweep(args, runs, [args.preset], out / "evaluation")
     _finish(rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}")
     print(f"finished in {time.perf_counter() - start:.0f} s; results in {out}")
