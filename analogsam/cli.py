@@ -157,6 +157,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from analogsam.evaluation import DEFAULT_REPEATS
+    from analogsam.optim.hyperparameters import ADAPTIVE_SCOPES
     from analogsam.studies import default as default_study
     from analogsam.studies.flatness import analyze_runs
 
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     probes.add_argument("--curves", default=None,
                         help="comma-separated subset of weight_noise_relative, weight_noise_additive, stuck_at, "
                              "bit_flip (default: all)")
+    probes.add_argument("--asam-scope", choices=ADAPTIVE_SCOPES, default=None,
+                        help="tensors adaptive_sharpness scales by |w| + eta for runs not trained with asam/samson "
+                             "(those use their own --scope): weights (layer weights only) or all (default: weights)")
     probes.add_argument("--quick", action="store_true",
                         help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)")
     add_data_flags(ana)
@@ -403,7 +407,8 @@ def cmd_analyze(args) -> None:
                           data_root=args.data_root, metrics=metrics, curves=curves, quick=args.quick,
                           progress=not args.quiet,
                           # accuracy is the default: naming it would change the settings of earlier analyses
-                          **({} if args.metric == "accuracy" else {"metric": args.metric}))
+                          **({} if args.metric == "accuracy" else {"metric": args.metric}),
+                          **({} if args.asam_scope is None else {"asam_scope": args.asam_scope}))
     print()
     for c in result["correlations"]:
         if c["drop"] == "accuracy_drop":
