@@ -5,7 +5,8 @@ The public API, by pipeline stage (see the README):
 - ``analogsam.data``: ``load_dataset(name)``, ``batches(...)``
 - ``analogsam.models``: ``build_model(spec)``
 - ``analogsam.optim``: SAM, ASAM, SAMSON, adversarial, SAF, MESA, noise injection, RWP
-- ``analogsam.train(...)`` -> a trained model and its checkpoint
+- ``analogsam.train(...)`` -> a trained model and its checkpoint; ``analogsam.train_seeds(..., seeds=[0, 1, 2],
+  out=DIR)`` -> one run per training seed (a seed group ``DIR/seed-0``, ...), reusing finished seeds
 - ``analogsam.hardware.presets``: ``load(preset, **overrides)``
 - ``analogsam.convert(...)`` -> an aihwkit analog model
 - ``analogsam.evaluate(...)`` -> tidy rows of accuracy over time
@@ -20,7 +21,9 @@ __version__ = "0.1.0"
 # such as ``analogsam presets list`` does not pay for importing aihwkit.
 _LAZY = {
     "train": ("analogsam.training", "train"),
+    "train_seeds": ("analogsam.training", "train_seeds"),
     "load_run": ("analogsam.training", "load_run"),
+    "load_group": ("analogsam.training", "load_group"),
     "convert": ("analogsam.hardware.conversion", "convert"),
     "evaluate": ("analogsam.evaluation", "evaluate"),
     "AnalogsamError": ("analogsam.errors", "AnalogsamError"),

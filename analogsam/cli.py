@@ -150,6 +150,10 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
         return
     for name in ("epochs", "batch_size", "schedule", "seed"):
         add_flag(group, TRAINING_SETTINGS[name], default=TRAINING_SETTINGS[name].default)
+    group.add_argument("--seeds", default=None, metavar="LIST",
+                       help="comma-separated training seeds, e.g. 0,1,2: one run per seed in OUT/seed-N (a seed "
+                            "group, which compare and evaluate take as one method), instead of --seed; seeds "
+                            "already trained with these settings are reused")
     _add_metric_flag(group, "what each epoch reports (and, for mse/r2, a mean-squared-error loss instead of "
                             "cross-entropy)")
     add_optimizer_arguments(p)
@@ -188,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_flags(train, required=True, what="run folder to write (checkpoint.pt, log.csv, config.json)")
 
     ev = sub.add_parser("evaluate", parents=[debug], help="accuracy over time of one trained run on one device preset")
-    ev.add_argument("run_dir", help="a run folder written by `analogsam train`")
+    ev.add_argument("run_dir", help="a run folder written by `analogsam train`, or a seed group (`train --seeds`)")
     add_preset_flags(ev)
     add_evaluation_flags(ev, repeats=DEFAULT_REPEATS)
     add_data_flags(ev)
@@ -196,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", parents=[debug],
                          help="evaluate several runs on several presets; tables, plots, markdown report")
-    cmp.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`")
+    cmp.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`, or seed groups "
+                                                 "(`train --seeds`: one method, statistics over its seeds)")
     add_preset_flags(cmp, many=True)
     add_evaluation_flags(cmp, repeats=DEFAULT_REPEATS)
     add_data_flags(cmp)
@@ -282,12 +287,11 @@ def _output_folder(path) -> Path:
 
 
 def _finish(rows, out: Path, title: str, left_out=()) -> None:
-    from analogsam.evaluation import summarize
-    from analogsam.evaluation.report import summary_tables, write_report
+    from analogsam.evaluation.report import summary_of, summary_tables, write_report
 
     written = write_report(rows, out, title=title, left_out=left_out)
     print()
-    print(summary_tables(summarize(rows)))
+    print(summary_tables(summary_of(rows)))
     print()
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
@@ -338,22 +342,33 @@ def cmd_train(args) -> None:
 
     data_options = {"root": args.data_root, "train_limit": args.train_limit, "test_limit": args.test_limit,
                     "val_fraction": args.val_fraction, "seq_len": args.seq_len}
-    kwargs = method_kwargs_from_args(args)
-    run = train(args.model, args.data, optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size,
-                schedule=args.schedule, seed=args.seed, out=args.out, progress=not args.quiet,
-                data_options=data_options, metric=args.metric, **kwargs)
-    last = run.metrics[-1]
+    kwargs = dict(optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
+                  out=args.out, progress=not args.quiet, data_options=data_options, metric=args.metric,
+                  **method_kwargs_from_args(args))
     metric = resolve_metric(args.metric)
-    value = last[f"test_{metric.name}"]
-    shown = f"{value:.2%}" if metric.percent else metric.format(value)
-    print(f"test {metric.name} {shown} after {last['epoch']} epochs ({sum(m['seconds'] for m in run.metrics):.0f} s)")
-    print(f"wrote run folder: {run.path} (checkpoint.pt, log.csv, config.json)")
+
+    def said(run) -> str:
+        last = run.metrics[-1]
+        value = last[f"test_{metric.name}"]
+        shown = f"{value:.2%}" if metric.percent else metric.format(value)
+        return f"test {metric.name} {shown} after {last['epoch']} epochs ({sum(m['seconds'] for m in run.metrics):.0f} s)"
+
+    if args.seeds is None:
+        run = train(args.model, args.data, seed=args.seed, **kwargs)
+        print(said(run))
+        print(f"wrote run folder: {run.path} (checkpoint.pt, log.csv, config.json)")
+        return
+    from analogsam.training import train_seeds
+
+    for run in train_seeds(args.model, args.data, seeds=args.seeds, **kwargs):
+        print(f"seed {run.train_seed}: {said(run)}")
+    print(f"wrote seed group: {args.out} (one run folder per seed: seed-N/checkpoint.pt, log.csv, config.json)")
 
 
 def _sweep_and_report(args, run_dirs, presets, out, title: str) -> None:
-    from analogsam.training import load_run
+    from analogsam.evaluation.runs import load_runs
 
-    runs = [load_run(d) for d in run_dirs]  # a missing or damaged run is refused before a folder is made
+    runs = load_runs(run_dirs)  # a missing or damaged run is refused before a folder is made
     out = _output_folder(out)
     rows, left_out = _sweep(args, runs, presets, out)
     _finish(rows, out, title=title, left_out=left_out)

@@ -2,7 +2,8 @@
 (programmings, weight-noise draws, random directions), its spread and its uncertainty.
 
 Independent draws give the textbook estimates: the sample standard deviation with Bessel's
-correction, the standard error std/√n and the Student-t interval of the mean.
+correction, the standard error std/√n and the Student-t interval of the mean. Two samples (e.g.
+the per-training-seed means of two methods) are compared with Welch's t-test.
 """
 
 from __future__ import annotations
@@ -39,3 +40,21 @@ def mean_std_stderr(samples: Sequence[float]) -> tuple[float, float, float]:
         return mean, float("nan"), float("nan")
     std = float(arr.std(ddof=1))
     return mean, std, std / math.sqrt(arr.size)
+
+
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Welch's unequal-variance t-test of mean(a) - mean(b) (Welch 1947, Biometrika 34:28):
+    (t, Welch-Satterthwaite degrees of freedom, two-sided p-value).
+
+    Each sample needs two values or more; when both have no spread the test is undefined and every
+    number is NaN (identical constants are no evidence either way).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan, math.nan
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    if va + vb == 0:
+        return math.nan, math.nan, math.nan
+    t = float((a.mean() - b.mean()) / math.sqrt(va + vb))
+    dof = float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)))
+    return t, dof, float(2 * stats.t.sf(abs(t), dof))

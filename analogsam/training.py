@@ -7,10 +7,17 @@ A run folder holds:
 - ``log.csv``: one row per epoch (loss, train / validation / test metric, learning rate, seconds): the
   metric's columns are ``train_<metric>``, ``test_<metric>``, ``val_<metric>`` (``train_accuracy``...
   for the default top-1 accuracy, the columns every run had before metrics were a choice);
-- ``config.json``: the same configuration, for people and other tools.
+- ``config.json``: the same configuration, for people and other tools;
+- ``train_settings.json`` (written by :func:`train_or_reuse`): the settings it was trained with, so a
+  later call with the same settings reuses the run instead of training it again.
 
 The checkpoint is rewritten after every epoch, so a crash or a non-finite loss keeps the last good
 epoch.
+
+A *seed group* is a folder holding one run folder per training seed, ``seed-0``, ``seed-1``, ...
+(:func:`train_seeds` writes one; :func:`load_group` reads it back). Every run of a group carries the
+group's name (the folder's name) and its own :attr:`TrainedRun.train_seed`: a claim about a training
+method is about all its seeds, not about one trained network.
 """
 
 from __future__ import annotations
@@ -32,13 +39,21 @@ from tqdm.auto import tqdm
 
 from analogsam import __version__
 from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
-from analogsam.errors import AnalogsamError
+from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
 from analogsam.scoring import resolve_metric, score, task_loss
-from analogsam.storage import atomic_write, ensure_folder
+from analogsam.storage import atomic_write, ensure_folder, file_digest, matching_record, settings_hash, write_json
 
 CHECKPOINT = "checkpoint.pt"
+
+#: The record :func:`train_or_reuse` writes beside a finished run: the settings it was trained with,
+#: their hash and the digest of the checkpoint they produced.
+REUSE_RECORD = "train_settings.json"
+
+#: How the run folder of training seed N inside a seed group is named (``seed-0``, ``seed-1``, ...).
+SEED_FOLDER = "seed-{}"
+_SEED_FOLDER = re.compile(r"seed-(\d+)")
 
 _SETTINGS = TRAINING_SETTINGS  # each setting's default, range and meaning, declared once
 
@@ -60,10 +75,20 @@ class TrainedRun:
     config: dict
     metrics: list[dict] = field(default_factory=list)
     path: Path | None = None
+    #: The seed group's name if this run is one training seed of a group (:func:`load_group`,
+    #: :func:`train_seeds`), else ``None``: a single run.
+    group: str | None = None
 
     @property
     def name(self) -> str:
-        return self.config.get("run_name") or (self.path.name if self.path else "model")
+        """The group's name for a run of a seed group, else the run's own name."""
+        return self.group or self.config.get("run_name") or (self.path.name if self.path else "model")
+
+    @property
+    def train_seed(self) -> int | None:
+        """The seed the network was trained with (its config's ``seed``); ``None`` if not recorded."""
+        seed = self.config.get("seed")
+        return int(seed) if seed is not None else None
 
     @property
     def optimizer(self) -> str:
@@ -293,3 +318,125 @@ def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> Arr
     if (run.model_spec or {}).get("vocabulary"):
         options["vocabulary"] = run.model_spec["vocabulary"]  # a text encoded with the model's own ids
     return load_dataset(config["dataset"], **options).test
+
+
+# -- reusing finished runs, and seed groups ------------------------------------------------------------
+
+# Arguments of ``train`` that do not change what is trained (how progress is shown, the device, where it
+# is written; a local data folder is dropped from data_options): everything else is part of its identity.
+_NOT_IDENTITY = {"progress", "device", "out"}
+
+
+def train_or_reuse(out: str | os.PathLike, **train_kwargs) -> TrainedRun:
+    """Train into ``out`` unless ``out`` already holds the run these settings train.
+
+    Takes :func:`train`'s arguments. After training, the settings (dataset and model names, data
+    options, every training setting and optimizer hyperparameter given here) are recorded in
+    ``out/train_settings.json`` with their :func:`~analogsam.storage.settings_hash` and the
+    checkpoint's digest: the same resume record as ``analyze`` and the result store use. A later call
+    with the same settings loads that run; other settings, a changed checkpoint or a missing record
+    (e.g. a run interrupted before it finished) retrain and overwrite ``out``. A model given as a
+    module has no name to record, so it is always trained.
+    """
+    out = Path(out)
+    settings = _identity(train_kwargs)
+    if settings is not None and (out / CHECKPOINT).exists():
+        record = matching_record(out / REUSE_RECORD, settings)
+        if record is not None and record.get("checkpoint") == file_digest(out / CHECKPOINT):
+            return load_run(out)
+    run = train(out=out, **train_kwargs)
+    if settings is not None:
+        write_json(out / REUSE_RECORD, {"settings": settings, "settings_hash": settings_hash(settings),
+                                        "checkpoint": file_digest(out / CHECKPOINT)})
+    return run
+
+
+def _identity(kwargs: dict) -> dict | None:
+    """What decides the trained run: the settings of ``kwargs`` with the dataset and model by name."""
+    data = kwargs.get("data", "fashion-mnist")
+    model = kwargs.get("model", "lenet5")
+    if not isinstance(model, (str, dict)):
+        return None
+    options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
+    rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
+    return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options,
+            **rest}
+
+
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list of distinct integers >= 0 (also read from text such as ``"0,1,2"``)."""
+    if isinstance(seeds, str):
+        try:
+            seeds = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise InvalidParameterError(f"seeds: cannot read {seeds!r} as training seeds; pass integers such as "
+                                        "0,1,2") from None
+    if isinstance(seeds, (bytes, int)) or not hasattr(seeds, "__iter__"):
+        raise InvalidParameterError(f"seeds must be a list of training seeds such as [0, 1, 2], got {seeds!r}")
+    seeds = [_SETTINGS["seed"].check(s) for s in seeds]
+    if not seeds:
+        raise InvalidParameterError("seeds is empty: pass at least one training seed, e.g. [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise InvalidParameterError(f"seeds lists a training seed twice ({seeds}); give each seed once")
+    return seeds
+
+
+def train_seeds(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
+                seeds, out: str | os.PathLike, run_name: str | None = None, **train_kwargs: Any) -> list[TrainedRun]:
+    """Train one run per training seed into the seed group ``out``: ``out/seed-0``, ``out/seed-1``, ...
+
+    Takes :func:`train`'s arguments (except ``seed``: each run gets one of ``seeds``). A seed whose
+    folder already holds the run these settings train is loaded, not trained again
+    (:func:`train_or_reuse`), so an interrupted or extended group (``seeds=[0, 1, 2]`` after
+    ``[0, 1]``) trains only what is missing. Every run is named after the group (``run_name``, by
+    default the folder's name) and keeps its seed as :attr:`TrainedRun.train_seed`. A dataset given
+    by name is loaded once for all seeds. Returns the runs in the order of ``seeds``.
+    """
+    if "seed" in train_kwargs:
+        raise InvalidParameterError("train_seeds() takes seeds=[...], not seed=: each run of the group gets one "
+                                    "of the seeds")
+    seeds = check_seeds(seeds)
+    out = ensure_folder(out, "seed group folder")
+    name = run_name or out.name
+    if isinstance(data, str):
+        options = {k: v for k, v in (train_kwargs.get("data_options") or {}).items() if v is not None}
+        data = load_dataset(data, **options)
+    runs = []
+    for seed in seeds:
+        run = train_or_reuse(out / SEED_FOLDER.format(seed), model=model, data=data, seed=seed, run_name=name,
+                             **train_kwargs)
+        run.group = name
+        runs.append(run)
+    return runs
+
+
+def is_seed_group(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a seed group: a folder without a checkpoint of its own that holds run
+    folders named ``seed-N``."""
+    path = Path(path)
+    return (path.is_dir() and not (path / CHECKPOINT).exists()
+            and any(_SEED_FOLDER.fullmatch(p.name) and (p / CHECKPOINT).exists() for p in path.iterdir()))
+
+
+def load_group(path: str | os.PathLike) -> list[TrainedRun]:
+    """Every run of the seed group ``path`` (by training seed), each named after the group (the
+    folder's name) with its :attr:`~TrainedRun.train_seed`; a single run folder gives ``[that run]``.
+
+    A ``seed-N`` folder whose run was trained with another seed than N is refused: its rows would
+    be labelled with the wrong training seed.
+    """
+    path = Path(path)
+    if not is_seed_group(path):
+        return [load_run(path)]
+    folders = sorted((p for p in path.iterdir() if _SEED_FOLDER.fullmatch(p.name) and (p / CHECKPOINT).exists()),
+                     key=lambda p: int(_SEED_FOLDER.fullmatch(p.name).group(1)))
+    runs = []
+    for folder in folders:
+        run = load_run(folder)
+        expected = int(_SEED_FOLDER.fullmatch(folder.name).group(1))
+        if run.train_seed != expected:
+            raise CheckpointError(f"{folder} holds a run trained with seed {run.train_seed}, not {expected}: rename "
+                                  f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it")
+        run.group = path.name
+        runs.append(run)
+    return runs

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from analogsam import storage
+from analogsam import storage, training
 from analogsam.studies import default
 
 
@@ -47,8 +47,8 @@ def test_train_or_reuse_records_its_settings_and_reuses_only_the_same_run(digits
     assert record["checkpoint"] == storage.file_digest(out / "checkpoint.pt")
 
     trained = []
-    real_train = default.train
-    monkeypatch.setattr(default, "train", lambda **kw: trained.append(kw) or real_train(**kw))
+    real_train = training.train  # train_or_reuse lives in training.py now; default keeps its name
+    monkeypatch.setattr(training, "train", lambda **kw: trained.append(kw) or real_train(**kw))
     again = default.train_or_reuse(out, **{**kwargs, "progress": True})  # how progress shows is no setting
     assert trained == [] and again.metrics == first.metrics
     default.train_or_reuse(out, **{**kwargs, "seed": 1})  # another setting: trained again
@@ -62,7 +62,7 @@ def test_train_or_reuse_records_its_settings_and_reuses_only_the_same_run(digits
 
 def test_train_or_reuse_always_trains_a_module_it_cannot_name(digits, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(default, "train", lambda **kw: calls.append(kw) or "trained")
+    monkeypatch.setattr(training, "train", lambda **kw: calls.append(kw) or "trained")
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     for _ in range(2):
         assert default.train_or_reuse(tmp_path / "own", model=module, data=digits) == "trained"

@@ -5,14 +5,16 @@ Every row names its ``metric`` (``accuracy``, ``top5``, ``perplexity``, ...; see
 ``digital_value`` of the same metric. Accuracy rows also carry the value in ``accuracy`` and
 ``digital_accuracy``, the columns of every results.csv written before metrics were a choice, so old
 files, the readers of those columns and the pinned rows keep their meaning; for other metrics those
-two are empty.
+two are empty. ``train_seed`` is the seed the network was trained with (empty for a network that
+does not record one, and in files written before the column existed); ``seed_group`` is true for
+the rows of a seed group's networks, which share their run name and differ in their training seed.
 """
 
 from __future__ import annotations
 
 __all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "with_metric"]
 
-RESULT_COLUMNS = ["run", "optimizer", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
+RESULT_COLUMNS = ["run", "optimizer", "train_seed", "seed_group", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
                   "seed", "metric", "higher_is_better", "value", "accuracy", "loss", "digital_value",
                   "digital_accuracy", "n_samples", "backend"]
 #: What rows without a ``metric`` (written before it was a column) measured.

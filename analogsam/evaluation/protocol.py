@@ -4,7 +4,8 @@ For each repeat the analog weights are programmed afresh (a new programming-nois
 each time ``t`` they are drifted to ``t`` (from that same programming) and the test metric (top-1
 accuracy unless ``metric=`` says otherwise) is measured. Every number is reproducible: a repeat's
 seed is derived from ``(seed, run, preset, repeat)``, so adding repeats, presets or runs never
-changes the numbers already measured.
+changes the numbers already measured. The runs of a seed group share a name, so their repeat seeds
+also include the training seed: two networks of one group never share a noise draw.
 
 What programs, drifts and runs the forward is a backend (:mod:`.backends`), which also owns the
 seeding below the repeat seed. The default ``backend="auto"`` is the fast engine
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.backends import BACKENDS, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
-from analogsam.evaluation.runs import default_batches, load_runs, unpack
+from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
@@ -70,7 +71,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None) -> list[dict]:
+             output_fn=None, train_seed: int | None = None) -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -104,9 +105,14 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             loss (:func:`analogsam.scoring.task_loss`).
         output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
+        train_seed: the seed the network was trained with, the rows' ``train_seed`` (a TrainedRun's
+            own by default). For one network of a seed group (a TrainedRun of
+            :func:`~analogsam.training.load_group`, or a module given a ``train_seed`` here) it also
+            enters each repeat's seed, so the networks of a group never share a noise draw; a single
+            run's repeat seeds are derived without it, as they always were.
 
     Returns:
-        One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
+        One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
         repeat, seed, metric, higher_is_better, value, accuracy, loss, digital_value, digital_accuracy,
         n_samples, backend (the columns of :mod:`analogsam.evaluation.columns`: ``accuracy`` and
         ``digital_accuracy`` are filled for accuracy rows only).
@@ -123,6 +129,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     times = parse_times(times)
     run = run or labels.get("run") or type(network).__name__
     optimizer = optimizer or labels.get("optimizer")
+    grouped = labels.get("grouped", train_seed is not None)  # a module given its seed: one of a group
+    train_seed = labels.get("train_seed") if train_seed is None else check_int("train_seed", train_seed, low=0)
     info = {"model": labels.get("model"), "dataset": labels.get("dataset"), **(info or {})}
     faults_text = fault_label(faults)
     preset = resolve_preset(preset, overrides)
@@ -137,7 +145,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         digital_value, _ = score(network, data, metric=metric, output_fn=output_fn)
         digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
-        todo = [r for r in wanted if store is None or not store.has(run, faults_text, preset, r, metric.name)]
+        todo = [r for r in wanted if store is None
+                or not store.has(run, faults_text, preset, r, metric.name, train_seed if grouped else None)]
         if not todo:
             return []
 
@@ -152,12 +161,14 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         if not faults:
             measure = build()  # convert once; each repeat only reprograms
         rows = []
-        bar = tqdm(total=len(todo) * len(times), desc=f"{run_label(run, faults_text)} on {preset.name}",
+        shown = run_label(run, faults_text) + (f" seed {train_seed}" if grouped else "")
+        bar = tqdm(total=len(todo) * len(times), desc=f"{shown} on {preset.name}",
                    disable=not progress, leave=False, unit="point")
         for repeat in todo:
             # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
             # faulted run keeps deriving it from exactly that string, so every faulted number stays.
-            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat)
+            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat,
+                                      *(("train_seed", train_seed) if grouped else ()))
             if faults:  # each repeat draws its own faults, so it converts its own faulted copy
                 measure = build(derive_seed(repeat_seed, "faults"))
             measure.program(repeat_seed)
@@ -165,7 +176,8 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             for t in times:
                 measure.drift(t, repeat_seed)
                 value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
-                cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
+                cell.append({"run": run, "optimizer": optimizer, "train_seed": train_seed, "seed_group": grouped,
+                             "model": info.get("model"),
                              "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
                              "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
                              "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
@@ -189,7 +201,8 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
           progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
-    ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
+    ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
+    (a group gives one run per training seed, :func:`analogsam.training.load_group`); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
     Each preset is measured at the requested ``times`` its noise model defines; the (preset, time)
     cells left out are announced in one line, a :class:`~analogsam.evaluation.coverage.LeftOutCellsWarning`
@@ -221,31 +234,32 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store = ResultStore(out)
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
-    data = {r.name: list(batches_for(r)) for r in runs}
+    data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
     common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
     new_rows = []
     if workers == 1:
-        for r in runs:
+        for i, r in enumerate(runs):
             for p in presets:
                 start = time.perf_counter()
-                rows = evaluate(r, data[r.name], p, times=measured_times[p.name], repeats=repeats, store=store,
+                rows = evaluate(r, data[i], p, times=measured_times[p.name], repeats=repeats, store=store,
                                 progress=progress, **common)
                 new_rows.extend(rows)
                 if progress and rows:
-                    tqdm.write(f"[{r.name} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+                    tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
         return store.rows if store is not None else new_rows
 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
-             if store is None or not store.has(r.name, "", p, k, metric_name)]  # a sweep measures clean runs
+    cells = [(i, r, p, k) for i, r in enumerate(runs) for p in presets for k in range(repeats)
+             if store is None or not store.has(r.name, "", p, k, metric_name,
+                                               r.train_seed if r.group is not None else None)]  # clean runs
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(evaluate, r, data[r.name], p, times=measured_times[p.name], repeats=repeats,
-                               only_repeats=[k], progress=False, **common) for r, p, k in cells]
+        futures = [pool.submit(evaluate, r, data[i], p, times=measured_times[p.name], repeats=repeats,
+                               only_repeats=[k], progress=False, **common) for i, r, p, k in cells]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({workers} workers)",
                            disable=not progress, unit="cell"):
             rows = future.result()

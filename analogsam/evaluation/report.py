@@ -8,6 +8,14 @@ several metrics gets a table and a plot per metric. A run measured with memory f
 clean rows. Tables have a column for every time measured on any preset, and show "—" where a
 (run, preset, time) cell was not measured (e.g. a time a preset's noise model does not define).
 
+Where a run is a seed group with several training seeds (:func:`analogsam.training.train_seeds`),
+the summary is over seeds (:func:`~analogsam.evaluation.statistics.summarize_seeds`): each cell
+shows the mean over seeds of each network's mean over programmings ± the half-width of its 95%
+interval over seeds, beside the within-network programming spread (``σp``); the "best" mark is
+the best seed-level mean, a report adds a table of the drop from the digital value with its
+interval over seeds, and the plots draw one thin line per training seed under the mean and its
+band over seeds. Rows of single runs keep exactly the output they always had.
+
 Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so importing or
 using this module leaves matplotlib's global state (backend, pyplot figures) alone.
 """
@@ -21,7 +29,8 @@ from pathlib import Path
 from typing import Sequence
 
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
-from analogsam.evaluation.statistics import SUMMARY_COLUMNS, summarize
+from analogsam.evaluation.statistics import (SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, seed_count,
+                                             summarize, summarize_seeds)
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
 from analogsam.errors import InvalidParameterError
@@ -29,6 +38,21 @@ from analogsam.scoring import Metric, resolve_metric
 
 #: What a table shows for a cell that was not measured.
 NOT_MEASURED = "—"
+
+
+def summary_of(rows: list[dict]) -> list[dict]:
+    """The summary reports show: over training seeds (:func:`summarize_seeds`) when a cell of ``rows``
+    has several seeds, else over programmings (:func:`summarize`), as reports always were."""
+    return summarize_seeds(rows) if seed_count(rows) > 1 else summarize(rows)
+
+
+def _over_seeds(summary: list[dict]) -> bool:
+    return any("n_seeds" in r for r in summary)
+
+
+def _half_width(cell: dict, low: str = "ci95_low", high: str = "ci95_high") -> float:
+    lo, hi = cell.get(low), cell.get(high)
+    return math.nan if lo is None or hi is None else (hi - lo) / 2
 
 
 def row_label(row: dict) -> str:
@@ -89,7 +113,22 @@ def _digital(cells: dict, label: str) -> float | None:
 def _mean_std(cell: dict | None, metric: Metric) -> str:
     if cell is None:
         return NOT_MEASURED
+    if "n_seeds" in cell:
+        return _seed_cell(cell, metric)
     return f"{metric.format(cell['mean'])} ± {metric.format(cell['std'])}"
+
+
+def _spread(metric: Metric, value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else metric.format(value)
+
+
+def _seed_cell(cell: dict, metric: Metric, key: str = "mean") -> str:
+    """``mean ± CI half-width over seeds (σp programming std)``; one seed has no interval over seeds."""
+    low, high = ("ci95_low", "ci95_high") if key == "mean" else ("drop_ci95_low", "drop_ci95_high")
+    half = _half_width(cell, low, high)
+    interval = "(1 seed, no CI)" if cell["n_seeds"] < 2 else f"± {_spread(metric, half)}"
+    text = f"{metric.format(cell[key])} {interval}"
+    return f"{text} (σp {_spread(metric, cell['programming_std'])})" if key == "mean" else text
 
 
 def _axis_label(metric: Metric) -> str:
@@ -118,6 +157,11 @@ def text_table(summary: list[dict], preset: str, metric: str | None = None) -> s
     repeats = sorted({c["n"] for c in cells.values()})
     counted = str(repeats[0]) if len(repeats) == 1 else f"{repeats[0]}-{repeats[-1]}"
     out = [f"preset {preset} ({_axis_label(info)}, mean ± std over {counted} repeats)"]
+    if _over_seeds(summary):
+        seeds = sorted({c["n_seeds"] for c in cells.values()})
+        counted = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+        out = [f"preset {preset} ({_axis_label(info)}, mean ± 95% CI over {counted} training seeds of each "
+               "seed's mean over programmings; σp = std over programmings within a network)"]
     for i, line in enumerate(lines):
         out.append("  ".join(cell.rjust(w) if j else cell.ljust(w) for j, (cell, w) in enumerate(zip(line, widths))))
         if i == 0:
@@ -125,28 +169,61 @@ def text_table(summary: list[dict], preset: str, metric: str | None = None) -> s
     return "\n".join(out)
 
 
-def markdown_table(summary: list[dict], preset: str, metric: str | None = None) -> str:
+def markdown_table(summary: list[dict], preset: str, metric: str | None = None, *, quantity: str = "mean") -> str:
     """Run x time table of one preset and metric; the best mean in each time column (the highest,
-    or the lowest for a lower-is-better metric such as perplexity) is in bold."""
+    or the lowest for a lower-is-better metric such as perplexity) is in bold. For a summary over
+    training seeds the mean is the seed-level one and a ``seeds`` column counts them;
+    ``quantity="drop"`` tabulates its drop from the digital value instead (mean ± 95% CI over seeds)."""
     info = metric_info(summary, metric)
     labels, times, cells = _grid(summary, preset, info.name)
-    best = {t: _best(info, [cells[(r, t)]["mean"] for r in labels if (r, t) in cells]) for t in times}
-    head = "| run | optimizer | digital | " + " | ".join(format_time(t) for t in times) + " |"
-    lines = [head, "|" + "---|" * (3 + len(times))]
+    seeds = _over_seeds(summary)
+    if quantity == "drop" and not seeds:
+        raise InvalidParameterError("markdown_table(quantity='drop') needs a summary over training seeds "
+                                    "(summarize_seeds)")
+    best = {t: _best(info, [cells[(r, t)][quantity] for r in labels
+                            if (r, t) in cells and cells[(r, t)][quantity] is not None]) for t in times}
+    extra = ["seeds"] if seeds else []
+    head = "| run | optimizer | " + "".join(f"{e} | " for e in extra) + "digital | " + \
+           " | ".join(format_time(t) for t in times) + " |"
+    lines = [head, "|" + "---|" * (3 + len(extra) + len(times))]
     for label in labels:
-        optimizer = next(c.get("optimizer") for (name, _), c in cells.items() if name == label)
-        row = [label, str(optimizer or NOT_MEASURED), info.format(_digital(cells, label))]
+        first = next(c for (name, _), c in cells.items() if name == label)
+        row = [label, str(first.get("optimizer") or NOT_MEASURED)]
+        if seeds:
+            row.append(str(max(c["n_seeds"] for (name, _), c in cells.items() if name == label)))
+        row.append(info.format(_digital(cells, label)))
         for t in times:
             cell = cells.get((label, t))
-            text = _mean_std(cell, info)
-            row.append(f"**{text}**" if cell is not None and cell["mean"] == best[t] and len(labels) > 1 else text)
+            if cell is None:
+                text = NOT_MEASURED
+            elif quantity == "drop":
+                text = NOT_MEASURED if cell["drop"] is None else _seed_cell(cell, info, "drop")
+            else:
+                text = _mean_std(cell, info)
+            row.append(f"**{text}**" if cell is not None and cell[quantity] == best[t] and len(labels) > 1 else text)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None) -> None:
+def _seed_lines(rows: Sequence[dict], preset: str, metric: str) -> dict[str, dict]:
+    """{run label: {train seed: (times, per-seed means)}} of one preset and metric."""
+    lines: dict[str, dict] = {}
+    for (run, faults, name, _, cell_metric, t), seeds in sorted(per_seed(rows).items(), key=lambda kv: kv[0][5]):
+        if name != preset or cell_metric != metric:
+            continue
+        for seed, (values, _, _) in seeds.items():
+            ts, means = lines.setdefault(run_label(run, faults), {}).setdefault(seed, ([], []))
+            ts.append(t)
+            means.append(sum(values) / len(values))
+    return lines
+
+
+def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None,
+                 rows: Sequence[dict] | None = None) -> None:
     """One preset's panel: per run, the mean over repeats with its shaded 95% CI, and the run's digital
-    value as a dashed line in the same colour (the loss to the hardware at a glance)."""
+    value as a dashed line in the same colour (the loss to the hardware at a glance). For a summary
+    over training seeds the band is the CI over seeds, and with the tidy ``rows`` each seed's own
+    mean over programmings is a thin line under it (the spread between trained networks)."""
     from matplotlib.lines import Line2D
 
     info = metric_info(summary, metric)
@@ -156,10 +233,13 @@ def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None
     def bound(cell, key):  # a single repeat has no interval: draw none
         return scale * (cell["mean"] if math.isnan(cell[key]) else cell[key])
 
+    seed_lines = _seed_lines(rows, preset, info.name) if rows is not None and _over_seeds(summary) else {}
     for label in labels:
         ts = [t for t in times if (label, t) in cells]
         mean = [scale * cells[(label, t)]["mean"] for t in ts]
         line, = ax.plot(ts, mean, marker="o", label=label)
+        for seed_ts, seed_means in seed_lines.get(label, {}).values():
+            ax.plot(seed_ts, [scale * m for m in seed_means], linewidth=0.7, alpha=0.5, color=line.get_color())
         ax.fill_between(ts, [bound(cells[(label, t)], "ci95_low") for t in ts],
                         [bound(cells[(label, t)], "ci95_high") for t in ts], color=line.get_color(), alpha=0.2)
         digital = _digital(cells, label)
@@ -176,12 +256,17 @@ def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None
     handles, names = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], linestyle="--", linewidth=1, color="0.4"))
     names.append("digital (dashed)")
+    if seed_lines:
+        handles.append(Line2D([], [], linewidth=0.7, alpha=0.5, color="0.4"))
+        names.append("one training seed (thin); band: 95% CI over seeds")
     ax.legend(handles, names, fontsize="small")
 
 
-def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str | None = None):
+def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str | None = None,
+                    rows: Sequence[dict] | None = None):
     """A :class:`~matplotlib.figure.Figure` of ``metric`` (default: the summary's first) over time,
-    with one panel for ``preset``, or one per preset side by side."""
+    with one panel for ``preset``, or one per preset side by side; ``rows`` (the tidy rows of a
+    summary over seeds) adds one thin line per training seed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -189,17 +274,17 @@ def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str 
     fig = Figure(figsize=(5.5 * len(presets), 4))
     FigureCanvasAgg(fig)
     for ax, name in zip(fig.subplots(1, len(presets), squeeze=False)[0], presets):
-        _draw_preset(ax, summary, name, metric)
+        _draw_preset(ax, summary, name, metric, rows)
     fig.tight_layout()
     return fig
 
 
 def plot_accuracy_vs_time(summary: list[dict], path: str | os.PathLike, preset: str | None = None,
-                          metric: str | None = None) -> Path:
+                          metric: str | None = None, rows: Sequence[dict] | None = None) -> Path:
     """Write :func:`accuracy_figure` as a PNG to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    accuracy_figure(summary, preset, metric).savefig(path, dpi=120)
+    accuracy_figure(summary, preset, metric, rows).savefig(path, dpi=120)
     return path
 
 
@@ -217,17 +302,26 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
     written = {}
     write_rows(out / "results.csv", rows, RESULT_COLUMNS)
     written["results"] = out / "results.csv"
-    summary = summarize(rows)
-    write_rows(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    summary = summary_of(rows)
+    seeds = _over_seeds(summary)
+    write_rows(out / "summary.csv", summary, SEED_SUMMARY_COLUMNS if seeds else SUMMARY_COLUMNS)
     written["summary"] = out / "summary.csv"
     metrics = [metric_info(summary, m) for m in metrics_of(summary)] or [metric_info(summary)]
     for i, metric in enumerate(metrics):
         key = "plot" if i == 0 else f"plot_{metric.name}"
-        written[key] = plot_accuracy_vs_time(summary, out / _plot_name(metric.name), metric=metric.name)
+        written[key] = plot_accuracy_vs_time(summary, out / _plot_name(metric.name), metric=metric.name, rows=rows)
     sections = [f"# {title}", ""]
     for metric in metrics:
         what = "Accuracy" if metric.name == "accuracy" else metric.description[0].upper() + metric.description[1:]
         best = "best" if metric.name == "accuracy" else ("highest" if metric.higher_is_better else "lowest")
+        if seeds:
+            sections += [f"{what} on simulated analog hardware (aihwkit 1.1.0) over training seeds: each cell is "
+                         "the mean over training seeds of each trained network's mean over its programmings "
+                         "± the half-width of the 95% Student-t confidence interval over seeds (n = seeds), and "
+                         "σp, the standard deviation over programmings within one network; a run with one seed "
+                         f"has no interval over seeds. The {best} seed-level mean per time is in bold; "
+                         f"{NOT_MEASURED} marks a cell that was not measured. summary.csv holds every number.", ""]
+            continue
         sections += [f"{what} on simulated analog hardware (aihwkit 1.1.0), mean ± std over repeats; "
                      f"each repeat is an independent programming; the {best} mean per time is in bold; "
                      f"{NOT_MEASURED} marks a cell that was not measured. "
@@ -239,12 +333,15 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
         sections += [f"## Preset `{name}` (values hash {', '.join(digests)})", ""]
         for metric in [m for m in metrics if _measured(summary, name, m.name)]:
             plot = plot_accuracy_vs_time(summary, out / _plot_name(metric.name, name), preset=name,
-                                         metric=metric.name)
+                                         metric=metric.name, rows=rows)
             shown = metric.name.replace("_", " ")
             if len(metrics) > 1:
                 sections += [f"### {metric.description}", ""]
-            sections += [markdown_table(summary, name, metric.name), "",
-                         f"![{shown} vs time on {name}]({plot.name})", ""]
+            sections += [markdown_table(summary, name, metric.name), ""]
+            if seeds:
+                sections += [f"Drop from the digital {shown} (analog − digital, per network, then the mean ± 95% "
+                             "CI over seeds):", "", markdown_table(summary, name, metric.name, quantity="drop"), ""]
+            sections += [f"![{shown} vs time on {name}]({plot.name})", ""]
     sections += ["## All presets", ""]
     sections += [f"![{m.name.replace('_', ' ')} vs time]({_plot_name(m.name)})" for m in metrics] + [""]
     (out / "report.md").write_text("\n".join(sections))

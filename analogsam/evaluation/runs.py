@@ -17,32 +17,51 @@ from analogsam.errors import InvalidParameterError
 
 def unpack(subject) -> tuple[nn.Module, dict]:
     """(network, labels) of a ``torch.nn.Module`` (no labels) or a TrainedRun (its name, optimizer,
-    model and dataset names)."""
+    model and dataset names, its training seed and whether it is one seed of a seed group)."""
     from analogsam.training import TrainedRun
 
     if isinstance(subject, TrainedRun):
         return subject.model, {"run": subject.name, "optimizer": subject.optimizer,
-                               "model": subject.config.get("model"), "dataset": subject.config.get("dataset")}
+                               "model": subject.config.get("model"), "dataset": subject.config.get("dataset"),
+                               "train_seed": subject.train_seed, "grouped": subject.group is not None}
     if isinstance(subject, nn.Module):
         return subject, {}
     raise InvalidParameterError(f"evaluate() needs a torch.nn.Module or a TrainedRun, got {type(subject).__name__}; "
                                 "pass a network or analogsam.training.load_run(folder)")
 
 
+def describe(run) -> str:
+    """``name``, or ``name seed N`` for one training seed of a seed group: how progress names a run."""
+    return f"{run.name} seed {run.train_seed}" if run.group is not None else run.name
+
+
 def load_runs(runs: Sequence) -> list:
-    """TrainedRun objects from TrainedRuns or run folders; refuses two runs with one name, whose rows
-    would share cells."""
-    from analogsam.training import TrainedRun, load_run
+    """TrainedRun objects from TrainedRuns, run folders and seed-group folders (a group gives all its
+    runs, :func:`analogsam.training.load_group`).
+
+    Refuses two runs whose rows would share cells: two single runs with one name, a single run named
+    like a group, or two runs of a group with one training seed.
+    """
+    from analogsam.training import TrainedRun, load_group
 
     if isinstance(runs, (str, os.PathLike)) or not isinstance(runs, Iterable):
         raise InvalidParameterError(f"runs must be a list of trained runs or run folders, got {runs!r}")
-    loaded = [r if isinstance(r, TrainedRun) else load_run(r) for r in runs]
+    loaded = [one for r in runs for one in ([r] if isinstance(r, TrainedRun) else load_group(r))]
     if not loaded:
         raise InvalidParameterError("runs is empty: pass at least one trained run or run folder")
-    names = [r.name for r in loaded]
-    if len(set(names)) != len(names):
-        raise InvalidParameterError(f"two runs share a name ({', '.join(names)}): rename a run folder so rows "
-                                    "stay apart")
+    seen: dict[str, list] = {}
+    for r in loaded:
+        seen.setdefault(r.name, []).append(r)
+    for name, members in seen.items():
+        if len(members) == 1:
+            continue
+        seeds = [m.train_seed for m in members]
+        if any(m.group is None for m in members):
+            raise InvalidParameterError(f"two runs share the name {name!r}: rename a run folder so rows stay apart "
+                                        "(or pass the seed-group folder that holds them)")
+        if len(set(seeds)) != len(seeds):
+            raise InvalidParameterError(f"two runs of seed group {name!r} share a training seed ({seeds}): pass "
+                                        "each group once, or rename one group's folder")
     return loaded
 
 

@@ -10,7 +10,10 @@ the same folder is refused.
 The columns are :data:`~analogsam.evaluation.columns.RESULT_COLUMNS` (each row names its metric;
 see :mod:`.columns`). A file written before the metric columns existed reads as accuracy rows
 (:func:`read_rows` fills them in) and is rewritten once with the new header. A cell is also keyed
-by its metric, so one folder can hold a run's accuracy and its top-5 accuracy side by side.
+by its metric, so one folder can hold a run's accuracy and its top-5 accuracy side by side, and, for
+the rows of a seed group (``seed_group`` true: one name, one network per training seed), by its
+``train_seed``, so each network of a group has cells of its own. A single run's cells keep the key
+they always had, so folders written before the seed columns existed resume as they did.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import
 __all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label",
            "read_rows", "run_label", "with_metric", "write_rows"]
 
-_INT_COLUMNS = {"repeat", "seed", "n_samples", "n"}
+_INT_COLUMNS = {"repeat", "seed", "n_samples", "n", "train_seed", "n_seeds"}
 _FLOAT_COLUMNS = {"t_seconds", "value", "accuracy", "loss", "digital_value", "digital_accuracy", "mean", "std",
-                  "ci95_low", "ci95_high"}
-_BOOL_COLUMNS = {"higher_is_better"}
+                  "ci95_low", "ci95_high", "seed_std", "programming_std", "drop", "drop_ci95_low", "drop_ci95_high"}
+_BOOL_COLUMNS = {"higher_is_better", "seed_group"}
 _TEXT_COLUMNS = {"faults"}  # empty means "none" (clean), a value in its own right, not a missing one
 
 
@@ -84,17 +87,21 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]
     atomic_write(path, write)
 
 
-def _key(run: str, faults: str, preset: str, digest: str, repeat: int, metric: str) -> tuple:
+def _key(run: str, faults: str, preset: str, digest: str, repeat: int, metric: str,
+         train_seed: int | None = None) -> tuple:
     # Accuracy cells keep the key they had before metrics were a choice; others add their metric.
     key = (run, faults, preset, digest, repeat)
-    return key if metric == DEFAULT_METRIC else (*key, metric)
+    key = key if metric == DEFAULT_METRIC else (*key, metric)
+    # Only a seed group's rows are keyed by their training seed (a single run has one network); the
+    # seed is tagged so it can never be read as a metric's name.
+    return key if train_seed is None else (*key, ("train_seed", int(train_seed)))
 
 
 def cell_key(row: dict) -> tuple:
-    """(run, faults, preset, preset_hash, repeat), plus the metric's name unless it is accuracy: what
-    one cell of the store measured."""
+    """(run, faults, preset, preset_hash, repeat), plus the metric's name unless it is accuracy, plus
+    the training seed for a row of a seed group: what one cell of the store measured."""
     return _key(row["run"], row.get("faults") or "", row["preset"], row["preset_hash"], int(row["repeat"]),
-                row.get("metric") or DEFAULT_METRIC)
+                row.get("metric") or DEFAULT_METRIC, row.get("train_seed") if row.get("seed_group") else None)
 
 
 def _header(path: Path) -> list[str] | None:
@@ -156,10 +163,12 @@ class ResultStore:
             settings = {**old, **settings, "presets": {**old.get("presets", {}), **settings.get("presets", {})}}
         write_json(path, settings)
 
-    def has(self, run: str, faults: str, preset, repeat: int, metric: str = DEFAULT_METRIC) -> bool:
+    def has(self, run: str, faults: str, preset, repeat: int, metric: str = DEFAULT_METRIC,
+            train_seed: int | None = None) -> bool:
         """Whether the cell of ``run`` with ``faults`` (``""``: clean) on ``preset`` (a Preset) at
-        ``repeat``, scored by ``metric`` (its name), is finished."""
-        return _key(run, faults, preset.name, preset.hash, repeat, metric) in self.done
+        ``repeat``, scored by ``metric`` (its name), is finished; ``train_seed`` names the network of
+        a seed group (``None`` for a single run)."""
+        return _key(run, faults, preset.name, preset.hash, repeat, metric, train_seed) in self.done
 
     def append_cell(self, rows: list[dict]) -> None:
         """Append one finished cell's rows durably."""
