@@ -263,6 +263,9 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
     """
     path = Path(path)
     file = path / CHECKPOINT if path.is_dir() else path
+    if not file.exists() and is_seed_group(path):
+        raise RunNotFoundError(f"{path} is a seed group (one run per training seed), not one run: pass one of its "
+                               "seed-N folders, or load every run with analogsam.training.load_group")
     if not file.exists():
         raise RunNotFoundError(f"no checkpoint at {file}: expected a run folder written by "
                                "`analogsam train` (it holds checkpoint.pt) or a checkpoint file")
@@ -439,4 +442,8 @@ def load_group(path: str | os.PathLike) -> list[TrainedRun]:
                                   f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it")
         run.group = path.name
         runs.append(run)
+    methods = sorted({r.optimizer for r in runs})
+    if len(methods) > 1:
+        raise CheckpointError(f"seed group {path} mixes optimizers ({', '.join(methods)}): a group holds one "
+                              "training method; move the other runs to a group of their own")
     return runs

@@ -293,12 +293,14 @@ OPTIMIZERS = ["sgd", "sam", "asam", "samson", "adversarial", "saf"]
 HYPERPARAMETERS = {"adversarial": {"attack_steps": 3}, "saf": {"saf_history": 1, "saf_start": 1}}
 EPOCHS = 3
 SEED = 0
+SEEDS = None                # training seeds per method, e.g. [0, 1, 2]: a seed group per method and
+                            # statistics over seeds; None: one network per method, trained with SEED
 TRAIN_LIMIT = 20000         # training images (None: all 60,000)
 EVAL_LIMIT = 2000           # test images for the analog evaluation (None: the whole test split)
 PRESET = "pcm"
 TIMES = "1s,1h,1d,30d,1y"
 REPEATS = 5                 # independent programmings per network
-RUNS = "../studies/fashion-lenet5"   # run folders: <RUNS>/<optimizer>
+RUNS = "../studies/fashion-lenet5"   # run folders: <RUNS>/<optimizer>, seed groups <RUNS>/<optimizer>-seeds
 OUT = "outputs/02-optimizers"
 """),
     ("md", """
@@ -319,19 +321,29 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notic
 
 from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
-from analogsam.evaluation import format_time, parse_times, summarize, sweep
-from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time, text_table, write_report
-from analogsam.studies.default import train_or_reuse
+from analogsam.evaluation import format_time, parse_times, sweep
+from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time, summary_of, text_table, write_report
+from analogsam.evaluation.statistics import seed_level_test
+from analogsam.training import train_or_reuse, train_seeds
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 runs = []
 for name in OPTIMIZERS:
     start = time.perf_counter()
-    run = train_or_reuse(Path(RUNS) / name, model=MODEL, data=data, optimizer=name, epochs=EPOCHS, seed=SEED,
-                         data_options={"train_limit": TRAIN_LIMIT}, run_name=name, progress=False,
-                         **HYPERPARAMETERS.get(name, {}))
-    runs.append(run)
-    print(f"{name:12s} ready in {time.perf_counter() - start:5.1f} s ({run.path})")
+    settings = dict(model=MODEL, data=data, optimizer=name, epochs=EPOCHS, data_options={"train_limit": TRAIN_LIMIT},
+                    run_name=name, progress=False, **HYPERPARAMETERS.get(name, {}))
+    if SEEDS is None:
+        group = [train_or_reuse(Path(RUNS) / name, seed=SEED, **settings)]
+    else:  # one network per training seed in <RUNS>/<name>-seeds/seed-N, all named after the method
+        group = train_seeds(seeds=SEEDS, out=Path(RUNS) / f"{name}-seeds", **settings)
+    runs.extend(group)
+    where = group[0].path if SEEDS is None else group[0].path.parent
+    print(f"{name:12s} ready in {time.perf_counter() - start:5.1f} s ({where})")
+
+
+def label(run):
+    return run.name if SEEDS is None else f"{run.name} seed {run.train_seed}"
+
 
 common = {"base", "lr", "momentum", "weight_decay"}  # the same for every run
 lines = ["| run | method's hyperparameters | training time | final train loss | digital test accuracy |", "|---|---|---|---|---|"]
@@ -339,14 +351,15 @@ for run in runs:
     hp = ", ".join(f"{k}={v}" for k, v in run.config["optimizer_hparams"].items() if k not in common) or "-"
     seconds = sum(m["seconds"] for m in run.metrics)
     last = run.metrics[-1]
-    lines.append(f"| {run.name} | {hp} | {seconds:.0f} s | {last['train_loss']:.3f} | {last['test_accuracy']:.2%} |")
+    lines.append(f"| {label(run)} | {hp} | {seconds:.0f} s | {last['train_loss']:.3f} | {last['test_accuracy']:.2%} |")
 display(Markdown("\\n".join(lines)))
 
-# A method whose extra term never switches on within the epochs trained ends with exactly SGD's weights.
-reference = runs[0].model.state_dict()
-same = [run.name for run in runs[1:]
-        if all(torch.equal(value, reference[key]) for key, value in run.model.state_dict().items())]
-print(f"trained weights identical to {runs[0].name}'s: {', '.join(same) or 'none'}")
+# A method whose extra term never switches on within the epochs trained ends with exactly SGD's weights
+# (compared seed by seed).
+reference = {run.train_seed: run.model.state_dict() for run in runs if run.name == OPTIMIZERS[0]}
+same = [label(run) for run in runs if run.name != OPTIMIZERS[0]
+        and all(torch.equal(value, reference[run.train_seed][key]) for key, value in run.model.state_dict().items())]
+print(f"trained weights identical to {OPTIMIZERS[0]}'s: {', '.join(same) or 'none'}")
 """),
     ("md", """
 The digital test accuracy above is on the whole test split. The analog evaluation below uses the
@@ -364,13 +377,14 @@ start = time.perf_counter()
 rows = sweep(runs, [preset], batches_for=lambda run: test.batches(2000), times=TIMES, repeats=REPEATS,
              seed=SEED, progress=False)
 print(f"{len(rows)} measurements on {len(test)} test images in {time.perf_counter() - start:.0f} s")
-summary = sorted(summarize(rows), key=lambda r: OPTIMIZERS.index(r["run"]))  # runs in the order given
+# over programmings of one network per method, or over training seeds when each method is a seed group
+summary = sorted(summary_of(rows), key=lambda r: OPTIMIZERS.index(r["run"]))  # runs in the order given
 print(text_table(summary, preset.name))
 display(Markdown(markdown_table(summary, preset.name)))
 """),
     ("code", """
 Path(OUT).mkdir(parents=True, exist_ok=True)
-display(Image(filename=str(plot_accuracy_vs_time(summary, Path(OUT) / "accuracy_vs_time.png"))))
+display(Image(filename=str(plot_accuracy_vs_time(summary, Path(OUT) / "accuracy_vs_time.png", rows=rows))))
 """),
     ("md", """
 A network that starts higher digitally can stay ahead on hardware without being more robust. The
@@ -381,9 +395,9 @@ plot below separates the two: the accuracy lost relative to each network's own d
 times = parse_times(TIMES)
 cell = {(r["run"], r["t_seconds"]): r for r in summary}
 fig, ax = plt.subplots(figsize=(6, 4))
-for run in runs:
-    loss = [100 * (cell[(run.name, t)]["digital_accuracy"] - cell[(run.name, t)]["mean"]) for t in times]
-    ax.plot(times, loss, marker="o", label=run.name)
+for name in OPTIMIZERS:
+    loss = [100 * (cell[(name, t)]["digital_accuracy"] - cell[(name, t)]["mean"]) for t in times]
+    ax.plot(times, loss, marker="o", label=name)
 ax.set_xscale("log")
 ax.set_xticks(times)
 ax.set_xticklabels([format_time(t) for t in times])
@@ -401,33 +415,51 @@ display(Image(filename=str(Path(OUT) / "accuracy_lost.png")))
 ## 3. Facts to check the reading against
 
 For each method and time: the difference of its mean accuracy to SGD's and Welch's t-test p-value
-over the repeats (a p-value says how surprising the difference would be if the two were equal; with
-a handful of repeats, only large differences are clear).
+(a p-value says how surprising the difference would be if the two were equal; with a handful of
+samples, only large differences are clear). With one network per method the samples are its
+repeats, so the test is about those two trained networks; with `SEEDS` each method is a seed group
+and the samples are the per-seed means (n = the number of seeds,
+`analogsam.evaluation.statistics.seed_level_test`), so the test is about the training methods.
 """),
     ("code", """
-acc = {}
-for r in rows:
-    acc.setdefault((r["run"], r["t_seconds"]), []).append(r["accuracy"])
-baseline = runs[0].name
-print(f"difference to {baseline} in accuracy points (p-value of Welch's t-test over {REPEATS} repeats)")
+baseline = OPTIMIZERS[0]
+if SEEDS is None:  # one network per method: Welch's test over its programmings
+    acc = {}
+    for r in rows:
+        acc.setdefault((r["run"], r["t_seconds"]), []).append(r["accuracy"])
+
+    def versus_baseline(name, t):
+        a, b = np.array(acc[(name, t)]), np.array(acc[(baseline, t)])
+        return 100 * (a.mean() - b.mean()), stats.ttest_ind(a, b, equal_var=False).pvalue
+
+    print(f"difference to {baseline} in accuracy points (p-value of Welch's t-test over {REPEATS} repeats)")
+else:  # seed groups: Welch's test over the per-seed means, n = seeds
+    tested = {(r["run"], r["t_seconds"]): r for r in seed_level_test(rows, baseline)}
+
+    def versus_baseline(name, t):
+        return 100 * tested[(name, t)]["difference"], tested[(name, t)]["p_value"]
+
+    print(f"difference to {baseline} in accuracy points (p-value of Welch's t-test over the means of "
+          f"{len(SEEDS)} training seeds, {REPEATS} repeats each)")
 print(f"{'run':12s} {'digital':>8s}" + "".join(f"{format_time(t):>16s}" for t in times))
-for run in runs:
-    digital = cell[(run.name, times[0])]["digital_accuracy"] - cell[(baseline, times[0])]["digital_accuracy"]
-    parts = [f"{run.name:12s} {100 * digital:+8.2f}"]
+for name in OPTIMIZERS:
+    digital = cell[(name, times[0])]["digital_accuracy"] - cell[(baseline, times[0])]["digital_accuracy"]
+    parts = [f"{name:12s} {100 * digital:+8.2f}"]
     for t in times:
-        a, b = np.array(acc[(run.name, t)]), np.array(acc[(baseline, t)])
-        diff = 100 * (a.mean() - b.mean())
-        p = stats.ttest_ind(a, b, equal_var=False).pvalue if run.name != baseline else float("nan")
-        parts.append(f"{diff:+8.2f} (p={p:.3f})" if run.name != baseline else f"{'-':>16s}")
+        if name == baseline:
+            parts.append(f"{'-':>16s}")
+            continue
+        diff, p = versus_baseline(name, t)
+        parts.append(f"{diff:+8.2f} (p={p:.3f})")
     print("".join(parts))
 
 print()
 for t in (times[0], times[-1]):
-    ranked = sorted(runs, key=lambda run: -cell[(run.name, t)]["mean"])
-    print(f"ranking at {format_time(t)}: " + " > ".join(f"{run.name} {cell[(run.name, t)]['mean']:.2%}" for run in ranked))
-for run in runs:
-    c0, c1 = cell[(run.name, times[0])], cell[(run.name, times[-1])]
-    print(f"{run.name:12s} digital {c0['digital_accuracy']:.2%} -> {format_time(times[0])} {c0['mean']:.2%} "
+    ranked = sorted(OPTIMIZERS, key=lambda name: -cell[(name, t)]["mean"])
+    print(f"ranking at {format_time(t)}: " + " > ".join(f"{name} {cell[(name, t)]['mean']:.2%}" for name in ranked))
+for name in OPTIMIZERS:
+    c0, c1 = cell[(name, times[0])], cell[(name, times[-1])]
+    print(f"{name:12s} digital {c0['digital_accuracy']:.2%} -> {format_time(times[0])} {c0['mean']:.2%} "
           f"-> {format_time(times[-1])} {c1['mean']:.2%}: drift over the whole span costs "
           f"{100 * (c0['mean'] - c1['mean']):.2f} points")
 """),

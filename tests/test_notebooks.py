@@ -24,7 +24,7 @@ SMALL = {
 }
 SMALL_BY_NOTEBOOK = {
     "01-quickstart": {"TIMES": "1s,1d,1y"},
-    "02-optimizers": {"TIMES": "1s,1y", "EPOCHS": 2,
+    "02-optimizers": {"TIMES": "1s,1y", "EPOCHS": 2, "SEEDS": [0, 1],  # seed groups: the seed-level tests run
                       "HYPERPARAMETERS": {"adversarial": {"attack_steps": 1}, "saf": {"saf_history": 1, "saf_start": 1}}},
     "03-device-presets": {"PRESET_TIMES": "1s,1d", "ADC_BITS": [4, 8], "ADC_TIMES": "1s",
                           "DRIFT_MODES": ["none", "global"], "DRIFT_TIMES": "1s,1y"},
