@@ -215,6 +215,7 @@ def test_cli_trains_seed_groups_and_compares_them(tmp_path, capsys):
     assert "| sgd | sgd | 2 |" in report and "σp" in report
     summary = read_rows(tmp_path / "cmp" / "summary.csv")
     assert {(r["run"], r["n_seeds"], r["n"]) for r in summary} == {("sgd", 2, 4), ("sam", 2, 4)}
+    assert all(isinstance(r["drop"], float) and isinstance(r["seed_std"], float) for r in summary)
     assert {r["train_seed"] for r in read_rows(tmp_path / "cmp" / "results.csv")} == {0, 1}
     assert (tmp_path / "cmp" / "accuracy_vs_time_pcm.png").exists()
 

@@ -32,7 +32,9 @@ __all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "ResultStore", "SettingsMismatchE
 
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n", "train_seed", "n_seeds"}
 _FLOAT_COLUMNS = {"t_seconds", "value", "accuracy", "loss", "digital_value", "digital_accuracy", "mean", "std",
-                  "ci95_low", "ci95_high", "seed_std", "programming_std", "drop", "drop_ci95_low", "drop_ci95_high"}
+                  "ci95_low", "ci95_high", "seed_std", "programming_std", "drop_ci95_low", "drop_ci95_high"}
+# A number in a summary over training seeds, a name (which drop) in analyze's correlation table.
+_NUMBER_OR_TEXT_COLUMNS = {"drop"}
 _BOOL_COLUMNS = {"higher_is_better", "seed_group"}
 _TEXT_COLUMNS = {"faults"}  # empty means "none" (clean), a value in its own right, not a missing one
 
@@ -61,6 +63,11 @@ def _typed(row: dict) -> dict:
             out[key] = value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1")
         elif key in _FLOAT_COLUMNS:
             out[key] = float(value)
+        elif key in _NUMBER_OR_TEXT_COLUMNS:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
         else:
             out[key] = value
     return out
