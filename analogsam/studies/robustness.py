@@ -24,8 +24,9 @@ each method's two-sided Welch p-value against SGD over seeds, on accuracy and on
 (:func:`analogsam.evaluation.statistics.seed_level_test`), the plots, the exact command and the wall
 time of every stage (``OUT/timings.json`` keeps every invocation's).
 
-``quick=True`` is the same pipeline, every method included, on a tiny problem (a few hundred
-samples, one epoch, two seeds, two programmings, two times per preset) for the test suite.
+``quick=True`` is the same pipeline, every method included, on a tiny problem (128 training and 200
+test samples, four epochs, so that SAF's term, which starts after three, switches on; two seeds, two
+programmings, two times per preset) for the test suite.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -41,11 +43,10 @@ import torch
 
 from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
-from analogsam.evaluation import ResultStore, evaluate, format_time, parse_times, read_rows, sweep
+from analogsam.evaluation import evaluate, format_time, parse_times, read_rows, sweep
 from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time
-from analogsam.evaluation.statistics import seed_level_test, summarize_seeds
+from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLUMNS, seed_level_test, summarize_seeds
 from analogsam.evaluation.store import write_rows
-from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLUMNS
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
 from analogsam.storage import ensure_folder, file_digest, read_json, settings_hash, write_json
@@ -202,33 +203,17 @@ def _seconds_per_test_pass(settings: StudySettings, data) -> float:
     return time.perf_counter() - start
 
 
-def _seconds_per_programming(preset: str, times: Sequence[float], settings: StudySettings, test) -> float:
+def _seconds_per_programming(preset: str, times: Sequence[float], settings: StudySettings, data, test) -> float:
     """Wall time of one programming measured at every time of ``preset``, on up to
     :data:`_COST_SAMPLES` test samples (after a warm-up one) and scaled to the whole test set."""
     x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
     n = min(len(y), _COST_SAMPLES)
-    model = _fresh_model(settings, _Shape(x)).eval()
+    model = _fresh_model(settings, data).eval()
     common = dict(times=list(times), repeats=1, seed=settings.eval_seed, backend=settings.backend, progress=False)
     evaluate(model, [(x[:64], y[:64])], preset, **common)  # warm-up: compiled kernels, caches
     start = time.perf_counter()
     evaluate(model, [(x[:n], y[:n])], preset, **common)
     return (time.perf_counter() - start) * len(y) / n
-
-
-@dataclass
-class _Shape:
-    """The sizes a model is built for, read off a batch of test inputs."""
-
-    x: torch.Tensor
-    num_classes: int = 10
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.x.shape[1])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.x.shape[-1])
 
 
 def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[StudyMethod]) -> dict:
@@ -250,7 +235,7 @@ def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[S
         missing = sum(1 for m in methods for s in settings.seeds for k in range(settings.repeats)
                       if (m.label, s, k) not in done)
         if missing:
-            each = _seconds_per_programming(preset, parse_times(list(times)), settings, test)
+            each = _seconds_per_programming(preset, parse_times(list(times)), settings, data, test)
             evals[preset] = missing * each
             lines.append(f"evaluate {preset}: {missing} programmings x {len(times)} times, {each:.1f} s each "
                          f"= {evals[preset]:.0f} s")
@@ -504,6 +489,8 @@ def write_study_report(out: Path, settings: StudySettings, methods: Sequence[Stu
         "accuracy (negative: a loss), averaged over seeds, ± its 95% interval over seeds. p-values: two-sided "
         "Welch t-test over the per-seed numbers of a method against SGD (n = seeds each), not corrected for the "
         f"{max(0, len(methods) - 1)} methods × times compared.", "",
+        "Measured by: " + (", ".join(f"the `{b}` backend ({n} rows)" for b, n in sorted(
+            Counter(r.get("backend") for r in rows).items(), key=lambda kv: str(kv[0]))) or "nothing yet") + ".", "",
         "## Methods", "", *_method_lines(out, methods, settings), "",
     ]
     for preset, _ in s.presets:
