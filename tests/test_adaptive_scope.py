@@ -182,3 +182,11 @@ def test_analyze_follows_the_scope_each_adaptive_run_was_trained_with():
     assert adaptive_scope_for(run("samson", scope="weights"), "all") == "weights"
     assert adaptive_scope_for(run("asam"), "all") == "weights"  # trained before the scope existed
     assert adaptive_scope_for(run("sgd"), "all") == "all"
+
+
+def test_analyze_takes_the_scope_for_runs_of_other_methods():
+    from analogsam.cli import build_parser
+
+    args = build_parser().parse_args(["analyze", "runs/sgd", "--out", "x", "--asam-scope", "all"])
+    assert args.asam_scope == "all"
+    assert build_parser().parse_args(["analyze", "runs/sgd", "--out", "x"]).asam_scope is None
