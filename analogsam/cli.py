@@ -168,6 +168,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     from analogsam.evaluation import DEFAULT_REPEATS
+    from analogsam.optim.hyperparameters import ADAPTIVE_SCOPES
     from analogsam.studies import default as default_study
     from analogsam.studies.flatness import analyze_runs
 
@@ -249,10 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     probes.add_argument("--curves", default=None,
                         help="comma-separated subset of weight_noise_relative, weight_noise_additive, stuck_at, "
                              "bit_flip (default: all)")
+    probes.add_argument("--asam-scope", choices=ADAPTIVE_SCOPES, default=None,
+                        help="tensors adaptive_sharpness scales by |w| + eta for runs not trained with asam/samson "
+                             "(those use their own --scope): weights (layer weights only) or all (default: weights)")
     probes.add_argument("--quick", action="store_true",
                         help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)")
     add_data_flags(ana)
     add_output_flags(ana, required=True, what="output folder (per-run subfolders, table.csv, report.md)")
+
+    study = sub.add_parser("study", parents=[debug], help="the packaged studies: `study robustness`")
+    studies = study.add_subparsers(dest="study", required=True, metavar="STUDY")
+    rob = studies.add_parser(
+        "robustness", parents=[debug],
+        help="8 training methods x 3 seeds on LeNet-5 / Fashion-MNIST, PCM and RRAM over time; report.md",
+        description="Train SGD, SAM, ASAM (scope weights and all), SAMSON, adversarial, SAF and noise injection "
+                    "(package defaults) on LeNet-5 / Fashion-MNIST with 3 training seeds, measure every network "
+                    "over 10 programmings on PCM (1s-1y) and RRAM (1s, 1d, 2d), and write report.md: accuracy and "
+                    "drop tables over seeds, p-values against SGD, plots, wall times. States the measured "
+                    "runtime first; rerunning the same command resumes (finished runs and cells are reused).")
+    rob.add_argument("--quick", action="store_true",
+                     help="the same pipeline, every method, on a tiny problem (128/200 samples, 4 epochs, 2 seeds, "
+                          "2 programmings, 2 times per preset): a minute or so")
+    add_data_flags(rob)
+    add_output_flags(rob, required=True, what="study folder (train/, eval/, report.md); rerunning resumes it")
 
     from analogsam.data import dataset_names
     from analogsam.models import model_names
@@ -446,7 +466,8 @@ def cmd_analyze(args) -> None:
                           data_root=args.data_root, metrics=metrics, curves=curves, quick=args.quick,
                           progress=not args.quiet, device=args.device,
                           # accuracy is the default: naming it would change the settings of earlier analyses
-                          **({} if args.metric == "accuracy" else {"metric": args.metric}))
+                          **({} if args.metric == "accuracy" else {"metric": args.metric}),
+                          **({} if args.asam_scope is None else {"asam_scope": args.asam_scope}))
     print()
     for c in result["correlations"]:
         if c["drop"] == "accuracy_drop":
@@ -505,8 +526,19 @@ def cmd_inspect(args) -> None:
                                            device=args.device)))
 
 
+def cmd_study(args) -> None:
+    from analogsam.studies.robustness import robustness_study
+
+    command = "analogsam " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+    robustness_study(args.out, quick=args.quick, data_root=args.data_root, progress=not args.quiet,
+                     command=command or f"analogsam study robustness --out {args.out}"
+                                        + (" --quick" if args.quick else "")
+                                        + (f" --data-root {args.data_root}" if args.data_root else ""))
+
+
 COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "presets": cmd_presets, "analyze": cmd_analyze, "inspect": cmd_inspect}
+            "presets": cmd_presets, "analyze": cmd_analyze, "inspect": cmd_inspect,
+            "study": cmd_study}
 
 
 def _one_line(err: BaseException) -> str:

@@ -542,8 +542,8 @@ def test_command_line_flags():
 def test_declared_defaults_are_the_methods_defaults():
     # the values the methods had before their defaults moved into the declarations
     before = {
-        "sgd": {}, "adamw": {}, "sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01},
-        "samson": {"rho": 0.2, "eta": 0.01, "p": "inf"},
+        "sgd": {}, "adamw": {}, "sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01, "scope": "weights"},
+        "samson": {"rho": 0.2, "eta": 0.01, "p": "inf", "scope": "weights"},  # scope added later, today's rule
         "adversarial": {"beta": 0.25, "zeta_attack": 0.1, "attack_steps": 10, "zeta_init": 0.001,
                         "attack_gradient": "through", "zeta_forward": 0.0},
         "saf": {"saf_lambda": 0.3, "saf_tau": 5.0, "saf_history": 3, "saf_start": None, "saf_end": None},

@@ -152,6 +152,13 @@ TRAINING_SETTINGS: dict[str, Hyperparameter] = {hp.name: hp for hp in (
 RHO = _float("rho", 0.05, "neighbourhood radius ρ: the L2 norm of the perturbation in the (scaled) weight "
              "space", "dimensionless", symbol="ρ", metavar="RHO")
 ETA = _float("eta", 0.01, "offset η in T_w = |w| + η", "weight units", symbol="η", metavar="ETA")
+#: Which tensors ASAM's and SAMSON's T scales (``"weights"``: the crossbar weights, T = 1 elsewhere;
+#: ``"all"``: every trainable parameter). See :mod:`analogsam.optim.two_pass` for the two sources.
+ADAPTIVE_SCOPES = ("weights", "all")
+SCOPE = Hyperparameter("scope", str, "weights", "which tensors T scales: 'weights' the layer (crossbar) weights "
+                       "only, T = 1 for biases and normalisation parameters (the ASAM authors' code, "
+                       "SamsungLabs/ASAM); 'all' every parameter, biases too (davda54/sam, pytorch_optimizer)",
+                       choices=ADAPTIVE_SCOPES)
 NORM_ORDER = Hyperparameter("p", float, "inf", "norm order p of the per-layer normalisation ‖w‖_p: inf "
                             "(the layer's max |w|) or 2", low=1.0, infinite=True, symbol="p", metavar="P")
 
@@ -176,10 +183,10 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("sgd", "SGD with momentum alone", "", ()),
     MethodSpec("adamw", "AdamW alone (decoupled weight decay)", "Loshchilov & Hutter, ICLR 2019, arXiv 1711.05101"),
     MethodSpec("sam", "two-pass, ε = ρ g/‖g‖", "Foret et al., ICLR 2021, arXiv 2010.01412", (RHO,)),
-    MethodSpec("asam", "two-pass, ε = ρ T²g/‖Tg‖, T = \\|w\\| + η on layer weights",
-               "Kwon et al., ICML 2021, arXiv 2102.11600", (RHO.with_default(0.5), ETA)),
+    MethodSpec("asam", "two-pass, ε = ρ T²g/‖Tg‖, T = \\|w\\| + η on layer weights (`--scope all`: on every parameter)",
+               "Kwon et al., ICML 2021, arXiv 2102.11600", (RHO.with_default(0.5), ETA, SCOPE)),
     MethodSpec("samson", "ASAM with T normalised by the layer's ‖w‖_p", "Mordido et al. 2022, arXiv 2211.11561",
-               (RHO.with_default(0.2), ETA, NORM_ORDER)),
+               (RHO.with_default(0.2), ETA, NORM_ORDER, SCOPE)),
     MethodSpec("adversarial", "task loss + β·KL to the outputs at a sign-gradient attack within θ ± ζ\\|θ\\|",
                "Büchel et al., ICLR 2022, arXiv 2106.05009", (
                    _float("beta", 0.25, "weight β of the KL robustness term (0: the base optimizer)", symbol="β",

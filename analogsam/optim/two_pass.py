@@ -14,13 +14,21 @@ ASAM       |w| + η                             Kwon et al., ICML 2021, arXiv 21
 SAMSON     (|w| + η) / ‖w‖_p  (whole tensor)   Mordido et al., arXiv 2211.11561
 =========  ==================================  ===========================================
 
-Which tensors are "weights": ASAM and SAMSON scale only layer weights; everything else (biases,
-normalisation parameters) gets T = 1. The authors' code tests ``'weight' in name``, which also catches
-BatchNorm's γ; we give γ T = 1, since normalisation stays digital on an analog accelerator. An optimizer sees
-tensors, not names, so a param group may say ``adaptive=True/False``; without it a tensor with
-``dim() > 1`` is a weight and a 1-d tensor (bias, BatchNorm γ/β) is not. This deliberately differs from
-``pytorch_optimizer.SAM(adaptive=True)``, which scales every tensor by |w| with η = 0.
-:func:`analogsam.optim.adaptive_param_groups` builds the groups from a model by layer type.
+Which tensors T scales is ASAM's and SAMSON's ``scope`` (declared in
+:mod:`analogsam.optim.hyperparameters`), one of two conventions found in the sources:
+
+- ``scope="weights"`` (the default): only layer weights are scaled; everything else (biases,
+  normalisation parameters) gets T = 1 and is still perturbed, by ρ·g/‖T⊙g‖. This is the ASAM
+  authors' code (SamsungLabs/ASAM, ``asam.py``: ``if 'weight' in n: t_w = |w| + eta``), which also
+  catches BatchNorm's γ; we give γ T = 1, since normalisation stays digital on an analog accelerator.
+- ``scope="all"``: every parameter, biases and normalisation parameters too, is scaled by T:
+  davda54/sam's ``SAM(adaptive=True)`` and ``pytorch_optimizer.SAM(adaptive=True)`` (both scale by |w|
+  with η = 0; here η stays the ``eta`` hyperparameter, pass ``eta=0`` for their exact rule).
+
+An optimizer sees tensors, not names, so a param group may say ``adaptive=True/False``, and that flag
+decides for its tensors; without it the scope decides: under ``"weights"`` a tensor with ``dim() > 1`` is
+a weight and a 1-d tensor (bias, BatchNorm γ/β) is not, under ``"all"`` every tensor is scaled.
+:func:`analogsam.optim.adaptive_param_groups` builds the groups from a model by layer type and scope.
 
 The API follows davda54/sam::
 
@@ -45,7 +53,7 @@ from analogsam.errors import InvalidParameterError
 
 from ._common import NonFiniteError, adaptive_param_groups, frozen_batchnorm_stats, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
-from .hyperparameters import ETA, METHODS, NORM_ORDER, RHO
+from .hyperparameters import ETA, METHODS, NORM_ORDER, RHO, SCOPE
 
 
 class SAM(torch.optim.Optimizer):
@@ -198,27 +206,32 @@ class SAM(torch.optim.Optimizer):
 class ASAM(SAM):
     """Adaptive SAM (Kwon et al., ICML 2021, arXiv 2102.11600; SamsungLabs/ASAM).
 
-    ε = ρ · T² ⊙ g / ‖T ⊙ g‖₂ with T_w = |w| + η for weights, T = 1 for biases and normalisation
-    parameters (see the module docstring for how weights are recognised).
+    ε = ρ · T² ⊙ g / ‖T ⊙ g‖₂ with T_w = |w| + η for the scaled tensors, T = 1 for the others.
 
     Args:
         rho: ρ. Paper: 0.5 on CIFAR-10 (the default), 1.0 on CIFAR-100; davda54/sam WRN-16-8 used 2.0.
         eta: η, keeps T away from 0 for zero weights. Paper: 0.01 (the example script's ``--eta``
             defaults to 0.0, a known trap).
+        scope: which tensors are scaled when their param group has no ``adaptive`` flag: ``"weights"``
+            (tensors with ``dim() > 1``; biases and normalisation parameters T = 1: the authors' code)
+            or ``"all"`` (every tensor: davda54/sam, pytorch_optimizer); see the module docstring.
     """
 
     _extra_defaults = {"eta": ETA.default, "adaptive": None}
 
     def __init__(self, params, base_optimizer, rho: float = METHODS["asam"]["rho"].default,
-                 eta: float = ETA.default, **base_kwargs):
+                 eta: float = ETA.default, scope: str = SCOPE.default, **base_kwargs):
         eta = ETA.check(eta)
+        # An attribute, not a group default: param groups (and so checkpoints) stay as they were.
+        self.scope = SCOPE.check(scope)
         self._extra_defaults = {**self._extra_defaults, "eta": eta}
         super().__init__(params, base_optimizer, rho=rho, **base_kwargs)
 
-    @staticmethod
-    def _is_weight(p: torch.Tensor, group: dict) -> bool:
+    def _is_weight(self, p: torch.Tensor, group: dict) -> bool:
         flag = group.get("adaptive")
-        return p.dim() > 1 if flag is None else bool(flag)
+        if flag is not None:
+            return bool(flag)
+        return True if self.scope == "all" else p.dim() > 1
 
     def _scale(self, p, group):
         if not self._is_weight(p, group):
@@ -229,22 +242,25 @@ class ASAM(SAM):
 class SAMSON(ASAM):
     """SAM scaled by outlier normalisation (Mordido, Henwood, Chandar, Leduc-Primeau, arXiv 2211.11561).
 
-    ε = ρ · T ⊙ (T ⊙ g) / ‖T ⊙ g‖₂ with T_w = (|w| + η) / ‖w‖_p, the norm over the whole weight tensor
-    (p = ∞: the layer's largest |w|), T = 1 for biases and normalisation parameters. Normalising by the
-    layer's range makes the perturbation relative to what the analog tile can represent.
+    ε = ρ · T ⊙ (T ⊙ g) / ‖T ⊙ g‖₂ with T_w = (|w| + η) / ‖w‖_p, the norm over the whole tensor
+    (p = ∞: the layer's largest |w|), for the tensors the scope scales (``"weights"``: the layer
+    weights, T = 1 for biases and normalisation parameters; ``"all"``: every tensor, a bias by its own
+    ‖b‖_p). Normalising by the layer's range makes the perturbation relative to what the analog tile
+    can represent.
 
     Args:
         rho: ρ. Default 0.2, the value in the authors' follow-up code (the paper's class default is 0.5).
         eta: η. Paper: 0.01.
         p: the norm order, ``float('inf')`` (paper default) or 2 (the other variant studied).
+        scope: as for :class:`ASAM`.
     """
 
     def __init__(self, params, base_optimizer, rho: float = METHODS["samson"]["rho"].default,
-                 eta: float = ETA.default, p: float | str = NORM_ORDER.default,
+                 eta: float = ETA.default, p: float | str = NORM_ORDER.default, scope: str = SCOPE.default,
                  **base_kwargs):
         p = float(NORM_ORDER.check(p))  # "inf" -> inf
         self._extra_defaults = {"eta": eta, "adaptive": None, "p": p}
-        super().__init__(params, base_optimizer, rho=rho, eta=eta, **base_kwargs)
+        super().__init__(params, base_optimizer, rho=rho, eta=eta, scope=scope, **base_kwargs)
 
     def _scale(self, w, group):
         if not self._is_weight(w, group):
@@ -258,9 +274,10 @@ class SAMSON(ASAM):
 
 class SharpnessAwareMethod(TrainingMethod):
     """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
-    BatchNorm running statistics frozen. ASAM/SAMSON scale the crossbar weights
+    BatchNorm running statistics frozen. ASAM/SAMSON with ``scope="weights"`` scale the crossbar weights
     (:func:`analogsam.robustness.roles.crossbar_weights`: Linear/Conv weights, attention projections,
-    recurrent gate matrices), not biases, normalisation parameters or embedding tables.
+    recurrent gate matrices), not biases, normalisation parameters or embedding tables; with
+    ``scope="all"`` every trainable parameter.
 
     Data-parallel training: the first pass stays on each replica (its own ε), the second pass's
     gradient is averaged over the replicas before the base optimizer steps."""
@@ -269,8 +286,10 @@ class SharpnessAwareMethod(TrainingMethod):
 
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
-        extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items() if k in ("rho", "eta", "p")}
-        params = adaptive_param_groups(self.model) if self.name != "sam" else self.model.parameters()
+        extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items()
+                 if k in ("rho", "eta", "p", "scope")}
+        params = (adaptive_param_groups(self.model, extra["scope"]) if self.name != "sam"
+                  else self.model.parameters())
         self.sam = self.OPTIMIZERS[self.name](params, cls, **extra, **base_kwargs(lr, momentum, weight_decay))
         return self.sam.base_optimizer
 

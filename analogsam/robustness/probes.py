@@ -40,6 +40,7 @@ def analyze_model(
     ascent_steps: int = 10,
     asam_rho: float = 0.5,
     asam_eta: float = 0.01,
+    asam_scope: str = "weights",
     sigma: float = 0.1,
     sharpness_draws: int = 20,
     hessian_iters: int = 20,
@@ -62,7 +63,8 @@ def analyze_model(
     The model is restored exactly afterwards and evaluated in eval mode. Sharpness metrics perturb
     ``sharpness_parameters`` (all trainable parameters by default, the papers' convention); noise
     and fault curves perturb ``fault_parameters`` (the Linear/Conv weights that sit on analog tiles).
-    Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values), Büchel et al.'s η
+    Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values) and ASAM's scope
+    ``asam_scope`` ``"weights"`` (see :mod:`analogsam.robustness.roles`), Büchel et al.'s η
     for relative noise, a few percent of the layer range for additive noise.
 
     ``metric`` (default top-1 accuracy; e.g. ``"perplexity"`` for a language model, see
@@ -92,7 +94,7 @@ def analyze_model(
         "worst_case_sharpness": lambda: sharpness.worst_case_sharpness(
             model, batches, rho, ascent_steps, **sharp_common),
         "adaptive_sharpness": lambda: sharpness.adaptive_sharpness(
-            model, batches, asam_rho, ascent_steps, eta=asam_eta, **sharp_common),
+            model, batches, asam_rho, ascent_steps, eta=asam_eta, scope=asam_scope, **sharp_common),
         "average_sharpness": lambda: sharpness.average_sharpness(
             model, batches, sigma, sharpness_draws, **sharp_common),
         "hessian_top_eigenvalue": lambda: sharpness.hessian_top_eigenvalue(
@@ -134,6 +136,7 @@ def analyze_model(
         "settings": {
             "metric": resolved.name, "num_batches": num_batches, "seed": seed, "metrics": list(metrics), "curves": list(curves),
             "rho": rho, "ascent_steps": ascent_steps, "asam_rho": asam_rho, "asam_eta": asam_eta,
+            "asam_scope": asam_scope,
             "sigma": sigma, "sharpness_draws": sharpness_draws, "hessian_iters": hessian_iters,
             "hessian_tol": hessian_tol, "trace_draws": trace_draws,
             "sharpness_parameters": sharpness_parameters, "relative_etas": list(relative_etas),

@@ -24,6 +24,16 @@ conversion to aihwkit (which layers become tiles, which may stay digital) all re
   ``mapping.digital_bias = True``), nor are BatchNorm's γ, β, attention's ``bias_k``/``bias_v`` or
   an embedding table.
 
+**The scope of the adaptive scaling.** Two conventions exist for which tensors ASAM's T = |w| + η
+scales, and :func:`adaptive_param_groups` / :func:`adaptive_scales` take either as ``scope``:
+``"weights"`` (the default, today's behaviour) scales the crossbar weights and gives every other
+tensor T = 1, so it is still perturbed, by ρ·g/‖T⊙g‖, as the ASAM authors' code (SamsungLabs/ASAM,
+``'weight' in name``) does; ``"all"`` scales every trainable parameter, biases and normalisation
+parameters too, as davda54/sam's ``SAM(adaptive=True)`` and ``pytorch_optimizer.SAM(adaptive=True)``
+do (both with η = 0; here η stays the ``eta`` hyperparameter). With weights at |w| ≈ 0.05 and biases
+at T = 1, ‖T⊙g‖ under ``"weights"`` is dominated by the bias gradients, so the ascent step moves mostly
+the (digital) biases: the two scopes train measurably different networks (issue 15).
+
 **The BatchNorm γ decision.** ASAM's T = |w| + η (Kwon et al., ICML 2021, arXiv 2102.11600) is
 applied by the authors' code (SamsungLabs/ASAM) to every parameter whose name contains ``weight``,
 BatchNorm's γ included; davda54/sam's ASAM scales every parameter. analogsam scales the crossbar
@@ -70,6 +80,11 @@ REWRITTEN_WEIGHTS = (
 
 #: What a probe may perturb: ``"all"`` trainable parameters or the crossbar ``"weights"``.
 PARAMETER_SETS = ("all", "weights")
+
+#: Which tensors ASAM's T = |w| + η scales: the crossbar ``"weights"`` (T = 1 for the rest) or
+#: ``"all"`` trainable parameters; the choices of the ``scope`` hyperparameter
+#: (:data:`analogsam.optim.hyperparameters.ADAPTIVE_SCOPES`, which this layer cannot import).
+ADAPTIVE_SCOPES = ("weights", "all")
 
 
 def is_convertible(module: nn.Module) -> bool:
@@ -147,19 +162,31 @@ def select_parameters(model: nn.Module, parameters: str = "all") -> list[tuple[s
     return named
 
 
-def adaptive_param_groups(model: nn.Module) -> list[dict]:
-    """Two param groups for ASAM/SAMSON: the crossbar weights (``adaptive=True``, scaled by T_w) and
-    everything else (biases, normalisation parameters: ``adaptive=False``, T = 1)."""
-    weights = {id(p) for _, p in crossbar_weights(model)}
+def check_scope(scope: str) -> str:
+    """``scope`` if it is one of :data:`ADAPTIVE_SCOPES`, else :class:`InvalidParameterError`."""
+    return check_choice("scope", scope, ADAPTIVE_SCOPES)
+
+
+def adaptive_param_groups(model: nn.Module, scope: str = "weights") -> list[dict]:
+    """Param groups for ASAM/SAMSON. ``scope="weights"``: two groups, the crossbar weights
+    (``adaptive=True``, scaled by T_w) and everything else (biases, normalisation parameters:
+    ``adaptive=False``, T = 1). ``scope="all"``: one group, every trainable parameter ``adaptive=True``."""
     all_params = [p for _, p in trainable_parameters(model)]
+    if check_scope(scope) == "all":
+        return [{"params": all_params, "adaptive": True}] if all_params else []
+    weights = {id(p) for _, p in crossbar_weights(model)}
     groups = [{"params": [p for p in all_params if id(p) in weights], "adaptive": True},
               {"params": [p for p in all_params if id(p) not in weights], "adaptive": False}]
     return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()
-def adaptive_scales(model: nn.Module, params: Iterable[torch.Tensor], eta: float) -> list[torch.Tensor]:
+def adaptive_scales(model: nn.Module, params: Iterable[torch.Tensor], eta: float,
+                    scope: str = "weights") -> list[torch.Tensor]:
     """ASAM's T for each of ``params``: |w| + η for a crossbar weight of ``model``, 1 for anything else
-    (the rule of :func:`adaptive_param_groups`; see the module docstring for BatchNorm's γ)."""
+    (``scope="weights"``), or |w| + η for every tensor (``scope="all"``): the rule of
+    :func:`adaptive_param_groups` for the same scope (see the module docstring for BatchNorm's γ)."""
+    if check_scope(scope) == "all":
+        return [p.detach().abs() + eta for p in params]
     weights = {id(p) for _, p in crossbar_weights(model, trainable=False)}
     return [p.detach().abs() + eta if id(p) in weights else torch.ones_like(p) for p in params]

@@ -51,7 +51,7 @@ from analogsam.robustness._batches import (
 )
 from analogsam.robustness._random import make_generator, rademacher, seed_settings, standard_normal
 from analogsam.robustness.perturbations import gaussian_weight_noise
-from analogsam.robustness.roles import adaptive_scales, select_parameters
+from analogsam.robustness.roles import adaptive_scales, check_scope, select_parameters
 from analogsam.statistics import mean_std_stderr
 from analogsam.validation import check_int, check_real
 
@@ -275,15 +275,17 @@ def adaptive_sharpness(
     steps: int = 10,
     *,
     eta: float = 0.01,
+    scope: str = "weights",
     step_size: float | None = None,
     **probe: Unpack[ProbeOptions],
 ) -> SharpnessResult:
     """ASAM's adaptive sharpness max_{‖T⁻¹ε‖₂≤ρ} L(w+ε) − L(w) (Kwon et al., ICML 2021, arXiv 2102.11600).
 
-    T = |w| + η elementwise for the crossbar weights and T = 1 for the others (biases, BatchNorm γ
-    and β): exactly the T of the ASAM optimizer (:func:`analogsam.robustness.roles.adaptive_scales`;
-    the authors' code also scales BatchNorm's γ, see :mod:`analogsam.robustness.roles` for why
-    analogsam does not). With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
+    ``scope="weights"``: T = |w| + η elementwise for the crossbar weights and T = 1 for the others
+    (biases, BatchNorm γ and β); ``scope="all"``: T = |w| + η for every perturbed tensor. Either way
+    exactly the T of the ASAM optimizer with the same ``scope``
+    (:func:`analogsam.robustness.roles.adaptive_scales`; the authors' code also scales BatchNorm's γ,
+    see :mod:`analogsam.robustness.roles` for why analogsam does not). With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
     the same projected normalized gradient ascent (gradient in δ: T⊙∇L); the first step is ASAM's
     ε = ρ·T²⊙g/‖T⊙g‖₂. With η = 0 the value is invariant to rescaling a layer by c and the next by
     1/c (ReLU networks without biases compute the same function): the point of ASAM.
@@ -293,10 +295,12 @@ def adaptive_sharpness(
     """
     rho, steps, step_size = _ascent_settings(rho, steps, step_size)
     eta = check_real("eta", eta, 0.0)
+    scope = check_scope(scope)
     with _measuring(model, batches, probe) as problem:
-        scales = adaptive_scales(model, problem.params, eta)
+        scales = adaptive_scales(model, problem.params, eta, scope)
         base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
-    settings = {"rho": rho, "eta": eta, "steps": steps, "step_size": step_size, **problem.settings}
+    settings = {"rho": rho, "eta": eta, "scope": scope, "steps": steps, "step_size": step_size,
+                **problem.settings}
     return SharpnessResult("adaptive_sharpness", best - base, None, settings, info)
 
 

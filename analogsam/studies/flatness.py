@@ -49,6 +49,19 @@ REPORT_FILE = "report.md"
 _TEST_BATCH = 2000
 
 
+#: Training methods whose perturbation scales by T = |w| + η and so have a ``scope``.
+ADAPTIVE_METHODS = ("asam", "samson")
+
+
+def adaptive_scope_for(run, default: str = "weights") -> str:
+    """The scope of the ``adaptive_sharpness`` metric for ``run``: the run's own ``scope`` when it was
+    trained with ASAM or SAMSON (runs from before the scope existed were trained with ``"weights"``),
+    so the metric measures what that optimizer minimised; ``default`` for every other method."""
+    if run.optimizer in ADAPTIVE_METHODS:
+        return run.config.get("optimizer_hparams", {}).get("scope", "weights")
+    return default
+
+
 def _dataset_cache_key(config: Mapping, data_root) -> str:
     """Runs trained on the same data share one loaded dataset."""
     return settings_hash({"dataset": config.get("dataset"), "data_options": config.get("data_options", {}),
@@ -269,12 +282,15 @@ def analyze_runs(
     ``robustness.png`` overlaying all runs' curves.
 
     ``analysis_options`` go to :func:`analyze_model` (``rho``, ``hessian_iters``, ``relative_etas``,
-    ...); ``quick=True`` starts from :data:`QUICK_SETTINGS`. Its ``metric`` (a name, e.g.
+    ...); ``asam_scope`` applies to runs not trained with ASAM/SAMSON, whose ``adaptive_sharpness``
+    uses the scope they were trained with (:func:`adaptive_scope_for`); ``quick=True`` starts from
+    :data:`QUICK_SETTINGS`. Its ``metric`` (a name, e.g.
     ``"perplexity"``) and ``output_fn`` also go to the analog evaluation: the ``*_accuracy`` columns
     then hold that metric's value and every drop is how much worse the perturbed or analog value is
     (positive whichever direction the metric has). ``device`` (:func:`analogsam.device.resolve_device`;
     ``"auto"``: the GPU where torch sees one) is where the probes and the evaluation run; a GPU is
-    recorded in the settings, so analyses made on the CPU and on a GPU are kept apart. Returns ``{"records", "table",
+    recorded in the settings, so analyses made on the CPU and on a GPU are kept apart. Returns
+    ``{"records", "table",
     "correlations", "paths", "analysed", "skipped"}``.
     """
     from tqdm.auto import tqdm
@@ -332,6 +348,9 @@ def analyze_runs(
     for run_dir, run in outer:
         folder = out / safe_name(run.name)
         run_settings = {**settings, "checkpoint": file_digest(run_dir / CHECKPOINT)}
+        scope = adaptive_scope_for(run, options.get("asam_scope", "weights"))
+        if scope != "weights":  # recorded only when not the default, so earlier analyses still match
+            run_settings["adaptive_scope"] = scope
         old = matching_record(folder / RUN_RECORD, run_settings)
         if old is not None:
             records.append(old)
@@ -357,8 +376,8 @@ def analyze_runs(
             test = [(x[i:i + _TEST_BATCH], y[i:i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
         merged, analog_rows = _analyze_one(
             run, train_batches, test, preset, t, repeats=repeats, seed=seed, backend=backend, metrics=metrics,
-            curves=curves, options=options, progress=progress, label=run.name, device=device,
-            evaluation_device=requested)
+            curves=curves, options={**options, "asam_scope": scope}, progress=progress, label=run.name,
+            device=device, evaluation_device=requested)
         record = {"run": run.name, "optimizer": run.optimizer, "model": run.config.get("model"),
                   "dataset": run.config.get("dataset"), "run_dir": str(run_dir),
                   "settings": run_settings, "settings_hash": settings_hash(run_settings), **merged}

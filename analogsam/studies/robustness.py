@@ -1,0 +1,557 @@
+"""The robustness study (``analogsam study robustness``): which training methods keep their accuracy
+on simulated analog hardware, with the training seed as the unit of every claim (issue 15).
+
+One command trains eight methods, each with the package's default hyperparameters, on LeNet-5 /
+Fashion-MNIST (8 epochs, SGD lr 0.05, momentum 0.9, weight decay 5e-4, batch 128, cosine schedule;
+all passed explicitly, so a later change of a package default does not change what the study
+trains), three training seeds each, and measures every network over ten programmings on PCM (1 s,
+1 h, 1 d, 30 d, 1 y) and on the NeuRRAM RRAM preset ``rram-wan2022`` (1 s, 1 d, 2 d: the only times
+its noise model defines). The methods (:data:`METHODS`): SGD, SAM, ASAM with both scopes (layer
+weights only, the authors' code; every parameter, davda54/sam and pytorch_optimizer), SAMSON,
+adversarial weight-noise training (Büchel et al.), SAF and noise injection.
+
+It is resumable at every level: the networks are seed groups ``OUT/train/<method>/seed-N``
+(:func:`analogsam.training.train_seeds`, which reuses a finished seed trained with the same
+settings), the measurements live in result stores ``OUT/eval/<preset>`` (a rerun measures only the
+missing cells) and the report is rewritten from the stores after every method. Before anything runs,
+the remaining work's wall time is *measured*: a few training steps of each method still to train and
+one programming per preset on this machine, extrapolated to the steps and programmings left.
+
+The report (``OUT/report.md``) gives per preset the accuracy and the drop from the digital accuracy
+(mean over seeds of each network's mean over programmings, ± the 95% CI over seeds:
+:func:`analogsam.evaluation.statistics.summarize_seeds`), the within-network programming spread σp,
+each method's two-sided Welch p-value against SGD over seeds, on accuracy and on drop
+(:func:`analogsam.evaluation.statistics.seed_level_test`), the plots, the exact command and the wall
+time of every stage (``OUT/timings.json`` keeps every invocation's).
+
+``quick=True`` is the same pipeline, every method included, on a tiny problem (128 training and 200
+test samples, four epochs, so that SAF's term, which starts after three, switches on; two seeds, two
+programmings, two times per preset) for the test suite.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from analogsam.data import load_dataset
+from analogsam.errors import AnalogsamError
+from analogsam.evaluation import evaluate, format_time, parse_times, read_rows, sweep
+from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time
+from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLUMNS, seed_level_test, summarize_seeds
+from analogsam.evaluation.store import write_rows
+from analogsam.models import build_model, make_spec
+from analogsam.optim import build_method
+from analogsam.storage import ensure_folder, file_digest, read_json, settings_hash, write_json
+from analogsam.training import CHECKPOINT, REUSE_RECORD, SEED_FOLDER, train_seeds
+
+__all__ = ["FULL", "METHODS", "QUICK", "StudyMethod", "StudySettings", "StudySettingsError", "robustness_study"]
+
+
+class StudySettingsError(AnalogsamError, ValueError):
+    """The study folder holds a study run with other settings (e.g. ``--quick`` and the full one)."""
+
+
+@dataclass(frozen=True)
+class StudyMethod:
+    """One method of the study: its label (the seed group's name), optimizer and what it sets."""
+
+    label: str
+    optimizer: str
+    hparams: dict = field(default_factory=dict)
+
+
+#: The methods, in the order they are trained (the costliest, adversarial training, last, so the
+#: report covers the others first) and reported. Each runs with the package's defaults, except that
+#: the two ASAM variants name their scope.
+METHODS: tuple[StudyMethod, ...] = (
+    StudyMethod("sgd", "sgd"),
+    StudyMethod("sam", "sam"),
+    StudyMethod("asam-weights", "asam", {"scope": "weights"}),
+    StudyMethod("asam-all", "asam", {"scope": "all"}),
+    StudyMethod("samson", "samson"),
+    StudyMethod("saf", "saf"),
+    StudyMethod("noise", "noise"),
+    StudyMethod("adversarial", "adversarial"),
+)
+BASELINE = "sgd"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything that decides what the study trains and measures."""
+
+    model: str = "lenet5"
+    dataset: str = "fashion-mnist"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    repeats: int = 10
+    eval_seed: int = 0
+    presets: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("pcm", ("1s", "1h", "1d", "30d", "1y")),
+        ("rram-wan2022", ("1s", "1d", "2d")),
+    )
+    backend: str = "auto"
+
+    def train_kwargs(self) -> dict:
+        """The settings of every run (with a method's optimizer and hyperparameters added)."""
+        return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "momentum": self.momentum, "weight_decay": self.weight_decay, "schedule": self.schedule,
+                "data_options": {"train_limit": self.train_limit, "test_limit": self.test_limit}}
+
+
+FULL = StudySettings()
+# 4 epochs: SAF's term starts after saf_history = 3 epochs by default, and must start for SAF to be SAF.
+QUICK = replace(FULL, train_limit=128, test_limit=200, epochs=4, seeds=(0, 1), repeats=2,
+                presets=(("pcm", ("1s", "1y")), ("rram-wan2022", ("1s", "2d"))))
+
+STUDY_RECORD = "study.json"
+TIMINGS = "timings.json"
+REPORT = "report.md"
+_TEST_BATCH = 2000
+_COST_SAMPLES = 2000  # test samples one programming is timed on before the run (scaled to the test set)
+_INTERIM_REPORT_AFTER = 60.0  # seconds a method's stages take before the report is rewritten after it
+
+
+def _log(progress: bool, text: str) -> None:
+    if progress:
+        print(text, flush=True)
+
+
+def _check_folder(out: Path, settings: StudySettings) -> None:
+    """Refuse a folder that holds a study with other settings: its runs and cells would mix."""
+    wanted = jsonable_settings(settings)
+    record = read_json(out / STUDY_RECORD)
+    if record is None:
+        write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
+    elif record.get("settings_hash") != settings_hash(wanted):
+        raise StudySettingsError(f"{out} holds a robustness study with other settings ({out / STUDY_RECORD}); "
+                                 "pass another --out (e.g. a separate folder for --quick)")
+
+
+def jsonable_settings(settings: StudySettings) -> dict:
+    data = asdict(settings)
+    data["presets"] = {name: list(times) for name, times in settings.presets}
+    data["seeds"] = list(settings.seeds)
+    return data
+
+
+def _group(out: Path, method: StudyMethod) -> Path:
+    return out / "train" / method.label
+
+
+def _finished_seeds(out: Path, method: StudyMethod, settings: StudySettings) -> list[int]:
+    """Seeds whose run folder holds a finished run (checkpoint and reuse record); train_seeds checks
+    the settings themselves."""
+    return [s for s in settings.seeds
+            if (_group(out, method) / SEED_FOLDER.format(s) / CHECKPOINT).exists()
+            and (_group(out, method) / SEED_FOLDER.format(s) / REUSE_RECORD).exists()]
+
+
+def _measured_programmings(out: Path, preset: str) -> set[tuple]:
+    path = out / "eval" / preset / "results.csv"
+    rows = read_rows(path) if path.exists() else []
+    return {(r["run"], r.get("train_seed"), r["repeat"]) for r in rows}
+
+
+# -- the up-front estimate -----------------------------------------------------------------------------
+
+def _fresh_model(settings: StudySettings, data):
+    return build_model(make_spec(settings.model, in_channels=data.in_channels, num_classes=data.num_classes,
+                                 input_size=data.input_size))
+
+
+def _seconds_per_step(method: StudyMethod, settings: StudySettings, data, steps: int = 3, warmup: int = 1) -> float:
+    """Wall time of one training step of ``method`` (after ``warmup`` steps), measured here."""
+    torch.manual_seed(0)
+    model = _fresh_model(settings, data)
+    trainer = build_method(method.optimizer, model, lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay, num_samples=len(data.train),
+                           num_classes=data.num_classes, epochs=settings.epochs, **method.hparams)
+    trainer.begin_epoch(0)
+    model.train()
+    batches = itertools.cycle(list(itertools.islice(
+        data.train.batches(settings.batch_size, shuffle=True, seed=0, with_indices=True), warmup + steps)))
+    for i, (x, y, idx) in enumerate(itertools.islice(batches, warmup + steps)):
+        if i == warmup:
+            start = time.perf_counter()
+        trainer.train_step(x, y, idx)
+    return (time.perf_counter() - start) / steps
+
+
+def _seconds_per_test_pass(settings: StudySettings, data) -> float:
+    """Wall time of the digital test pass that training does after every epoch."""
+    model = _fresh_model(settings, data).eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for x, _ in data.test.batches(1024):
+            model(x)
+    return time.perf_counter() - start
+
+
+def _seconds_per_programming(preset: str, times: Sequence[float], settings: StudySettings, data, test) -> float:
+    """Wall time of one programming measured at every time of ``preset``, on up to
+    :data:`_COST_SAMPLES` test samples (after a warm-up one) and scaled to the whole test set."""
+    x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
+    n = min(len(y), _COST_SAMPLES)
+    model = _fresh_model(settings, data).eval()
+    common = dict(times=list(times), repeats=1, seed=settings.eval_seed, backend=settings.backend, progress=False)
+    evaluate(model, [(x[:64], y[:64])], preset, **common)  # warm-up: compiled kernels, caches
+    start = time.perf_counter()
+    evaluate(model, [(x[:n], y[:n])], preset, **common)
+    return (time.perf_counter() - start) * len(y) / n
+
+
+def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[StudyMethod]) -> dict:
+    """The measured wall time of the work left: seconds per stage, and how it was measured."""
+    steps_per_run = math.ceil(len(data.train) / settings.batch_size) * settings.epochs
+    test_pass = None
+    train, lines = {}, []
+    for m in methods:
+        missing = len(settings.seeds) - len(_finished_seeds(out, m, settings))
+        if missing:
+            step = _seconds_per_step(m, settings, data)
+            test_pass = _seconds_per_test_pass(settings, data) if test_pass is None else test_pass
+            train[m.label] = missing * (steps_per_run * step + settings.epochs * test_pass)
+            lines.append(f"train {m.label}: {missing} run(s) x {steps_per_run} steps x {step:.3f} s/step "
+                         f"(+ {settings.epochs} test passes of {test_pass:.1f} s) = {train[m.label]:.0f} s")
+    evals = {}
+    for preset, times in settings.presets:
+        done = _measured_programmings(out, preset)
+        missing = sum(1 for m in methods for s in settings.seeds for k in range(settings.repeats)
+                      if (m.label, s, k) not in done)
+        if missing:
+            each = _seconds_per_programming(preset, parse_times(list(times)), settings, data, test)
+            evals[preset] = missing * each
+            lines.append(f"evaluate {preset}: {missing} programmings x {len(times)} times, {each:.1f} s each "
+                         f"= {evals[preset]:.0f} s")
+    total = sum(train.values()) + sum(evals.values())
+    return {"train": train, "evaluate": evals, "total": total, "lines": lines}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- the study -------------------------------------------------------------------------------------------
+
+def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, progress: bool = True,
+                     log: bool = True, command: str | None = None, settings: StudySettings | None = None,
+                     methods: Sequence[StudyMethod] = METHODS) -> dict:
+    """Train, measure and report the robustness study into ``out``; rerunning resumes it.
+
+    ``quick`` picks :data:`QUICK` instead of :data:`FULL` (``settings`` overrides both); ``command``
+    is the command line recorded in the report; ``progress`` shows the training and evaluation bars,
+    ``log`` prints a line per stage (the estimate first). Returns ``{"report", "rows", "trained", "measured",
+    "estimate", "timings"}``: ``trained`` lists the ``(method, seed)`` runs trained by this call,
+    ``measured`` counts the result rows it added.
+    """
+    settings = settings or (QUICK if quick else FULL)
+    out = ensure_folder(out, "study folder")
+    _check_folder(out, settings)
+    started = time.time()
+    stages: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    options = {"root": data_root, "train_limit": settings.train_limit, "test_limit": settings.test_limit}
+    data = load_dataset(settings.dataset, **{k: v for k, v in options.items() if v is not None})
+    test = list(data.test.batches(_TEST_BATCH))
+    stages["load data"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    planned = estimate(out, settings, data, test, methods)
+    stages["measure the runtime"] = time.perf_counter() - clock
+    _log(log, f"robustness study in {out}: {len(methods)} methods x {len(settings.seeds)} training seeds, "
+                   f"{settings.repeats} programmings on {', '.join(p for p, _ in settings.presets)}")
+    if planned["total"]:
+        _log(log, f"expected wall time of the work left, measured on this machine just now: "
+                       f"{_duration(planned['total'])}")
+        for line in planned["lines"]:
+            _log(log, f"  {line}")
+    else:
+        _log(log, "every run is trained and every cell measured: rewriting the report only")
+
+    trained, before = [], sum(len(_measured_programmings(out, p)) for p, _ in settings.presets)
+    for i, method in enumerate(methods, 1):
+        group = _group(out, method)
+        digests = {s: _digest(group / SEED_FOLDER.format(s) / CHECKPOINT) for s in settings.seeds}
+        clock = method_clock = time.perf_counter()
+        _log(log, f"[{i}/{len(methods)}] {method.label}: training seeds "
+                       f"{', '.join(map(str, settings.seeds))} (finished ones are reused)")
+        runs = train_seeds(data=data, seeds=list(settings.seeds), out=group, run_name=method.label,
+                           optimizer=method.optimizer, progress=progress, **settings.train_kwargs(),
+                           **method.hparams)
+        new = [s for s in settings.seeds if _digest(group / SEED_FOLDER.format(s) / CHECKPOINT) != digests[s]]
+        trained += [(method.label, s) for s in new]
+        stages[f"train {method.label}"] = time.perf_counter() - clock
+        _log(log, f"[{i}/{len(methods)}] {method.label}: {len(new)} run(s) trained, "
+                       f"{len(settings.seeds) - len(new)} reused, {stages[f'train {method.label}']:.0f} s; digital "
+                       + ", ".join(f"seed {r.train_seed} {r.metrics[-1]['test_accuracy']:.2%}" for r in runs))
+        for preset, times in settings.presets:
+            clock = time.perf_counter()
+            sweep(runs, [preset], batches_for=lambda run: test, times=list(times), repeats=settings.repeats,
+                  seed=settings.eval_seed, out=out / "eval" / preset, backend=settings.backend, progress=progress)
+            stages[f"evaluate {method.label} on {preset}"] = time.perf_counter() - clock
+            _log(log, f"[{i}/{len(methods)}] {method.label} on {preset}: "
+                           f"{stages[f'evaluate {method.label} on {preset}']:.0f} s")
+        if time.perf_counter() - method_clock > _INTERIM_REPORT_AFTER:  # a long run shows results as they come
+            clock = time.perf_counter()
+            timings = _record_timings(out, started, command, stages, trained, planned)
+            write_study_report(out, settings, methods, command, timings)
+            stages["report"] = stages.get("report", 0.0) + time.perf_counter() - clock
+    clock = time.perf_counter()
+    report = write_study_report(out, settings, methods, command,
+                                _record_timings(out, started, command, stages, trained, planned))
+    stages["report"] = stages.get("report", 0.0) + time.perf_counter() - clock
+    timings = _record_timings(out, started, command, stages, trained, planned)  # the report's own time too
+    rows = _all_rows(out, settings)
+    measured = len({(r["preset"], r["run"], r.get("train_seed"), r["repeat"]) for r in rows}) - before
+    _log(log, f"finished in {time.time() - started:.0f} s: {len(trained)} run(s) trained, {measured} "
+                   f"programming(s) measured; report: {report}")
+    return {"report": report, "rows": rows, "trained": trained, "measured": measured, "estimate": planned,
+            "timings": timings}
+
+
+def _digest(path: Path) -> str | None:
+    return file_digest(path) if path.exists() else None
+
+
+def _record_timings(out: Path, started: float, command, stages: dict, trained: list, planned: dict) -> list[dict]:
+    """Append (or update) this invocation's stage wall times in ``OUT/timings.json``; returns them all."""
+    path = out / TIMINGS
+    history = read_json(path) or []
+    entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)), "command": command,
+             "expected_seconds": round(planned["total"], 1), "wall_seconds": round(time.time() - started, 1),
+             "stages": {k: round(v, 1) for k, v in stages.items()}, "trained": [list(t) for t in trained]}
+    if history and history[-1].get("started") == entry["started"]:
+        history[-1] = entry
+    else:
+        history.append(entry)
+    write_json(path, history)
+    return history
+
+
+def _all_rows(out: Path, settings: StudySettings) -> list[dict]:
+    rows = []
+    for preset, _ in settings.presets:
+        path = out / "eval" / preset / "results.csv"
+        if path.exists():
+            rows += read_rows(path)
+    return rows
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+def _pp(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:+.2f}"
+
+
+def _p(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _by_cell(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:
+    cells = {(r["run"], r["t_seconds"]): r for r in summary if r["preset"] == preset and r["metric"] == "accuracy"}
+    runs = list(dict.fromkeys(r for r, _ in cells))
+    return runs, sorted({t for _, t in cells}), cells
+
+
+def _spread_table(summary: list[dict], preset: str, order: Sequence[str]) -> str:
+    """σp (std over programmings within one network, pooled over seeds) and the std of the seed means."""
+    runs, times, cells = _by_cell(summary, preset)
+    runs = [r for r in order if r in runs]
+    head = "| method | " + " | ".join(f"{format_time(t)} σp / σseeds" for t in times) + " |"
+    lines = [head, "|" + "---|" * (1 + len(times))]
+    for run in runs:
+        row = [run]
+        for t in times:
+            c = cells.get((run, t))
+            row.append("—" if c is None else f"{100 * c['programming_std']:.2f} / {100 * c['seed_std']:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _test_table(tests: list[dict], preset: str, order: Sequence[str]) -> str:
+    """Per method and time: difference to SGD (pp) and Welch p over seeds, for accuracy and for drop."""
+    cells = {(r["run"], r["t_seconds"], r["quantity"]): r for r in tests if r["preset"] == preset
+             and r["metric"] == "accuracy"}
+    runs = [r for r in order if any(k[0] == r for k in cells)]
+    times = sorted({k[1] for k in cells})
+    head = "| method | " + " | ".join(f"{format_time(t)} accuracy Δ (p) | {format_time(t)} drop Δ (p)"
+                                     for t in times) + " |"
+    lines = [head, "|" + "---|" * (1 + 2 * len(times))]
+    for run in runs:
+        row = [run]
+        for t in times:
+            for quantity in ("value", "drop"):
+                c = cells.get((run, t, quantity))
+                row.append("—" if c is None else f"{_pp(c['difference'])} ({_p(c['p_value'])})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def plot_drops(summary: list[dict], preset: str, path: Path, order: Sequence[str]) -> Path:
+    """Grouped bars: each method's drop from its digital accuracy (pp) per time, ± the 95% CI over seeds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs, times, cells = _by_cell(summary, preset)
+    runs = [r for r in order if r in runs]
+    fig = Figure(figsize=(max(6.0, 1.0 * len(runs) + 2), 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(times))
+    for j, t in enumerate(times):
+        xs, heights, errors = [], [], [[], []]
+        for i, run in enumerate(runs):
+            c = cells.get((run, t))
+            if c is None or c["drop"] is None:
+                continue
+            xs.append(i + (j - (len(times) - 1) / 2) * width)
+            heights.append(100 * c["drop"])
+            low, high = c["drop_ci95_low"], c["drop_ci95_high"]
+            known = low is not None and not math.isnan(low)
+            errors[0].append(100 * (c["drop"] - low) if known else 0.0)
+            errors[1].append(100 * (high - c["drop"]) if known else 0.0)
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=format_time(t))
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels(runs, rotation=30, ha="right")
+    ax.set_ylabel("accuracy − digital accuracy (pp)")
+    ax.set_title(f"{preset}: drop from digital, mean ± 95% CI over training seeds")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(title="time", fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _method_lines(out: Path, methods: Sequence[StudyMethod], settings: StudySettings) -> list[str]:
+    """The methods with the hyperparameters their runs were trained with (read from a run's config)."""
+    lines = ["| method | optimizer | hyperparameters (as trained) |", "|---|---|---|"]
+    base = {"base", "lr", "momentum", "weight_decay"}
+    for m in methods:
+        config = read_json(_group(out, m) / SEED_FOLDER.format(settings.seeds[0]) / "config.json")
+        if config is None:
+            lines.append(f"| {m.label} | {m.optimizer} | not trained yet |")
+            continue
+        hp = {k: v for k, v in config.get("optimizer_hparams", {}).items() if k not in base}
+        shown = ", ".join(f"{k}={v}" for k, v in hp.items()) or "—"
+        lines.append(f"| {m.label} | {m.optimizer} | {shown} |")
+    return lines
+
+
+def write_study_report(out: Path, settings: StudySettings, methods: Sequence[StudyMethod], command,
+                       timings: list[dict]) -> Path:
+    """``OUT/report.md`` with its tables and plots (``OUT/summary.csv``, ``OUT/tests.csv``, PNGs), from
+    every row measured so far."""
+    rows = _all_rows(out, settings)
+    order = [m.label for m in methods]
+    summary = summarize_seeds(rows) if rows else []
+    write_rows(out / "summary.csv", summary, SEED_SUMMARY_COLUMNS)
+    tests = []
+    if any(r["run"] == BASELINE for r in rows):
+        tests = seed_level_test(rows, BASELINE, quantity="value") + seed_level_test(rows, BASELINE, quantity="drop")
+    write_rows(out / "tests.csv", tests, SEED_TEST_COLUMNS)
+    s = settings
+    lines = [
+        "# Robustness study: training methods on simulated analog hardware, over training seeds", "",
+        f"Command: `{command or 'robustness_study(...)'}`", "",
+        f"Setting: `{s.model}` on `{s.dataset}` ({_subset(s)}), {s.epochs} epochs, SGD lr {s.lr:g}, momentum "
+        f"{s.momentum:g}, weight decay {s.weight_decay:g}, batch {s.batch_size}, {s.schedule} schedule (every method's "
+        f"base optimizer); training seeds {', '.join(map(str, s.seeds))}; {s.repeats} programmings per network "
+        f"(evaluation seed {s.eval_seed}, backend `{s.backend}`; torch threads {torch.get_num_threads()}); "
+        + "; ".join(f"`{p}` at {', '.join(times)}" for p, times in s.presets) + ".", "",
+        "Each accuracy cell is the mean over training seeds of each network's mean over its programmings, ± the "
+        "half-width of the 95% Student-t interval over seeds (n = seeds), with σp, the standard deviation over "
+        "programmings within one network (pooled over seeds). A drop is accuracy − that network's digital test "
+        "accuracy (negative: a loss), averaged over seeds, ± its 95% interval over seeds. p-values: two-sided "
+        "Welch t-test over the per-seed numbers of a method against SGD (n = seeds each), not corrected for the "
+        f"{max(0, len(methods) - 1)} methods × times compared.", "",
+        "Measured by: " + (", ".join(f"the `{b}` backend ({n} rows)" for b, n in sorted(
+            Counter(r.get("backend") for r in rows).items(), key=lambda kv: str(kv[0]))) or "nothing yet") + ".", "",
+        "## Methods", "", *_method_lines(out, methods, settings), "",
+    ]
+    for preset, _ in s.presets:
+        if not any(r["preset"] == preset for r in summary):
+            lines += [f"## `{preset}`", "", "Not measured yet.", ""]
+            continue
+        sub = [r for r in summary if r["preset"] == preset]
+        acc_plot = plot_accuracy_vs_time(sub, out / f"accuracy_vs_time_{preset}.png", preset=preset,
+                                         rows=[r for r in rows if r["preset"] == preset])
+        drop_plot = plot_drops(sub, preset, out / f"drop_{preset}.png", order)
+        lines += [f"## `{preset}`", "",
+                  "### Accuracy (mean ± 95% CI over seeds, σp within a network)", "",
+                  _ordered(markdown_table(sub, preset), order), "",
+                  "### Drop from digital accuracy (mean ± 95% CI over seeds)", "",
+                  _ordered(markdown_table(sub, preset, quantity="drop"), order), "",
+                  "### Spread: within a network (σp, over programmings) and between networks (σseeds, of the "
+                  "seed means), pp", "",
+                  _spread_table(sub, preset, order), "",
+                  "### Against SGD: difference in pp and Welch p over seeds, on accuracy and on drop", "",
+                  _test_table(tests, preset, order) if tests else "SGD not measured yet.", "",
+                  f"![accuracy vs time]({acc_plot.name})", "", f"![drop per method]({drop_plot.name})", ""]
+    lines += _wall_time_lines(timings, methods, settings)
+    path = out / REPORT
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settings: StudySettings) -> list[str]:
+    """Each invocation (start, expected and measured wall time), then every stage summed over them."""
+    lines = ["## Wall time", "", "| invocation started | expected (measured up front) | wall time | runs trained |",
+             "|---|---|---|---|"]
+    for e in timings:
+        lines.append(f"| {e['started']} | {_duration(e['expected_seconds'])} | {_duration(e['wall_seconds'])} | "
+                     f"{len(e['trained'])} |")
+    summed: dict[str, float] = {}
+    for e in timings:
+        for stage, seconds in e["stages"].items():
+            summed[stage] = summed.get(stage, 0.0) + seconds
+    presets = [p for p, _ in settings.presets]
+    lines += ["", "Stages, summed over the invocations (a stage that reused finished work takes seconds):", "",
+              "| method | train | " + " | ".join(f"evaluate {p}" for p in presets) + " |",
+              "|" + "---|" * (2 + len(presets))]
+    for m in methods:
+        cells = [summed.get(f"train {m.label}")] + [summed.get(f"evaluate {m.label} on {p}") for p in presets]
+        lines.append(f"| {m.label} | " + " | ".join("—" if c is None else _duration(c) for c in cells) + " |")
+    other = {k: v for k, v in summed.items() if not k.startswith(("train ", "evaluate "))}
+    lines += ["", "Other stages: " + ", ".join(f"{k} {_duration(v)}" for k, v in other.items()) + ".", "",
+              f"Total over {len(timings)} invocation(s): {_duration(sum(e['wall_seconds'] for e in timings))} "
+              f"(every invocation's stages: {TIMINGS}).", ""]
+    return lines
+
+
+def _subset(s: StudySettings) -> str:
+    if s.train_limit is None and s.test_limit is None:
+        return "full training and test splits"
+    return f"{s.train_limit or 'all'} training and {s.test_limit or 'all'} test samples"
+
+
+def _ordered(table: str, order: Sequence[str]) -> str:
+    """``table``'s rows in the study's method order (markdown_table sorts them by name)."""
+    head, rule, *body = table.split("\n")
+    rank = {name: i for i, name in enumerate(order)}
+    body.sort(key=lambda line: rank.get(line.split("|")[1].strip(), len(rank)))
+    return "\n".join([head, rule, *body])
