@@ -28,7 +28,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analogsam.hardware.fast import layers
@@ -162,23 +161,20 @@ class FastGroupedConv(nn.Module):
                 for s in range(0, b, step):
                     e = min(b, s + step)
                     torch.randn((e - s, n, length), generator=gen, out=drawn[g, s:e])
-            noise = drawn.permute(0, 2, 3, 1).contiguous()  # (groups, n, L, b): images innermost
+            noise = drawn
         else:
             noise = torch.empty((0, 0, 0, 0), dtype=torch.float32)
-        # (groups, c, hp, wp, b): each group's zero-padded channels, images innermost
-        padded = F.pad(x.to(torch.float32), (pw, pw, ph, ph)) if (ph or pw) else x.to(torch.float32)
-        xt = padded.reshape(b, groups, c, h + 2 * ph, w + 2 * pw).permute(1, 2, 3, 4, 0).contiguous()
-        out_t = torch.empty(groups, n, length, b, dtype=torch.float32)
+        img = x.to(torch.float32).contiguous()
+        out = torch.empty(b, groups * n, length, dtype=torch.float32)
         thres, res, bound = tile._dac_args
         sigma, ores, obound, test_negative, out_scale = tile._adc_args
         saturated = _kernels().grouped_conv(
-            xt.numpy(), oh, ow, kh, kw, dh, dw, sh, sw, spec.nm == "max", thres, res, bound,
+            img.numpy(), groups, kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max", thres, res, bound,
             weights, fused, noise.numpy(), sigma, ores, obound, test_negative, out_scale,
-            post, alpha, osc, bias, out_t.numpy())
+            post, alpha, osc, bias, out.numpy())
         if saturated and len(tile.reductions) > 1:
             gen.set_state(start_state)  # bound management reruns patches: the tile-by-tile path
             return None
-        out = out_t.permute(3, 0, 1, 2).reshape(b, groups * n, length)  # (a copy, contiguous)
         return out.view(b, groups * n, oh, ow)
 
 

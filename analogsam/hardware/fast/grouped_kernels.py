@@ -78,25 +78,31 @@ def chain_product(w, x, fused, out):
 
 
 @jit
-def grouped_conv(xt, oh, ow, kh, kw, dh, dw, sh, sw, signed, thres, res, bound, w, fused,
+def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, w, fused,
                  noise, sigma, ores, obound, test_negative, out_scale, post, alpha, osc, bias, out):
-    """Every group of a grouped convolution on its own tile.
+    """Every group of a grouped convolution on its own tile, for images ``img`` (b, C, h, w).
 
-    ``xt`` (groups, c, hp, wp, b): the zero-padded images, group ``g``'s ``c`` channels, with the
-    images innermost (so that every loop below runs over the ``b`` images, contiguous: a depthwise
-    tile has only a few values per image); ``w`` (groups, n, c*kh*kw): the tiles' weights;
-    ``noise`` (groups, n, oh*ow, b), or empty for none; ``post``, ``alpha``, ``osc``, ``bias``
-    (groups, n): each tile's periphery (see :func:`.kernels.adc_cols`); ``out`` (groups, n,
-    oh*ow, b). Per patch, the steps of :func:`.kernels.conv_dac` (noise-management maximum over
+    Group ``g`` reads channels ``g*c ... (g+1)*c - 1`` (``c = C / groups``) and writes outputs
+    ``g*n ... (g+1)*n - 1`` of ``out`` (b, groups*n, oh*ow); ``w`` (groups, n, c*kh*kw): the
+    tiles' weights; ``noise`` (groups, b, n, oh*ow), or empty for none; ``post``, ``alpha``,
+    ``osc``, ``bias`` (groups, n): each tile's periphery (see :func:`.kernels.adc_cols`). Group by
+    group, its channels (zero-padded), its noise and its outputs are moved through buffers with
+    the images innermost, so that every loop of the arithmetic runs over the ``b`` images,
+    contiguous (a depthwise tile has only a few values per image). Per patch, the steps of :func:`.kernels.conv_dac` (noise-management maximum over
     the patch, the padding's zeros included, scale, DAC), the product (:func:`_chain`), then those
     of :func:`.kernels.adc_cols`; a patch whose maximum is not positive gives the periphery of an
     exact zero (as :meth:`.tile.Tile.complete` sets it). Returns the number of saturated outputs
     that may fail their patch's bound test (positive whenever a patch failed; the caller redoes
     the layer tile by tile if bound management would rerun them)."""
-    groups, c = xt.shape[0], xt.shape[1]
-    b = xt.shape[4]
+    b, c, h, wd = img.shape[0], img.shape[1] // groups, img.shape[2], img.shape[3]
     n, k_size = w.shape[1], w.shape[2]
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
     length = oh * ow
+    x = np.zeros((c, hp, wp, b), np.float32)  # the padding stays zero
+    noise_g = np.empty((n, length, b), np.float32)
+    out_g = np.empty((n, length, b), np.float32)
     scale = np.empty((length, b), np.float32)
     factor = np.empty((length, b), np.float32)
     nonpos = np.empty((length, b), np.bool_)
@@ -106,7 +112,17 @@ def grouped_conv(xt, oh, ow, kh, kw, dh, dw, sh, sw, signed, thres, res, bound, 
     has_noise = noise.size > 0
     count = 0
     for g in range(groups):
-        x = xt[g]
+        for i in range(b):
+            for ch in range(c):
+                for y in range(h):
+                    src = img[i, g * c + ch, y]
+                    for xx in range(wd):
+                        x[ch, y + ph, xx + pw, i] = src[xx]
+            if has_noise:
+                for j in range(n):
+                    src = noise[g, i, j]
+                    for t in range(length):
+                        noise_g[j, t, i] = src[t]
         for oy in range(oh):
             for ox in range(ow):
                 t = oy * ow + ox
@@ -145,9 +161,14 @@ def grouped_conv(xt, oh, ow, kh, kw, dh, dw, sh, sw, signed, thres, res, bound, 
         for j in range(n):
             for t in range(length):
                 _chain(w[g, j], q[t], fused, acc[t])
-                count += _adc(acc[t], noise[g, j, t] if has_noise else acc[t, :0], sigma, ores, obound,
+                count += _adc(acc[t], noise_g[j, t] if has_noise else acc[t, :0], sigma, ores, obound,
                               test_negative, factor[t], nonpos[t], post[g, j], alpha[g, j], osc[g, j],
-                              bias[g, j], out[g, j, t])
+                              bias[g, j], out_g[j, t])
+        for i in range(b):
+            for j in range(n):
+                dst = out[i, g * n + j]
+                for t in range(length):
+                    dst[t] = out_g[j, t, i]
     return count
 
 
