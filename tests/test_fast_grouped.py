@@ -3,6 +3,7 @@ tile-by-tile path it replaces, noise on, same seed; where it cannot be exact it 
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward
 from analogsam.hardware.fast import grouped_kernels
-from analogsam.hardware.fast.grouped import FastGroupedConv
+from analogsam.hardware.fast.grouped import FastGroupedConv, product_chain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -87,3 +88,16 @@ def test_a_layer_the_kernel_does_not_cover_runs_tile_by_tile():
     layer = next(m for m in FastAnalogForward(copy.deepcopy(analog)).network.modules()
                  if isinstance(m, FastGroupedConv))
     assert layer.tiles is None
+
+
+@pytest.mark.parametrize("n, k, length", [(1, 3, 14), (2, 6, 9), (4, 9, 20)])
+def test_the_kernels_product_is_the_local_blas_product_bit_for_bit(n, k, length):
+    fused = product_chain(n, k, length)
+    if fused is None:
+        pytest.skip("this BLAS sums the tiny products in neither order; the engine runs such layers tile by tile")
+    g = torch.Generator().manual_seed(99)
+    w = torch.randn(n, k, generator=g).numpy()
+    x = (torch.randint(-127, 128, (200, k, length), generator=g).float() * 0.0078740157).numpy()
+    ours = np.empty((200, n, length), np.float32)
+    grouped_kernels.chain_product(w, x, fused, ours)
+    assert np.array_equal(ours, np.matmul(w, x))
