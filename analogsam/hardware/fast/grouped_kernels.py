@@ -1,14 +1,14 @@
-"""The compiled kernel of a whole grouped (depthwise) convolution layer, one pass per group and image.
+"""The compiled kernel of a whole grouped (depthwise) convolution layer, all its tiles in one call.
 
 A depthwise layer (:mod:`analogsam.hardware.mapping.grouped`) is ``groups`` tiny tiles (a 1x3
 depthwise ``Conv1d`` over 64 channels: 64 tiles of 3 inputs and 1 output). Run tile by tile, each
 tile's DAC kernel, product, output-noise draw and ADC kernel is a separate call over a few values
 per image, and the fixed cost of the calls, not the arithmetic, sets the time. :func:`grouped_conv`
-does the layer in one call: per (group, image) it takes the group's channels of the image, the
-noise-management scale of every patch, the DAC of the patch, the tile's product, the output noise
-(drawn beforehand by torch, from the same generator in the same order as the tile-by-tile path),
-the ADC, the bound test and the tile's digital periphery, with the float32 operations of
-:mod:`.kernels` in the same order (no ``fastmath``).
+does the layer in one call: group by group, over all images at once (images innermost, so that
+the loops vectorise), the noise-management scale of every patch, the DAC of the patch, the tile's
+product, the output noise (drawn beforehand by torch, from the same generator in the same order
+as the tile-by-tile path), the ADC, the bound test and the tile's digital periphery, with the
+float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
 The product: ``W q`` with the tile's weights is, like the BLAS call of :class:`.tile.Weights`
 that it replaces, a chain over the patch elements in their order, accumulated with fused
@@ -88,9 +88,10 @@ def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res
     ``osc``, ``bias`` (groups, n): each tile's periphery (see :func:`.kernels.adc_cols`). Group by
     group, its channels (zero-padded), its noise and its outputs are moved through buffers with
     the images innermost, so that every loop of the arithmetic runs over the ``b`` images,
-    contiguous (a depthwise tile has only a few values per image). Per patch, the steps of :func:`.kernels.conv_dac` (noise-management maximum over
-    the patch, the padding's zeros included, scale, DAC), the product (:func:`_chain`), then those
-    of :func:`.kernels.adc_cols`; a patch whose maximum is not positive gives the periphery of an
+    contiguous (a depthwise tile has only a few values per image). Per patch, the steps of
+    :func:`.kernels.conv_dac` (noise-management maximum over the patch, the padding's zeros
+    included, scale, DAC), the product (:func:`_chain`), then those of :func:`.kernels.adc_cols`;
+    a patch whose maximum is not positive gives the periphery of an
     exact zero (as :meth:`.tile.Tile.complete` sets it). Returns the number of saturated outputs
     that may fail their patch's bound test (positive whenever a patch failed; the caller redoes
     the layer tile by tile if bound management would rerun them)."""
