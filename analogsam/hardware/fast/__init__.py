@@ -42,7 +42,8 @@ step about once per million outputs (``benchmarks/bench_evaluate.py`` counts the
 Every other operation is done in the C++ order with the same float32 roundings. With noise on,
 the outputs have aihwkit's distribution (``tests/test_fastpath.py`` compares means and variances).
 The compiled kernels of :mod:`.kernels` (``fused=True``) give bit-identical results to the torch
-operations they replace.
+operations they replace, and so does the one-pass kernel of a grouped or depthwise convolution
+(:mod:`.grouped`, :mod:`.grouped_kernels`) to running its groups' tiles one by one.
 
 The seeding contract. Every random number of the forward and of the drift-compensation read-outs
 comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call): the same

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from analogsam.device import resolve_device
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
+from analogsam.hardware.fast.grouped import fused_grouped
 from analogsam.hardware.fast.layers import FastConv2d, FastLinear
 from analogsam.hardware.fast.support import FastPathUnsupported, io_spec, unsupported_reason
 from analogsam.hardware.fast.threads import engine_threads
@@ -102,7 +103,7 @@ class FastAnalogForward:
             key: (None if child is None else self._shadow(child, f"{name}.{key}" if name else key))
             for key, child in module._modules.items()
         }
-        return new
+        return fused_grouped(self, new)  # a grouped convolution: all its tiles in one kernel pass
 
     @property
     def tiles(self) -> list[Tile]:

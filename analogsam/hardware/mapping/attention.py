@@ -129,7 +129,12 @@ class TiledMultiheadAttention(nn.Module):
         key_padding_mask = _additive_mask(key_padding_mask, "key_padding_mask", query.dtype)
         attn_mask = _additive_mask(attn_mask, "attn_mask", query.dtype)
         if batched and self.batch_first:
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+            if key is query and value is query:
+                # self-attention: one (L, N, E) copy for the three projections, which would each
+                # copy the transposed view again to read it as rows
+                query = key = value = query.transpose(0, 1).contiguous()
+            else:
+                query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         elif not batched:
             query, key, value = (t.unsqueeze(1) for t in (query, key, value))
             if key_padding_mask is not None:

@@ -1,0 +1,184 @@
+"""A grouped (depthwise) convolution's tiles in one compiled pass (:mod:`.grouped_kernels`).
+
+:class:`~analogsam.hardware.mapping.grouped.GroupedConv` puts each group of a grouped convolution on
+its own tiles, one ungrouped convolution per group; the engine's copy of it holds one
+:class:`.layers.FastConv2d` per group and runs them one after the other. For a depthwise layer each
+of these is a tile of a few inputs, and per-call costs dominate. :class:`FastGroupedConv` runs the
+whole layer through :func:`.grouped_kernels.grouped_conv` instead when that computes exactly what
+the tile-by-tile path computes:
+
+- every group is one tile (no split along rows or columns), read through the strided patches
+  (no analog bias), with the same IO settings, and those settings are the ones the fused DAC and
+  ADC kernels of :class:`.tile.Tile` cover, without input noise, asymmetries, IR drop or
+  output-referred weight noise, and without an input range;
+- the local BLAS computes the tiles' products as one of the two chains the kernel knows, checked
+  bit for bit on the layer's shapes (:func:`product_chain`);
+- no patch saturates the ADC so that bound management would rerun it (if one does, the
+  generator is reset to where the layer started and the layer runs tile by tile).
+
+The output noise is drawn by torch from the engine's generator, group after group and in the
+processing chunks of :class:`.layers.ConvExec`, exactly as the tile-by-tile path draws it, so the
+two paths give the same numbers bit for bit (``tests/test_fast_grouped.py``). Any other case runs
+the tile-by-tile path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from analogsam.hardware.fast import layers
+from analogsam.hardware.fast.layers import FastConv2d
+from analogsam.hardware.fast.tile import Tile, conv_out_hw
+from analogsam.hardware.mapping.grouped import GroupedConv
+
+__all__ = ["FastGroupedConv", "fused_grouped", "product_chain"]
+
+# (n, K, L) -> True (fused multiply-adds), False (products and sums), None (neither matches BLAS)
+_CHAINS: dict = {}
+
+
+def _kernels():
+    from analogsam.hardware.fast import grouped_kernels
+
+    return grouped_kernels
+
+
+def product_chain(n: int, k: int, length: int) -> Optional[bool]:
+    """How the local BLAS computes :class:`.tile.Weights`'s product of an (n, k) tile with
+    (b, k, length) patches: True if as a chain of fused multiply-adds, False if as products
+    and sums, None if as neither (checked once per shape, on random quantized values)."""
+    key = (n, k, length)
+    if key not in _CHAINS:
+        g = torch.Generator().manual_seed(1234)
+        w = torch.randn(n, k, generator=g).numpy()
+        x = (torch.randint(-127, 128, (16, k, length), generator=g).float() / 127).numpy()
+        blas = np.matmul(w, x)
+        _CHAINS[key] = None
+        for fused in (True, False):
+            ours = np.empty_like(blas)
+            _kernels().chain_product(w, x, fused, ours)
+            if np.array_equal(ours, blas):
+                _CHAINS[key] = fused
+                break
+    return _CHAINS[key]
+
+
+def _single_tile(conv) -> Optional[Tile]:
+    """The one tile of a :class:`.layers.FastConv2d` that reads strided patches, or None."""
+    if not isinstance(conv, FastConv2d):
+        return None
+    ex = conv.exec
+    if not ex.strided or ex.bias is not None or len(ex.rows) != 1 or len(ex.rows[0][2]) != 1:
+        return None
+    return ex.rows[0][2][0]
+
+
+def _fusable_spec(tile: Tile) -> bool:
+    spec = tile.spec
+    return (tile._dac_kernels is not None and tile._adc_kernels is not None and not tile.analog_bias
+            and spec.inp_noise == 0 and spec.inp_asymmetry == 0 and spec.out_asymmetry == 0
+            and spec.ir_drop == 0 and spec.w_noise == 0)
+
+
+class FastGroupedConv(nn.Module):
+    """The engine's copy of a :class:`GroupedConv` (``grouped``, its groups already
+    :class:`.layers.FastConv2d`), run in one kernel pass where that is exact (see the module
+    docstring), else group by group as ``grouped`` does."""
+
+    def __init__(self, engine, grouped: nn.Module):
+        super().__init__()
+        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        self.grouped = grouped
+        convs = list(grouped.convs)
+        tiles = [_single_tile(c) for c in convs]
+        same = all(t is not None for t in tiles) and len({(c.exec.geometry, c.one_d) for c in convs}) == 1
+        self.tiles = tiles if same and all(_fusable_spec(t) for t in tiles) \
+            and len({t.spec for t in tiles}) == 1 else None
+        if self.tiles is not None:
+            self.geometry = convs[0].exec.geometry
+            self.one_d = convs[0].one_d
+            self.out_per_group = tiles[0].out_size
+        self._weights_of = None
+        self._stacked = None
+        self._noise = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        spatial = 1 if self.tiles is not None and self.one_d else 2
+        if self.tiles is None or x.dim() != spatial + 2 or not self._ready():
+            return self.grouped(x)
+        out = self._fused(x.unsqueeze(-2) if self.one_d else x)
+        if out is None:
+            return self.grouped(x)
+        return out.squeeze(-2) if self.one_d else out
+
+    def _ready(self) -> bool:
+        """Whether the tiles' current state (after the last sync) suits the kernel."""
+        return all(t.post is not None and t.input_range is None for t in self.tiles)
+
+    def _state(self):
+        """The tiles' weights (groups, n, K) and periphery (groups, n) x 4, stacked once per sync."""
+        current = [(t.weights, t.post) for t in self.tiles]
+        if self._weights_of is None or any(a is not c[0] or b is not c[1]
+                                           for (a, b), c in zip(self._weights_of, current)):
+            w = np.ascontiguousarray(np.stack([t.weights.w.numpy() for t in self.tiles]))
+            post = tuple(np.ascontiguousarray(np.stack([t.post[i] for t in self.tiles])) for i in range(4))
+            self._stacked = (w, post)
+            self._weights_of = current
+        return self._stacked
+
+    def _noise_buffer(self, shape) -> Tensor:
+        n = int(np.prod(shape))
+        if self._noise is None or self._noise.numel() < n:
+            self._noise = torch.empty(n, dtype=torch.float32)
+        return self._noise[:n].view(shape)
+
+    def _fused(self, x: Tensor) -> Optional[Tensor]:
+        """(b, C, h, w) -> (b, groups * n, oh, ow) through the kernel, or None where the
+        tile-by-tile path must run (the generator then is where it was)."""
+        tile = self.tiles[0]
+        spec = tile.spec
+        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
+        groups, n = len(self.tiles), self.out_per_group
+        b, channels, h, w = x.shape
+        c = channels // groups
+        oh, ow = conv_out_hw(h, w, self.geometry)
+        length = oh * ow
+        fused = product_chain(n, c * kh * kw, length)
+        if fused is None:
+            return None
+        weights, (post, alpha, osc, bias) = self._state()
+        gen = self.engine[0]._gen
+        start_state = gen.get_state() if spec.bm else None
+        if spec.out_noise > 0:
+            # drawn as the tile-by-tile path draws it: group by group, per ConvExec chunk
+            drawn = self._noise_buffer((groups, b, n, length))
+            step = max(1, layers.CHUNK_ELEMENTS // max(c * kh * kw * length, 1))
+            for g in range(groups):
+                for s in range(0, b, step):
+                    e = min(b, s + step)
+                    torch.randn((e - s, n, length), generator=gen, out=drawn[g, s:e])
+            noise = drawn
+        else:
+            noise = torch.empty((0, 0, 0, 0), dtype=torch.float32)
+        img = x.to(torch.float32).contiguous()
+        out = torch.empty(b, groups * n, length, dtype=torch.float32)
+        thres, res, bound = tile._dac_args
+        sigma, ores, obound, test_negative, out_scale = tile._adc_args
+        saturated = _kernels().grouped_conv(
+            img.numpy(), groups, kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max", thres, res, bound,
+            weights, fused, noise.numpy(), sigma, ores, obound, test_negative, out_scale,
+            post, alpha, osc, bias, out.numpy())
+        if saturated and len(tile.reductions) > 1:
+            gen.set_state(start_state)  # bound management reruns patches: the tile-by-tile path
+            return None
+        return out.view(b, groups * n, oh, ow)
+
+
+def fused_grouped(engine, module: nn.Module) -> nn.Module:
+    """``module`` (a shadow copy made by the engine), as a :class:`FastGroupedConv` if it is a
+    :class:`GroupedConv`, else as it is."""
+    return FastGroupedConv(engine, module) if isinstance(module, GroupedConv) else module
