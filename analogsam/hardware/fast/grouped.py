@@ -116,8 +116,9 @@ class FastGroupedConv(nn.Module):
         return out.squeeze(-2) if self.one_d else out
 
     def _ready(self) -> bool:
-        """Whether the tiles' current state (after the last sync) suits the kernel."""
-        return all(t.post is not None and t.input_range is None for t in self.tiles)
+        """Whether the tiles' current state (after the last sync) suits the kernel (a CPU one: on a
+        GPU the groups run tile by tile in torch operations)."""
+        return self.engine[0].device.type == "cpu" and all(t.post is not None and t.input_range is None for t in self.tiles)
 
     def _state(self):
         """The tiles' weights (groups, n, K) and periphery (groups, n) x 4, stacked once per sync."""
