@@ -86,7 +86,8 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
 
 def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
                          workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
-    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--seed``, ``--metric``."""
+    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers`` and ``--repeats-per-pass``,
+    ``--seed``, ``--metric``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
 
     group = p.add_argument_group("evaluation", "Monte-Carlo accuracy on the simulated hardware")
@@ -108,6 +109,10 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
         group.add_argument("--workers", type=int, default=_default(sweep, "workers"), metavar="N",
                            help="local processes to spread the programmings over; the numbers do not depend "
                                 "on it (default: %(default)s)")
+        group.add_argument("--repeats-per-pass", type=int, default=_default(sweep, "repeats_per_pass"), metavar="P",
+                           help="fast engine: measure P programmings, each at every time, in one stacked forward "
+                                "(the inputs quantized once for all); the same numbers up to float summation "
+                                "order, P x times the activation memory (default: one at a time)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
 
@@ -310,7 +315,7 @@ def _sweep(args, runs, presets, out: Path):
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
                      workers=args.workers, batches_for=lambda r: _test_batches(r, args.data_root),
-                     metric=args.metric)
+                     metric=args.metric, repeats_per_pass=args.repeats_per_pass)
     return rows, left_out
 
 

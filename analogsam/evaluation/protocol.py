@@ -24,14 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.backends import BACKENDS, make_backend
+from analogsam.evaluation.backends import BACKENDS, StackingBackend, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.runs import default_batches, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
-from analogsam.scoring import resolve_metric, score
+from analogsam.scoring import Score, model_output, resolve_metric, score
 from analogsam.validation import check_choice, check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
@@ -65,12 +65,44 @@ def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:
     return [check_int(f"only_repeats[{i}]", k, low=0, high=repeats - 1) for i, k in enumerate(only_repeats)]
 
 
+def _check_repeats_per_pass(repeats_per_pass) -> int | None:
+    return None if repeats_per_pass is None else check_int("repeats_per_pass", repeats_per_pass, low=1)
+
+
+def _passes(todo: list[int], per_pass: int | None) -> list[list[int]]:
+    """The repeats of ``todo`` in groups measured together (one each without stacking)."""
+    size = per_pass or 1
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def _score_stacked(measure: StackingBackend, states: list, data, metric, output_fn) -> list[Score]:
+    """Each captured state's :func:`~analogsam.scoring.score` over ``data``, from one stacked
+    forward per batch (:meth:`StackingBackend.forward_stacked`). The predictions of every state are
+    kept until the end of the pass (the stacked forward gives them together), then scored exactly
+    as ``score`` scores the one-by-one forward's."""
+    per_state = [[] for _ in states]
+    for inputs, *_ in data:
+        predictions = model_output(measure.forward_stacked(inputs, states), output_fn)
+        if predictions.shape[0] != len(states) * len(inputs):
+            raise InvalidParameterError(
+                f"repeats_per_pass: the model's predictions have shape {tuple(predictions.shape)}, not the "
+                f"{len(states)} x {len(inputs)} stacked samples first; evaluate with repeats_per_pass=None")
+        for k, block in enumerate(predictions.chunk(len(states))):
+            per_state[k].append(block)
+    scores = []
+    for blocks in per_state:
+        replay = iter(blocks)
+        scores.append(score(lambda _inputs: next(replay), data, metric=metric))
+        blocks.clear()
+    return scores
+
+
 def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
              repeats: int = DEFAULT_REPEATS, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None) -> list[dict]:
+             output_fn=None, repeats_per_pass: int | None = None) -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -104,6 +136,15 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             loss (:func:`analogsam.scoring.task_loss`).
         output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
+        repeats_per_pass: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
+            integer P: the fast engine measures P repeats, each at every one of ``times``, in one
+            stacked forward per batch (each programming and drift still aihwkit's, once per repeat
+            and time; the first analog layer quantizes the inputs once for all of them; see
+            :mod:`analogsam.hardware.fast.stacked`). The same seeds and the same noise draws: the
+            numbers equal the one-by-one numbers up to the summation order of the digital layers.
+            It costs P x len(times) times the activation memory of a batch; with ``faults`` a pass
+            holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
+            state at a time.
 
     Returns:
         One row per (repeat, t): run, optimizer, model, dataset, faults, preset, preset_hash, t_seconds,
@@ -118,6 +159,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     batch_size = check_int("batch_size", batch_size, low=1)
     check_choice("backend", backend, BACKENDS)
     only_repeats = _check_only_repeats(only_repeats, repeats)
+    repeats_per_pass = _check_repeats_per_pass(repeats_per_pass)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
     times = parse_times(times)
@@ -154,28 +196,48 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         rows = []
         bar = tqdm(total=len(todo) * len(times), desc=f"{run_label(run, faults_text)} on {preset.name}",
                    disable=not progress, leave=False, unit="point")
-        for repeat in todo:
-            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
-            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
-            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat)
-            if faults:  # each repeat draws its own faults, so it converts its own faulted copy
-                measure = build(derive_seed(repeat_seed, "faults"))
-            measure.program(repeat_seed)
-            cell = []
-            for t in times:
-                measure.drift(t, repeat_seed)
-                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
-                cell.append({"run": run, "optimizer": optimizer, "model": info.get("model"),
-                             "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
-                             "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
-                             "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
-                             "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
-                             "digital_value": digital_value, "digital_accuracy": digital_accuracy,
-                             "n_samples": n_samples, "backend": measure.name})
-                bar.update(1)
+
+        def point(repeat: int, repeat_seed: int, t: float, value: float, loss: float) -> dict:
+            return {"run": run, "optimizer": optimizer, "model": info.get("model"),
+                    "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
+                    "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
+                    "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
+                    "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
+                    "digital_value": digital_value, "digital_accuracy": digital_accuracy,
+                    "n_samples": n_samples, "backend": measure.name}
+
+        def finished(cell: list[dict]) -> None:
             if store is not None:
                 store.append_cell(cell)
             rows.extend(cell)
+
+        for group in _passes(todo, None if faults else repeats_per_pass):
+            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
+            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
+            seeds = [derive_seed(seed, run_label(run, faults_text), preset.name, repeat) for repeat in group]
+            if faults:  # each repeat draws its own faults, so it converts its own faulted copy
+                measure = build(derive_seed(seeds[0], "faults"))
+            if repeats_per_pass is not None and isinstance(measure, StackingBackend):
+                states = []
+                for repeat_seed in seeds:  # programming and drift stay one per repeat and time
+                    measure.program(repeat_seed)
+                    for t in times:
+                        measure.drift(t, repeat_seed)
+                        states.append(measure.capture())
+                scores = iter(_score_stacked(measure, states, data, metric, output_fn))
+                for repeat, repeat_seed in zip(group, seeds):
+                    finished([point(repeat, repeat_seed, t, *next(scores)) for t in times])
+                    bar.update(len(times))
+                continue
+            for repeat, repeat_seed in zip(group, seeds):
+                measure.program(repeat_seed)
+                cell = []
+                for t in times:
+                    measure.drift(t, repeat_seed)
+                    value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn)
+                    cell.append(point(repeat, repeat_seed, t, value, loss))
+                    bar.update(1)
+                finished(cell)
         bar.close()
         return rows
 
@@ -186,7 +248,8 @@ def _worker_init(threads: int) -> None:
 
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None) -> list[dict]:
+          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None,
+          repeats_per_pass: int | None = None) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects (or run folders); ``batches_for(run)``
@@ -198,12 +261,14 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     ``workers > 1`` spreads the cells (one programming each) over that many local processes, each with
     an equal share of the CPU threads; the numbers do not depend on it, since every cell has its own seed.
     ``metric`` and ``output_fn`` are :func:`evaluate`'s (with workers, both must be picklable: a
-    name, a module-level function).
+    name, a module-level function). ``repeats_per_pass`` is :func:`evaluate`'s too (stacked
+    repeats of the fast engine); with workers each process measures a pass of that many repeats.
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
+    repeats_per_pass = _check_repeats_per_pass(repeats_per_pass)
     check_choice("backend", backend, BACKENDS)
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
@@ -222,7 +287,7 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = {r.name: list(batches_for(r)) for r in runs}
-    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn)
+    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, repeats_per_pass=repeats_per_pass)
     new_rows = []
     if workers == 1:
         for r in runs:
@@ -238,18 +303,21 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    cells = [(r, p, k) for r in runs for p in presets for k in range(repeats)
-             if store is None or not store.has(r.name, "", p, k, metric_name)]  # a sweep measures clean runs
+    cells = [(r, p, group) for r in runs for p in presets  # a sweep measures clean runs
+             for group in _passes([k for k in range(repeats) if store is None
+                                   or not store.has(r.name, "", p, k, metric_name)], repeats_per_pass)]
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
         futures = [pool.submit(evaluate, r, data[r.name], p, times=measured_times[p.name], repeats=repeats,
-                               only_repeats=[k], progress=False, **common) for r, p, k in cells]
+                               only_repeats=group, progress=False, **common) for r, p, group in cells]
         for future in tqdm(as_completed(futures), total=len(futures), desc=f"sweep ({workers} workers)",
-                           disable=not progress, unit="cell"):
+                           disable=not progress, unit="cell" if repeats_per_pass is None else "pass"):
             rows = future.result()
-            if store is not None:
-                store.append_cell(rows)  # only this process writes the store
-            new_rows.extend(rows)
+            for repeat in dict.fromkeys(row["repeat"] for row in rows):  # one cell (repeat) at a time
+                cell = [row for row in rows if row["repeat"] == repeat]
+                if store is not None:
+                    store.append_cell(cell)  # only this process writes the store
+                new_rows.extend(cell)
     return store.rows if store is not None else new_rows
