@@ -19,9 +19,11 @@ TIMES = (1.0, 86400.0)
 
 
 def _model(name: str):
-    """A small LeNet-5 (8x8 inputs) or ResNet-20 (BatchNorm with non-trivial running statistics)."""
+    """A small LeNet-5 (8x8 inputs), ResNet-20 (BatchNorm with non-trivial running statistics) or MLP."""
     torch.manual_seed(0)
-    if name == "lenet5":
+    if name == "mlp":
+        spec, shape = make_spec("mlp", in_channels=1, num_classes=10, input_size=8), (1, 8, 8)
+    elif name == "lenet5":
         spec, shape = make_spec("lenet5", in_channels=1, num_classes=10, input_size=8), (1, 8, 8)
     else:
         spec, shape = make_spec("resnet20", in_channels=3, num_classes=10, input_size=8), (3, 8, 8)
@@ -51,7 +53,7 @@ def _states_and_references(engine, analog, x, repeats=2):
     return states, references
 
 
-@pytest.mark.parametrize("name", ["lenet5", "resnet20"])
+@pytest.mark.parametrize("name", ["lenet5", "resnet20", "mlp"])
 @pytest.mark.parametrize("noise", ["off", "on"])
 def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise):
     model, x = _model(name)
@@ -69,21 +71,22 @@ def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise):
     torch.testing.assert_close(engine(x), references[-1]) if noise == "off" else engine(x)
 
 
-def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch):
-    model, x = _model("lenet5")
+@pytest.mark.parametrize("name, dac", [("lenet5", "_conv_dac"), ("mlp", "_rows_dac")])
+def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch, name, dac):
+    model, x = _model(name)
     analog = convert(model, presets.load("pcm"))
     engine = FastAnalogForward(analog)
     states, _ = _states_and_references(engine, analog, x)
     calls = []
-    real = tile_module.Tile._conv_dac
-    monkeypatch.setattr(tile_module.Tile, "_conv_dac", lambda self, pv: calls.append(self.name) or real(self, pv))
+    real = getattr(tile_module.Tile, dac)
+    monkeypatch.setattr(tile_module.Tile, dac, lambda self, v: calls.append(self.name) or real(self, v))
     engine(x)
     one_by_one = list(calls)
     calls.clear()
     engine.forward_stacked(x, states)
-    first, second = one_by_one  # LeNet-5's two convolutions, one chunk each
+    first, *later = one_by_one  # one call per analog layer (one chunk each)
     assert calls.count(first) == 1  # shared by the 4 states
-    assert calls.count(second) == len(states)  # per state: its inputs differ
+    assert later and all(calls.count(name) == len(states) for name in later)  # per state: inputs differ
 
 
 def _rows_without_noise_floats(rows):

@@ -316,12 +316,18 @@ class Tile:
             self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
                      weights, out, gen, post)
             return
+        xq, scale, zero = self._rows_dac(x)
+        self.complete(xq, scale, zero, rows_of, weights, out, gen, post)
+
+    def _rows_dac(self, x: Tensor) -> tuple:
+        """The DAC kernel on row vectors ``x`` (M, K): (quantized rows in the shared ``"dac"``
+        buffer, their noise-management scales (M,), the short-cut vectors or None)."""
         scale = torch.empty(x.shape[0], dtype=torch.float32)
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
-        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
-                                 nonpos.numpy(), xq.numpy())
-        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen, post)
+        zeros = self._dac_kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
+                                           nonpos.numpy(), xq.numpy())
+        return xq, scale, self._zero_mask(nonpos, zeros)
 
     def nm_values(self, x: Tensor) -> Optional[Tensor]:
         """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
@@ -649,6 +655,44 @@ class Tile:
             self.complete(xs, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
             if self.post is None:
                 self._periphery(out, (-1, 1))
+
+
+    def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
+        """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
+        generator)`` of ``slots``, the input range and the DAC computed once (as in
+        :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
+        first = slots[0][0]
+        if (self._dac_kernels is None or self.spec.perfect
+                or not all(_same_tensor(state.input_range, first.input_range) for state, _ in slots)):
+            outs = []
+            for state, gen in slots:
+                self.load(state)
+                outs.append(self.forward(x, gen))
+            return outs
+        self.load(first)
+        x = self._input_ranged(x)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.analog_bias:
+            x2 = torch.cat([x2, torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)], 1)
+        x2 = x2.to(torch.float32).contiguous()
+        outs = [torch.empty(x2.shape[0], self.out_size, dtype=torch.float32, device=x2.device) for _ in slots]
+        rows = max(256, CHUNK_ELEMENTS // max(x2.shape[1], 1))  # the chunks of mvm
+        for start in range(0, x2.shape[0], rows):
+            xc = x2[start:start + rows]
+            xq, scale, zero = self._rows_dac(xc)
+            for (state, gen), out in zip(slots, outs):
+                self.load(state)
+                xs = xq.clone() if self.spec.inp_noise > 0 else xq  # (input noise is added in place)
+                self.complete(xs, scale, zero, lambda mask: xc[mask], self.weights, out[start:start + rows],
+                              gen, self.post)
+        results = []
+        for (state, _), out in zip(slots, outs):
+            self.load(state)
+            if self.post is None:
+                self._periphery(out, (-1,))
+            results.append(out.view(*lead, self.out_size))
+        return results
 
 
 class TileState(NamedTuple):
