@@ -49,6 +49,13 @@ comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call
 generator state, the same weights and the same batches give bit-identical outputs, in any process
 on the same machine with the same library versions and thread count. Programming and drift noise
 come from torch's global generator, as aihwkit draws them.
+
+Many states per pass. :meth:`FastAnalogForward.capture` keeps the state a sync left (a programming
+drifted to one time, with its generator); :meth:`FastAnalogForward.forward_stacked` runs the same
+inputs under many captured states in one forward, the first analog layer quantizing the inputs
+once for all of them, every state drawing from its own generator as its own forward would
+(:mod:`.stacked`): each state's outputs equal its one-by-one forward's up to the summation order
+of the digital layers.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward
