@@ -165,3 +165,12 @@ def test_cli_flag_reaches_the_sweep(tmp_path, monkeypatch):
         args = parser.parse_args(["compare", "run_a", "--out", str(tmp_path), *flags])
         cli._sweep(args, ["run_a"], ["pcm"], tmp_path)
         assert seen["repeats_per_pass"] == expected
+
+
+def test_a_backend_without_stacking_measures_one_state_at_a_time(digits):
+    model, _ = _model("lenet5")
+    batches = list(digits.test.batches(200))
+    kwargs = dict(times=[1.0], repeats=2, seed=0, progress=False, backend="aihwkit", overrides=QUIET)
+    rows = evaluate(model, batches, "pcm", repeats_per_pass=2, **kwargs)
+    assert [r["backend"] for r in rows] == ["aihwkit", "aihwkit"]
+    assert rows == evaluate(model, batches, "pcm", **kwargs)  # no forward noise: the same numbers
