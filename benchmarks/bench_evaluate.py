@@ -221,7 +221,7 @@ def bench(name: str, args, clock) -> dict:
             t_eval_stacked = clock() - t0
             flips = max(abs(a["accuracy"] - b["accuracy"]) * len(x) for a, b in zip(stacked, rows))
             print(f"(d') evaluate, repeats_per_pass={args.repeats_per_pass} {t_eval_stacked:8.2f} s  "
-                  f"(at most {flips:.0f} images' predictions differ from (d)'s in a cell)")
+                  f"(a cell's accuracy differs from (d)'s by at most {flips:.0f} images)")
             print(f"    evaluate stacked / ({cells} x digital) = {t_eval_stacked / (cells * t_digital):6.2f}")
             result["evaluate_stacked"] = t_eval_stacked
     return result
