@@ -94,14 +94,18 @@ def _rows_without_noise_floats(rows):
 
 
 @pytest.mark.parametrize("noise", ["off", "on"])
-def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise):
+def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path):
     model, _ = _model("lenet5")
     batches = list(digits.test.batches(150))
     kwargs = dict(times=list(TIMES), repeats=3, seed=4, progress=False, backend="fast",
                   overrides=QUIET if noise == "off" else None)
-    one_by_one = evaluate(model, batches, "pcm", **kwargs)
-    stacked = evaluate(model, batches, "pcm", repeats_per_pass=2, **kwargs)  # passes of 2 and 1 repeats
+    one_by_one = evaluate(model, batches, "pcm", store=ResultStore(tmp_path / "one"), **kwargs)
+    stacked = evaluate(model, batches, "pcm", repeats_per_pass=2, store=ResultStore(tmp_path / "stacked"),
+                       **kwargs)  # passes of 2 and 1 repeats
     assert _rows_without_noise_floats(stacked) == _rows_without_noise_floats(one_by_one)
+    stored = {name: read_rows(ResultStore(tmp_path / name).path) for name in ("one", "stacked")}
+    assert len(stored["one"]) == 6
+    assert _rows_without_noise_floats(stored["stacked"]) == _rows_without_noise_floats(stored["one"])
     n = one_by_one[0]["n_samples"]
     for a, b in zip(stacked, one_by_one):
         assert abs(a["accuracy"] - b["accuracy"]) <= 2 / n  # a flip or two at most
