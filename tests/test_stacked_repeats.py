@@ -71,6 +71,19 @@ def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise):
     torch.testing.assert_close(engine(x), references[-1]) if noise == "off" else engine(x)
 
 
+@pytest.mark.parametrize("name", ["dscnn", "vit-tiny", "lstm"])
+def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name):
+    """Grouped 1-D convolutions, attention and an LSTM: each analog layer finds the stacked samples."""
+    torch.manual_seed(0)
+    analog = convert(build_model(make_spec(name, in_channels=1, num_classes=10, input_size=8)).eval(),
+                     presets.load("pcm"))
+    engine = FastAnalogForward(analog)
+    x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    states, references = _states_and_references(engine, analog, x)
+    for block, reference in zip(engine.forward_stacked(x, states).chunk(len(states)), references):
+        torch.testing.assert_close(block, reference, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("name, dac", [("lenet5", "_conv_dac"), ("mlp", "_rows_dac")])
 def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch, name, dac):
     model, x = _model(name)
