@@ -142,7 +142,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             and time; the first analog layer quantizes the inputs once for all of them; see
             :mod:`analogsam.hardware.fast.stacked`). The same seeds and the same noise draws: the
             numbers equal the one-by-one numbers up to the summation order of the digital layers.
-            It costs P x len(times) times the activation memory of a batch; with ``faults`` a pass
+            It costs P x len(times) times the activation memory of a batch, and on the CPU it pays
+            only where the first layer's quantization is a large share of the work (LeNet-5: about
+            8% faster; ResNet-20: about 15% slower, ``benchmarks/bench_evaluate.py``); with ``faults`` a pass
             holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
             state at a time.
 
