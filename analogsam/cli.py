@@ -86,8 +86,8 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
 
 def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
                          workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
-    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers`` and ``--ray``, ``--seed``,
-    ``--metric``, ``--device``."""
+    """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--ray`` and
+    ``--repeats-per-pass``, ``--seed``, ``--metric``, ``--device``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
     from analogsam.evaluation.ray_sweep import INSTALL_HINT
 
@@ -114,6 +114,10 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
                            help="run the programmings as Ray tasks: on a local Ray (with --workers CPUs if "
                                 "given, else all) without ADDRESS, or on the Ray cluster at ADDRESS, e.g. "
                                 f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)")
+        group.add_argument("--repeats-per-pass", type=int, default=_default(sweep, "repeats_per_pass"), metavar="P",
+                           help="fast engine: measure P programmings, each at every time, in one stacked forward "
+                                "(the inputs quantized once for all); the same numbers up to float summation "
+                                "order, P x times the activation memory (default: one at a time)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
     add_device_flag(group)
@@ -345,7 +349,7 @@ def _sweep(args, runs, presets, out: Path):
         rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
                      overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
                      workers=args.workers, ray=args.ray, metric=args.metric, device=args.device,
-                     batches_for=lambda r: _test_batches(r, args.data_root))
+                     repeats_per_pass=args.repeats_per_pass, batches_for=lambda r: _test_batches(r, args.data_root))
     return rows, left_out
 
 

@@ -18,6 +18,11 @@ repeats, it prints, all measured in the same run:
     timed and the loop's cost is their median times (times x repeats);
 (c) the same sweep through ``analogsam.hardware.fast`` (program once per repeat; per time drift,
     ``engine.sync(generator)``, forward), timed in full;
+(c') the same sweep again, the same seeds, with ``--repeats-per-pass`` repeats (each at every time)
+    per stacked forward (``FastAnalogForward.forward_stacked``: the inputs quantized once for every
+    state of the pass), timed in full; it counts the accuracies that differ from (c)'s (summation
+    order only) and prints its ratio to (times x repeats x digital) (target <= 1.2 for LeNet-5,
+    <= 2.0 for ResNet-20);
 (d) with ``--with-evaluate``: ``analogsam.evaluation.evaluate`` on the same sweep;
 
 and the issue's ratios: sweep / (times x repeats x digital) (target <= 2.0) and
@@ -151,7 +156,7 @@ def bench(name: str, args, clock) -> dict:
         return {}
     t0 = clock()
     engine = FastAnalogForward(analog)
-    t_sweep = clock() - t0
+    t_sweep = t_build = clock() - t0
     fast_cells, acc_fast = [], []
     for repeat in range(args.repeats):
         t0 = clock()
@@ -180,6 +185,22 @@ def bench(name: str, args, clock) -> dict:
     print(f"    fast sweep / aihwkit loop     = {t_sweep / t_loop:6.3f}   (target <= 0.5)")
     print(f"    aihwkit loop / ({cells} x digital) = {t_loop / (cells * t_digital):6.2f}   (before)")
 
+    # (c') the same sweep with repeats stacked: P repeats x every time in one forward per batch
+    if args.repeats_per_pass:
+        t_stacked, acc_stacked = stacked_sweep(engine, analog, x, y, times, args, clock, time_digital)
+        t_stacked += t_build  # (it reuses (c)'s engine)
+        t_digital = statistics.median(digital)
+        print(f"(c') fast sweep, {args.repeats_per_pass} repeats x {len(times)} times per pass "
+              f"{t_stacked:8.2f} s  (accuracy {statistics.mean(acc_stacked):.3f}; same seeds as (c): "
+              f"{sum(a != b for a, b in zip(acc_stacked, acc_fast))} of {cells} accuracies differ, "
+              f"by at most {max(abs(a - b) for a, b in zip(acc_stacked, acc_fast)):.4f})")
+        target = 1.2 if name == "lenet5" else 2.0
+        print(f"    stacked sweep / ({cells} x digital) = {t_stacked / (cells * t_digital):6.2f}   "
+              f"(target <= {target}; one by one {t_sweep / (cells * t_digital):.2f}, digital median "
+              f"now {t_digital:.2f} s of {len(digital)})")
+        print(f"    stacked / one-by-one sweep    = {t_stacked / t_sweep:6.3f}")
+        result["stacked_sweep"] = t_stacked
+
     # (d) analogsam.evaluation.evaluate, if asked
     if args.with_evaluate:
         from analogsam.evaluation import evaluate
@@ -194,7 +215,47 @@ def bench(name: str, args, clock) -> dict:
         print(f"    evaluate / ({cells} x digital)    = {t_eval / (cells * t_digital):6.2f}")
         print(f"    evaluate / aihwkit loop       = {t_eval / t_loop:6.3f}")
         result["evaluate"] = t_eval
+        if args.repeats_per_pass:
+            t0 = clock()
+            stacked = evaluate(model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0,
+                               batch_size=bs, progress=False, repeats_per_pass=args.repeats_per_pass)
+            t_eval_stacked = clock() - t0
+            flips = max(abs(a["accuracy"] - b["accuracy"]) * len(x) for a, b in zip(stacked, rows))
+            print(f"(d') evaluate, repeats_per_pass={args.repeats_per_pass} {t_eval_stacked:8.2f} s  "
+                  f"(a cell's accuracy differs from (d)'s by at most {flips:.0f} images)")
+            print(f"    evaluate stacked / ({cells} x digital) = {t_eval_stacked / (cells * t_digital):6.2f}")
+            result["evaluate_stacked"] = t_eval_stacked
     return result
+
+
+def stacked_sweep(engine, analog, x, y, times, args, clock, time_digital) -> tuple[float, list[float]]:
+    """(c'): the fast sweep of (c), the same programmings, drifts and generators, with
+    ``--repeats-per-pass`` repeats, each at every time, per stacked forward
+    (:meth:`FastAnalogForward.forward_stacked`); a digital forward is timed after every pass,
+    outside the sweep's time. Returns the sweep's time and the accuracies in (c)'s order."""
+    bs, per_pass = args.batch_size, args.repeats_per_pass
+    t_total, accuracies = 0.0, []
+    for first in range(0, args.repeats, per_pass):
+        t0 = clock()
+        states = []
+        for repeat in range(first, min(args.repeats, first + per_pass)):
+            torch.manual_seed(repeat)
+            analog.program_analog_weights()
+            engine.sync(torch.Generator().manual_seed(10_000 + repeat))
+            for t_index, t in enumerate(times):
+                analog.drift_analog_weights(t)
+                engine.sync(torch.Generator().manual_seed(repeat * 100 + t_index))
+                states.append(engine.capture())
+        correct = torch.zeros(len(states), dtype=torch.long)
+        with torch.no_grad():
+            for i in range(0, len(x), bs):
+                xb, yb = x[i:i + bs], y[i:i + bs]
+                logits = engine.forward_stacked(xb, states).view(len(states), len(xb), -1)
+                correct += (logits.argmax(2) == yb).sum(1)
+        accuracies.extend(c / len(x) for c in correct.tolist())
+        t_total += clock() - t0
+        time_digital()
+    return t_total, accuracies
 
 
 def fast_forward_time(engine, x, bs, clock, repeats: int = 3) -> float:
@@ -257,7 +318,7 @@ def internals(args, clock) -> None:
     from aihwkit.nn.conversion import convert_to_analog
 
     from analogsam.hardware import presets as devices
-    from analogsam.hardware.fast import FastAnalogForward, layers, tile
+    from analogsam.hardware.fast import FastAnalogForward, tile
     from analogsam.hardware.fast.threads import engine_threads
 
     torch.manual_seed(0)
@@ -276,9 +337,9 @@ def internals(args, clock) -> None:
     default = tile.CHUNK_ELEMENTS
     costs = {}
     for exponent in (16, 18, 20, 21, 22, 23):
-        tile.CHUNK_ELEMENTS = layers.CHUNK_ELEMENTS = 1 << exponent
+        tile.CHUNK_ELEMENTS = 1 << exponent
         costs[exponent] = fast_forward_time(engine, x, bs, clock)
-    tile.CHUNK_ELEMENTS = layers.CHUNK_ELEMENTS = default
+    tile.CHUNK_ELEMENTS = default
     base = costs[default.bit_length() - 1]
     print("(f) chunk of 2^k values      " + "  ".join(f"2^{k}: {t / base:.2f}" for k, t in costs.items())
           + f"   (times the default's {base:.2f} s)")
@@ -364,6 +425,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resnet-samples", type=int, default=1000, help="random ResNet-20 inputs")
     parser.add_argument("--batch-size", type=int, default=2000,
                         help="inputs per forward call (analogsam.evaluate's default)")
+    parser.add_argument("--repeats-per-pass", type=int, default=2, metavar="P",
+                        help="(c'): repeats (each at every time) per stacked forward; 0 leaves (c') out "
+                             "(default 2: P x times x batch activations must fit in memory)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="process CPU time (default) or wall-clock time, in seconds")

@@ -76,7 +76,7 @@ def test_a_resumed_sweep_submits_only_the_missing_cells(local_ray, tiny_runs, se
     submitted, real = [], protocol.cells_on_ray
 
     def spy(cells, *args, **kwargs):
-        submitted.extend((r.name, p.name, k) for _, r, p, k in cells)
+        submitted.extend((r.name, p.name, k) for _, r, p, ks in cells for k in ks)
         return real(cells, *args, **kwargs)
 
     monkeypatch.setattr(protocol, "cells_on_ray", spy)

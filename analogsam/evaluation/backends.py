@@ -14,7 +14,10 @@ A backend wraps one converted (aihwkit) network and does three things, in this o
 ``forward(x)``
     Logits of a batch ``x`` at the current time point, in eval mode.
 
-plus ``name``, the label of the rows it measures (the ``backend`` column). The Monte-Carlo protocol
+plus ``name``, the label of the rows it measures (the ``backend`` column). A backend that can
+measure many (repeat, time) states in one forward also implements ``capture()`` and
+``forward_stacked(x, states)`` (:class:`StackingBackend`; the fast engine does); ``evaluate``'s
+``repeats_per_pass`` uses them, and measures one state at a time on a backend without them. The Monte-Carlo protocol
 (:func:`analogsam.evaluation.evaluate`) only calls these; everything a backend needs to reproduce
 its numbers (which generator is seeded with what) lives here. A new engine (a GPU replay of the
 tiles) or a runner that spreads repeats over machines plugs in here: it implements the three
@@ -79,6 +82,21 @@ class Backend(Protocol):
         """Logits of ``x`` at the current time point."""
 
 
+@runtime_checkable
+class StackingBackend(Backend, Protocol):
+    """A backend that can also measure many (repeat, time) states in one forward
+    (``evaluate(..., repeats_per_pass=P)``): after each ``drift(t, seed)``, ``capture()`` keeps the
+    state it prepared; ``forward_stacked(x, states)`` returns the outputs of ``x`` under every one
+    of ``states``, the samples of ``states[k]`` in rows ``k*len(x)`` to ``(k+1)*len(x)``, each
+    drawing its noise as ``forward(x)`` right after that drift would."""
+
+    def capture(self) -> object:
+        """The state the last ``drift`` prepared."""
+
+    def forward_stacked(self, x: torch.Tensor, states: list) -> torch.Tensor:
+        """Outputs of ``x`` under each captured state, stacked along the first dimension."""
+
+
 class BackendFallbackWarning(UserWarning):
     """``backend="auto"`` measures with aihwkit's tiles because the fast engine cannot replay them."""
 
@@ -141,6 +159,15 @@ class FastBackend(AihwkitBackend):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.engine(x)
+
+    def capture(self):
+        """The engine's state after the last drift (weights, periphery, forward generator)."""
+        return self.engine.capture()
+
+    def forward_stacked(self, x: torch.Tensor, states: list) -> torch.Tensor:
+        """Logits of ``x`` under each captured state in one pass
+        (:meth:`analogsam.hardware.fast.FastAnalogForward.forward_stacked`)."""
+        return self.engine.forward_stacked(x, states)
 
 
 def check_backend_device(backend: str, device: str | torch.device | None = None) -> torch.device:

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.backends import check_backend_device, make_backend
+from analogsam.evaluation.backends import StackingBackend, check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
 from analogsam.evaluation.ray_sweep import cells_on_ray, check_ray, import_ray
 from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
@@ -39,7 +39,7 @@ from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
-from analogsam.scoring import resolve_metric, score
+from analogsam.scoring import Score, model_output, resolve_metric, score
 from analogsam.validation import check_int
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
@@ -73,12 +73,50 @@ def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:
     return [check_int(f"only_repeats[{i}]", k, low=0, high=repeats - 1) for i, k in enumerate(only_repeats)]
 
 
+def _check_repeats_per_pass(repeats_per_pass) -> int | None:
+    return None if repeats_per_pass is None else check_int("repeats_per_pass", repeats_per_pass, low=1)
+
+
+def _passes(todo: list[int], per_pass: int | None) -> list[list[int]]:
+    """The repeats of ``todo`` in groups measured together (one each without stacking)."""
+    size = per_pass or 1
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+def _scoring_device(measure) -> torch.device | None:
+    """Where the labels go to meet the backend's predictions (None: they stay on the CPU)."""
+    return None if measure.device.type == "cpu" else measure.device
+
+
+def _score_stacked(measure: StackingBackend, states: list, data, metric, output_fn) -> list[Score]:
+    """Each captured state's :func:`~analogsam.scoring.score` over ``data``, from one stacked
+    forward per batch (:meth:`StackingBackend.forward_stacked`). The predictions of every state are
+    kept until the end of the pass (the stacked forward gives them together), then scored exactly
+    as ``score`` scores the one-by-one forward's."""
+    per_state = [[] for _ in states]
+    for inputs, *_ in data:
+        predictions = model_output(measure.forward_stacked(inputs, states), output_fn)
+        if predictions.shape[0] != len(states) * len(inputs):
+            raise InvalidParameterError(
+                f"repeats_per_pass: the model's predictions have shape {tuple(predictions.shape)}, not the "
+                f"{len(states)} x {len(inputs)} stacked samples first; evaluate with repeats_per_pass=None")
+        for k, block in enumerate(predictions.chunk(len(states))):
+            per_state[k].append(block)
+    scores = []
+    for blocks in per_state:
+        replay = iter(blocks)
+        scores.append(score(lambda _inputs: next(replay), data, metric=metric, device=_scoring_device(measure)))
+        blocks.clear()
+    return scores
+
+
 def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
              repeats: int = DEFAULT_REPEATS, seed: int = 0, run: str | None = None, optimizer: str | None = None,
              overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
              batch_size: int = 2000, progress: bool = True, info: dict | None = None,
              faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None, train_seed: int | None = None, device="auto") -> list[dict]:
+             output_fn=None, train_seed: int | None = None, device="auto",
+             repeats_per_pass: int | None = None) -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -124,6 +162,17 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             ``backend="auto"`` there refuses a network the fast engine cannot replay; with
             ``"auto"`` such a network is measured by aihwkit on the CPU, as without a GPU
             (:func:`~analogsam.evaluation.backends.make_backend`).
+        repeats_per_pass: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
+            integer P: the fast engine measures P repeats, each at every one of ``times``, in one
+            stacked forward per batch (each programming and drift still aihwkit's, once per repeat
+            and time; the first analog layer quantizes the inputs once for all of them; see
+            :mod:`analogsam.hardware.fast.stacked`). The same seeds and the same noise draws: the
+            numbers equal the one-by-one numbers up to the summation order of the digital layers.
+            It costs P x len(times) times the activation memory of a batch, and on the CPU it pays
+            only where the first layer's quantization is a large share of the work (LeNet-5: about
+            8% faster; ResNet-20: about 15% slower, ``benchmarks/bench_evaluate.py``); with ``faults`` a pass
+            holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
+            state at a time.
 
     Returns:
         One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
@@ -138,6 +187,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
     batch_size = check_int("batch_size", batch_size, low=1)
     target = check_backend_device(backend, device)  # refused here, before any work
     only_repeats = _check_only_repeats(only_repeats, repeats)
+    repeats_per_pass = _check_repeats_per_pass(repeats_per_pass)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
     times = parse_times(times)
@@ -181,31 +231,51 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         shown = run_label(run, faults_text) + (f" seed {train_seed}" if grouped else "")
         bar = tqdm(total=len(todo) * len(times), desc=f"{shown} on {preset.name}",
                    disable=not progress, leave=False, unit="point")
-        for repeat in todo:
-            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
-            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
-            repeat_seed = derive_seed(seed, run_label(run, faults_text), preset.name, repeat,
-                                      *(("train_seed", train_seed) if grouped else ()))
-            if faults:  # each repeat draws its own faults, so it converts its own faulted copy
-                measure = build(derive_seed(repeat_seed, "faults"))
-            measure.program(repeat_seed)
-            cell = []
-            for t in times:
-                measure.drift(t, repeat_seed)
-                value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
-                                    device=None if measure.device.type == "cpu" else measure.device)
-                cell.append({"run": run, "optimizer": optimizer, "train_seed": train_seed, "seed_group": grouped,
-                             "model": info.get("model"),
-                             "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
-                             "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
-                             "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
-                             "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
-                             "digital_value": digital_value, "digital_accuracy": digital_accuracy,
-                             "n_samples": n_samples, "backend": measure.name})
-                bar.update(1)
+
+        def point(repeat: int, repeat_seed: int, t: float, value: float, loss: float) -> dict:
+            return {"run": run, "optimizer": optimizer, "train_seed": train_seed, "seed_group": grouped,
+                    "model": info.get("model"),
+                    "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
+                    "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
+                    "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
+                    "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
+                    "digital_value": digital_value, "digital_accuracy": digital_accuracy,
+                    "n_samples": n_samples, "backend": measure.name}
+
+        def finished(cell: list[dict]) -> None:
             if store is not None:
                 store.append_cell(cell)
             rows.extend(cell)
+
+        for group in _passes(todo, None if faults else repeats_per_pass):
+            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
+            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
+            seeds = [derive_seed(seed, run_label(run, faults_text), preset.name, repeat,
+                                 *(("train_seed", train_seed) if grouped else ())) for repeat in group]
+            if faults:  # each repeat draws its own faults, so it converts its own faulted copy
+                measure = build(derive_seed(seeds[0], "faults"))
+            if repeats_per_pass is not None and isinstance(measure, StackingBackend):
+                states = []
+                for repeat_seed in seeds:  # programming and drift stay one per repeat and time
+                    measure.program(repeat_seed)
+                    for t in times:
+                        measure.drift(t, repeat_seed)
+                        states.append(measure.capture())
+                scores = iter(_score_stacked(measure, states, data, metric, output_fn))
+                for repeat, repeat_seed in zip(group, seeds):
+                    finished([point(repeat, repeat_seed, t, *next(scores)) for t in times])
+                    bar.update(len(times))
+                continue
+            for repeat, repeat_seed in zip(group, seeds):
+                measure.program(repeat_seed)
+                cell = []
+                for t in times:
+                    measure.drift(t, repeat_seed)
+                    value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
+                                        device=_scoring_device(measure))
+                    cell.append(point(repeat, repeat_seed, t, value, loss))
+                    bar.update(1)
+                finished(cell)
         bar.close()
         return rows
 
@@ -215,8 +285,8 @@ def _worker_init(threads: int) -> None:
 
 
 def _cells_on_local_processes(cells, data, measured_times, repeats: int, common: dict, workers: int):
-    """Measure ``cells`` ((index, run, preset, repeat): ``data[index]`` holds the run's batches) on
-    ``workers`` local processes, each with an equal share of torch's threads; yield each cell's rows as
+    """Measure ``cells`` ((index, run, preset, repeats): ``data[index]`` holds the run's batches) on
+    ``workers`` local processes, each with an equal share of torch's threads; yield each task's rows as
     it finishes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -226,7 +296,7 @@ def _cells_on_local_processes(cells, data, measured_times, repeats: int, common:
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
         futures = [pool.submit(evaluate, r, data[i], p, times=measured_times[p.name], repeats=repeats,
-                               only_repeats=[k], progress=False, **common) for i, r, p, k in cells]
+                               only_repeats=ks, progress=False, **common) for i, r, p, ks in cells]
         for future in as_completed(futures):
             yield future.result()
 
@@ -234,7 +304,7 @@ def _cells_on_local_processes(cells, data, measured_times, repeats: int, common:
 def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
           seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
           progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None, ray=None,
-          device="auto") -> list[dict]:
+          device="auto", repeats_per_pass: int | None = None) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
@@ -252,14 +322,16 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     this process already initialised (``ray.init``) is used as it is. Ray is the optional extra
     ``pip install 'analogsam[ray]'``. With workers or Ray, this process alone writes ``out``, each
     cell as it finishes, so a killed sweep resumes like a serial one.
-    ``metric``, ``output_fn`` and ``device`` are :func:`evaluate`'s (with workers or Ray, the first two
-    must be picklable: a name, a module-level function; on a GPU, every worker shares it).
+    ``metric``, ``output_fn``, ``device`` and ``repeats_per_pass`` are :func:`evaluate`'s (with workers
+    or Ray, the first two must be picklable: a name, a module-level function; on a GPU, every worker
+    shares it); with workers or Ray each task measures a pass of ``repeats_per_pass`` repeats.
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
     ray = check_ray(ray, workers)
+    repeats_per_pass = _check_repeats_per_pass(repeats_per_pass)
     check_backend_device(backend, device)  # refused before anything is loaded
     metric_name = resolve_metric(metric).name  # refuse a bad metric before measuring anything
     times = parse_times(times)
@@ -280,7 +352,8 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
-    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device)
+    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device,
+                  repeats_per_pass=repeats_per_pass)
     new_rows = []
     if workers == 1 and ray is None:
         for i, r in enumerate(runs):
@@ -293,10 +366,11 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
                     tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
         return store.rows if store is not None else new_rows
 
-    cells = [(i, r, p, k) for i, r in enumerate(runs) for p in presets for k in range(repeats)
-             if store is None or not store.has(r.name, "", p, k, metric_name,
-                                               r.train_seed if r.group is not None else None)]  # clean runs
-    # The one place that picks where the cells run; both yield each cell's rows as it finishes.
+    # A task measures a pass: one repeat, or repeats_per_pass of them stacked (clean runs only).
+    cells = [(i, r, p, group) for i, r in enumerate(runs) for p in presets
+             for group in _passes([k for k in range(repeats) if store is None or not store.has(
+                 r.name, "", p, k, metric_name, r.train_seed if r.group is not None else None)], repeats_per_pass)]
+    # The one place that picks where the cells run; both yield each task's rows as it finishes.
     if ray is None:
         where = f"{workers} workers"
         finished = _cells_on_local_processes(cells, data, measured_times, repeats, common, workers)
@@ -306,8 +380,10 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
                                 num_cpus=workers if workers > 1 else None)
     with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
         for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})",
-                         disable=not progress, unit="cell"):
-            if store is not None:
-                store.append_cell(rows)  # only this process writes the store
-            new_rows.extend(rows)
+                         disable=not progress, unit="cell" if repeats_per_pass is None else "pass"):
+            for repeat in dict.fromkeys(row["repeat"] for row in rows):  # one cell (repeat) at a time
+                cell = [row for row in rows if row["repeat"] == repeat]
+                if store is not None:
+                    store.append_cell(cell)  # only this process writes the store
+                new_rows.extend(cell)
     return store.rows if store is not None else new_rows

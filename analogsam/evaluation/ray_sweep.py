@@ -86,20 +86,21 @@ def _connect(ray, address, num_cpus) -> bool:
     return True
 
 
-def _measure_cell(run, batches, preset, times, repeats: int, repeat: int, common: dict) -> list[dict]:
-    """One cell on a Ray worker: ``repeat`` of ``run`` on ``preset``, with the CPUs Ray reserved."""
+def _measure_cell(run, batches, preset, times, repeats: int, repeat: list[int], common: dict) -> list[dict]:
+    """One task on a Ray worker: the ``repeat`` list (one repeat, or a stacked pass) of ``run`` on
+    ``preset``, with the CPUs Ray reserved."""
     import torch
 
     from analogsam.evaluation.protocol import evaluate
 
     torch.set_num_threads(CPUS_PER_CELL)
-    return evaluate(run, batches, preset, times=times, repeats=repeats, only_repeats=[repeat], progress=False,
+    return evaluate(run, batches, preset, times=times, repeats=repeats, only_repeats=repeat, progress=False,
                     **common)
 
 
 def cells_on_ray(cells, data: list, measured_times: dict, repeats: int, common: dict, *, address=True,
                  num_cpus: int | None = None) -> Iterator[list[dict]]:
-    """Measure ``cells`` ((index, run, preset, repeat)) as Ray tasks; yield each cell's rows as it finishes.
+    """Measure ``cells`` ((index, run, preset, repeats)) as Ray tasks; yield each task's rows as it finishes.
 
     ``data[index]`` holds the run's batches (by position: the runs of a seed group share a name) and ``measured_times`` a preset's name to its times;
     ``common`` holds :func:`~analogsam.evaluation.evaluate`'s seed, backend, metric and output_fn.

@@ -59,6 +59,12 @@ generators. Same generator state, same outputs, on the same GPU; against the CPU
 equal up to the summation order of the products (the ADC contract above), with noise on the same
 distribution (CUDA's generator draws other numbers for a seed). Not yet run on a GPU: the CUDA
 tests (``tests/test_device_evaluation.py``) skip without one.
+Many states per pass. :meth:`FastAnalogForward.capture` keeps the state a sync left (a programming
+drifted to one time, with its generator); :meth:`FastAnalogForward.forward_stacked` runs the same
+inputs under many captured states in one forward, the first analog layer quantizing the inputs
+once for all of them, every state drawing from its own generator as its own forward would
+(:mod:`.stacked`): each state's outputs equal its one-by-one forward's up to the summation order
+of the digital layers.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward

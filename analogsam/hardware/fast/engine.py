@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from analogsam.device import resolve_device
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
 from analogsam.hardware.fast.grouped import fused_grouped
 from analogsam.hardware.fast.layers import FastConv2d, FastLinear
+from analogsam.hardware.fast.stacked import EngineState, StackedPass
 from analogsam.hardware.fast.support import FastPathUnsupported, io_spec, unsupported_reason
 from analogsam.hardware.fast.threads import engine_threads
 from analogsam.hardware.fast.tile import Tile, Workspace
@@ -73,6 +74,7 @@ class FastAnalogForward:
         self._workspace = Workspace()
         self._gen: Optional[torch.Generator] = None
         self._synced = False
+        self._stack: Optional[StackedPass] = None  # set during forward_stacked
         self.network = self._shadow(analog_model, "")
 
     def _add_tile(self, tile, name: str) -> Tile:
@@ -80,6 +82,7 @@ class FastAnalogForward:
         if reason:  # pragma: no cover - checked in unsupported_reason
             raise FastPathUnsupported(f"{name}: {reason}")
         t = Tile(aihwkit.TileReader(tile), io_spec(io), name, self.fused, self._workspace, device=self.device)
+        t.index = len(self._tiles)  # its place in an EngineState
         self._tiles.append(t)
         return t
 
@@ -157,6 +160,42 @@ class FastAnalogForward:
         with engine_threads(self.threads), _full_float32(self.device):
             # aihwkit computes in float32; token ids (for an Embedding) stay integers.
             return self.network(x.to(torch.float32) if x.is_floating_point() else x)
+
+    # -- many states in one pass ------------------------------------------------------------
+    def capture(self) -> EngineState:
+        """The state the last :meth:`sync` left (every tile's weights and periphery) and its
+        generator, for :meth:`forward_stacked`. The generator is shared, not copied: a stacked
+        forward continues its stream where :meth:`sync` left it, as the engine's own forward would."""
+        if not self._synced:
+            raise RuntimeError("call FastAnalogForward.sync(generator) before capture()")
+        return EngineState(tuple(tile.state() for tile in self._tiles), self._gen)
+
+    @torch.no_grad()
+    def forward_stacked(self, x: Tensor, states: Sequence[EngineState]) -> Tensor:
+        """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
+        :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
+        (rows k*N to (k+1)*N) those of ``states[k]``, drawing from its generator. Each block equals
+        :meth:`__call__` of ``x`` after the sync that captured that state, up to the summation order
+        of the digital layers (see :mod:`.stacked`). The engine's current state is kept."""
+        states = list(states)
+        if not states:
+            raise ValueError("forward_stacked() needs at least one captured state")
+        if self.model.training:
+            raise RuntimeError("the analog model is in training mode; call analog_model.eval() first "
+                               "(the fast path reproduces aihwkit's eval-mode forward)")
+        current = self.capture()
+        x = x.to(self.device)
+        x = x.to(torch.float32) if x.is_floating_point() else x
+        stacked = x.repeat(len(states), *([1] * (x.dim() - 1)))
+        self._stack = StackedPass(states, stacked, x.shape[0])
+        try:
+            with engine_threads(self.threads), _full_float32(self.device):
+                return self.network(stacked)
+        finally:
+            self._stack = None
+            for tile, state in zip(self._tiles, current.tiles):
+                tile.load(state)
+            self._gen = current.generator
 
 
 @contextlib.contextmanager

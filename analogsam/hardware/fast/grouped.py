@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from analogsam.hardware.fast import layers
 from analogsam.hardware.fast.layers import FastConv2d
-from analogsam.hardware.fast.tile import Tile, conv_out_hw
+from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
 from analogsam.hardware.mapping.grouped import GroupedConv
 
 __all__ = ["FastGroupedConv", "fused_grouped", "product_chain"]
@@ -157,7 +156,7 @@ class FastGroupedConv(nn.Module):
         if spec.out_noise > 0:
             # drawn as the tile-by-tile path draws it: group by group, per ConvExec chunk
             drawn = self._noise_buffer((groups, b, n, length))
-            step = max(1, layers.CHUNK_ELEMENTS // max(c * kh * kw * length, 1))
+            step = max(1, chunk_elements(x.device) // max(c * kh * kw * length, 1))
             for g in range(groups):
                 for s in range(0, b, step):
                     e = min(b, s + step)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
-from analogsam.hardware.fast.tile import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Tile, conv_out_hw
+from analogsam.hardware.fast.support import FastPathUnsupported
+from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
 
 #: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
 AddTile = Callable[[object, str], Tile]
@@ -49,9 +50,33 @@ class FastLinear(nn.Module):
             self.in_sizes = None
             self.grid = [[add_tile(grid.grid[0][0], label)]]
         self.array_bias = grid.bias
+        self.name = name
+        self.tiles = [t for row in self.grid for t in row]
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., K) -> (..., N)."""
+        stack = self.engine[0]._stack
+        if stack is not None:
+            return self._forward_stacked(x, stack)
+        return self._forward(x)
+
+    def _forward_stacked(self, x: Tensor, stack) -> Tensor:
+        """The stacked forward (:mod:`.stacked`): block k of the stacked samples with state k."""
+        engine = self.engine[0]
+        dim = stack.batch_dim(x, self.name)
+        blocks = x.chunk(stack.count, dim)
+        if len(self.tiles) == 1 and dim == 0 and stack.is_shared(x):  # the inputs quantized once
+            outs = self.tiles[0].forward_shared(blocks[0], stack.slots(self.tiles[0]))
+            if self.array_bias is not None:
+                outs = [out + self.array_bias.detach().view(-1) for out in outs]
+            return torch.cat(outs, dim)
+        outs = []
+        for k, block in enumerate(blocks):
+            engine._gen = stack.use(self.tiles, k)
+            outs.append(self._forward(block))
+        return torch.cat(outs, dim)
+
+    def _forward(self, x: Tensor) -> Tensor:
         gen = self.engine[0]._gen
         if self.in_sizes is None or len(self.grid) * len(self.grid[0]) == 1:
             result = self.grid[0][0].forward(x, gen)
@@ -74,7 +99,7 @@ class ConvExec:
     like aihwkit does and split along the patch elements (``in_sizes``).
     """
 
-    def __init__(self, engine, geometry, out_channels, rows, bias, in_sizes=None):
+    def __init__(self, engine, geometry, out_channels, rows, bias, in_sizes=None, name: str = ""):
         self.engine = engine
         self.geometry = geometry
         self.out_channels = out_channels
@@ -82,21 +107,60 @@ class ConvExec:
         self.bias = bias
         self.in_sizes = in_sizes  # unfold path: patch-element split sizes of the tile rows
         self.strided = in_sizes is None
+        self.tiles = [t for _, _, tiles in rows for t in tiles]
+        self.name = name
+
+    def _step(self, x: Tensor) -> int:
+        """Images per processing chunk."""
+        _, c, h, w = x.shape
+        (kh, kw) = self.geometry[0]
+        oh, ow = conv_out_hw(h, w, self.geometry)
+        return max(1, chunk_elements(x.device) // max(c * kh * kw * oh * ow, 1))
 
     def __call__(self, x: Tensor) -> Tensor:
+        stack = self.engine._stack
+        if stack is not None:
+            return self._call_stacked(x, stack)
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        n, c, h, w = x.shape
-        (kh, kw) = self.geometry[0]
+        n, _, h, w = x.shape
         oh, ow = conv_out_hw(h, w, self.geometry)
-        chunk = CHUNK_ELEMENTS if x.device.type == "cpu" else GPU_CHUNK_ELEMENTS
-        step = max(1, chunk // max(c * kh * kw * oh * ow, 1))
+        step = self._step(x)
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
         for start in range(0, n, step):
             self._chunk(x[start:start + step], out[start:start + step])
         out = out.view(n, self.out_channels, oh, ow)
         return out[0] if unbatched else out
+
+    def _call_stacked(self, x: Tensor, stack) -> Tensor:
+        """The stacked forward (:mod:`.stacked`): the images of state k are rows k*n to (k+1)*n,
+        each processed in the chunks of :meth:`__call__` on n images; a single strided tile whose
+        input is the repeated network input quantizes each chunk once for all states."""
+        if x.dim() != 4 or stack.batch_dim(x, self.name) != 0:
+            raise FastPathUnsupported(f"stacked repeats: convolution {self.name} got an input of shape "
+                                      f"{tuple(x.shape)}, not the stacked batch first; measure one repeat per "
+                                      f"pass (repeats_per_pass=None)")
+        total, _, h, w = x.shape
+        n = stack.per_state
+        oh, ow = conv_out_hw(h, w, self.geometry)
+        step = self._step(x)
+        out = torch.empty(total, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
+        one_tile = self.strided and len(self.tiles) == 1 and self.bias is None
+        if one_tile and stack.is_shared(x):
+            tile = self.tiles[0]
+            slots = stack.slots(tile)
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                tile.forward_patches_shared(x[start:stop], self.geometry, slots,
+                                            [out[k * n + start:k * n + stop] for k in range(stack.count)])
+        else:
+            for k in range(stack.count):
+                self.engine._gen = stack.use(self.tiles, k)
+                for start in range(k * n, (k + 1) * n, step):
+                    stop = min((k + 1) * n, start + step)
+                    self._chunk(x[start:stop], out[start:stop])
+        return out.view(total, self.out_channels, oh, ow)
 
     def _chunk(self, x: Tensor, out: Tensor) -> None:
         gen = self.engine._gen
@@ -163,7 +227,7 @@ class FastConv2d(nn.Module):
         rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
         strided = channels is not None and not analog_bias
         self.exec = ConvExec(engine, geometry, layer.out_channels, rows, grid.bias,
-                             in_sizes=None if strided else list(grid.in_sizes))
+                             in_sizes=None if strided else list(grid.in_sizes), name=name)
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C_out, H', W'), or for a 1-D layer (N, C, L) -> (N, C_out, L')

@@ -25,7 +25,7 @@ patches in cache between the DAC pass and the product, in buffers reused from ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -42,6 +42,12 @@ CHUNK_ELEMENTS = 1 << 21
 # On a GPU there is no cache to stay in: a chunk 16 times larger (128 MB of float32) fills the
 # device with fewer kernel launches and fewer waits for the bound-management tests.
 GPU_CHUNK_ELEMENTS = 1 << 25
+
+
+def chunk_elements(device: torch.device) -> int:
+    """Input values per processing chunk on ``device`` (read at each call, so the benchmark of the
+    chunk size can change :data:`CHUNK_ELEMENTS`)."""
+    return CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
 
 
 # Empty noise arrays tell the ADC kernels that there is no output noise.
@@ -312,8 +318,7 @@ class Tile:
         if cols:
             self._mvm_chunk(x, weights, out, gen, post)
             return out
-        chunk = CHUNK_ELEMENTS if x.device.type == "cpu" else GPU_CHUNK_ELEMENTS
-        rows = max(256, chunk // max(x.shape[1], 1))
+        rows = max(256, chunk_elements(x.device) // max(x.shape[1], 1))
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
             self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
@@ -334,12 +339,18 @@ class Tile:
             self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
                      weights, out, gen, post)
             return
+        xq, scale, zero = self._rows_dac(x)
+        self.complete(xq, scale, zero, rows_of, weights, out, gen, post)
+
+    def _rows_dac(self, x: Tensor) -> tuple:
+        """The DAC kernel on row vectors ``x`` (M, K): (quantized rows in the shared ``"dac"``
+        buffer, their noise-management scales (M,), the short-cut vectors or None)."""
         scale = torch.empty(x.shape[0], dtype=torch.float32)
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
-        zeros = kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
-                                 nonpos.numpy(), xq.numpy())
-        self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, weights, out, gen, post)
+        zeros = self._dac_kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
+                                           nonpos.numpy(), xq.numpy())
+        return xq, scale, self._zero_mask(nonpos, zeros)
 
     def nm_values(self, x: Tensor) -> Optional[Tensor]:
         """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
@@ -592,54 +603,168 @@ class Tile:
         the padded image; the noise-management maximum of each patch is a sliding-window
         maximum over the image. Result (b, N, oh*ow), periphery applied."""
         spec = self.spec
-        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
-        img = self._input_ranged(img).to(torch.float32).contiguous()  # (commutes with unfolding)
-        b, c, h, w = img.shape
-        oh, ow = conv_out_hw(h, w, geometry)
-        k, L = c * kh * kw, oh * ow
-
-        def padded():
-            return F.pad(img, (pw, pw, ph, ph)) if (ph or pw) else img
-
-        def patches(xp=None):
-            """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
-            xp = padded() if xp is None else xp
-            st = xp.stride()
-            return xp.as_strided((b, c, kh, kw, oh, ow),
-                                 (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
-
-        def rows_of(mask):
-            return patches().permute(0, 4, 5, 1, 2, 3)[mask.view(b, oh, ow)].reshape(-1, k)
-
+        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
+        b, k, L = pv.b, pv.k, pv.L
         if out is None:
-            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=img.device)
-        kernels = self._dac_kernels
+            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=pv.img.device)
         if spec.perfect:
-            self._perfect(patches().reshape(b, k, L), self.weights, out)
-        elif kernels is not None:
-            scale = torch.empty(b, L, dtype=torch.float32)
-            nonpos = torch.empty(b, L, dtype=torch.bool)
-            xq = self.workspace.get("dac", (b, k, L))
-            zeros = kernels.conv_dac(img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max",
-                                     *self._dac_args, scale.view(b, oh, ow).numpy(),
-                                     nonpos.view(b, oh, ow).numpy(), xq.numpy())
-            self.complete(xq, scale, self._zero_mask(nonpos, zeros), rows_of, self.weights, out, gen,
-                          self.post)
+            self._perfect(pv.patches().reshape(b, k, L), self.weights, out)
+        elif self._dac_kernels is not None:
+            xq, scale, zero = self._conv_dac(pv)
+            self.complete(xq, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
         else:
-            xp = padded()
-            view = patches(xp)
+            (kh, kw), (dh, dw), _, (sh, sw) = geometry
+            c, oh, ow = pv.c, pv.oh, pv.ow
+            xp = pv.padded()
+            view = pv.patches(xp)
             nms = self._noise_management(  # (the padding zeros count, as in unfold)
                 lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw),
                                            (oh, ow)).view(b, L),
-                (b, L), img.device)
+                (b, L), pv.img.device)
 
             def dac(s):
-                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=img.device)
+                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=pv.img.device)
                 torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf)
                 return self._dac_torch(buf.view(b, k, L), gen)
 
-            self.run(nms, dac, rows_of, self.weights, out, gen, self.post)
+            self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
         return out if self.post is not None else self._periphery(out, (-1, 1))
+
+    def _conv_dac(self, pv: "_Patches") -> tuple:
+        """The DAC kernel on every patch of ``pv``: (quantized patches (b, K, L) in the shared
+        ``"dac"`` buffer, their noise-management scales (b, L), the short-cut vectors or None)."""
+        b, L = pv.b, pv.L
+        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = pv.geometry
+        scale = torch.empty(b, L, dtype=torch.float32)
+        nonpos = torch.empty(b, L, dtype=torch.bool)
+        xq = self.workspace.get("dac", (b, pv.k, L))
+        zeros = self._dac_kernels.conv_dac(pv.img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, self.spec.nm == "max",
+                                           *self._dac_args, scale.view(b, pv.oh, pv.ow).numpy(),
+                                           nonpos.view(b, pv.oh, pv.ow).numpy(), xq.numpy())
+        return xq, scale, self._zero_mask(nonpos, zeros)
+
+    # -- many states of this tile on the same inputs (repeats stacked in one pass) --------------
+    def state(self) -> "TileState":
+        """What :meth:`sync` read and computed: restored by :meth:`load`."""
+        return TileState(*(getattr(self, name) for name in TileState._fields))
+
+    def load(self, state: "TileState") -> None:
+        """Make ``state`` (from :meth:`state`) the tile's current weights and periphery."""
+        for name, value in zip(TileState._fields, state):
+            setattr(self, name, value)
+
+    def forward_patches_shared(self, img: Tensor, geometry, slots, outs) -> None:
+        """:meth:`forward_patches` of the same images ``img`` for each ``(state, generator)`` of
+        ``slots``, into the matching tensor of ``outs``: the input range and the DAC (noise
+        management and quantization, which do not depend on the weights) are computed once, where
+        every state has the same input range and the DAC kernel applies; each state's product,
+        noise and ADC then draw from its own generator in the order :meth:`forward_patches` does,
+        so each output equals that of :meth:`forward_patches` with that state and generator."""
+        first = slots[0][0]
+        shared = (self._dac_kernels is not None and not self.spec.perfect
+                  and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots))
+        if not shared:
+            for (state, gen), out in zip(slots, outs):
+                self.load(state)
+                self.forward_patches(img, geometry, gen, out=out)
+            return
+        self.load(first)
+        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
+        xq, scale, zero = self._conv_dac(pv)
+        for (state, gen), out in zip(slots, outs):
+            self.load(state)
+            # input noise is added to the DAC output in place: each state gets its own copy then
+            xs = xq.clone() if self.spec.inp_noise > 0 else xq
+            self.complete(xs, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
+            if self.post is None:
+                self._periphery(out, (-1, 1))
+
+
+    def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
+        """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
+        generator)`` of ``slots``, the input range and the DAC computed once (as in
+        :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
+        first = slots[0][0]
+        if (self._dac_kernels is None or self.spec.perfect
+                or not all(_same_tensor(state.input_range, first.input_range) for state, _ in slots)):
+            outs = []
+            for state, gen in slots:
+                self.load(state)
+                outs.append(self.forward(x, gen))
+            return outs
+        self.load(first)
+        x = self._input_ranged(x)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.analog_bias:
+            x2 = torch.cat([x2, torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)], 1)
+        x2 = x2.to(torch.float32).contiguous()
+        outs = [torch.empty(x2.shape[0], self.out_size, dtype=torch.float32, device=x2.device) for _ in slots]
+        rows = max(256, chunk_elements(x2.device) // max(x2.shape[1], 1))  # the chunks of mvm
+        for start in range(0, x2.shape[0], rows):
+            xc = x2[start:start + rows]
+            xq, scale, zero = self._rows_dac(xc)
+            for (state, gen), out in zip(slots, outs):
+                self.load(state)
+                xs = xq.clone() if self.spec.inp_noise > 0 else xq  # (input noise is added in place)
+                self.complete(xs, scale, zero, lambda mask: xc[mask], self.weights, out[start:start + rows],
+                              gen, self.post)
+        results = []
+        for (state, _), out in zip(slots, outs):
+            self.load(state)
+            if self.post is None:
+                self._periphery(out, (-1,))
+            results.append(out.view(*lead, self.out_size))
+        return results
+
+
+class TileState(NamedTuple):
+    """One synced state of a :class:`Tile` (a programming drifted to one time): its weights and
+    digital periphery, as :meth:`Tile.sync` leaves them."""
+
+    weights: Optional["Weights"]
+    input_range: Optional[Tensor]
+    post_scale: Optional[Tensor]
+    out_scaling: Optional[Tensor]
+    bias: Optional[Tensor]
+    alpha: Optional[Tensor]
+    post: Optional[tuple]
+
+
+def _same_tensor(a: Optional[Tensor], b: Optional[Tensor]) -> bool:
+    """Both None, or equal tensors."""
+    if a is None or b is None:
+        return a is b
+    return a is b or torch.equal(a, b)
+
+
+class _Patches:
+    """The convolution patches of images ``img`` (b, C, H, W; float32, contiguous, input range
+    applied) for ``geometry`` ``(kernel, dilation, padding, stride)``, read through strided views."""
+
+    def __init__(self, img: Tensor, geometry):
+        self.img = img
+        self.geometry = geometry
+        self.b, self.c, h, w = img.shape
+        (kh, kw) = geometry[0]
+        self.oh, self.ow = conv_out_hw(h, w, geometry)
+        self.k, self.L = self.c * kh * kw, self.oh * self.ow
+
+    def padded(self) -> Tensor:
+        (ph, pw) = self.geometry[2]
+        return F.pad(self.img, (pw, pw, ph, ph)) if (ph or pw) else self.img
+
+    def patches(self, xp: Optional[Tensor] = None) -> Tensor:
+        """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
+        (kh, kw), (dh, dw), _, (sh, sw) = self.geometry
+        xp = self.padded() if xp is None else xp
+        st = xp.stride()
+        return xp.as_strided((self.b, self.c, kh, kw, self.oh, self.ow),
+                             (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+
+    def rows_of(self, mask: Tensor) -> Tensor:
+        """The raw patches selected by ``mask`` (b, L) as rows (M', K), for bound management."""
+        return self.patches().permute(0, 4, 5, 1, 2, 3)[mask.view(self.b, self.oh, self.ow)].reshape(-1, self.k)
 
 
 class Weights:
