@@ -10,7 +10,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from aihwkit.nn.conversion import convert_to_analog
