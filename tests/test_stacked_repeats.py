@@ -55,16 +55,19 @@ def _states_and_references(engine, analog, x, repeats=2):
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet20", "mlp"])
 @pytest.mark.parametrize("noise", ["off", "on"])
-def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise):
+@pytest.mark.parametrize("batched", [True, False])
+def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise, batched):
     model, x = _model(name)
     analog = convert(model, presets.load("pcm", **(QUIET if noise == "off" else {})))
     engine = FastAnalogForward(analog)
     states, references = _states_and_references(engine, analog, x)
-    stacked = engine.forward_stacked(x, states)
+    stacked = engine.forward_stacked(x, states, batched=batched)
     assert stacked.shape == (len(states) * len(x), 10)
     for k, (block, reference) in enumerate(zip(stacked.chunk(len(states)), references)):
         torch.testing.assert_close(block, reference, rtol=1e-5, atol=1e-5, msg=f"state {k}")
         assert int((block.argmax(1) != reference.argmax(1)).sum()) <= 1
+        if not batched:  # state by state the digital layers see the same batches: bit for bit
+            assert torch.equal(block, reference), f"state {k}"
     # the states differ (programming, drift, noise): a stacked forward that reused one would not pass
     assert not torch.allclose(references[0], references[-1])
     # the engine's own state is the last sync's again
@@ -72,7 +75,8 @@ def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise):
 
 
 @pytest.mark.parametrize("name", ["dscnn", "vit-tiny", "lstm"])
-def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name):
+@pytest.mark.parametrize("batched", [True, False])
+def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name, batched):
     """Grouped 1-D convolutions, attention and an LSTM: each analog layer finds the stacked samples."""
     torch.manual_seed(0)
     analog = convert(build_model(make_spec(name, in_channels=1, num_classes=10, input_size=8)).eval(),
@@ -80,12 +84,14 @@ def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name):
     engine = FastAnalogForward(analog)
     x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     states, references = _states_and_references(engine, analog, x)
-    for block, reference in zip(engine.forward_stacked(x, states).chunk(len(states)), references):
+    for block, reference in zip(engine.forward_stacked(x, states, batched=batched).chunk(len(states)), references):
         torch.testing.assert_close(block, reference, rtol=1e-5, atol=1e-5)
+        assert batched or torch.equal(block, reference)
 
 
 @pytest.mark.parametrize("name, dac", [("lenet5", "_conv_dac"), ("mlp", "_rows_dac")])
-def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch, name, dac):
+@pytest.mark.parametrize("batched", [True, False])
+def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch, name, dac, batched):
     model, x = _model(name)
     analog = convert(model, presets.load("pcm"))
     engine = FastAnalogForward(analog)
@@ -96,7 +102,7 @@ def test_first_layer_quantizes_the_inputs_once_for_every_state(monkeypatch, name
     engine(x)
     one_by_one = list(calls)
     calls.clear()
-    engine.forward_stacked(x, states)
+    engine.forward_stacked(x, states, batched=batched)
     first, *later = one_by_one  # one call per analog layer (one chunk each)
     assert calls.count(first) == 1  # shared by the 4 states
     assert later and all(calls.count(name) == len(states) for name in later)  # per state: inputs differ
@@ -191,3 +197,31 @@ def test_a_backend_without_stacking_measures_one_state_at_a_time(digits):
     rows = evaluate(model, batches, "pcm", repeats_per_pass=2, **kwargs)
     assert [r["backend"] for r in rows] == ["aihwkit", "aihwkit"]
     assert rows == evaluate(model, batches, "pcm", **kwargs)  # no forward noise: the same numbers
+
+
+class _TwoBranches(torch.nn.Module):
+    """Two analog layers read the input, an analog layer between them: each state's generator
+    must still draw a, c, b in this order, state by state as in its own forward. Returns a
+    HuggingFace-style dict with a tuple inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = torch.nn.Linear(64, 16), torch.nn.Linear(64, 10), torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        logits = self.c(torch.relu(self.a(x))) + self.b(x)
+        return {"logits": logits, "extra": (logits.sum(1), None)}
+
+
+def test_state_by_state_keeps_each_generators_order_and_joins_structured_outputs():
+    torch.manual_seed(0)
+    analog = convert(_TwoBranches().eval(), presets.load("pcm"))
+    engine = FastAnalogForward(analog)
+    x = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    states, references = _states_and_references(engine, analog, x)
+    out = engine.forward_stacked(x, states, batched=False)
+    assert set(out) == {"logits", "extra"} and out["extra"][1] is None
+    for block, sums, reference in zip(out["logits"].chunk(len(states)), out["extra"][0].chunk(len(states)),
+                                      references):
+        assert torch.equal(block, reference["logits"]) and torch.equal(sums, reference["extra"][0])

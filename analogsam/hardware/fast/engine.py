@@ -171,12 +171,18 @@ class FastAnalogForward:
         return EngineState(tuple(tile.state() for tile in self._tiles), self._gen)
 
     @torch.no_grad()
-    def forward_stacked(self, x: Tensor, states: Sequence[EngineState]) -> Tensor:
+    def forward_stacked(self, x: Tensor, states: Sequence[EngineState], *, batched: Optional[bool] = None):
         """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
         :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
         (rows k*N to (k+1)*N) those of ``states[k]``, drawing from its generator. Each block equals
         :meth:`__call__` of ``x`` after the sync that captured that state, up to the summation order
-        of the digital layers (see :mod:`.stacked`). The engine's current state is kept."""
+        of the digital layers (see :mod:`.stacked`). The engine's current state is kept.
+
+        ``batched``: True runs the R*N samples through every layer at once (what fills a GPU);
+        False runs the network state by state, the first analog layer computing every state's
+        outputs from one quantization (bit-identical to one by one; what pays on a CPU); None
+        (default): batched on a GPU, state by state on the CPU. A model output that is a dict,
+        tuple or list has its tensors joined along their first dimension."""
         states = list(states)
         if not states:
             raise ValueError("forward_stacked() needs at least one captured state")
@@ -186,16 +192,44 @@ class FastAnalogForward:
         current = self.capture()
         x = x.to(self.device)
         x = x.to(torch.float32) if x.is_floating_point() else x
-        stacked = x.repeat(len(states), *([1] * (x.dim() - 1)))
-        self._stack = StackedPass(states, stacked, x.shape[0])
+        if batched is None:
+            batched = self.device.type != "cpu"
+        if batched:
+            x = x.repeat(len(states), *([1] * (x.dim() - 1)))
+        self._stack = stack = StackedPass(states, x, len(x) // (len(states) if batched else 1), batched=batched)
         try:
             with engine_threads(self.threads), _full_float32(self.device):
-                return self.network(stacked)
+                if batched:
+                    return self.network(x)
+                outputs = []
+                for k in range(len(states)):
+                    self._gen = stack.begin(k, self._tiles)
+                    outputs.append(self.network(x))
+                return _joined(outputs)
         finally:
             self._stack = None
             for tile, state in zip(self._tiles, current.tiles):
                 tile.load(state)
             self._gen = current.generator
+
+
+def _joined(outputs: list):
+    """The outputs of the state-by-state runs as one stacked output: tensors concatenated along
+    their first dimension; dicts (HuggingFace-style outputs included), tuples and lists joined
+    entry by entry; anything else as the first run's (equal in every run, e.g. None)."""
+    first = outputs[0]
+    if isinstance(first, Tensor):
+        return torch.cat(outputs)
+    if isinstance(first, dict):
+        joined = {key: _joined([out[key] for out in outputs]) for key in first}
+        try:
+            return type(first)(**joined)
+        except TypeError:
+            return joined
+    if isinstance(first, (tuple, list)):
+        joined = [_joined(list(parts)) for parts in zip(*outputs)]
+        return type(first)(*joined) if hasattr(first, "_fields") else type(first)(joined)
+    return first
 
 
 @contextlib.contextmanager

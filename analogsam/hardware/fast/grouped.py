@@ -107,10 +107,12 @@ class FastGroupedConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         spatial = 1 if self.tiles is not None and self.one_d else 2
-        # A stacked pass (many states, evaluate(repeats_per_pass=P)) runs the groups tile by tile,
-        # each block with its own state's weights and generator; the kernel holds one state.
-        stacked = self.engine[0]._stack is not None
-        if stacked or self.tiles is None or x.dim() != spatial + 2 or not self._ready():
+        # A batched stacked pass (many states, evaluate(repeats_per_pass=P)) runs the groups tile by
+        # tile, each block with its own state's weights and generator; the kernel holds one state.
+        stack = self.engine[0]._stack
+        if stack is not None and not stack.batched:
+            stack.first_outputs(self, x, False, list)  # an analog layer of this state's run
+        if (stack is not None and stack.batched) or self.tiles is None or x.dim() != spatial + 2 or not self._ready():
             return self.grouped(x)
         out = self._fused(x.unsqueeze(-2) if self.one_d else x)
         if out is None:

@@ -56,9 +56,22 @@ class FastLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(..., K) -> (..., N)."""
         stack = self.engine[0]._stack
-        if stack is not None:
+        if stack is not None and stack.batched:
             return self._forward_stacked(x, stack)
+        if stack is not None:  # state by state: the first layer's outputs, computed for every state
+            out = stack.first_outputs(self, x, len(self.tiles) == 1, lambda: self._every_state(x, stack))
+            if out is not None:
+                return out
         return self._forward(x)
+
+    def _every_state(self, x: Tensor, stack) -> list[Tensor]:
+        """The outputs of ``x`` under every stacked state, the inputs quantized once (one tile)."""
+        tile = self.tiles[0]
+        outs = tile.forward_shared(x, stack.slots(tile))
+        stack.use(self.tiles, stack.current)  # the run's own state again
+        if self.array_bias is not None:
+            outs = [out + self.array_bias.detach().view(-1) for out in outs]
+        return outs
 
     def _forward_stacked(self, x: Tensor, stack) -> Tensor:
         """The stacked forward (:mod:`.stacked`): block k of the stacked samples with state k."""
@@ -119,8 +132,13 @@ class ConvExec:
 
     def __call__(self, x: Tensor) -> Tensor:
         stack = self.engine._stack
-        if stack is not None:
+        if stack is not None and stack.batched:
             return self._call_stacked(x, stack)
+        if stack is not None:  # state by state: the first layer's outputs, computed for every state
+            out = stack.first_outputs(self, x, x.dim() == 4 and self._one_tile(),
+                                      lambda: self._every_state(x, stack))
+            if out is not None:
+                return out
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
@@ -146,14 +164,8 @@ class ConvExec:
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(total, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-        one_tile = self.strided and len(self.tiles) == 1 and self.bias is None
-        if one_tile and stack.is_shared(x):
-            tile = self.tiles[0]
-            slots = stack.slots(tile)
-            for start in range(0, n, step):
-                stop = min(n, start + step)
-                tile.forward_patches_shared(x[start:stop], self.geometry, slots,
-                                            [out[k * n + start:k * n + stop] for k in range(stack.count)])
+        if self._one_tile() and stack.is_shared(x):
+            self._shared_chunks(x[:n], stack, [out[k * n:(k + 1) * n] for k in range(stack.count)], step)
         else:
             for k in range(stack.count):
                 self.engine._gen = stack.use(self.tiles, k)
@@ -161,6 +173,29 @@ class ConvExec:
                     stop = min((k + 1) * n, start + step)
                     self._chunk(x[start:stop], out[start:stop])
         return out.view(total, self.out_channels, oh, ow)
+
+    def _one_tile(self) -> bool:
+        """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""
+        return self.strided and len(self.tiles) == 1 and self.bias is None
+
+    def _shared_chunks(self, x: Tensor, stack, outs: list[Tensor], step: int) -> None:
+        """The images ``x`` under every stacked state into ``outs`` (one per state, (n, C, L)),
+        in the chunks of :meth:`__call__`, each chunk quantized once for all states."""
+        tile = self.tiles[0]
+        slots = stack.slots(tile)
+        for start in range(0, x.shape[0], step):
+            stop = start + step
+            tile.forward_patches_shared(x[start:stop], self.geometry, slots, [o[start:stop] for o in outs])
+
+    def _every_state(self, x: Tensor, stack) -> list[Tensor]:
+        """The outputs of images ``x`` under every stacked state, each chunk quantized once."""
+        n, _, h, w = x.shape
+        oh, ow = conv_out_hw(h, w, self.geometry)
+        outs = [torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
+                for _ in range(stack.count)]
+        self._shared_chunks(x, stack, outs, self._step(x))
+        stack.use(self.tiles, stack.current)  # the run's own state again
+        return [o.view(n, self.out_channels, oh, ow) for o in outs]
 
     def _chunk(self, x: Tensor, out: Tensor) -> None:
         gen = self.engine._gen

@@ -19,11 +19,21 @@ So every state's generator draws the same numbers for the same operations as in 
 and each block of the result equals the one-by-one forward of that state up to the summation order
 of the digital layers' products at a different batch size (noise on or off); the analog layers are
 bit-identical. The memory of the activations grows R times.
+
+That batched layout is what fills a GPU. On a CPU an R*N batch outgrows the caches, and the
+digital layers and the products gain nothing from it (they cost per sample), so there the pass
+runs state by state (``batched=False``, the CPU's default): the network runs R times on the N
+inputs, state k loaded in every tile; the first analog layer of the network, if its input is the
+network input, computes the outputs of every state in the first run (one quantization, each
+state's product, noise and ADC from its own generator) and hands each later run its state's
+outputs. Each state's generator then draws in the order of its own forward (the first layer's
+numbers first), so every state's outputs are bit-identical to its one-by-one forward; the memory
+is one state's activations plus the first layer's R outputs.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -47,11 +57,38 @@ class StackedPass:
     ``shared``: the repeated network input; a layer input that still occupies its memory in full
     (the same storage and size, contiguous) consists of R identical blocks."""
 
-    def __init__(self, states: Sequence[EngineState], shared: Tensor, per_state: int):
+    def __init__(self, states: Sequence[EngineState], shared: Tensor, per_state: int, *, batched: bool = True):
         self.states = list(states)
         self.count = len(self.states)
         self.per_state = per_state
+        self.batched = batched
         self._shared = shared
+        # state by state (batched=False): the run in progress, its analog layer calls so far, and
+        # the first analog layer with every state's outputs (set in the first run)
+        self.current = 0
+        self._calls = 0
+        self._first: Optional[tuple[object, list]] = None
+
+    def begin(self, k: int, tiles: Sequence[Tile]) -> Optional[torch.Generator]:
+        """State by state: start the run of state ``k`` (loaded into ``tiles``); its generator."""
+        self.current, self._calls = k, 0
+        return self.use(tiles, k)
+
+    def first_outputs(self, layer, x: Tensor, shareable: bool, every_state: Callable[[], list]) -> Optional[Tensor]:
+        """State by state: called by every analog layer of a run. The first analog layer of the
+        first run, if ``shareable`` (it can compute many states at once) and its input ``x`` is the
+        network input, computes ``every_state()`` (the outputs of every state, in order; it may
+        leave another state loaded in its tiles) and gets state 0's; the same layer, first again
+        in a later run, gets that run's state's. None: the layer runs as in a one-by-one forward
+        (with the run's state)."""
+        first, self._calls = self._calls == 0, self._calls + 1
+        if not first:
+            return None
+        if self.current == 0 and shareable and self.is_shared(x):
+            self._first = (layer, every_state())
+        if self._first is None or self._first[0] is not layer:
+            return None
+        return self._first[1][self.current]
 
     def is_shared(self, x: Tensor) -> bool:
         """Whether ``x`` is still the repeated network input (R identical blocks along dim 0)."""
