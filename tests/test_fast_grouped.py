@@ -53,6 +53,16 @@ def _converted(case, **io):
     return analog, torch.randn(shape, generator=torch.Generator().manual_seed(2))
 
 
+def _blas_chain_known(case, x) -> bool:
+    """Whether the local BLAS sums the case's tile products in an order the kernel reproduces
+    (:func:`product_chain`; OpenBLAS picks its kernels by CPU, so this differs between machines)."""
+    dims, cin, cout, kernel, options = _CASES[case]
+    groups = options["groups"]
+    conv = _network(dims, cin, cout, kernel, options)[2]
+    length = int(np.prod(conv(x[:1]).shape[2:]))
+    return product_chain(cout // groups, cin // groups * kernel ** dims, length) is not None
+
+
 @pytest.mark.parametrize("case", sorted(_CASES))
 @pytest.mark.parametrize("noise_management", ["abs-max", "max"])
 def test_the_fused_pass_is_bit_identical_to_the_tile_by_tile_path(case, noise_management, monkeypatch):
@@ -66,7 +76,8 @@ def test_the_fused_pass_is_bit_identical_to_the_tile_by_tile_path(case, noise_ma
 
     monkeypatch.setattr(grouped_kernels, "grouped_conv", counted)
     fused = _outputs(analog, x, True, monkeypatch)
-    assert calls, "the fused pass was not taken"
+    # where this machine's BLAS sums in another order the layer runs tile by tile (still exact)
+    assert bool(calls) == _blas_chain_known(case, x), "the fused pass was not taken where it is exact"
     reference = _outputs(analog, x, False, monkeypatch)
     for ours, theirs in zip(fused, reference):
         assert torch.equal(ours, theirs)

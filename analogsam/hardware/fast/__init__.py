@@ -63,8 +63,9 @@ Many states per pass. :meth:`FastAnalogForward.capture` keeps the state a sync l
 drifted to one time, with its generator); :meth:`FastAnalogForward.forward_stacked` runs the same
 inputs under many captured states in one forward, the first analog layer quantizing the inputs
 once for all of them, every state drawing from its own generator as its own forward would
-(:mod:`.stacked`): each state's outputs equal its one-by-one forward's up to the summation order
-of the digital layers.
+(:mod:`.stacked`): on a GPU as one batch of every state's samples (each state's outputs equal its
+one-by-one forward's up to the summation order of the digital layers), on the CPU state by state
+after the shared first layer (bit-identical to one by one).
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward
