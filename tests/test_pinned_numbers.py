@@ -18,8 +18,13 @@ def _close(actual, expected, path="numbers"):
         for i, (a, e) in enumerate(zip(actual, expected)):
             _close(a, e, f"{path}[{i}]")
     elif isinstance(expected, float):
-        # equal up to the last bits of a float32 sum: the BLAS may change summation order, nothing else
-        assert actual == pytest.approx(expected, rel=1e-6, abs=1e-9), path
+        # equal up to the last bits of a float32 sum: the BLAS may change summation order, nothing
+        # else. OpenBLAS and oneDNN pick their kernels by CPU, and on the analog tiles a changed
+        # order can put an output on the other side of an ADC rounding step: the mean loss of an
+        # analog measurement then moves (up to 2.5e-4 relative on an AMD EPYC against these pins),
+        # its accuracy does not.
+        analog_loss = path.endswith(".loss") and path.startswith(("numbers.sweep", "numbers.faulted"))
+        assert actual == pytest.approx(expected, rel=1e-3 if analog_loss else 1e-6, abs=1e-9), path
     else:
         assert actual == expected, path
 

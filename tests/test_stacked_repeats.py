@@ -125,10 +125,8 @@ def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path
     stored = {name: read_rows(ResultStore(tmp_path / name).path) for name in ("one", "stacked")}
     assert len(stored["one"]) == 6
     assert _rows_without_noise_floats(stored["stacked"]) == _rows_without_noise_floats(stored["one"])
-    n = one_by_one[0]["n_samples"]
-    for a, b in zip(stacked, one_by_one):
-        assert abs(a["accuracy"] - b["accuracy"]) <= 2 / n  # a flip or two at most
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    # on the CPU the stacked pass runs state by state after the shared first layer: bit for bit
+    assert stacked == one_by_one
 
 
 def test_a_killed_stacked_evaluation_resumes_to_the_same_rows(digits, tmp_path, monkeypatch):

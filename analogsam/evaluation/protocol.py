@@ -166,11 +166,14 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             integer P: the fast engine measures P repeats, each at every one of ``times``, in one
             stacked forward per batch (each programming and drift still aihwkit's, once per repeat
             and time; the first analog layer quantizes the inputs once for all of them; see
-            :mod:`analogsam.hardware.fast.stacked`). The same seeds and the same noise draws: the
-            numbers equal the one-by-one numbers up to the summation order of the digital layers.
-            It costs P x len(times) times the activation memory of a batch, and on the CPU it pays
-            only where the first layer's quantization is a large share of the work (LeNet-5: about
-            8% faster; ResNet-20: about 15% slower, ``benchmarks/bench_evaluate.py``); with ``faults`` a pass
+            :mod:`analogsam.hardware.fast.stacked`). The same seeds and the same noise draws. On
+            the CPU the pass runs the network state by state after that shared first layer: the
+            numbers are the one-by-one numbers bit for bit, for P x len(times) times the first
+            layer's outputs in memory, and it pays where the first layer's quantization is a
+            large share of the work (RESULTS_CPU, ``benchmarks/bench_evaluate.py``). On a GPU
+            the states' samples run as one batch (what fills the device): the numbers equal the
+            one-by-one numbers up to the summation order of the digital layers, for P x
+            len(times) times the activation memory of a batch. With ``faults`` a pass
             holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
             state at a time.
 
