@@ -20,13 +20,17 @@ repeats, it prints, all measured in the same run:
     ``engine.sync(generator)``, forward), timed in full;
 (c') the same sweep again, the same seeds, with ``--repeats-per-pass`` repeats (each at every time)
     per stacked forward (``FastAnalogForward.forward_stacked``: the inputs quantized once for every
-    state of the pass), timed in full; it counts the accuracies that differ from (c)'s (summation
-    order only) and prints its ratio to (times x repeats x digital) (target <= 1.2 for LeNet-5,
-    <= 2.0 for ResNet-20);
+    state of the pass, then, on the CPU, the network state by state), timed in full; it counts the
+    accuracies that differ from (c)'s (none: bit-identical on the CPU) and prints its ratio to
+    (times x repeats x digital) (target <= 1.2 for LeNet-5, <= 2.0 for ResNet-20);
 (d) with ``--with-evaluate``: ``analogsam.evaluation.evaluate`` on the same sweep;
 
 and the issue's ratios: sweep / (times x repeats x digital) (target <= 2.0) and
-sweep / aihwkit loop (target <= 0.5). The models are untrained (random initial weights): the cost
+sweep / aihwkit loop (target <= 0.5), with the floor of the first: 1 + (the time to draw, from a
+torch generator, the Gaussians one forward draws + aihwkit's drift of one cell) / digital. An
+analog forward does the digital forward's products and digital layers and, besides, draws its
+noise, and a cell drifts the weights through aihwkit; no engine that keeps the seeded noise
+streams goes below it, whatever its DAC and ADC cost. The models are untrained (random initial weights): the cost
 does not depend on the training, and accuracies are printed only as a sanity check.
 
 Models: ``lenet5``, ``vit-tiny`` (patch transformer) and ``dscnn`` (depthwise-separable 1-D CNN over
