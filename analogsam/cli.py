@@ -116,8 +116,8 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
                                 f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)")
         group.add_argument("--repeats-per-pass", type=int, default=_default(sweep, "repeats_per_pass"), metavar="P",
                            help="fast engine: measure P programmings, each at every time, in one stacked forward "
-                                "(the inputs quantized once for all); the same numbers up to float summation "
-                                "order, P x times the activation memory (default: one at a time)")
+                                "(the inputs quantized once for all); on the CPU the same numbers bit for bit, on a "
+                                "GPU up to float summation order (default: one at a time)")
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
     add_device_flag(group)
