@@ -54,8 +54,8 @@ class EngineState(NamedTuple):
 class StackedPass:
     """The states of one stacked forward, as the analog layers use them (see the module docstring).
 
-    ``shared``: the repeated network input; a layer input that still occupies its memory in full
-    (the same storage and size, contiguous) consists of R identical blocks."""
+    ``shared``: the network input (batched: repeated R times); a layer input that still occupies
+    its memory in full (the same storage and size, contiguous) is that input, unchanged."""
 
     def __init__(self, states: Sequence[EngineState], shared: Tensor, per_state: int, *, batched: bool = True):
         self.states = list(states)
