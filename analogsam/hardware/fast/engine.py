@@ -194,9 +194,10 @@ class FastAnalogForward:
         x = x.to(torch.float32) if x.is_floating_point() else x
         if batched is None:
             batched = self.device.type != "cpu"
+        per_state = x.shape[0]
         if batched:
             x = x.repeat(len(states), *([1] * (x.dim() - 1)))
-        self._stack = stack = StackedPass(states, x, len(x) // (len(states) if batched else 1), batched=batched)
+        self._stack = stack = StackedPass(states, x, per_state, batched=batched)
         try:
             with engine_threads(self.threads), _full_float32(self.device):
                 if batched:
