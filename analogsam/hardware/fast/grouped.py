@@ -11,15 +11,16 @@ the tile-by-tile path computes:
   (no analog bias), with the same IO settings, and those settings are the ones the fused DAC and
   ADC kernels of :class:`.tile.Tile` cover, without input noise, asymmetries, IR drop or
   output-referred weight noise, and without an input range;
-- the local BLAS computes the tiles' products as one of the two chains the kernel knows, checked
-  bit for bit on the layer's shapes (:func:`product_chain`);
 - no patch saturates the ADC so that bound management would rerun it (if one does, the
   generator is reset to where the layer started and the layer runs tile by tile).
 
-The output noise is drawn by torch from the engine's generator, group after group and in the
-processing chunks of :class:`.layers.ConvExec`, exactly as the tile-by-tile path draws it, so the
-two paths give the same numbers bit for bit (``tests/test_fast_grouped.py``). Any other case runs
-the tile-by-tile path.
+The tiles of such a layer compute their products as a chain of fused multiply-adds over the patch
+elements in their order, in the kernel and, when the layer runs tile by tile, in
+:class:`.tile.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
+CPU it picks its kernels for. The output noise is drawn by torch from the engine's generator,
+group after group and in the processing chunks of :class:`.layers.ConvExec`, exactly as the
+tile-by-tile path draws it. So the two paths give the same numbers bit for bit on every machine
+(``tests/test_fast_grouped.py``). Any other case runs the tile-by-tile path.
 """
 
 from __future__ import annotations
@@ -34,36 +35,12 @@ from analogsam.hardware.fast.layers import FastConv2d
 from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
 from analogsam.hardware.mapping.grouped import GroupedConv
 
-__all__ = ["FastGroupedConv", "fused_grouped", "product_chain"]
-
-# (n, K, L) -> True (fused multiply-adds), False (products and sums), None (neither matches BLAS)
-_CHAINS: dict = {}
-
+__all__ = ["FastGroupedConv", "fused_grouped"]
 
 def _kernels():
     from analogsam.hardware.fast import grouped_kernels
 
     return grouped_kernels
-
-
-def product_chain(n: int, k: int, length: int) -> Optional[bool]:
-    """How the local BLAS computes :class:`.tile.Weights`'s product of an (n, k) tile with
-    (b, k, length) patches: True if as a chain of fused multiply-adds, False if as products
-    and sums, None if as neither (checked once per shape, on random quantized values)."""
-    key = (n, k, length)
-    if key not in _CHAINS:
-        g = torch.Generator().manual_seed(1234)
-        w = torch.randn(n, k, generator=g).numpy()
-        x = (torch.randint(-127, 128, (16, k, length), generator=g).float() / 127).numpy()
-        blas = np.matmul(w, x)
-        _CHAINS[key] = None
-        for fused in (True, False):
-            ours = np.empty_like(blas)
-            _kernels().chain_product(w, x, fused, ours)
-            if np.array_equal(ours, blas):
-                _CHAINS[key] = fused
-                break
-    return _CHAINS[key]
 
 
 def _single_tile(conv) -> Optional[Tile]:
@@ -98,6 +75,8 @@ class FastGroupedConv(nn.Module):
         self.tiles = tiles if same and all(_fusable_spec(t) for t in tiles) \
             and len({t.spec for t in tiles}) == 1 else None
         if self.tiles is not None:
+            for t in self.tiles:  # the kernel's products, also tile by tile (module docstring)
+                t.chain_products = True
             self.geometry = convs[0].exec.geometry
             self.one_d = convs[0].one_d
             self.out_per_group = tiles[0].out_size
@@ -152,9 +131,6 @@ class FastGroupedConv(nn.Module):
         c = channels // groups
         oh, ow = conv_out_hw(h, w, self.geometry)
         length = oh * ow
-        fused = product_chain(n, c * kh * kw, length)
-        if fused is None:
-            return None
         weights, (post, alpha, osc, bias) = self._state()
         gen = self.engine[0]._gen
         start_state = gen.get_state() if spec.bm else None
@@ -175,7 +151,7 @@ class FastGroupedConv(nn.Module):
         sigma, ores, obound, test_negative, out_scale = tile._adc_args
         saturated = _kernels().grouped_conv(
             img.numpy(), groups, kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max", thres, res, bound,
-            weights, fused, noise.numpy(), sigma, ores, obound, test_negative, out_scale,
+            weights, noise.numpy(), sigma, ores, obound, test_negative, out_scale,
             post, alpha, osc, bias, out.numpy())
         if saturated and len(tile.reductions) > 1:
             gen.set_state(start_state)  # bound management reruns patches: the tile-by-tile path

@@ -10,11 +10,10 @@ product, the output noise (drawn beforehand by torch, from the same generator in
 as the tile-by-tile path), the ADC, the bound test and the tile's digital periphery, with the
 float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
-The product: ``W q`` with the tile's weights is, like the BLAS call of :class:`.tile.Weights`
-that it replaces, a chain over the patch elements in their order, accumulated with fused
-multiply-adds (:func:`fma32`) or with separate products and sums (:func:`mul_add32`); the caller
-checks on the layer's shapes which of the two the local BLAS computes (:func:`chain_product`),
-and takes the tile-by-tile path if neither matches bit for bit.
+The product: ``W q`` with the tile's weights is a chain over the patch elements in their order,
+accumulated with fused multiply-adds (:func:`fma32`); the layer's tiles compute the same chain
+when they run one by one (:class:`.tile.Weights` with ``chain=True`` calls :func:`chain_product`),
+so the two paths agree whatever the local BLAS's summation order (which OpenBLAS picks by CPU).
 """
 
 import numpy as np
@@ -42,43 +41,31 @@ def fma32(typingctx, a, b, c):
 
 
 @jit
-def mul_add32(a, b, c):
-    """``a * b + c`` in float32, rounded after the product and after the sum."""
-    return a * b + c
-
-
-@jit
-def _chain(w_row, q, fused, acc):
-    """``acc = sum_e w_row[e] * q[e]`` (q (K, L)), the terms added in the order of ``e``, the
-    first one a plain product (as BLAS starts from the first term, not from zero)."""
+def _chain(w_row, q, acc):
+    """``acc = sum_e w_row[e] * q[e]`` (q (K, L)), the terms added in the order of ``e`` with
+    fused multiply-adds, the first one a plain product."""
     k_size, length = q.shape
     w0 = w_row[0]
     src = q[0]
     for t in range(length):
         acc[t] = w0 * src[t]
-    if fused:
-        for e in range(1, k_size):
-            we, src = w_row[e], q[e]
-            for t in range(length):
-                acc[t] = fma32(we, src[t], acc[t])
-    else:
-        for e in range(1, k_size):
-            we, src = w_row[e], q[e]
-            for t in range(length):
-                acc[t] = mul_add32(we, src[t], acc[t])
+    for e in range(1, k_size):
+        we, src = w_row[e], q[e]
+        for t in range(length):
+            acc[t] = fma32(we, src[t], acc[t])
 
 
 @jit
-def chain_product(w, x, fused, out):
+def chain_product(w, x, out):
     """``out[i] = w @ x[i]`` for ``w`` (n, K), ``x`` (b, K, L), ``out`` (b, n, L), as
-    :func:`grouped_conv` computes its products (the probe against the local BLAS)."""
+    :func:`grouped_conv` computes its products."""
     for i in range(x.shape[0]):
         for j in range(w.shape[0]):
-            _chain(w[j], x[i], fused, out[i, j])
+            _chain(w[j], x[i], out[i, j])
 
 
 @jit
-def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, w, fused,
+def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, w,
                  noise, sigma, ores, obound, test_negative, out_scale, post, alpha, osc, bias, out):
     """Every group of a grouped convolution on its own tile, for images ``img`` (b, C, h, w).
 
@@ -161,7 +148,7 @@ def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res
                                 dst[i] = min(max(v, -bound), bound)
         for j in range(n):
             for t in range(length):
-                _chain(w[g, j], q[t], fused, acc[t])
+                _chain(w[g, j], q[t], acc[t])
                 count += _adc(acc[t], noise_g[j, t] if has_noise else acc[t, :0], sigma, ores, obound,
                               test_negative, factor[t], nonpos[t], post[g, j], alpha[g, j], osc[g, j],
                               bias[g, j], out_g[j, t])

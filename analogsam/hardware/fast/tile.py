@@ -245,6 +245,7 @@ class Tile:
                           spec.bm_test_negative_bound, np.float32(spec.out_scale))
         self.workspace = workspace or Workspace()
         self.weights: Optional[Weights] = None
+        self.chain_products = False  # set by a grouped layer's kernel (.grouped): Weights(chain=True)
         self.post = None
         self._identity_post = None
         self._baseline_key = None
@@ -256,7 +257,7 @@ class Tile:
         """Read the tile's current weights and periphery; recompute the drift compensation
         (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
         reader = self.reader
-        self.weights = Weights(reader.weights(), self.device)
+        self.weights = Weights(reader.weights(), self.device, chain=self.chain_products)
         input_range = reader.input_range()
         # the clipping bound of the inputs, read once here, on the CPU (a read on a GPU waits for it)
         self._input_bound = None if input_range is None else abs(input_range.item())
@@ -769,11 +770,14 @@ class _Patches:
 
 class Weights:
     """A tile's weight matrix (d_size, x_size) in the layouts the products need, on ``device``
-    (None: the CPU)."""
+    (None: the CPU). ``chain``: on the CPU, the products of columns (B, K, L) as a chain of fused
+    multiply-adds over K in order (:func:`.grouped_kernels.chain_product`, what the grouped
+    layers' kernel computes) instead of the BLAS."""
 
-    def __init__(self, w, device: Optional[torch.device] = None):
+    def __init__(self, w, device: Optional[torch.device] = None, *, chain: bool = False):
         self.w = torch.as_tensor(w).detach().to(device=device, dtype=torch.float32).contiguous()
         self.n = self.w.shape[0]
+        self.chain = chain
         self._wt = None
         self._abs = None
         self._abs_t = None
@@ -792,7 +796,11 @@ class Weights:
         the two on the tile shapes of ResNet-20). Its threads follow torch's
         (:class:`.threads.engine_threads`). On a GPU, torch's product."""
         if x.device.type == "cpu" and x.is_contiguous() and out.is_contiguous():
-            if x.dim() == 3:
+            if x.dim() == 3 and self.chain:
+                from analogsam.hardware.fast.grouped_kernels import chain_product
+
+                chain_product(self.w.numpy(), x.numpy(), out.numpy())
+            elif x.dim() == 3:
                 np.matmul(self.w.numpy(), x.numpy(), out=out.numpy())
             else:
                 np.matmul(x.numpy(), self.wt.numpy(), out=out.numpy())
