@@ -170,7 +170,7 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             the CPU the pass runs the network state by state after that shared first layer: the
             numbers are the one-by-one numbers bit for bit, for P x len(times) times the first
             layer's outputs in memory, and it pays where the first layer's quantization is a
-            large share of the work (LeNet-5: about 8% faster, ``benchmarks/bench_evaluate.py``). On a GPU
+            large share of the work (LeNet-5: 8% faster, ResNet-20: 4%, ``benchmarks/bench_evaluate.py``). On a GPU
             the states' samples run as one batch (what fills the device): the numbers equal the
             one-by-one numbers up to the summation order of the digital layers, for P x
             len(times) times the activation memory of a batch. With ``faults`` a pass
