@@ -37,6 +37,7 @@ from analogsam.hardware.mapping.grouped import GroupedConv
 
 __all__ = ["FastGroupedConv", "fused_grouped"]
 
+
 def _kernels():
     from analogsam.hardware.fast import grouped_kernels
 
@@ -91,7 +92,8 @@ class FastGroupedConv(nn.Module):
         stack = self.engine[0]._stack
         if stack is not None and not stack.batched:
             stack.first_outputs(self, x, False, list)  # an analog layer of this state's run
-        if (stack is not None and stack.batched) or self.tiles is None or x.dim() != spatial + 2 or not self._ready():
+        batched = stack is not None and stack.batched
+        if batched or self.tiles is None or x.dim() != spatial + 2 or not self._ready():
             return self.grouped(x)
         out = self._fused(x.unsqueeze(-2) if self.one_d else x)
         if out is None:
