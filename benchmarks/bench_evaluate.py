@@ -243,7 +243,7 @@ def gaussian_draws(engine, x, bs, clock) -> tuple[float, int]:
     """The time to draw, from a torch generator, the standard normal numbers that one forward of
     ``x`` through ``engine`` draws (output noise and any other noise), with the same calls, and
     their count. Part of every cell of a seeded fast sweep that no implementation can avoid: the
-    fast engine draws its noise in aihwkit's order from a torch generator. With the digital
+    fast engine's contract is this noise, drawn from a seeded torch generator. With the digital
     forward (the same products and digital layers) and aihwkit's drift it bounds the ratio
     sweep / (cells x digital) from below."""
     shapes = []

@@ -79,10 +79,7 @@ class FastLinear(nn.Module):
         dim = stack.batch_dim(x, self.name)
         blocks = x.chunk(stack.count, dim)
         if len(self.tiles) == 1 and dim == 0 and stack.is_shared(x):  # the inputs quantized once
-            outs = self.tiles[0].forward_shared(blocks[0], stack.slots(self.tiles[0]))
-            if self.array_bias is not None:
-                outs = [out + self.array_bias.detach().view(-1) for out in outs]
-            return torch.cat(outs, dim)
+            return torch.cat(self._every_state(blocks[0], stack), dim)
         outs = []
         for k, block in enumerate(blocks):
             engine._gen = stack.use(self.tiles, k)
@@ -146,8 +143,7 @@ class ConvExec:
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-        for start in range(0, n, step):
-            self._chunk(x[start:start + step], out[start:start + step])
+        self._chunks(x, out, step)
         out = out.view(n, self.out_channels, oh, ow)
         return out[0] if unbatched else out
 
@@ -169,10 +165,13 @@ class ConvExec:
         else:
             for k in range(stack.count):
                 self.engine._gen = stack.use(self.tiles, k)
-                for start in range(k * n, (k + 1) * n, step):
-                    stop = min((k + 1) * n, start + step)
-                    self._chunk(x[start:stop], out[start:stop])
+                self._chunks(x[k * n:(k + 1) * n], out[k * n:(k + 1) * n], step)
         return out.view(total, self.out_channels, oh, ow)
+
+    def _chunks(self, x: Tensor, out: Tensor, step: int) -> None:
+        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state."""
+        for start in range(0, x.shape[0], step):
+            self._chunk(x[start:start + step], out[start:start + step])
 
     def _one_tile(self) -> bool:
         """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""

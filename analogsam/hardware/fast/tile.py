@@ -661,15 +661,12 @@ class Tile:
         every state has the same input range and the DAC kernel applies; each state's product,
         noise and ADC then draw from its own generator in the order :meth:`forward_patches` does,
         so each output equals that of :meth:`forward_patches` with that state and generator."""
-        first = slots[0][0]
-        shared = (self._dac_kernels is not None and not self.spec.perfect
-                  and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots))
-        if not shared:
+        if not self._shares_dac(slots):
             for (state, gen), out in zip(slots, outs):
                 self.load(state)
                 self.forward_patches(img, geometry, gen, out=out)
             return
-        self.load(first)
+        self.load(slots[0][0])
         pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
         xq, scale, zero = self._conv_dac(pv)
         for (state, gen), out in zip(slots, outs):
@@ -680,20 +677,24 @@ class Tile:
             if self.post is None:
                 self._periphery(out, (-1, 1))
 
+    def _shares_dac(self, slots) -> bool:
+        """Whether the states of ``slots`` can share one DAC of their inputs: the DAC kernel
+        applies and every state has the same input range."""
+        first = slots[0][0]
+        return (self._dac_kernels is not None and not self.spec.perfect
+                and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots))
 
     def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
         """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
         generator)`` of ``slots``, the input range and the DAC computed once (as in
         :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
-        first = slots[0][0]
-        if (self._dac_kernels is None or self.spec.perfect
-                or not all(_same_tensor(state.input_range, first.input_range) for state, _ in slots)):
+        if not self._shares_dac(slots):
             outs = []
             for state, gen in slots:
                 self.load(state)
                 outs.append(self.forward(x, gen))
             return outs
-        self.load(first)
+        self.load(slots[0][0])
         x = self._input_ranged(x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
