@@ -63,7 +63,6 @@ class Replicas:
 
     rank: int
     world_size: int
-    local_rank: int
     device: torch.device
     backend: str
     owns_group: bool  # True when :func:`join` created the group (and :meth:`close` ends it)
@@ -112,7 +111,7 @@ def join(device: str | torch.device | None) -> Replicas:
     if resolved.type == "cuda" and backend == "gloo":
         raise DistributedSetupError("distributed training on cuda in a gloo process group: initialise the "
                                     "group with backend 'nccl' or train with --device cpu")
-    return Replicas(dist.get_rank(), dist.get_world_size(), local_rank, resolved, backend, owns)
+    return Replicas(dist.get_rank(), dist.get_world_size(), resolved, backend, owns)
 
 
 def per_replica_batch(batch_size: int, world_size: int) -> int:

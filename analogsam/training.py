@@ -399,7 +399,7 @@ def train_or_reuse(out: str | os.PathLike, **train_kwargs) -> TrainedRun:
         if record is not None and record.get("checkpoint") == file_digest(out / CHECKPOINT):
             return load_run(out)
     run = train(out=out, **train_kwargs)
-    if settings is not None:
+    if settings is not None and ddp.is_main_process():  # (under torchrun, rank 0 writes the run folder)
         write_json(out / REUSE_RECORD, {"settings": settings, "settings_hash": settings_hash(settings),
                                         "checkpoint": file_digest(out / CHECKPOINT)})
     return run
@@ -464,12 +464,21 @@ def train_seeds(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | 
     return runs
 
 
+def _seed_folders(path: Path) -> dict[int, Path]:
+    """{N: path/seed-N} for the ``seed-N`` folders of ``path`` that hold a checkpoint, by seed."""
+    found = {}
+    for p in path.iterdir():
+        match = _SEED_FOLDER.fullmatch(p.name)
+        if match and (p / CHECKPOINT).exists():
+            found[int(match.group(1))] = p
+    return dict(sorted(found.items()))
+
+
 def is_seed_group(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a seed group: a folder without a checkpoint of its own that holds run
     folders named ``seed-N``."""
     path = Path(path)
-    return (path.is_dir() and not (path / CHECKPOINT).exists()
-            and any(_SEED_FOLDER.fullmatch(p.name) and (p / CHECKPOINT).exists() for p in path.iterdir()))
+    return path.is_dir() and not (path / CHECKPOINT).exists() and bool(_seed_folders(path))
 
 
 def load_group(path: str | os.PathLike) -> list[TrainedRun]:
@@ -482,12 +491,9 @@ def load_group(path: str | os.PathLike) -> list[TrainedRun]:
     path = Path(path)
     if not is_seed_group(path):
         return [load_run(path)]
-    folders = sorted((p for p in path.iterdir() if _SEED_FOLDER.fullmatch(p.name) and (p / CHECKPOINT).exists()),
-                     key=lambda p: int(_SEED_FOLDER.fullmatch(p.name).group(1)))
     runs = []
-    for folder in folders:
+    for expected, folder in _seed_folders(path).items():
         run = load_run(folder)
-        expected = int(_SEED_FOLDER.fullmatch(folder.name).group(1))
         if run.train_seed != expected:
             raise CheckpointError(f"{folder} holds a run trained with seed {run.train_seed}, not {expected}: rename "
                                   f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it")

@@ -72,9 +72,10 @@ import time
 import numpy as np
 import torch
 
+from analogsam.evaluation.times import DEFAULT_TIMES
 from analogsam.models import build_model, make_spec
 
-TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
+TIMES = DEFAULT_TIMES  # 1 s, 1 h, 1 d, 30 d, 1 y
 
 
 def make_clock(kind: str):

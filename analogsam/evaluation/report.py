@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
-from analogsam.evaluation.statistics import (SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, seed_count,
+from analogsam.evaluation.statistics import (SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed,
                                              summarize, summarize_seeds)
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
@@ -43,7 +43,8 @@ NOT_MEASURED = "—"
 def summary_of(rows: list[dict]) -> list[dict]:
     """The summary reports show: over training seeds (:func:`summarize_seeds`) when a cell of ``rows``
     has several seeds, else over programmings (:func:`summarize`), as reports always were."""
-    return summarize_seeds(rows) if seed_count(rows) > 1 else summarize(rows)
+    seeds = summarize_seeds(rows)
+    return seeds if any(r["n_seeds"] > 1 for r in seeds) else summarize(rows)
 
 
 def _over_seeds(summary: list[dict]) -> bool:

@@ -87,9 +87,14 @@ def per_seed(rows: Iterable[dict]) -> dict[tuple, dict]:
     return {key: dict(sorted(seeds.items(), key=lambda kv: _seed_order(kv[0]))) for key, seeds in cells.items()}
 
 
-def seed_count(rows: Iterable[dict]) -> int:
-    """The most training seeds any cell of ``rows`` has (1 for rows of single runs)."""
-    return max((len(seeds) for seeds in per_seed(rows).values()), default=0)
+def _seed_means(seeds: dict) -> np.ndarray:
+    """Each training seed's mean over its programmings (``seeds``: a cell of :func:`per_seed`)."""
+    return np.array([np.mean(values) for values, _, _ in seeds.values()])
+
+
+def _seed_drops(seeds: dict, means: np.ndarray) -> np.ndarray:
+    """Each seed's mean minus its network's digital value (NaN where that is unknown)."""
+    return means - np.array([_nan_if_none(d) for _, d, _ in seeds.values()])
 
 
 def _nan_if_none(value):
@@ -112,12 +117,12 @@ def summarize_seeds(rows: Iterable[dict]) -> list[dict]:
     """
     out = []
     for (run, faults, preset, digest, metric, t), seeds in sorted(per_seed(rows).items(), key=_order):
-        means = np.array([np.mean(values) for values, _, _ in seeds.values()])
+        means = _seed_means(seeds)
         variances = [np.var(values, ddof=1) for values, _, _ in seeds.values() if len(values) > 1]
         digitals = [digital for _, digital, _ in seeds.values()]
         low, high = confidence_interval(means)
         known = all(d is not None for d in digitals)
-        drops = means - np.array([_nan_if_none(d) for d in digitals])
+        drops = _seed_drops(seeds, means)
         drop_low, drop_high = confidence_interval(drops) if known else (None, None)
         first = next(iter(seeds.values()))[2]
         digital = float(np.mean(digitals)) if known else None
@@ -150,10 +155,8 @@ def seed_level_test(rows: Iterable[dict], baseline: str, *, quantity: str = "val
     cells = per_seed(rows)
 
     def numbers(seeds: dict) -> np.ndarray:
-        means = np.array([np.mean(values) for values, _, _ in seeds.values()])
-        if quantity == "drop":
-            means = means - np.array([_nan_if_none(d) for _, d, _ in seeds.values()])
-        return means
+        means = _seed_means(seeds)
+        return _seed_drops(seeds, means) if quantity == "drop" else means
 
     runs = sorted({key[0] for key in cells})
     if baseline not in runs:

@@ -134,12 +134,12 @@ class TrainingMethod(abc.ABC):
         """The prediction tensor of the model on ``inputs`` (at ``params`` instead of its own
         parameters when given, through ``torch.func.functional_call``); through the DDP wrapper in
         data-parallel training, so the backward of what it returns averages the gradients."""
-        if self.replicas is None:
-            output = self.model(inputs) if params is None else functional_call(self.model, params, (inputs,))
-        elif params is None:
-            output = self.replicas(inputs)
-        else:  # the wrapper names the model's tensors "module.<name>"
-            output = functional_call(self.replicas, {f"module.{k}": v for k, v in params.items()}, (inputs,))
+        # (the DDP wrapper names the model's tensors "module.<name>")
+        net, prefix = (self.model, "") if self.replicas is None else (self.replicas, "module.")
+        if params is None:
+            output = net(inputs)
+        else:
+            output = functional_call(net, {prefix + k: v for k, v in params.items()}, (inputs,))
         return model_output(output, self.output_fn)
 
     def _task_loss(self, logits, targets):

@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from analogsam.optim.hyperparameters import METHODS, SCOPE
 from analogsam.robustness import analyze_model
 from analogsam.robustness.correlation import exact_spearman_p, paired, robustness_correlation
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
@@ -49,16 +50,14 @@ REPORT_FILE = "report.md"
 _TEST_BATCH = 2000
 
 
-#: Training methods whose perturbation scales by T = |w| + η and so have a ``scope``.
-ADAPTIVE_METHODS = ("asam", "samson")
-
-
-def adaptive_scope_for(run, default: str = "weights") -> str:
+def adaptive_scope_for(run, default: str = SCOPE.default) -> str:
     """The scope of the ``adaptive_sharpness`` metric for ``run``: the run's own ``scope`` when it was
-    trained with ASAM or SAMSON (runs from before the scope existed were trained with ``"weights"``),
-    so the metric measures what that optimizer minimised; ``default`` for every other method."""
-    if run.optimizer in ADAPTIVE_METHODS:
-        return run.config.get("optimizer_hparams", {}).get("scope", "weights")
+    trained with a method that has one (ASAM, SAMSON: T = |w| + η; runs from before the scope existed
+    were trained with the default), so the metric measures what that optimizer minimised; ``default``
+    for every other method."""
+    method = METHODS.get(run.optimizer)
+    if method is not None and any(hp.name == SCOPE.name for hp in method.hyperparameters):
+        return run.config.get("optimizer_hparams", {}).get("scope", SCOPE.default)
     return default
 
 
@@ -348,7 +347,7 @@ def analyze_runs(
     for run_dir, run in outer:
         folder = out / safe_name(run.name)
         run_settings = {**settings, "checkpoint": file_digest(run_dir / CHECKPOINT)}
-        scope = adaptive_scope_for(run, options.get("asam_scope", "weights"))
+        scope = adaptive_scope_for(run, options.get("asam_scope", SCOPE.default))
         if scope != "weights":  # recorded only when not the default, so earlier analyses still match
             run_settings["adaptive_scope"] = scope
         old = matching_record(folder / RUN_RECORD, run_settings)
