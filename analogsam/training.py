@@ -80,6 +80,8 @@ class TrainedRun:
     #: The seed group's name if this run is one training seed of a group (:func:`load_group`,
     #: :func:`train_seeds`), else ``None``: a single run.
     group: str | None = None
+    #: True when :func:`train_or_reuse` loaded this run instead of training it.
+    reused: bool = False
 
     @property
     def name(self) -> str:
@@ -397,7 +399,9 @@ def train_or_reuse(out: str | os.PathLike, **train_kwargs) -> TrainedRun:
     if settings is not None and (out / CHECKPOINT).exists():
         record = matching_record(out / REUSE_RECORD, settings)
         if record is not None and record.get("checkpoint") == file_digest(out / CHECKPOINT):
-            return load_run(out)
+            run = load_run(out)
+            run.reused = True
+            return run
     run = train(out=out, **train_kwargs)
     if settings is not None and ddp.is_main_process():  # (under torchrun, rank 0 writes the run folder)
         write_json(out / REUSE_RECORD, {"settings": settings, "settings_hash": settings_hash(settings),

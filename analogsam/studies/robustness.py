@@ -49,7 +49,7 @@ from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLU
 from analogsam.evaluation.store import write_rows
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
-from analogsam.storage import ensure_folder, file_digest, read_json, settings_hash, write_json
+from analogsam.storage import ensure_folder, read_json, settings_hash, write_json
 from analogsam.training import CHECKPOINT, REUSE_RECORD, SEED_FOLDER, train_seeds
 
 __all__ = ["FULL", "METHODS", "QUICK", "StudyMethod", "StudySettings", "StudySettingsError", "robustness_study"]
@@ -292,14 +292,13 @@ def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, pr
     trained, before = [], sum(len(_measured_programmings(out, p)) for p, _ in settings.presets)
     for i, method in enumerate(methods, 1):
         group = _group(out, method)
-        digests = {s: _digest(group / SEED_FOLDER.format(s) / CHECKPOINT) for s in settings.seeds}
         clock = method_clock = time.perf_counter()
         _log(log, f"[{i}/{len(methods)}] {method.label}: training seeds "
                        f"{', '.join(map(str, settings.seeds))} (finished ones are reused)")
         runs = train_seeds(data=data, seeds=list(settings.seeds), out=group, run_name=method.label,
                            optimizer=method.optimizer, progress=progress, **settings.train_kwargs(),
                            **method.hparams)
-        new = [s for s in settings.seeds if _digest(group / SEED_FOLDER.format(s) / CHECKPOINT) != digests[s]]
+        new = [r.train_seed for r in runs if not r.reused]
         trained += [(method.label, s) for s in new]
         stages[f"train {method.label}"] = time.perf_counter() - clock
         _log(log, f"[{i}/{len(methods)}] {method.label}: {len(new)} run(s) trained, "
@@ -328,10 +327,6 @@ def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, pr
                    f"programming(s) measured; report: {report}")
     return {"report": report, "rows": rows, "trained": trained, "measured": measured, "estimate": planned,
             "timings": timings}
-
-
-def _digest(path: Path) -> str | None:
-    return file_digest(path) if path.exists() else None
 
 
 def _record_timings(out: Path, started: float, command, stages: dict, trained: list, planned: dict) -> list[dict]:
@@ -501,11 +496,13 @@ def write_study_report(out: Path, settings: StudySettings, methods: Sequence[Stu
         acc_plot = plot_accuracy_vs_time(sub, out / f"accuracy_vs_time_{preset}.png", preset=preset,
                                          rows=[r for r in rows if r["preset"] == preset])
         drop_plot = plot_drops(sub, preset, out / f"drop_{preset}.png", order)
+        rank = {name: i for i, name in enumerate(order)}  # (markdown_table lists runs as it meets them)
+        in_order = sorted(sub, key=lambda r: rank.get(r["run"], len(rank)))
         lines += [f"## `{preset}`", "",
                   "### Accuracy (mean ± 95% CI over seeds, σp within a network)", "",
-                  _ordered(markdown_table(sub, preset), order), "",
+                  markdown_table(in_order, preset), "",
                   "### Drop from digital accuracy (mean ± 95% CI over seeds)", "",
-                  _ordered(markdown_table(sub, preset, quantity="drop"), order), "",
+                  markdown_table(in_order, preset, quantity="drop"), "",
                   "### Spread: within a network (σp, over programmings) and between networks (σseeds, of the "
                   "seed means), pp", "",
                   _spread_table(sub, preset, order), "",
@@ -547,11 +544,3 @@ def _subset(s: StudySettings) -> str:
     if s.train_limit is None and s.test_limit is None:
         return "full training and test splits"
     return f"{s.train_limit or 'all'} training and {s.test_limit or 'all'} test samples"
-
-
-def _ordered(table: str, order: Sequence[str]) -> str:
-    """``table``'s rows in the study's method order (markdown_table sorts them by name)."""
-    head, rule, *body = table.split("\n")
-    rank = {name: i for i, name in enumerate(order)}
-    body.sort(key=lambda line: rank.get(line.split("|")[1].strip(), len(rank)))
-    return "\n".join([head, rule, *body])
