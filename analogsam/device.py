@@ -24,6 +24,12 @@ def is_auto(device: str | torch.device | None) -> bool:
     return device is None or (isinstance(device, str) and device.strip().lower() == "auto")
 
 
+def asks_for_accelerator(device: str | torch.device | None, resolved: torch.device) -> bool:
+    """Whether ``device`` names an accelerator itself (``"cuda"``, not ``"auto"``), resolved to
+    ``resolved``: there only the fast engine measures, aihwkit's CPU tiles are no fallback."""
+    return resolved.type != "cpu" and not is_auto(device)
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Return the torch device for ``device`` (``None`` means ``"auto"``).
 

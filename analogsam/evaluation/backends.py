@@ -57,7 +57,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from analogsam.device import is_auto, resolve_device
+from analogsam.device import asks_for_accelerator, is_auto, resolve_device
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.validation import check_choice
@@ -212,7 +212,7 @@ def make_backend(analog_model: nn.Module, backend: str = "auto",
     reason = unsupported_reason(analog_model)
     if reason is None:
         return FastBackend(analog_model, resolved)
-    if backend == "auto" and resolved.type != "cpu" and not is_auto(device):
+    if backend == "auto" and asks_for_accelerator(device, resolved):
         raise FastPathUnsupported(f"backend='auto' on {resolved} needs the fast engine, which cannot replay "
                                   f"this network's analog tiles: {reason}; pass device='cpu' to measure with "
                                   "aihwkit's C++ tiles")

@@ -129,12 +129,12 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
     there chooses them. aihwkit's tiles run on the CPU only: on an explicit GPU a layer the fast
     engine does not replay gets ``engine`` "none"; ``"auto"`` measures such a network on the CPU.
     """
-    from analogsam.device import is_auto, resolve_device
+    from analogsam.device import asks_for_accelerator, resolve_device
     from analogsam.hardware.fast import aihwkit_adapter, unsupported_reason
+    from analogsam.hardware.fast.support import layer_reasons
 
     resolved = torch.device("cpu") if device is None else resolve_device(device)
-    on_gpu = resolved.type != "cpu" and not is_auto(device)
-    from analogsam.hardware.fast.support import layer_reasons
+    on_gpu = asks_for_accelerator(device, resolved)
 
     network = _network(model)
     preset = resolve_preset(preset, overrides)
