@@ -175,11 +175,18 @@ def share_from_main(obj):
 
 @torch.no_grad()
 def broadcast_buffers(module: nn.Module) -> None:
-    """Overwrite every replica's buffers (BatchNorm running statistics...) with rank 0's."""
+    """Overwrite every replica's buffers (BatchNorm running statistics...) with rank 0's: one
+    broadcast per dtype and device, not one per buffer (this runs at every MESA step)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
+    groups: dict[tuple, list[torch.Tensor]] = {}
     for buffer in module.buffers():
-        dist.broadcast(buffer, src=0)
+        groups.setdefault((buffer.dtype, buffer.device), []).append(buffer)
+    for buffers in groups.values():
+        flat = torch.cat([b.reshape(-1) for b in buffers])
+        dist.broadcast(flat, src=0)
+        for buffer, value in zip(buffers, flat.split([b.numel() for b in buffers])):
+            buffer.copy_(value.view_as(buffer))
 
 
 def seed_replica(seed: int, rank: int) -> None:
