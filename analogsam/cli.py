@@ -32,60 +32,117 @@ def _default(function, name: str):
 
 # -- flag groups, each declared once ------------------------------------------------------------------
 
-def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = False, subsets: bool = False,
-                   validation: bool = False, text: bool = False) -> None:
+
+def add_data_flags(
+    p: argparse.ArgumentParser,
+    *,
+    dataset: bool = False,
+    subsets: bool = False,
+    validation: bool = False,
+    text: bool = False,
+) -> None:
     """``--data-root`` (every command that reads data), optionally ``--data``, the subset flags and the
     text dataset's ``--seq-len``."""
     from analogsam.data import ENV_VAR, dataset_names, load_text
 
     group = p.add_argument_group("data")
     if dataset:
-        group.add_argument("--data", default="fashion-mnist", choices=dataset_names(), metavar="NAME",
-                           help=f"dataset: {', '.join(dataset_names())} (default: %(default)s)")
-    group.add_argument("--data-root", default=None, metavar="DIR",
-                       help=f"folder holding the dataset files (or a folder containing the dataset's folder); "
-                            f"when given, the only place searched (default: ${ENV_VAR}, then /usr/share/datasets, "
-                            "~/.cache/analogsam, ./data); for --data text: the UTF-8 text file itself")
+        group.add_argument(
+            "--data",
+            default="fashion-mnist",
+            choices=dataset_names(),
+            metavar="NAME",
+            help=f"dataset: {', '.join(dataset_names())} (default: %(default)s)",
+        )
+    group.add_argument(
+        "--data-root",
+        default=None,
+        metavar="DIR",
+        help=f"folder holding the dataset files (or a folder containing the dataset's folder); "
+        f"when given, the only place searched (default: ${ENV_VAR}, then /usr/share/datasets, "
+        "~/.cache/analogsam, ./data); for --data text: the UTF-8 text file itself",
+    )
     if subsets:
-        group.add_argument("--train-limit", type=int, default=None, metavar="N",
-                           help="train on a seeded random subset of N training samples (quick studies; "
-                                "default: all)")
-        group.add_argument("--test-limit", type=int, default=None, metavar="N",
-                           help="evaluate on a seeded random subset of N test samples (default: all)")
+        group.add_argument(
+            "--train-limit",
+            type=int,
+            default=None,
+            metavar="N",
+            help="train on a seeded random subset of N training samples (quick studies; default: all)",
+        )
+        group.add_argument(
+            "--test-limit",
+            type=int,
+            default=None,
+            metavar="N",
+            help="evaluate on a seeded random subset of N test samples (default: all)",
+        )
     if text:
-        group.add_argument("--seq-len", type=int, default=None, metavar="N",
-                           help="--data text only: characters per training sequence (default: "
-                                f"{_default(load_text, 'seq_len')})")
+        group.add_argument(
+            "--seq-len",
+            type=int,
+            default=None,
+            metavar="N",
+            help=f"--data text only: characters per training sequence (default: {_default(load_text, 'seq_len')})",
+        )
     if validation:
-        group.add_argument("--val-fraction", type=float, default=0.0, metavar="SHARE",
-                           help="share of the training files held out for validation, 0-0.5 (default: %(default)s)")
+        group.add_argument(
+            "--val-fraction",
+            type=float,
+            default=0.0,
+            metavar="SHARE",
+            help="share of the training files held out for validation, 0-0.5 (default: %(default)s)",
+        )
 
 
 def add_device_flag(group) -> None:
     """``--device``: where the command computes (one declaration for every command)."""
     from analogsam.device import DEVICES
 
-    group.add_argument("--device", default="auto", choices=DEVICES,
-                       help="auto = the CUDA GPU when torch sees one, else the CPU; cuda without a GPU is an "
-                            "error (default: %(default)s)")
+    group.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="auto = the CUDA GPU when torch sees one, else the CPU; cuda without a GPU is an "
+        "error (default: %(default)s)",
+    )
 
 
 def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
     """``--preset`` (or ``--presets``) and ``--set``."""
     group = p.add_argument_group("preset", "the simulated device (see `analogsam presets list`)")
     if many:
-        group.add_argument("--presets", default="pcm", metavar="NAMES",
-                           help="comma-separated preset names or TOML paths (default: %(default)s)")
+        group.add_argument(
+            "--presets",
+            default="pcm",
+            metavar="NAMES",
+            help="comma-separated preset names or TOML paths (default: %(default)s)",
+        )
     else:
-        group.add_argument("--preset", default="pcm", metavar="NAME",
-                           help="preset name or path to a TOML preset (default: %(default)s)")
-    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a preset value, e.g. --set io.adc_bits=6 (repeatable; every key with its "
-                            "unit: `analogsam presets show NAME`)")
+        group.add_argument(
+            "--preset",
+            default="pcm",
+            metavar="NAME",
+            help="preset name or path to a TOML preset (default: %(default)s)",
+        )
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset value, e.g. --set io.adc_bits=6 (repeatable; every key with its "
+        "unit: `analogsam presets show NAME`)",
+    )
 
 
-def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: str | None = None,
-                         workers: bool = True, seed_help: str = "base seed of the programmings") -> None:
+def add_evaluation_flags(
+    p: argparse.ArgumentParser,
+    *,
+    repeats: int,
+    one_time: str | None = None,
+    workers: bool = True,
+    seed_help: str = "base seed of the programmings",
+) -> None:
     """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--ray`` and
     ``--repeats-per-pass``, ``--seed``, ``--metric``, ``--device``."""
     from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
@@ -94,30 +151,59 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
     group = p.add_argument_group("evaluation", "Monte-Carlo accuracy on the simulated hardware")
     units = "seconds, or a number with a unit s, min, h, d, w, y (365 d)"
     if one_time is None:
-        group.add_argument("--times", default=",".join(format_time(t) for t in DEFAULT_TIMES), metavar="LIST",
-                           help=f"comma-separated times after programming; {units} (default: %(default)s)")
+        group.add_argument(
+            "--times",
+            default=",".join(format_time(t) for t in DEFAULT_TIMES),
+            metavar="LIST",
+            help=f"comma-separated times after programming; {units} (default: %(default)s)",
+        )
     else:
-        group.add_argument("--time", default=one_time, metavar="T",
-                           help=f"time after programming; {units} (default: %(default)s)")
-    group.add_argument("--repeats", type=int, default=repeats, metavar="N",
-                       help="independent programmings (programming-noise draws) per run and preset "
-                            "(default: %(default)s)")
-    group.add_argument("--backend", choices=BACKENDS, default=_default(evaluate, "backend"),
-                       help="analog forward: auto = the seeded fast engine where it reproduces the tiles, else "
-                            "aihwkit's C++ tiles; fast = the fast engine or an error; aihwkit = the tiles "
-                            "(default: %(default)s)")
+        group.add_argument(
+            "--time", default=one_time, metavar="T", help=f"time after programming; {units} (default: %(default)s)"
+        )
+    group.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        metavar="N",
+        help="independent programmings (programming-noise draws) per run and preset (default: %(default)s)",
+    )
+    group.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=_default(evaluate, "backend"),
+        help="analog forward: auto = the seeded fast engine where it reproduces the tiles, else "
+        "aihwkit's C++ tiles; fast = the fast engine or an error; aihwkit = the tiles "
+        "(default: %(default)s)",
+    )
     if workers:
-        group.add_argument("--workers", type=int, default=_default(sweep, "workers"), metavar="N",
-                           help="local processes to spread the programmings over; the numbers do not depend "
-                                "on it (default: %(default)s)")
-        group.add_argument("--ray", nargs="?", const=True, default=None, metavar="ADDRESS",
-                           help="run the programmings as Ray tasks: on a local Ray (with --workers CPUs if "
-                                "given, else all) without ADDRESS, or on the Ray cluster at ADDRESS, e.g. "
-                                f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)")
-        group.add_argument("--repeats-per-pass", type=int, default=_default(sweep, "repeats_per_pass"), metavar="P",
-                           help="fast engine: measure P programmings, each at every time, in one stacked forward "
-                                "(the inputs quantized once for all); on the CPU the same numbers bit for bit, on a "
-                                "GPU up to float summation order (default: one at a time)")
+        group.add_argument(
+            "--workers",
+            type=int,
+            default=_default(sweep, "workers"),
+            metavar="N",
+            help="local processes to spread the programmings over; the numbers do not depend "
+            "on it (default: %(default)s)",
+        )
+        group.add_argument(
+            "--ray",
+            nargs="?",
+            const=True,
+            default=None,
+            metavar="ADDRESS",
+            help="run the programmings as Ray tasks: on a local Ray (with --workers CPUs if "
+            "given, else all) without ADDRESS, or on the Ray cluster at ADDRESS, e.g. "
+            f"HEAD:6379; same numbers; needs {INSTALL_HINT} (default: off)",
+        )
+        group.add_argument(
+            "--repeats-per-pass",
+            type=int,
+            default=_default(sweep, "repeats_per_pass"),
+            metavar="P",
+            help="fast engine: measure P programmings, each at every time, in one stacked forward "
+            "(the inputs quantized once for all); on the CPU the same numbers bit for bit, on a "
+            "GPU up to float summation order (default: one at a time)",
+        )
     group.add_argument("--seed", type=int, default=0, metavar="SEED", help=f"{seed_help} (default: %(default)s)")
     _add_metric_flag(group, "what each point measures")
     add_device_flag(group)
@@ -126,14 +212,19 @@ def add_evaluation_flags(p: argparse.ArgumentParser, *, repeats: int, one_time: 
 def _add_metric_flag(group, what: str) -> None:
     from analogsam.scoring import METRIC_NAMES
 
-    group.add_argument("--metric", default="accuracy", metavar="NAME",
-                       help=f"{what}: {', '.join(METRIC_NAMES)} or topK for any K; perplexity and "
-                            "cross_entropy per token for sequence models, mse and r2 for regression "
-                            "(default: %(default)s)")
+    group.add_argument(
+        "--metric",
+        default="accuracy",
+        metavar="NAME",
+        help=f"{what}: {', '.join(METRIC_NAMES)} or topK for any K; perplexity and "
+        "cross_entropy per token for sequence models, mse and r2 for regression "
+        "(default: %(default)s)",
+    )
 
 
-def add_output_flags(p: argparse.ArgumentParser, *, required: bool = False, default: str | None = None,
-                     what: str) -> None:
+def add_output_flags(
+    p: argparse.ArgumentParser, *, required: bool = False, default: str | None = None, what: str
+) -> None:
     """``--out`` and ``--quiet``."""
     group = p.add_argument_group("output")
     shown = "" if required or default is None else " (default: %(default)s)"
@@ -149,24 +240,36 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
     from analogsam.studies.default import default_study_runs
 
     group = p.add_argument_group("training")
-    group.add_argument("--model", default="lenet5", choices=model_names(), metavar="NAME",
-                       help=f"architecture: {', '.join(model_names())} (default: %(default)s)")
+    group.add_argument(
+        "--model",
+        default="lenet5",
+        choices=model_names(),
+        metavar="NAME",
+        help=f"architecture: {', '.join(model_names())} (default: %(default)s)",
+    )
     if study:
         epochs = _default(default_study_runs, "epochs")
-        add_flag(group, TRAINING_SETTINGS["epochs"], default=epochs, used_by="per optimizer",
-                 default_text=str(epochs))
-        group.add_argument("--optimizers", default=",".join(_default(default_study_runs, "optimizers")),
-                           metavar="NAMES", help="comma-separated optimizers, each with its default "
-                                                 "hyperparameters (default: %(default)s)")
+        add_flag(group, TRAINING_SETTINGS["epochs"], default=epochs, used_by="per optimizer", default_text=str(epochs))
+        group.add_argument(
+            "--optimizers",
+            default=",".join(_default(default_study_runs, "optimizers")),
+            metavar="NAMES",
+            help="comma-separated optimizers, each with its default hyperparameters (default: %(default)s)",
+        )
         return
     for name in ("epochs", "batch_size", "schedule", "seed"):
         add_flag(group, TRAINING_SETTINGS[name], default=TRAINING_SETTINGS[name].default)
-    group.add_argument("--seeds", default=None, metavar="LIST",
-                       help="comma-separated training seeds, e.g. 0,1,2: one run per seed in OUT/seed-N (a seed "
-                            "group, which compare and evaluate take as one method), instead of --seed; seeds "
-                            "already trained with these settings are reused")
-    _add_metric_flag(group, "what each epoch reports (and, for mse/r2, a mean-squared-error loss instead of "
-                            "cross-entropy)")
+    group.add_argument(
+        "--seeds",
+        default=None,
+        metavar="LIST",
+        help="comma-separated training seeds, e.g. 0,1,2: one run per seed in OUT/seed-N (a seed "
+        "group, which compare and evaluate take as one method), instead of --seed; seeds "
+        "already trained with these settings are reused",
+    )
+    _add_metric_flag(
+        group, "what each epoch reports (and, for mse/r2, a mean-squared-error loss instead of cross-entropy)"
+    )
     add_optimizer_arguments(p)
 
 
@@ -177,32 +280,45 @@ def build_parser() -> argparse.ArgumentParser:
     from analogsam.studies.flatness import analyze_runs
 
     debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show the traceback of an error instead of its one-line message")
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error instead of its one-line message",
+    )
     parser = argparse.ArgumentParser(
-        prog="analogsam", parents=[debug],
+        prog="analogsam",
+        parents=[debug],
         description="Train with sharpness-aware optimizers, then measure accuracy over time on simulated "
-                    "analog in-memory-computing hardware (IBM aihwkit).")
+        "analog in-memory-computing hardware (IBM aihwkit).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[debug],
-                         help="the default study: Fashion-MNIST LeNet-5, SGD vs SAM, PCM, 1 s to 1 year",
-                         description="Train LeNet-5 on Fashion-MNIST with SGD and with SAM, convert both to the PCM "
-                                     "preset and measure accuracy over time. Reruns reuse finished work.")
+    run = sub.add_parser(
+        "run",
+        parents=[debug],
+        help="the default study: Fashion-MNIST LeNet-5, SGD vs SAM, PCM, 1 s to 1 year",
+        description="Train LeNet-5 on Fashion-MNIST with SGD and with SAM, convert both to the PCM "
+        "preset and measure accuracy over time. Reruns reuse finished work.",
+    )
     add_data_flags(run, dataset=True, subsets=True)
     add_training_flags(run, study=True)
     add_preset_flags(run)
     add_evaluation_flags(run, repeats=default_study.STUDY_REPEATS, seed_help="seed of training and evaluation")
-    add_output_flags(run, default="analogsam-study", what="study folder: one run folder per optimizer and "
-                                                         "evaluation/")
+    add_output_flags(run, default="analogsam-study", what="study folder: one run folder per optimizer and evaluation/")
 
-    train = sub.add_parser("train", parents=[debug],
-                           help="train a model digitally and write a run folder (checkpoint, log)")
+    train = sub.add_parser(
+        "train", parents=[debug], help="train a model digitally and write a run folder (checkpoint, log)"
+    )
     add_data_flags(train, dataset=True, subsets=True, validation=True, text=True)
     add_training_flags(train)
-    add_device_flag(train.add_argument_group(
-        "device", "where to train. Under torchrun every process trains one replica (DDP; on CUDA cuda:LOCAL_RANK) "
-                  "and --batch-size stays the global batch of one step: each of N processes takes batch-size/N"))
+    add_device_flag(
+        train.add_argument_group(
+            "device",
+            "where to train. Under torchrun every process trains one replica (DDP; on CUDA cuda:LOCAL_RANK) "
+            "and --batch-size stays the global batch of one step: each of N processes takes batch-size/N",
+        )
+    )
     add_output_flags(train, required=True, what="run folder to write (checkpoint.pt, log.csv, config.json)")
 
     ev = sub.add_parser("evaluate", parents=[debug], help="accuracy over time of one trained run on one device preset")
@@ -212,89 +328,150 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(ev)
     add_output_flags(ev, what="output folder (default: RUN_DIR/eval-PRESET)")
 
-    cmp = sub.add_parser("compare", parents=[debug],
-                         help="evaluate several runs on several presets; tables, plots, markdown report")
-    cmp.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`, or seed groups "
-                                                 "(`train --seeds`: one method, statistics over its seeds)")
+    cmp = sub.add_parser(
+        "compare", parents=[debug], help="evaluate several runs on several presets; tables, plots, markdown report"
+    )
+    cmp.add_argument(
+        "run_dirs",
+        nargs="+",
+        help="run folders written by `analogsam train`, or seed groups "
+        "(`train --seeds`: one method, statistics over its seeds)",
+    )
     add_preset_flags(cmp, many=True)
     add_evaluation_flags(cmp, repeats=DEFAULT_REPEATS)
     add_data_flags(cmp)
     add_output_flags(cmp, required=True, what="output folder; rerunning the same command resumes it")
 
-    pre = sub.add_parser("presets", parents=[debug],
-                         help="list device presets or show one with every value, unit and source")
+    pre = sub.add_parser(
+        "presets", parents=[debug], help="list device presets or show one with every value, unit and source"
+    )
     pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     pre.add_argument("name", nargs="?", help="preset name or TOML path (for show)")
-    pre.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. io.adc_bits=6")
+    pre.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. io.adc_bits=6"
+    )
 
-    ana = sub.add_parser("analyze", parents=[debug],
-                         help="sharpness metrics, noise/fault curves and analog accuracy drop of runs; "
-                              "their rank correlation",
-                         description="Per run: every sharpness metric (on training batches), accuracy under "
-                                     "relative/additive weight noise, stuck-at faults and bit flips (test set), and "
-                                     "the accuracy drop (digital - analog) at one preset and time. Across runs: a "
-                                     "table, Spearman rank correlation of each metric with the drop, scatters and "
-                                     "report.md. Rerunning the same command skips runs already analysed.")
+    ana = sub.add_parser(
+        "analyze",
+        parents=[debug],
+        help="sharpness metrics, noise/fault curves and analog accuracy drop of runs; their rank correlation",
+        description="Per run: every sharpness metric (on training batches), accuracy under "
+        "relative/additive weight noise, stuck-at faults and bit flips (test set), and "
+        "the accuracy drop (digital - analog) at one preset and time. Across runs: a "
+        "table, Spearman rank correlation of each metric with the drop, scatters and "
+        "report.md. Rerunning the same command skips runs already analysed.",
+    )
     ana.add_argument("run_dirs", nargs="+", help="run folders written by `analogsam train`")
     add_preset_flags(ana)
-    add_evaluation_flags(ana, repeats=_default(analyze_runs, "repeats"), one_time=_default(analyze_runs, "t"),
-                         workers=False, seed_help="seed of the batches, noise and fault draws and programmings")
+    add_evaluation_flags(
+        ana,
+        repeats=_default(analyze_runs, "repeats"),
+        one_time=_default(analyze_runs, "t"),
+        workers=False,
+        seed_help="seed of the batches, noise and fault draws and programmings",
+    )
     probes = ana.add_argument_group("probes")
-    probes.add_argument("--num-batches", "--batches", dest="num_batches", type=int,
-                        default=_default(analyze_runs, "num_batches"), metavar="N",
-                        help="seeded random training batches the sharpness metrics are measured on "
-                             "(default: %(default)s)")
-    probes.add_argument("--batch-size", type=int, default=_default(analyze_runs, "batch_size"), metavar="N",
-                        help="samples per sharpness batch (default: %(default)s)")
-    probes.add_argument("--test-samples", type=int, default=None, metavar="N",
-                        help="use the first N test samples for curves and drop (default: the whole test split)")
-    probes.add_argument("--metrics", default=None,
-                        help="comma-separated subset of worst_case_sharpness, adaptive_sharpness, "
-                             "average_sharpness, hessian_top_eigenvalue, hessian_trace (default: all)")
-    probes.add_argument("--curves", default=None,
-                        help="comma-separated subset of weight_noise_relative, weight_noise_additive, stuck_at, "
-                             "bit_flip (default: all)")
-    probes.add_argument("--asam-scope", choices=ADAPTIVE_SCOPES, default=None,
-                        help="tensors adaptive_sharpness scales by |w| + eta for runs not trained with asam/samson "
-                             "(those use their own --scope): weights (layer weights only) or all (default: weights)")
-    probes.add_argument("--quick", action="store_true",
-                        help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)")
+    probes.add_argument(
+        "--num-batches",
+        "--batches",
+        dest="num_batches",
+        type=int,
+        default=_default(analyze_runs, "num_batches"),
+        metavar="N",
+        help="seeded random training batches the sharpness metrics are measured on (default: %(default)s)",
+    )
+    probes.add_argument(
+        "--batch-size",
+        type=int,
+        default=_default(analyze_runs, "batch_size"),
+        metavar="N",
+        help="samples per sharpness batch (default: %(default)s)",
+    )
+    probes.add_argument(
+        "--test-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use the first N test samples for curves and drop (default: the whole test split)",
+    )
+    probes.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated subset of worst_case_sharpness, adaptive_sharpness, "
+        "average_sharpness, hessian_top_eigenvalue, hessian_trace (default: all)",
+    )
+    probes.add_argument(
+        "--curves",
+        default=None,
+        help="comma-separated subset of weight_noise_relative, weight_noise_additive, stuck_at, "
+        "bit_flip (default: all)",
+    )
+    probes.add_argument(
+        "--asam-scope",
+        choices=ADAPTIVE_SCOPES,
+        default=None,
+        help="tensors adaptive_sharpness scales by |w| + eta for runs not trained with asam/samson "
+        "(those use their own --scope): weights (layer weights only) or all (default: weights)",
+    )
+    probes.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer ascent steps, power iterations, noise draws and levels (seconds per run, noisier)",
+    )
     add_data_flags(ana)
     add_output_flags(ana, required=True, what="output folder (per-run subfolders, table.csv, report.md)")
 
     study = sub.add_parser("study", parents=[debug], help="the packaged studies: `study robustness`")
     studies = study.add_subparsers(dest="study", required=True, metavar="STUDY")
     rob = studies.add_parser(
-        "robustness", parents=[debug],
+        "robustness",
+        parents=[debug],
         help="8 training methods x 3 seeds on LeNet-5 / Fashion-MNIST, PCM and RRAM over time; report.md",
         description="Train SGD, SAM, ASAM (scope weights and all), SAMSON, adversarial, SAF and noise injection "
-                    "(package defaults) on LeNet-5 / Fashion-MNIST with 3 training seeds, measure every network "
-                    "over 10 programmings on PCM (1s-1y) and RRAM (1s, 1d, 2d), and write report.md: accuracy and "
-                    "drop tables over seeds, p-values against SGD, plots, wall times. States the measured "
-                    "runtime first; rerunning the same command resumes (finished runs and cells are reused).")
-    rob.add_argument("--quick", action="store_true",
-                     help="the same pipeline, every method, on a tiny problem (128/200 samples, 4 epochs, 2 seeds, "
-                          "2 programmings, 2 times per preset): a minute or so")
+        "(package defaults) on LeNet-5 / Fashion-MNIST with 3 training seeds, measure every network "
+        "over 10 programmings on PCM (1s-1y) and RRAM (1s, 1d, 2d), and write report.md: accuracy and "
+        "drop tables over seeds, p-values against SGD, plots, wall times. States the measured "
+        "runtime first; rerunning the same command resumes (finished runs and cells are reused).",
+    )
+    rob.add_argument(
+        "--quick",
+        action="store_true",
+        help="the same pipeline, every method, on a tiny problem (128/200 samples, 4 epochs, 2 seeds, "
+        "2 programmings, 2 times per preset): a minute or so",
+    )
     add_data_flags(rob)
     add_output_flags(rob, required=True, what="study folder (train/, eval/, report.md); rerunning resumes it")
 
     from analogsam.data import dataset_names
     from analogsam.models import model_names
 
-    ins = sub.add_parser("inspect", parents=[debug],
-                         help="the layer report: every layer analog or digital and why, its tiles, parameters "
-                              "and engine",
-                         description="Convert a trained run's model, or a model of the zoo, for a preset and print "
-                                     "every layer: analog tiles or digital and why, its tiles (count x rows x "
-                                     "cols), its parameters and which engine runs it (fast or aihwkit).")
-    ins.add_argument("model_or_run", metavar="MODEL_OR_RUN",
-                     help="a run folder written by `analogsam train`, or a model name: " + ", ".join(model_names()))
+    ins = sub.add_parser(
+        "inspect",
+        parents=[debug],
+        help="the layer report: every layer analog or digital and why, its tiles, parameters and engine",
+        description="Convert a trained run's model, or a model of the zoo, for a preset and print "
+        "every layer: analog tiles or digital and why, its tiles (count x rows x "
+        "cols), its parameters and which engine runs it (fast or aihwkit).",
+    )
+    ins.add_argument(
+        "model_or_run",
+        metavar="MODEL_OR_RUN",
+        help="a run folder written by `analogsam train`, or a model name: " + ", ".join(model_names()),
+    )
     add_preset_flags(ins)
-    sizes = ins.add_argument_group("model size", "for a model name only (a run folder knows its sizes): the "
-                                                 "sizes of --data, or the numbers given (default 1 x 28 x 28 "
-                                                 "inputs, 10 classes)")
-    sizes.add_argument("--data", default=None, choices=dataset_names(), metavar="NAME",
-                       help=f"size the model for this dataset (loaded from disk): {', '.join(dataset_names())}")
+    sizes = ins.add_argument_group(
+        "model size",
+        "for a model name only (a run folder knows its sizes): the "
+        "sizes of --data, or the numbers given (default 1 x 28 x 28 "
+        "inputs, 10 classes)",
+    )
+    sizes.add_argument(
+        "--data",
+        default=None,
+        choices=dataset_names(),
+        metavar="NAME",
+        help=f"size the model for this dataset (loaded from disk): {', '.join(dataset_names())}",
+    )
     sizes.add_argument("--in-channels", type=int, default=None, metavar="C", help="channels of the input images")
     sizes.add_argument("--input-size", type=int, default=None, metavar="S", help="height and width of the input images")
     sizes.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes the model outputs")
@@ -304,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands --------------------------------------------------------------------------------------
+
 
 def _overrides(items):
     from analogsam.hardware.presets import parse_set_options
@@ -346,10 +524,23 @@ def _sweep(args, runs, presets, out: Path):
         print(f"note: {describe_left_out(left_out)}", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LeftOutCellsWarning)  # said above, without the warning's clutter
-        rows = sweep(runs, presets, times=args.times, repeats=args.repeats, seed=args.seed, out=out,
-                     overrides=_overrides(args.set), backend=args.backend, progress=not args.quiet,
-                     workers=args.workers, ray=args.ray, metric=args.metric, device=args.device,
-                     repeats_per_pass=args.repeats_per_pass, batches_for=lambda r: _test_batches(r, args.data_root))
+        rows = sweep(
+            runs,
+            presets,
+            times=args.times,
+            repeats=args.repeats,
+            seed=args.seed,
+            out=out,
+            overrides=_overrides(args.set),
+            backend=args.backend,
+            progress=not args.quiet,
+            workers=args.workers,
+            ray=args.ray,
+            metric=args.metric,
+            device=args.device,
+            repeats_per_pass=args.repeats_per_pass,
+            batches_for=lambda r: _test_batches(r, args.data_root),
+        )
     return rows, left_out
 
 
@@ -366,12 +557,23 @@ def cmd_run(args) -> None:
     _check_device(args)  # before training, not after it
     start = time.perf_counter()
     out = _output_folder(args.out)
-    runs = default_study_runs(out, optimizers=args.optimizers.split(","), data=args.data, model=args.model,
-                              epochs=args.epochs, seed=args.seed, data_root=args.data_root,
-                              train_limit=args.train_limit, test_limit=args.test_limit, progress=not args.quiet,
-                              device=args.device)
+    runs = default_study_runs(
+        out,
+        optimizers=args.optimizers.split(","),
+        data=args.data,
+        model=args.model,
+        epochs=args.epochs,
+        seed=args.seed,
+        data_root=args.data_root,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        progress=not args.quiet,
+        device=args.device,
+    )
     rows, left_out = _sweep(args, runs, [args.preset], out / "evaluation")
-    _finish(rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}")
+    _finish(
+        rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}"
+    )
     print(f"finished in {time.perf_counter() - start:.0f} s; results in {out}")
 
 
@@ -381,18 +583,34 @@ def cmd_train(args) -> None:
     from analogsam.scoring import resolve_metric
     from analogsam.training import train
 
-    data_options = {"root": args.data_root, "train_limit": args.train_limit, "test_limit": args.test_limit,
-                    "val_fraction": args.val_fraction, "seq_len": args.seq_len}
-    kwargs = dict(optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
-                  out=args.out, progress=not args.quiet, data_options=data_options, metric=args.metric,
-                  device=args.device, **method_kwargs_from_args(args))
+    data_options = {
+        "root": args.data_root,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+        "val_fraction": args.val_fraction,
+        "seq_len": args.seq_len,
+    }
+    kwargs = dict(
+        optimizer=args.optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+        out=args.out,
+        progress=not args.quiet,
+        data_options=data_options,
+        metric=args.metric,
+        device=args.device,
+        **method_kwargs_from_args(args),
+    )
     metric = resolve_metric(args.metric)
 
     def said(run) -> str:
         last = run.metrics[-1]
         value = last[f"test_{metric.name}"]
         shown = f"{value:.2%}" if metric.percent else metric.format(value)
-        return f"test {metric.name} {shown} after {last['epoch']} epochs ({sum(m['seconds'] for m in run.metrics):.0f} s)"
+        return (
+            f"test {metric.name} {shown} after {last['epoch']} epochs ({sum(m['seconds'] for m in run.metrics):.0f} s)"
+        )
 
     if args.seeds is None:
         run = train(args.model, args.data, seed=args.seed, **kwargs)
@@ -429,8 +647,9 @@ def cmd_evaluate(args) -> None:
 
 def cmd_compare(args) -> None:
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    _sweep_and_report(args, args.run_dirs, presets, args.out,
-                      "Comparison: " + ", ".join(Path(r).name for r in args.run_dirs))
+    _sweep_and_report(
+        args, args.run_dirs, presets, args.out, "Comparison: " + ", ".join(Path(r).name for r in args.run_dirs)
+    )
 
 
 def cmd_presets(args) -> None:
@@ -464,19 +683,35 @@ def cmd_analyze(args) -> None:
     metrics, curves = _names("--metrics", args.metrics, METRICS), _names("--curves", args.curves, CURVES)
     _check_device(args)
     out = _output_folder(args.out)
-    result = analyze_runs(args.run_dirs, out, preset=args.preset, t=args.time, repeats=args.repeats,
-                          seed=args.seed, num_batches=args.num_batches, batch_size=args.batch_size,
-                          test_samples=args.test_samples, overrides=_overrides(args.set), backend=args.backend,
-                          data_root=args.data_root, metrics=metrics, curves=curves, quick=args.quick,
-                          progress=not args.quiet, device=args.device,
-                          # accuracy is the default: naming it would change the settings of earlier analyses
-                          **({} if args.metric == "accuracy" else {"metric": args.metric}),
-                          **({} if args.asam_scope is None else {"asam_scope": args.asam_scope}))
+    result = analyze_runs(
+        args.run_dirs,
+        out,
+        preset=args.preset,
+        t=args.time,
+        repeats=args.repeats,
+        seed=args.seed,
+        num_batches=args.num_batches,
+        batch_size=args.batch_size,
+        test_samples=args.test_samples,
+        overrides=_overrides(args.set),
+        backend=args.backend,
+        data_root=args.data_root,
+        metrics=metrics,
+        curves=curves,
+        quick=args.quick,
+        progress=not args.quiet,
+        device=args.device,
+        # accuracy is the default: naming it would change the settings of earlier analyses
+        **({} if args.metric == "accuracy" else {"metric": args.metric}),
+        **({} if args.asam_scope is None else {"asam_scope": args.asam_scope}),
+    )
     print()
     for c in result["correlations"]:
         if c["drop"] == "accuracy_drop":
-            print(f"{c['metric']:<24} Spearman rho vs accuracy drop {c['spearman_rho']:+.2f} (n={c['n']}, "
-                  f"exact p={c['p_exact']:.3g})")
+            print(
+                f"{c['metric']:<24} Spearman rho vs accuracy drop {c['spearman_rho']:+.2f} (n={c['n']}, "
+                f"exact p={c['p_exact']:.3g})"
+            )
     if result["skipped"]:
         print(f"reused earlier analyses of: {', '.join(result['skipped'])}")
     paths = result["paths"]
@@ -493,21 +728,29 @@ def _inspected_model(args):
     from analogsam.training import load_run
     from analogsam.validation import check_int
 
-    size_flags = {"--data": args.data, "--in-channels": args.in_channels, "--input-size": args.input_size,
-                  "--num-classes": args.num_classes}
+    size_flags = {
+        "--data": args.data,
+        "--in-channels": args.in_channels,
+        "--input-size": args.input_size,
+        "--num-classes": args.num_classes,
+    }
     given = [flag for flag, value in size_flags.items() if value is not None]
     if Path(args.model_or_run).exists():
         if given:
-            raise InvalidParameterError(f"{', '.join(given)} size a model name, not the run folder "
-                                        f"{args.model_or_run} (its checkpoint knows its sizes): leave them out")
+            raise InvalidParameterError(
+                f"{', '.join(given)} size a model name, not the run folder "
+                f"{args.model_or_run} (its checkpoint knows its sizes): leave them out"
+            )
         return load_run(args.model_or_run).model
     if args.model_or_run not in model_names():
         import difflib
 
         close = difflib.get_close_matches(args.model_or_run, model_names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InvalidParameterError(f"{args.model_or_run!r} is neither a run folder nor a model name{hint}: pass a "
-                                    f"folder written by `analogsam train` or one of {', '.join(model_names())}")
+        raise InvalidParameterError(
+            f"{args.model_or_run!r} is neither a run folder nor a model name{hint}: pass a "
+            f"folder written by `analogsam train` or one of {', '.join(model_names())}"
+        )
     sizes = {"in_channels": 1, "input_size": 28, "num_classes": 10}
     if args.data:
         from analogsam.data import load_dataset
@@ -521,28 +764,43 @@ def _inspected_model(args):
 
 
 def cmd_inspect(args) -> None:
+    from analogsam.device import resolve_device
     from analogsam.hardware import format_layer_report, layer_report
 
-    from analogsam.device import resolve_device
-
     resolve_device(args.device)  # refused before the model is built
-    print(format_layer_report(layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set),
-                                           device=args.device)))
+    print(
+        format_layer_report(
+            layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set), device=args.device)
+        )
+    )
 
 
 def cmd_study(args) -> None:
     from analogsam.studies.robustness import robustness_study
 
     command = "analogsam " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-    robustness_study(args.out, quick=args.quick, data_root=args.data_root, progress=not args.quiet,
-                     command=command or f"analogsam study robustness --out {args.out}"
-                                        + (" --quick" if args.quick else "")
-                                        + (f" --data-root {args.data_root}" if args.data_root else ""))
+    robustness_study(
+        args.out,
+        quick=args.quick,
+        data_root=args.data_root,
+        progress=not args.quiet,
+        command=command
+        or f"analogsam study robustness --out {args.out}"
+        + (" --quick" if args.quick else "")
+        + (f" --data-root {args.data_root}" if args.data_root else ""),
+    )
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare,
-            "presets": cmd_presets, "analyze": cmd_analyze, "inspect": cmd_inspect,
-            "study": cmd_study}
+COMMANDS = {
+    "run": cmd_run,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
+    "presets": cmd_presets,
+    "analyze": cmd_analyze,
+    "inspect": cmd_inspect,
+    "study": cmd_study,
+}
 
 
 def _one_line(err: BaseException) -> str:

@@ -25,9 +25,9 @@ import gzip
 import os
 import pickle
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,8 +58,9 @@ class ArrayDataset:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, batch_size: int = 256, *, shuffle: bool = False, seed: int = 0,
-                with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+    def batches(
+        self, batch_size: int = 256, *, shuffle: bool = False, seed: int = 0, with_indices: bool = False
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
         """Yield ``(inputs, labels)`` (plus sample ``indices`` if asked) in batches.
 
         Shuffling uses its own generator seeded with ``seed``, so the order depends on nothing else.
@@ -71,7 +72,7 @@ class ArrayDataset:
         else:
             order = torch.arange(n)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             if with_indices:
                 yield self.x[idx], self.y[idx], idx
             else:
@@ -118,8 +119,14 @@ class DatasetInfo:
 
 # --- file-format readers ---------------------------------------------------------------------------
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -131,9 +138,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DatasetFormatError(f"{path} is not an IDX file (bad magic number {data[:4].hex()})")
     dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    body = data[4 + 4 * ndim:]
+    body = data[4 + 4 * ndim :]
     if len(body) != expected:
         raise DatasetFormatError(f"{path}: header says shape {shape} ({expected} bytes) but holds {len(body)} bytes")
     return np.frombuffer(body, dtype=dtype).reshape(shape)
@@ -162,15 +169,21 @@ def _read_idx_dataset(folder: Path):
     def labels(stem):
         return read_idx(_find_file(folder, stem)).astype(np.int64)
 
-    return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
-            images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
+    return (
+        images("train-images-idx3-ubyte"),
+        labels("train-labels-idx1-ubyte"),
+        images("t10k-images-idx3-ubyte"),
+        labels("t10k-labels-idx1-ubyte"),
+    )
 
 
 def _read_cifar10(folder: Path):
     def batch(name):
         with open(folder / name, "rb") as f:
             entry = pickle.load(f, encoding="latin1")
-        return np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(entry["labels"], dtype=np.int64)
+        return np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32), np.asarray(
+            entry["labels"], dtype=np.int64
+        )
 
     parts = [batch(f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = batch("test_batch")
@@ -203,37 +216,62 @@ def _read_digits(_folder: Path | None):
     return x[train], y[train], x[test], y[test]
 
 
-_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", "Zalando Fashion-MNIST, 60k/10k 28x28 greyscale, 10 classes (MIT)", 10,
-        ("fashion-mnist", "FashionMNIST/raw", "fashion_mnist"), _IDX_FILES,
+        "fashion-mnist",
+        "Zalando Fashion-MNIST, 60k/10k 28x28 greyscale, 10 classes (MIT)",
+        10,
+        ("fashion-mnist", "FashionMNIST/raw", "fashion_mnist"),
+        _IDX_FILES,
         "On Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (installs to "
         "/usr/share/datasets/fashion-mnist); or copy the four IDX files from "
         "github.com/zalandoresearch/fashion-mnist into <root>/fashion-mnist/.",
-        _read_idx_dataset),
+        _read_idx_dataset,
+    ),
     "mnist": DatasetInfo(
-        "mnist", "LeCun MNIST handwritten digits, 60k/10k 28x28 greyscale, 10 classes", 10,
-        ("mnist", "MNIST/raw"), _IDX_FILES,
+        "mnist",
+        "LeCun MNIST handwritten digits, 60k/10k 28x28 greyscale, 10 classes",
+        10,
+        ("mnist", "MNIST/raw"),
+        _IDX_FILES,
         "Copy the four IDX files (train-images-idx3-ubyte.gz, ...) into <root>/mnist/.",
-        _read_idx_dataset),
+        _read_idx_dataset,
+    ),
     "cifar10": DatasetInfo(
-        "cifar10", "CIFAR-10, 50k/10k 32x32 colour, 10 classes", 10,
+        "cifar10",
+        "CIFAR-10, 50k/10k 32x32 colour, 10 classes",
+        10,
         ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10"),
         ("data_batch_1", "test_batch"),
         "Unpack cifar-10-python.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into <root>/ so that "
         "<root>/cifar-10-batches-py/data_batch_1 exists.",
-        _read_cifar10),
+        _read_cifar10,
+    ),
     "svhn": DatasetInfo(
-        "svhn", "Street View House Numbers (cropped digits), 73k/26k 32x32 colour, 10 classes", 10,
-        ("svhn",), ("train_32x32.mat", "test_32x32.mat"),
+        "svhn",
+        "Street View House Numbers (cropped digits), 73k/26k 32x32 colour, 10 classes",
+        10,
+        ("svhn",),
+        ("train_32x32.mat", "test_32x32.mat"),
         "Copy train_32x32.mat and test_32x32.mat (ufldl.stanford.edu/housenumbers) into <root>/svhn/.",
-        _read_svhn),
+        _read_svhn,
+    ),
     "digits": DatasetInfo(
-        "digits", "scikit-learn 8x8 handwritten digits, 1797 images (1438 train / 359 test), 10 classes",
-        10, (), (), "Ships with scikit-learn; nothing to install.", None),
+        "digits",
+        "scikit-learn 8x8 handwritten digits, 1797 images (1438 train / 359 test), 10 classes",
+        10,
+        (),
+        (),
+        "Ships with scikit-learn; nothing to install.",
+        None,
+    ),
 }
 
 
@@ -277,10 +315,12 @@ def locate(name: str, root: str | os.PathLike | None = None) -> Path:
         raise DatasetNotFoundError(
             f"dataset {name!r} is not in the data root {root} given (--data-root): looked for {files} in "
             f"{places}; a given root is the only place searched (without it: {others}). "
-            f"How to get it: {info.how_to_get}")
+            f"How to get it: {info.how_to_get}"
+        )
     raise DatasetNotFoundError(
         f"dataset {name!r} not found: looked for {files} in {places}. How to get it: {info.how_to_get} "
-        f"Then pass --data-root DIR (or set {ENV_VAR}=DIR) if it is not in a standard place.")
+        f"Then pass --data-root DIR (or set {ENV_VAR}=DIR) if it is not in a standard place."
+    )
 
 
 def _info(name: str) -> DatasetInfo:
@@ -297,9 +337,16 @@ def _seeded_subset(n: int, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.RandomState(seed).permutation(n)[:limit])
 
 
-def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fraction: float = 0.0,
-                 split_seed: int = 0, train_limit: int | None = None,
-                 test_limit: int | None = None, **text_options) -> DatasetSplits:
+def load_dataset(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    **text_options,
+) -> DatasetSplits:
     """Load dataset ``name`` into memory, normalised, with a seeded train/validation split.
 
     Args:
@@ -317,14 +364,23 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fracti
     text_options = {k: v for k, v in text_options.items() if v is not None}  # None: the default
     unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
     if unknown:
-        raise InvalidParameterError(f"load_dataset() got unknown option {unknown[0]!r}; the text dataset also "
-                                    f"takes {', '.join(TEXT_OPTIONS)}")
+        raise InvalidParameterError(
+            f"load_dataset() got unknown option {unknown[0]!r}; the text dataset also takes {', '.join(TEXT_OPTIONS)}"
+        )
     if name == TEXT:
-        return load_text(root, val_fraction=val_fraction, split_seed=split_seed, train_limit=train_limit,
-                         test_limit=test_limit, **text_options)
+        return load_text(
+            root,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            train_limit=train_limit,
+            test_limit=test_limit,
+            **text_options,
+        )
     if text_options:
-        raise InvalidParameterError(f"{', '.join(sorted(text_options))}: options of the text dataset only, "
-                                    f"not of {name!r}; drop them or use --data text")
+        raise InvalidParameterError(
+            f"{', '.join(sorted(text_options))}: options of the text dataset only, "
+            f"not of {name!r}; drop them or use --data text"
+        )
     info = _info(name)
     val_fraction = check_real("val_fraction", val_fraction, 0.0, 0.5)
     split_seed = check_int("split_seed", split_seed, low=0)
@@ -363,15 +419,26 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None, val_fracti
         test=prepare(x_test[test_idx], y_test[test_idx]),
         num_classes=info.num_classes,
         input_shape=tuple(int(s) for s in x_train.shape[1:]),
-        mean=mean.tolist(), std=std.tolist(), source=source,
+        mean=mean.tolist(),
+        std=std.tolist(),
+        source=source,
     )
 
 
 # --- a text corpus for character-level language models ----------------------------------------------
 
-def load_text(path: str | os.PathLike | None, *, seq_len: int = 64, val_fraction: float = 0.0,
-              test_fraction: float = 0.1, vocabulary: str | None = None, split_seed: int = 0,
-              train_limit: int | None = None, test_limit: int | None = None) -> DatasetSplits:
+
+def load_text(
+    path: str | os.PathLike | None,
+    *,
+    seq_len: int = 64,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.1,
+    vocabulary: str | None = None,
+    split_seed: int = 0,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> DatasetSplits:
     """A UTF-8 text file as next-character prediction data (``load_dataset("text", root=path)``).
 
     Nothing is downloaded: ``path`` is any text file (e.g. a book, or Debian's
@@ -394,8 +461,10 @@ def load_text(path: str | os.PathLike | None, *, seq_len: int = 64, val_fraction
     ``num_classes`` their number and ``input_shape`` ``(seq_len,)``.
     """
     if path is None:
-        raise DatasetNotFoundError("dataset 'text' reads the UTF-8 text file you name and never searches: pass "
-                                   "root=FILE (--data-root FILE), e.g. /usr/share/common-licenses/GPL-3")
+        raise DatasetNotFoundError(
+            "dataset 'text' reads the UTF-8 text file you name and never searches: pass "
+            "root=FILE (--data-root FILE), e.g. /usr/share/common-licenses/GPL-3"
+        )
     path = Path(path)
     seq_len = check_int("seq_len", seq_len, low=1)
     val_fraction = check_real("val_fraction", val_fraction, 0.0, 0.5)
@@ -404,8 +473,9 @@ def load_text(path: str | os.PathLike | None, *, seq_len: int = 64, val_fraction
     train_limit = None if train_limit is None else check_int("train_limit", train_limit, low=1)
     test_limit = None if test_limit is None else check_int("test_limit", test_limit, low=1)
     if test_fraction == 0.0:
-        raise InvalidParameterError("test_fraction must be above 0 (the text's last part is the test split); "
-                                    "use e.g. 0.1")
+        raise InvalidParameterError(
+            "test_fraction must be above 0 (the text's last part is the test split); use e.g. 0.1"
+        )
     text = _read_text(path)
     vocabulary = "".join(sorted(set(text))) if vocabulary is None else str(vocabulary)
     ids = _encode(text, vocabulary, path)
@@ -418,26 +488,39 @@ def load_text(path: str | os.PathLike | None, *, seq_len: int = 64, val_fraction
         if len(parts[part]) < seq_len + 1:
             raise DatasetFormatError(
                 f"{path}: its {part} part holds {len(parts[part])} characters, fewer than seq_len + 1 = "
-                f"{seq_len + 1} for one sequence; use a longer text, a smaller seq_len or another test_fraction")
+                f"{seq_len + 1} for one sequence; use a longer text, a smaller seq_len or another test_fraction"
+            )
     train, val, test = (_windows(parts[p], seq_len) for p in ("train", "val", "test"))
     train = _subset(train, _seeded_subset(len(train), train_limit, split_seed))
     test = _subset(test, _seeded_subset(len(test), test_limit, split_seed))
-    return DatasetSplits(name=TEXT, train=train, val=val, test=test, num_classes=len(vocabulary),
-                         input_shape=(seq_len,), source=str(path), vocabulary=vocabulary)
+    return DatasetSplits(
+        name=TEXT,
+        train=train,
+        val=val,
+        test=test,
+        num_classes=len(vocabulary),
+        input_shape=(seq_len,),
+        source=str(path),
+        vocabulary=vocabulary,
+    )
 
 
 def _read_text(path: Path) -> str:
     if path.is_dir():
-        raise DatasetNotFoundError(f"dataset 'text' reads one file, but {path} is a folder: pass the text file "
-                                   "itself as root (--data-root FILE)")
+        raise DatasetNotFoundError(
+            f"dataset 'text' reads one file, but {path} is a folder: pass the text file "
+            "itself as root (--data-root FILE)"
+        )
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
-        raise DatasetNotFoundError(f"no text file at {path}: pass an existing UTF-8 file as root "
-                                   "(--data-root FILE)") from err
+        raise DatasetNotFoundError(
+            f"no text file at {path}: pass an existing UTF-8 file as root (--data-root FILE)"
+        ) from err
     except UnicodeDecodeError as err:
-        raise DatasetFormatError(f"{path} is not UTF-8 text (byte {err.start} cannot be decoded); convert it, "
-                                 "e.g. `iconv -t utf-8`") from err
+        raise DatasetFormatError(
+            f"{path} is not UTF-8 text (byte {err.start} cannot be decoded); convert it, e.g. `iconv -t utf-8`"
+        ) from err
     except OSError as err:
         raise DatasetFormatError(f"cannot read {path}: {err.strerror or err}; check its permissions") from err
 
@@ -448,15 +531,17 @@ def _encode(text: str, vocabulary: str, path: Path) -> torch.Tensor:
     index = {c: i for i, c in enumerate(vocabulary)}
     missing = sorted(set(text) - index.keys())
     if missing:
-        raise DatasetFormatError(f"{path} holds {len(missing)} characters outside the vocabulary given (e.g. "
-                                 f"{missing[0]!r}): evaluate on the text the model was trained on, or retrain")
+        raise DatasetFormatError(
+            f"{path} holds {len(missing)} characters outside the vocabulary given (e.g. "
+            f"{missing[0]!r}): evaluate on the text the model was trained on, or retrain"
+        )
     return torch.tensor([index[c] for c in text], dtype=torch.long)
 
 
 def _windows(ids: torch.Tensor, seq_len: int) -> ArrayDataset:
     """Consecutive windows of seq_len + 1 ids, each overlapping the next by one: (inputs, next ids)."""
     count = max(0, (len(ids) - 1) // seq_len)
-    windows = ids[:count * seq_len + 1].unfold(0, seq_len + 1, seq_len) if count else ids.new_zeros((0, seq_len + 1))
+    windows = ids[: count * seq_len + 1].unfold(0, seq_len + 1, seq_len) if count else ids.new_zeros((0, seq_len + 1))
     return ArrayDataset(windows[:, :-1].contiguous(), windows[:, 1:].contiguous())
 
 

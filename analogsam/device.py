@@ -40,18 +40,19 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
     except (RuntimeError, TypeError):
-        raise AnalogsamError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N: "
-                             "pass one of those") from None
+        raise AnalogsamError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N: pass one of those") from None
     if resolved.type == "cpu":
         return resolved
     if resolved.type != "cuda":
-        raise AnalogsamError(f"device {device!r}: analogsam runs on cpu or cuda only; pass --device cpu, "
-                             "cuda or auto")
+        raise AnalogsamError(f"device {device!r}: analogsam runs on cpu or cuda only; pass --device cpu, cuda or auto")
     if not torch.cuda.is_available():
-        raise DeviceUnavailableError(f"device {device!r}: torch sees no CUDA GPU on this machine "
-                                     f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
-                                     "pass --device cpu or auto")
+        raise DeviceUnavailableError(
+            f"device {device!r}: torch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+            "pass --device cpu or auto"
+        )
     if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise DeviceUnavailableError(f"device {device!r}: this machine has {torch.cuda.device_count()} "
-                                     "CUDA device(s); pass cuda:0 ... or auto")
+        raise DeviceUnavailableError(
+            f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); pass cuda:0 ... or auto"
+        )
     return resolved

@@ -79,8 +79,11 @@ class Replicas:
 
     def describe(self, batch_size: int) -> dict:
         """What a run's config records about the group."""
-        return {"world_size": self.world_size, "backend": self.backend,
-                "batch_size_per_replica": per_replica_batch(batch_size, self.world_size)}
+        return {
+            "world_size": self.world_size,
+            "backend": self.backend,
+            "batch_size_per_replica": per_replica_batch(batch_size, self.world_size),
+        }
 
 
 def join(device: str | torch.device | None) -> Replicas:
@@ -90,8 +93,10 @@ def join(device: str | torch.device | None) -> Replicas:
     ``nccl`` on CUDA and ``gloo`` on the CPU.
     """
     if not dist.is_available():
-        raise DistributedSetupError("distributed training: this torch build has no torch.distributed; install "
-                                    "a build with it or train without distributed=True")
+        raise DistributedSetupError(
+            "distributed training: this torch build has no torch.distributed; install "
+            "a build with it or train without distributed=True"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     resolved = resolve_device(device)
     if resolved.type == "cuda":
@@ -105,12 +110,15 @@ def join(device: str | torch.device | None) -> Replicas:
             raise DistributedSetupError(
                 f"distributed training: environment variable(s) {', '.join(missing)} not set; launch with "
                 "`torchrun --nproc-per-node N -m analogsam train ...` or call "
-                "torch.distributed.init_process_group first")
+                "torch.distributed.init_process_group first"
+            )
         dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
     backend = str(dist.get_backend())
     if resolved.type == "cuda" and backend == "gloo":
-        raise DistributedSetupError("distributed training on cuda in a gloo process group: initialise the "
-                                    "group with backend 'nccl' or train with --device cpu")
+        raise DistributedSetupError(
+            "distributed training on cuda in a gloo process group: initialise the "
+            "group with backend 'nccl' or train with --device cpu"
+        )
     return Replicas(dist.get_rank(), dist.get_world_size(), resolved, backend, owns)
 
 
@@ -119,7 +127,8 @@ def per_replica_batch(batch_size: int, world_size: int) -> int:
     if batch_size % world_size:
         raise InvalidParameterError(
             f"batch_size {batch_size} is the global batch of one step and must split evenly over the "
-            f"{world_size} processes; pass a multiple of {world_size}, e.g. {world_size * max(1, batch_size // world_size)}")
+            f"{world_size} processes; pass a multiple of {world_size}, e.g. {world_size * max(1, batch_size // world_size)}"
+        )
     return batch_size // world_size
 
 
@@ -136,12 +145,13 @@ def shard_indices(num_samples: int, rank: int, world_size: int, seed: int) -> to
     return padded[rank::world_size].clone()
 
 
-def shard_batches(dataset, shard: torch.Tensor, batch_size: int, *, seed: int
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def shard_batches(
+    dataset, shard: torch.Tensor, batch_size: int, *, seed: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """``(inputs, targets, dataset indices)`` batches of ``shard``, shuffled with ``seed``."""
     order = shard[torch.randperm(len(shard), generator=torch.Generator().manual_seed(seed))]
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         yield dataset.x[idx], dataset.y[idx], idx
 
 

@@ -42,9 +42,25 @@ OutputFn = Callable[[object], torch.Tensor]
 #: PyTorch's default ``ignore_index`` of cross-entropy: targets with this value are padding.
 PAD_INDEX = -100
 
-__all__ = ["CLASSIFICATION", "METRIC_NAMES", "Metric", "PAD_INDEX", "REGRESSION", "Score", "accuracy",
-           "cross_entropy", "mean_squared_error", "model_output", "perplexity", "r_squared", "resolve_metric",
-           "score", "sequence_cross_entropy", "task_loss", "top_k"]
+__all__ = [
+    "CLASSIFICATION",
+    "METRIC_NAMES",
+    "Metric",
+    "PAD_INDEX",
+    "REGRESSION",
+    "Score",
+    "accuracy",
+    "cross_entropy",
+    "mean_squared_error",
+    "model_output",
+    "perplexity",
+    "r_squared",
+    "resolve_metric",
+    "score",
+    "sequence_cross_entropy",
+    "task_loss",
+    "top_k",
+]
 
 #: The two tasks a metric belongs to; the task decides the training loss (:func:`task_loss`).
 CLASSIFICATION, REGRESSION = "classification", "regression"
@@ -65,22 +81,28 @@ def model_output(output, output_fn: OutputFn | None = None) -> torch.Tensor:
     if output_fn is not None:
         picked = output_fn(output)
         if not isinstance(picked, torch.Tensor):
-            raise InvalidParameterError(f"output_fn returned a {type(picked).__name__}, not a tensor; make it return "
-                                        "the prediction tensor (e.g. lambda out: out['logits'])")
+            raise InvalidParameterError(
+                f"output_fn returned a {type(picked).__name__}, not a tensor; make it return "
+                "the prediction tensor (e.g. lambda out: out['logits'])"
+            )
         return picked
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, Mapping):
         if "logits" in output:
             return model_output(output["logits"])
-        raise InvalidParameterError(f"the model returned a dict without 'logits' (keys: {', '.join(map(str, output))}); "
-                                    "pass output_fn= to pick the prediction, e.g. output_fn=lambda out: out['scores']")
+        raise InvalidParameterError(
+            f"the model returned a dict without 'logits' (keys: {', '.join(map(str, output))}); "
+            "pass output_fn= to pick the prediction, e.g. output_fn=lambda out: out['scores']"
+        )
     if hasattr(output, "logits"):
         return model_output(output.logits)
     if isinstance(output, (tuple, list)) and output:
         return model_output(output[0])
-    raise InvalidParameterError(f"cannot take a prediction from a model output of type {type(output).__name__}; "
-                                "return a tensor, a tuple, a dict with 'logits', or pass output_fn=")
+    raise InvalidParameterError(
+        f"cannot take a prediction from a model output of type {type(output).__name__}; "
+        "return a tensor, a tuple, a dict with 'logits', or pass output_fn="
+    )
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -135,12 +157,17 @@ class Metric:
 
 def _classes_and_targets(metric: str, predictions: torch.Tensor, targets: torch.Tensor, ignore_index: int):
     """Class scores flattened to ``(N, C)`` and targets to ``(N,)``, with the mask of non-padding targets."""
-    if predictions.ndim < 2 or tuple(predictions.shape[:-1]) != tuple(targets.shape) \
-            or targets.is_floating_point() or targets.is_complex():
+    if (
+        predictions.ndim < 2
+        or tuple(predictions.shape[:-1]) != tuple(targets.shape)
+        or targets.is_floating_point()
+        or targets.is_complex()
+    ):
         raise InvalidParameterError(
             f"metric {metric!r} needs class scores (B, C) or (B, T, V) with integer targets (B,) or (B, T), got "
             f"predictions {tuple(predictions.shape)} and targets {tuple(targets.shape)} ({targets.dtype}); "
-            "for regression outputs use metric='mse' or 'r2', or pass output_fn= to pick the logits")
+            "for regression outputs use metric='mse' or 'r2', or pass output_fn= to pick the logits"
+        )
     flat, labels = predictions.reshape(-1, predictions.shape[-1]), targets.reshape(-1)
     return flat, labels, labels != ignore_index
 
@@ -153,12 +180,14 @@ def _correct_in_top(metric: str, k: int, ignore_index: int):
             hit = flat.argmax(-1) == labels
         else:
             if k > flat.shape[-1]:
-                raise InvalidParameterError(f"metric {metric!r} needs at least {k} classes, the output has "
-                                            f"{flat.shape[-1]}; choose a smaller k")
+                raise InvalidParameterError(
+                    f"metric {metric!r} needs at least {k} classes, the output has {flat.shape[-1]}; choose a smaller k"
+                )
             hit = (flat.topk(k, dim=-1).indices == labels.unsqueeze(-1)).any(-1)
         if predictions.ndim == 2 and ignore_index == PAD_INDEX and not bool((~keep).any()):
             return int(hit.sum().item()), len(targets)
         return int((hit & keep).sum().item()), int(keep.sum().item())
+
     return batch_sums
 
 
@@ -167,6 +196,7 @@ def _token_cross_entropy(metric: str, ignore_index: int):
         flat, labels, keep = _classes_and_targets(metric, predictions, targets, ignore_index)
         total = nn.functional.cross_entropy(flat.double(), labels, ignore_index=ignore_index, reduction="sum")
         return float(total.item()), int(keep.sum().item())
+
     return batch_sums
 
 
@@ -176,7 +206,8 @@ def _regression_pair(metric: str, predictions: torch.Tensor, targets: torch.Tens
     if tuple(predictions.shape) != tuple(targets.shape):
         raise InvalidParameterError(
             f"metric {metric!r} needs predictions of the targets' shape, got {tuple(predictions.shape)} and "
-            f"{tuple(targets.shape)}; for class scores use metric='accuracy', 'cross_entropy' or 'perplexity'")
+            f"{tuple(targets.shape)}; for class scores use metric='accuracy', 'cross_entropy' or 'perplexity'"
+        )
     return predictions.double(), targets.double()
 
 
@@ -199,8 +230,9 @@ def _r2_finish(sums: Sequence[float]) -> float:
 
 def _check_ignore_index(ignore_index) -> int:
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise InvalidParameterError(f"ignore_index must be an integer target value (the padding token), got "
-                                    f"{ignore_index!r}")
+        raise InvalidParameterError(
+            f"ignore_index must be an integer target value (the padding token), got {ignore_index!r}"
+        )
     return ignore_index
 
 
@@ -215,15 +247,26 @@ def top_k(k: int, ignore_index: int = PAD_INDEX) -> Metric:
         raise InvalidParameterError(f"top-k accuracy needs an integer k >= 1, got k={k!r}; e.g. metric='top5'")
     ignore_index = _check_ignore_index(ignore_index)
     name = "accuracy" if k == 1 else f"top{k}"
-    return Metric(name, True, _correct_in_top(name, k, ignore_index), label="accuracy" if k == 1 else
-                  f"top-{k} accuracy", percent=True, ignore_index=ignore_index)
+    return Metric(
+        name,
+        True,
+        _correct_in_top(name, k, ignore_index),
+        label="accuracy" if k == 1 else f"top-{k} accuracy",
+        percent=True,
+        ignore_index=ignore_index,
+    )
 
 
 def cross_entropy(ignore_index: int = PAD_INDEX) -> Metric:
     """Mean cross-entropy (nats) per sample, or per token of a sequence model, padding left out."""
     ignore_index = _check_ignore_index(ignore_index)
-    return Metric("cross_entropy", False, _token_cross_entropy("cross_entropy", ignore_index),
-                  label="cross-entropy", ignore_index=ignore_index)
+    return Metric(
+        "cross_entropy",
+        False,
+        _token_cross_entropy("cross_entropy", ignore_index),
+        label="cross-entropy",
+        ignore_index=ignore_index,
+    )
 
 
 def perplexity(ignore_index: int = PAD_INDEX) -> Metric:
@@ -234,13 +277,21 @@ def perplexity(ignore_index: int = PAD_INDEX) -> Metric:
 
     def batch_sums(predictions, targets):
         if predictions.ndim < 2:
-            raise InvalidParameterError(f"metric 'perplexity' needs logits (B, V) or (B, T, V), got an output of "
-                                        f"shape {tuple(predictions.shape)}; use metric='mse' or 'r2' for "
-                                        "regression outputs")
+            raise InvalidParameterError(
+                f"metric 'perplexity' needs logits (B, V) or (B, T, V), got an output of "
+                f"shape {tuple(predictions.shape)}; use metric='mse' or 'r2' for "
+                "regression outputs"
+            )
         return token_ce(predictions, targets)
 
-    return Metric("perplexity", False, batch_sums, finish=lambda s: math.exp(s[0] / s[1]), label="perplexity",
-                  ignore_index=ignore_index)
+    return Metric(
+        "perplexity",
+        False,
+        batch_sums,
+        finish=lambda s: math.exp(s[0] / s[1]),
+        label="perplexity",
+        ignore_index=ignore_index,
+    )
 
 
 def mean_squared_error() -> Metric:
@@ -255,9 +306,15 @@ def r_squared() -> Metric:
 
 
 _NAMED: dict[str, Callable[[], Metric]] = {
-    "accuracy": accuracy, "top1": accuracy, "cross_entropy": cross_entropy, "loss": cross_entropy,
-    "perplexity": perplexity, "ppl": perplexity, "mse": mean_squared_error,
-    "mean_squared_error": mean_squared_error, "r2": r_squared,
+    "accuracy": accuracy,
+    "top1": accuracy,
+    "cross_entropy": cross_entropy,
+    "loss": cross_entropy,
+    "perplexity": perplexity,
+    "ppl": perplexity,
+    "mse": mean_squared_error,
+    "mean_squared_error": mean_squared_error,
+    "r2": r_squared,
 }
 #: The metric names :func:`resolve_metric` (and ``--metric``) accept, besides ``topK`` for any k.
 METRIC_NAMES = ("accuracy", "top5", "cross_entropy", "perplexity", "mse", "r2")
@@ -269,8 +326,9 @@ def _user_metric(fn: Callable) -> Metric:
     def batch_sums(predictions, targets):
         pair = fn(predictions, targets)
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-            raise InvalidParameterError(f"metric {name!r} returned {pair!r}; a metric callable must return a "
-                                        "(sum, count) pair of one batch")
+            raise InvalidParameterError(
+                f"metric {name!r} returned {pair!r}; a metric callable must return a (sum, count) pair of one batch"
+            )
         return tuple(float(v) for v in pair)
 
     return Metric(name, True, batch_sums, label=name)
@@ -296,11 +354,14 @@ def resolve_metric(metric=None) -> Metric:
         found = re.fullmatch(r"top_?(\w+)", key)
         if found:
             if not found.group(1).isdigit():
-                raise InvalidParameterError(f"metric {metric!r} needs a number for k, e.g. 'top5' (or pass "
-                                            "analogsam.scoring.top_k(5))")
+                raise InvalidParameterError(
+                    f"metric {metric!r} needs a number for k, e.g. 'top5' (or pass analogsam.scoring.top_k(5))"
+                )
             return top_k(int(found.group(1)))
-        raise InvalidParameterError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_NAMES)} (or topK "
-                                    "for any K), a Metric, or a callable returning (sum, count)")
+        raise InvalidParameterError(
+            f"unknown metric {metric!r}; choose one of {', '.join(METRIC_NAMES)} (or topK "
+            "for any K), a Metric, or a callable returning (sum, count)"
+        )
     if callable(metric):
         return _user_metric(metric)
     raise InvalidParameterError(f"metric must be a name such as 'accuracy', a Metric or a callable, got {metric!r}")
@@ -309,8 +370,9 @@ def resolve_metric(metric=None) -> Metric:
 # --- losses --------------------------------------------------------------------------------------
 
 
-def sequence_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = PAD_INDEX,
-                           reduction: str = "mean") -> torch.Tensor:
+def sequence_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = PAD_INDEX, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy with the classes in the last dimension: (B, C) logits against (B,) targets,
     exactly ``nn.functional.cross_entropy``; (B, T, V) against (B, T) per token, padding left out."""
     if logits.ndim > 2:
@@ -358,9 +420,16 @@ class Score(NamedTuple):
 
 
 @torch.no_grad()
-def score(forward: Callable[[torch.Tensor], object], batches: Iterable, *, metric=None,
-          output_fn: OutputFn | None = None, loss_fn: LossFn | None = None, weights: Sequence[float] | None = None,
-          device: str | torch.device | None = None) -> Score:
+def score(
+    forward: Callable[[torch.Tensor], object],
+    batches: Iterable,
+    *,
+    metric=None,
+    output_fn: OutputFn | None = None,
+    loss_fn: LossFn | None = None,
+    weights: Sequence[float] | None = None,
+    device: str | torch.device | None = None,
+) -> Score:
     """(metric value, mean loss) of ``forward`` over ``(inputs, targets, ...)`` batches (extra items ignored).
 
     ``metric``: what :func:`resolve_metric` takes (top-1 accuracy by default); its per-batch sums
@@ -397,6 +466,7 @@ def score(forward: Callable[[torch.Tensor], object], batches: Iterable, *, metri
             loss += weights[index] * float(loss_fn(predictions, labels))
         sums = list(batch) if sums is None else [a + b for a, b in zip(sums, batch)]
     if sums is None or sums[-1] == 0:
-        raise InvalidParameterError("no samples to score: the batches were empty (or all padding); pass at least "
-                                    "one (inputs, targets) batch")
+        raise InvalidParameterError(
+            "no samples to score: the batches were empty (or all padding); pass at least one (inputs, targets) batch"
+        )
     return Score(metric.finish(sums), loss / loss_count if loss_fn is None else loss)

@@ -56,5 +56,5 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, 
     if va + vb == 0:
         return math.nan, math.nan, math.nan
     t = float((a.mean() - b.mean()) / math.sqrt(va + vb))
-    dof = float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)))
+    dof = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
     return t, dof, float(2 * stats.t.sf(abs(t), dof))

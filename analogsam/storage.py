@@ -38,8 +38,9 @@ def ensure_folder(folder: str | os.PathLike, what: str = "output folder") -> Pat
     for parent in (folder, *folder.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise OutputPathError(f"cannot create the {what} {folder}: {parent} is a file, not a folder; "
-                                      "choose another path")
+                raise OutputPathError(
+                    f"cannot create the {what} {folder}: {parent} is a file, not a folder; choose another path"
+                )
             break
     try:
         folder.mkdir(parents=True, exist_ok=True)

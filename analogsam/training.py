@@ -100,8 +100,9 @@ class TrainedRun:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches, device: str | torch.device = "cpu", *, metric=None,
-             output_fn=None) -> tuple[float, float]:
+def accuracy(
+    model: nn.Module, batches, device: str | torch.device = "cpu", *, metric=None, output_fn=None
+) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` in eval mode over ``(inputs, labels)`` batches;
     with ``metric`` (see :func:`analogsam.scoring.resolve_metric`), that metric and its task loss."""
     was_training = model.training
@@ -116,8 +117,11 @@ def _resolve_model(model, data: DatasetSplits) -> tuple[nn.Module, dict | None]:
     if isinstance(model, nn.Module):
         return model, None
     text = {"vocabulary": data.vocabulary} if data.vocabulary else {}  # a text model's ids are its spec's
-    spec = make_spec(model, in_channels=data.in_channels, num_classes=data.num_classes,
-                     input_size=data.input_size, **text) if isinstance(model, str) else dict(model)
+    spec = (
+        make_spec(model, in_channels=data.in_channels, num_classes=data.num_classes, input_size=data.input_size, **text)
+        if isinstance(model, str)
+        else dict(model)
+    )
     return build_model(spec), spec
 
 
@@ -125,15 +129,28 @@ def _atomic_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
-def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
-          optimizer: str = "sgd", epochs: int = _SETTINGS["epochs"].default,
-          batch_size: int = _SETTINGS["batch_size"].default, lr: float | None = _SETTINGS["lr"].default,
-          momentum: float = _SETTINGS["momentum"].default, weight_decay: float = _SETTINGS["weight_decay"].default,
-          schedule: str = _SETTINGS["schedule"].default, seed: int = _SETTINGS["seed"].default,
-          out: str | os.PathLike | None = None, run_name: str | None = None,
-          progress: bool = True, device: str | torch.device = "cpu", distributed: bool | None = None,
-          data_options: dict | None = None, metric="accuracy", output_fn=None,
-          **optimizer_kwargs: Any) -> TrainedRun:
+def train(
+    model: nn.Module | dict | str = "lenet5",
+    data: DatasetSplits | str = "fashion-mnist",
+    *,
+    optimizer: str = "sgd",
+    epochs: int = _SETTINGS["epochs"].default,
+    batch_size: int = _SETTINGS["batch_size"].default,
+    lr: float | None = _SETTINGS["lr"].default,
+    momentum: float = _SETTINGS["momentum"].default,
+    weight_decay: float = _SETTINGS["weight_decay"].default,
+    schedule: str = _SETTINGS["schedule"].default,
+    seed: int = _SETTINGS["seed"].default,
+    out: str | os.PathLike | None = None,
+    run_name: str | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    distributed: bool | None = None,
+    data_options: dict | None = None,
+    metric="accuracy",
+    output_fn=None,
+    **optimizer_kwargs: Any,
+) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
@@ -179,23 +196,59 @@ def train(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = 
     schedule = _SETTINGS["schedule"].check(schedule)
     seed = _SETTINGS["seed"].check(seed)
     metric = resolve_metric(metric)
-    resolve_hyperparameters(optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
-                            **optimizer_kwargs)  # refuse a bad hyperparameter before loading anything
+    resolve_hyperparameters(
+        optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, **optimizer_kwargs
+    )  # refuse a bad hyperparameter before loading anything
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
-        return _train(model, data, replicas, optimizer=optimizer, epochs=epochs, batch_size=batch_size, lr=lr,
-                      momentum=momentum, weight_decay=weight_decay, schedule=schedule, seed=seed, out=out,
-                      run_name=run_name, progress=progress,
-                      device=replicas.device if replicas else resolve_device(device), data_options=data_options,
-                      metric=metric, output_fn=output_fn, **optimizer_kwargs)
+        return _train(
+            model,
+            data,
+            replicas,
+            optimizer=optimizer,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            seed=seed,
+            out=out,
+            run_name=run_name,
+            progress=progress,
+            device=replicas.device if replicas else resolve_device(device),
+            data_options=data_options,
+            metric=metric,
+            output_fn=output_fn,
+            **optimizer_kwargs,
+        )
     finally:
         if replicas is not None:
             replicas.close()
 
 
-def _train(model, data, replicas: ddp.Replicas | None, *, optimizer, epochs, batch_size, lr, momentum,
-           weight_decay, schedule, seed, out, run_name, progress, device, data_options, metric, output_fn,
-           **optimizer_kwargs) -> TrainedRun:
+def _train(
+    model,
+    data,
+    replicas: ddp.Replicas | None,
+    *,
+    optimizer,
+    epochs,
+    batch_size,
+    lr,
+    momentum,
+    weight_decay,
+    schedule,
+    seed,
+    out,
+    run_name,
+    progress,
+    device,
+    data_options,
+    metric,
+    output_fn,
+    **optimizer_kwargs,
+) -> TrainedRun:
     """:func:`train` with its settings checked and its process group (``replicas``, or ``None``) joined."""
     main = replicas is None or replicas.is_main  # the process that writes files and prints
     local_batch = batch_size if replicas is None else ddp.per_replica_batch(batch_size, replicas.world_size)
@@ -207,24 +260,48 @@ def _train(model, data, replicas: ddp.Replicas | None, *, optimizer, epochs, bat
     model, spec = _resolve_model(model, data)
     model.to(device)
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
-    method = build_method(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                          num_samples=len(data.train), num_classes=data.num_classes, epochs=epochs,
-                          output_fn=output_fn, loss_fn=task_loss(metric), **optimizer_kwargs)
+    method = build_method(
+        optimizer,
+        model,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        num_samples=len(data.train),
+        num_classes=data.num_classes,
+        epochs=epochs,
+        output_fn=output_fn,
+        loss_fn=task_loss(metric),
+        **optimizer_kwargs,
+    )
     if replicas:
         method.distribute(wrapped)
         ddp.seed_replica(seed, replicas.rank)  # each replica its own noise, attack starts, dropout masks
         shard = ddp.shard_indices(len(data.train), replicas.rank, replicas.world_size, seed)
     steps_per_epoch = math.ceil((len(shard) if replicas else len(data.train)) / local_batch)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
-                 if schedule == "cosine" else None)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(method.optimizer, T_max=epochs * steps_per_epoch)
+        if schedule == "cosine"
+        else None
+    )
 
     out_dir = Path(out) if out is not None else None
     config = {
         "run_name": run_name or (out_dir.name if out_dir else optimizer),
-        "dataset": data.name, "data_options": data_options, "model": spec["name"] if spec else type(model).__name__,
-        "optimizer": optimizer, "optimizer_hparams": method.hparams, "epochs": epochs,
-        "batch_size": batch_size, "lr": method.hparams.get("lr", lr), "momentum": momentum, "weight_decay": weight_decay,
-        "schedule": schedule, "seed": seed, "metric": metric.name, "analogsam_version": __version__, "torch_version": str(torch.__version__),
+        "dataset": data.name,
+        "data_options": data_options,
+        "model": spec["name"] if spec else type(model).__name__,
+        "optimizer": optimizer,
+        "optimizer_hparams": method.hparams,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": method.hparams.get("lr", lr),
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "seed": seed,
+        "metric": metric.name,
+        "analogsam_version": __version__,
+        "torch_version": str(torch.__version__),
     }
     if replicas:
         config["distributed"] = replicas.describe(batch_size)
@@ -240,18 +317,29 @@ def _train(model, data, replicas: ddp.Replicas | None, *, optimizer, epochs, bat
         method.begin_epoch(epoch)
         loss_sum, seen, sums = 0.0, 0, None
         order_seed = seed * 100_003 + epoch
-        batches = (ddp.shard_batches(data.train, shard, local_batch, seed=order_seed) if replicas else
-                   data.train.batches(batch_size, shuffle=True, seed=order_seed, with_indices=True))
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
-                   disable=not (progress and main), leave=False, unit="batch")
+        batches = (
+            ddp.shard_batches(data.train, shard, local_batch, seed=order_seed)
+            if replicas
+            else data.train.batches(batch_size, shuffle=True, seed=order_seed, with_indices=True)
+        )
+        bar = tqdm(
+            batches,
+            total=steps_per_epoch,
+            desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
+            disable=not (progress and main),
+            leave=False,
+            unit="batch",
+        )
         for inputs, labels, indices in bar:
             inputs, labels = inputs.to(device), labels.to(device)
             try:
                 loss, logits = method.train_step(inputs, labels, indices)
             except NonFiniteError as err:
                 kept = f"; the last good checkpoint (epoch {epoch}) is in {out_dir}" if out_dir and epoch else ""
-                raise NonFiniteError(f"training {optimizer!r} stopped in epoch {epoch + 1}: {err}{kept}. "
-                                     "Lower the learning rate or rho, or check the inputs for NaN.") from err
+                raise NonFiniteError(
+                    f"training {optimizer!r} stopped in epoch {epoch + 1}: {err}{kept}. "
+                    "Lower the learning rate or rho, or check the inputs for NaN."
+                ) from err
             if scheduler is not None:
                 scheduler.step()
             step += 1
@@ -263,16 +351,32 @@ def _train(model, data, replicas: ddp.Replicas | None, *, optimizer, epochs, bat
         method.end_epoch(epoch)
         if replicas:  # the epoch over every replica's shard: sums of the sums and counts
             loss_sum, seen, *sums = ddp.sum_over_replicas([loss_sum, seen, *sums])
-        row = _epoch_row(model, data, metric, output_fn, device, epoch, loss_sum / seen, sums,
-                         method.optimizer.param_groups[0]["lr"], start) if main else None
+        row = (
+            _epoch_row(
+                model,
+                data,
+                metric,
+                output_fn,
+                device,
+                epoch,
+                loss_sum / seen,
+                sums,
+                method.optimizer.param_groups[0]["lr"],
+                start,
+            )
+            if main
+            else None
+        )
         row = ddp.share_from_main(row) if replicas else row  # rank 0 evaluated the (identical) weights
         run.metrics.append(row)
         name, test_value = metric.name, row[f"test_{metric.name}"]
         if progress and main:
             shown = (lambda v: f"{v:.2%}") if metric.percent else metric.format
-            tqdm.write(f"[{config['run_name']}] epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
-                       f"train {name} {shown(row[f'train_{name}'])}, test {name} {shown(test_value)}, "
-                       f"{row['seconds']:.1f} s")
+            tqdm.write(
+                f"[{config['run_name']}] epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.4f}, "
+                f"train {name} {shown(row[f'train_{name}'])}, test {name} {shown(test_value)}, "
+                f"{row['seconds']:.1f} s"
+            )
         if out_dir and main:
             _write_log(out_dir / "log.csv", run.metrics)
             save_checkpoint(run, out_dir / CHECKPOINT)
@@ -284,8 +388,14 @@ def _epoch_row(model, data, metric, output_fn, device, epoch, train_loss, sums, 
     name = metric.name
     evaluated = {"metric": metric, "output_fn": output_fn}
     test_value, test_loss = accuracy(model, data.test.batches(1024), device, **evaluated)
-    row = {"epoch": epoch + 1, "train_loss": train_loss, f"train_{name}": metric.finish(sums),
-           "test_loss": test_loss, f"test_{name}": test_value, "lr": lr}
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        f"train_{name}": metric.finish(sums),
+        "test_loss": test_loss,
+        f"test_{name}": test_value,
+        "lr": lr,
+    }
     if len(data.val):
         row[f"val_{name}"], row["val_loss"] = accuracy(model, data.val.batches(1024), device, **evaluated)
     row["seconds"] = time.perf_counter() - start
@@ -317,50 +427,67 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
     path = Path(path)
     file = path / CHECKPOINT if path.is_dir() else path
     if not file.exists() and is_seed_group(path):
-        raise RunNotFoundError(f"{path} is a seed group (one run per training seed), not one run: pass one of its "
-                               "seed-N folders, or load every run with analogsam.training.load_group")
+        raise RunNotFoundError(
+            f"{path} is a seed group (one run per training seed), not one run: pass one of its "
+            "seed-N folders, or load every run with analogsam.training.load_group"
+        )
     if not file.exists():
-        raise RunNotFoundError(f"no checkpoint at {file}: expected a run folder written by "
-                               "`analogsam train` (it holds checkpoint.pt) or a checkpoint file")
+        raise RunNotFoundError(
+            f"no checkpoint at {file}: expected a run folder written by "
+            "`analogsam train` (it holds checkpoint.pt) or a checkpoint file"
+        )
     ckpt = _read_checkpoint(file)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{file} is not an analogsam checkpoint (it holds no state_dict): pass a run "
-                              "folder written by `analogsam train`")
+        raise CheckpointError(
+            f"{file} is not an analogsam checkpoint (it holds no state_dict): pass a run "
+            "folder written by `analogsam train`"
+        )
     if model is None:
         if not ckpt.get("model_spec"):
-            raise CheckpointError(f"{file} holds a custom model without a spec: pass the module as "
-                                  "load_run(path, model=MyNet()) to load its weights")
+            raise CheckpointError(
+                f"{file} holds a custom model without a spec: pass the module as "
+                "load_run(path, model=MyNet()) to load its weights"
+            )
         model = build_model(ckpt["model_spec"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"the weights in {file} do not fit the model ({first}); pass the module "
-                              "the run was trained with") from err
+        raise CheckpointError(
+            f"the weights in {file} do not fit the model ({first}); pass the module the run was trained with"
+        ) from err
     model.eval()
-    return TrainedRun(model, ckpt.get("model_spec"), ckpt.get("config", {}), ckpt.get("metrics", []),
-                      path if path.is_dir() else path.parent)
+    return TrainedRun(
+        model,
+        ckpt.get("model_spec"),
+        ckpt.get("config", {}),
+        ckpt.get("metrics", []),
+        path if path.is_dir() else path.parent,
+    )
 
 
 def _read_checkpoint(file: Path) -> Any:
     """``torch.load(file, weights_only=True)``, its failures told as one line that says what to do."""
-    retrain = (f"retrain the run (`analogsam train ... --out {file.parent}`) or restore {file.name} from a "
-               "backup")
+    retrain = f"retrain the run (`analogsam train ... --out {file.parent}`) or restore {file.name} from a backup"
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # weights_only refuses pickled objects, since unpickling them can run code from the file.
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
         what = f" (a {found.group(1)} object)" if found else ""
-        raise CheckpointError(f"{file} holds a pickled Python object{what}, which analogsam refuses to load "
-                              "since unpickling can run code from the file (`analogsam train` writes plain data "
-                              f"only): {retrain}") from err
+        raise CheckpointError(
+            f"{file} holds a pickled Python object{what}, which analogsam refuses to load "
+            "since unpickling can run code from the file (`analogsam train` writes plain data "
+            f"only): {retrain}"
+        ) from err
     except OSError as err:
         raise CheckpointError(f"cannot read {file}: {err.strerror or err}; check its permissions") from err
     except (RuntimeError, EOFError, KeyError, ValueError) as err:
         # A cut-off zip archive (RuntimeError), an empty file (EOFError) or other bytes (KeyError).
-        raise CheckpointError(f"{file} is damaged or incomplete ({file.stat().st_size} bytes that torch "
-                              f"cannot read as a checkpoint): {retrain}") from err
+        raise CheckpointError(
+            f"{file} is damaged or incomplete ({file.stat().st_size} bytes that torch "
+            f"cannot read as a checkpoint): {retrain}"
+        ) from err
 
 
 def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> ArrayDataset:
@@ -404,8 +531,14 @@ def train_or_reuse(out: str | os.PathLike, **train_kwargs) -> TrainedRun:
             return run
     run = train(out=out, **train_kwargs)
     if settings is not None and ddp.is_main_process():  # (under torchrun, rank 0 writes the run folder)
-        write_json(out / REUSE_RECORD, {"settings": settings, "settings_hash": settings_hash(settings),
-                                        "checkpoint": file_digest(out / CHECKPOINT)})
+        write_json(
+            out / REUSE_RECORD,
+            {
+                "settings": settings,
+                "settings_hash": settings_hash(settings),
+                "checkpoint": file_digest(out / CHECKPOINT),
+            },
+        )
     return run
 
 
@@ -417,8 +550,7 @@ def _identity(kwargs: dict) -> dict | None:
         return None
     options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
     rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
-    return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options,
-            **rest}
+    return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options, **rest}
 
 
 def check_seeds(seeds) -> list[int]:
@@ -427,8 +559,9 @@ def check_seeds(seeds) -> list[int]:
         try:
             seeds = [int(s) for s in seeds.split(",") if s.strip()]
         except ValueError:
-            raise InvalidParameterError(f"seeds: cannot read {seeds!r} as training seeds; pass integers such as "
-                                        "0,1,2") from None
+            raise InvalidParameterError(
+                f"seeds: cannot read {seeds!r} as training seeds; pass integers such as 0,1,2"
+            ) from None
     if isinstance(seeds, (bytes, int)) or not hasattr(seeds, "__iter__"):
         raise InvalidParameterError(f"seeds must be a list of training seeds such as [0, 1, 2], got {seeds!r}")
     seeds = [_SETTINGS["seed"].check(s) for s in seeds]
@@ -439,8 +572,15 @@ def check_seeds(seeds) -> list[int]:
     return seeds
 
 
-def train_seeds(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | str = "fashion-mnist", *,
-                seeds, out: str | os.PathLike, run_name: str | None = None, **train_kwargs: Any) -> list[TrainedRun]:
+def train_seeds(
+    model: nn.Module | dict | str = "lenet5",
+    data: DatasetSplits | str = "fashion-mnist",
+    *,
+    seeds,
+    out: str | os.PathLike,
+    run_name: str | None = None,
+    **train_kwargs: Any,
+) -> list[TrainedRun]:
     """Train one run per training seed into the seed group ``out``: ``out/seed-0``, ``out/seed-1``, ...
 
     Takes :func:`train`'s arguments (except ``seed``: each run gets one of ``seeds``). A seed whose
@@ -451,8 +591,9 @@ def train_seeds(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | 
     by name is loaded once for all seeds. Returns the runs in the order of ``seeds``.
     """
     if "seed" in train_kwargs:
-        raise InvalidParameterError("train_seeds() takes seeds=[...], not seed=: each run of the group gets one "
-                                    "of the seeds")
+        raise InvalidParameterError(
+            "train_seeds() takes seeds=[...], not seed=: each run of the group gets one of the seeds"
+        )
     seeds = check_seeds(seeds)
     out = ensure_folder(out, "seed group folder")
     name = run_name or out.name
@@ -461,8 +602,9 @@ def train_seeds(model: nn.Module | dict | str = "lenet5", data: DatasetSplits | 
         data = load_dataset(data, **options)
     runs = []
     for seed in seeds:
-        run = train_or_reuse(out / SEED_FOLDER.format(seed), model=model, data=data, seed=seed, run_name=name,
-                             **train_kwargs)
+        run = train_or_reuse(
+            out / SEED_FOLDER.format(seed), model=model, data=data, seed=seed, run_name=name, **train_kwargs
+        )
         run.group = name
         runs.append(run)
     return runs
@@ -499,12 +641,16 @@ def load_group(path: str | os.PathLike) -> list[TrainedRun]:
     for expected, folder in _seed_folders(path).items():
         run = load_run(folder)
         if run.train_seed != expected:
-            raise CheckpointError(f"{folder} holds a run trained with seed {run.train_seed}, not {expected}: rename "
-                                  f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it")
+            raise CheckpointError(
+                f"{folder} holds a run trained with seed {run.train_seed}, not {expected}: rename "
+                f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it"
+            )
         run.group = path.name
         runs.append(run)
     methods = sorted({r.optimizer for r in runs})
     if len(methods) > 1:
-        raise CheckpointError(f"seed group {path} mixes optimizers ({', '.join(methods)}): a group holds one "
-                              "training method; move the other runs to a group of their own")
+        raise CheckpointError(
+            f"seed group {path} mixes optimizers ({', '.join(methods)}): a group holds one "
+            "training method; move the other runs to a group of their own"
+        )
     return runs

@@ -59,8 +59,9 @@ def _steps_per_second(model_name: str, batch: int, steps: int, warmup: int, dist
 
 
 def _replica(rank: int, world: int, port: int, args, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(args.threads)
     dist.init_process_group("gloo")
     rate = _steps_per_second(args.model, args.batch // world, args.steps, args.warmup, distributed=True)
@@ -90,8 +91,10 @@ def measure(args) -> tuple[float, float]:
     one = results.get(timeout=args.timeout)
     single.join()
     port = _free_port()
-    replicas = [context.Process(target=_replica, args=(rank, args.processes, port, args, results))
-                for rank in range(args.processes)]
+    replicas = [
+        context.Process(target=_replica, args=(rank, args.processes, port, args, results))
+        for rank in range(args.processes)
+    ]
     for p in replicas:
         p.start()
     many = results.get(timeout=args.timeout)
@@ -113,8 +116,10 @@ def main() -> None:
     if args.batch % args.processes:
         parser.error(f"--batch {args.batch} must be a multiple of --processes {args.processes}")
     one, many = measure(args)
-    print(f"SAM step, {args.model}, global batch {args.batch}, {args.threads} thread(s) per process, "
-          f"{args.steps} steps after {args.warmup} warm-up, CPU cores seen: {os.cpu_count()}")
+    print(
+        f"SAM step, {args.model}, global batch {args.batch}, {args.threads} thread(s) per process, "
+        f"{args.steps} steps after {args.warmup} warm-up, CPU cores seen: {os.cpu_count()}"
+    )
     print(f"  1 process:            {one:9.1f} samples/s")
     print(f"  {args.processes} processes (gloo): {many:9.1f} samples/s")
     print(f"  ratio {args.processes} / 1:          {many / one:9.2f}")

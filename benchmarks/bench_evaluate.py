@@ -86,7 +86,7 @@ def make_clock(kind: str):
 def accuracy(forward, x, y, batch_size):
     correct = 0
     for i in range(0, len(x), batch_size):
-        correct += (forward(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+        correct += (forward(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum().item()
     return correct / len(x)
 
 
@@ -122,8 +122,10 @@ def bench(name: str, args, clock) -> dict:
     times = TIMES[: args.times]
     cells = len(times) * args.repeats
     preset = devices.load("pcm")
-    print(f"\n== {name}: {len(x)} {what}, preset {preset.name}, {len(times)} times x {args.repeats} "
-          f"repeats = {cells} cells, batch {bs}")
+    print(
+        f"\n== {name}: {len(x)} {what}, preset {preset.name}, {len(times)} times x {args.repeats} "
+        f"repeats = {cells} cells, batch {bs}"
+    )
 
     # (a) digital: timed before the sweeps and again between the fast sweep's repeats, so that a
     # change of load on a shared machine affects both sides alike; the median is used.
@@ -177,14 +179,20 @@ def bench(name: str, args, clock) -> dict:
             acc_fast.append(accuracy(engine, x, y, bs))
             fast_cells.append(clock() - c0)
             time_digital()
-        t_sweep += sum(fast_cells[-len(times):])
+        t_sweep += sum(fast_cells[-len(times) :])
     t_digital = statistics.median(digital)
-    print(f"(a) digital forward            {t_digital:8.2f} s  (median of {len(digital)}, min {min(digital):.2f}; "
-          f"accuracy {acc_digital:.3f})")
-    print(f"(b) aihwkit loop (C++ tiles)    {t_loop:8.2f} s  ({cells} x median cell {t_cell:.2f} s "
-          f"over {n_cells} timed cells; accuracy {statistics.mean(acc_aihwkit):.3f})")
-    print(f"(c) fast-path sweep            {t_sweep:8.2f} s  (median cell {statistics.median(fast_cells):.2f} s; "
-          f"accuracy {statistics.mean(acc_fast):.3f})")
+    print(
+        f"(a) digital forward            {t_digital:8.2f} s  (median of {len(digital)}, min {min(digital):.2f}; "
+        f"accuracy {acc_digital:.3f})"
+    )
+    print(
+        f"(b) aihwkit loop (C++ tiles)    {t_loop:8.2f} s  ({cells} x median cell {t_cell:.2f} s "
+        f"over {n_cells} timed cells; accuracy {statistics.mean(acc_aihwkit):.3f})"
+    )
+    print(
+        f"(c) fast-path sweep            {t_sweep:8.2f} s  (median cell {statistics.median(fast_cells):.2f} s; "
+        f"accuracy {statistics.mean(acc_fast):.3f})"
+    )
 
     result = {"digital": t_digital, "aihwkit_loop": t_loop, "fast_sweep": t_sweep}
     print(f"    fast sweep / ({cells} x digital)  = {t_sweep / (cells * t_digital):6.2f}   (target <= 2.0)")
@@ -193,8 +201,10 @@ def bench(name: str, args, clock) -> dict:
     t_noise, draws = gaussian_draws(engine, x, bs, clock)
     t_drift = statistics.median(drift_times)
     floor = 1 + (t_noise + t_drift) / t_digital
-    print(f"    floor: 1 + (the forward's {draws / 1e6:.1f} M seeded Gaussians {t_noise:.2f} s + aihwkit's drift "
-          f"{t_drift:.2f} s per cell) / digital = {floor:.2f}   (no engine drawing the same noise goes below it)")
+    print(
+        f"    floor: 1 + (the forward's {draws / 1e6:.1f} M seeded Gaussians {t_noise:.2f} s + aihwkit's drift "
+        f"{t_drift:.2f} s per cell) / digital = {floor:.2f}   (no engine drawing the same noise goes below it)"
+    )
     result["floor"] = floor
 
     # (c') the same sweep with repeats stacked: P repeats x every time in one forward per batch
@@ -202,14 +212,18 @@ def bench(name: str, args, clock) -> dict:
         t_stacked, acc_stacked = stacked_sweep(engine, analog, x, y, times, args, clock, time_digital)
         t_stacked += t_build  # (it reuses (c)'s engine)
         t_digital = statistics.median(digital)
-        print(f"(c') fast sweep, {args.repeats_per_pass} repeats x {len(times)} times per pass "
-              f"{t_stacked:8.2f} s  (accuracy {statistics.mean(acc_stacked):.3f}; same seeds as (c): "
-              f"{sum(a != b for a, b in zip(acc_stacked, acc_fast))} of {cells} accuracies differ, "
-              f"by at most {max(abs(a - b) for a, b in zip(acc_stacked, acc_fast)):.4f})")
+        print(
+            f"(c') fast sweep, {args.repeats_per_pass} repeats x {len(times)} times per pass "
+            f"{t_stacked:8.2f} s  (accuracy {statistics.mean(acc_stacked):.3f}; same seeds as (c): "
+            f"{sum(a != b for a, b in zip(acc_stacked, acc_fast))} of {cells} accuracies differ, "
+            f"by at most {max(abs(a - b) for a, b in zip(acc_stacked, acc_fast)):.4f})"
+        )
         target = 1.2 if name == "lenet5" else 2.0
-        print(f"    stacked sweep / ({cells} x digital) = {t_stacked / (cells * t_digital):6.2f}   "
-              f"(target <= {target}, floor {floor:.2f}; one by one {t_sweep / (cells * t_digital):.2f}, digital median "
-              f"now {t_digital:.2f} s of {len(digital)})")
+        print(
+            f"    stacked sweep / ({cells} x digital) = {t_stacked / (cells * t_digital):6.2f}   "
+            f"(target <= {target}, floor {floor:.2f}; one by one {t_sweep / (cells * t_digital):.2f}, digital median "
+            f"now {t_digital:.2f} s of {len(digital)})"
+        )
         print(f"    stacked / one-by-one sweep    = {t_stacked / t_sweep:6.3f}")
         result["stacked_sweep"] = t_stacked
 
@@ -218,23 +232,37 @@ def bench(name: str, args, clock) -> dict:
         from analogsam.evaluation import evaluate
 
         t0 = clock()
-        rows = evaluate(model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0,
-                        batch_size=bs, progress=False)
+        rows = evaluate(
+            model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0, batch_size=bs, progress=False
+        )
         t_eval = clock() - t0
         backends = sorted({r["backend"] for r in rows})
-        print(f"(d) analogsam.evaluate          {t_eval:8.2f} s  (backend {','.join(backends)}; includes "
-              f"conversion and one digital pass)")
+        print(
+            f"(d) analogsam.evaluate          {t_eval:8.2f} s  (backend {','.join(backends)}; includes "
+            f"conversion and one digital pass)"
+        )
         print(f"    evaluate / ({cells} x digital)    = {t_eval / (cells * t_digital):6.2f}")
         print(f"    evaluate / aihwkit loop       = {t_eval / t_loop:6.3f}")
         result["evaluate"] = t_eval
         if args.repeats_per_pass:
             t0 = clock()
-            stacked = evaluate(model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0,
-                               batch_size=bs, progress=False, repeats_per_pass=args.repeats_per_pass)
+            stacked = evaluate(
+                model,
+                [(x, y)],
+                preset,
+                times=list(times),
+                repeats=args.repeats,
+                seed=0,
+                batch_size=bs,
+                progress=False,
+                repeats_per_pass=args.repeats_per_pass,
+            )
             t_eval_stacked = clock() - t0
             flips = max(abs(a["accuracy"] - b["accuracy"]) * len(x) for a, b in zip(stacked, rows))
-            print(f"(d') evaluate, repeats_per_pass={args.repeats_per_pass} {t_eval_stacked:8.2f} s  "
-                  f"(a cell's accuracy differs from (d)'s by at most {flips:.0f} images)")
+            print(
+                f"(d') evaluate, repeats_per_pass={args.repeats_per_pass} {t_eval_stacked:8.2f} s  "
+                f"(a cell's accuracy differs from (d)'s by at most {flips:.0f} images)"
+            )
             print(f"    evaluate stacked / ({cells} x digital) = {t_eval_stacked / (cells * t_digital):6.2f}")
             result["evaluate_stacked"] = t_eval_stacked
     return result
@@ -258,7 +286,7 @@ def gaussian_draws(engine, x, bs, clock) -> tuple[float, int]:
     try:
         with torch.no_grad():
             for i in range(0, len(x), bs):
-                engine(x[i:i + bs])
+                engine(x[i : i + bs])
     finally:
         torch.randn = randn
     gen = torch.Generator().manual_seed(0)
@@ -293,7 +321,7 @@ def stacked_sweep(engine, analog, x, y, times, args, clock, time_digital) -> tup
         correct = torch.zeros(len(states), dtype=torch.long)
         with torch.no_grad():
             for i in range(0, len(x), bs):
-                xb, yb = x[i:i + bs], y[i:i + bs]
+                xb, yb = x[i : i + bs], y[i : i + bs]
                 logits = engine.forward_stacked(xb, states).view(len(states), len(xb), -1)
                 correct += (logits.argmax(2) == yb).sum(1)
         accuracies.extend(c / len(x) for c in correct.tolist())
@@ -309,7 +337,7 @@ def fast_forward_time(engine, x, bs, clock, repeats: int = 3) -> float:
     for _ in range(repeats):
         t0 = clock()
         for i in range(0, len(x), bs):
-            engine(x[i:i + bs])
+            engine(x[i : i + bs])
         best = min(best, clock() - t0)
     return best
 
@@ -323,7 +351,7 @@ def exactness(args) -> None:
 
     torch.manual_seed(0)
     spec, x, _, what = load_inputs("lenet5", False, args.resnet_samples)
-    x = x[:args.exact_samples]
+    x = x[: args.exact_samples]
     quiet = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0})
     analog = convert_to_analog(build_model(spec).eval(), quiet.rpu_config()).eval()
     engine = FastAnalogForward(analog)
@@ -335,17 +363,25 @@ def exactness(args) -> None:
     def keep(name):
         def hook(module, inp, out):
             inputs[name], outputs[name] = inp[0], out
+
         return hook
 
-    hooks = [module.register_forward_hook(keep(name)) for name, module in analog.named_modules()
-             if name in fast_layers and fast_layers[name] is not module and not list(module.children())[1:]
-             and type(module).__name__.startswith("Analog")]
+    hooks = [
+        module.register_forward_hook(keep(name))
+        for name, module in analog.named_modules()
+        if name in fast_layers
+        and fast_layers[name] is not module
+        and not list(module.children())[1:]
+        and type(module).__name__.startswith("Analog")
+    ]
     with torch.no_grad():
         logits = analog(x)
     for h in hooks:
         h.remove()
-    print(f"\n(e) exactness, noise off: LeNet-5, {len(x)} images of the {what}, preset {quiet.name} "
-          "without output and weight noise")
+    print(
+        f"\n(e) exactness, noise off: LeNet-5, {len(x)} images of the {what}, preset {quiet.name} "
+        "without output and weight noise"
+    )
     for name in outputs:
         with torch.no_grad():
             ours = fast_layers[name](inputs[name])
@@ -385,8 +421,11 @@ def internals(args, clock) -> None:
         costs[exponent] = fast_forward_time(engine, x, bs, clock)
     tile.CHUNK_ELEMENTS = default
     base = costs[default.bit_length() - 1]
-    print("(f) chunk of 2^k values      " + "  ".join(f"2^{k}: {t / base:.2f}" for k, t in costs.items())
-          + f"   (times the default's {base:.2f} s)")
+    print(
+        "(f) chunk of 2^k values      "
+        + "  ".join(f"2^{k}: {t / base:.2f}" for k, t in costs.items())
+        + f"   (times the default's {base:.2f} s)"
+    )
 
     def system_time() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_stime
@@ -403,17 +442,22 @@ def internals(args, clock) -> None:
         fresh_sys = system_time() - fresh_sys
     finally:
         tile.Workspace.get = reusing_get
-    print(f"(g) scratch buffers           reused {reused:.2f} s (system {reused_sys:.2f} s), "
-          f"fresh per chunk {fresh:.2f} s (system {fresh_sys:.2f} s)")
+    print(
+        f"(g) scratch buffers           reused {reused:.2f} s (system {reused_sys:.2f} s), "
+        f"fresh per chunk {fresh:.2f} s (system {fresh_sys:.2f} s)"
+    )
 
     unfused = fast_forward_time(engine_of(fused=False), x, bs, clock)
-    print(f"(h) compiled DAC/ADC kernels  {reused:.2f} s, torch operations {unfused:.2f} s "
-          f"({unfused / reused:.2f} times)")
+    print(
+        f"(h) compiled DAC/ADC kernels  {reused:.2f} s, torch operations {unfused:.2f} s ({unfused / reused:.2f} times)"
+    )
 
     shapes = []
     record = tile.Weights.matmul
-    tile.Weights.matmul = lambda self, a, out: (shapes.append((tuple(self.w.shape), tuple(a.shape))),
-                                                record(self, a, out))[1]
+    tile.Weights.matmul = lambda self, a, out: (
+        shapes.append((tuple(self.w.shape), tuple(a.shape))),
+        record(self, a, out),
+    )[1]
     try:
         engine(x[:bs])
     finally:
@@ -421,11 +465,14 @@ def internals(args, clock) -> None:
     t_numpy = t_torch = 0.0
     with engine_threads(None):  # numpy's BLAS threads set to torch's, as in the engine
         for w_shape, a_shape in sorted(set(shapes)):
-            t_numpy, t_torch = time_products(w_shape, a_shape, shapes.count((w_shape, a_shape)), clock,
-                                             t_numpy, t_torch)
-    print(f"(i) tile products             numpy/OpenBLAS {t_numpy:.2f} s, torch {t_torch:.2f} s "
-          f"({t_numpy / t_torch:.2f} of torch's time; the {len(shapes)} products of a "
-          f"{len(x[:bs])}-input forward)")
+            t_numpy, t_torch = time_products(
+                w_shape, a_shape, shapes.count((w_shape, a_shape)), clock, t_numpy, t_torch
+            )
+    print(
+        f"(i) tile products             numpy/OpenBLAS {t_numpy:.2f} s, torch {t_torch:.2f} s "
+        f"({t_numpy / t_torch:.2f} of torch's time; the {len(shapes)} products of a "
+        f"{len(x[:bs])}-input forward)"
+    )
 
 
 def time_products(w_shape, a_shape, n: int, clock, t_numpy: float, t_torch: float) -> tuple:
@@ -454,33 +501,55 @@ def main(argv=None) -> int:
 
         return bench_gpu.main(["--device", known.device, *rest])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu",
-                        help="cpu: this CPU benchmark; cuda (or cuda:N, auto): benchmarks/bench_gpu.py")
-    parser.add_argument("--models", default="lenet5,resnet20",
-                        help="comma-separated: lenet5, resnet20, vit-tiny, dscnn")
-    parser.add_argument("--quick", action="store_true",
-                        help="2000 LeNet / 500 ResNet samples, 2 times x 2 repeats, 2 aihwkit cells")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu: this CPU benchmark; cuda (or cuda:N, auto): benchmarks/bench_gpu.py"
+    )
+    parser.add_argument(
+        "--models", default="lenet5,resnet20", help="comma-separated: lenet5, resnet20, vit-tiny, dscnn"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2000 LeNet / 500 ResNet samples, 2 times x 2 repeats, 2 aihwkit cells"
+    )
     parser.add_argument("--times", type=int, default=5, help="number of time points (1 s ... 1 y), at most 5")
     parser.add_argument("--repeats", type=int, default=10, help="programming repeats")
-    parser.add_argument("--aihwkit-cells", type=int, default=3,
-                        help="(repeat, time) cells of the aihwkit loop to time; the loop's cost is their "
-                             "median times the number of cells")
+    parser.add_argument(
+        "--aihwkit-cells",
+        type=int,
+        default=3,
+        help="(repeat, time) cells of the aihwkit loop to time; the loop's cost is their "
+        "median times the number of cells",
+    )
     parser.add_argument("--digital-runs", type=int, default=5, help="digital forward passes (median)")
     parser.add_argument("--resnet-samples", type=int, default=1000, help="random ResNet-20 inputs")
-    parser.add_argument("--batch-size", type=int, default=2000,
-                        help="inputs per forward call (analogsam.evaluate's default)")
-    parser.add_argument("--repeats-per-pass", type=int, default=2, metavar="P",
-                        help="(c'): repeats (each at every time) per stacked forward; 0 leaves (c') out "
-                             "(default 2: P x times x batch activations must fit in memory)")
+    parser.add_argument(
+        "--batch-size", type=int, default=2000, help="inputs per forward call (analogsam.evaluate's default)"
+    )
+    parser.add_argument(
+        "--repeats-per-pass",
+        type=int,
+        default=2,
+        metavar="P",
+        help="(c'): repeats (each at every time) per stacked forward; 0 leaves (c') out "
+        "(default 2: P x times x batch activations must fit in memory)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see above)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="process CPU time (default) or wall-clock time, in seconds")
-    parser.add_argument("--with-evaluate", action="store_true",
-                        help="also time analogsam.evaluation.evaluate on the same sweep")
-    parser.add_argument("--internals", action="store_true",
-                        help="measure the fast engine's internal choices (e)-(i) instead of the sweeps")
-    parser.add_argument("--exact-samples", type=int, default=2000,
-                        help="LeNet-5 test images for the exactness count (e)")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="process CPU time (default) or wall-clock time, in seconds",
+    )
+    parser.add_argument(
+        "--with-evaluate", action="store_true", help="also time analogsam.evaluation.evaluate on the same sweep"
+    )
+    parser.add_argument(
+        "--internals",
+        action="store_true",
+        help="measure the fast engine's internal choices (e)-(i) instead of the sweeps",
+    )
+    parser.add_argument(
+        "--exact-samples", type=int, default=2000, help="LeNet-5 test images for the exactness count (e)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.times, args.repeats = min(args.times, 2), min(args.repeats, 2)

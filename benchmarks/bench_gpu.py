@@ -70,8 +70,11 @@ def inputs(name: str, n: int):
         except Exception:  # not on this machine (the GPU machines have no network): random images
             pass
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(n, channels, size, size, generator=g), torch.randint(0, 10, (n,), generator=g),
-            f"random {channels}x{size}x{size} inputs")
+    return (
+        torch.randn(n, channels, size, size, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
+        f"random {channels}x{size}x{size} inputs",
+    )
 
 
 class TimedBackends:
@@ -103,6 +106,7 @@ class TimedBackends:
             self.seconds[step] += seconds
             self.cells += step == "drift"
             return result
+
         return run
 
     def __exit__(self, *exc):
@@ -120,7 +124,7 @@ def digital_forward(model, batches, device: torch.device, runs: int) -> tuple[fl
     from analogsam.scoring import score
 
     model = model.to(device).eval()
-    forward = (lambda: score(model, batches, device=device)[0])
+    forward = lambda: score(model, batches, device=device)[0]
     forward()  # warm-up: cuDNN's algorithm choice, the allocator
     seconds = []
     for _ in range(runs):
@@ -134,8 +138,20 @@ def sweep(model, batches, device: torch.device, times, repeats: int, batch_size:
     from analogsam.evaluation import evaluate
 
     with TimedBackends(device) as where:
-        seconds, rows = timed(lambda: evaluate(model, batches, "pcm", times=list(times), repeats=repeats, seed=0,
-                                               batch_size=batch_size, progress=False, device=device), device)
+        seconds, rows = timed(
+            lambda: evaluate(
+                model,
+                batches,
+                "pcm",
+                times=list(times),
+                repeats=repeats,
+                seed=0,
+                batch_size=batch_size,
+                progress=False,
+                device=device,
+            ),
+            device,
+        )
     return seconds, rows, where
 
 
@@ -154,7 +170,7 @@ def noise_off_mismatches(model, x, device: torch.device) -> tuple[int, int, int]
     for where in (torch.device("cpu"), device):
         engine = FastAnalogForward(analog, device=where)
         engine.sync(torch.Generator(device=where).manual_seed(0))
-        outputs.append(torch.cat([engine(x[i:i + 2000]).cpu() for i in range(0, len(x), 2000)]))
+        outputs.append(torch.cat([engine(x[i : i + 2000]).cpu() for i in range(0, len(x), 2000)]))
     cpu, other = outputs
     differ = (cpu - other).abs() > 1e-5 * cpu.abs().max()
     return int(differ.sum()), differ.numel(), int(differ.any(1).sum())
@@ -166,11 +182,13 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     model = build_model(make_spec(name, in_channels=channels, num_classes=10, input_size=size)).eval()
     x, y, what = inputs(name, args.samples)
     bs = args.batch_size
-    batches = [(x[i:i + bs], y[i:i + bs]) for i in range(0, len(y), bs)]
+    batches = [(x[i : i + bs], y[i : i + bs]) for i in range(0, len(y), bs)]
     times = TIMES[: args.times]
     cells = len(times) * args.repeats
-    print(f"\n== {name}: {len(x)} {what}, preset pcm, {len(times)} times x {args.repeats} repeats = {cells} cells, "
-          f"batch {bs}, on {device}")
+    print(
+        f"\n== {name}: {len(x)} {what}, preset pcm, {len(times)} times x {args.repeats} repeats = {cells} cells, "
+        f"batch {bs}, on {device}"
+    )
 
     t_digital, acc = digital_forward(copy.deepcopy(model), batches, device, args.digital_runs)
     print(f"(a) digital forward on {device}: {t_digital:8.3f} s (median of {args.digital_runs}; accuracy {acc:.3f})")
@@ -178,11 +196,15 @@ def bench_model(name: str, args, device: torch.device) -> dict:
     t_sweep, rows, where = sweep(model, batches, device, times, args.repeats, bs)
     backend = ",".join(sorted({r["backend"] for r in rows}))
     mean = statistics.mean(r["value"] for r in rows)
-    print(f"(b) sweep on {device}:          {t_sweep:8.2f} s (backend {backend}; {where.describe()}; the rest: "
-          f"conversion and the digital reference; mean accuracy {mean:.3f})")
+    print(
+        f"(b) sweep on {device}:          {t_sweep:8.2f} s (backend {backend}; {where.describe()}; the rest: "
+        f"conversion and the digital reference; mean accuracy {mean:.3f})"
+    )
     ratio = t_sweep / (cells * t_digital)
-    print(f"    sweep / ({cells} x digital {device.type} forward) = {ratio:7.2f}   (issue 13's GPU target <= 1.5 "
-          "for ResNet-20 and a transformer; LeNet-5 <= 0.5 with batched repeats)")
+    print(
+        f"    sweep / ({cells} x digital {device.type} forward) = {ratio:7.2f}   (issue 13's GPU target <= 1.5 "
+        "for ResNet-20 and a transformer; LeNet-5 <= 0.5 with batched repeats)"
+    )
     result = {"digital": t_digital, "sweep": t_sweep, "ratio": ratio, "per_cell": where.per_cell()}
 
     if device.type != "cpu" and args.cpu_cells > 0:
@@ -191,15 +213,21 @@ def bench_model(name: str, args, device: torch.device) -> dict:
         t_cpu, cpu_rows, cpu_where = sweep(model, batches, torch.device("cpu"), cpu_times, cpu_repeats, bs)
         overhead = t_cpu - sum(cpu_where.seconds.values())
         extrapolated = cpu_where.per_cell() * cells + overhead
-        print(f"(c) CPU fast path ({torch.get_num_threads()} threads): {len(cpu_rows)} cells in {t_cpu:.2f} s, "
-              f"{cpu_where.per_cell():.2f} s per cell ({cpu_where.describe()}); its {cells}-cell sweep "
-              f"~{extrapolated:.1f} s")
-        print(f"    CPU fast path / {device.type} sweep = {extrapolated / t_sweep:7.2f}   (per cell: "
-              f"{cpu_where.per_cell():.3f} s vs {where.per_cell():.3f} s)")
+        print(
+            f"(c) CPU fast path ({torch.get_num_threads()} threads): {len(cpu_rows)} cells in {t_cpu:.2f} s, "
+            f"{cpu_where.per_cell():.2f} s per cell ({cpu_where.describe()}); its {cells}-cell sweep "
+            f"~{extrapolated:.1f} s"
+        )
+        print(
+            f"    CPU fast path / {device.type} sweep = {extrapolated / t_sweep:7.2f}   (per cell: "
+            f"{cpu_where.per_cell():.3f} s vs {where.per_cell():.3f} s)"
+        )
         result["cpu_sweep"] = extrapolated
         differ, total, images = noise_off_mismatches(model, x[: args.exact_samples], device)
-        print(f"(d) noise off, {device.type} vs CPU: {differ} of {total:,} outputs differ "
-              f"({images} of {min(len(x), args.exact_samples)} images)")
+        print(
+            f"(d) noise off, {device.type} vs CPU: {differ} of {total:,} outputs differ "
+            f"({images} of {min(len(x), args.exact_samples)} images)"
+        )
         result["noise_off_differ"] = differ
     return result
 
@@ -211,11 +239,13 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=10_000, help="inputs per model (default: %(default)s)")
     parser.add_argument("--times", type=int, default=5, help="time points, 1 s ... 1 y, at most 5 (default: 5)")
     parser.add_argument("--repeats", type=int, default=10, help="programmings (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=2000,
-                        help="inputs per forward call (analogsam.evaluate's default)")
+    parser.add_argument(
+        "--batch-size", type=int, default=2000, help="inputs per forward call (analogsam.evaluate's default)"
+    )
     parser.add_argument("--digital-runs", type=int, default=5, help="digital forwards timed (median)")
-    parser.add_argument("--cpu-cells", type=int, default=3,
-                        help="cells of the CPU fast path timed for (c); 0: skip (c) and (d)")
+    parser.add_argument(
+        "--cpu-cells", type=int, default=3, help="cells of the CPU fast path timed for (c); 0: skip (c) and (d)"
+    )
     parser.add_argument("--exact-samples", type=int, default=2000, help="inputs compared in (d)")
     parser.add_argument("--quick", action="store_true", help="1000 inputs, 2 times x 2 repeats, 2 CPU cells")
     args = parser.parse_args(argv)
@@ -226,8 +256,10 @@ def main(argv=None) -> int:
 
     device = resolve_device(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), device {device} ({gpu}), "
-          f"{torch.get_num_threads()} CPU threads, wall clock")
+    print(
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}), device {device} ({gpu}), "
+        f"{torch.get_num_threads()} CPU threads, wall clock"
+    )
     for name in args.models.split(","):
         bench_model(name.strip(), args, device)
     return 0

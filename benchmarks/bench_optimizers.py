@@ -38,9 +38,16 @@ ALL = OPTIMIZER_NAMES + tuple(VARIANTS)
 
 
 def targets(attack_steps: int) -> dict[str, float]:
-    return {"sam": 2.1, "asam": 2.1, "samson": 2.1, "saf": 1.15, "mesa": 1.3,
-            "adversarial": (attack_steps + 1) * 1.1, "adversarial-constant": (attack_steps + 1) * 1.1,
-            "noise": 1.2}
+    return {
+        "sam": 2.1,
+        "asam": 2.1,
+        "samson": 2.1,
+        "saf": 1.15,
+        "mesa": 1.3,
+        "adversarial": (attack_steps + 1) * 1.1,
+        "adversarial-constant": (attack_steps + 1) * 1.1,
+        "noise": 1.2,
+    }
 
 
 def method_settings(name: str, attack_steps: int) -> tuple[str, dict]:
@@ -56,8 +63,16 @@ def method_settings(name: str, attack_steps: int) -> tuple[str, dict]:
     return name, {}
 
 
-def bench_model(model_name: str, optimizers: list[str], *, repeats: int, warmup: int, attack_steps: int,
-                device: str, clock=time.perf_counter) -> dict[str, list[float]]:
+def bench_model(
+    model_name: str,
+    optimizers: list[str],
+    *,
+    repeats: int,
+    warmup: int,
+    attack_steps: int,
+    device: str,
+    clock=time.perf_counter,
+) -> dict[str, list[float]]:
     spec, shape = MODELS[model_name]
     torch.manual_seed(0)
     initial = build_model(spec).to(device).state_dict()
@@ -70,8 +85,7 @@ def bench_model(model_name: str, optimizers: list[str], *, repeats: int, warmup:
         model.load_state_dict(initial)
         model.train()
         optimizer, settings = method_settings(name, attack_steps)
-        methods[name] = build_method(optimizer, model, lr=0.01, num_samples=BATCH, num_classes=10, epochs=2,
-                                     **settings)
+        methods[name] = build_method(optimizer, model, lr=0.01, num_samples=BATCH, num_classes=10, epochs=2, **settings)
         methods[name].begin_epoch(0)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times: dict[str, list[float]] = {name: [] for name in optimizers}
@@ -90,22 +104,32 @@ def bench_model(model_name: str, optimizers: list[str], *, repeats: int, warmup:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="lenet5,resnet20",
-                        help=f"comma-separated, from {', '.join(MODELS)} (default: both)")
-    parser.add_argument("--optimizers", default=",".join(ALL),
-                        help="comma-separated optimizer names, or adversarial-constant for the constant-θ* "
-                             "variant (default: all of them; sgd is always timed)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", default="lenet5,resnet20", help=f"comma-separated, from {', '.join(MODELS)} (default: both)"
+    )
+    parser.add_argument(
+        "--optimizers",
+        default=",".join(ALL),
+        help="comma-separated optimizer names, or adversarial-constant for the constant-θ* "
+        "variant (default: all of them; sgd is always timed)",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds per optimizer (default: 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
-    parser.add_argument("--attack-steps", type=int, default=10,
-                        help="adversarial attack steps N (default: 10, the paper's)")
+    parser.add_argument(
+        "--attack-steps", type=int, default=10, help="adversarial attack steps N (default: 10, the paper's)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall: elapsed time; cpu: this process's CPU time, which other processes on a "
-                             "shared machine disturb far less (CPU devices only) (default: wall)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time, which other processes on a "
+        "shared machine disturb far less (CPU devices only) (default: wall)",
+    )
     parser.add_argument("--json", default=None, help="also write the medians and ratios to this file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -121,15 +145,26 @@ def main(argv=None) -> int:
         parser.error("--clock cpu measures CPU time; use --clock wall with an accelerator")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
-    print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, batch {BATCH}, "
-          f"{args.clock} clock, median of {args.repeats} steps after {args.warmup} warm-up rounds")
+    print(
+        f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, batch {BATCH}, "
+        f"{args.clock} clock, median of {args.repeats} steps after {args.warmup} warm-up rounds"
+    )
     report, failures = {}, 0
     for model_name in models:
-        times = bench_model(model_name, optimizers, repeats=args.repeats, warmup=args.warmup,
-                            attack_steps=args.attack_steps, device=args.device, clock=clock)
+        times = bench_model(
+            model_name,
+            optimizers,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            attack_steps=args.attack_steps,
+            device=args.device,
+            clock=clock,
+        )
         base, base_min = statistics.median(times["sgd"]), min(times["sgd"])
-        print(f"\n{model_name}\n{'optimizer':<25} {'median ms':>10} {'min ms':>9} {'x SGD':>6} {'(min)':>6} "
-              f"{'target':>9}  result")
+        print(
+            f"\n{model_name}\n{'optimizer':<25} {'median ms':>10} {'min ms':>9} {'x SGD':>6} {'(min)':>6} "
+            f"{'target':>9}  result"
+        )
         for name in optimizers:
             med, low = statistics.median(times[name]), min(times[name])
             ratio, ratio_min = med / base, low / base_min
@@ -138,11 +173,18 @@ def main(argv=None) -> int:
             failures += verdict == "FAIL"
             label = name + (f" N={args.attack_steps}" if name.startswith("adversarial") else "")
             shown_target = f"<= {target:.2f}" if target is not None else ""
-            print(f"{label:<25} {med * 1e3:>10.1f} {low * 1e3:>9.1f} {ratio:>6.2f} {ratio_min:>6.2f} "
-                  f"{shown_target:>9}  {verdict}")
+            print(
+                f"{label:<25} {med * 1e3:>10.1f} {low * 1e3:>9.1f} {ratio:>6.2f} {ratio_min:>6.2f} "
+                f"{shown_target:>9}  {verdict}"
+            )
             report.setdefault(model_name, {})[name] = {
-                "median_ms": med * 1e3, "min_ms": low * 1e3, "ratio": ratio, "ratio_of_min": ratio_min,
-                "target": target, "times_ms": [t * 1e3 for t in times[name]]}
+                "median_ms": med * 1e3,
+                "min_ms": low * 1e3,
+                "ratio": ratio,
+                "ratio_of_min": ratio_min,
+                "target": target,
+                "times_ms": [t * 1e3 for t in times[name]],
+            }
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

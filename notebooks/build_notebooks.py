@@ -49,7 +49,9 @@ def _notebook(stem: str, parts: list[tuple[str, str]]):
 # ------------------------------------------------------------------------------------------------
 
 QUICKSTART = [
-    ("md", """
+    (
+        "md",
+        """
 # Quickstart: from a trained network to its accuracy on analog hardware
 
 This notebook runs analogsam's pipeline once, end to end:
@@ -66,8 +68,11 @@ The next cell holds every setting. With the defaults, the LeNet-5 run is reused 
 `../studies/fashion-lenet5/sgd` if it is there (the same run notebook 02 uses), otherwise it is
 trained (3 epochs on 20,000 images, a few minutes on a laptop CPU). For a one-minute tour set
 `DATASET = "digits"` and `MODEL = "mlp"`.
-"""),
-    ("params", """
+""",
+    ),
+    (
+        "params",
+        """
 DATASET = "fashion-mnist"   # fashion-mnist | mnist | cifar10 | svhn | digits
 MODEL = "lenet5"            # mlp | lenet5 | resnet20 | resnet32 | vgg8
 OPTIMIZER = "sgd"           # any of analogsam.optim.OPTIMIZER_NAMES
@@ -80,14 +85,20 @@ TIMES = "1s,1h,1d,30d,1y"   # time after programming
 REPEATS = 5                 # independent programmings (Monte-Carlo repeats)
 RUNS = "../studies/fashion-lenet5"   # run folders: <RUNS>/<OPTIMIZER>
 OUT = "outputs/01-quickstart"       # tables, plot and report
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 1. Data
 
 `load_dataset` reads the standard files (IDX for Fashion-MNIST) and normalises the inputs with the
 training split's mean and standard deviation. Everything is held in memory as tensors.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 import time
 import warnings
 from pathlib import Path
@@ -106,47 +117,68 @@ from analogsam.studies.default import train_or_reuse
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 print(f"{data.name}: {len(data.train)} training and {len(data.test)} test images of shape {data.input_shape}, "
       f"{data.num_classes} classes, read from {data.source}")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 2. Train digitally
 
 `train_or_reuse(folder, ...)` calls `analogsam.train` (SGD with momentum 0.9, learning rate 0.05 on
 a cosine schedule, batch 128, weight decay 5e-4 by default) and writes `checkpoint.pt`, `log.csv` and
 `config.json` into the folder. If the folder already holds a finished run with the same dataset,
 model and settings it loads that run instead of training again.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 run = train_or_reuse(Path(RUNS) / OPTIMIZER, model=MODEL, data=data, optimizer=OPTIMIZER, epochs=EPOCHS,
                      seed=SEED, data_options={"train_limit": TRAIN_LIMIT}, run_name=OPTIMIZER, progress=False)
 print(f"run {run.name!r} ({run.config['model']}, {run.optimizer}) in {run.path}")
 for m in run.metrics:
     print(f"  epoch {m['epoch']}: train loss {m['train_loss']:.3f}, test accuracy {m['test_accuracy']:.2%} "
           f"({m['seconds']:.0f} s)")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 3. Convert to analog tiles
 
 On an analog in-memory-computing chip each weight is stored as device conductances and every
 matrix-vector product is computed in place, with a DAC on the inputs and an ADC on the outputs.
 A device preset is plain data (a TOML file) that names the device model and every knob with its
 unit; `presets.describe` prints the resolved values and where each came from.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 preset = presets.load(PRESET)
 print(presets.describe(preset))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 `convert` turns every `Linear` and `Conv2d` layer into an aihwkit analog layer configured from the
 preset (and returns the aihwkit model for your own experiments). `evaluate` below converts for you,
 so this cell only shows what the analog model is made of.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 analog = convert(run.model, preset)
 for name, module in analog.named_modules():
     if type(module).__name__.startswith("Analog") and name:
         print(f"{name:12s} {type(module).__name__}")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 4. Accuracy over time
 
 For each repeat, `evaluate` programs the conductances afresh (a new draw of programming noise), then
@@ -154,39 +186,57 @@ for every time `t` lets them drift to `t` and measures the test accuracy (with r
 noise, DAC/ADC quantization and the preset's drift compensation). Every number is seeded: running
 the cell again gives the same table. To keep the run short the evaluation uses the first
 `EVAL_LIMIT` test images (the test file is in random class order).
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
 start = time.perf_counter()
 rows = evaluate(run, test.batches(2000), preset, times=TIMES, repeats=REPEATS, seed=SEED, progress=False)
 print(f"{len(rows)} measurements on {len(test)} test images in {time.perf_counter() - start:.0f} s")
 summary = summarize(rows)
 print(text_table(summary, preset.name))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 `rows` are tidy: one dict per measurement (run, optimizer, preset, t_seconds, repeat, seed,
 accuracy, ...). `summarize` aggregates them per time into mean, standard deviation and a 95%
 Student-t confidence interval, which the plot shades.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 Path(OUT).mkdir(parents=True, exist_ok=True)
 display(Image(filename=str(plot_accuracy_vs_time(summary, Path(OUT) / "accuracy_vs_time.png"))))
 first, last = summary[0], summary[-1]
 print(f"digital accuracy {first['digital_accuracy']:.2%}; on {preset.name}: {first['mean']:.2%} "
       f"at {format_time(first['t_seconds'])} and {last['mean']:.2%} at {format_time(last['t_seconds'])} "
       f"(95% CI {last['ci95_low']:.2%} to {last['ci95_high']:.2%})")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 5. Save
 
 `write_report` writes `results.csv` (every measurement), `summary.csv`, the plots and a markdown
 `report.md` into one folder.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 for kind, path in write_report(rows, OUT, title=f"{run.name} on {preset.name}").items():
     print(f"{kind:8s} {path}")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## Next
 
 - The same study from the command line:
@@ -195,7 +245,8 @@ for kind, path in write_report(rows, OUT, title=f"{run.name} on {preset.name}").
 - `02-optimizers.ipynb` compares SGD with sharpness-aware optimizers on the same task.
 - `03-device-presets.ipynb` runs one network on every shipped device preset and sweeps the ADC
   resolution and the drift compensation.
-"""),
+""",
+    ),
 ]
 
 
@@ -264,7 +315,9 @@ after a day or more of drift, not the ranking within that family, and not a verd
 """
 
 OPTIMIZERS = [
-    ("md", """
+    (
+        "md",
+        """
 # Sharpness-aware optimizers on analog hardware: SGD, SAM, ASAM, SAMSON, adversarial, SAF
 
 Do flatter minima survive analog noise better? This notebook trains LeNet-5 on Fashion-MNIST with
@@ -283,8 +336,11 @@ a cosine schedule, momentum 0.9, batch 128, weight decay 5e-4, seed 0), and meas
 
 Training all six at full size takes a while on a CPU (the two-pass methods cost about twice SGD's
 time). With the defaults, finished runs in `../studies/fashion-lenet5/<optimizer>` are reused.
-"""),
-    ("params", """
+""",
+    ),
+    (
+        "params",
+        """
 DATASET = "fashion-mnist"
 MODEL = "lenet5"
 OPTIMIZERS = ["sgd", "sam", "asam", "samson", "adversarial", "saf"]
@@ -302,11 +358,17 @@ TIMES = "1s,1h,1d,30d,1y"
 REPEATS = 5                 # independent programmings per network
 RUNS = "../studies/fashion-lenet5"   # run folders: <RUNS>/<optimizer>, seed groups <RUNS>/<optimizer>-seeds
 OUT = "outputs/02-optimizers"
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 1. Train (or reuse) one network per method
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 import time
 import warnings
 from pathlib import Path
@@ -360,8 +422,11 @@ reference = {run.train_seed: run.model.state_dict() for run in runs if run.name 
 same = [label(run) for run in runs if run.name != OPTIMIZERS[0]
         and all(torch.equal(value, reference[run.train_seed][key]) for key, value in run.model.state_dict().items())]
 print(f"trained weights identical to {OPTIMIZERS[0]}'s: {', '.join(same) or 'none'}")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 The digital test accuracy above is on the whole test split. The analog evaluation below uses the
 first `EVAL_LIMIT` test images, the same images for every network.
 
@@ -369,8 +434,11 @@ first `EVAL_LIMIT` test images, the same images for every network.
 
 `sweep` evaluates every run on every preset. Each repeat is an independent programming of the
 conductances; all time points of one repeat come from the same programming, drifting further.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
 preset = presets.load(PRESET)
 start = time.perf_counter()
@@ -381,17 +449,26 @@ print(f"{len(rows)} measurements on {len(test)} test images in {time.perf_counte
 summary = sorted(summary_of(rows), key=lambda r: OPTIMIZERS.index(r["run"]))  # runs in the order given
 print(text_table(summary, preset.name))
 display(Markdown(markdown_table(summary, preset.name)))
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 Path(OUT).mkdir(parents=True, exist_ok=True)
 display(Image(filename=str(plot_accuracy_vs_time(summary, Path(OUT) / "accuracy_vs_time.png", rows=rows))))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 A network that starts higher digitally can stay ahead on hardware without being more robust. The
 plot below separates the two: the accuracy lost relative to each network's own digital accuracy
 (on the same test images).
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 times = parse_times(TIMES)
 cell = {(r["run"], r["t_seconds"]): r for r in summary}
 fig, ax = plt.subplots(figsize=(6, 4))
@@ -410,8 +487,11 @@ fig.tight_layout()
 fig.savefig(Path(OUT) / "accuracy_lost.png", dpi=120)
 plt.close(fig)
 display(Image(filename=str(Path(OUT) / "accuracy_lost.png")))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 3. Facts to check the reading against
 
 For each method and time: the difference of its mean accuracy to SGD's and Welch's t-test p-value
@@ -420,8 +500,11 @@ samples, only large differences are clear). With one network per method the samp
 repeats, so the test is about those two trained networks; with `SEEDS` each method is a seed group
 and the samples are the per-seed means (n = the number of seeds,
 `analogsam.evaluation.statistics.seed_level_test`), so the test is about the training methods.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 baseline = OPTIMIZERS[0]
 if SEEDS is None:  # one network per method: Welch's test over its programmings
     acc = {}
@@ -462,11 +545,15 @@ for name in OPTIMIZERS:
     print(f"{name:12s} digital {c0['digital_accuracy']:.2%} -> {format_time(times[0])} {c0['mean']:.2%} "
           f"-> {format_time(times[-1])} {c1['mean']:.2%}: drift over the whole span costs "
           f"{100 * (c0['mean'] - c1['mean']):.2f} points")
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 for kind, path in write_report(rows, OUT, title=f"optimizers on {preset.name}").items():
     print(f"{kind:8s} {path}")
-"""),
+""",
+    ),
     ("md", OPTIMIZERS_READING),
 ]
 
@@ -506,7 +593,9 @@ PRESETS_READING = """
 """
 
 PRESETS = [
-    ("md", """
+    (
+        "md",
+        """
 # One network on every device preset, and two knobs swept
 
 A device preset describes an analog accelerator as data: the device model (PCM, RRAM, ...), its
@@ -517,8 +606,11 @@ if it is there) and
 1. evaluates it on every shipped preset,
 2. sweeps the ADC resolution from 4 to 10 bits on the PCM preset,
 3. switches PCM's drift compensation between none, global and per-column.
-"""),
-    ("params", """
+""",
+    ),
+    (
+        "params",
+        """
 DATASET = "fashion-mnist"
 MODEL = "lenet5"
 OPTIMIZER = "sgd"
@@ -536,8 +628,11 @@ DRIFT_MODES = ["none", "global", "per-column"]
 DRIFT_TIMES = "1s,1h,1d,30d,1y"
 RUNS = "../studies/fashion-lenet5"
 OUT = "outputs/03-device-presets"
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 import time
 import warnings
 from pathlib import Path
@@ -561,23 +656,35 @@ for p in presets.list_presets():
     calibrated = "calibrated on data" if preset.needs_input_range_calibration else "dynamic"
     lines.append(f"| `{p['name']}` | {p['device']} | {times} | {calibrated} | {p['hash']} |")
 display(Markdown("\\n".join(lines)))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 `presets.describe(name)` prints every value of a preset with its unit and source, e.g. for the
 NeuRRAM RRAM preset:
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 print(presets.describe("rram-wan2022"))
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 run = train_or_reuse(Path(RUNS) / OPTIMIZER, model=MODEL, data=data, optimizer=OPTIMIZER, epochs=EPOCHS,
                      seed=SEED, data_options={"train_limit": TRAIN_LIMIT}, run_name=OPTIMIZER, progress=False)
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
 print(f"run {run.name!r} in {run.path}: digital test accuracy {run.metrics[-1]['test_accuracy']:.2%} "
       f"(whole test split); evaluating on {len(test)} test images")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 1. Every preset
 
 The times are the ones every preset supports (`rram-wan2022`'s noise model is fitted at 1 s, 1 d
@@ -585,8 +692,11 @@ and 2 d only, and refuses other times). Presets with static input ranges (`hwa-s
 calibrated on the evaluation images automatically. The `backend` column says what computed the
 analog forward: analogsam's seeded re-implementation of the tile arithmetic (`fast`) or aihwkit's
 own C++ tiles (`aihwkit`, for settings the fast path does not reproduce; slower).
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 def table(cell, keys, label, header, times):
     # mean ± std (%) of each setting (row) at each time (column); cell: {(setting, t): summary row}
     lines = [f"| {header} | digital | " + " | ".join(format_time(t) for t in times) + " |",
@@ -620,8 +730,11 @@ def plot(series, x, title, filename, xlabel="time after programming", time_axis=
     fig.savefig(Path(OUT) / filename, dpi=120)
     plt.close(fig)
     display(Image(filename=str(Path(OUT) / filename)))
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 names = PRESETS or [p["name"] for p in presets.list_presets()]
 preset_times = parse_times(PRESET_TIMES)
 preset_rows, backend = [], {}
@@ -634,16 +747,22 @@ for name in names:
 cell = {(r["preset"], r["t_seconds"]): r for r in summarize(preset_rows)}
 table(cell, names, lambda n: f"`{n}` ({backend[n]})", "preset (backend)", preset_times)
 plot({n: [cell[(n, t)] for t in preset_times] for n in names}, preset_times, f"{run.name} on every preset", "presets.png")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 2. ADC resolution
 
 Every output of a tile goes through an ADC; with fewer bits its steps get coarser. Overrides change
 any preset value without editing a file: `overrides={"io.adc_bits": 6}`. Each setting is a preset
 with its own hash. The repeats of every setting use the same seeds, so they see the same programming
 noise draws and differ by the ADC alone.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 adc_times = parse_times(ADC_TIMES)
 bits_of = {presets.load(KNOB_PRESET, {"io.adc_bits": b}).hash: b for b in ADC_BITS}
 adc_rows = []
@@ -656,16 +775,22 @@ cell = {(bits_of[r["preset_hash"]], r["t_seconds"]): r for r in summarize(adc_ro
 table(cell, ADC_BITS, lambda b: f"{b} bits", "ADC", adc_times)
 plot({f"t = {format_time(t)}": [cell[(b, t)] for b in ADC_BITS] for t in adc_times}, ADC_BITS,
      f"ADC resolution on {KNOB_PRESET}", "adc_bits.png", xlabel="ADC bits", time_axis=False)
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 3. Drift compensation
 
 PCM conductances drift down over time (G(t) = G(t0) (t/t0)^-nu, with nu varying from device to
 device). Global drift compensation measures a reference read-out of each tile and rescales all its
 outputs by one factor; per-column compensation uses one factor per output column; with none the
 network sees the raw drift.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 drift_times = parse_times(DRIFT_TIMES)
 mode_of = {presets.load(KNOB_PRESET, {"compensation.drift": m}).hash: m for m in DRIFT_MODES}
 drift_rows = []
@@ -678,7 +803,8 @@ cell = {(mode_of[r["preset_hash"]], r["t_seconds"]): r for r in summarize(drift_
 table(cell, DRIFT_MODES, str, "drift compensation", drift_times)
 plot({m: [cell[(m, t)] for t in drift_times] for m in DRIFT_MODES}, drift_times,
      f"drift compensation on {KNOB_PRESET}", "drift_compensation.png")
-"""),
+""",
+    ),
     ("md", PRESETS_READING),
 ]
 
@@ -688,7 +814,9 @@ plot({m: [cell[(m, t)] for t in drift_times] for m in DRIFT_MODES}, drift_times,
 # ------------------------------------------------------------------------------------------------
 
 NETWORKS = [
-    ("md", """
+    (
+        "md",
+        """
 # SGD, SAM and SAMSON on a transformer and a depthwise CNN
 
 Notebook 02 asks whether sharpness-aware training keeps a network accurate on drifting PCM
@@ -707,8 +835,11 @@ second to 1 year after programming, over several independent programmings.
 
 Every sentence below that states a result is computed from this run's numbers: rerun with other
 parameters and the text changes with them.
-"""),
-    ("params", """
+""",
+    ),
+    (
+        "params",
+        """
 DATASET = "fashion-mnist"
 MODELS = ["vit-tiny", "mobilenet-tiny"]     # any of analogsam.models.model_names(); dscnn also fits
 OPTIMIZERS = ["sgd", "sam", "samson"]
@@ -722,11 +853,17 @@ TIMES = "1s,1h,1d,30d,1y"
 REPEATS = 5                 # independent programmings per network
 RUNS = "../studies/fashion-networks"   # run folders: <RUNS>/<model>/<optimizer>
 OUT = "outputs/04-networks"
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 1. Train (or reuse) every model with every method
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 import collections
 import time
 import warnings
@@ -765,30 +902,42 @@ for run in runs:
     lines.append(f"| {run.name} | {parameters:,d} | {sum(m['seconds'] for m in run.metrics):.0f} s | "
                  f"{last['train_loss']:.3f} | {last['test_accuracy']:.2%} |")
 display(Markdown("\\n".join(lines)))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 2. What the hardware sees
 
 `convert` rewrites the layers aihwkit cannot convert itself (attention, grouped convolutions) into
 layers whose weight matrices sit on tiles, and converts those. The count below is of the analog
 layers of each network on the preset, by type (the containers aihwkit wraps them in left out).
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 preset = presets.load(PRESET)
 for model in MODELS:
     analog = convert(next(run for run in runs if model_of[run.name] == model).model, preset)
     kinds = collections.Counter(type(m).__name__ for m in analog.modules() if type(m).__name__.startswith("Analog")
                                 and not type(m).__name__.startswith(("AnalogSequential", "AnalogWrapper")))
     print(f"{model:16s} " + ", ".join(f"{n} x {kind}" for kind, n in sorted(kinds.items())))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 3. Accuracy on PCM over time
 
 The analog evaluation uses the first `EVAL_LIMIT` test images, the same images for every network;
 each repeat is an independent programming, and all time points of one repeat drift from the same
 programming. The `backend` says what computed the analog forward.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
 start = time.perf_counter()
 rows = sweep(runs, [preset], batches_for=lambda run: test.batches(2000), times=TIMES, repeats=REPEATS,
@@ -801,8 +950,11 @@ print("backend: " + "; ".join(f"{model}: {', '.join(sorted(b))}" for model, b in
 order = [run.name for run in runs]
 summary = sorted(summarize(rows), key=lambda r: (order.index(r["run"]), r["t_seconds"]))
 display(Markdown(markdown_table(summary, preset.name)))
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 times = parse_times(TIMES)
 cell = {(r["run"], r["t_seconds"]): r for r in summary}
 Path(OUT).mkdir(parents=True, exist_ok=True)
@@ -834,15 +986,21 @@ panels(lambda c: 100 * c["mean"], "test accuracy (%)", "accuracy_by_model.png",
        f"mean over {REPEATS} programmings")
 panels(lambda c: 100 * (c["digital_accuracy"] - c["mean"]), "digital minus analog accuracy (points)",
        "accuracy_lost.png", "accuracy lost to the hardware, relative to each network's own digital accuracy")
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 4. Facts to check the reading against
 
 For each model, method and time: the difference of its mean accuracy to SGD's on the same model,
 with Welch's t-test p-value over the repeats (a handful of repeats resolves only large differences;
 with 2 methods x 5 times per model, a single p between 0.01 and 0.05 can be chance).
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 acc = collections.defaultdict(list)
 for r in rows:
     acc[(r["run"], r["t_seconds"])].append(r["accuracy"])
@@ -867,14 +1025,20 @@ for model in MODELS:
             diff, p = versus(model, name, t)
             parts.append(f"{diff:+8.2f} (p={p:.3f})")
         print("".join(parts))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 ## 5. Reading the result
 
 The paragraphs below are written by the next cell from the numbers above: a difference is called
 clear when p <= 0.01 at that time point, and within the noise otherwise.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 def pct(x):
     return f"{100 * x:.2f}%"
 
@@ -903,18 +1067,25 @@ def reading(model):
 
 
 display(Markdown("\\n\\n".join(reading(model) for model in MODELS)))
-"""),
-    ("md", """
+""",
+    ),
+    (
+        "md",
+        """
 **What this does not show.** One training seed per method, a few short epochs and default
 hyperparameters: the spread over training seeds, which this run does not measure, may be as large
 as the differences between methods, and a transformer is usually trained longer and with AdamW. The
 comparison is within each model (same data, same epochs, same evaluation images), not between the
 two models, whose digital accuracies differ.
-"""),
-    ("code", """
+""",
+    ),
+    (
+        "code",
+        """
 for kind, path in write_report(rows, OUT, title=f"networks on {preset.name}").items():
     print(f"{kind:8s} {path}")
-"""),
+""",
+    ),
 ]
 
 
@@ -962,8 +1133,12 @@ def execute(stem: str, timeout: int = 3600) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--execute", nargs="*", metavar="PREFIX",
-                        help="execute these notebooks (name prefixes such as 01; none given: all) after writing")
+    parser.add_argument(
+        "--execute",
+        nargs="*",
+        metavar="PREFIX",
+        help="execute these notebooks (name prefixes such as 01; none given: all) after writing",
+    )
     args = parser.parse_args(argv)
     for stem in NOTEBOOKS:
         print(f"wrote {build(stem)}")

@@ -18,8 +18,7 @@ def digits_run(digits, tmp_path_factory):
     from analogsam.training import train
 
     out = tmp_path_factory.mktemp("runs") / "sgd"
-    return train("mlp", digits, optimizer="sgd", epochs=8, batch_size=32, lr=0.05, seed=0, out=out,
-                 progress=False)
+    return train("mlp", digits, optimizer="sgd", epochs=8, batch_size=32, lr=0.05, seed=0, out=out, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,7 @@ class TwoLayer(nn.Module):
 
 def hand_eps(model: TwoLayer, scope: str, rho: float, eta: float, samson_p: float | None = None):
     """ε per tensor (weight, bias, second weight) from the formula, independent of analogsam."""
-    w, b, v = (t.detach().clone().requires_grad_() for t in (model.first.weight, model.first.bias,
-                                                              model.second.weight))
+    w, b, v = (t.detach().clone().requires_grad_() for t in (model.first.weight, model.first.bias, model.second.weight))
     loss = ((v @ torch.tanh(w @ model.x.T + b[:, None]) - model.t) ** 2).sum()
     grads = torch.autograd.grad(loss, (w, b, v))
     tensors = [t.detach() for t in (w, b, v)]
@@ -149,8 +148,15 @@ def test_one_step_adaptive_sharpness_is_the_loss_increase_of_asams_step(scope):
         for p, e in zip(_params(model), eps):
             p.add_(e)
         expected = float(model.loss()) - base
-    value = S.adaptive_sharpness(TwoLayer(), [(TwoLayer().x, TwoLayer().t)], rho=0.5, steps=1, eta=0.01,
-                                 scope=scope, loss_fn=lambda out, t: ((out - t) ** 2).sum()).value
+    value = S.adaptive_sharpness(
+        TwoLayer(),
+        [(TwoLayer().x, TwoLayer().t)],
+        rho=0.5,
+        steps=1,
+        eta=0.01,
+        scope=scope,
+        loss_fn=lambda out, t: ((out - t) ** 2).sum(),
+    ).value
     assert value == pytest.approx(expected, rel=1e-9)
 
 

@@ -17,7 +17,7 @@ def digits_batches():
     x, y = load_digits(return_X_y=True)
     x = torch.tensor(x[:256] / 16.0, dtype=torch.float32)
     y = torch.tensor(y[:256])
-    return [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
+    return [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
 
 
 def trained_mlp(batches, epochs):
@@ -35,23 +35,40 @@ def trained_mlp(batches, epochs):
 def test_analyze_model_end_to_end(digits_batches):
     model = trained_mlp(digits_batches, epochs=10)
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    out = probes.analyze_model(model, digits_batches, num_batches=2, ascent_steps=2, sharpness_draws=3,
-                          hessian_iters=5, trace_draws=3, relative_etas=(0.0, 0.3), additive_etas=(0.0, 0.1),
-                          noise_draws=2, stuck_at_rates=(0.0, 0.05), bit_flip_rates=(0.0, 0.01), fault_draws=2)
+    out = probes.analyze_model(
+        model,
+        digits_batches,
+        num_batches=2,
+        ascent_steps=2,
+        sharpness_draws=3,
+        hessian_iters=5,
+        trace_draws=3,
+        relative_etas=(0.0, 0.3),
+        additive_etas=(0.0, 0.1),
+        noise_draws=2,
+        stuck_at_rates=(0.0, 0.05),
+        bit_flip_rates=(0.0, 0.01),
+        fault_draws=2,
+    )
     assert set(out["metrics"]) == set(probes.METRICS) and set(out["curves"]) == set(probes.CURVES)
     assert all(math.isfinite(v) for v in out["metrics"].values())
     assert out["clean"]["num_batches"] == 2 and out["clean"]["n_samples"] == 128
     assert out["clean"]["accuracy"] > 0.8
-    assert set(out["drops"]) == {"weight_noise_relative_drop@0.3", "weight_noise_additive_drop@0.1",
-                                 "stuck_at_drop@0.05", "bit_flip_drop@0.01"}
+    assert set(out["drops"]) == {
+        "weight_noise_relative_drop@0.3",
+        "weight_noise_additive_drop@0.1",
+        "stuck_at_drop@0.05",
+        "bit_flip_drop@0.01",
+    }
     json.dumps(out)  # plain types only
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
 def test_analyze_model_subsets_and_errors(digits_batches):
     model = trained_mlp(digits_batches, epochs=1)
-    out = probes.analyze_model(model, digits_batches, num_batches=1, metrics=["hessian_trace"], curves=[],
-                          trace_draws=2)
+    out = probes.analyze_model(
+        model, digits_batches, num_batches=1, metrics=["hessian_trace"], curves=[], trace_draws=2
+    )
     assert list(out["metrics"]) == ["hessian_trace"] and out["curves"] == {}
     with pytest.raises(ValueError, match="metrics"):
         probes.analyze_model(model, digits_batches, metrics=["flatness"])
@@ -72,15 +89,21 @@ def test_robustness_correlation_flat_and_nested():
     assert rows["hessian_trace"]["n"] == 4
     # by hand: ranks (4,2,1,3) against (4,2,3,1): 1 − 6·Σd²/(n(n²−1)) = 1 − 6·8/60
     assert rows["worst_case_sharpness"]["spearman_rho"] == pytest.approx(1 - 6 * 8 / 60)
-    nested = [{"run": r["run"], "metrics": {"hessian_trace": r["hessian_trace"]},
-               "drops": {"stuck_at_drop@0.05": -r["accuracy_drop"]}} for r in RECORDS]
-    row, = correlation.robustness_correlation(nested, drop="stuck_at_drop@0.05")
+    nested = [
+        {
+            "run": r["run"],
+            "metrics": {"hessian_trace": r["hessian_trace"]},
+            "drops": {"stuck_at_drop@0.05": -r["accuracy_drop"]},
+        }
+        for r in RECORDS
+    ]
+    (row,) = correlation.robustness_correlation(nested, drop="stuck_at_drop@0.05")
     assert row["spearman_rho"] == pytest.approx(-1.0)
 
 
 def test_robustness_correlation_missing_and_too_few():
     records = RECORDS[:2] + [{"run": "x", "hessian_trace": float("nan"), "accuracy_drop": 0.1}]
-    row, = correlation.robustness_correlation(records, metrics=["hessian_trace"])
+    (row,) = correlation.robustness_correlation(records, metrics=["hessian_trace"])
     assert row["n"] == 2 and math.isnan(row["spearman_rho"]) and math.isnan(row["p_value"])
 
 

@@ -4,15 +4,29 @@ import math
 
 import pytest
 
-from analogsam.robustness.correlation import exact_spearman_p
-from analogsam.studies import flatness as A
 from analogsam.cli import main
 from analogsam.evaluation import evaluate
 from analogsam.evaluation.store import read_rows
+from analogsam.robustness.correlation import exact_spearman_p
+from analogsam.studies import flatness as A
 from analogsam.training import train
 
-QUICK_FLAGS = ["--quick", "--num-batches", "1", "--batch-size", "64", "--repeats", "1",
-               "--test-samples", "128", "--time", "1d", "--preset", "pcm", "--quiet"]
+QUICK_FLAGS = [
+    "--quick",
+    "--num-batches",
+    "1",
+    "--batch-size",
+    "64",
+    "--repeats",
+    "1",
+    "--test-samples",
+    "128",
+    "--time",
+    "1d",
+    "--preset",
+    "pcm",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +36,11 @@ def three_runs(tmp_path_factory):
 
     data = load_dataset("digits")
     root = tmp_path_factory.mktemp("analyze-runs")
-    settings = {"sgd": {"optimizer": "sgd"}, "sam": {"optimizer": "sam", "rho": 0.05},
-                "sgd-lr0.2": {"optimizer": "sgd", "lr": 0.2}}
+    settings = {
+        "sgd": {"optimizer": "sgd"},
+        "sam": {"optimizer": "sam", "rho": 0.05},
+        "sgd-lr0.2": {"optimizer": "sgd", "lr": 0.2},
+    }
     for name, kwargs in settings.items():
         train("mlp", data, epochs=2, batch_size=64, out=root / name, progress=False, **kwargs)
     return [root / name for name in settings]
@@ -71,8 +88,16 @@ def test_analyze_command_end_to_end(three_runs, tmp_path, capsys):
 
 def test_analyze_resumes_and_reruns_on_new_settings(three_runs, tmp_path):
     out = tmp_path / "analyze"
-    kwargs = dict(quick=True, num_batches=1, batch_size=64, repeats=1, test_samples=96, progress=False,
-                  metrics=["average_sharpness"], curves=["stuck_at"])
+    kwargs = dict(
+        quick=True,
+        num_batches=1,
+        batch_size=64,
+        repeats=1,
+        test_samples=96,
+        progress=False,
+        metrics=["average_sharpness"],
+        curves=["stuck_at"],
+    )
     first = A.analyze_runs(three_runs[:2], out, **kwargs)
     assert first["skipped"] == [] and len(first["analysed"]) == 2
     stamp = (out / "sgd" / "analysis.json").stat().st_mtime_ns
@@ -128,8 +153,15 @@ def _accuracies(rows):
 def test_faults_at_rate_zero_change_nothing(digits_run, test_batches):
     # The ideal preset has no device noise, so any difference would come from the faults.
     clean = evaluate(digits_run, test_batches, "ideal", times=[1.0], repeats=2, progress=False)
-    zero = evaluate(digits_run, test_batches, "ideal", times=[1.0], repeats=2, progress=False,
-                    faults={"stuck_at_rate": 0.0, "bit_flip_rate": 0.0, "bits": 8})
+    zero = evaluate(
+        digits_run,
+        test_batches,
+        "ideal",
+        times=[1.0],
+        repeats=2,
+        progress=False,
+        faults={"stuck_at_rate": 0.0, "bit_flip_rate": 0.0, "bits": 8},
+    )
     assert _accuracies(zero) == _accuracies(clean)
     assert [r["loss"] for r in zero] == [r["loss"] for r in clean]
     # faults are a column of the rows (the run keeps its plain name), so faulted cells stay apart from clean ones
@@ -152,11 +184,27 @@ def test_stuck_at_and_bit_flip_faults_lower_analog_accuracy(digits_run, test_bat
 
 
 def test_faults_and_drift_in_one_evaluation(digits_run, test_batches):
-    rows = evaluate(digits_run, test_batches, "pcm", times="1s,1d", repeats=2, progress=False, seed=3,
-                    faults={"stuck_at_rate": 0.05})
+    rows = evaluate(
+        digits_run,
+        test_batches,
+        "pcm",
+        times="1s,1d",
+        repeats=2,
+        progress=False,
+        seed=3,
+        faults={"stuck_at_rate": 0.05},
+    )
     assert len(rows) == 4 and {r["t_seconds"] for r in rows} == {1.0, 86400.0}
-    again = evaluate(digits_run, test_batches, "pcm", times="1s,1d", repeats=2, progress=False, seed=3,
-                     faults={"stuck_at_rate": 0.05})
+    again = evaluate(
+        digits_run,
+        test_batches,
+        "pcm",
+        times="1s,1d",
+        repeats=2,
+        progress=False,
+        seed=3,
+        faults={"stuck_at_rate": 0.05},
+    )
     assert _accuracies(again) == _accuracies(rows)  # fault draws and programming are seeded
     clean = evaluate(digits_run, test_batches, "pcm", times="1s,1d", repeats=2, progress=False, seed=3)
     assert sum(_accuracies(rows)) < sum(_accuracies(clean))

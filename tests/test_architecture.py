@@ -10,8 +10,18 @@ PACKAGE = Path(analogsam.__file__).parent
 
 # Lowest first. A module belongs to the first prefix that matches its dotted name.
 LAYERS = [
-    ("base", ("analogsam.errors", "analogsam.validation", "analogsam.storage", "analogsam.scoring",
-              "analogsam.statistics", "analogsam.device", "analogsam.distributed")),
+    (
+        "base",
+        (
+            "analogsam.errors",
+            "analogsam.validation",
+            "analogsam.storage",
+            "analogsam.scoring",
+            "analogsam.statistics",
+            "analogsam.device",
+            "analogsam.distributed",
+        ),
+    ),
     ("data", ("analogsam.data",)),
     ("models", ("analogsam.models",)),
     ("robustness", ("analogsam.robustness",)),
@@ -86,8 +96,10 @@ def test_lower_layers_never_import_higher_ones():
             module = _resolve(target)
             other = _layer(module) if module else None
             if other is not None and other > own:
-                violations.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({LAYERS[own][0]}) imports "
-                                  f"{module} ({LAYERS[other][0]})")
+                violations.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line} ({LAYERS[own][0]}) imports "
+                    f"{module} ({LAYERS[other][0]})"
+                )
     assert not violations, "imports against the pipeline's direction:\n" + "\n".join(violations)
 
 

@@ -43,7 +43,7 @@ def run_copy(digits_run, tmp_path):
 def test_truncated_checkpoint(run_copy, capsys):
     checkpoint = run_copy / "checkpoint.pt"
     data = checkpoint.read_bytes()
-    checkpoint.write_bytes(data[:len(data) // 2])
+    checkpoint.write_bytes(data[: len(data) // 2])
     assert main(["evaluate", str(run_copy), "--quiet", "--out", str(run_copy / "eval")]) == 2
     line = one_error_line(capsys)
     assert str(checkpoint) in line and "damaged or incomplete" in line and "retrain" in line
@@ -95,8 +95,12 @@ def test_out_below_a_regular_file(digits_run, tmp_path, capsys):
 
 def _write_mnist(folder):
     folder.mkdir(parents=True)
-    for stem, shape in (("train-images-idx3-ubyte", (8, 28, 28)), ("train-labels-idx1-ubyte", (8,)),
-                        ("t10k-images-idx3-ubyte", (4, 28, 28)), ("t10k-labels-idx1-ubyte", (4,))):
+    for stem, shape in (
+        ("train-images-idx3-ubyte", (8, 28, 28)),
+        ("train-labels-idx1-ubyte", (8,)),
+        ("t10k-images-idx3-ubyte", (4, 28, 28)),
+        ("t10k-labels-idx1-ubyte", (4,)),
+    ):
         write_idx(folder / f"{stem}.gz", torch.zeros(shape, dtype=torch.uint8).numpy())
 
 
@@ -110,8 +114,7 @@ def test_explicit_data_root_is_the_only_place_searched(tmp_path, monkeypatch, ca
         load_dataset("mnist", root=empty)
     message = str(err.value)
     assert str(empty) in message and "train-images-idx3-ubyte.gz" in message and "\n" not in message
-    assert main(["train", "--data", "mnist", "--data-root", str(empty), "--out", str(tmp_path / "run"),
-                 "--quiet"]) == 2
+    assert main(["train", "--data", "mnist", "--data-root", str(empty), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     line = one_error_line(capsys)
     assert str(empty) in line and "the only place searched" in line
     assert not (tmp_path / "run").exists()
@@ -120,14 +123,46 @@ def test_explicit_data_root_is_the_only_place_searched(tmp_path, monkeypatch, ca
 def test_batch_size_zero(tmp_path, capsys):
     with pytest.raises(InvalidParameterError, match="batch_size must be an integer >= 1, got 0"):
         train("mlp", "digits", batch_size=0, progress=False)
-    assert main(["train", "--data", "digits", "--model", "mlp", "--batch-size", "0", "--out",
-                 str(tmp_path / "run"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--batch-size",
+                "0",
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "batch_size must be an integer >= 1, got 0" in one_error_line(capsys)
 
 
 def test_bad_hyperparameter_on_the_command_line(tmp_path, capsys):
-    assert main(["train", "--data", "digits", "--model", "mlp", "--optimizer", "sam", "--rho", "-1",
-                 "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--optimizer",
+                "sam",
+                "--rho",
+                "-1",
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "rho of optimizer 'sam'" in one_error_line(capsys)
 
 

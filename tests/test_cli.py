@@ -11,8 +11,30 @@ from analogsam.training import load_run
 
 
 def _train(folder, optimizer, *extra):
-    assert main(["train", "--data", "digits", "--model", "mlp", "--optimizer", optimizer, "--epochs", "3",
-                 "--batch-size", "32", "--lr", "0.05", "--out", str(folder), "--quiet", *extra]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--optimizer",
+                optimizer,
+                "--epochs",
+                "3",
+                "--batch-size",
+                "32",
+                "--lr",
+                "0.05",
+                "--out",
+                str(folder),
+                "--quiet",
+                *extra,
+            ]
+        )
+        == 0
+    )
 
 
 def test_train_evaluate_compare(tmp_path, capsys):
@@ -23,8 +45,26 @@ def test_train_evaluate_compare(tmp_path, capsys):
     config = load_run(tmp_path / "sam").config
     assert config["optimizer"] == "sam" and config["optimizer_hparams"]["rho"] == 0.05
 
-    assert main(["evaluate", str(tmp_path / "sam"), "--preset", "pcm", "--times", "1,1d", "--repeats", "2",
-                 "--set", "io.adc_bits=6", "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tmp_path / "sam"),
+                "--preset",
+                "pcm",
+                "--times",
+                "1,1d",
+                "--repeats",
+                "2",
+                "--set",
+                "io.adc_bits=6",
+                "--out",
+                str(tmp_path / "eval"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "summary.csv" in out and "accuracy_vs_time.png" in out
     rows = read_rows(tmp_path / "eval" / "results.csv")
@@ -32,8 +72,20 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert (tmp_path / "eval" / "accuracy_vs_time.png").stat().st_size > 1000
 
     cmp = tmp_path / "cmp"
-    args = ["compare", str(tmp_path / "sgd"), str(tmp_path / "sam"), "--presets", "pcm,ideal", "--times", "1s,1d",
-            "--repeats", "2", "--out", str(cmp), "--quiet"]
+    args = [
+        "compare",
+        str(tmp_path / "sgd"),
+        str(tmp_path / "sam"),
+        "--presets",
+        "pcm,ideal",
+        "--times",
+        "1s,1d",
+        "--repeats",
+        "2",
+        "--out",
+        str(cmp),
+        "--quiet",
+    ]
     assert main(args) == 0
     summary = list(csv.DictReader(open(cmp / "summary.csv")))
     assert len(summary) == 2 * 2 * 2
@@ -49,12 +101,30 @@ def test_train_evaluate_compare(tmp_path, capsys):
     # rram-wan2022 is defined only at 1 s, 1 d and 2 d: its 1 h cell is left out, said once, shown as —
     capsys.readouterr()
     mixed = tmp_path / "mixed"
-    assert main(["compare", str(tmp_path / "sgd"), "--presets", "pcm,rram-wan2022", "--times", "1s,1h",
-                 "--repeats", "1", "--out", str(mixed), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "sgd"),
+                "--presets",
+                "pcm,rram-wan2022",
+                "--times",
+                "1s,1h",
+                "--repeats",
+                "1",
+                "--out",
+                str(mixed),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     notes = [line for line in captured.err.splitlines() if "left out" in line]
-    assert notes == ["note: left out, as the preset's noise model is not defined there (shown as —): "
-                     "rram-wan2022 at 1h (defined only at 1s, 1d, 2d)"]
+    assert notes == [
+        "note: left out, as the preset's noise model is not defined there (shown as —): "
+        "rram-wan2022 at 1h (defined only at 1s, 1d, 2d)"
+    ]
     assert "Warning" not in captured.err
     measured = {(r["preset"], r["t_seconds"]) for r in read_rows(mixed / "results.csv")}
     assert measured == {("pcm", 1.0), ("pcm", 3600.0), ("rram-wan2022", 1.0)}
@@ -62,8 +132,27 @@ def test_train_evaluate_compare(tmp_path, capsys):
 
 
 def test_run_default_study_small(tmp_path, capsys):
-    assert main(["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--repeats", "2",
-                 "--times", "1s,1y", "--out", str(tmp_path / "study"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--repeats",
+                "2",
+                "--times",
+                "1s,1y",
+                "--out",
+                str(tmp_path / "study"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "preset pcm" in out and "sgd" in out and "sam" in out and "±" in out
     assert (tmp_path / "study" / "evaluation" / "accuracy_vs_time.png").exists()
@@ -103,8 +192,18 @@ def test_flag_groups_are_shared_and_defaults_come_from_the_api():
     from analogsam.studies.flatness import analyze_runs
 
     commands = _subcommands()
-    evaluation = {"--preset", "--set", "--times", "--repeats", "--backend", "--workers", "--seed", "--data-root",
-                  "--out", "--quiet"}
+    evaluation = {
+        "--preset",
+        "--set",
+        "--times",
+        "--repeats",
+        "--backend",
+        "--workers",
+        "--seed",
+        "--data-root",
+        "--out",
+        "--quiet",
+    }
     assert evaluation <= _options(commands["evaluate"]) and evaluation <= _options(commands["run"])
     assert evaluation - {"--preset"} | {"--presets"} <= _options(commands["compare"])
     for name in ("run", "train", "evaluate", "compare", "analyze"):
@@ -129,9 +228,33 @@ def test_help_explains_every_flag():
 
 
 def test_run_passes_the_evaluation_flags(tmp_path):
-    assert main(["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--optimizers", "sgd",
-                 "--repeats", "1", "--times", "1s", "--set", "io.adc_bits=6", "--backend", "fast",
-                 "--out", str(tmp_path / "study"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--optimizers",
+                "sgd",
+                "--repeats",
+                "1",
+                "--times",
+                "1s",
+                "--set",
+                "io.adc_bits=6",
+                "--backend",
+                "fast",
+                "--out",
+                str(tmp_path / "study"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = read_rows(tmp_path / "study" / "evaluation" / "results.csv")
     assert len(rows) == 1 and rows[0]["backend"] == "fast"
     from analogsam.hardware import presets

@@ -83,8 +83,13 @@ def test_svhn_mat(tmp_path):
     folder.mkdir()
     rng = np.random.RandomState(2)
     for name, n in (("train_32x32.mat", 6), ("test_32x32.mat", 3)):
-        savemat(folder / name, {"X": rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8),
-                                "y": np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8)})
+        savemat(
+            folder / name,
+            {
+                "X": rng.randint(0, 256, (32, 32, 3, n)).astype(np.uint8),
+                "y": np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8),
+            },
+        )
     splits = load_dataset("svhn", root=tmp_path)
     assert splits.train.x.shape == (6, 3, 32, 32)
     assert splits.train.y[0].item() == 0  # SVHN's label 10 is the digit 0
@@ -131,8 +136,10 @@ def test_explicit_root_does_not_fall_back(tmp_path, monkeypatch):
         load_dataset("mnist", root=tmp_path / "mine")
 
 
-@pytest.mark.parametrize("options", [{"val_fraction": 0.6}, {"val_fraction": "0.1"}, {"train_limit": 0},
-                                     {"test_limit": 2.5}, {"split_seed": -1}])
+@pytest.mark.parametrize(
+    "options",
+    [{"val_fraction": 0.6}, {"val_fraction": "0.1"}, {"train_limit": 0}, {"test_limit": 2.5}, {"split_seed": -1}],
+)
 def test_load_dataset_refuses_bad_options(options):
     from analogsam.errors import InvalidParameterError
 

@@ -12,6 +12,7 @@ import functools
 
 import pytest
 import torch
+from conformance import compare_draws, repeated
 from torch import nn
 
 import analogsam.evaluation.backends as backends
@@ -24,7 +25,6 @@ from analogsam.hardware import presets as devices
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward
 from analogsam.models import build_model, make_spec
-from conformance import compare_draws, repeated
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,8 +36,14 @@ def small_convnet() -> nn.Module:
     """Conv (padding, dilation), BatchNorm, pooling, conv (stride), Linear: on 1 x 8 x 8 digits."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=2, dilation=2), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 10),
+        nn.Conv2d(1, 4, 3, padding=2, dilation=2),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 10),
     ).eval()
 
 
@@ -90,13 +96,16 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(digits_run, digits, tmp_p
 
 
 @no_cuda
-@pytest.mark.parametrize("command", [
-    ["evaluate", "{run}", "--times", "1s", "--repeats", "1", "--quiet"],
-    ["compare", "{run}", "--out", "{tmp}/cmp", "--quiet"],
-    ["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", "{tmp}/study", "--quiet"],
-    ["analyze", "{run}", "--out", "{tmp}/ana", "--quick", "--quiet"],
-    ["inspect", "mlp"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "{run}", "--times", "1s", "--repeats", "1", "--quiet"],
+        ["compare", "{run}", "--out", "{tmp}/cmp", "--quiet"],
+        ["run", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", "{tmp}/study", "--quiet"],
+        ["analyze", "{run}", "--out", "{tmp}/ana", "--quick", "--quiet"],
+        ["inspect", "mlp"],
+    ],
+)
 def test_every_command_refuses_device_cuda_without_a_gpu(command, digits_run, tmp_path, capsys):
     argv = [a.format(run=digits_run.path, tmp=tmp_path) for a in command] + ["--device", "cuda"]
     assert main(argv) == 2
@@ -154,8 +163,7 @@ def test_the_report_names_the_engines_of_the_device(monkeypatch):
     assert on_cpu == layer_report(small_convnet(), "pcm") and on_cpu.device == "cpu"
     assert "engine: fast (" in format_layer_report(on_cpu)
     monkeypatch.setattr(analogsam.device, "resolve_device", lambda device: torch.device("cuda"))  # a GPU pretended
-    assert format_layer_report(layer_report(small_convnet(), "pcm", device="cuda")).splitlines()[-1].endswith(
-        "on cuda")
+    assert format_layer_report(layer_report(small_convnet(), "pcm", device="cuda")).splitlines()[-1].endswith("on cuda")
     monkeypatch.setattr(fast, "unsupported_reason", lambda model: "a setting it does not reproduce")
     explicit, auto = (layer_report(small_convnet(), "pcm", device=d) for d in ("cuda", "auto"))
     assert {r["engine"] for r in explicit if r["placement"] == "analog"} == {"none"}
@@ -182,6 +190,7 @@ def _cuda_pretended(monkeypatch):
         def run(*args):
             with unset_fake_temporarily():
                 return read(*args)
+
         return run
 
     for name in ("weights", "mapping_scales", "out_scaling", "digital_bias", "programmed_weights", "initial_alpha"):
@@ -198,10 +207,22 @@ def _cuda_pretended(monkeypatch):
     monkeypatch.setattr(adapter.TileReader, "input_range", real_input_range)
     for name in ("readout_vectors", "reference_output"):
         monkeypatch.setattr(adapter.DriftCompensation, name, outside(getattr(adapter.DriftCompensation, name)))
-    monkeypatch.setattr(engine, "copy", type("copy", (), {"copy": staticmethod(__import__("copy").copy),
-                                                          "deepcopy": staticmethod(outside(__import__("copy").deepcopy))}))
+    monkeypatch.setattr(
+        engine,
+        "copy",
+        type(
+            "copy",
+            (),
+            {
+                "copy": staticmethod(__import__("copy").copy),
+                "deepcopy": staticmethod(outside(__import__("copy").deepcopy)),
+            },
+        ),
+    )
     monkeypatch.setattr(engine, "resolve_device", torch.device)
-    monkeypatch.setattr(tile, "_gaussian", lambda like, gen: torch.randn(like.shape, dtype=like.dtype, device=like.device))
+    monkeypatch.setattr(
+        tile, "_gaussian", lambda like, gen: torch.randn(like.shape, dtype=like.dtype, device=like.device)
+    )
     monkeypatch.setattr(tile.Tile, "_zero_mask", lambda self, nonpositive, count=None: None)
 
 
@@ -210,7 +231,10 @@ class _CudaGenerator:
 
 
 def _networks():
-    from aihwkit.inference.compensation.drift import GlobalDriftCompensationWithExactReference, PerColumnDriftCompensation
+    from aihwkit.inference.compensation.drift import (
+        GlobalDriftCompensationWithExactReference,
+        PerColumnDriftCompensation,
+    )
     from aihwkit.nn.conversion import _DEFAULT_MAPPED_CONVERSION_MAP, convert_to_analog
 
     no_bm = {"bound_management": "none", "w_noise": 0.02, "w_noise_type": "pcm-read"}
@@ -224,8 +248,12 @@ def _networks():
         "per-column": {"drift_compensation": PerColumnDriftCompensation()},
         "exact-reference": {"drift_compensation": GlobalDriftCompensationWithExactReference()},
         "analog-bias": {"mapping.digital_bias": False},
-        "input-range": {"pre_post.input_range.enable": True, "pre_post.input_range.learn_input_range": False,
-                        "pre_post.input_range.init_value": 1.5, "pre_post.input_range.init_from_data": 0},
+        "input-range": {
+            "pre_post.input_range.enable": True,
+            "pre_post.input_range.learn_input_range": False,
+            "pre_post.input_range.init_value": 1.5,
+            "pre_post.input_range.init_from_data": 0,
+        },
         "tile-array": {"mapping.max_input_size": 16, "mapping.max_output_size": 4},
         "mapped": {"mapping.max_input_size": 16, "mapping.max_output_size": 4},
     }
@@ -270,8 +298,10 @@ def _engines(analog, seed: int = 0):
     engines = {}
     for device in ("cpu", "cuda"):
         engine = FastAnalogForward(analog, device=device)
-        engine.sync(torch.Generator(device=device).manual_seed(seed),
-                    baseline_generator=torch.Generator(device=device).manual_seed(seed + 1))
+        engine.sync(
+            torch.Generator(device=device).manual_seed(seed),
+            baseline_generator=torch.Generator(device=device).manual_seed(seed + 1),
+        )
         engines[device] = engine
     return engines
 
@@ -335,8 +365,10 @@ def test_cuda_drift_compensation_has_the_cpu_distribution(digits):
         draws = []
         for i in range(200):
             engine = FastAnalogForward(analog, device=device)
-            engine.sync(torch.Generator(device=device).manual_seed(2 * i),
-                        baseline_generator=torch.Generator(device=device).manual_seed(2 * i + 1))
+            engine.sync(
+                torch.Generator(device=device).manual_seed(2 * i),
+                baseline_generator=torch.Generator(device=device).manual_seed(2 * i + 1),
+            )
             draws.append(torch.stack([t.alpha.reshape(()).cpu() for t in engine.tiles]))
         alphas[device] = torch.stack(draws)
     a, b = alphas["cpu"], alphas["cuda"]

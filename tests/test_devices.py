@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from analogsam.hardware import presets as devices
-from analogsam.hardware.presets.schema import KNOBS, WAN2022_TIMES
 from analogsam.hardware.presets import PresetError
+from analogsam.hardware.presets.schema import KNOBS, WAN2022_TIMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -273,30 +273,43 @@ def test_hash_is_stable_and_changes_with_any_value():
 
 
 def test_parse_set_options_types_values():
-    got = devices.parse_set_options([
-        "io.adc_bits=6", "noise.model=pcm-like", "io.out_noise=0.02", "noise.g_max_uS=30",
-        "io.input_range_calibration=false", "compensation.drift = none", 'io.w_noise_type="pcm-read"',
-    ])
+    got = devices.parse_set_options(
+        [
+            "io.adc_bits=6",
+            "noise.model=pcm-like",
+            "io.out_noise=0.02",
+            "noise.g_max_uS=30",
+            "io.input_range_calibration=false",
+            "compensation.drift = none",
+            'io.w_noise_type="pcm-read"',
+        ]
+    )
     assert got == {
-        "io.adc_bits": 6, "noise.model": "pcm-like", "io.out_noise": 0.02, "noise.g_max_uS": 30.0,
-        "io.input_range_calibration": False, "compensation.drift": "none",
+        "io.adc_bits": 6,
+        "noise.model": "pcm-like",
+        "io.out_noise": 0.02,
+        "noise.g_max_uS": 30.0,
+        "io.input_range_calibration": False,
+        "compensation.drift": "none",
         "io.w_noise_type": "pcm-read",
     }
     assert type(got["io.adc_bits"]) is int and type(got["noise.g_max_uS"]) is float
-    assert devices.load("pcm", overrides=devices.parse_set_options(["io.adc_bits=6"])).values[
-        "io"]["adc_bits"] == 6
+    assert devices.load("pcm", overrides=devices.parse_set_options(["io.adc_bits=6"])).values["io"]["adc_bits"] == 6
     assert devices.parse_set_options(None) == {}
 
 
-@pytest.mark.parametrize("item, pattern", [
-    ("io.adc_bits", "expected SECTION.KEY=VALUE"),
-    ("io.adc_bits=", "expected SECTION.KEY=VALUE"),
-    ("=6", "expected SECTION.KEY=VALUE"),
-    ("io.adc_bits=six", "'six' is not a valid int for io.adc_bits"),
-    ("io.out_noise=lots", "'lots' is not a valid float"),
-    ("io.input_range_calibration=maybe", "not a valid bool"),
-    ("io.adc_bitz=6", "did you mean 'io.adc_bits'"),
-])
+@pytest.mark.parametrize(
+    "item, pattern",
+    [
+        ("io.adc_bits", "expected SECTION.KEY=VALUE"),
+        ("io.adc_bits=", "expected SECTION.KEY=VALUE"),
+        ("=6", "expected SECTION.KEY=VALUE"),
+        ("io.adc_bits=six", "'six' is not a valid int for io.adc_bits"),
+        ("io.out_noise=lots", "'lots' is not a valid float"),
+        ("io.input_range_calibration=maybe", "not a valid bool"),
+        ("io.adc_bitz=6", "did you mean 'io.adc_bits'"),
+    ],
+)
 def test_parse_set_options_malformed_items(item, pattern):
     with pytest.raises(PresetError, match=pattern):
         devices.parse_set_options([item])
@@ -311,11 +324,11 @@ def test_describe_shows_every_value_with_unit_and_source():
     assert p.hash in text and "any t" in text
     for knob in KNOBS:
         assert knob.path in text
-    line = next(l for l in text.splitlines() if l.startswith("io.adc_bits"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("io.adc_bits"))
     assert "6" in line and "bits" in line and line.rstrip().endswith("override")
-    line = next(l for l in text.splitlines() if l.startswith("noise.g_max_uS"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("noise.g_max_uS"))
     assert "µS" in line and "file:" in line
-    line = next(l for l in text.splitlines() if l.startswith("noise.hermes_devices"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("noise.hermes_devices"))
     assert "default (unused by pcm-like)" in line
 
 
@@ -351,7 +364,9 @@ def test_presets_ship_as_package_data():
 def test_listing_presets_does_not_import_aihwkit():
     import subprocess
 
-    code = ("import sys; from analogsam.hardware import presets as devices; devices.list_presets(); "
-            "devices.describe('pcm'); print('aihwkit' in sys.modules)")
+    code = (
+        "import sys; from analogsam.hardware import presets as devices; devices.list_presets(); "
+        "devices.describe('pcm'); print('aihwkit' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

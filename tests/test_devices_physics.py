@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-
 from aihwkit.inference.calibration import InputRangeCalibrationType, calibrate_input_ranges
 from aihwkit.inference.compensation.drift import GlobalDriftCompensation, PerColumnDriftCompensation
 from aihwkit.inference.noise.hermes import HermesNoiseModel
@@ -71,7 +70,7 @@ def digits_mlp():
     for _ in range(25):
         for i in range(0, len(y_train), 100):
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x_train[i:i + 100]), y_train[i:i + 100]).backward()
+            torch.nn.functional.cross_entropy(model(x_train[i : i + 100]), y_train[i : i + 100]).backward()
             opt.step()
     model.eval()
     with torch.no_grad():
@@ -90,8 +89,7 @@ def test_every_preset_runs_and_keeps_accuracy_at_one_second(name, digits_mlp):
     torch.manual_seed(1)
     a = analog(model, preset)
     if preset.needs_input_range_calibration:
-        calibrate_input_ranges(a, InputRangeCalibrationType.CACHE_QUANTILE,
-                               iter([((x_train[:500],), {})]))
+        calibrate_input_ranges(a, InputRangeCalibrationType.CACHE_QUANTILE, iter([((x_train[:500],), {})]))
         ranges = [t.input_range.item() for t in a.analog_tiles()]
         assert all(r != 3.0 and r > 0 for r in ranges)  # calibrated, not the 3.0 init value
     a.program_analog_weights()
@@ -106,12 +104,21 @@ def test_every_preset_runs_and_keeps_accuracy_at_one_second(name, digits_mlp):
 
 
 def test_rpu_config_carries_every_knob():
-    p = devices.load("pcm", io={"adc_bits": 6, "dac_bits": 7, "out_noise": 0.02, "out_bound": 8.0,
-                                "w_noise": 0.01, "w_noise_type": "pcm-read", "ir_drop": 0.5},
-                     noise={"g_max_uS": 20.0, "prog_noise_scale": 1.5, "read_noise_scale": 0.5,
-                            "drift_scale": 2.0},
-                     tile={"rows": 256, "cols": 128},
-                     mapping={"weight_scaling": 0.8, "digital_bias": False})
+    p = devices.load(
+        "pcm",
+        io={
+            "adc_bits": 6,
+            "dac_bits": 7,
+            "out_noise": 0.02,
+            "out_bound": 8.0,
+            "w_noise": 0.01,
+            "w_noise_type": "pcm-read",
+            "ir_drop": 0.5,
+        },
+        noise={"g_max_uS": 20.0, "prog_noise_scale": 1.5, "read_noise_scale": 0.5, "drift_scale": 2.0},
+        tile={"rows": 256, "cols": 128},
+        mapping={"weight_scaling": 0.8, "digital_bias": False},
+    )
     cfg = p.rpu_config()
     f = cfg.forward
     assert math.isclose(f.inp_res, 1 / 126) and math.isclose(f.out_res, 1 / 62)
@@ -119,8 +126,7 @@ def test_rpu_config_carries_every_knob():
     assert f.w_noise_type == WeightNoiseType.PCM_READ
     assert f.noise_management == NoiseManagementType.ABS_MAX
     m = cfg.mapping
-    assert (m.max_input_size, m.max_output_size, m.weight_scaling_omega, m.digital_bias) == (
-        256, 128, 0.8, False)
+    assert (m.max_input_size, m.max_output_size, m.weight_scaling_omega, m.digital_bias) == (256, 128, 0.8, False)
     nm = cfg.noise_model
     assert isinstance(nm, PCMLikeNoiseModel) and nm.g_max == 20.0
     assert (nm.prog_noise_scale, nm.read_noise_scale, nm.drift_scale) == (1.5, 0.5, 2.0)
@@ -131,9 +137,14 @@ def test_rpu_config_carries_every_knob():
 
 
 def test_each_preset_builds_its_noise_model():
-    expected = {"pcm": PCMLikeNoiseModel, "pcm-hermes": HermesNoiseModel,
-                "rram-wan2022": ReRamWan2022NoiseModel, "rram-cmo": ReRamCMONoiseModel,
-                "hwa-standard": PCMLikeNoiseModel, "ideal": NoDeviceNoiseModel}
+    expected = {
+        "pcm": PCMLikeNoiseModel,
+        "pcm-hermes": HermesNoiseModel,
+        "rram-wan2022": ReRamWan2022NoiseModel,
+        "rram-cmo": ReRamCMONoiseModel,
+        "hwa-standard": PCMLikeNoiseModel,
+        "ideal": NoDeviceNoiseModel,
+    }
     for name, cls in expected.items():
         assert type(devices.load(name).rpu_config().noise_model) is cls, name
     assert devices.load("ideal").rpu_config().drift_compensation is None
@@ -198,8 +209,12 @@ def test_rram_wan2022_times_aihwkit_itself_refuses_others():
 
 
 def _drift_ratios(compensation, times):
-    p = devices.load("pcm", io=QUIET_IO, compensation={"drift": compensation},
-                     noise={"prog_noise_scale": 0.0, "read_noise_scale": 0.0})
+    p = devices.load(
+        "pcm",
+        io=QUIET_IO,
+        compensation={"drift": compensation},
+        noise={"prog_noise_scale": 0.0, "read_noise_scale": 0.0},
+    )
     torch.manual_seed(5)
     a = analog(linear(16, 256, fill=1.0), p)
     x = torch.ones(1, 16)
@@ -235,8 +250,16 @@ def test_drift_compensation_restores_the_output(compensation):
 def test_fewer_adc_bits_give_fewer_output_levels():
     levels = {}
     for bits in (3, 4, 6, 8, 0):
-        p = devices.load("ideal", io={"adc_bits": bits, "dac_bits": 0, "out_bound": 2.0,
-                                      "noise_management": "none", "bound_management": "none"})
+        p = devices.load(
+            "ideal",
+            io={
+                "adc_bits": bits,
+                "dac_bits": 0,
+                "out_bound": 2.0,
+                "noise_management": "none",
+                "bound_management": "none",
+            },
+        )
         model = linear(32, 16)
         with torch.no_grad():
             model[0].weight.uniform_(-1, 1)
@@ -288,6 +311,7 @@ def test_io_knobs_reach_the_cpp_tile():
 def test_zero_forward_noise_makes_runs_reproducible_under_torch_seed():
     """aihwkit's C++ forward noise cannot be seeded from Python; torch.manual_seed fixes
     programming and drift, so with out_noise = w_noise = 0 two runs agree exactly."""
+
     def run(out_noise):
         p = devices.load("pcm", io={"out_noise": out_noise})
         a = analog(linear(64, 10, seed=7), p)

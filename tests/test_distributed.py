@@ -62,8 +62,9 @@ def _data() -> DatasetSplits:
     x = torch.randn(SAMPLES + 20, 6, generator=generator)
     y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 0.5).long()
     empty = ArrayDataset(x[:0], y[:0])
-    return DatasetSplits("blobs", ArrayDataset(x[:SAMPLES], y[:SAMPLES]), empty,
-                         ArrayDataset(x[SAMPLES:], y[SAMPLES:]), 3, (6,))
+    return DatasetSplits(
+        "blobs", ArrayDataset(x[:SAMPLES], y[:SAMPLES]), empty, ArrayDataset(x[SAMPLES:], y[SAMPLES:]), 3, (6,)
+    )
 
 
 def _model(batchnorm: bool = False) -> nn.Module:
@@ -75,16 +76,28 @@ def _model(batchnorm: bool = False) -> nn.Module:
 def _replica(rank: int, port: int, folder: str) -> None:
     """One process of the group: every run of RUNS, its final weights (and MESA's EMA) saved per rank."""
     try:
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                          WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank)
+        )
         torch.set_num_threads(1)
         torch.distributed.init_process_group("gloo", rank=rank, world_size=WORLD)
         data = _data()
         for name, optimizer, hparams, batchnorm in RUNS:
             settings = SGD if optimizer != "adamw" else {}
-            run = train(_model(batchnorm), data, optimizer=optimizer, epochs=EPOCHS, batch_size=GLOBAL_BATCH,
-                        schedule="constant", seed=SEED, progress=False, distributed=True,
-                        out=Path(folder) / name, **settings, **hparams)
+            run = train(
+                _model(batchnorm),
+                data,
+                optimizer=optimizer,
+                epochs=EPOCHS,
+                batch_size=GLOBAL_BATCH,
+                schedule="constant",
+                seed=SEED,
+                progress=False,
+                distributed=True,
+                out=Path(folder) / name,
+                **settings,
+                **hparams,
+            )
             saved = {"weights": run.model.state_dict(), "metrics": run.metrics}
             torch.save(saved, Path(folder) / f"{name}-rank{rank}.pt")
         _mesa_ema(rank, folder)
@@ -175,9 +188,13 @@ def _reference(optimizer_name: str) -> dict[str, torch.Tensor]:
                     if keep:
                         reference = torch.stack([history[shard][(idx[i].item(), past)] for i in keep])
                         tau = SAF["saf_tau"]
-                        kl = F.kl_div(F.log_softmax(logits[keep] / tau, -1), F.log_softmax(reference / tau, -1),
-                                      reduction="batchmean", log_target=True)
-                        loss = loss + SAF["saf_lambda"] * tau ** 2 * kl
+                        kl = F.kl_div(
+                            F.log_softmax(logits[keep] / tau, -1),
+                            F.log_softmax(reference / tau, -1),
+                            reduction="batchmean",
+                            log_target=True,
+                        )
+                        loss = loss + SAF["saf_lambda"] * tau**2 * kl
                 gradients.append(_gradient(model, loss))
                 recorded.append((shard, idx, logits.detach()))
             _average_and_step(model, optimizer, gradients)
@@ -278,9 +295,14 @@ def test_distributed_without_a_launcher_says_how_to_launch(monkeypatch):
 
 
 def test_python_dash_m_analogsam_is_the_command():
-    done = subprocess.run([sys.executable, "-m", "analogsam", "train", "--help"], capture_output=True, text=True,
-                          timeout=120, cwd=Path(__file__).parent.parent,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    done = subprocess.run(
+        [sys.executable, "-m", "analogsam", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
     assert done.returncode == 0, done.stderr
     assert "--device" in done.stdout and "global batch" in done.stdout
 
@@ -289,7 +311,15 @@ def test_python_dash_m_analogsam_is_the_command():
 @pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
 def test_every_optimizer_trains_on_cuda(optimizer):
     hparams = {"saf": {"saf_history": 1, "saf_start": 1}, "mesa": {"mesa_start": 0}}.get(optimizer, {})
-    run = train(_model(batchnorm=True), _data(), optimizer=optimizer, epochs=2, batch_size=16, progress=False,
-                device="cuda", **hparams)
+    run = train(
+        _model(batchnorm=True),
+        _data(),
+        optimizer=optimizer,
+        epochs=2,
+        batch_size=16,
+        progress=False,
+        device="cuda",
+        **hparams,
+    )
     assert all(p.device.type == "cuda" for p in run.model.parameters())
     assert all(math.isfinite(row["train_loss"]) for row in run.metrics)

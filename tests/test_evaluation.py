@@ -3,8 +3,8 @@
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 from scipy import stats
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
@@ -41,10 +41,19 @@ def test_t1_close_to_digital_and_drift_hurts_without_compensation(digits_run, di
     # This small MLP shrugs off the nominal drift (measured: 97.5% -> 96.8% at 1 year), so the drift
     # exponent is doubled to make the effect large enough for a 3-repeat test.
     strong = {"noise.drift_scale": 2.0}
-    uncompensated = evaluate(digits_run, _batches(digits), "pcm", overrides={"compensation.drift": "none", **strong},
-                             times="1s,1d,1y", repeats=3, progress=False)
+    uncompensated = evaluate(
+        digits_run,
+        _batches(digits),
+        "pcm",
+        overrides={"compensation.drift": "none", **strong},
+        times="1s,1d,1y",
+        repeats=3,
+        progress=False,
+    )
     compensated = evaluate(digits_run, _batches(digits), "pcm", overrides=strong, times="1y", repeats=3, progress=False)
-    acc_nc = [np.mean([r["accuracy"] for r in uncompensated if r["t_seconds"] == t]) for t in (1.0, 86400.0, 31536000.0)]
+    acc_nc = [
+        np.mean([r["accuracy"] for r in uncompensated if r["t_seconds"] == t]) for t in (1.0, 86400.0, 31536000.0)
+    ]
     # conductance falls as ((t + t0) / t0)^-nu, outputs shrink against the digital bias and the output noise
     assert acc_nc[0] >= acc_nc[1] > acc_nc[2] + 0.2
     assert np.mean([r["accuracy"] for r in compensated]) > acc_nc[2] + 0.2  # global compensation restores them
@@ -97,10 +106,25 @@ def test_changed_settings_under_same_folder_are_refused(tmp_path):
 
 def test_summary_statistics():
     values = [0.80, 0.82, 0.85, 0.79]
-    rows = [{"run": "a", "optimizer": "sgd", "preset": "pcm", "preset_hash": "h", "t_seconds": 1.0,
-             "repeat": i, "accuracy": v, "digital_accuracy": 0.9} for i, v in enumerate(values)]
+    rows = [
+        {
+            "run": "a",
+            "optimizer": "sgd",
+            "preset": "pcm",
+            "preset_hash": "h",
+            "t_seconds": 1.0,
+            "repeat": i,
+            "accuracy": v,
+            "digital_accuracy": 0.9,
+        }
+        for i, v in enumerate(values)
+    ]
     (s,) = summarize(rows)
-    assert s["n"] == 4 and s["mean"] == pytest.approx(np.mean(values)) and s["std"] == pytest.approx(np.std(values, ddof=1))
+    assert (
+        s["n"] == 4
+        and s["mean"] == pytest.approx(np.mean(values))
+        and s["std"] == pytest.approx(np.std(values, ddof=1))
+    )
     low, high = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
     assert (s["ci95_low"], s["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
     (single,) = summarize(rows[:1])
@@ -109,8 +133,15 @@ def test_summary_statistics():
 
 def test_any_module_and_plain_batches(digits_run, digits):
     """A user's own network and a plain list of (x, y) batches are enough."""
-    rows = evaluate(digits_run.model, [(digits.test.x[:100], digits.test.y[:100])], "pcm", times=[1.0],
-                    repeats=1, run="mine", progress=False)
+    rows = evaluate(
+        digits_run.model,
+        [(digits.test.x[:100], digits.test.y[:100])],
+        "pcm",
+        times=[1.0],
+        repeats=1,
+        run="mine",
+        progress=False,
+    )
     assert rows[0]["run"] == "mine" and rows[0]["n_samples"] == 100
 
 
@@ -119,8 +150,9 @@ def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
     serial = sweep([digits_run], ["pcm"], **kwargs)
     parallel = sweep([digits_run], ["pcm"], workers=2, out=tmp_path, **kwargs)
     key = lambda r: (r["repeat"], r["t_seconds"])  # noqa: E731
-    assert [(key(r), r["accuracy"], r["loss"]) for r in sorted(serial, key=key)] == \
-           [(key(r), r["accuracy"], r["loss"]) for r in sorted(parallel, key=key)]
+    assert [(key(r), r["accuracy"], r["loss"]) for r in sorted(serial, key=key)] == [
+        (key(r), r["accuracy"], r["loss"]) for r in sorted(parallel, key=key)
+    ]
     assert len(ResultStore(tmp_path).rows) == 4
 
 
@@ -147,8 +179,13 @@ def test_evaluate_leaves_the_callers_random_stream_alone(digits_run, digits):
 
 
 def test_parse_times_refuses_what_it_cannot_measure():
-    for bad, message in [("1s,1s", "1s twice"), ([float("inf")], "finite"), ([True], "cannot read"),
-                         ([], "no time points"), (3600, "sequence")]:
+    for bad, message in [
+        ("1s,1s", "1s twice"),
+        ([float("inf")], "finite"),
+        ([True], "cannot read"),
+        ([], "no time points"),
+        (3600, "sequence"),
+    ]:
         with pytest.raises(InvalidParameterError, match=message):
             parse_times(bad)
     assert parse_times(np.array([1.0, 60.0])) == [1.0, 60.0]
@@ -177,14 +214,18 @@ def test_faulted_and_clean_cells_resume_apart(digits_run, digits, tmp_path):
     first = evaluate(digits_run, _batches(digits), "pcm", repeats=1, faults=FAULTS, **kwargs)
     assert len(first) == 2  # the clean repeat 0 does not count as the faulted repeat 0
     resumed = ResultStore(tmp_path)
-    assert resumed.done == {("sgd", "", "pcm", first[0]["preset_hash"], 0),
-                            ("sgd", FAULT_LABEL, "pcm", first[0]["preset_hash"], 0)}
-    new = evaluate(digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, faults=FAULTS, store=resumed,
-                   progress=False)
+    assert resumed.done == {
+        ("sgd", "", "pcm", first[0]["preset_hash"], 0),
+        ("sgd", FAULT_LABEL, "pcm", first[0]["preset_hash"], 0),
+    }
+    new = evaluate(
+        digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, faults=FAULTS, store=resumed, progress=False
+    )
     assert {(r["faults"], r["repeat"]) for r in new} == {(FAULT_LABEL, 1)}
     rows = read_rows(tmp_path / "results.csv")
     assert sorted((r["faults"], r["repeat"], r["t_seconds"]) for r in rows) == sorted(
-        [("", 0, 1.0), ("", 0, 86400.0)] + [(FAULT_LABEL, k, t) for k in (0, 1) for t in (1.0, 86400.0)])
+        [("", 0, 1.0), ("", 0, 86400.0)] + [(FAULT_LABEL, k, t) for k in (0, 1) for t in (1.0, 86400.0)]
+    )
 
 
 def test_results_written_before_the_faults_column_load_as_clean(digits_run, digits, tmp_path):
@@ -195,8 +236,10 @@ def test_results_written_before_the_faults_column_load_as_clean(digits_run, digi
     new = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, store=store, progress=False)
     assert [r["repeat"] for r in new] == [1]
     rows = read_rows(tmp_path / "results.csv")
-    assert [(r["repeat"], r["faults"], r["accuracy"]) for r in rows] == \
-           [(0, "", old[0]["accuracy"]), (1, "", new[0]["accuracy"])]
+    assert [(r["repeat"], r["faults"], r["accuracy"]) for r in rows] == [
+        (0, "", old[0]["accuracy"]),
+        (1, "", new[0]["accuracy"]),
+    ]
 
 
 def test_unreadable_settings_record_is_refused(tmp_path):
@@ -205,9 +248,22 @@ def test_unreadable_settings_record_is_refused(tmp_path):
         ResultStore(tmp_path).check_settings({"times": [1.0], "seed": 0, "presets": {}})
 
 
-@pytest.mark.parametrize("bad", [dict(repeats=0), dict(repeats=1.5), dict(seed=-1), dict(seed=0.5),
-                                 dict(batch_size=0), dict(backend="gpu"), dict(times="0"), dict(times="abc"),
-                                 dict(only_repeats=[2]), dict(only_repeats=5), dict(faults=0.01)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(repeats=0),
+        dict(repeats=1.5),
+        dict(seed=-1),
+        dict(seed=0.5),
+        dict(batch_size=0),
+        dict(backend="gpu"),
+        dict(times="0"),
+        dict(times="abc"),
+        dict(only_repeats=[2]),
+        dict(only_repeats=5),
+        dict(faults=0.01),
+    ],
+)
 def test_evaluate_refuses_invalid_parameters(digits_run, digits, bad):
     kwargs = {"times": "1s", "repeats": 2, "progress": False, **bad}
     with pytest.raises(AnalogsamError) as refused:
@@ -216,12 +272,30 @@ def test_evaluate_refuses_invalid_parameters(digits_run, digits, bad):
     assert next(iter(bad)) in str(refused.value)
 
 
-@pytest.mark.parametrize("bad", [dict(repeats=0), dict(repeats=1.5), dict(seed=-1), dict(workers=0),
-                                 dict(backend="gpu"), dict(times="0"), dict(times="abc"), dict(presets=[]),
-                                 dict(runs=[])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(repeats=0),
+        dict(repeats=1.5),
+        dict(seed=-1),
+        dict(workers=0),
+        dict(backend="gpu"),
+        dict(times="0"),
+        dict(times="abc"),
+        dict(presets=[]),
+        dict(runs=[]),
+    ],
+)
 def test_sweep_refuses_invalid_parameters(digits_run, digits, bad):
-    kwargs = {"runs": [digits_run], "presets": ["pcm"], "times": "1s", "repeats": 1, "progress": False,
-              "batches_for": lambda r: _batches(digits), **bad}
+    kwargs = {
+        "runs": [digits_run],
+        "presets": ["pcm"],
+        "times": "1s",
+        "repeats": 1,
+        "progress": False,
+        "batches_for": lambda r: _batches(digits),
+        **bad,
+    }
     with pytest.raises(InvalidParameterError) as refused:
         sweep(**kwargs)
     assert next(iter(bad)) in str(refused.value) and "\n" not in str(refused.value)

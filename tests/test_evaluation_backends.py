@@ -9,8 +9,7 @@ import torch
 import analogsam.hardware.fast as fast
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate
-from analogsam.evaluation.backends import (AihwkitBackend, Backend, BackendFallbackWarning, FastBackend,
-                                           make_backend)
+from analogsam.evaluation.backends import AihwkitBackend, Backend, BackendFallbackWarning, FastBackend, make_backend
 from analogsam.hardware.conversion import convert
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

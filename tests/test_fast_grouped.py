@@ -10,8 +10,7 @@ from torch import nn
 
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
-from analogsam.hardware.fast import FastAnalogForward
-from analogsam.hardware.fast import grouped_kernels
+from analogsam.hardware.fast import FastAnalogForward, grouped_kernels
 from analogsam.hardware.fast.grouped import FastGroupedConv
 from analogsam.hardware.fast.tile import Weights
 
@@ -30,8 +29,13 @@ _CASES = {
 def _network(dims, cin, cout, kernel, options):
     conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
     torch.manual_seed(0)
-    return nn.Sequential(conv(cin, cin, 1), nn.ReLU(),  # ReLU: patches that are all zero
-                         conv(cin, cout, kernel, **options), norm(cout), nn.ReLU()).eval()
+    return nn.Sequential(
+        conv(cin, cin, 1),
+        nn.ReLU(),  # ReLU: patches that are all zero
+        conv(cin, cout, kernel, **options),
+        norm(cout),
+        nn.ReLU(),
+    ).eval()
 
 
 def _outputs(analog, x, fused: bool, monkeypatch):
@@ -46,7 +50,9 @@ def _outputs(analog, x, fused: bool, monkeypatch):
 
 def _converted(case, **io):
     dims, cin, cout, kernel, options = _CASES[case]
-    analog = convert(_network(dims, cin, cout, kernel, options), presets.load("pcm", io=io) if io else presets.load("pcm"))
+    analog = convert(
+        _network(dims, cin, cout, kernel, options), presets.load("pcm", io=io) if io else presets.load("pcm")
+    )
     torch.manual_seed(1)
     analog.program_analog_weights()
     analog.drift_analog_weights(3600.0)
@@ -86,8 +92,9 @@ def test_a_saturating_layer_falls_back_to_the_tile_by_tile_path(monkeypatch):
 
 def test_a_layer_the_kernel_does_not_cover_runs_tile_by_tile():
     analog, _ = _converted("depthwise-1d", ir_drop=1.0)
-    layer = next(m for m in FastAnalogForward(copy.deepcopy(analog)).network.modules()
-                 if isinstance(m, FastGroupedConv))
+    layer = next(
+        m for m in FastAnalogForward(copy.deepcopy(analog)).network.modules() if isinstance(m, FastGroupedConv)
+    )
     assert layer.tiles is None
 
 

@@ -10,21 +10,20 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from torch import nn
-
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import InferenceRPUConfig
 from aihwkit.simulator.parameters.enums import RPUDataType, WeightModifierType
 from aihwkit.simulator.parameters.io import IOParameters
+from torch import nn
 
 from analogsam.hardware.fast import (
     AIHWKIT_VERSIONS,
     FastAnalogForward,
     FastPathUnsupported,
     aihwkit_version_reason,
+    support,
     unsupported_reason,
 )
-from analogsam.hardware.fast import support
 from analogsam.hardware.fast.support import ALLOW_LIST, Refused, Reproduced
 
 
@@ -57,8 +56,10 @@ def test_every_aihwkit_field_is_reproduced_or_refused():
     reproduced = sum(isinstance(rule, Reproduced) for rule in rules)
     refused = sum(isinstance(rule, Refused) for rule in rules)
     training_only = sum(rule is support._TRAINING for rule in rules)
-    print(f"\naihwkit {metadata.version('aihwkit')}: {len(fields)} InferenceRPUConfig fields, "
-          f"{reproduced} reproduced ({training_only} of them act only in training), {refused} refused")
+    print(
+        f"\naihwkit {metadata.version('aihwkit')}: {len(fields)} InferenceRPUConfig fields, "
+        f"{reproduced} reproduced ({training_only} of them act only in training), {refused} refused"
+    )
     assert reproduced + refused == len(fields)
     assert (len(fields), reproduced, refused, training_only) == (131, 122, 9, 84)
 
@@ -73,8 +74,10 @@ _REFUSED_VALUES = {
     "forward.v_offset_w_min": {"forward.v_offset_w_min": 0.5},
     "forward.r_series": {"forward.r_series": 0.1},
     "forward.w_read_asymmetry_dtod": {"forward.w_read_asymmetry_dtod": 0.1},
-    "modifier.enable_during_test": {"modifier.enable_during_test": True,
-                                    "modifier.type": WeightModifierType.ADD_NORMAL},
+    "modifier.enable_during_test": {
+        "modifier.enable_during_test": True,
+        "modifier.type": WeightModifierType.ADD_NORMAL,
+    },
 }
 
 
@@ -100,8 +103,12 @@ def test_every_refused_field_is_named_when_set():
 def test_refused_fields_at_their_noop_values_are_accepted():
     assert unsupported_reason(analog_linear(InferenceRPUConfig())) is None
     # a weight modifier that is off in eval mode, and one enabled in eval mode but of type NONE
-    assert unsupported_reason(analog_linear(configured({"modifier.type": WeightModifierType.ADD_NORMAL,
-                                                        "modifier.std_dev": 0.1}))) is None
+    assert (
+        unsupported_reason(
+            analog_linear(configured({"modifier.type": WeightModifierType.ADD_NORMAL, "modifier.std_dev": 0.1}))
+        )
+        is None
+    )
     assert unsupported_reason(analog_linear(configured({"modifier.enable_during_test": True}))) is None
 
 
@@ -139,9 +146,20 @@ def test_drawn_per_output_values_refuse_the_tile(monkeypatch):
 
 
 # aihwkit's bindings and tile internals the engine reads (attribute names)
-_AIHWKIT_INTERNALS = {"get_meta_parameters", "dump_extra", "get_weights", "get_x_size", "analog_module",
-                      "rpu_config", "reference_combined_weights", "out_scaling_alpha", "in_trans",
-                      "out_trans", "get_readout_tensor", "analog_tiles"}
+_AIHWKIT_INTERNALS = {
+    "get_meta_parameters",
+    "dump_extra",
+    "get_weights",
+    "get_x_size",
+    "analog_module",
+    "rpu_config",
+    "reference_combined_weights",
+    "out_scaling_alpha",
+    "in_trans",
+    "out_trans",
+    "get_readout_tensor",
+    "analog_tiles",
+}
 
 
 def aihwkit_contacts(source: str) -> list:
@@ -160,8 +178,11 @@ def aihwkit_contacts(source: str) -> list:
 def test_only_the_adapter_touches_aihwkit():
     """aihwkit's modules, private bindings and tile internals are read in aihwkit_adapter.py alone."""
     package = Path(support.__file__).parent
-    offenders = {path.name: aihwkit_contacts(path.read_text()) for path in sorted(package.glob("*.py"))
-                 if path.name != "aihwkit_adapter.py"}
+    offenders = {
+        path.name: aihwkit_contacts(path.read_text())
+        for path in sorted(package.glob("*.py"))
+        if path.name != "aihwkit_adapter.py"
+    }
     assert {name: lines for name, lines in offenders.items() if lines} == {}
     assert len(aihwkit_contacts((package / "aihwkit_adapter.py").read_text())) > 10  # the check bites
 
@@ -184,8 +205,9 @@ def test_the_mirrored_aihwkit_version_is_installed():
     assert aihwkit_version_reason() is None
 
 
-@pytest.mark.parametrize("version, expected", [("1.3.0", "aihwkit 1.3.0 is installed"),
-                                               (None, "aihwkit is not installed")])
+@pytest.mark.parametrize(
+    "version, expected", [("1.3.0", "aihwkit 1.3.0 is installed"), (None, "aihwkit is not installed")]
+)
 def test_another_aihwkit_version_is_refused_first(monkeypatch, version, expected):
     analog = analog_linear(InferenceRPUConfig())
     _installed(monkeypatch, version)

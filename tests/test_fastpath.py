@@ -12,8 +12,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
 from aihwkit.inference.compensation.drift import (
     GlobalDriftCompensation,
     GlobalDriftCompensationWithExactReference,
@@ -28,10 +26,10 @@ from aihwkit.simulator.parameters.enums import (
     NoiseManagementType,
     WeightNoiseType,
 )
+from conformance import compare_draws, repeated
+from torch import nn
 
 from analogsam.hardware.fast import FastAnalogForward, FastPathUnsupported, unsupported_reason
-from conformance import compare_draws, repeated
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -71,8 +69,13 @@ def linear_inputs(n: int, weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def tiny_convnet() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(2, 4, 3, padding=2, dilation=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 2 * 2, 5),
+        nn.Conv2d(2, 4, 3, padding=2, dilation=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 5),
     ).eval()
 
 
@@ -149,14 +152,21 @@ _VARIANTS = {
     "out-scale": {"forward.out_scale": 2.5},
     "asymmetries": {"forward.inp_asymmetry": 0.1, "forward.out_asymmetry": 0.2},
     "perfect": {"forward.is_perfect": True},
-    "ir-drop": {"forward.ir_drop": 1.0, "forward.ir_drop_g_ratio": 2e3,
-                "forward.bound_management": BoundManagementType.NONE},
+    "ir-drop": {
+        "forward.ir_drop": 1.0,
+        "forward.ir_drop_g_ratio": 2e3,
+        "forward.bound_management": BoundManagementType.NONE,
+    },
     "ir-drop-strong-bm": {"forward.ir_drop": 5.0, "forward.ir_drop_g_ratio": 2e4},
     "analog-bias": {"mapping.digital_bias": False},
     "columnwise-scaling": {"mapping.weight_scaling_columnwise": True},
     "no-weight-scaling": {"mapping.weight_scaling_omega": 0.0},
-    "input-range": {"pre_post.input_range.enable": True, "pre_post.input_range.learn_input_range": False,
-                    "pre_post.input_range.init_value": 1.5, "pre_post.input_range.init_from_data": 0},
+    "input-range": {
+        "pre_post.input_range.enable": True,
+        "pre_post.input_range.learn_input_range": False,
+        "pre_post.input_range.init_value": 1.5,
+        "pre_post.input_range.init_from_data": 0,
+    },
     "learned-out-scaling": {"mapping.learn_out_scaling": True, "mapping.out_scaling_columnwise": True},
 }
 
@@ -232,12 +242,14 @@ def test_custom_module_runs_its_own_forward_and_is_left_untouched():
     assert type(analog.conv).__name__ == "AnalogConv2d"
 
 
-@pytest.mark.parametrize("compensation", [GlobalDriftCompensation, PerColumnDriftCompensation,
-                                          GlobalDriftCompensationWithExactReference])
+@pytest.mark.parametrize(
+    "compensation", [GlobalDriftCompensation, PerColumnDriftCompensation, GlobalDriftCompensationWithExactReference]
+)
 def test_drift_compensation_equals_aihwkit(compensation):
     """Programmed and drifted by aihwkit (torch RNG); the fast path recomputes the compensation."""
-    cfg = make_config(noise_model=PCMLikeNoiseModel(prog_noise_scale=0.5, read_noise_scale=0.5),
-                      drift_compensation=compensation())
+    cfg = make_config(
+        noise_model=PCMLikeNoiseModel(prog_noise_scale=0.5, read_noise_scale=0.5), drift_compensation=compensation()
+    )
     analog = convert_to_analog(tiny_convnet(), cfg).eval()
     engine = FastAnalogForward(analog)
     x = conv_inputs(200)
@@ -247,8 +259,7 @@ def test_drift_compensation_equals_aihwkit(compensation):
         analog.drift_analog_weights(t)
         engine.sync(torch.Generator().manual_seed(0))
         for ours, tile in zip(engine.tiles, analog.analog_tiles()):
-            torch.testing.assert_close(ours.alpha, tile.alpha.detach().reshape(ours.alpha.shape),
-                                       rtol=2e-6, atol=0)
+            torch.testing.assert_close(ours.alpha, tile.alpha.detach().reshape(ours.alpha.shape), rtol=2e-6, atol=0)
         with torch.no_grad():
             expected = analog(x)
         assert adc_step_mismatches(expected, engine(x)) <= 2
@@ -260,17 +271,21 @@ def test_drift_compensation_equals_aihwkit(compensation):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("noise", ["out_noise", "w_noise_pcm_read", "w_noise_additive", "inp_noise",
-                                   "stochastic_rounding"])
+@pytest.mark.parametrize(
+    "noise", ["out_noise", "w_noise_pcm_read", "w_noise_additive", "inp_noise", "stochastic_rounding"]
+)
 def test_noise_statistics_match_aihwkit(noise):
     settings = {
         "out_noise": {"forward.out_noise": 0.1},
         "w_noise_pcm_read": {"forward.w_noise": 0.05, "forward.w_noise_type": WeightNoiseType.PCM_READ},
-        "w_noise_additive": {"forward.w_noise": 0.02,
-                             "forward.w_noise_type": WeightNoiseType.ADDITIVE_CONSTANT},
+        "w_noise_additive": {"forward.w_noise": 0.02, "forward.w_noise_type": WeightNoiseType.ADDITIVE_CONSTANT},
         "inp_noise": {"forward.inp_noise": 0.05},
-        "stochastic_rounding": {"forward.inp_sto_round": True, "forward.out_sto_round": True,
-                                "forward.inp_res": 1 / 30, "forward.out_res": 1 / 30},
+        "stochastic_rounding": {
+            "forward.inp_sto_round": True,
+            "forward.out_sto_round": True,
+            "forward.inp_res": 1 / 30,
+            "forward.out_res": 1 / 30,
+        },
     }[noise]
     torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(32, 8))
@@ -289,13 +304,16 @@ def test_noise_statistics_match_aihwkit(noise):
 
 def test_drift_compensation_statistics_match_aihwkit():
     """With output noise, alpha = baseline read-out / current read-out has aihwkit's distribution."""
-    cfg = make_config(noise_model=PCMLikeNoiseModel(prog_noise_scale=0.0, read_noise_scale=0.0),
-                      drift_compensation=GlobalDriftCompensation(), **{"forward.out_noise": 0.2})
+    cfg = make_config(
+        noise_model=PCMLikeNoiseModel(prog_noise_scale=0.0, read_noise_scale=0.0),
+        drift_compensation=GlobalDriftCompensation(),
+        **{"forward.out_noise": 0.2},
+    )
     analog = convert_to_analog(nn.Sequential(nn.Linear(64, 16)), cfg).eval()
     engine = FastAnalogForward(analog)
     gen = torch.Generator().manual_seed(0)
     ours, theirs = [], []
-    for i in range(150):
+    for _i in range(150):
         torch.manual_seed(10)  # the same programmed/drifted weights every time
         analog.program_analog_weights()
         analog.drift_analog_weights(86400.0)
@@ -314,8 +332,9 @@ def test_drift_compensation_statistics_match_aihwkit():
 
 
 def test_same_seed_same_output_different_seed_different():
-    cfg = make_config(noise_model=PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation(),
-                      **{"forward.out_noise": 0.04})
+    cfg = make_config(
+        noise_model=PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation(), **{"forward.out_noise": 0.04}
+    )
     analog = convert_to_analog(tiny_convnet(), cfg).eval()
     engine = FastAnalogForward(analog)
     x = conv_inputs(64)
@@ -349,17 +368,21 @@ def test_same_seed_same_output_different_seed_different():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings, expected", [
-    ({"forward.v_offset_std": 0.1}, "v_offset_std"),
-    ({"forward.mv_type": AnalogMVType.POS_NEG_SEPARATE}, "mv_type"),
-    ({"forward.noise_management": NoiseManagementType.AVERAGE_ABS_MAX}, "noise_management"),
-    ({"forward.bound_management": BoundManagementType.ITERATIVE_WORST_CASE}, "bound_management"),
-    ({"forward.out_noise_std": 0.1}, "out_noise_std"),
-    ({"forward.out_nonlinearity": 0.5}, "out_nonlinearity"),
-])
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        ({"forward.v_offset_std": 0.1}, "v_offset_std"),
+        ({"forward.mv_type": AnalogMVType.POS_NEG_SEPARATE}, "mv_type"),
+        ({"forward.noise_management": NoiseManagementType.AVERAGE_ABS_MAX}, "noise_management"),
+        ({"forward.bound_management": BoundManagementType.ITERATIVE_WORST_CASE}, "bound_management"),
+        ({"forward.out_noise_std": 0.1}, "out_noise_std"),
+        ({"forward.out_nonlinearity": 0.5}, "out_nonlinearity"),
+    ],
+)
 def test_unsupported_settings_are_named(settings, expected):
-    analog = convert_to_analog(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)),
-                               make_config(**settings)).eval()
+    analog = convert_to_analog(
+        nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)), make_config(**settings)
+    ).eval()
     reason = unsupported_reason(analog)
     assert reason is not None and expected in reason and "'0'" in reason
     with pytest.raises(FastPathUnsupported, match=expected):
@@ -403,17 +426,23 @@ def test_every_shipped_preset_is_supported_or_refused_by_name():
     assert all(reason is None for reason in verdicts.values()), verdicts  # all shipped presets today
 
 
-@pytest.mark.parametrize("settings", [
-    {},  # the shipped presets' IO: abs-max noise management, iterative bound management
-    {"forward.noise_management": NoiseManagementType.MAX, "forward.bm_test_negative_bound": False},
-    {"forward.nm_thres": 0.5, "forward.out_res": 1 / 62, "forward.out_bound": 3.0},
-    {"forward.out_bound": 0.0, "forward.out_scale": 2.5, "forward.inp_noise": 0.02},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the shipped presets' IO: abs-max noise management, iterative bound management
+        {"forward.noise_management": NoiseManagementType.MAX, "forward.bm_test_negative_bound": False},
+        {"forward.nm_thres": 0.5, "forward.out_res": 1 / 62, "forward.out_bound": 3.0},
+        {"forward.out_bound": 0.0, "forward.out_scale": 2.5, "forward.inp_noise": 0.02},
+    ],
+)
 def test_fused_kernels_equal_the_torch_operations(settings):
     """The compiled DAC/ADC kernels are a faster route to the very same numbers: with noise
     on and the same generator, every output is bit-identical to the torch operations'."""
-    cfg = make_config(noise_model=PCMLikeNoiseModel(), drift_compensation=GlobalDriftCompensation(),
-                      **{"forward.out_noise": 0.04, **settings})
+    cfg = make_config(
+        noise_model=PCMLikeNoiseModel(),
+        drift_compensation=GlobalDriftCompensation(),
+        **{"forward.out_noise": 0.04, **settings},
+    )
     analog = convert_to_analog(tiny_convnet(), cfg).eval()  # stride 2, dilation 2, padding 1-2
     torch.manual_seed(0)
     analog.program_analog_weights()
@@ -439,10 +468,20 @@ def depthwise_conv2d_net() -> nn.Module:
     pointwise 1x1, pooling, classifier."""
     torch.manual_seed(1)
     model = nn.Sequential(
-        nn.Conv2d(2, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 12, 3, padding=2, dilation=2, groups=6, bias=False), nn.ReLU(),
-        nn.Conv2d(12, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4, 5))
+        nn.Conv2d(2, 6, 3, padding=1, bias=False),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 12, 3, padding=2, dilation=2, groups=6, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(12, 8, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 4, 5),
+    )
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):  # statistics as a trained network has them
             m.running_mean.uniform_(-0.3, 0.3)
@@ -455,11 +494,19 @@ def grouped_conv1d_net() -> nn.Module:
     grouped Conv1d (4 groups), pooling, classifier."""
     torch.manual_seed(2)
     return nn.Sequential(
-        nn.Conv1d(3, 8, 5, padding=2), nn.ReLU(),
-        nn.Conv1d(8, 8, 3, stride=2, padding=1, groups=8), nn.BatchNorm1d(8), nn.ReLU(),
-        nn.Conv1d(8, 12, 1, bias=False), nn.ReLU(),
-        nn.Conv1d(12, 8, 3, padding=1, groups=4), nn.ReLU(),
-        nn.AdaptiveAvgPool1d(3), nn.Flatten(), nn.Linear(8 * 3, 5)).eval()
+        nn.Conv1d(3, 8, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv1d(8, 8, 3, stride=2, padding=1, groups=8),
+        nn.BatchNorm1d(8),
+        nn.ReLU(),
+        nn.Conv1d(8, 12, 1, bias=False),
+        nn.ReLU(),
+        nn.Conv1d(12, 8, 3, padding=1, groups=4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool1d(3),
+        nn.Flatten(),
+        nn.Linear(8 * 3, 5),
+    ).eval()
 
 
 def sequence_inputs(n: int = 300, seed: int = 0) -> torch.Tensor:
@@ -469,8 +516,10 @@ def sequence_inputs(n: int = 300, seed: int = 0) -> torch.Tensor:
     return x
 
 
-_GROUPED_NETS = {"depthwise-conv2d": (depthwise_conv2d_net, lambda n: conv_inputs(n)),
-                 "grouped-conv1d": (grouped_conv1d_net, sequence_inputs)}
+_GROUPED_NETS = {
+    "depthwise-conv2d": (depthwise_conv2d_net, lambda n: conv_inputs(n)),
+    "grouped-conv1d": (grouped_conv1d_net, sequence_inputs),
+}
 
 
 def _convert_grouped(name: str, **overrides):
@@ -498,14 +547,17 @@ def test_grouped_networks_equal_aihwkit(net):
 def test_conv1d_equals_aihwkit(layout):
     """AnalogConv1d (aihwkit's indexed convolution) replayed as a 2-D convolution of height 1;
     AnalogConv1dMapped (input channels split over tile rows) likewise."""
-    settings = {"analog-bias": {"mapping.digital_bias": False}, "input-range": _VARIANTS["input-range"],
-                "learned-out-scaling": {"mapping.learn_out_scaling": True}, "unbatched": {},
-                "mapped": {"mapping.max_input_size": 8, "mapping.max_output_size": 4}}[layout]
+    settings = {
+        "analog-bias": {"mapping.digital_bias": False},
+        "input-range": _VARIANTS["input-range"],
+        "learned-out-scaling": {"mapping.learn_out_scaling": True},
+        "unbatched": {},
+        "mapped": {"mapping.max_input_size": 8, "mapping.max_output_size": 4},
+    }[layout]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv1d(3, 6, 4, stride=2, padding=3), nn.ReLU(), nn.Conv1d(6, 4, 3)).eval()
     if layout == "mapped":
-        analog = convert_to_analog(model, make_config(**settings),
-                                   conversion_map=_DEFAULT_MAPPED_CONVERSION_MAP).eval()
+        analog = convert_to_analog(model, make_config(**settings), conversion_map=_DEFAULT_MAPPED_CONVERSION_MAP).eval()
         assert type(analog[0]).__name__ == "AnalogConv1dMapped"
         assert len(list(analog[0].analog_tiles())) == 4  # channels (2, 1) x outputs (3, 3)
     else:
@@ -526,16 +578,25 @@ def test_conv1d_equals_aihwkit(layout):
     assert adc_step_mismatches(expected, engine(x[0])) == 0
 
 
-@pytest.mark.parametrize("net, noise", [("depthwise-conv2d", "out_noise"), ("grouped-conv1d", "out_noise"),
-                                        ("depthwise-conv2d", "w_noise_pcm_read"),
-                                        ("grouped-conv1d", "w_noise_additive")])
+@pytest.mark.parametrize(
+    "net, noise",
+    [
+        ("depthwise-conv2d", "out_noise"),
+        ("grouped-conv1d", "out_noise"),
+        ("depthwise-conv2d", "w_noise_pcm_read"),
+        ("grouped-conv1d", "w_noise_additive"),
+    ],
+)
 def test_grouped_network_noise_statistics_match_aihwkit(net, noise):
     """pcm's output noise (0.04), or added read noise: per network output, the fast engine's mean
     and variance over repeated forwards equal aihwkit's within the sampling error of the draws.
     (Without drift compensation, whose factor each side reads out once with its own noise draw:
     test_drift_compensation_statistics_match_aihwkit compares those.)"""
-    overrides = {"out_noise": {}, "w_noise_pcm_read": {"io.w_noise": 0.03, "io.w_noise_type": "pcm-read"},
-                 "w_noise_additive": {"io.w_noise": 0.02, "io.w_noise_type": "additive-constant"}}[noise]
+    overrides = {
+        "out_noise": {},
+        "w_noise_pcm_read": {"io.w_noise": 0.03, "io.w_noise_type": "pcm-read"},
+        "w_noise_additive": {"io.w_noise": 0.02, "io.w_noise_type": "additive-constant"},
+    }[noise]
     analog, inputs = _convert_grouped(net, **{"compensation.drift": "none", **overrides})
     torch.manual_seed(3)
     analog.program_analog_weights()

@@ -11,8 +11,15 @@ from analogsam.robustness import perturbations as F
 
 def net(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * 6 * 6, 64), nn.ReLU(), nn.Linear(64, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 64),
+        nn.ReLU(),
+        nn.Linear(64, 3),
+    )
 
 
 def weights(model):
@@ -29,8 +36,9 @@ def same_state(model, saved):
 
 def data(n_batches=2, size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 1, 8, 8, generator=g), torch.randint(0, 3, (size,), generator=g))
-            for _ in range(n_batches)]
+    return [
+        (torch.randn(size, 1, 8, 8, generator=g), torch.randint(0, 3, (size,), generator=g)) for _ in range(n_batches)
+    ]
 
 
 def binomial_ok(k, n, p, z=5.0):
@@ -224,8 +232,7 @@ def test_faulted_copy_converts_to_aihwkit_with_the_faulted_weights():
 def test_fault_curve(kind):
     model = net()
     saved, batches = state(model), data()
-    curve = F.fault_curve(model, batches, rates=[0.0, 1.0], kind=kind, draws=2, bits=4,
-                          stuck_values="zero")
+    curve = F.fault_curve(model, batches, rates=[0.0, 1.0], kind=kind, draws=2, bits=4, stuck_values="zero")
     assert len(curve.rows) == 4 and curve.level_name == "rate" and curve.kind == kind
     assert same_state(model, saved)
     if kind == "stuck-at":
@@ -236,21 +243,24 @@ def test_fault_curve(kind):
         assert curve.settings["bits"] == 4
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m: F.inject_stuck_at(m, -0.1), r"rate must be in \[0.0, 1.0\]"),
-    (lambda m: F.inject_stuck_at(m, 1.5), "rate"),
-    (lambda m: F.inject_stuck_at(m, 0.1, stuck_values={"max": 0.5}), "sum to 1"),
-    (lambda m: F.inject_stuck_at(m, 0.1, stuck_values="one"), "stuck_values"),
-    (lambda m: F.inject_stuck_at(m, 0.1, sign="up"), "sign"),
-    (lambda m: F.inject_bit_flips(m, 0.1, bits=1), "bits"),
-    (lambda m: F.inject_bit_flips(m, 0.1, encoding="gray"), "encoding"),
-    (lambda m: F.perturb_weights(m, -0.1), "eta"),
-    (lambda m: F.perturb_weights(m, 0.1, mode="multiplicative"), "mode"),
-    (lambda m: F.faulted_copy(m, bit_flip_rate=2), "bit_flip_rate"),
-    (lambda m: F.weight_noise_curve(m, data(1), etas=[]), "etas"),
-    (lambda m: F.fault_curve(m, data(1), kind="drift"), "kind"),
-    (lambda m: F.inject_stuck_at(nn.Sequential(nn.BatchNorm1d(3)), 0.1), "parameters='all'"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m: F.inject_stuck_at(m, -0.1), r"rate must be in \[0.0, 1.0\]"),
+        (lambda m: F.inject_stuck_at(m, 1.5), "rate"),
+        (lambda m: F.inject_stuck_at(m, 0.1, stuck_values={"max": 0.5}), "sum to 1"),
+        (lambda m: F.inject_stuck_at(m, 0.1, stuck_values="one"), "stuck_values"),
+        (lambda m: F.inject_stuck_at(m, 0.1, sign="up"), "sign"),
+        (lambda m: F.inject_bit_flips(m, 0.1, bits=1), "bits"),
+        (lambda m: F.inject_bit_flips(m, 0.1, encoding="gray"), "encoding"),
+        (lambda m: F.perturb_weights(m, -0.1), "eta"),
+        (lambda m: F.perturb_weights(m, 0.1, mode="multiplicative"), "mode"),
+        (lambda m: F.faulted_copy(m, bit_flip_rate=2), "bit_flip_rate"),
+        (lambda m: F.weight_noise_curve(m, data(1), etas=[]), "etas"),
+        (lambda m: F.fault_curve(m, data(1), kind="drift"), "kind"),
+        (lambda m: F.inject_stuck_at(nn.Sequential(nn.BatchNorm1d(3)), 0.1), "parameters='all'"),
+    ],
+)
 def test_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call(net())

@@ -18,9 +18,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def mobilenet_style() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
 
 
 class _WithOwnParameter(nn.Module):
@@ -51,8 +59,12 @@ def test_every_layer_is_reported_with_where_and_why():
     assert list(by_path) == [str(i) for i in range(10)]  # every leaf, the grouped conv as one layer
     assert sum(r["parameters"] for r in rows) == sum(p.numel() for p in model.parameters())
     stem, bn, relu, depthwise = by_path["0"], by_path["1"], by_path["2"], by_path["3"]
-    assert (stem["placement"], stem["why"], stem["tiles"], stem["engine"]) == ("analog", "Conv2d: analog tiles",
-                                                                              [[9, 8]], "fast")
+    assert (stem["placement"], stem["why"], stem["tiles"], stem["engine"]) == (
+        "analog",
+        "Conv2d: analog tiles",
+        [[9, 8]],
+        "fast",
+    )
     assert bn["placement"] == "digital" and "normalisation" in bn["why"] and bn["engine"] == "torch"
     assert relu["why"] == "ReLU: digital (no weights)" and relu["parameters"] == 0
     # the depthwise conv: its rewrite named, one 9-row, 1-column tile per channel
@@ -140,13 +152,15 @@ def test_the_table_lists_every_layer_and_the_totals():
 
 
 def test_importing_hardware_stays_light_and_exports_the_report():
-    code = ("import sys, analogsam.hardware as h; light = 'aihwkit' not in sys.modules; "
-            "print(light, callable(h.layer_report), callable(h.format_layer_report))")
+    code = (
+        "import sys, analogsam.hardware as h; light = 'aihwkit' not in sys.modules; "
+        "print(light, callable(h.layer_report), callable(h.format_layer_report))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "True"]
     assert hardware.layer_report is layer_report
     with pytest.raises(AttributeError):
-        hardware.no_such_name
+        _ = hardware.no_such_name
 
 
 def test_cli_inspect_a_run_folder(digits_run, capsys):
@@ -164,11 +178,14 @@ def test_cli_inspect_a_zoo_model(capsys):
     assert "1 x 64x256" in capsys.readouterr().out  # sized for 8x8 digits
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["inspect", "lenet"], ["'lenet' is neither a run folder nor a model name", "did you mean 'lenet5'"]),
-    (["inspect", "mlp", "--input-size", "0"], ["--input-size must be an integer >= 1"]),
-    (["inspect", "mlp", "--preset", "nonexistent-preset"], ["nonexistent-preset"]),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["inspect", "lenet"], ["'lenet' is neither a run folder nor a model name", "did you mean 'lenet5'"]),
+        (["inspect", "mlp", "--input-size", "0"], ["--input-size must be an integer >= 1"]),
+        (["inspect", "mlp", "--preset", "nonexistent-preset"], ["nonexistent-preset"]),
+    ],
+)
 def test_cli_inspect_errors_are_one_line(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -41,7 +41,8 @@ def installed(tmp_path_factory):
     python = bin_dir / "python"
     new_site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp).strip()
     Path(new_site, "outer-site-packages.pth").write_text(
-        "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n")
+        "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n"
+    )
     # No build isolation: the build uses the setuptools of this environment (a dev dependency), so the
     # test needs no package index.
     _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(source)], tmp)
@@ -54,8 +55,14 @@ def test_the_installed_copy_is_imported_not_the_source_tree(installed):
     bin_dir, cwd, site = installed
     where = _run([str(bin_dir / "python"), "-c", "import analogsam; print(analogsam.__file__)"], cwd).strip()
     assert Path(where).resolve().is_relative_to(site.resolve()), where
-    files = _run([str(bin_dir / "python"), "-c",
-                  "from analogsam.hardware.presets.loading import _shipped; print(*_shipped().values())"], cwd)
+    files = _run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "from analogsam.hardware.presets.loading import _shipped; print(*_shipped().values())",
+        ],
+        cwd,
+    )
     assert all(Path(p).resolve().is_relative_to(site.resolve()) for p in files.split()), files
 
 

@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 import torch
+from conformance import compare_draws, repeated
 from torch import nn
 
-from conformance import compare_draws, repeated
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate
 from analogsam.hardware import presets as devices
@@ -33,7 +33,11 @@ def close(expected, actual):
 def attention_inputs(batch_first, kdim=E, vdim=E, seed=0):
     """(query, key, value) of a cross-attention: L queries, S keys and values, in the layout asked for."""
     g = torch.Generator().manual_seed(seed)
-    q, k, v = torch.randn(N, L, E, generator=g), torch.randn(N, S, kdim, generator=g), torch.randn(N, S, vdim, generator=g)
+    q, k, v = (
+        torch.randn(N, L, E, generator=g),
+        torch.randn(N, S, kdim, generator=g),
+        torch.randn(N, S, vdim, generator=g),
+    )
     return (q, k, v) if batch_first else tuple(t.transpose(0, 1) for t in (q, k, v))
 
 
@@ -41,7 +45,7 @@ def masks(tgt, src, seed=1):
     """Every kind of mask torch accepts: padding bool/float, attention 2-D/3-D bool/float, both."""
     g = torch.Generator().manual_seed(seed)
     padding = torch.zeros(N, src, dtype=torch.bool)
-    padding[0, src - 2:] = True
+    padding[0, src - 2 :] = True
     padding[2, 1:] = True
     attn = torch.rand(tgt, src, generator=g) < 0.3
     attn[:, 0] = False  # no row masked out entirely
@@ -79,9 +83,12 @@ def assert_same_attention(mha, tiled, q, k, v, **kwargs):
         close(expected[1], actual[1])
 
 
-_LAYOUTS = [dict(batch_first=bf, bias=bias, add_bias_kv=bkv, add_zero_attn=zero, **dims)
-            for bf, bias, bkv, zero, dims in itertools.product(
-                [True, False], [True, False], [False, True], [False, True], [{}, {"kdim": 5, "vdim": 7}])]
+_LAYOUTS = [
+    dict(batch_first=bf, bias=bias, add_bias_kv=bkv, add_zero_attn=zero, **dims)
+    for bf, bias, bkv, zero, dims in itertools.product(
+        [True, False], [True, False], [False, True], [False, True], [{}, {"kdim": 5, "vdim": 7}]
+    )
+]
 
 
 @pytest.mark.parametrize("options", _LAYOUTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
@@ -90,8 +97,7 @@ def test_rewritten_attention_equals_torch_for_every_option(options):
     q, k, v = attention_inputs(options["batch_first"], options.get("kdim", E), options.get("vdim", E))
     for mask in masks(L, S).values():
         for need_weights, average in [(True, True), (True, False), (False, True)]:
-            assert_same_attention(mha, tiled, q, k, v, need_weights=need_weights,
-                                  average_attn_weights=average, **mask)
+            assert_same_attention(mha, tiled, q, k, v, need_weights=need_weights, average_attn_weights=average, **mask)
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -103,13 +109,21 @@ def test_self_attention_equals_torchs_fused_path_causal_and_unbatched(batch_firs
     q = k = v = x  # the same tensor: torch's fused-path condition
     causal = nn.Transformer.generate_square_subsequent_mask(S)
     padding = masks(S, S)["padding-bool"]["key_padding_mask"]
-    for kwargs in [{}, {"key_padding_mask": padding}, {"attn_mask": causal, "is_causal": True},
-                   {"attn_mask": causal, "is_causal": True, "need_weights": False},
-                   {"attn_mask": causal, "is_causal": True, "need_weights": False, "key_padding_mask": padding}]:
+    for kwargs in [
+        {},
+        {"key_padding_mask": padding},
+        {"attn_mask": causal, "is_causal": True},
+        {"attn_mask": causal, "is_causal": True, "need_weights": False},
+        {"attn_mask": causal, "is_causal": True, "need_weights": False, "key_padding_mask": padding},
+    ]:
         assert_same_attention(mha, tiled, q, k, v, **kwargs)
     x = torch.randn(S, E)
-    for kwargs in [{}, {"key_padding_mask": padding[0]}, {"attn_mask": causal, "need_weights": False},
-                   {"average_attn_weights": False}]:
+    for kwargs in [
+        {},
+        {"key_padding_mask": padding[0]},
+        {"attn_mask": causal, "need_weights": False},
+        {"average_attn_weights": False},
+    ]:
         assert_same_attention(mha, tiled, x, x, x, **kwargs)
 
 
@@ -122,8 +136,12 @@ def test_weights_are_copied_onto_four_linear_layers():
     assert list(dict(tiled.named_parameters(recurse=False))) == []  # nothing digital holds weights
     mha, tiled = pair(kdim=5, vdim=7, add_bias_kv=True)
     assert torch.equal(tiled.k_proj.weight, mha.k_proj_weight)
-    assert [(m.in_features, m.out_features) for m in (tiled.q_proj, tiled.k_proj, tiled.v_proj, tiled.out_proj)] \
-        == [(E, E), (5, E), (7, E), (E, E)]
+    assert [(m.in_features, m.out_features) for m in (tiled.q_proj, tiled.k_proj, tiled.v_proj, tiled.out_proj)] == [
+        (E, E),
+        (5, E),
+        (7, E),
+        (E, E),
+    ]
     assert torch.equal(tiled.bias_k, mha.bias_k) and "bias_k" in dict(tiled.named_buffers())
     with pytest.raises(InvalidParameterError, match="is_causal"):
         tiled(*attention_inputs(False, 5, 7), is_causal=True)
@@ -148,8 +166,10 @@ def sequence(batch_first, length=5, seed=4):
     return x if batch_first else x.transpose(0, 1)
 
 
-@pytest.mark.parametrize("batch_first, norm_first, nested", [
-    (True, False, True), (True, False, False), (False, False, True), (True, True, True)])
+@pytest.mark.parametrize(
+    "batch_first, norm_first, nested",
+    [(True, False, True), (True, False, False), (False, False, True), (True, True, True)],
+)
 def test_rewritten_encoder_equals_torch(batch_first, norm_first, nested):
     stack = encoder(batch_first, norm_first, nested)
     mapped = map_to_tiles(copy.deepcopy(stack))
@@ -162,8 +182,13 @@ def test_rewritten_encoder_equals_torch(batch_first, norm_first, nested):
     padding[0, 3:] = True
     padding[2, 1:] = True
     causal = nn.Transformer.generate_square_subsequent_mask(5)
-    for kwargs in [{}, {"src_key_padding_mask": padding}, {"mask": causal}, {"mask": causal, "is_causal": True},
-                   {"mask": causal, "src_key_padding_mask": padding}]:
+    for kwargs in [
+        {},
+        {"src_key_padding_mask": padding},
+        {"mask": causal},
+        {"mask": causal, "is_causal": True},
+        {"mask": causal, "src_key_padding_mask": padding},
+    ]:
         with torch.no_grad():
             close(stack(x, **kwargs), mapped(x, **kwargs))
     close(stack(x, src_key_padding_mask=padding), mapped(x, src_key_padding_mask=padding))  # grad on: no nesting
@@ -213,8 +238,12 @@ def test_asam_scales_attention_projections_not_biases():
     assert torch.equal(t[id(w)], w.detach().abs() + 0.01) and t[id(params["self_attn.in_proj_bias"])] is None
     # separate Q/K/V matrices (kdim != embed_dim) too
     mha = nn.MultiheadAttention(E, HEADS, kdim=5, vdim=7, add_bias_kv=True)
-    assert [n for n, _ in roles.crossbar_weights(mha)] == ["q_proj_weight", "k_proj_weight", "v_proj_weight",
-                                                            "out_proj.weight"]
+    assert [n for n, _ in roles.crossbar_weights(mha)] == [
+        "q_proj_weight",
+        "k_proj_weight",
+        "v_proj_weight",
+        "out_proj.weight",
+    ]
     # an embedding table is a lookup: digital, not perturbed as a crossbar weight, converted without a word
     model = nn.Sequential(nn.Embedding(10, E), nn.Flatten(), nn.Linear(2 * E, 3))
     assert [n for n, _ in roles.crossbar_weights(model)] == ["2.weight"]

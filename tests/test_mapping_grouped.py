@@ -68,11 +68,14 @@ def test_the_rewrite_keeps_training_mode_and_trainability():
     assert all(c.weight.requires_grad and not c.bias.requires_grad for c in rewritten.convs)
 
 
-@pytest.mark.parametrize("conv, words", [
-    (nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect"), ["padding_mode='reflect'", "zeros"]),
-    (nn.Conv1d(4, 4, 3, groups=4, dilation=2), ["dilation=2", "AnalogConv1d", "dilation=1"]),
-    (nn.Conv2d(4, 4, 4, groups=2, padding="same"), ["padding='same'", "even kernel"]),
-])
+@pytest.mark.parametrize(
+    "conv, words",
+    [
+        (nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect"), ["padding_mode='reflect'", "zeros"]),
+        (nn.Conv1d(4, 4, 3, groups=4, dilation=2), ["dilation=2", "AnalogConv1d", "dilation=1"]),
+        (nn.Conv2d(4, 4, 4, groups=2, padding="same"), ["padding='same'", "even kernel"]),
+    ],
+)
 def test_unmappable_grouped_convs_are_refused_by_name(conv, words):
     with pytest.raises(ConversionError) as err:
         convert(nn.Sequential(conv, nn.Flatten()), "pcm")
@@ -85,10 +88,19 @@ def test_unmappable_grouped_convs_are_refused_by_name(conv, words):
 def mobilenet_style() -> nn.Module:
     """A MobileNet-style block on 8x8 images: stem, BatchNorm, a depthwise 3x3, a pointwise 1x1."""
     return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
 
 
 def test_each_group_gets_its_own_tiles():
@@ -106,8 +118,7 @@ def mobilenet_run(digits):
     from analogsam.training import train
 
     torch.manual_seed(0)
-    return train(mobilenet_style(), digits, optimizer="sgd", epochs=4, batch_size=32, lr=0.1, seed=0,
-                 progress=False)
+    return train(mobilenet_style(), digits, optimizer="sgd", epochs=4, batch_size=32, lr=0.1, seed=0, progress=False)
 
 
 def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, digits):
@@ -128,7 +139,9 @@ def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, dig
 
 
 def test_a_refused_grouped_layer_is_named_by_its_path():
-    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, padding=1),
-                          nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect")))
+    model = nn.Sequential(
+        nn.Conv2d(4, 4, 3, groups=4, padding=1),
+        nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect")),
+    )
     with pytest.raises(ConversionError, match=r"^layer 1\.1 \(Conv2d\): .*padding_mode='reflect'"):
         convert(model, "pcm")

@@ -7,6 +7,13 @@ import itertools
 
 import pytest
 import torch
+from test_mapping_attention import (
+    assert_fast_replays_noise_free,
+    assert_fast_rows,
+    assert_same_noise_statistics,
+    token_inputs,
+    trained,
+)
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
@@ -15,13 +22,6 @@ from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.mapping.recurrent import TiledRNN
 from analogsam.optim import ASAM, adaptive_param_groups
 from analogsam.robustness import roles
-from test_mapping_attention import (
-    assert_fast_replays_noise_free,
-    assert_fast_rows,
-    assert_same_noise_statistics,
-    token_inputs,
-    trained,
-)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -71,8 +71,14 @@ _VARIANTS = list(itertools.product(sorted(KINDS), [1, 2], [False, True], [False,
 
 @pytest.mark.parametrize("kind, layers, bidirectional, batch_first, bias", _VARIANTS)
 def test_rewritten_rnn_equals_torch(kind, layers, bidirectional, batch_first, bias):
-    rnn, tiled = pair(kind, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias,
-                      dropout=0.5 if layers > 1 else 0.0)  # inter-layer dropout: off in eval
+    rnn, tiled = pair(
+        kind,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        batch_first=batch_first,
+        bias=bias,
+        dropout=0.5 if layers > 1 else 0.0,
+    )  # inter-layer dropout: off in eval
     directions = 2 if bidirectional else 1
     x = torch.randn(N, T, IN, generator=torch.Generator().manual_seed(2))
     seq = x if batch_first else x.transpose(0, 1)
@@ -80,16 +86,23 @@ def test_rewritten_rnn_equals_torch(kind, layers, bidirectional, batch_first, bi
     lengths = torch.tensor([T, 3, 5, 1])
     packed = pack_padded_sequence(seq, lengths, batch_first=batch_first, enforce_sorted=False)
     with torch.no_grad():
-        for args in [(seq,), (seq, hx), (x[0],), (x[0], states(kind, layers, directions, batch=0)),
-                     (packed,), (packed, hx)]:
+        for args in [
+            (seq,),
+            (seq, hx),
+            (x[0],),
+            (x[0], states(kind, layers, directions, batch=0)),
+            (packed,),
+            (packed, hx),
+        ]:
             close(rnn(*args), tiled(*args))
 
 
 def test_weights_sit_in_one_linear_per_layer_direction_and_matrix():
     rnn, tiled = pair("lstm-proj", num_layers=2, bidirectional=True)
     children = dict(tiled.named_children())
-    assert sorted(children) == sorted(f"{p}_l{k}{s}" for p in ("ih", "hh", "hr") for k in (0, 1)
-                                      for s in ("", "_reverse"))
+    assert sorted(children) == sorted(
+        f"{p}_l{k}{s}" for p in ("ih", "hh", "hr") for k in (0, 1) for s in ("", "_reverse")
+    )
     assert all(type(m) is nn.Linear for m in children.values())
     assert torch.equal(children["ih_l1_reverse"].weight, rnn.weight_ih_l1_reverse)
     assert torch.equal(children["hh_l0"].bias, rnn.bias_hh_l0)
@@ -145,8 +158,9 @@ def test_rewritten_network_equals_torch():
 def test_asam_scales_recurrent_weights_not_biases():
     model = SequenceClassifier("lstm")
     names = [n for n, _ in roles.crossbar_weights(model)]
-    assert names == [f"rnn.weight_{p}_l{k}{s}" for k in (0, 1) for s in ("", "_reverse") for p in ("ih", "hh")] \
-        + ["head.weight"]
+    assert names == [f"rnn.weight_{p}_l{k}{s}" for k in (0, 1) for s in ("", "_reverse") for p in ("ih", "hh")] + [
+        "head.weight"
+    ]
     assert [n for n, _ in roles.select_parameters(model, "weights")] == names  # what weight noise and faults hit
     groups = adaptive_param_groups(model)
     adaptive = {id(p) for g in groups if g["adaptive"] for p in g["params"]}

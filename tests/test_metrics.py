@@ -17,7 +17,7 @@ from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate, read_rows, summarize
 from analogsam.evaluation.report import markdown_table, text_table, write_report
 from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, write_rows
-from analogsam.scoring import (Metric, model_output, perplexity, resolve_metric, score, task_loss, top_k)
+from analogsam.scoring import Metric, model_output, perplexity, resolve_metric, score, task_loss, top_k
 from analogsam.training import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,7 +57,8 @@ def test_perplexity_of_sequences_is_per_token_and_ignores_padding():
     padded = torch.where(targets == -100, torch.tensor(0), targets)
     kept = [(r, y) for r, y in tokens if y != 0]
     assert perplexity(ignore_index=0).value(logits, padded) == pytest.approx(
-        math.exp(np.mean([_ce(r.tolist(), y) for r, y in kept])), rel=1e-12)
+        math.exp(np.mean([_ce(r.tolist(), y) for r, y in kept])), rel=1e-12
+    )
     # token-level accuracy over the same five tokens: the argmax hits only at (0, 0) and (0, 1)
     assert resolve_metric("accuracy").value(logits, targets) == 2 / 5
 
@@ -104,16 +105,19 @@ def test_batches_aggregate_exactly_as_one_big_batch():
 # --- validation -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metric, predictions, targets, words", [
-    ("f1", LOGITS, LABELS, "unknown metric 'f1'"),
-    ("topk", LOGITS, LABELS, "needs a number for k"),
-    ("top0", LOGITS, LABELS, "k >= 1"),
-    ("top5", LOGITS, LABELS, "at least 5 classes"),
-    ("perplexity", torch.randn(4), LABELS, "metric 'perplexity' needs logits"),
-    ("accuracy", torch.randn(4), torch.randn(4), "metric 'accuracy' needs class scores"),
-    ("mse", LOGITS, LABELS, "metric 'mse' needs predictions of the targets' shape"),
-    (lambda p, t: 1.0, LOGITS, LABELS, "must return a (sum, count) pair"),
-])
+@pytest.mark.parametrize(
+    "metric, predictions, targets, words",
+    [
+        ("f1", LOGITS, LABELS, "unknown metric 'f1'"),
+        ("topk", LOGITS, LABELS, "needs a number for k"),
+        ("top0", LOGITS, LABELS, "k >= 1"),
+        ("top5", LOGITS, LABELS, "at least 5 classes"),
+        ("perplexity", torch.randn(4), LABELS, "metric 'perplexity' needs logits"),
+        ("accuracy", torch.randn(4), torch.randn(4), "metric 'accuracy' needs class scores"),
+        ("mse", LOGITS, LABELS, "metric 'mse' needs predictions of the targets' shape"),
+        (lambda p, t: 1.0, LOGITS, LABELS, "must return a (sum, count) pair"),
+    ],
+)
 def test_bad_metrics_are_refused_in_one_line(metric, predictions, targets, words):
     with pytest.raises(InvalidParameterError) as err:
         score(lambda x: x, [(predictions, targets)], metric=metric)
@@ -147,9 +151,13 @@ class Wrapped(nn.Module):
 
     def forward(self, x):
         logits = self.net(x)
-        return {"dict": lambda: {"logits": logits, "aux": logits.sum()}, "tuple": lambda: (logits, x),
-                "hf": lambda: HFOutput(logits), "ordered": lambda: OrderedDict(loss=None, logits=logits),
-                "scores": lambda: {"scores": logits}}[self.kind]()
+        return {
+            "dict": lambda: {"logits": logits, "aux": logits.sum()},
+            "tuple": lambda: (logits, x),
+            "hf": lambda: HFOutput(logits),
+            "ordered": lambda: OrderedDict(loss=None, logits=logits),
+            "scores": lambda: {"scores": logits},
+        }[self.kind]()
 
 
 def test_model_output_takes_the_prediction():
@@ -171,8 +179,17 @@ def test_evaluate_reads_every_output_kind(digits_run, digits, kind):
     batches = list(digits.test.batches(200))
     plain = evaluate(digits_run.model, batches, "pcm", times="1s", repeats=1, backend="fast", progress=False)
     output_fn = (lambda out: out["scores"]) if kind == "scores" else None
-    wrapped = evaluate(Wrapped(copy.deepcopy(digits_run.model), kind), batches, "pcm", times="1s", repeats=1,
-                       backend="fast", progress=False, run="MLP", output_fn=output_fn)
+    wrapped = evaluate(
+        Wrapped(copy.deepcopy(digits_run.model), kind),
+        batches,
+        "pcm",
+        times="1s",
+        repeats=1,
+        backend="fast",
+        progress=False,
+        run="MLP",
+        output_fn=output_fn,
+    )
     keys = ("accuracy", "loss", "digital_accuracy", "value", "metric")
     assert [{k: r[k] for k in keys} for r in wrapped] == [{k: r[k] for k in keys} for r in plain]
     assert plain[0]["metric"] == "accuracy" and plain[0]["value"] == plain[0]["accuracy"]
@@ -189,9 +206,15 @@ def _training_pair(digits, optimizer, **kwargs):
     return untimed
 
 
-@pytest.mark.parametrize("optimizer, kwargs", [("sgd", {}), ("sam", {}),
-                                               ("adversarial", {"attack_steps": 2}),
-                                               ("saf", {"epochs": 2, "saf_start": 1, "saf_history": 1})])
+@pytest.mark.parametrize(
+    "optimizer, kwargs",
+    [
+        ("sgd", {}),
+        ("sam", {}),
+        ("adversarial", {"attack_steps": 2}),
+        ("saf", {"epochs": 2, "saf_start": 1, "saf_history": 1}),
+    ],
+)
 def test_training_and_optimizers_read_dict_outputs(digits, optimizer, kwargs):
     plain, wrapped = _training_pair(digits, optimizer, **kwargs)
     assert wrapped == plain and "train_accuracy" in plain[0]
@@ -233,8 +256,17 @@ def _lm_data():
 @pytest.fixture(scope="module")
 def lm_run():
     torch.manual_seed(0)
-    return train(TinyLM(), _lm_data(), optimizer="sgd", epochs=6, batch_size=16, lr=0.5, seed=0, progress=False,
-                 metric="perplexity")
+    return train(
+        TinyLM(),
+        _lm_data(),
+        optimizer="sgd",
+        epochs=6,
+        batch_size=16,
+        lr=0.5,
+        seed=0,
+        progress=False,
+        metric="perplexity",
+    )
 
 
 def test_training_reports_perplexity(lm_run):
@@ -247,8 +279,17 @@ def test_training_reports_perplexity(lm_run):
 
 def test_perplexity_over_time_on_the_fast_engine_and_a_report_that_says_lower_is_better(lm_run, tmp_path):
     data = list(_lm_data().test.batches(16))
-    rows = evaluate(lm_run.model, data, "pcm", times="1s,1d", repeats=2, backend="fast", progress=False,
-                    metric="perplexity", run="lm")
+    rows = evaluate(
+        lm_run.model,
+        data,
+        "pcm",
+        times="1s,1d",
+        repeats=2,
+        backend="fast",
+        progress=False,
+        metric="perplexity",
+        run="lm",
+    )
     assert {r["metric"] for r in rows} == {"perplexity"} and {r["backend"] for r in rows} == {"fast"}
     assert all(r["accuracy"] is None and r["digital_accuracy"] is None and not r["higher_is_better"] for r in rows)
     digital = score(lm_run.model.eval(), data, metric="perplexity").value
@@ -266,8 +307,9 @@ def test_perplexity_over_time_on_the_fast_engine_and_a_report_that_says_lower_is
     assert "the lowest mean per time is in bold" in report and "perplexity_vs_time_pcm.png" in report
     assert (tmp_path / "perplexity_vs_time.png").stat().st_size > 0
     stored = read_rows(written["results"])
-    assert [(r["metric"], r["value"], r["higher_is_better"]) for r in stored] == \
-           [(r["metric"], r["value"], r["higher_is_better"]) for r in rows + worse]
+    assert [(r["metric"], r["value"], r["higher_is_better"]) for r in stored] == [
+        (r["metric"], r["value"], r["higher_is_better"]) for r in rows + worse
+    ]
 
 
 def test_saf_buffers_sequence_outputs():
@@ -275,8 +317,16 @@ def test_saf_buffers_sequence_outputs():
 
     torch.manual_seed(0)
     model = TinyLM()
-    method = build_method("saf", model, num_samples=96, num_classes=VOCAB, epochs=3, saf_start=1,
-                          saf_history=1, loss_fn=task_loss("perplexity"))
+    method = build_method(
+        "saf",
+        model,
+        num_samples=96,
+        num_classes=VOCAB,
+        epochs=3,
+        saf_start=1,
+        saf_history=1,
+        loss_fn=task_loss("perplexity"),
+    )
     data = _lm_data().train
     for epoch in range(3):
         method.begin_epoch(epoch)
@@ -296,8 +346,17 @@ def test_adversarial_kl_is_per_token_for_sequences():
     per_token = [kl_div_logits(a[i, t][None], b[i, t][None]) for i in range(3) for t in range(4)]
     assert float(kl_div_logits(a, b)) == pytest.approx(float(torch.stack(per_token).mean()), rel=1e-6)
     torch.manual_seed(0)
-    run = train(TinyLM(), _lm_data(), optimizer="adversarial", epochs=1, batch_size=32, seed=0, progress=False,
-                metric="perplexity", attack_steps=2)
+    run = train(
+        TinyLM(),
+        _lm_data(),
+        optimizer="adversarial",
+        epochs=1,
+        batch_size=32,
+        seed=0,
+        progress=False,
+        metric="perplexity",
+        attack_steps=2,
+    )
     assert math.isfinite(run.metrics[0]["test_perplexity"])
 
 
@@ -305,13 +364,22 @@ def test_probes_measure_perplexity_and_drops_are_losses(lm_run):
     from analogsam.robustness import analyze_model
 
     data = list(_lm_data().test.batches(20))
-    out = analyze_model(lm_run.model, data, metric="perplexity", metrics=["average_sharpness"],
-                        curves=["weight_noise_relative"], relative_etas=(0.0, 0.5), noise_draws=3, seed=0)
+    out = analyze_model(
+        lm_run.model,
+        data,
+        metric="perplexity",
+        metrics=["average_sharpness"],
+        curves=["weight_noise_relative"],
+        relative_etas=(0.0, 0.5),
+        noise_draws=3,
+        seed=0,
+    )
     assert out["clean"]["perplexity"] == pytest.approx(score(lm_run.model, data, metric="perplexity").value)
     curve = out["curves"]["weight_noise_relative"]
     assert curve["metric"] == "perplexity" and "perplexity" in curve["rows"][0]
-    assert out["drops"]["weight_noise_relative_drop@0.5"] == pytest.approx(curve["summary"][1]["mean"]
-                                                                           - curve["clean_accuracy"])
+    assert out["drops"]["weight_noise_relative_drop@0.5"] == pytest.approx(
+        curve["summary"][1]["mean"] - curve["clean_accuracy"]
+    )
     assert out["drops"]["weight_noise_relative_drop@0.5"] > 0  # noise makes perplexity worse: a positive drop
 
 
@@ -331,15 +399,19 @@ def test_regression_metrics_train_with_mean_squared_error():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(120, 3, generator=g)
     y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(120, generator=g)
-    data = DatasetSplits("line", ArrayDataset(x[:80], y[:80]), ArrayDataset(x[:0], y[:0]),
-                         ArrayDataset(x[80:], y[80:]), 1, (1, 1, 3))
+    data = DatasetSplits(
+        "line", ArrayDataset(x[:80], y[:80]), ArrayDataset(x[:0], y[:0]), ArrayDataset(x[80:], y[80:]), 1, (1, 1, 3)
+    )
     torch.manual_seed(0)
-    run = train(nn.Linear(3, 1), data, optimizer="sgd", epochs=20, batch_size=16, lr=0.05, seed=0,
-                progress=False, metric="r2")
+    run = train(
+        nn.Linear(3, 1), data, optimizer="sgd", epochs=20, batch_size=16, lr=0.05, seed=0, progress=False, metric="r2"
+    )
     last = run.metrics[-1]
     assert last["test_r2"] > 0.95 and last["train_r2"] > 0.9
     predicted = run.model(x[80:]).squeeze(-1)
-    assert last["test_loss"] == pytest.approx(float(((predicted.detach() - y[80:]) ** 2).mean()), rel=1e-5)  # MSE, not CE
+    assert last["test_loss"] == pytest.approx(
+        float(((predicted.detach() - y[80:]) ** 2).mean()), rel=1e-5
+    )  # MSE, not CE
     assert task_loss("mse") is task_loss("r2")
 
 
@@ -348,9 +420,25 @@ def test_regression_metrics_train_with_mean_squared_error():
 
 def test_old_results_read_as_accuracy_rows(tmp_path):
     old_columns = [c for c in RESULT_COLUMNS if c not in ("metric", "higher_is_better", "value", "digital_value")]
-    old = [{"run": "a", "optimizer": "sgd", "model": "mlp", "dataset": "digits", "faults": "", "preset": "pcm",
-            "preset_hash": "h", "t_seconds": 1.0, "repeat": 0, "seed": 7, "accuracy": 0.9, "loss": 0.3,
-            "digital_accuracy": 0.95, "n_samples": 10, "backend": "fast"}]
+    old = [
+        {
+            "run": "a",
+            "optimizer": "sgd",
+            "model": "mlp",
+            "dataset": "digits",
+            "faults": "",
+            "preset": "pcm",
+            "preset_hash": "h",
+            "t_seconds": 1.0,
+            "repeat": 0,
+            "seed": 7,
+            "accuracy": 0.9,
+            "loss": 0.3,
+            "digital_accuracy": 0.95,
+            "n_samples": 10,
+            "backend": "fast",
+        }
+    ]
     write_rows(tmp_path / "results.csv", old, old_columns)
     (row,) = read_rows(tmp_path / "results.csv")
     assert (row["metric"], row["value"], row["digital_value"], row["higher_is_better"]) == ("accuracy", 0.9, 0.95, True)
@@ -364,9 +452,22 @@ def test_old_results_read_as_accuracy_rows(tmp_path):
 
 def test_a_custom_metric_keeps_its_direction_in_reports():
     lower = Metric("errors", False, lambda p, t: (int((p.argmax(-1) != t).sum()), len(t)))
-    rows = [{"run": run, "optimizer": "sgd", "faults": "", "preset": "pcm", "preset_hash": "h", "t_seconds": 1.0,
-             "repeat": 0, "metric": "errors", "higher_is_better": False, "value": v, "digital_value": 0.1}
-            for run, v in (("a", 0.2), ("b", 0.3))]
+    rows = [
+        {
+            "run": run,
+            "optimizer": "sgd",
+            "faults": "",
+            "preset": "pcm",
+            "preset_hash": "h",
+            "t_seconds": 1.0,
+            "repeat": 0,
+            "metric": "errors",
+            "higher_is_better": False,
+            "value": v,
+            "digital_value": 0.1,
+        }
+        for run, v in (("a", 0.2), ("b", 0.3))
+    ]
     table = markdown_table(summarize(rows), "pcm")
     assert "**0.2 ± 0**" in table and "**0.3" not in table
     assert lower.description == "errors (lower is better)"
@@ -378,12 +479,47 @@ def test_a_custom_metric_keeps_its_direction_in_reports():
 def test_cli_metric_flag(digits_run, digits, tmp_path, capsys):
     from analogsam.cli import main
 
-    assert main(["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "bad"),
-                 "--metric", "f1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "bad"),
+                "--metric",
+                "f1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown metric 'f1'") and "\n" not in err
-    assert main(["evaluate", str(digits_run.path), "--preset", "pcm", "--times", "1s", "--repeats", "1",
-                 "--metric", "top3", "--out", str(tmp_path / "top3"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(digits_run.path),
+                "--preset",
+                "pcm",
+                "--times",
+                "1s",
+                "--repeats",
+                "1",
+                "--metric",
+                "top3",
+                "--out",
+                str(tmp_path / "top3"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "preset pcm (top-3 accuracy % (higher is better)" in capsys.readouterr().out
     rows = read_rows(tmp_path / "top3" / "results.csv")
     assert {r["metric"] for r in rows} == {"top3"} and all(r["accuracy"] is None for r in rows)

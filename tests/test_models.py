@@ -8,8 +8,10 @@ from analogsam.models import build_model, make_spec, model_names
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("name,channels,size", [("mlp", 1, 28), ("lenet5", 1, 28), ("lenet5", 1, 8),
-                                                 ("resnet20", 3, 32), ("resnet32", 3, 32), ("vgg8", 3, 32)])
+@pytest.mark.parametrize(
+    "name,channels,size",
+    [("mlp", 1, 28), ("lenet5", 1, 28), ("lenet5", 1, 8), ("resnet20", 3, 32), ("resnet32", 3, 32), ("vgg8", 3, 32)],
+)
 def test_models_build_and_run(name, channels, size):
     model = build_model(make_spec(name, in_channels=channels, num_classes=7, input_size=size))
     assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
@@ -60,11 +62,16 @@ def test_new_models_parameter_counts_are_the_documented_ones():
     import analogsam.models.recurrent as recurrent
     import analogsam.models.transformer as transformer
 
-    counts = {name: _count(build_model(make_spec(name, in_channels=1, num_classes=10, input_size=28)))
-              for name in NEW_MODELS}
+    counts = {
+        name: _count(build_model(make_spec(name, in_channels=1, num_classes=10, input_size=28))) for name in NEW_MODELS
+    }
     assert counts == {"dscnn": 27914, "mobilenet-tiny": 38474, "vit-tiny": 72074, "lstm": 82186}
-    docs = {"dscnn": mobile.__doc__, "mobilenet-tiny": mobile.__doc__, "vit-tiny": transformer.__doc__,
-            "lstm": recurrent.__doc__}
+    docs = {
+        "dscnn": mobile.__doc__,
+        "mobilenet-tiny": mobile.__doc__,
+        "vit-tiny": transformer.__doc__,
+        "lstm": recurrent.__doc__,
+    }
     for name, count in counts.items():
         assert f"{count:,d} parameters" in " ".join(docs[name].split()), name
 
@@ -119,13 +126,16 @@ def test_vit_patch_size_must_divide_the_image():
 
 
 # The transformer and the LSTM learn in a couple of digits epochs with AdamW, not with SGD's 0.05.
-@pytest.mark.parametrize("name,optimizer,lr", [("dscnn", "sgd", 0.05), ("mobilenet-tiny", "sgd", 0.05),
-                                               ("vit-tiny", "adamw", 2e-3), ("lstm", "adamw", 2e-3)])
+@pytest.mark.parametrize(
+    "name,optimizer,lr",
+    [("dscnn", "sgd", 0.05), ("mobilenet-tiny", "sgd", 0.05), ("vit-tiny", "adamw", 2e-3), ("lstm", "adamw", 2e-3)],
+)
 def test_new_models_train_on_digits(name, optimizer, lr, digits):
     from analogsam.training import train
 
-    run = train(name, digits, optimizer=optimizer, epochs=2, batch_size=32, lr=lr, weight_decay=0.0, seed=0,
-                progress=False)
+    run = train(
+        name, digits, optimizer=optimizer, epochs=2, batch_size=32, lr=lr, weight_decay=0.0, seed=0, progress=False
+    )
     losses = [m["train_loss"] for m in run.metrics]
     assert losses[-1] < 0.7 * losses[0], losses
     assert run.metrics[-1]["test_accuracy"] > 0.35  # chance is 0.1
@@ -147,8 +157,29 @@ def test_spec_of_a_new_model_rebuilds_it_through_a_checkpoint(tmp_path, digits):
 def test_each_new_model_trains_from_the_command_line(name, tmp_path, capsys):
     from analogsam.cli import main
 
-    assert main(["train", "--data", "digits", "--model", name, "--epochs", "1", "--train-limit", "200",
-                 "--test-limit", "50", "--batch-size", "50", "--out", str(tmp_path / name), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--model",
+                name,
+                "--epochs",
+                "1",
+                "--train-limit",
+                "200",
+                "--test-limit",
+                "50",
+                "--batch-size",
+                "50",
+                "--out",
+                str(tmp_path / name),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "wrote run folder" in capsys.readouterr().out and (tmp_path / name / "checkpoint.pt").exists()
 
 

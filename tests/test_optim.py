@@ -22,8 +22,8 @@ from analogsam.optim import (
     TRAINING_SETTINGS,
     HyperparameterError,
     NonFiniteError,
-    add_optimizer_arguments,
     adaptive_param_groups,
+    add_optimizer_arguments,
     build_method,
     filter_wise_noise,
     frozen_batchnorm_stats,
@@ -37,12 +37,13 @@ from analogsam.optim import (
 from analogsam.optim.hyperparameters import method_flags, optimizer_table_markdown
 from analogsam.optim.methods import DEFAULT_LR
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_mlp(bn: bool = True, hidden: int = 8, d_in: int = 5, classes: int = 3) -> nn.Module:
-    layers = [nn.Linear(d_in, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, classes)]
+    layers = (
+        [nn.Linear(d_in, hidden)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(), nn.Linear(hidden, classes)]
+    )
     return nn.Sequential(*layers)
 
 
@@ -62,6 +63,7 @@ def assert_params_equal(model, reference):
 
 # -- SAM / ASAM / SAMSON against their formulas ----------------------------------------------------
 
+
 class HandModel(nn.Module):
     """A 2x3 weight and a bias: loss = Σ (W x + b − t)² + 0.1 Σ W³, small enough to check by hand."""
 
@@ -75,7 +77,7 @@ class HandModel(nn.Module):
     def loss(self, weight=None, bias=None):
         w = self.weight if weight is None else weight
         b = self.bias if bias is None else bias
-        return ((w @ self.x + b - self.t) ** 2).sum() + 0.1 * (w ** 3).sum()
+        return ((w @ self.x + b - self.t) ** 2).sum() + 0.1 * (w**3).sum()
 
     def grads_at(self, w, b):
         w = w.clone().requires_grad_()
@@ -96,12 +98,15 @@ def expected_eps(kind, w, b, gw, gb, rho, eta=0.01, p=math.inf):
     return rho * tw * tw * gw / denom, rho * tb * tb * gb / denom
 
 
-@pytest.mark.parametrize("kind, cls, kwargs", [
-    ("sam", SAM, {"rho": 0.05}),
-    ("asam", ASAM, {"rho": 0.5, "eta": 0.01}),
-    ("samson", SAMSON, {"rho": 0.2, "eta": 0.01, "p": math.inf}),
-    ("samson", SAMSON, {"rho": 0.2, "eta": 0.01, "p": 2.0}),
-])
+@pytest.mark.parametrize(
+    "kind, cls, kwargs",
+    [
+        ("sam", SAM, {"rho": 0.05}),
+        ("asam", ASAM, {"rho": 0.5, "eta": 0.01}),
+        ("samson", SAMSON, {"rho": 0.2, "eta": 0.01, "p": math.inf}),
+        ("samson", SAMSON, {"rho": 0.2, "eta": 0.01, "p": 2.0}),
+    ],
+)
 def test_two_pass_perturbation_and_update_equal_the_formula(kind, cls, kwargs):
     model = HandModel()
     w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
@@ -138,6 +143,7 @@ def test_step_closure_equals_first_and_second_step():
             loss = b.loss()
             loss.backward()
             return loss
+
         first_loss = opt_b.step(closure)  # no gradient yet: the closure computes the first one too
         assert first_loss is not None
         opt_b.zero_grad()
@@ -151,8 +157,11 @@ def test_adaptive_flag_and_default_weight_rule():
     assert opt._scale(model.bias, opt.param_groups[0]) is None
     torch.testing.assert_close(opt._scale(model.weight, opt.param_groups[0]), model.weight.abs() + 0.01)
     # A group may say otherwise.
-    opt = ASAM([{"params": [model.weight], "adaptive": False}, {"params": [model.bias], "adaptive": True}],
-               torch.optim.SGD, lr=0.1)
+    opt = ASAM(
+        [{"params": [model.weight], "adaptive": False}, {"params": [model.bias], "adaptive": True}],
+        torch.optim.SGD,
+        lr=0.1,
+    )
     assert opt._scale(model.weight, opt.param_groups[0]) is None
     torch.testing.assert_close(opt._scale(model.bias, opt.param_groups[1]), model.bias.abs() + 0.01)
 
@@ -207,6 +216,7 @@ def test_sam_second_step_with_nan_gradient_restores_weights_and_names_step():
 
 # -- BatchNorm --------------------------------------------------------------------------------------
 
+
 def test_frozen_batchnorm_stats_context():
     model = tiny_mlp(bn=True).train()
     x, _ = batch()
@@ -244,6 +254,7 @@ def test_extra_passes_leave_batchnorm_running_stats_alone(name):
 
 # -- non-finite values -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_nan_loss_raises_naming_the_step_and_leaves_weights(name):
     torch.manual_seed(0)
@@ -276,6 +287,7 @@ def test_nan_gradient_with_finite_loss_raises_and_leaves_weights(name):
 
 
 # -- adversarial ---------------------------------------------------------------------------------------
+
 
 def test_attack_stays_in_the_relative_box_and_increases_the_kl():
     torch.manual_seed(0)
@@ -354,6 +366,7 @@ def test_adversarial_forward_noise_trains_at_noisy_weights():
 
 # -- SAF / MESA --------------------------------------------------------------------------------------
 
+
 def test_saf_buffer_holds_the_right_epochs_logits_for_the_right_samples():
     torch.manual_seed(0)
     model = tiny_mlp(bn=False)
@@ -386,9 +399,11 @@ def test_saf_lambda_zero_is_exactly_the_base_optimizer_and_lambda_matters():
     torch.manual_seed(0)
     a = tiny_mlp(bn=True)
     b, c = copy.deepcopy(a), copy.deepcopy(a)
-    methods = [build_method("saf", a, lr=0.1, num_samples=16, saf_lambda=0.0, saf_history=1, saf_start=1),
-               build_method("sgd", b, lr=0.1),
-               build_method("saf", c, lr=0.1, num_samples=16, saf_history=1, saf_start=1)]
+    methods = [
+        build_method("saf", a, lr=0.1, num_samples=16, saf_lambda=0.0, saf_history=1, saf_start=1),
+        build_method("sgd", b, lr=0.1),
+        build_method("saf", c, lr=0.1, num_samples=16, saf_history=1, saf_start=1),
+    ]
     x, y = batch()
     for epoch in range(3):
         for m in methods:
@@ -431,13 +446,15 @@ def test_mesa_ema_follows_its_formula():
 
 # -- noise injection and RWP ------------------------------------------------------------------------
 
+
 def test_noise_injection_steps_the_clean_weights_with_the_noisy_gradient():
     torch.manual_seed(0)
     model = tiny_mlp(bn=False)
     replica = copy.deepcopy(model)
     x, y = batch()
-    method = build_method("noise", model, lr=0.1, momentum=0.0, weight_decay=0.0,
-                          noise_additive=0.05, noise_multiplicative=0.2)
+    method = build_method(
+        "noise", model, lr=0.1, momentum=0.0, weight_decay=0.0, noise_additive=0.05, noise_multiplicative=0.2
+    )
     clean = params_of(replica)
     torch.manual_seed(5)
     method.train_step(x, y, None)
@@ -473,6 +490,7 @@ def test_rwp_alpha_zero_is_exactly_the_base_optimizer():
 
 
 # -- names, hyperparameters, command line -------------------------------------------------------------
+
 
 def test_unknown_name_suggests_the_nearest():
     with pytest.raises(ValueError, match="'sam'") as err:
@@ -517,10 +535,27 @@ def test_command_line_flags():
     parser = argparse.ArgumentParser()
     add_optimizer_arguments(parser)
     text = parser.format_help()
-    for flag in ("--rho", "--eta", "--p", "--beta", "--zeta-attack", "--attack-steps", "--zeta-init",
-                 "--attack-gradient", "--saf-lambda", "--saf-tau", "--saf-history", "--saf-start",
-                 "--mesa-decay", "--noise-additive", "--noise-multiplicative", "--rwp-gamma", "--rwp-alpha",
-                 "--base-optimizer", "--weight-decay"):
+    for flag in (
+        "--rho",
+        "--eta",
+        "--p",
+        "--beta",
+        "--zeta-attack",
+        "--attack-steps",
+        "--zeta-init",
+        "--attack-gradient",
+        "--saf-lambda",
+        "--saf-tau",
+        "--saf-history",
+        "--saf-start",
+        "--mesa-decay",
+        "--noise-additive",
+        "--noise-multiplicative",
+        "--rwp-gamma",
+        "--rwp-alpha",
+        "--base-optimizer",
+        "--weight-decay",
+    ):
         assert flag in text
     args = parser.parse_args(["--optimizer", "samson", "--rho", "0.3", "--p", "2", "--base-optimizer", "adamw"])
     kwargs = method_kwargs_from_args(args)
@@ -542,21 +577,37 @@ def test_command_line_flags():
 def test_declared_defaults_are_the_methods_defaults():
     # the values the methods had before their defaults moved into the declarations
     before = {
-        "sgd": {}, "adamw": {}, "sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01, "scope": "weights"},
+        "sgd": {},
+        "adamw": {},
+        "sam": {"rho": 0.05},
+        "asam": {"rho": 0.5, "eta": 0.01, "scope": "weights"},
         "samson": {"rho": 0.2, "eta": 0.01, "p": "inf", "scope": "weights"},  # scope added later, today's rule
-        "adversarial": {"beta": 0.25, "zeta_attack": 0.1, "attack_steps": 10, "zeta_init": 0.001,
-                        "attack_gradient": "through", "zeta_forward": 0.0},
+        "adversarial": {
+            "beta": 0.25,
+            "zeta_attack": 0.1,
+            "attack_steps": 10,
+            "zeta_init": 0.001,
+            "attack_gradient": "through",
+            "zeta_forward": 0.0,
+        },
         "saf": {"saf_lambda": 0.3, "saf_tau": 5.0, "saf_history": 3, "saf_start": None, "saf_end": None},
-        "mesa": {"mesa_lambda": 0.8, "mesa_tau": 5.0, "mesa_decay": 0.9998, "mesa_start": None,
-                 "mesa_end": None, "mesa_ema_warmup": True},
+        "mesa": {
+            "mesa_lambda": 0.8,
+            "mesa_tau": 5.0,
+            "mesa_decay": 0.9998,
+            "mesa_start": None,
+            "mesa_end": None,
+            "mesa_ema_warmup": True,
+        },
         "noise": {"noise_additive": 0.0175, "noise_multiplicative": 0.0},
         "rwp": {"rwp_gamma": 0.01, "rwp_alpha": 0.5},
     }
     assert {name: hyperparameter_defaults(name) for name in OPTIMIZER_NAMES} == before
     assert DEFAULT_LR == {"sgd": 0.05, "adamw": 1e-3}
-    assert {k: TRAINING_SETTINGS[k].default for k in ("momentum", "weight_decay", "epochs", "batch_size", "seed",
-                                                      "schedule")} == {
-        "momentum": 0.9, "weight_decay": 5e-4, "epochs": 10, "batch_size": 128, "seed": 0, "schedule": "cosine"}
+    assert {
+        k: TRAINING_SETTINGS[k].default
+        for k in ("momentum", "weight_decay", "epochs", "batch_size", "seed", "schedule")
+    } == {"momentum": 0.9, "weight_decay": 5e-4, "epochs": 10, "batch_size": 128, "seed": 0, "schedule": "cosine"}
     import inspect
 
     from analogsam.training import train
@@ -569,7 +620,7 @@ def test_help_states_every_declared_default_and_range():
     parser = argparse.ArgumentParser()
     add_optimizer_arguments(parser)
     text = " ".join(parser.format_help().split())  # argparse wraps lines
-    for hp, users, defaults in method_flags():
+    for hp, _users, defaults in method_flags():
         assert f"{hp.option} " in text and hp.allowed() in text and f"(default: {defaults})" in text, hp.name
     assert "(default: 0.05 sam, 0.5 asam, 0.2 samson)" in text
 

@@ -45,7 +45,7 @@ def test_each_method_learns_digits(name, digits):
         method.begin_epoch(epoch)
         order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(epoch))
         for start in range(0, len(order), BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             loss, logits = method.train_step(x_train[idx], y_train[idx], idx)
             assert loss.dim() == 0 and not loss.requires_grad and logits.shape == (len(idx), 10)
             losses.append(float(loss))

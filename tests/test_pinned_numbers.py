@@ -4,7 +4,6 @@ faulted evaluation, the flatness probes) reproduces the rows pinned in ``tests/d
 import json
 
 import pytest
-
 from pinned_numbers import PIN_FILE, compute
 
 

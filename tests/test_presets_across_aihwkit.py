@@ -41,19 +41,30 @@ def preset_statistics(run, digits) -> dict:
     """{"preset@t": {mean, ci95_low, ci95_high, n, digital_accuracy}} over every shipped preset."""
     cells = {}
     for name in shipped_names():
-        rows = evaluate(run, digits.test.batches(512), name, times=preset_times(name),
-                        repeats=REPEATS, seed=0, backend="aihwkit", progress=False)
+        rows = evaluate(
+            run,
+            digits.test.batches(512),
+            name,
+            times=preset_times(name),
+            repeats=REPEATS,
+            seed=0,
+            backend="aihwkit",
+            progress=False,
+        )
         for s in summarize(rows):
             cells[f"{s['preset']}@{s['t_seconds']:g}"] = {
-                key: s[key] for key in ("mean", "ci95_low", "ci95_high", "n", "digital_accuracy")}
+                key: s[key] for key in ("mean", "ci95_low", "ci95_high", "n", "digital_accuracy")
+            }
     return cells
 
 
 def recorded_versions() -> dict:
     """{aihwkit version: statistics} of the files in tests/data."""
     prefix, suffix = RECORDED.split("{}")
-    return {path.name[len(prefix):-len(suffix)]: json.loads(path.read_text())
-            for path in sorted(DATA.glob(RECORDED.format("*")))}
+    return {
+        path.name[len(prefix) : -len(suffix)]: json.loads(path.read_text())
+        for path in sorted(DATA.glob(RECORDED.format("*")))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -78,4 +89,5 @@ def test_presets_mean_the_same_under_every_recorded_aihwkit(statistics):
             gap = abs(ours["mean"] - theirs["mean"])
             assert gap <= half_widths, (
                 f"{cell}: mean accuracy {ours['mean']:.4f} under aihwkit {installed}, {theirs['mean']:.4f} "
-                f"under {version}, farther apart than their combined 95% CIs ({half_widths:.4f})")
+                f"under {version}, farther apart than their combined 95% CIs ({half_widths:.4f})"
+            )

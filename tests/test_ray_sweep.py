@@ -36,8 +36,14 @@ def local_ray():
     ray = pytest.importorskip("ray")
     saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, object_store_memory=100 * 2**20)  # the runs and batches are tiny
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        object_store_memory=100 * 2**20,
+    )  # the runs and batches are tiny
     yield ray
     ray.shutdown()
     if saved is None:
@@ -52,8 +58,10 @@ def tiny_runs(digits, tmp_path_factory):
     from analogsam.training import train
 
     root = tmp_path_factory.mktemp("ray-runs")
-    return [train("mlp", digits, optimizer=name, epochs=1, batch_size=64, lr=0.05, seed=0, out=root / name,
-                  progress=False) for name in ("sgd", "sam")]
+    return [
+        train("mlp", digits, optimizer=name, epochs=1, batch_size=64, lr=0.05, seed=0, out=root / name, progress=False)
+        for name in ("sgd", "sam")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +99,22 @@ def test_a_resumed_sweep_submits_only_the_missing_cells(local_ray, tiny_runs, se
 
 def test_compare_with_ray_on_the_command_line(local_ray, tiny_runs, serial_rows, tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--presets", "pcm", "--times", "1s,1d",
-                 "--repeats", "3", "--ray", "--out", str(out)])
+    code = main(
+        [
+            "compare",
+            str(tiny_runs[0].path),
+            str(tiny_runs[1].path),
+            "--presets",
+            "pcm",
+            "--times",
+            "1s,1d",
+            "--repeats",
+            "3",
+            "--ray",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr()
     assert f"wrote results: {out / 'results.csv'}" in printed.out
@@ -111,8 +133,10 @@ def test_without_ray_installed_the_flag_says_how_to_install_it(tiny_runs, tmp_pa
     assert not (tmp_path / "cmp").exists()  # refused before anything was made
 
 
-@pytest.mark.parametrize("ray, workers, match", [(5, 1, "ray must be None, True"), ("", 1, "ray must be None"),
-                                                 ("HEAD:6379", 2, "workers=2 sizes a local Ray")])
+@pytest.mark.parametrize(
+    "ray, workers, match",
+    [(5, 1, "ray must be None, True"), ("", 1, "ray must be None"), ("HEAD:6379", 2, "workers=2 sizes a local Ray")],
+)
 def test_bad_ray_settings_are_refused(tiny_runs, ray, workers, match):
     with pytest.raises(InvalidParameterError, match=match):
         sweep(tiny_runs, ray=ray, workers=workers, progress=False, **SETTINGS)
@@ -123,6 +147,5 @@ def test_a_mistake_found_on_a_worker_reads_as_it_would_here(local_ray, tiny_runs
         raise InvalidParameterError("this metric refuses every batch: pass another metric")
 
     with pytest.raises(InvalidParameterError, match="^this metric refuses every batch") as caught:
-        sweep(tiny_runs[:1], presets=["pcm"], times="1s", repeats=2, ray=True, metric=refusing_metric,
-              progress=False)
+        sweep(tiny_runs[:1], presets=["pcm"], times="1s", repeats=2, ray=True, metric=refusing_metric, progress=False)
     assert not isinstance(caught.value, local_ray.exceptions.RayTaskError)  # the worker's error itself, one line

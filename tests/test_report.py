@@ -10,20 +10,42 @@ import pytest
 
 from analogsam.evaluation import summarize, sweep
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, left_out_cells, times_per_preset
-from analogsam.evaluation.report import (NOT_MEASURED, accuracy_figure, markdown_table, summary_tables,
-                                         text_table, write_report)
+from analogsam.evaluation.report import (
+    NOT_MEASURED,
+    accuracy_figure,
+    markdown_table,
+    summary_tables,
+    text_table,
+    write_report,
+)
 from analogsam.hardware.presets import PresetError, load
 
 
 def _row(run, preset, t, accuracy, repeat=0, faults="", digital=0.9):
-    return {"run": run, "optimizer": "sgd", "faults": faults, "preset": preset, "preset_hash": "h", "t_seconds": t,
-            "repeat": repeat, "accuracy": accuracy, "digital_accuracy": digital}
+    return {
+        "run": run,
+        "optimizer": "sgd",
+        "faults": faults,
+        "preset": preset,
+        "preset_hash": "h",
+        "t_seconds": t,
+        "repeat": repeat,
+        "accuracy": accuracy,
+        "digital_accuracy": digital,
+    }
 
 
 # run "a" on pcm at 1 s and 1 h; on rram only at 1 s (1 h is not defined there)
-ROWS = [_row("a", "pcm", 1.0, 0.88), _row("a", "pcm", 1.0, 0.86, repeat=1), _row("a", "pcm", 3600.0, 0.84),
-        _row("a", "pcm", 3600.0, 0.82, repeat=1), _row("a", "rram", 1.0, 0.80), _row("a", "rram", 1.0, 0.78, repeat=1),
-        _row("b", "pcm", 1.0, 0.70, digital=0.75), _row("b", "pcm", 3600.0, 0.65, digital=0.75)]
+ROWS = [
+    _row("a", "pcm", 1.0, 0.88),
+    _row("a", "pcm", 1.0, 0.86, repeat=1),
+    _row("a", "pcm", 3600.0, 0.84),
+    _row("a", "pcm", 3600.0, 0.82, repeat=1),
+    _row("a", "rram", 1.0, 0.80),
+    _row("a", "rram", 1.0, 0.78, repeat=1),
+    _row("b", "pcm", 1.0, 0.70, digital=0.75),
+    _row("b", "pcm", 3600.0, 0.65, digital=0.75),
+]
 
 
 def test_cells_not_measured_show_as_a_dash():
@@ -56,12 +78,15 @@ def test_plot_draws_each_digital_accuracy_dashed_in_its_run_colour():
 
 
 def test_report_leaves_matplotlibs_global_state_alone(tmp_path):
-    code = ("import sys, matplotlib; matplotlib.use('pdf')\n"
-            "from analogsam.evaluation.report import write_report\n"
-            f"write_report(__import__('json').loads({json.dumps(json.dumps(ROWS))}), {str(tmp_path)!r})\n"
-            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            cwd=Path(__file__).parent.parent)
+    code = (
+        "import sys, matplotlib; matplotlib.use('pdf')\n"
+        "from analogsam.evaluation.report import write_report\n"
+        f"write_report(__import__('json').loads({json.dumps(json.dumps(ROWS))}), {str(tmp_path)!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["pdf", "False"]
     assert (tmp_path / "accuracy_vs_time_rram.png").stat().st_size > 0
@@ -70,13 +95,21 @@ def test_report_leaves_matplotlibs_global_state_alone(tmp_path):
 def test_presets_are_measured_at_the_times_they_define(digits_run, digits, tmp_path):
     times = "1s,1h"
     with pytest.warns(LeftOutCellsWarning) as caught:
-        rows = sweep([digits_run], ["pcm", "rram-wan2022"], batches_for=lambda r: digits.test.batches(200),
-                     times=times, repeats=1, progress=False, out=tmp_path / "cmp")
+        rows = sweep(
+            [digits_run],
+            ["pcm", "rram-wan2022"],
+            batches_for=lambda r: digits.test.batches(200),
+            times=times,
+            repeats=1,
+            progress=False,
+            out=tmp_path / "cmp",
+        )
     (notice,) = [str(w.message) for w in caught]
-    assert notice == ("left out, as the preset's noise model is not defined there (shown as —): "
-                      "rram-wan2022 at 1h (defined only at 1s, 1d, 2d)")
-    assert sorted((r["preset"], r["t_seconds"]) for r in rows) == [("pcm", 1.0), ("pcm", 3600.0),
-                                                                    ("rram-wan2022", 1.0)]
+    assert notice == (
+        "left out, as the preset's noise model is not defined there (shown as —): "
+        "rram-wan2022 at 1h (defined only at 1s, 1d, 2d)"
+    )
+    assert sorted((r["preset"], r["t_seconds"]) for r in rows) == [("pcm", 1.0), ("pcm", 3600.0), ("rram-wan2022", 1.0)]
     _, left_out = times_per_preset([load("pcm"), load("rram-wan2022")], [1.0, 3600.0])
     assert describe_left_out(left_out) == notice
     write_report(rows, tmp_path / "cmp", left_out=left_out)
@@ -88,8 +121,14 @@ def test_presets_are_measured_at_the_times_they_define(digits_run, digits, tmp_p
 
 def test_a_preset_that_defines_none_of_the_times_is_refused(digits_run, digits):
     with pytest.raises(PresetError) as refused:
-        sweep([digits_run], ["pcm", "rram-wan2022"], batches_for=lambda r: digits.test.batches(200),
-              times="1h,1y", repeats=1, progress=False)
+        sweep(
+            [digits_run],
+            ["pcm", "rram-wan2022"],
+            batches_for=lambda r: digits.test.batches(200),
+            times="1h,1y",
+            repeats=1,
+            progress=False,
+        )
     message = str(refused.value)
     assert "'rram-wan2022'" in message and "1s, 1d, 2d" in message and "--times 1s,1d,2d" in message
     assert "\n" not in message

@@ -69,8 +69,9 @@ def test_train_or_reuse_always_trains_a_module_it_cannot_name(digits, tmp_path, 
     assert len(calls) == 2 and not (tmp_path / "own" / default.REUSE_RECORD).exists()
 
 
-@pytest.mark.parametrize("bad", [{"seed": -1}, {"repeats": 0}, {"num_batches": 0}, {"batch_size": 0},
-                                 {"test_samples": 0}, {"seed": 1.5}])
+@pytest.mark.parametrize(
+    "bad", [{"seed": -1}, {"repeats": 0}, {"num_batches": 0}, {"batch_size": 0}, {"test_samples": 0}, {"seed": 1.5}]
+)
 def test_analyze_runs_checks_its_counts(digits_run, tmp_path, bad):
     from analogsam.errors import InvalidParameterError
     from analogsam.studies.flatness import analyze_runs

@@ -12,8 +12,16 @@ from analogsam.robustness import roles, sharpness
 def bn_net(seed=0):
     """Conv -> BatchNorm -> ReLU -> Linear -> LayerNorm -> PReLU -> Linear, with non-trivial γ and running stats."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                          nn.Linear(4 * 6 * 6, 16), nn.LayerNorm(16), nn.PReLU(), nn.Linear(16, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 16),
+        nn.LayerNorm(16),
+        nn.PReLU(),
+        nn.Linear(16, 3),
+    )
     with torch.no_grad():
         model[1].weight.uniform_(0.5, 3.0)  # γ far from 1, so scaling it or not changes the metric
         model[1].bias.uniform_(-0.5, 0.5)
@@ -33,11 +41,26 @@ def test_roles_of_each_layer():
     assert [n for n, _ in roles.crossbar_weights(model)] == ["0.weight", "4.weight", "7.weight"]
     assert [n for n, _ in weight_parameters(model)] == ["0.weight", "4.weight", "7.weight"]
     # biases and PReLU's slope are outside normalisation layers; γ/β of BatchNorm and LayerNorm are not
-    assert [n for n, _ in non_norm_parameters(model)] == ["0.weight", "0.bias", "4.weight", "4.bias", "6.weight",
-                                                          "7.weight", "7.bias"]
+    assert [n for n, _ in non_norm_parameters(model)] == [
+        "0.weight",
+        "0.bias",
+        "4.weight",
+        "4.bias",
+        "6.weight",
+        "7.weight",
+        "7.bias",
+    ]
     kinds = [(roles.is_convertible(m), roles.is_digital_by_design(m)) for m in model]
-    assert kinds == [(True, False), (False, True), (False, False), (False, False), (True, False), (False, True),
-                     (False, True), (True, False)]
+    assert kinds == [
+        (True, False),
+        (False, True),
+        (False, False),
+        (False, False),
+        (True, False),
+        (False, True),
+        (False, True),
+        (True, False),
+    ]
     assert roles.is_digital_by_design(nn.Embedding(3, 2)) and not roles.is_convertible(nn.Embedding(3, 2))  # a lookup
 
 
@@ -93,6 +116,8 @@ def test_one_step_adaptive_sharpness_is_the_loss_increase_of_asams_step_on_a_bat
     # The rule of the ASAM authors' code (every tensor named "weight" scaled, γ included) measures
     # something else on this network: the test can tell the two rules apart.
     named_weight = {id(p) for n, p in model.named_parameters() if n.endswith("weight")}
-    by_name = [{"params": [p for p in model.parameters() if id(p) in named_weight], "adaptive": True},
-               {"params": [p for p in model.parameters() if id(p) not in named_weight], "adaptive": False}]
+    by_name = [
+        {"params": [p for p in model.parameters() if id(p) in named_weight], "adaptive": True},
+        {"params": [p for p in model.parameters() if id(p) not in named_weight], "adaptive": False},
+    ]
     assert abs(_asam_one_step_increase(model, x, y, by_name, rho, eta) - optimizer) > 100 * 1e-4 * abs(optimizer)

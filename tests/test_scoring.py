@@ -11,7 +11,7 @@ from analogsam.scoring import score
 def data(seed=0):
     g = torch.Generator().manual_seed(seed)
     x, y = torch.randn(50, 5, generator=g), torch.randint(0, 3, (50,), generator=g)
-    return [(x[i:i + 16], y[i:i + 16]) for i in range(0, 50, 16)]  # unequal last batch
+    return [(x[i : i + 16], y[i : i + 16]) for i in range(0, 50, 16)]  # unequal last batch
 
 
 def model(seed=0):

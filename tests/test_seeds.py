@@ -110,8 +110,12 @@ def test_a_group_sweep_resumes_per_seed(group, digits, tmp_path):
     rows = sweep([group[0]], ["pcm"], repeats=2, **kwargs)
     assert len(rows) == 4
     rows = sweep(group, ["pcm"], repeats=2, **kwargs)  # seed 0 is finished: only seed 1 is measured
-    assert sorted((r["train_seed"], r["repeat"]) for r in rows if r["t_seconds"] == 1.0) == \
-           [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert sorted((r["train_seed"], r["repeat"]) for r in rows if r["t_seconds"] == 1.0) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
     assert len(ResultStore(tmp_path).done) == 4
     back = read_rows(tmp_path / "results.csv")
     assert {(r["train_seed"], r["seed_group"]) for r in back} == {(0, True), (1, True)}
@@ -120,13 +124,36 @@ def test_a_group_sweep_resumes_per_seed(group, digits, tmp_path):
 
 def _synthetic():
     """Two runs x seeds x programmings at one time, with known numbers (digital 0.9 and 0.8)."""
-    values = {("a", 0): [0.80, 0.82, 0.84], ("a", 1): [0.70, 0.72], ("a", 2): [0.90, 0.86],
-              ("b", 0): [0.60, 0.64], ("b", 1): [0.66, 0.70]}
+    values = {
+        ("a", 0): [0.80, 0.82, 0.84],
+        ("a", 1): [0.70, 0.72],
+        ("a", 2): [0.90, 0.86],
+        ("b", 0): [0.60, 0.64],
+        ("b", 1): [0.66, 0.70],
+    }
     digital = {("a", 0): 0.90, ("a", 1): 0.80, ("a", 2): 0.95, ("b", 0): 0.70, ("b", 1): 0.75}
-    return [{"run": run, "optimizer": run, "train_seed": seed, "faults": "", "preset": "pcm", "preset_hash": "h",
-             "metric": "accuracy", "higher_is_better": True, "t_seconds": 1.0, "repeat": k, "value": v,
-             "digital_value": digital[(run, seed)]}
-            for (run, seed), vs in values.items() for k, v in enumerate(vs)], values, digital
+    return (
+        [
+            {
+                "run": run,
+                "optimizer": run,
+                "train_seed": seed,
+                "faults": "",
+                "preset": "pcm",
+                "preset_hash": "h",
+                "metric": "accuracy",
+                "higher_is_better": True,
+                "t_seconds": 1.0,
+                "repeat": k,
+                "value": v,
+                "digital_value": digital[(run, seed)],
+            }
+            for (run, seed), vs in values.items()
+            for k, v in enumerate(vs)
+        ],
+        values,
+        digital,
+    )
 
 
 def test_summarize_seeds_against_a_hand_computation():
@@ -171,12 +198,14 @@ def test_seed_level_test_is_welchs_test_over_the_seed_means():
 
 def test_welch_t_test_textbook_numbers():
     # Example 1 of Wikipedia's "Welch's t-test" article: t = -2.46, 24.9 degrees of freedom, p = 0.021.
-    a, b = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4], \
-           [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+    a, b = (
+        [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4],
+        [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4],
+    )
     t, dof, p = welch_t_test(a, b)
     va, vb = np.var(a, ddof=1) / 15, np.var(b, ddof=1) / 15
     assert t == pytest.approx((np.mean(a) - np.mean(b)) / math.sqrt(va + vb))
-    assert dof == pytest.approx((va + vb) ** 2 / (va ** 2 / 14 + vb ** 2 / 14))
+    assert dof == pytest.approx((va + vb) ** 2 / (va**2 / 14 + vb**2 / 14))
     assert t == pytest.approx(-2.46, abs=0.005) and dof == pytest.approx(24.9, abs=0.1)
     assert p == pytest.approx(0.021, abs=0.0005)
     assert all(math.isnan(x) for x in welch_t_test([1.0], [2.0, 3.0]))
@@ -199,8 +228,19 @@ def test_reports_over_seeds_show_the_interval_and_the_programming_spread():
 
 
 def test_cli_trains_seed_groups_and_compares_them(tmp_path, capsys):
-    common = ["--data", "digits", "--model", "mlp", "--epochs", "1", "--train-limit", "300", "--test-limit", "100",
-              "--quiet"]
+    common = [
+        "--data",
+        "digits",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--quiet",
+    ]
     for name in ("sgd", "sam"):
         assert main(["train", *common, "--optimizer", name, "--seeds", "0,1", "--out", str(tmp_path / name)]) == 0
     checkpoint = tmp_path / "sgd" / "seed-1" / "checkpoint.pt"
@@ -208,8 +248,25 @@ def test_cli_trains_seed_groups_and_compares_them(tmp_path, capsys):
     assert main(["train", *common, "--optimizer", "sgd", "--seeds", "0,1", "--out", str(tmp_path / "sgd")]) == 0
     assert checkpoint.stat().st_mtime_ns == written  # reused, not trained again
     assert "seed 1: test accuracy" in capsys.readouterr().out
-    assert main(["compare", str(tmp_path / "sgd"), str(tmp_path / "sam"), "--presets", "pcm", "--times", "1s,1d",
-                 "--repeats", "2", "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "sgd"),
+                str(tmp_path / "sam"),
+                "--presets",
+                "pcm",
+                "--times",
+                "1s,1d",
+                "--repeats",
+                "2",
+                "--out",
+                str(tmp_path / "cmp"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "95% Student-t confidence interval over seeds" in report and "Drop from the digital accuracy" in report
     assert "| sgd | sgd | 2 |" in report and "σp" in report

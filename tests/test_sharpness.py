@@ -61,7 +61,7 @@ def test_trace_matches_closed_form_within_its_stderr():
     assert r.value == pytest.approx(exact, rel=0.05)
     # Rademacher probes: per-draw variance 2·Σ_{i≠j} A_ij²
     off = A - torch.diag(torch.diag(A))
-    assert r.diagnostics["std"] == pytest.approx(math.sqrt(2 * float((off ** 2).sum())), rel=0.2)
+    assert r.diagnostics["std"] == pytest.approx(math.sqrt(2 * float((off**2).sum())), rel=0.2)
 
 
 def test_trace_exact_for_diagonal_hessian():
@@ -73,7 +73,7 @@ def test_trace_exact_for_diagonal_hessian():
 def test_worst_case_sharpness_of_quadratic_at_minimum():
     rho = 0.3
     r = S.worst_case_sharpness(quadratic(), BATCHES, rho=rho, steps=100, loss_fn=identity_loss)
-    assert r.value == pytest.approx(0.5 * rho ** 2 * 5.0, rel=1e-4)
+    assert r.value == pytest.approx(0.5 * rho**2 * 5.0, rel=1e-4)
     assert r.diagnostics["random_start"]  # the gradient is zero at the minimum
     assert r.diagnostics["perturbation_norm"] == pytest.approx(rho)
 
@@ -96,7 +96,7 @@ def test_first_adaptive_step_is_asams_epsilon():
     # T = |w| + η scales crossbar weights (matrices), as in the ASAM optimizer: give the weight two dimensions.
     r = S.adaptive_sharpness(quadratic(w.view(2, 3), A), BATCHES, rho=rho, steps=1, eta=eta, loss_fn=identity_loss)
     g, t = A @ w, w.abs() + eta
-    eps = rho * t ** 2 * g / (t * g).norm()
+    eps = rho * t**2 * g / (t * g).norm()
     expected = 0.5 * (w + eps) @ A @ (w + eps) - 0.5 * w @ A @ w
     assert r.value == pytest.approx(float(expected), rel=1e-10)
 
@@ -121,11 +121,12 @@ def test_average_sharpness_matches_closed_form():
     sigma = 0.2
     r = S.average_sharpness(quadratic(w, A), BATCHES, sigma=sigma, draws=2000, loss_fn=identity_loss)
     # E[½(w+ε)ᵀA(w+ε)] − ½wᵀAw = ½ Σ A_ii σ² w_i² for ε = |w|·σ·N(0, 1)
-    exact = 0.5 * float((torch.diag(A) * sigma ** 2 * w ** 2).sum())
+    exact = 0.5 * float((torch.diag(A) * sigma**2 * w**2).sum())
     assert abs(r.value - exact) < 4 * r.stderr
-    absolute = S.average_sharpness(quadratic(w, A), BATCHES, sigma=sigma, draws=2000, relative=False,
-                                   loss_fn=identity_loss)
-    assert abs(absolute.value - 0.5 * sigma ** 2 * float(EIGENVALUES.sum())) < 4 * absolute.stderr
+    absolute = S.average_sharpness(
+        quadratic(w, A), BATCHES, sigma=sigma, draws=2000, relative=False, loss_fn=identity_loss
+    )
+    assert abs(absolute.value - 0.5 * sigma**2 * float(EIGENVALUES.sum())) < 4 * absolute.stderr
 
 
 def small_net():
@@ -162,16 +163,14 @@ def test_eval_mode_and_num_batches():
     batches = [(torch.randn(8, 6), torch.randint(0, 3, (8,))) for _ in range(4)]
     # eval mode: dropout off, so two calls agree exactly, and only the first two batches count
     a = S.hessian_trace(model, batches, draws=3, num_batches=2)
-    b = S.hessian_trace(model, batches[:2] + [(torch.randn(8, 6), torch.randint(0, 3, (8,)))], draws=3,
-                        num_batches=2)
+    b = S.hessian_trace(model, batches[:2] + [(torch.randn(8, 6), torch.randint(0, 3, (8,)))], draws=3, num_batches=2)
     assert a.value == b.value and a.settings["num_batches"] == 2
 
 
 def test_accepts_a_shuffling_dataloader():
     from torch.utils.data import DataLoader, TensorDataset
 
-    loader = DataLoader(TensorDataset(torch.randn(40, 6), torch.randint(0, 3, (40,))), batch_size=16,
-                        shuffle=True)
+    loader = DataLoader(TensorDataset(torch.randn(40, 6), torch.randint(0, 3, (40,))), batch_size=16, shuffle=True)
     r = S.worst_case_sharpness(small_net(), loader, steps=2)
     assert r.settings["num_batches"] == 3 and r.settings["n_samples"] == 40 and r.value >= 0
 
@@ -187,16 +186,19 @@ def test_seed_reproducible_and_weights_subset():
     assert w.settings["n_parameters"] == 6 * 12 + 12 * 3
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m, b: S.worst_case_sharpness(m, b, rho=-0.1), "rho"),
-    (lambda m, b: S.worst_case_sharpness(m, b, steps=0), "steps"),
-    (lambda m, b: S.adaptive_sharpness(m, b, eta=-1), "eta"),
-    (lambda m, b: S.average_sharpness(m, b, draws=0), "draws"),
-    (lambda m, b: S.hessian_trace(m, b, num_batches=0), "num_batches"),
-    (lambda m, b: S.hessian_trace(m, b, parameters="biases"), "parameters"),
-    (lambda m, b: S.hessian_trace(m, [], draws=2), "empty"),
-    (lambda m, b: S.hessian_trace(m, b[0], draws=2), "not one pair"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, b: S.worst_case_sharpness(m, b, rho=-0.1), "rho"),
+        (lambda m, b: S.worst_case_sharpness(m, b, steps=0), "steps"),
+        (lambda m, b: S.adaptive_sharpness(m, b, eta=-1), "eta"),
+        (lambda m, b: S.average_sharpness(m, b, draws=0), "draws"),
+        (lambda m, b: S.hessian_trace(m, b, num_batches=0), "num_batches"),
+        (lambda m, b: S.hessian_trace(m, b, parameters="biases"), "parameters"),
+        (lambda m, b: S.hessian_trace(m, [], draws=2), "empty"),
+        (lambda m, b: S.hessian_trace(m, b[0], draws=2), "not one pair"),
+    ],
+)
 def test_clear_errors(call, message):
     model = small_net()
     with pytest.raises(ValueError, match=message):

@@ -9,7 +9,8 @@ from analogsam.evaluation import evaluate, sweep
 from analogsam.evaluation.store import ResultStore, read_rows
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
-from analogsam.hardware.fast import FastAnalogForward, tile as tile_module
+from analogsam.hardware.fast import FastAnalogForward
+from analogsam.hardware.fast import tile as tile_module
 from analogsam.models import build_model, make_spec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,8 +80,9 @@ def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise, ba
 def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name, batched):
     """Grouped 1-D convolutions, attention and an LSTM: each analog layer finds the stacked samples."""
     torch.manual_seed(0)
-    analog = convert(build_model(make_spec(name, in_channels=1, num_classes=10, input_size=8)).eval(),
-                     presets.load("pcm"))
+    analog = convert(
+        build_model(make_spec(name, in_channels=1, num_classes=10, input_size=8)).eval(), presets.load("pcm")
+    )
     engine = FastAnalogForward(analog)
     x = torch.randn(30, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     states, references = _states_and_references(engine, analog, x)
@@ -116,11 +118,18 @@ def _rows_without_noise_floats(rows):
 def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path):
     model, _ = _model("lenet5")
     batches = list(digits.test.batches(150))
-    kwargs = dict(times=list(TIMES), repeats=3, seed=4, progress=False, backend="fast",
-                  overrides=QUIET if noise == "off" else None)
+    kwargs = dict(
+        times=list(TIMES),
+        repeats=3,
+        seed=4,
+        progress=False,
+        backend="fast",
+        overrides=QUIET if noise == "off" else None,
+    )
     one_by_one = evaluate(model, batches, "pcm", store=ResultStore(tmp_path / "one"), **kwargs)
-    stacked = evaluate(model, batches, "pcm", repeats_per_pass=2, store=ResultStore(tmp_path / "stacked"),
-                       **kwargs)  # passes of 2 and 1 repeats
+    stacked = evaluate(
+        model, batches, "pcm", repeats_per_pass=2, store=ResultStore(tmp_path / "stacked"), **kwargs
+    )  # passes of 2 and 1 repeats
     assert _rows_without_noise_floats(stacked) == _rows_without_noise_floats(one_by_one)
     stored = {name: read_rows(ResultStore(tmp_path / name).path) for name in ("one", "stacked")}
     assert len(stored["one"]) == 6
@@ -134,8 +143,9 @@ def test_a_killed_stacked_evaluation_resumes_to_the_same_rows(digits, tmp_path, 
 
     model, _ = _model("lenet5")
     batches = list(digits.test.batches(200))
-    kwargs = dict(times=list(TIMES), repeats=3, seed=0, progress=False, backend="fast", repeats_per_pass=2,
-                  batch_size=200)  # two batches of the 359 test images per pass
+    kwargs = dict(
+        times=list(TIMES), repeats=3, seed=0, progress=False, backend="fast", repeats_per_pass=2, batch_size=200
+    )  # two batches of the 359 test images per pass
     reference = evaluate(model, batches, "pcm", **kwargs)
 
     store = ResultStore(tmp_path / "results")
@@ -157,14 +167,14 @@ def test_a_killed_stacked_evaluation_resumes_to_the_same_rows(digits, tmp_path, 
     assert [r["repeat"] for r in resumed] == [2, 2]  # only the missing cell was measured
     stored = read_rows(store.path)
     key = lambda r: (int(r["repeat"]), float(r["t_seconds"]))  # noqa: E731
-    assert [(key(r), int(r["seed"]), float(r["accuracy"])) for r in sorted(stored, key=key)] == \
-        [(key(r), r["seed"], pytest.approx(r["accuracy"])) for r in reference]
+    assert [(key(r), int(r["seed"]), float(r["accuracy"])) for r in sorted(stored, key=key)] == [
+        (key(r), r["seed"], pytest.approx(r["accuracy"])) for r in reference
+    ]
 
 
 def test_sweep_passes_repeats_per_pass_and_checks_it(digits_run, digits):
     batches = lambda run: list(digits.test.batches(200))  # noqa: E731
-    kwargs = dict(batches_for=batches, times=[1.0], repeats=2, progress=False, backend="fast",
-                  overrides=QUIET)
+    kwargs = dict(batches_for=batches, times=[1.0], repeats=2, progress=False, backend="fast", overrides=QUIET)
     stacked = sweep([digits_run], ["pcm"], repeats_per_pass=2, **kwargs)
     one_by_one = sweep([digits_run], ["pcm"], **kwargs)
     assert _rows_without_noise_floats(stacked) == _rows_without_noise_floats(one_by_one)
@@ -220,6 +230,5 @@ def test_state_by_state_keeps_each_generators_order_and_joins_structured_outputs
     states, references = _states_and_references(engine, analog, x)
     out = engine.forward_stacked(x, states, batched=False)
     assert set(out) == {"logits", "extra"} and out["extra"][1] is None
-    for block, sums, reference in zip(out["logits"].chunk(len(states)), out["extra"][0].chunk(len(states)),
-                                      references):
+    for block, sums, reference in zip(out["logits"].chunk(len(states)), out["extra"][0].chunk(len(states)), references):
         assert torch.equal(block, reference["logits"]) and torch.equal(sums, reference["extra"][0])

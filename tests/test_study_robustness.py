@@ -36,8 +36,10 @@ def test_quick_study_reports_every_method_over_seeds_and_resumes(tmp_path, capsy
         for seed in QUICK.seeds:
             config = json.loads((out / "train" / label / f"seed-{seed}" / "config.json").read_text())
             assert config["seed"] == seed and config["epochs"] == QUICK.epochs
-    assert json.loads((out / "train" / "asam-all" / "seed-0" / "config.json").read_text())[
-        "optimizer_hparams"]["scope"] == "all"
+    assert (
+        json.loads((out / "train" / "asam-all" / "seed-0" / "config.json").read_text())["optimizer_hparams"]["scope"]
+        == "all"
+    )
 
     rows = [r for preset, _ in QUICK.presets for r in read_rows(out / "eval" / preset / "results.csv")]
     n_times = sum(len(times) for _, times in QUICK.presets)

@@ -77,8 +77,12 @@ def test_text_errors_name_the_file_and_what_to_do(tmp_path, text_file):
         load_dataset("text", root=binary)
     with pytest.raises(DatasetFormatError, match="fewer than seq_len \\+ 1"):
         load_dataset("text", root=text_file, seq_len=500)
-    for options, name in (({"seq_len": 0}, "seq_len"), ({"test_fraction": 0.0}, "test_fraction"),
-                          ({"test_fraction": 0.7}, "test_fraction"), ({"val_fraction": 0.6}, "val_fraction")):
+    for options, name in (
+        ({"seq_len": 0}, "seq_len"),
+        ({"test_fraction": 0.0}, "test_fraction"),
+        ({"test_fraction": 0.7}, "test_fraction"),
+        ({"val_fraction": 0.6}, "val_fraction"),
+    ):
         with pytest.raises(InvalidParameterError, match=name):
             load_dataset("text", root=text_file, **options)
     with pytest.raises(InvalidParameterError, match="options of the text dataset only"):
@@ -107,8 +111,19 @@ def test_char_lm_trains_on_a_text_and_its_checkpoint_decodes(tmp_path, text_file
     from analogsam.training import load_run, run_test_data, train
 
     data = load_text(text_file, seq_len=32)
-    run = train("char-lm", data, optimizer="adamw", epochs=4, batch_size=8, lr=1e-2, weight_decay=0.0, seed=0,
-                progress=False, out=tmp_path / "lm", data_options={"root": text_file, "seq_len": 32})
+    run = train(
+        "char-lm",
+        data,
+        optimizer="adamw",
+        epochs=4,
+        batch_size=8,
+        lr=1e-2,
+        weight_decay=0.0,
+        seed=0,
+        progress=False,
+        out=tmp_path / "lm",
+        data_options={"root": text_file, "seq_len": 32},
+    )
     losses = [m["train_loss"] for m in run.metrics]
     assert losses[-1] < 0.6 * losses[0], losses  # per-token cross-entropy
     assert run.metrics[-1]["test_accuracy"] > 0.5  # next-character accuracy on the text's last part
@@ -130,8 +145,18 @@ def test_every_token_is_a_sample_of_the_optimizers(text_file):
     from analogsam.training import train
 
     data = load_text(text_file, seq_len=32)
-    run = train("char-lm", data, optimizer="saf", epochs=2, batch_size=16, lr=0.5, seed=0, progress=False,
-                saf_history=1, saf_start=1)
+    run = train(
+        "char-lm",
+        data,
+        optimizer="saf",
+        epochs=2,
+        batch_size=16,
+        lr=0.5,
+        seed=0,
+        progress=False,
+        saf_history=1,
+        saf_start=1,
+    )
     assert all(torch.isfinite(torch.tensor(m["train_loss"])) for m in run.metrics)
     assert run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]
 
@@ -141,13 +166,52 @@ def test_char_lm_from_the_command_line(tmp_path, text_file, capsys):
     from analogsam.training import load_run
 
     out = tmp_path / "cli-lm"
-    assert main(["train", "--model", "char-lm", "--data", "text", "--data-root", str(text_file), "--seq-len", "24",
-                 "--optimizer", "adamw", "--lr", "0.01", "--epochs", "2", "--batch-size", "8", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "char-lm",
+                "--data",
+                "text",
+                "--data-root",
+                str(text_file),
+                "--seq-len",
+                "24",
+                "--optimizer",
+                "adamw",
+                "--lr",
+                "0.01",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "wrote run folder" in capsys.readouterr().out
     run = load_run(out)
     assert run.config["dataset"] == "text" and run.config["data_options"]["seq_len"] == 24
     assert run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]
-    assert main(["train", "--model", "lenet5", "--data", "text", "--data-root", str(text_file),
-                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "lenet5",
+                "--data",
+                "text",
+                "--data-root",
+                str(text_file),
+                "--out",
+                str(tmp_path / "bad"),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "reads images, not text" in capsys.readouterr().err

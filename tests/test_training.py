@@ -39,8 +39,14 @@ def test_same_seed_same_weights(digits):
 def test_nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(digits, tmp_path):
     poisoned_x = digits.train.x.clone()
     poisoned_x[-40:] = float("nan")
-    data = DatasetSplits("digits", ArrayDataset(poisoned_x, digits.train.y), digits.val, digits.test,
-                         digits.num_classes, digits.input_shape)
+    data = DatasetSplits(
+        "digits",
+        ArrayDataset(poisoned_x, digits.train.y),
+        digits.val,
+        digits.test,
+        digits.num_classes,
+        digits.input_shape,
+    )
     with pytest.raises(NonFiniteError, match="epoch 1"):
         train("mlp", data, optimizer="sgd", epochs=2, progress=False, out=tmp_path / "nan")
     assert not (tmp_path / "nan" / "checkpoint.pt").exists()  # no NaN weights were saved

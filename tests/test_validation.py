@@ -43,16 +43,25 @@ def invalid_values(hp: Hyperparameter) -> list[tuple[str, object]]:
     return cases
 
 
-METHOD_CASES = [pytest.param(name, hp, value, id=f"{name}-{hp.name}-{label}")
-                for name, spec in METHODS.items() for hp in spec.hyperparameters
-                for label, value in invalid_values(hp)]
+METHOD_CASES = [
+    pytest.param(name, hp, value, id=f"{name}-{hp.name}-{label}")
+    for name, spec in METHODS.items()
+    for hp in spec.hyperparameters
+    for label, value in invalid_values(hp)
+]
 # the base optimizer's settings apply to every method; "base" only to the methods that have one
-BASE_CASES = [pytest.param(name, TRAINING_SETTINGS[s], value, id=f"{name}-{s}-{label}")
-              for name in OPTIMIZER_NAMES for s in ("lr", "momentum", "weight_decay", "base")
-              if not (s == "base" and name in ("sgd", "adamw"))
-              for label, value in invalid_values(TRAINING_SETTINGS[s])]
-TRAIN_CASES = [pytest.param(hp, value, id=f"{hp.name}-{label}")
-               for hp in TRAINING_SETTINGS.values() for label, value in invalid_values(hp)]
+BASE_CASES = [
+    pytest.param(name, TRAINING_SETTINGS[s], value, id=f"{name}-{s}-{label}")
+    for name in OPTIMIZER_NAMES
+    for s in ("lr", "momentum", "weight_decay", "base")
+    if not (s == "base" and name in ("sgd", "adamw"))
+    for label, value in invalid_values(TRAINING_SETTINGS[s])
+]
+TRAIN_CASES = [
+    pytest.param(hp, value, id=f"{hp.name}-{label}")
+    for hp in TRAINING_SETTINGS.values()
+    for label, value in invalid_values(hp)
+]
 
 
 def tiny_model() -> nn.Module:
@@ -109,9 +118,11 @@ def test_the_torch_optimizers_check_their_declarations():
     from analogsam.optim import ASAM, SAM, SAMSON
 
     params = tiny_model().parameters
-    for make, name in ((lambda: SAM(params(), torch.optim.SGD, rho=-1, lr=0.1), "rho"),
-                       (lambda: ASAM(params(), torch.optim.SGD, eta=math.nan, lr=0.1), "eta"),
-                       (lambda: SAMSON(params(), torch.optim.SGD, p=0.5, lr=0.1), "p")):
+    for make, name in (
+        (lambda: SAM(params(), torch.optim.SGD, rho=-1, lr=0.1), "rho"),
+        (lambda: ASAM(params(), torch.optim.SGD, eta=math.nan, lr=0.1), "eta"),
+        (lambda: SAMSON(params(), torch.optim.SGD, p=0.5, lr=0.1), "p"),
+    ):
         with pytest.raises(InvalidParameterError) as err:
             make()
         assert_names(err, name)
@@ -127,9 +138,20 @@ def test_valid_edge_values_pass():
 
 # -- the evaluation and analysis entry points ------------------------------------------------------
 
-EVALUATE_CASES = [("repeats", 0), ("repeats", 1.5), ("repeats", "2"), ("seed", -1), ("seed", "0"),
-                  ("seed", 1.5), ("batch_size", 0), ("batch_size", "100"), ("backend", "gpu"),
-                  ("times", "-1s"), ("times", "soon"), ("times", [])]
+EVALUATE_CASES = [
+    ("repeats", 0),
+    ("repeats", 1.5),
+    ("repeats", "2"),
+    ("seed", -1),
+    ("seed", "0"),
+    ("seed", 1.5),
+    ("batch_size", 0),
+    ("batch_size", "100"),
+    ("backend", "gpu"),
+    ("times", "-1s"),
+    ("times", "soon"),
+    ("times", []),
+]
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +167,17 @@ def test_evaluate_refuses(name, value, digits_run, few_test_batches):
     assert_names(err, name)
 
 
-SWEEP_CASES = [("repeats", 0), ("repeats", "2"), ("seed", -1), ("seed", "0"), ("workers", 0), ("workers", 1.5),
-               ("backend", "gpu"), ("times", "-1s"), ("times", "soon")]
+SWEEP_CASES = [
+    ("repeats", 0),
+    ("repeats", "2"),
+    ("seed", -1),
+    ("seed", "0"),
+    ("workers", 0),
+    ("workers", 1.5),
+    ("backend", "gpu"),
+    ("times", "-1s"),
+    ("times", "soon"),
+]
 
 
 @pytest.mark.parametrize("name, value", SWEEP_CASES, ids=[f"{n}-{v!r}" for n, v in SWEEP_CASES])
@@ -159,16 +190,34 @@ def test_sweep_refuses(name, value, digits_run, few_test_batches, tmp_path):
     assert_names(err, name)
 
 
-ANALYZE_CASES = [("repeats", 0), ("repeats", "2"), ("num_batches", 0), ("num_batches", 1.5), ("batch_size", 0),
-                 ("batch_size", "64"), ("seed", -1), ("seed", "0")]
+ANALYZE_CASES = [
+    ("repeats", 0),
+    ("repeats", "2"),
+    ("num_batches", 0),
+    ("num_batches", 1.5),
+    ("batch_size", 0),
+    ("batch_size", "64"),
+    ("seed", -1),
+    ("seed", "0"),
+]
 
 
 @pytest.mark.parametrize("name, value", ANALYZE_CASES, ids=[f"{n}-{v!r}" for n, v in ANALYZE_CASES])
 def test_analyze_runs_refuses(name, value, digits_run, tmp_path):
     from analogsam.studies.flatness import analyze_runs
 
-    settings = dict(preset="ideal", t="1s", repeats=1, num_batches=1, batch_size=16, test_samples=40, quick=True,
-                    metrics=["worst_case_sharpness"], curves=["weight_noise_relative"], progress=False)
+    settings = dict(
+        preset="ideal",
+        t="1s",
+        repeats=1,
+        num_batches=1,
+        batch_size=16,
+        test_samples=40,
+        quick=True,
+        metrics=["worst_case_sharpness"],
+        curves=["weight_noise_relative"],
+        progress=False,
+    )
     settings[name] = value
     with pytest.raises(AnalogsamError) as err:
         analyze_runs([digits_run.path], tmp_path / "analysis", **settings)

@@ -63,6 +63,8 @@ def test_one_draw_per_call_whatever_the_levels_and_w_untouched():
 def test_combined_noise_has_the_summed_variance():
     w = torch.full((200, 200), 0.5)
     w[0, 0] = 2.0  # max|w|
-    eps = gaussian_weight_noise(w, relative=0.2, additive=0.05, absolute=0.03, generator=torch.Generator().manual_seed(1))
-    expected = (0.2 * 0.5) ** 2 + (0.05 * 2.0) ** 2 + 0.03 ** 2
+    eps = gaussian_weight_noise(
+        w, relative=0.2, additive=0.05, absolute=0.03, generator=torch.Generator().manual_seed(1)
+    )
+    expected = (0.2 * 0.5) ** 2 + (0.05 * 2.0) ** 2 + 0.03**2
     assert float(eps[1:].var()) == pytest.approx(expected, rel=0.03)

@@ -9,5 +9,18 @@ from analogsam.evaluation.statistics import seed_level_test, summarize, summariz
 from analogsam.evaluation.store import ResultStore, fault_label, read_rows
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 
-__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "ResultStore", "derive_seed", "evaluate", "fault_label", "format_time",
-           "parse_times", "read_rows", "seed_level_test", "summarize", "summarize_seeds", "sweep"]
+__all__ = [
+    "DEFAULT_REPEATS",
+    "DEFAULT_TIMES",
+    "ResultStore",
+    "derive_seed",
+    "evaluate",
+    "fault_label",
+    "format_time",
+    "parse_times",
+    "read_rows",
+    "seed_level_test",
+    "summarize",
+    "summarize_seeds",
+    "sweep",
+]

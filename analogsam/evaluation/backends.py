@@ -179,14 +179,15 @@ def check_backend_device(backend: str, device: str | torch.device | None = None)
         return torch.device("cpu")
     device = resolve_device(device)
     if backend == "aihwkit" and device.type != "cpu":
-        raise InvalidParameterError(f"backend='aihwkit' cannot run on {device}: aihwkit's wheels have no CUDA "
-                                    "tiles (analogsam runs them on the CPU); pass backend='fast' or 'auto' "
-                                    "(the fast engine on the GPU), or device='cpu'")
+        raise InvalidParameterError(
+            f"backend='aihwkit' cannot run on {device}: aihwkit's wheels have no CUDA "
+            "tiles (analogsam runs them on the CPU); pass backend='fast' or 'auto' "
+            "(the fast engine on the GPU), or device='cpu'"
+        )
     return device
 
 
-def make_backend(analog_model: nn.Module, backend: str = "auto",
-                 device: str | torch.device | None = None) -> Backend:
+def make_backend(analog_model: nn.Module, backend: str = "auto", device: str | torch.device | None = None) -> Backend:
     """The backend that measures ``analog_model`` (a network converted to aihwkit tiles) on ``device``.
 
     ``"fast"``: the fast engine, or :class:`~analogsam.hardware.fast.FastPathUnsupported` naming
@@ -213,12 +214,20 @@ def make_backend(analog_model: nn.Module, backend: str = "auto",
     if reason is None:
         return FastBackend(analog_model, resolved)
     if backend == "auto" and asks_for_accelerator(device, resolved):
-        raise FastPathUnsupported(f"backend='auto' on {resolved} needs the fast engine, which cannot replay "
-                                  f"this network's analog tiles: {reason}; pass device='cpu' to measure with "
-                                  "aihwkit's C++ tiles")
+        raise FastPathUnsupported(
+            f"backend='auto' on {resolved} needs the fast engine, which cannot replay "
+            f"this network's analog tiles: {reason}; pass device='cpu' to measure with "
+            "aihwkit's C++ tiles"
+        )
     if backend == "fast":
-        raise FastPathUnsupported(f"backend='fast' cannot replay this network's analog tiles: {reason}; "
-                                  "use backend='auto' or 'aihwkit' (aihwkit's C++ tiles)")
-    warnings.warn(f"backend='auto' measures with aihwkit's C++ tiles, whose forward noise is not seeded, "
-                  f"because the fast engine cannot replay them: {reason}", BackendFallbackWarning, stacklevel=2)
+        raise FastPathUnsupported(
+            f"backend='fast' cannot replay this network's analog tiles: {reason}; "
+            "use backend='auto' or 'aihwkit' (aihwkit's C++ tiles)"
+        )
+    warnings.warn(
+        f"backend='auto' measures with aihwkit's C++ tiles, whose forward noise is not seeded, "
+        f"because the fast engine cannot replay them: {reason}",
+        BackendFallbackWarning,
+        stacklevel=2,
+    )
     return AihwkitBackend(analog_model)

@@ -14,9 +14,29 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "with_metric"]
 
-RESULT_COLUMNS = ["run", "optimizer", "train_seed", "seed_group", "model", "dataset", "faults", "preset", "preset_hash", "t_seconds", "repeat",
-                  "seed", "metric", "higher_is_better", "value", "accuracy", "loss", "digital_value",
-                  "digital_accuracy", "n_samples", "backend"]
+RESULT_COLUMNS = [
+    "run",
+    "optimizer",
+    "train_seed",
+    "seed_group",
+    "model",
+    "dataset",
+    "faults",
+    "preset",
+    "preset_hash",
+    "t_seconds",
+    "repeat",
+    "seed",
+    "metric",
+    "higher_is_better",
+    "value",
+    "accuracy",
+    "loss",
+    "digital_value",
+    "digital_accuracy",
+    "n_samples",
+    "backend",
+]
 #: What rows without a ``metric`` (written before it was a column) measured.
 DEFAULT_METRIC = "accuracy"
 

@@ -9,8 +9,8 @@ none of the requested times is refused, since it would measure nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from analogsam.evaluation.times import format_time, format_times, parse_times
 from analogsam.hardware.conversion import resolve_preset
@@ -40,7 +40,8 @@ def times_per_preset(presets: Sequence[Preset], times: Sequence[float]) -> tuple
             raise PresetError(
                 f"preset {preset.name!r} defines none of the requested times ({format_times(times)}): its noise "
                 f"model is defined only at {format_times(preset.supported_times)}; add one of these to the times "
-                f"(e.g. --times {','.join(format_time(t) for t in preset.supported_times)}) or leave the preset out")
+                f"(e.g. --times {','.join(format_time(t) for t in preset.supported_times)}) or leave the preset out"
+            )
         measured[preset.name] = defined
         missing = tuple(t for t in times if t not in defined)
         if missing:
@@ -59,6 +60,7 @@ def describe_left_out(left_out: Sequence[LeftOut]) -> str:
     """One line naming every left-out cell and why; empty if none."""
     if not left_out:
         return ""
-    cells = "; ".join(f"{c.preset} at {format_times(c.times)} (defined only at {format_times(c.defined)})"
-                      for c in left_out)
+    cells = "; ".join(
+        f"{c.preset} at {format_times(c.times)} (defined only at {format_times(c.defined)})" for c in left_out
+    )
     return f"left out, as the preset's noise model is not defined there (shown as —): {cells}"

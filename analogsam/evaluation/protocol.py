@@ -23,9 +23,8 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
-from typing import Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -42,8 +41,7 @@ from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.scoring import Score, model_output, resolve_metric, score
 from analogsam.validation import check_int
 
-__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time",
-           "parse_times", "sweep"]
+__all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time", "parse_times", "sweep"]
 
 #: Programmings (independent programming-noise draws) per (run, preset) unless asked otherwise:
 #: the one default of the API and of every command that evaluates (the default study sets its own).
@@ -62,7 +60,7 @@ def _rebatch(batches: Iterable, batch_size: int) -> list[tuple[torch.Tensor, tor
     if not xs:
         raise InvalidParameterError("evaluate() got no batches: pass an iterable of (inputs, labels)")
     x, y = torch.cat(xs), torch.cat(ys)
-    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
 
 
 def _check_only_repeats(only_repeats, repeats: int) -> list[int] | None:
@@ -80,7 +78,7 @@ def _check_repeats_per_pass(repeats_per_pass) -> int | None:
 def _passes(todo: list[int], per_pass: int | None) -> list[list[int]]:
     """The repeats of ``todo`` in groups measured together (one each without stacking)."""
     size = per_pass or 1
-    return [todo[i:i + size] for i in range(0, len(todo), size)]
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
 def _scoring_device(measure) -> torch.device | None:
@@ -99,24 +97,42 @@ def _score_stacked(measure: StackingBackend, states: list, data, metric, output_
         if predictions.shape[0] != len(states) * len(inputs):
             raise InvalidParameterError(
                 f"repeats_per_pass: the model's predictions have shape {tuple(predictions.shape)}, not the "
-                f"{len(states)} x {len(inputs)} stacked samples first; evaluate with repeats_per_pass=None")
+                f"{len(states)} x {len(inputs)} stacked samples first; evaluate with repeats_per_pass=None"
+            )
         for k, block in enumerate(predictions.chunk(len(states))):
             per_state[k].append(block)
     scores = []
     for blocks in per_state:
         replay = iter(blocks)
-        scores.append(score(lambda _inputs: next(replay), data, metric=metric, device=_scoring_device(measure)))
+        scores.append(score(lambda _inputs: next(replay), data, metric=metric, device=_scoring_device(measure)))  # noqa: B023 (called at once, inside the loop)
         blocks.clear()
     return scores
 
 
-def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] | str = DEFAULT_TIMES,
-             repeats: int = DEFAULT_REPEATS, seed: int = 0, run: str | None = None, optimizer: str | None = None,
-             overrides: dict | None = None, store: ResultStore | None = None, backend: str = "auto",
-             batch_size: int = 2000, progress: bool = True, info: dict | None = None,
-             faults: dict | None = None, only_repeats: Sequence[int] | None = None, metric="accuracy",
-             output_fn=None, train_seed: int | None = None, device="auto",
-             repeats_per_pass: int | None = None) -> list[dict]:
+def evaluate(
+    model,
+    batches: Iterable,
+    preset="pcm",
+    *,
+    times: Sequence[float] | str = DEFAULT_TIMES,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = 0,
+    run: str | None = None,
+    optimizer: str | None = None,
+    overrides: dict | None = None,
+    store: ResultStore | None = None,
+    backend: str = "auto",
+    batch_size: int = 2000,
+    progress: bool = True,
+    info: dict | None = None,
+    faults: dict | None = None,
+    only_repeats: Sequence[int] | None = None,
+    metric="accuracy",
+    output_fn=None,
+    train_seed: int | None = None,
+    device="auto",
+    repeats_per_pass: int | None = None,
+) -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
     Each number depends only on (seed, run, faults, preset, repeat, t): adding repeats or time points
@@ -211,12 +227,20 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         network = network.cpu().eval()
         # (on a GPU, a copy of the network there: the one converted stays on the CPU)
         on_gpu = target.type != "cpu"
-        digital_value, _ = score(copy.deepcopy(network).to(target) if on_gpu else network, data, metric=metric,
-                                 output_fn=output_fn, device=target if on_gpu else None)
+        digital_value, _ = score(
+            copy.deepcopy(network).to(target) if on_gpu else network,
+            data,
+            metric=metric,
+            output_fn=output_fn,
+            device=target if on_gpu else None,
+        )
         digital_accuracy = digital_value if metric.name == "accuracy" else None
         wanted = range(repeats) if only_repeats is None else only_repeats
-        todo = [r for r in wanted if store is None
-                or not store.has(run, faults_text, preset, r, metric.name, train_seed if grouped else None)]
+        todo = [
+            r
+            for r in wanted
+            if store is None or not store.has(run, faults_text, preset, r, metric.name, train_seed if grouped else None)
+        ]
         if not todo:
             return []
 
@@ -232,18 +256,38 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
             measure = build()  # convert once; each repeat only reprograms
         rows = []
         shown = run_label(run, faults_text) + (f" seed {train_seed}" if grouped else "")
-        bar = tqdm(total=len(todo) * len(times), desc=f"{shown} on {preset.name}",
-                   disable=not progress, leave=False, unit="point")
+        bar = tqdm(
+            total=len(todo) * len(times),
+            desc=f"{shown} on {preset.name}",
+            disable=not progress,
+            leave=False,
+            unit="point",
+        )
 
         def point(repeat: int, repeat_seed: int, t: float, value: float, loss: float) -> dict:
-            return {"run": run, "optimizer": optimizer, "train_seed": train_seed, "seed_group": grouped,
-                    "model": info.get("model"),
-                    "dataset": info.get("dataset"), "faults": faults_text, "preset": preset.name,
-                    "preset_hash": preset.hash, "t_seconds": t, "repeat": repeat, "seed": repeat_seed,
-                    "metric": metric.name, "higher_is_better": metric.higher_is_better, "value": value,
-                    "accuracy": value if metric.name == "accuracy" else None, "loss": loss,
-                    "digital_value": digital_value, "digital_accuracy": digital_accuracy,
-                    "n_samples": n_samples, "backend": measure.name}
+            return {
+                "run": run,
+                "optimizer": optimizer,
+                "train_seed": train_seed,
+                "seed_group": grouped,
+                "model": info.get("model"),
+                "dataset": info.get("dataset"),
+                "faults": faults_text,
+                "preset": preset.name,
+                "preset_hash": preset.hash,
+                "t_seconds": t,
+                "repeat": repeat,
+                "seed": repeat_seed,
+                "metric": metric.name,
+                "higher_is_better": metric.higher_is_better,
+                "value": value,
+                "accuracy": value if metric.name == "accuracy" else None,
+                "loss": loss,
+                "digital_value": digital_value,
+                "digital_accuracy": digital_accuracy,
+                "n_samples": n_samples,
+                "backend": measure.name,
+            }
 
         def finished(cell: list[dict]) -> None:
             if store is not None:
@@ -253,8 +297,16 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
         for group in _passes(todo, None if faults else repeats_per_pass):
             # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
             # faulted run keeps deriving it from exactly that string, so every faulted number stays.
-            seeds = [derive_seed(seed, run_label(run, faults_text), preset.name, repeat,
-                                 *(("train_seed", train_seed) if grouped else ())) for repeat in group]
+            seeds = [
+                derive_seed(
+                    seed,
+                    run_label(run, faults_text),
+                    preset.name,
+                    repeat,
+                    *(("train_seed", train_seed) if grouped else ()),
+                )
+                for repeat in group
+            ]
             if faults:  # each repeat draws its own faults, so it converts its own faulted copy
                 measure = build(derive_seed(seeds[0], "faults"))
             if repeats_per_pass is not None and isinstance(measure, StackingBackend):
@@ -274,8 +326,9 @@ def evaluate(model, batches: Iterable, preset="pcm", *, times: Sequence[float] |
                 cell = []
                 for t in times:
                     measure.drift(t, repeat_seed)
-                    value, loss = score(measure.forward, data, metric=metric, output_fn=output_fn,
-                                        device=_scoring_device(measure))
+                    value, loss = score(
+                        measure.forward, data, metric=metric, output_fn=output_fn, device=_scoring_device(measure)
+                    )
                     cell.append(point(repeat, repeat_seed, t, value, loss))
                     bar.update(1)
                 finished(cell)
@@ -296,18 +349,46 @@ def _cells_on_local_processes(cells, data, measured_times, repeats: int, common:
 
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
-        futures = [pool.submit(evaluate, r, data[i], p, times=measured_times[p.name], repeats=repeats,
-                               only_repeats=ks, progress=False, **common) for i, r, p, ks in cells]
+    with ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        futures = [
+            pool.submit(
+                evaluate,
+                r,
+                data[i],
+                p,
+                times=measured_times[p.name],
+                repeats=repeats,
+                only_repeats=ks,
+                progress=False,
+                **common,
+            )
+            for i, r, p, ks in cells
+        ]
         for future in as_completed(futures):
             yield future.result()
 
 
-def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_TIMES, repeats: int = DEFAULT_REPEATS,
-          seed: int = 0, out=None, overrides: dict | None = None, backend: str = "auto",
-          progress: bool = True, workers: int = 1, metric="accuracy", output_fn=None, ray=None,
-          device="auto", repeats_per_pass: int | None = None) -> list[dict]:
+def sweep(
+    runs: Sequence,
+    presets: Sequence,
+    *,
+    batches_for=None,
+    times=DEFAULT_TIMES,
+    repeats: int = DEFAULT_REPEATS,
+    seed: int = 0,
+    out=None,
+    overrides: dict | None = None,
+    backend: str = "auto",
+    progress: bool = True,
+    workers: int = 1,
+    metric="accuracy",
+    output_fn=None,
+    ray=None,
+    device="auto",
+    repeats_per_pass: int | None = None,
+) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
     ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
@@ -340,8 +421,9 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
     times = parse_times(times)
     presets = list(presets) if isinstance(presets, Iterable) and not isinstance(presets, str) else []
     if not presets:
-        raise InvalidParameterError(f"presets must be a non-empty list of preset names, files or Presets, "
-                                    f"got {presets!r}")
+        raise InvalidParameterError(
+            f"presets must be a non-empty list of preset names, files or Presets, got {presets!r}"
+        )
     if ray is not None:
         import_ray()  # say how to install Ray before loading anything
     runs = load_runs(runs)
@@ -355,35 +437,61 @@ def sweep(runs: Sequence, presets: Sequence, *, batches_for=None, times=DEFAULT_
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
-    common = dict(seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device,
-                  repeats_per_pass=repeats_per_pass)
+    common = dict(
+        seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device, repeats_per_pass=repeats_per_pass
+    )
     new_rows = []
     if workers == 1 and ray is None:
         for i, r in enumerate(runs):
             for p in presets:
                 start = time.perf_counter()
-                rows = evaluate(r, data[i], p, times=measured_times[p.name], repeats=repeats, store=store,
-                                progress=progress, **common)
+                rows = evaluate(
+                    r,
+                    data[i],
+                    p,
+                    times=measured_times[p.name],
+                    repeats=repeats,
+                    store=store,
+                    progress=progress,
+                    **common,
+                )
                 new_rows.extend(rows)
                 if progress and rows:
                     tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
         return store.rows if store is not None else new_rows
 
     # A task measures a pass: one repeat, or repeats_per_pass of them stacked (clean runs only).
-    cells = [(i, r, p, group) for i, r in enumerate(runs) for p in presets
-             for group in _passes([k for k in range(repeats) if store is None or not store.has(
-                 r.name, "", p, k, metric_name, r.train_seed if r.group is not None else None)], repeats_per_pass)]
+    cells = [
+        (i, r, p, group)
+        for i, r in enumerate(runs)
+        for p in presets
+        for group in _passes(
+            [
+                k
+                for k in range(repeats)
+                if store is None
+                or not store.has(r.name, "", p, k, metric_name, r.train_seed if r.group is not None else None)
+            ],
+            repeats_per_pass,
+        )
+    ]
     # The one place that picks where the cells run; both yield each task's rows as it finishes.
     if ray is None:
         where = f"{workers} workers"
         finished = _cells_on_local_processes(cells, data, measured_times, repeats, common, workers)
     else:
         where = "Ray" if ray is True else f"Ray at {ray}"
-        finished = cells_on_ray(cells, data, measured_times, repeats, common, address=ray,
-                                num_cpus=workers if workers > 1 else None)
+        finished = cells_on_ray(
+            cells, data, measured_times, repeats, common, address=ray, num_cpus=workers if workers > 1 else None
+        )
     with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
-        for rows in tqdm(finished if cells else (), total=len(cells), desc=f"sweep ({where})",
-                         disable=not progress, unit="cell" if repeats_per_pass is None else "pass"):
+        for rows in tqdm(
+            finished if cells else (),
+            total=len(cells),
+            desc=f"sweep ({where})",
+            disable=not progress,
+            unit="cell" if repeats_per_pass is None else "pass",
+        ):
             for repeat in dict.fromkeys(row["repeat"] for row in rows):  # one cell (repeat) at a time
                 cell = [row for row in rows if row["repeat"] == repeat]
                 if store is not None:

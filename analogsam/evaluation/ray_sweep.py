@@ -44,8 +44,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise RayUnavailableError(f"sweeps on Ray (--ray, sweep(ray=...)) need Ray, which is not installed: "
-                                  f"{INSTALL_HINT}") from None
+        raise RayUnavailableError(
+            f"sweeps on Ray (--ray, sweep(ray=...)) need Ray, which is not installed: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -55,11 +56,14 @@ def check_ray(ray, workers: int):
     if ray is None or ray is False:
         return None
     if ray is not True and not (isinstance(ray, str) and ray.strip()):
-        raise InvalidParameterError(f"ray must be None, True (a local Ray) or a cluster address such as "
-                                    f"'HEAD:6379', got {ray!r}")
+        raise InvalidParameterError(
+            f"ray must be None, True (a local Ray) or a cluster address such as 'HEAD:6379', got {ray!r}"
+        )
     if isinstance(ray, str) and workers > 1:
-        raise InvalidParameterError(f"workers={workers} sizes a local Ray, not the cluster at {ray.strip()} "
-                                    "(its nodes' CPUs are its workers): leave workers out")
+        raise InvalidParameterError(
+            f"workers={workers} sizes a local Ray, not the cluster at {ray.strip()} "
+            "(its nodes' CPUs are its workers): leave workers out"
+        )
     return ray if ray is True else ray.strip()
 
 
@@ -81,8 +85,8 @@ def _connect(ray, address, num_cpus) -> bool:
             raise RayConnectionError(
                 f"cannot connect to the Ray cluster at {address} (Ray said: {said}): start it there with "
                 "`ray start --head`, check the address (HEAD:6379), and where the cluster uses token "
-                "authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head)") \
-                from None
+                "authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (`ray get-auth-token` on the head)"
+            ) from None
     return True
 
 
@@ -94,12 +98,12 @@ def _measure_cell(run, batches, preset, times, repeats: int, repeat: list[int], 
     from analogsam.evaluation.protocol import evaluate
 
     torch.set_num_threads(CPUS_PER_CELL)
-    return evaluate(run, batches, preset, times=times, repeats=repeats, only_repeats=repeat, progress=False,
-                    **common)
+    return evaluate(run, batches, preset, times=times, repeats=repeats, only_repeats=repeat, progress=False, **common)
 
 
-def cells_on_ray(cells, data: list, measured_times: dict, repeats: int, common: dict, *, address=True,
-                 num_cpus: int | None = None) -> Iterator[list[dict]]:
+def cells_on_ray(
+    cells, data: list, measured_times: dict, repeats: int, common: dict, *, address=True, num_cpus: int | None = None
+) -> Iterator[list[dict]]:
     """Measure ``cells`` ((index, run, preset, repeats)) as Ray tasks; yield each task's rows as it finishes.
 
     ``data[index]`` holds the run's batches (by position: the runs of a seed group share a name) and ``measured_times`` a preset's name to its times;
@@ -117,8 +121,10 @@ def cells_on_ray(cells, data: list, measured_times: dict, repeats: int, common: 
         runs = {i: r for i, r, _, _ in cells}
         run_refs = {i: ray.put(r) for i, r in runs.items()}
         data_refs = {i: ray.put(data[i]) for i in runs}
-        pending = [task.remote(run_refs[i], data_refs[i], p, measured_times[p.name], repeats, k, common)
-                   for i, _, p, k in cells]
+        pending = [
+            task.remote(run_refs[i], data_refs[i], p, measured_times[p.name], repeats, k, common)
+            for i, _, p, k in cells
+        ]
         while pending:
             (done,), pending = ray.wait(pending, num_returns=1)
             try:

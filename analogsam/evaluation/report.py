@@ -25,15 +25,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
-from analogsam.evaluation.statistics import (SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed,
-                                             summarize, summarize_seeds)
+from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, summarize, summarize_seeds
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
-from analogsam.errors import InvalidParameterError
 from analogsam.scoring import Metric, resolve_metric
 
 #: What a table shows for a cell that was not measured.
@@ -95,8 +94,7 @@ def _grid(summary: list[dict], preset: str, metric: str | None = None) -> tuple[
     """(run labels, times, {(label, t): summary row}) of one preset and metric: labels in first-seen
     order, and every time of the summary, so that the times this preset lacks show as not measured."""
     metric = metric or metric_info(summary).name
-    cells = {(row_label(r), r["t_seconds"]): r for r in summary
-             if r["preset"] == preset and _metric_name(r) == metric}
+    cells = {(row_label(r), r["t_seconds"]): r for r in summary if r["preset"] == preset and _metric_name(r) == metric}
     labels = list(dict.fromkeys(label for label, _ in cells))
     times = sorted({r["t_seconds"] for r in summary})
     return labels, times, cells
@@ -152,8 +150,9 @@ def text_table(summary: list[dict], preset: str, metric: str | None = None) -> s
     header = ["run", "digital"] + [format_time(t) for t in times]
     lines = [header]
     for label in labels:
-        lines.append([label, info.format(_digital(cells, label))]
-                     + [_mean_std(cells.get((label, t)), info) for t in times])
+        lines.append(
+            [label, info.format(_digital(cells, label))] + [_mean_std(cells.get((label, t)), info) for t in times]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     repeats = sorted({c["n"] for c in cells.values()})
     counted = str(repeats[0]) if len(repeats) == 1 else f"{repeats[0]}-{repeats[-1]}"
@@ -161,8 +160,10 @@ def text_table(summary: list[dict], preset: str, metric: str | None = None) -> s
     if _over_seeds(summary):
         seeds = sorted({c["n_seeds"] for c in cells.values()})
         counted = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-        out = [f"preset {preset} ({_axis_label(info)}, mean ± 95% CI over {counted} training seeds of each "
-               "seed's mean over programmings; σp = std over programmings within a network)"]
+        out = [
+            f"preset {preset} ({_axis_label(info)}, mean ± 95% CI over {counted} training seeds of each "
+            "seed's mean over programmings; σp = std over programmings within a network)"
+        ]
     for i, line in enumerate(lines):
         out.append("  ".join(cell.rjust(w) if j else cell.ljust(w) for j, (cell, w) in enumerate(zip(line, widths))))
         if i == 0:
@@ -179,13 +180,23 @@ def markdown_table(summary: list[dict], preset: str, metric: str | None = None, 
     labels, times, cells = _grid(summary, preset, info.name)
     seeds = _over_seeds(summary)
     if quantity == "drop" and not seeds:
-        raise InvalidParameterError("markdown_table(quantity='drop') needs a summary over training seeds "
-                                    "(summarize_seeds)")
-    best = {t: _best(info, [cells[(r, t)][quantity] for r in labels
-                            if (r, t) in cells and cells[(r, t)][quantity] is not None]) for t in times}
+        raise InvalidParameterError(
+            "markdown_table(quantity='drop') needs a summary over training seeds (summarize_seeds)"
+        )
+    best = {
+        t: _best(
+            info, [cells[(r, t)][quantity] for r in labels if (r, t) in cells and cells[(r, t)][quantity] is not None]
+        )
+        for t in times
+    }
     extra = ["seeds"] if seeds else []
-    head = "| run | optimizer | " + "".join(f"{e} | " for e in extra) + "digital | " + \
-           " | ".join(format_time(t) for t in times) + " |"
+    head = (
+        "| run | optimizer | "
+        + "".join(f"{e} | " for e in extra)
+        + "digital | "
+        + " | ".join(format_time(t) for t in times)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (3 + len(extra) + len(times))]
     for label in labels:
         first = next(c for (name, _), c in cells.items() if name == label)
@@ -219,8 +230,9 @@ def _seed_lines(rows: Sequence[dict], preset: str, metric: str) -> dict[str, dic
     return lines
 
 
-def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None,
-                 rows: Sequence[dict] | None = None) -> None:
+def _draw_preset(
+    ax, summary: list[dict], preset: str, metric: str | None = None, rows: Sequence[dict] | None = None
+) -> None:
     """One preset's panel: per run, the mean over repeats with its shaded 95% CI, and the run's digital
     value as a dashed line in the same colour (the loss to the hardware at a glance). For a summary
     over training seeds the band is the CI over seeds, and with the tidy ``rows`` each seed's own
@@ -238,11 +250,16 @@ def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None
     for label in labels:
         ts = [t for t in times if (label, t) in cells]
         mean = [scale * cells[(label, t)]["mean"] for t in ts]
-        line, = ax.plot(ts, mean, marker="o", label=label)
+        (line,) = ax.plot(ts, mean, marker="o", label=label)
         for seed_ts, seed_means in seed_lines.get(label, {}).values():
             ax.plot(seed_ts, [scale * m for m in seed_means], linewidth=0.7, alpha=0.5, color=line.get_color())
-        ax.fill_between(ts, [bound(cells[(label, t)], "ci95_low") for t in ts],
-                        [bound(cells[(label, t)], "ci95_high") for t in ts], color=line.get_color(), alpha=0.2)
+        ax.fill_between(
+            ts,
+            [bound(cells[(label, t)], "ci95_low") for t in ts],
+            [bound(cells[(label, t)], "ci95_high") for t in ts],
+            color=line.get_color(),
+            alpha=0.2,
+        )
         digital = _digital(cells, label)
         if digital is not None:
             ax.axhline(scale * digital, linestyle="--", linewidth=1, color=line.get_color())
@@ -263,8 +280,9 @@ def _draw_preset(ax, summary: list[dict], preset: str, metric: str | None = None
     ax.legend(handles, names, fontsize="small")
 
 
-def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str | None = None,
-                    rows: Sequence[dict] | None = None):
+def accuracy_figure(
+    summary: list[dict], preset: str | None = None, metric: str | None = None, rows: Sequence[dict] | None = None
+):
     """A :class:`~matplotlib.figure.Figure` of ``metric`` (default: the summary's first) over time,
     with one panel for ``preset``, or one per preset side by side; ``rows`` (the tidy rows of a
     summary over seeds) adds one thin line per training seed."""
@@ -280,8 +298,13 @@ def accuracy_figure(summary: list[dict], preset: str | None = None, metric: str 
     return fig
 
 
-def plot_accuracy_vs_time(summary: list[dict], path: str | os.PathLike, preset: str | None = None,
-                          metric: str | None = None, rows: Sequence[dict] | None = None) -> Path:
+def plot_accuracy_vs_time(
+    summary: list[dict],
+    path: str | os.PathLike,
+    preset: str | None = None,
+    metric: str | None = None,
+    rows: Sequence[dict] | None = None,
+) -> Path:
     """Write :func:`accuracy_figure` as a PNG to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,8 +317,9 @@ def _plot_name(metric: str, preset: str | None = None) -> str:
     return f"{metric}_vs_time{'_' + preset if preset else ''}.png"
 
 
-def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogsam study",
-                 left_out: Sequence[LeftOut] = ()) -> dict[str, Path]:
+def write_report(
+    rows: list[dict], out: str | os.PathLike, title: str = "analogsam study", left_out: Sequence[LeftOut] = ()
+) -> dict[str, Path]:
     """Write results.csv, summary.csv, plots and report.md into ``out``; ``left_out`` (the cells a
     sweep did not measure, :func:`analogsam.evaluation.coverage.times_per_preset`) is said in the report."""
     out = Path(out)
@@ -316,32 +340,44 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
         what = "Accuracy" if metric.name == "accuracy" else metric.description[0].upper() + metric.description[1:]
         best = "best" if metric.name == "accuracy" else ("highest" if metric.higher_is_better else "lowest")
         if seeds:
-            sections += [f"{what} on simulated analog hardware (aihwkit 1.1.0) over training seeds: each cell is "
-                         "the mean over training seeds of each trained network's mean over its programmings "
-                         "± the half-width of the 95% Student-t confidence interval over seeds (n = seeds), and "
-                         "σp, the standard deviation over programmings within one network; a run with one seed "
-                         f"has no interval over seeds. The {best} seed-level mean per time is in bold; "
-                         f"{NOT_MEASURED} marks a cell that was not measured. summary.csv holds every number.", ""]
+            sections += [
+                f"{what} on simulated analog hardware (aihwkit 1.1.0) over training seeds: each cell is "
+                "the mean over training seeds of each trained network's mean over its programmings "
+                "± the half-width of the 95% Student-t confidence interval over seeds (n = seeds), and "
+                "σp, the standard deviation over programmings within one network; a run with one seed "
+                f"has no interval over seeds. The {best} seed-level mean per time is in bold; "
+                f"{NOT_MEASURED} marks a cell that was not measured. summary.csv holds every number.",
+                "",
+            ]
             continue
-        sections += [f"{what} on simulated analog hardware (aihwkit 1.1.0), mean ± std over repeats; "
-                     f"each repeat is an independent programming; the {best} mean per time is in bold; "
-                     f"{NOT_MEASURED} marks a cell that was not measured. "
-                     "95% confidence intervals are in summary.csv.", ""]
+        sections += [
+            f"{what} on simulated analog hardware (aihwkit 1.1.0), mean ± std over repeats; "
+            f"each repeat is an independent programming; the {best} mean per time is in bold; "
+            f"{NOT_MEASURED} marks a cell that was not measured. "
+            "95% confidence intervals are in summary.csv.",
+            "",
+        ]
     if left_out:
         sections += [f"Note: {describe_left_out(left_out)}.", ""]
     for name in _presets(summary):
         digests = sorted({r["preset_hash"] for r in summary if r["preset"] == name})
         sections += [f"## Preset `{name}` (values hash {', '.join(digests)})", ""]
         for metric in [m for m in metrics if _measured(summary, name, m.name)]:
-            plot = plot_accuracy_vs_time(summary, out / _plot_name(metric.name, name), preset=name,
-                                         metric=metric.name, rows=rows)
+            plot = plot_accuracy_vs_time(
+                summary, out / _plot_name(metric.name, name), preset=name, metric=metric.name, rows=rows
+            )
             shown = metric.name.replace("_", " ")
             if len(metrics) > 1:
                 sections += [f"### {metric.description}", ""]
             sections += [markdown_table(summary, name, metric.name), ""]
             if seeds:
-                sections += [f"Drop from the digital {shown} (analog − digital, per network, then the mean ± 95% "
-                             "CI over seeds):", "", markdown_table(summary, name, metric.name, quantity="drop"), ""]
+                sections += [
+                    f"Drop from the digital {shown} (analog − digital, per network, then the mean ± 95% "
+                    "CI over seeds):",
+                    "",
+                    markdown_table(summary, name, metric.name, quantity="drop"),
+                    "",
+                ]
             sections += [f"![{shown} vs time on {name}]({plot.name})", ""]
     sections += ["## All presets", ""]
     sections += [f"![{m.name.replace('_', ' ')} vs time]({_plot_name(m.name)})" for m in metrics] + [""]
@@ -352,5 +388,6 @@ def write_report(rows: list[dict], out: str | os.PathLike, title: str = "analogs
 
 def summary_tables(summary: list[dict]) -> str:
     """Text tables of every preset and metric in ``summary``."""
-    return "\n\n".join(text_table(summary, p, m) for p in _presets(summary) for m in metrics_of(summary)
-                       if _measured(summary, p, m))
+    return "\n\n".join(
+        text_table(summary, p, m) for p in _presets(summary) for m in metrics_of(summary) if _measured(summary, p, m)
+    )

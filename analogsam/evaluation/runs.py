@@ -9,11 +9,12 @@ training, and a user who evaluates their own network need not load the training 
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+
 
 def unpack(subject) -> tuple[nn.Module, dict]:
     """(network, labels) of a ``torch.nn.Module`` (no labels) or a TrainedRun (its name, optimizer,
@@ -21,13 +22,20 @@ def unpack(subject) -> tuple[nn.Module, dict]:
     from analogsam.training import TrainedRun
 
     if isinstance(subject, TrainedRun):
-        return subject.model, {"run": subject.name, "optimizer": subject.optimizer,
-                               "model": subject.config.get("model"), "dataset": subject.config.get("dataset"),
-                               "train_seed": subject.train_seed, "grouped": subject.group is not None}
+        return subject.model, {
+            "run": subject.name,
+            "optimizer": subject.optimizer,
+            "model": subject.config.get("model"),
+            "dataset": subject.config.get("dataset"),
+            "train_seed": subject.train_seed,
+            "grouped": subject.group is not None,
+        }
     if isinstance(subject, nn.Module):
         return subject, {}
-    raise InvalidParameterError(f"evaluate() needs a torch.nn.Module or a TrainedRun, got {type(subject).__name__}; "
-                                "pass a network or analogsam.training.load_run(folder)")
+    raise InvalidParameterError(
+        f"evaluate() needs a torch.nn.Module or a TrainedRun, got {type(subject).__name__}; "
+        "pass a network or analogsam.training.load_run(folder)"
+    )
 
 
 def describe(run) -> str:
@@ -57,11 +65,15 @@ def load_runs(runs: Sequence) -> list:
             continue
         seeds = [m.train_seed for m in members]
         if any(m.group is None for m in members):
-            raise InvalidParameterError(f"two runs share the name {name!r}: rename a run folder so rows stay apart "
-                                        "(or pass the seed-group folder that holds them)")
+            raise InvalidParameterError(
+                f"two runs share the name {name!r}: rename a run folder so rows stay apart "
+                "(or pass the seed-group folder that holds them)"
+            )
         if len(set(seeds)) != len(seeds):
-            raise InvalidParameterError(f"two runs of seed group {name!r} share a training seed ({seeds}): pass "
-                                        "each group once, or rename one group's folder")
+            raise InvalidParameterError(
+                f"two runs of seed group {name!r} share a training seed ({seeds}): pass "
+                "each group once, or rename one group's folder"
+            )
     return loaded
 
 

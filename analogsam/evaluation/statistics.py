@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -25,19 +25,69 @@ from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.columns import with_metric
 from analogsam.statistics import confidence_interval, sample_std, welch_t_test
 
-SUMMARY_COLUMNS = ["run", "optimizer", "faults", "preset", "preset_hash", "metric", "higher_is_better", "t_seconds",
-                   "n", "mean", "std", "ci95_low", "ci95_high", "digital_value", "digital_accuracy"]
+SUMMARY_COLUMNS = [
+    "run",
+    "optimizer",
+    "faults",
+    "preset",
+    "preset_hash",
+    "metric",
+    "higher_is_better",
+    "t_seconds",
+    "n",
+    "mean",
+    "std",
+    "ci95_low",
+    "ci95_high",
+    "digital_value",
+    "digital_accuracy",
+]
 
 #: The columns of :func:`summarize_seeds` (summary.csv where a run has several training seeds).
-SEED_SUMMARY_COLUMNS = ["run", "optimizer", "faults", "preset", "preset_hash", "metric", "higher_is_better",
-                        "t_seconds", "n_seeds", "train_seeds", "n", "mean", "ci95_low", "ci95_high", "seed_std",
-                        "programming_std", "digital_value", "drop", "drop_ci95_low", "drop_ci95_high",
-                        "digital_accuracy"]
+SEED_SUMMARY_COLUMNS = [
+    "run",
+    "optimizer",
+    "faults",
+    "preset",
+    "preset_hash",
+    "metric",
+    "higher_is_better",
+    "t_seconds",
+    "n_seeds",
+    "train_seeds",
+    "n",
+    "mean",
+    "ci95_low",
+    "ci95_high",
+    "seed_std",
+    "programming_std",
+    "digital_value",
+    "drop",
+    "drop_ci95_low",
+    "drop_ci95_high",
+    "digital_accuracy",
+]
 
 #: The columns of :func:`seed_level_test`.
-SEED_TEST_COLUMNS = ["run", "baseline", "optimizer", "faults", "preset", "metric", "higher_is_better", "t_seconds",
-                     "quantity", "mean", "baseline_mean", "difference", "t", "dof", "p_value", "n_seeds",
-                     "baseline_n_seeds"]
+SEED_TEST_COLUMNS = [
+    "run",
+    "baseline",
+    "optimizer",
+    "faults",
+    "preset",
+    "metric",
+    "higher_is_better",
+    "t_seconds",
+    "quantity",
+    "mean",
+    "baseline_mean",
+    "difference",
+    "t",
+    "dof",
+    "p_value",
+    "n_seeds",
+    "baseline_n_seeds",
+]
 
 
 def _cell(r: dict) -> tuple:
@@ -63,11 +113,25 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
         values = np.array([m["value"] for m in members], dtype=float)
         low, high = confidence_interval(values)
         first = members[0]
-        out.append({"run": run, "optimizer": first.get("optimizer"), "faults": faults, "preset": preset,
-                    "preset_hash": digest, "metric": metric, "higher_is_better": first.get("higher_is_better", True),
-                    "t_seconds": t, "n": len(values), "mean": float(values.mean()), "std": sample_std(values),
-                    "ci95_low": low, "ci95_high": high, "digital_value": first.get("digital_value"),
-                    "digital_accuracy": first.get("digital_value") if metric == "accuracy" else None})
+        out.append(
+            {
+                "run": run,
+                "optimizer": first.get("optimizer"),
+                "faults": faults,
+                "preset": preset,
+                "preset_hash": digest,
+                "metric": metric,
+                "higher_is_better": first.get("higher_is_better", True),
+                "t_seconds": t,
+                "n": len(values),
+                "mean": float(values.mean()),
+                "std": sample_std(values),
+                "ci95_low": low,
+                "ci95_high": high,
+                "digital_value": first.get("digital_value"),
+                "digital_accuracy": first.get("digital_value") if metric == "accuracy" else None,
+            }
+        )
     return out
 
 
@@ -126,17 +190,31 @@ def summarize_seeds(rows: Iterable[dict]) -> list[dict]:
         drop_low, drop_high = confidence_interval(drops) if known else (None, None)
         first = next(iter(seeds.values()))[2]
         digital = float(np.mean(digitals)) if known else None
-        out.append({"run": run, "optimizer": first.get("optimizer"), "faults": faults, "preset": preset,
-                    "preset_hash": digest, "metric": metric, "higher_is_better": first.get("higher_is_better", True),
-                    "t_seconds": t, "n_seeds": len(means),
-                    "train_seeds": ",".join("" if s is None else str(s) for s in seeds),
-                    "n": sum(len(values) for values, _, _ in seeds.values()), "mean": float(means.mean()),
-                    "ci95_low": low, "ci95_high": high,
-                    "seed_std": sample_std(means) if len(means) > 1 else math.nan,
-                    "programming_std": float(math.sqrt(np.mean(variances))) if variances else math.nan,
-                    "digital_value": digital, "drop": float(drops.mean()) if known else None,
-                    "drop_ci95_low": drop_low, "drop_ci95_high": drop_high,
-                    "digital_accuracy": digital if metric == "accuracy" else None})
+        out.append(
+            {
+                "run": run,
+                "optimizer": first.get("optimizer"),
+                "faults": faults,
+                "preset": preset,
+                "preset_hash": digest,
+                "metric": metric,
+                "higher_is_better": first.get("higher_is_better", True),
+                "t_seconds": t,
+                "n_seeds": len(means),
+                "train_seeds": ",".join("" if s is None else str(s) for s in seeds),
+                "n": sum(len(values) for values, _, _ in seeds.values()),
+                "mean": float(means.mean()),
+                "ci95_low": low,
+                "ci95_high": high,
+                "seed_std": sample_std(means) if len(means) > 1 else math.nan,
+                "programming_std": float(math.sqrt(np.mean(variances))) if variances else math.nan,
+                "digital_value": digital,
+                "drop": float(drops.mean()) if known else None,
+                "drop_ci95_low": drop_low,
+                "drop_ci95_high": drop_high,
+                "digital_accuracy": digital if metric == "accuracy" else None,
+            }
+        )
     return out
 
 
@@ -160,8 +238,9 @@ def seed_level_test(rows: Iterable[dict], baseline: str, *, quantity: str = "val
 
     runs = sorted({key[0] for key in cells})
     if baseline not in runs:
-        raise InvalidParameterError(f"baseline {baseline!r} is not a run of these rows ({', '.join(runs)}); pass "
-                                    "one of them")
+        raise InvalidParameterError(
+            f"baseline {baseline!r} is not a run of these rows ({', '.join(runs)}); pass one of them"
+        )
     reference = {(k[1], k[2], k[3], k[4], k[5]): seeds for k, seeds in cells.items() if k[0] == baseline}
     out = []
     for (run, faults, preset, digest, metric, t), seeds in sorted(cells.items(), key=_order):
@@ -171,9 +250,25 @@ def seed_level_test(rows: Iterable[dict], baseline: str, *, quantity: str = "val
         a, b = numbers(seeds), numbers(base)
         stat, dof, p = welch_t_test(a, b)
         first = next(iter(seeds.values()))[2]
-        out.append({"run": run, "baseline": baseline, "optimizer": first.get("optimizer"), "faults": faults,
-                    "preset": preset, "metric": metric, "higher_is_better": first.get("higher_is_better", True),
-                    "t_seconds": t, "quantity": quantity, "mean": float(a.mean()), "baseline_mean": float(b.mean()),
-                    "difference": float(a.mean() - b.mean()), "t": stat, "dof": dof, "p_value": p,
-                    "n_seeds": len(a), "baseline_n_seeds": len(b)})
+        out.append(
+            {
+                "run": run,
+                "baseline": baseline,
+                "optimizer": first.get("optimizer"),
+                "faults": faults,
+                "preset": preset,
+                "metric": metric,
+                "higher_is_better": first.get("higher_is_better", True),
+                "t_seconds": t,
+                "quantity": quantity,
+                "mean": float(a.mean()),
+                "baseline_mean": float(b.mean()),
+                "difference": float(a.mean() - b.mean()),
+                "t": stat,
+                "dof": dof,
+                "p_value": p,
+                "n_seeds": len(a),
+                "baseline_n_seeds": len(b),
+            }
+        )
     return out

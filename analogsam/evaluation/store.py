@@ -20,19 +20,43 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, with_metric
-from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
+from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 
-__all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "ResultStore", "SettingsMismatchError", "cell_key", "fault_label",
-           "read_rows", "run_label", "with_metric", "write_rows"]
+__all__ = [
+    "DEFAULT_METRIC",
+    "RESULT_COLUMNS",
+    "ResultStore",
+    "SettingsMismatchError",
+    "cell_key",
+    "fault_label",
+    "read_rows",
+    "run_label",
+    "with_metric",
+    "write_rows",
+]
 
 _INT_COLUMNS = {"repeat", "seed", "n_samples", "n", "train_seed", "n_seeds"}
-_FLOAT_COLUMNS = {"t_seconds", "value", "accuracy", "loss", "digital_value", "digital_accuracy", "mean", "std",
-                  "ci95_low", "ci95_high", "seed_std", "programming_std", "drop_ci95_low", "drop_ci95_high"}
+_FLOAT_COLUMNS = {
+    "t_seconds",
+    "value",
+    "accuracy",
+    "loss",
+    "digital_value",
+    "digital_accuracy",
+    "mean",
+    "std",
+    "ci95_low",
+    "ci95_high",
+    "seed_std",
+    "programming_std",
+    "drop_ci95_low",
+    "drop_ci95_high",
+}
 # A number in a summary over training seeds, a name (which drop) in analyze's correlation table.
 _NUMBER_OR_TEXT_COLUMNS = {"drop"}
 _BOOL_COLUMNS = {"higher_is_better", "seed_group"}
@@ -86,6 +110,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
     """Write ``rows`` as CSV with ``columns``, atomically (see :func:`analogsam.storage.atomic_write`)."""
+
     def write(f):
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
@@ -94,8 +119,9 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]
     atomic_write(path, write)
 
 
-def _key(run: str, faults: str, preset: str, digest: str, repeat: int, metric: str,
-         train_seed: int | None = None) -> tuple:
+def _key(
+    run: str, faults: str, preset: str, digest: str, repeat: int, metric: str, train_seed: int | None = None
+) -> tuple:
     # Accuracy cells keep the key they had before metrics were a choice; others add their metric.
     key = (run, faults, preset, digest, repeat)
     key = key if metric == DEFAULT_METRIC else (*key, metric)
@@ -107,8 +133,15 @@ def _key(run: str, faults: str, preset: str, digest: str, repeat: int, metric: s
 def cell_key(row: dict) -> tuple:
     """(run, faults, preset, preset_hash, repeat), plus the metric's name unless it is accuracy, plus
     the training seed for a row of a seed group: what one cell of the store measured."""
-    return _key(row["run"], row.get("faults") or "", row["preset"], row["preset_hash"], int(row["repeat"]),
-                row.get("metric") or DEFAULT_METRIC, row.get("train_seed") if row.get("seed_group") else None)
+    return _key(
+        row["run"],
+        row.get("faults") or "",
+        row["preset"],
+        row["preset_hash"],
+        int(row["repeat"]),
+        row.get("metric") or DEFAULT_METRIC,
+        row.get("train_seed") if row.get("seed_group") else None,
+    )
 
 
 def _header(path: Path) -> list[str] | None:
@@ -153,25 +186,29 @@ class ResultStore:
         path = self.folder / "sweep.json"
         old = read_json(path) if path.exists() else None
         if path.exists() and not isinstance(old, dict):
-            raise SettingsMismatchError(f"{path} is not a readable settings record; delete it (or the folder "
-                                        f"{self.folder}) to start over")
+            raise SettingsMismatchError(
+                f"{path} is not a readable settings record; delete it (or the folder {self.folder}) to start over"
+            )
         if old is not None:
             for key in ("times", "seed"):
                 if key in old and old[key] != settings.get(key):
                     raise SettingsMismatchError(
                         f"{self.folder} holds results measured with {key}={old[key]}, not {settings.get(key)}. "
-                        "Use another --out folder, or delete this one to start over.")
+                        "Use another --out folder, or delete this one to start over."
+                    )
             for name, digest in settings.get("presets", {}).items():
                 if old.get("presets", {}).get(name, digest) != digest:
                     raise SettingsMismatchError(
                         f"{self.folder} holds results for preset {name!r} with other values (hash "
                         f"{old['presets'][name]}, now {digest}). Use another --out folder, or give the changed "
-                        "preset another name.")
+                        "preset another name."
+                    )
             settings = {**old, **settings, "presets": {**old.get("presets", {}), **settings.get("presets", {})}}
         write_json(path, settings)
 
-    def has(self, run: str, faults: str, preset, repeat: int, metric: str = DEFAULT_METRIC,
-            train_seed: int | None = None) -> bool:
+    def has(
+        self, run: str, faults: str, preset, repeat: int, metric: str = DEFAULT_METRIC, train_seed: int | None = None
+    ) -> bool:
         """Whether the cell of ``run`` with ``faults`` (``""``: clean) on ``preset`` (a Preset) at
         ``repeat``, scored by ``metric`` (its name), is finished; ``train_seed`` names the network of
         a seed group (``None`` for a single run)."""

@@ -12,8 +12,7 @@ from analogsam.errors import InvalidParameterError
 #: The default study's time points: 1 s, 1 h, 1 day, 30 days, 1 year.
 DEFAULT_TIMES = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
 
-_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
-          "y": 31536000.0}
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 _NUMBER_WITH_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*")
 
 
@@ -22,8 +21,10 @@ def _seconds(item) -> float:
         return float(item)
     match = _NUMBER_WITH_UNIT.fullmatch(item.lower()) if isinstance(item, str) else None
     if not match or match.group(2) not in ("", *_UNITS):
-        raise InvalidParameterError(f"times: cannot read time {item!r}: use seconds or a number with a unit "
-                                    f"({', '.join(_UNITS)}), e.g. 1s,1h,1d,30d,1y")
+        raise InvalidParameterError(
+            f"times: cannot read time {item!r}: use seconds or a number with a unit "
+            f"({', '.join(_UNITS)}), e.g. 1s,1h,1d,30d,1y"
+        )
     return float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
 
 
@@ -43,8 +44,7 @@ def parse_times(text: str | Iterable[float | str]) -> list[float]:
     for item in items:
         value = _seconds(item)
         if not (math.isfinite(value) and value > 0):
-            raise InvalidParameterError(f"times must be positive and finite (seconds after programming), "
-                                        f"got {item!r}")
+            raise InvalidParameterError(f"times must be positive and finite (seconds after programming), got {item!r}")
         if value in times:  # a repeated time would measure the same cell twice and double its n
             raise InvalidParameterError(f"times lists {format_time(value)} twice; give each time once")
         times.append(value)

@@ -39,7 +39,7 @@ def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
     return bad
 
 
-def resolve_preset(preset: "str | devices.Preset", overrides: dict | None = None) -> "devices.Preset":
+def resolve_preset(preset: str | devices.Preset, overrides: dict | None = None) -> devices.Preset:
     """A :class:`~analogsam.hardware.presets.Preset` from a name, a TOML path or a preset, with ``overrides`` applied."""
     return devices.load(preset, overrides=overrides)
 
@@ -66,12 +66,21 @@ def calibrate(analog: nn.Module, batches, max_samples: int = 1000, seed: int = 0
     # disturbing the caller's random stream, so the same data always gives the same ranges.
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        calibrate_input_ranges(analog, InputRangeCalibrationType.CACHE_QUANTILE,
-                               iter([((x[i:i + 250],), {}) for i in range(0, len(x), 250)]))
+        calibrate_input_ranges(
+            analog,
+            InputRangeCalibrationType.CACHE_QUANTILE,
+            iter([((x[i : i + 250],), {}) for i in range(0, len(x), 250)]),
+        )
 
 
-def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrides: dict | None = None,
-            allow_digital: tuple[str, ...] = (), calibration_batches=None) -> nn.Module:
+def convert(
+    model: nn.Module,
+    preset: str | devices.Preset = "pcm",
+    *,
+    overrides: dict | None = None,
+    allow_digital: tuple[str, ...] = (),
+    calibration_batches=None,
+) -> nn.Module:
     """Return an analog copy of ``model`` whose Linear/Conv layers are aihwkit tiles for ``preset``.
 
     Args:
@@ -98,7 +107,8 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
         listed = ", ".join(f"{n} ({t})" for n, t in bad)
         raise ConversionError(
             f"cannot map these layers onto analog tiles: {listed}. aihwkit converts Linear and Conv1d/2d/3d "
-            "layers; replace these layers, or pass allow_digital=(names...) to keep them digital knowingly.")
+            "layers; replace these layers, or pass allow_digital=(names...) to keep them digital knowingly."
+        )
     if not any(is_convertible(m) for m in digital.modules()):
         raise ConversionError(f"{type(model).__name__} has no Linear or Conv layer: nothing to put on analog tiles")
     preset = resolve_preset(preset, overrides)
@@ -111,7 +121,8 @@ def convert(model: nn.Module, preset: "str | devices.Preset" = "pcm", *, overrid
         if calibration_batches is None:
             raise ConversionError(
                 f"preset {preset.name!r} has io.input_range_calibration = true: pass calibration_batches= "
-                "(a few batches of typical inputs), or --set io.input_range_calibration=false")
+                "(a few batches of typical inputs), or --set io.input_range_calibration=false"
+            )
         calibrate(analog, calibration_batches)
     analog.analogsam_preset = preset  # so evaluation can record the preset with its results
     return analog

@@ -59,8 +59,9 @@ def _network(model) -> nn.Module:
     if not isinstance(model, nn.Module):
         from analogsam.errors import InvalidParameterError
 
-        raise InvalidParameterError(f"layer_report() needs a torch.nn.Module or a TrainedRun, got "
-                                    f"{type(model).__name__}")
+        raise InvalidParameterError(
+            f"layer_report() needs a torch.nn.Module or a TrainedRun, got {type(model).__name__}"
+        )
     return model
 
 
@@ -93,8 +94,10 @@ def _rewrite_description(name: str) -> str:
 def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unmappable: bool) -> tuple[str, str]:
     """(placement, why) of a layer that has no tiles."""
     if unmappable and not allowed:
-        return "unmappable", (f"{kind}: cannot be mapped onto analog tiles (no rewrite for it); pass "
-                              f"allow_digital=({path!r},) to keep it digital, or replace the layer")
+        return "unmappable", (
+            f"{kind}: cannot be mapped onto analog tiles (no rewrite for it); pass "
+            f"allow_digital=({path!r},) to keep it digital, or replace the layer"
+        )
     knowingly = " (allow_digital)" if unmappable else ""
     for test, why in _DIGITAL_BY_DESIGN:
         if test(module):
@@ -104,13 +107,15 @@ def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unma
     if is_digital_by_design(module):
         return "digital", f"{kind}: digital by design"
     if any(True for _ in module.parameters(recurse=False)) and is_convertible(module):
-        return "digital", (f"{kind}: digital, since aihwkit converts the exact Linear/Conv classes only "
-                           "and this is a subclass")
+        return "digital", (
+            f"{kind}: digital, since aihwkit converts the exact Linear/Conv classes only and this is a subclass"
+        )
     return "digital", f"{kind}: digital (no weights)"
 
 
-def layer_report(model, preset="pcm", overrides: dict | None = None, *,
-                 allow_digital: tuple[str, ...] = (), device=None) -> LayerReport:
+def layer_report(
+    model, preset="pcm", overrides: dict | None = None, *, allow_digital: tuple[str, ...] = (), device=None
+) -> LayerReport:
     """One row per layer of ``model`` (a ``torch.nn.Module`` or a TrainedRun) converted for ``preset``.
 
     Each row is a dict: ``path``, ``type`` (of the layer in ``model``), ``placement`` ("analog",
@@ -150,8 +155,10 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
     converted_with = preset
     if preset.needs_input_range_calibration:
         converted_with = resolve_preset(preset, {"io.input_range_calibration": False})
-        notes.append("input ranges not calibrated for this report (io.input_range_calibration: they are set "
-                     "from data before evaluation; the tiles and the engine are the same)")
+        notes.append(
+            "input ranges not calibrated for this report (io.input_range_calibration: they are set "
+            "from data before evaluation; the tiles and the engine are the same)"
+        )
     analog = convert(network, converted_with, allow_digital=tuple(set(allow_digital) | set(unmappable)))
     engine_reason = unsupported_reason(analog)
     reasons = layer_reasons(analog) if engine_reason is not None else {}
@@ -167,8 +174,14 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
         tiles = _tiles(analog_module) if analog_module is not None and whole else []
         parameters = sum(p.numel() for p in module.parameters(recurse=whole))
         name = path or "<root>"
-        row = {"path": name, "type": kind, "rewrite": rewrite, "tiles": [list(t) for t in tiles],
-               "parameters": parameters, "engine_reason": None}
+        row = {
+            "path": name,
+            "type": kind,
+            "rewrite": rewrite,
+            "tiles": [list(t) for t in tiles],
+            "parameters": parameters,
+            "engine_reason": None,
+        }
         if tiles:
             row["placement"] = "analog"
             row["why"] = f"{kind}: {_rewrite_description(rewrite)}" if rewrite else f"{kind}: analog tiles"
@@ -177,13 +190,20 @@ def layer_report(model, preset="pcm", overrides: dict | None = None, *,
                 row["engine"] = "none"  # neither backend can run it
             row["engine_reason"] = next((r for p, r in reasons.items() if _within(p, path)), None)
         else:
-            placement, why = _digital_why(kind, module, name, allowed=name in allow_digital,
-                                          unmappable=name in unmappable)
+            placement, why = _digital_why(
+                kind, module, name, allowed=name in allow_digital, unmappable=name in unmappable
+            )
             row.update(placement=placement, why=why, engine="-" if placement == "unmappable" else "torch")
         rows.append(row)
-    return LayerReport(rows, network=type(network).__name__, preset=preset, engine_reason=engine_reason,
-                       refusal=refusal, notes=notes,
-                       device=resolved if engine_reason is None or on_gpu else "cpu")
+    return LayerReport(
+        rows,
+        network=type(network).__name__,
+        preset=preset,
+        engine_reason=engine_reason,
+        refusal=refusal,
+        notes=notes,
+        device=resolved if engine_reason is None or on_gpu else "cpu",
+    )
 
 
 def _within(name: str, path: str) -> bool:
@@ -205,18 +225,24 @@ def _tiles_text(tiles) -> str:
 def _engine_verdict(rows, analog) -> str:
     device = getattr(rows, "device", "cpu")
     if device != "cpu" and rows.engine_reason is not None:
-        return (f"engine: none on {device}: aihwkit's tiles run on the CPU only and the fast engine does not "
-                f"replay {rows.engine_reason} (evaluate with --device cpu)")
+        return (
+            f"engine: none on {device}: aihwkit's tiles run on the CPU only and the fast engine does not "
+            f"replay {rows.engine_reason} (evaluate with --device cpu)"
+        )
     blocked = [r["path"] for r in analog if r["engine"] == "none"]
     if blocked:
-        return (f"engine: none: aihwkit cannot run layer {', '.join(blocked)} and the fast engine does not replay "
-                "it either")
+        return (
+            f"engine: none: aihwkit cannot run layer {', '.join(blocked)} and the fast engine does not replay it either"
+        )
     if rows.engine_reason is None:
-        return ("engine: fast (the seeded fast engine replays every analog tile)"
-                + ("" if device == "cpu" else f", on {device}"))
+        return "engine: fast (the seeded fast engine replays every analog tile)" + (
+            "" if device == "cpu" else f", on {device}"
+        )
     listed = any(r.get("engine_reason") for r in analog)
-    return ("engine: aihwkit's C++ tiles for the whole network (backend='auto'), since the fast engine does not "
-            "replay" + (":" if listed else f" {rows.engine_reason}"))
+    return (
+        "engine: aihwkit's C++ tiles for the whole network (backend='auto'), since the fast engine does not "
+        "replay" + (":" if listed else f" {rows.engine_reason}")
+    )
 
 
 def format_layer_report(rows) -> str:
@@ -228,11 +254,15 @@ def format_layer_report(rows) -> str:
     if preset is not None:
         tile = preset.values["tile"]
         size = " x ".join(f"{tile[k]} {k}" if tile[k] else f"any {k}" for k in ("rows", "cols"))
-        lines.append(f"{getattr(rows, 'network', 'network')} on preset {preset.name!r} "
-                     f"(tiles of at most {size}; rows are inputs, columns outputs)")
+        lines.append(
+            f"{getattr(rows, 'network', 'network')} on preset {preset.name!r} "
+            f"(tiles of at most {size}; rows are inputs, columns outputs)"
+        )
     header = ("layer", "type", "placement", "tiles", "parameters", "engine", "why")
-    table = [header] + [(r["path"], r["type"], r["placement"], _tiles_text(r["tiles"]), f"{r['parameters']:,}",
-                         r["engine"], r["why"]) for r in rows]
+    table = [header] + [
+        (r["path"], r["type"], r["placement"], _tiles_text(r["tiles"]), f"{r['parameters']:,}", r["engine"], r["why"])
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     for line in table:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(line, widths)) + "  " + line[-1])
@@ -241,8 +271,10 @@ def format_layer_report(rows) -> str:
     cells = sum(t[0] * t[1] for r in analog for t in r["tiles"])
     digital = sum(r["placement"] == "digital" for r in rows)
     lines.append("")
-    lines.append(f"{_count(len(analog), 'analog layer')} on {_count(n_tiles, 'tile')} ({_count(cells, 'cell')}), "
-                 f"{_count(digital, 'digital layer')}")
+    lines.append(
+        f"{_count(len(analog), 'analog layer')} on {_count(n_tiles, 'tile')} ({_count(cells, 'cell')}), "
+        f"{_count(digital, 'digital layer')}"
+    )
     if hasattr(rows, "engine_reason"):
         lines.append(_engine_verdict(rows, analog))
     for r in analog:

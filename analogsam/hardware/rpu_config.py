@@ -7,11 +7,6 @@ aihwkit. Everything here is configured before conversion: on C++ tiles, changing
 
 from __future__ import annotations
 
-from typing import Optional
-
-from torch import Tensor
-from torch.autograd import no_grad
-
 from aihwkit.inference.compensation.drift import (
     GlobalDriftCompensation,
     PerColumnDriftCompensation,
@@ -28,6 +23,8 @@ from aihwkit.simulator.parameters.enums import (
     NoiseManagementType,
     WeightNoiseType,
 )
+from torch import Tensor
+from torch.autograd import no_grad
 
 # ReRamWan2022NoiseModel's polynomial coefficients are in µS, fitted on devices with g_max = 40 µS.
 WAN2022_FIT_G_MAX_US = 40.0
@@ -41,9 +38,7 @@ class NoDeviceNoiseModel(BaseNoiseModel):
         return g_target.clone()
 
     @no_grad()
-    def apply_drift_noise_to_conductance(
-        self, g_prog: Tensor, drift_noise_param: Tensor, t_inference: float
-    ) -> Tensor:
+    def apply_drift_noise_to_conductance(self, g_prog: Tensor, drift_noise_param: Tensor, t_inference: float) -> Tensor:
         return g_prog.clone()
 
 
@@ -70,11 +65,13 @@ def build_noise_model(noise: dict) -> BaseNoiseModel:
         nm.coeff_g_max_reference = WAN2022_FIT_G_MAX_US
         return nm
     if model == "rram-cmo":
-        return ReRamCMONoiseModel(g_max=g_max, g_min=g_min, acceptance_range=noise["cmo_acceptance_range_percent"],
-                                  **scales)
+        return ReRamCMONoiseModel(
+            g_max=g_max, g_min=g_min, acceptance_range=noise["cmo_acceptance_range_percent"], **scales
+        )
     if model == "state-independent":
-        return StateIndependentNoiseModel(g_converter=converter, drift_nu_mean=noise["drift_nu_mean"],
-                                          drift_nu_std=noise["drift_nu_std"], **scales)
+        return StateIndependentNoiseModel(
+            g_converter=converter, drift_nu_mean=noise["drift_nu_mean"], drift_nu_std=noise["drift_nu_std"], **scales
+        )
     if model == "none":
         return NoDeviceNoiseModel(converter)
     raise ValueError(f"unknown noise model {model!r}")  # validated earlier; defensive
@@ -105,7 +102,7 @@ _BOUND_MANAGEMENT = {
 }
 
 
-def build_rpu_config(values: dict, rpu_config: Optional[InferenceRPUConfig] = None):
+def build_rpu_config(values: dict, rpu_config: InferenceRPUConfig | None = None):
     """A fresh ``InferenceRPUConfig`` configured from a preset's resolved ``values``."""
     cfg = rpu_config if rpu_config is not None else InferenceRPUConfig()
     noise, io, tile, mapping = values["noise"], values["io"], values["tile"], values["mapping"]

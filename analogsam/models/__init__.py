@@ -4,7 +4,19 @@ from analogsam.models.language import CharLM
 from analogsam.models.mobile import DSCNN, MobileNetTiny
 from analogsam.models.recurrent import LSTMClassifier
 from analogsam.models.transformer import VisionTransformer
-from analogsam.models.zoo import VGG8, CifarResNet, LeNet5, MLP, build_model, make_spec, model_names
+from analogsam.models.zoo import MLP, VGG8, CifarResNet, LeNet5, build_model, make_spec, model_names
 
-__all__ = ["MLP", "LeNet5", "CifarResNet", "VGG8", "DSCNN", "MobileNetTiny", "VisionTransformer",
-           "LSTMClassifier", "CharLM", "build_model", "make_spec", "model_names"]
+__all__ = [
+    "MLP",
+    "LeNet5",
+    "CifarResNet",
+    "VGG8",
+    "DSCNN",
+    "MobileNetTiny",
+    "VisionTransformer",
+    "LSTMClassifier",
+    "CharLM",
+    "build_model",
+    "make_spec",
+    "model_names",
+]

@@ -23,10 +23,14 @@ def as_sequence(x: torch.Tensor, features: int, where: str) -> torch.Tensor:
         b, c, h, w = x.shape
         x = x.permute(0, 2, 1, 3).reshape(b, h, c * w)
     elif x.dim() != 3:
-        raise InvalidParameterError(f"{where} takes images (B, C, H, W) or sequences (B, T, F); got a "
-                                    f"{x.dim()}-D input of shape {tuple(x.shape)}")
+        raise InvalidParameterError(
+            f"{where} takes images (B, C, H, W) or sequences (B, T, F); got a "
+            f"{x.dim()}-D input of shape {tuple(x.shape)}"
+        )
     if x.shape[-1] != features:
-        raise InvalidParameterError(f"{where} was built for {features} features per step (C x W of an image "
-                                    f"row) but got {x.shape[-1]}; build it with the input's in_channels "
-                                    "and input_size")
+        raise InvalidParameterError(
+            f"{where} was built for {features} features per step (C x W of an image "
+            f"row) but got {x.shape[-1]}; build it with the input's in_channels "
+            "and input_size"
+        )
     return x

@@ -43,16 +43,19 @@ class CharLM(nn.Module):
         """The ids (T,) of ``text``'s characters; one outside the vocabulary is an error naming it."""
         missing = sorted(set(text) - self._ids.keys())
         if missing:
-            raise InvalidParameterError(f"char-lm: {missing[0]!r} (and {len(missing) - 1} more) is not in the "
-                                        "model's vocabulary; use characters of the text it was trained on")
+            raise InvalidParameterError(
+                f"char-lm: {missing[0]!r} (and {len(missing) - 1} more) is not in the "
+                "model's vocabulary; use characters of the text it was trained on"
+            )
         return torch.tensor([self._ids[c] for c in text], dtype=torch.long)
 
     def decode(self, ids) -> str:
         return "".join(self.vocabulary[int(i)] for i in torch.as_tensor(ids).reshape(-1))
 
     @torch.no_grad()
-    def generate(self, prompt: str, length: int, *, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> str:
+    def generate(
+        self, prompt: str, length: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> str:
         """``prompt`` continued by ``length`` characters, each drawn from softmax(logits / temperature)
         (``temperature = 0``: the most likely character); seeded by ``generator``."""
         if not prompt:

@@ -30,17 +30,34 @@ from analogsam.errors import InvalidParameterError
 from analogsam.models.inputs import as_sequence
 
 #: MobileNet v1's depthwise-separable blocks (Howard et al. 2017, Table 1): (output channels, stride).
-MOBILENET_V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                       (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+MOBILENET_V1_BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
 
 
-def _separable(conv: type, norm: type, channels: int, out_channels: int, kernel_size: int,
-               stride: int) -> nn.Sequential:
+def _separable(
+    conv: type, norm: type, channels: int, out_channels: int, kernel_size: int, stride: int
+) -> nn.Sequential:
     """Depthwise conv + BN + ReLU, then pointwise conv + BN + ReLU (Howard et al. 2017, Fig. 3)."""
     return nn.Sequential(
         conv(channels, channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=channels, bias=False),
-        norm(channels), nn.ReLU(),
-        conv(channels, out_channels, 1, bias=False), norm(out_channels), nn.ReLU(),
+        norm(channels),
+        nn.ReLU(),
+        conv(channels, out_channels, 1, bias=False),
+        norm(out_channels),
+        nn.ReLU(),
     )
 
 
@@ -57,15 +74,25 @@ class DSCNN(nn.Module):
             features with stride 2; here it spans every feature and ``stem_kernel`` steps, stride 2).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
-                 features: int | None = None, width: int = 64, blocks: int = 4, stem_kernel: int = 5):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        *,
+        features: int | None = None,
+        width: int = 64,
+        blocks: int = 4,
+        stem_kernel: int = 5,
+    ):
         super().__init__()
         self.features = int(features) if features is not None else in_channels * input_size
         self.stem = nn.Sequential(
             nn.Conv1d(self.features, width, stem_kernel, stride=2, padding=stem_kernel // 2, bias=False),
-            nn.BatchNorm1d(width), nn.ReLU())
-        self.blocks = nn.Sequential(*(_separable(nn.Conv1d, nn.BatchNorm1d, width, width, 3, 1)
-                                      for _ in range(blocks)))
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+        )
+        self.blocks = nn.Sequential(*(_separable(nn.Conv1d, nn.BatchNorm1d, width, width, 3, 1) for _ in range(blocks)))
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.classifier = nn.Linear(width, num_classes)
 
@@ -84,19 +111,32 @@ class MobileNetTiny(nn.Module):
             from shrinking to 1x1 before the last blocks).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, input_size: int = 32, *,
-                 width_multiplier: float = 0.25, blocks: int = 7, stem_stride: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        input_size: int = 32,
+        *,
+        width_multiplier: float = 0.25,
+        blocks: int = 7,
+        stem_stride: int = 1,
+    ):
         super().__init__()
         if not 1 <= blocks <= len(MOBILENET_V1_BLOCKS):
-            raise InvalidParameterError(f"mobilenet-tiny: blocks must be 1 to {len(MOBILENET_V1_BLOCKS)} "
-                                        f"(rows of MobileNet v1's table), got {blocks}")
+            raise InvalidParameterError(
+                f"mobilenet-tiny: blocks must be 1 to {len(MOBILENET_V1_BLOCKS)} "
+                f"(rows of MobileNet v1's table), got {blocks}"
+            )
 
         def scaled(channels: int) -> int:
             return max(8, int(round(channels * width_multiplier)))
 
         channels = scaled(32)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=stem_stride, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+        )
         layers = []
         for out_channels, stride in MOBILENET_V1_BLOCKS[:blocks]:
             layers.append(_separable(nn.Conv2d, nn.BatchNorm2d, channels, scaled(out_channels), 3, stride))

@@ -25,13 +25,22 @@ class LSTMClassifier(nn.Module):
             output holds the forward direction's last and the backward direction's first state).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
-                 features: int | None = None, hidden_size: int = 128, num_layers: int = 1,
-                 bidirectional: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        *,
+        features: int | None = None,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+    ):
         super().__init__()
         self.features = int(features) if features is not None else in_channels * input_size
-        self.lstm = nn.LSTM(self.features, hidden_size, num_layers=num_layers, batch_first=True,
-                            bidirectional=bidirectional)
+        self.lstm = nn.LSTM(
+            self.features, hidden_size, num_layers=num_layers, batch_first=True, bidirectional=bidirectional
+        )
         self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def forward(self, x):

@@ -33,14 +33,25 @@ class VisionTransformer(nn.Module):
             block's MLP.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, *,
-                 patch_size: int | None = None, dim: int = 64, depth: int = 2, heads: int = 4,
-                 mlp_dim: int = 128):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        *,
+        patch_size: int | None = None,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_dim: int = 128,
+    ):
         super().__init__()
         patch_size = patch_size or (4 if input_size >= 16 else 2)
         if input_size % patch_size:
-            raise InvalidParameterError(f"vit-tiny: patch_size {patch_size} does not divide the image side "
-                                        f"{input_size}; pick a divisor (e.g. 4 for 28 or 32, 2 for 8)")
+            raise InvalidParameterError(
+                f"vit-tiny: patch_size {patch_size} does not divide the image side "
+                f"{input_size}; pick a divisor (e.g. 4 for 28 or 32, 2 for 8)"
+            )
         if dim % heads:
             raise InvalidParameterError(f"vit-tiny: dim {dim} is not a multiple of heads {heads}")
         tokens = (input_size // patch_size) ** 2
@@ -53,8 +64,9 @@ class VisionTransformer(nn.Module):
         for table in (self.class_token, self.position_embedding):
             nn.init.normal_(table.weight, std=0.02)
         self.register_buffer("positions", torch.arange(tokens + 1), persistent=False)
-        block = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=mlp_dim, dropout=0.0, activation="gelu",
-                                           batch_first=True, norm_first=True)
+        block = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=mlp_dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
         # nested tensors only speed up padded batches, which images never are
         self.encoder = nn.TransformerEncoder(block, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)

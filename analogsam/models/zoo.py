@@ -25,7 +25,8 @@ stay digital.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,9 @@ from analogsam.models.transformer import VisionTransformer
 
 
 class MLP(nn.Module):
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
-                 hidden: tuple[int, ...] = (256, 128)):
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, hidden: tuple[int, ...] = (256, 128)
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_channels * input_size * input_size
@@ -59,13 +61,21 @@ class LeNet5(nn.Module):
         super().__init__()
         # padding=2 keeps LeCun's 32x32 geometry for 28x28 inputs; small inputs (8x8 digits) still work.
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, kernel_size=5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, kernel_size=5, padding=2 if input_size < 16 else 0), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, kernel_size=5, padding=2 if input_size < 16 else 0),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, in_channels, input_size, input_size)).numel()
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
             nn.Linear(84, num_classes),
         )
 
@@ -87,7 +97,7 @@ class _BasicBlock(nn.Module):
     def shortcut(self, x):
         if self.stride == 1 and self.pad == 0:
             return x
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
 
     def forward(self, x):
@@ -122,8 +132,13 @@ class CifarResNet(nn.Module):
 
 
 class VGG8(nn.Module):
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, input_size: int = 32,
-                 widths: tuple[int, ...] = (64, 128, 256)):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        input_size: int = 32,
+        widths: tuple[int, ...] = (64, 128, 256),
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
@@ -134,8 +149,9 @@ class VGG8(nn.Module):
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         side = input_size // 2 ** len(widths)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(channels * side * side, 256), nn.ReLU(),
-                                        nn.Linear(256, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels * side * side, 256), nn.ReLU(), nn.Linear(256, num_classes)
+        )
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -148,12 +164,15 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet32": lambda in_channels, num_classes, input_size=32, **kw: CifarResNet(32, in_channels, num_classes, **kw),
     "vgg8": lambda in_channels, num_classes, input_size, **kw: VGG8(in_channels, num_classes, input_size, **kw),
     "dscnn": lambda in_channels, num_classes, input_size, **kw: DSCNN(in_channels, num_classes, input_size, **kw),
-    "mobilenet-tiny": lambda in_channels, num_classes, input_size, **kw: MobileNetTiny(in_channels, num_classes,
-                                                                                      input_size, **kw),
-    "vit-tiny": lambda in_channels, num_classes, input_size, **kw: VisionTransformer(in_channels, num_classes,
-                                                                                    input_size, **kw),
-    "lstm": lambda in_channels, num_classes, input_size, **kw: LSTMClassifier(in_channels, num_classes,
-                                                                             input_size, **kw),
+    "mobilenet-tiny": lambda in_channels, num_classes, input_size, **kw: MobileNetTiny(
+        in_channels, num_classes, input_size, **kw
+    ),
+    "vit-tiny": lambda in_channels, num_classes, input_size, **kw: VisionTransformer(
+        in_channels, num_classes, input_size, **kw
+    ),
+    "lstm": lambda in_channels, num_classes, input_size, **kw: LSTMClassifier(
+        in_channels, num_classes, input_size, **kw
+    ),
     # in_channels and input_size (1 and the sequence length for text) do not shape a char-lm
     "char-lm": lambda in_channels, num_classes, input_size, vocabulary, **kw: CharLM(vocabulary, **kw),
 }
@@ -168,8 +187,13 @@ def model_names() -> list[str]:
 
 def make_spec(name: str, *, in_channels: int, num_classes: int, input_size: int, **options: Any) -> dict:
     """A spec dict for ``build_model``; ``options`` are the architecture's own (e.g. ``hidden`` for mlp)."""
-    return {"name": name, "in_channels": int(in_channels), "num_classes": int(num_classes),
-            "input_size": int(input_size), **options}
+    return {
+        "name": name,
+        "in_channels": int(in_channels),
+        "num_classes": int(num_classes),
+        "input_size": int(input_size),
+        **options,
+    }
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -195,12 +219,17 @@ def _check_input_kind(name: str, spec: dict) -> None:
     """A text model needs the vocabulary of the text it reads (one id per class); an image model takes none."""
     vocabulary = spec.get("vocabulary")
     if name in _TEXT_MODELS and not vocabulary:
-        raise InvalidParameterError(f"model {name!r} reads text and needs its vocabulary: train it on the text "
-                                    "dataset (--data text --data-root FILE), or put vocabulary=... in the spec")
+        raise InvalidParameterError(
+            f"model {name!r} reads text and needs its vocabulary: train it on the text "
+            "dataset (--data text --data-root FILE), or put vocabulary=... in the spec"
+        )
     if name not in _TEXT_MODELS and vocabulary is not None:
-        raise InvalidParameterError(f"model {name!r} reads images, not text: train "
-                                    f"{', '.join(sorted(_TEXT_MODELS))} on the text dataset")
+        raise InvalidParameterError(
+            f"model {name!r} reads images, not text: train {', '.join(sorted(_TEXT_MODELS))} on the text dataset"
+        )
     if vocabulary and len(vocabulary) != spec.get("num_classes", len(vocabulary)):
-        raise InvalidParameterError(f"model {name!r}: num_classes {spec['num_classes']} differs from the "
-                                    f"vocabulary's {len(vocabulary)} characters; build the spec with "
-                                    "num_classes=len(vocabulary)")
+        raise InvalidParameterError(
+            f"model {name!r}: num_classes {spec['num_classes']} differs from the "
+            f"vocabulary's {len(vocabulary)} characters; build the spec with "
+            "num_classes=len(vocabulary)"
+        )

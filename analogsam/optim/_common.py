@@ -18,7 +18,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from analogsam.errors import AnalogsamError
 from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsam.optim)
     adaptive_param_groups,
-    crossbar_weights as weight_parameters,
     non_norm_parameters,
 )
 
@@ -34,13 +33,13 @@ class NonFiniteError(AnalogsamError, FloatingPointError):
         self.step = step
 
 
-def non_finite(what: str, step: int, value: torch.Tensor | float | None = None, *,
-               where: str = "") -> NonFiniteError:
+def non_finite(what: str, step: int, value: torch.Tensor | float | None = None, *, where: str = "") -> NonFiniteError:
     """The error for a non-finite ``what`` (e.g. "loss") at ``step``; the caller raises it."""
     shown = f" ({float(value)})" if value is not None else ""
     place = f" in {where}" if where else ""
-    return NonFiniteError(f"step {step}: non-finite {what}{shown}{place}; no weight was changed by this step",
-                          step=step)
+    return NonFiniteError(
+        f"step {step}: non-finite {what}{shown}{place}; no weight was changed by this step", step=step
+    )
 
 
 @contextlib.contextmanager
@@ -53,8 +52,7 @@ def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
     README). Setting ``track_running_stats`` off is what ``BatchNorm.forward`` checks, so this costs
     nothing.
     """
-    frozen = [m for m in model.modules()
-              if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    frozen = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
     for m in frozen:
         m.track_running_stats = False
     try:
@@ -77,5 +75,9 @@ def kl_div_logits(reference_logits: torch.Tensor, logits: torch.Tensor, tau: flo
     averaged over the batch, or over every token of a sequence model's (B, T, V) logits."""
     if logits.ndim > 2:  # one distribution per token: the tokens are the batch
         reference_logits, logits = reference_logits.reshape(-1, logits.shape[-1]), logits.reshape(-1, logits.shape[-1])
-    return F.kl_div(F.log_softmax(logits / tau, dim=-1), F.log_softmax(reference_logits / tau, dim=-1),
-                    reduction="batchmean", log_target=True)
+    return F.kl_div(
+        F.log_softmax(logits / tau, dim=-1),
+        F.log_softmax(reference_logits / tau, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )

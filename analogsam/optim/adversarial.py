@@ -62,10 +62,18 @@ class AttackResult:
         return out
 
 
-def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: torch.Tensor,
-                     params: dict[str, torch.Tensor], *, zeta_attack: float = 0.1, steps: int = 10,
-                     zeta_init: float = 0.001, generator: torch.Generator | None = None,
-                     output_fn=None) -> AttackResult:
+def parameter_attack(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    reference_logits: torch.Tensor,
+    params: dict[str, torch.Tensor],
+    *,
+    zeta_attack: float = 0.1,
+    steps: int = 10,
+    zeta_init: float = 0.001,
+    generator: torch.Generator | None = None,
+    output_fn=None,
+) -> AttackResult:
     """Projected gradient ascent (Büchel et al. 2022; rockpool ``pga_attack``) on
     KL(softmax(reference) ‖ softmax f(x, Θ*)) over the named ``params`` of ``model``, within Θ ± ζ_attack · |Θ|.
 
@@ -81,8 +89,11 @@ def parameter_attack(model: nn.Module, inputs: torch.Tensor, reference_logits: t
     magnitude = torch._foreach_abs(theta)
     coeffs = []
     for p in theta:
-        noise = torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype) if generator is not None \
+        noise = (
+            torch.randn(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+            if generator is not None
             else torch.randn_like(p)
+        )
         coeffs.append(noise.mul_(zeta_init).clamp_(-zeta_attack, zeta_attack))
     result = AttackResult(dict(zip(names, coeffs)))
     step_size = zeta_attack / steps if steps else 0.0
@@ -121,15 +132,25 @@ class AdversarialMethod(TrainingMethod):
         clean_loss = self._task_loss(logits, targets)
         task_loss = clean_loss
         if h["zeta_forward"] > 0:
-            noisy = {n: p + (p.detach().abs() * torch.randn_like(p)).mul_(h["zeta_forward"])
-                     for n, p in self.attacked.items()}
+            noisy = {
+                n: p + (p.detach().abs() * torch.randn_like(p)).mul_(h["zeta_forward"])
+                for n, p in self.attacked.items()
+            }
             with frozen_batchnorm_stats(self.model):
                 task_loss = self._task_loss(self._forward(inputs, noisy), targets)
         loss = task_loss
         if h["beta"] > 0:
             self._check_loss(clean_loss)
-            attack = parameter_attack(self.model, inputs, logits, self.attacked, zeta_attack=h["zeta_attack"],
-                                      steps=h["attack_steps"], zeta_init=h["zeta_init"], output_fn=self.output_fn)
+            attack = parameter_attack(
+                self.model,
+                inputs,
+                logits,
+                self.attacked,
+                zeta_attack=h["zeta_attack"],
+                steps=h["attack_steps"],
+                zeta_init=h["zeta_init"],
+                output_fn=self.output_fn,
+            )
             through = h["attack_gradient"] == "through"
             with frozen_batchnorm_stats(self.model), torch.set_grad_enabled(through):
                 star_logits = self._forward(inputs, attack.theta_star(self.attacked, differentiable=through))

@@ -63,9 +63,21 @@ class TrainingMethod(abc.ABC):
 
     replicas: nn.Module | None = None
 
-    def __init__(self, name: str, model: nn.Module, *, base: str = "sgd", lr: float = 0.05,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, hparams: dict | None = None,
-                 num_samples: int | None = None, num_classes: int | None = None, output_fn=None, loss_fn=None):
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        *,
+        base: str = "sgd",
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        hparams: dict | None = None,
+        num_samples: int | None = None,
+        num_classes: int | None = None,
+        output_fn=None,
+        loss_fn=None,
+    ):
         self.name = name
         self.model = model
         self.output_fn = output_fn
@@ -89,14 +101,15 @@ class TrainingMethod(abc.ABC):
     def begin_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor,
-                   indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         loss, logits = self._step(inputs, targets, indices)
         self.step_count += 1
         return loss.detach(), logits.detach()
 
     def end_epoch(self, epoch: int) -> None:
-        pass
+        """A hook at the end of each epoch (SAF rotates its logit buffer here); nothing by default."""
 
     @abc.abstractmethod
     def _step(self, inputs, targets, indices) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,8 +165,9 @@ class TrainingMethod(abc.ABC):
     def _check_grads(self, where: str = "") -> None:
         norm = global_grad_norm(self.model.parameters())
         if not bool(torch.isfinite(norm)):
-            raise non_finite("gradient", self._step_number,
-                             where=f"{self.name}{', ' + where if where else ''}, epoch {self.epoch}")
+            raise non_finite(
+                "gradient", self._step_number, where=f"{self.name}{', ' + where if where else ''}, epoch {self.epoch}"
+            )
 
     def _backward_and_step(self, loss: torch.Tensor) -> None:
         self._check_loss(loss)

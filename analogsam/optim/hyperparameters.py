@@ -55,7 +55,7 @@ class Hyperparameter:
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 
-    def with_default(self, default: Any) -> "Hyperparameter":
+    def with_default(self, default: Any) -> Hyperparameter:
         """The same setting with another default (e.g. ρ per method)."""
         return replace(self, default=default)
 
@@ -118,8 +118,9 @@ def _float(name, default, meaning, unit="", *, low=0.0, **kw) -> Hyperparameter:
 
 
 def _epoch(name, default_text, meaning, *, low=0) -> Hyperparameter:
-    return Hyperparameter(name, int, None, meaning, "0-based epoch", low=low, default_text=default_text,
-                          metavar="EPOCH")
+    return Hyperparameter(
+        name, int, None, meaning, "0-based epoch", low=low, default_text=default_text, metavar="EPOCH"
+    )
 
 
 # -- the base optimizer and the training loop ---------------------------------------------------------
@@ -130,27 +131,66 @@ DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
 BASE_OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULES = ("cosine", "constant")
 
-TRAINING_SETTINGS: dict[str, Hyperparameter] = {hp.name: hp for hp in (
-    _float("lr", None, "base learning rate (the start of the cosine schedule)", "per step", low_open=True,
-           default_text="0.05 with sgd, 0.001 with adamw", metavar="LR"),
-    _float("momentum", 0.9, "SGD momentum, or AdamW's β₁", high=1.0, high_open=True, metavar="M"),
-    _float("weight_decay", 5e-4, "L2 weight decay (SGD) or decoupled weight decay (AdamW) coefficient",
-           "per step, times lr", metavar="WD"),
-    Hyperparameter("base", str, None, "base optimizer that every method but sgd/adamw steps with",
-                   choices=BASE_OPTIMIZERS, default_text="sgd", flag="--base-optimizer"),
-    Hyperparameter("epochs", int, 10, "passes over the training split", "epochs", low=1, metavar="N"),
-    Hyperparameter("batch_size", int, 128, "samples per training step", "samples", low=1, metavar="N"),
-    Hyperparameter("schedule", str, "cosine", "learning-rate schedule over all steps: cosine annealing "
-                   "to 0, or constant", choices=SCHEDULES),
-    Hyperparameter("seed", int, 0, "seed of the weight initialisation, the batch order and the optimizer's "
-                   "own randomness", low=0, metavar="SEED"),
-)}
+TRAINING_SETTINGS: dict[str, Hyperparameter] = {
+    hp.name: hp
+    for hp in (
+        _float(
+            "lr",
+            None,
+            "base learning rate (the start of the cosine schedule)",
+            "per step",
+            low_open=True,
+            default_text="0.05 with sgd, 0.001 with adamw",
+            metavar="LR",
+        ),
+        _float("momentum", 0.9, "SGD momentum, or AdamW's β₁", high=1.0, high_open=True, metavar="M"),
+        _float(
+            "weight_decay",
+            5e-4,
+            "L2 weight decay (SGD) or decoupled weight decay (AdamW) coefficient",
+            "per step, times lr",
+            metavar="WD",
+        ),
+        Hyperparameter(
+            "base",
+            str,
+            None,
+            "base optimizer that every method but sgd/adamw steps with",
+            choices=BASE_OPTIMIZERS,
+            default_text="sgd",
+            flag="--base-optimizer",
+        ),
+        Hyperparameter("epochs", int, 10, "passes over the training split", "epochs", low=1, metavar="N"),
+        Hyperparameter("batch_size", int, 128, "samples per training step", "samples", low=1, metavar="N"),
+        Hyperparameter(
+            "schedule",
+            str,
+            "cosine",
+            "learning-rate schedule over all steps: cosine annealing to 0, or constant",
+            choices=SCHEDULES,
+        ),
+        Hyperparameter(
+            "seed",
+            int,
+            0,
+            "seed of the weight initialisation, the batch order and the optimizer's own randomness",
+            low=0,
+            metavar="SEED",
+        ),
+    )
+}
 
 
 # -- each method's own hyperparameters ---------------------------------------------------------------
 
-RHO = _float("rho", 0.05, "neighbourhood radius ρ: the L2 norm of the perturbation in the (scaled) weight "
-             "space", "dimensionless", symbol="ρ", metavar="RHO")
+RHO = _float(
+    "rho",
+    0.05,
+    "neighbourhood radius ρ: the L2 norm of the perturbation in the (scaled) weight space",
+    "dimensionless",
+    symbol="ρ",
+    metavar="RHO",
+)
 ETA = _float("eta", 0.01, "offset η in T_w = |w| + η", "weight units", symbol="η", metavar="ETA")
 #: Which tensors ASAM's and SAMSON's T scales (``"weights"``: the crossbar weights, T = 1 elsewhere;
 #: ``"all"``: every trainable parameter). See :mod:`analogsam.optim.two_pass` for the two sources.
@@ -160,12 +200,25 @@ ETA = _float("eta", 0.01, "offset η in T_w = |w| + η", "weight units", symbol=
 #: -2.31 +- 0.99: the intervals overlap, so "all" is not better and the authors' convention is kept
 #: (a single-seed run had suggested the opposite, -2.07 against -1.22).
 ADAPTIVE_SCOPES = ("weights", "all")
-SCOPE = Hyperparameter("scope", str, "weights", "which tensors T scales: 'weights' the layer (crossbar) weights "
-                       "only, T = 1 for biases and normalisation parameters (the ASAM authors' code, "
-                       "SamsungLabs/ASAM); 'all' every parameter, biases too (davda54/sam, pytorch_optimizer)",
-                       choices=ADAPTIVE_SCOPES)
-NORM_ORDER = Hyperparameter("p", float, "inf", "norm order p of the per-layer normalisation ‖w‖_p: inf "
-                            "(the layer's max |w|) or 2", low=1.0, infinite=True, symbol="p", metavar="P")
+SCOPE = Hyperparameter(
+    "scope",
+    str,
+    "weights",
+    "which tensors T scales: 'weights' the layer (crossbar) weights "
+    "only, T = 1 for biases and normalisation parameters (the ASAM authors' code, "
+    "SamsungLabs/ASAM); 'all' every parameter, biases too (davda54/sam, pytorch_optimizer)",
+    choices=ADAPTIVE_SCOPES,
+)
+NORM_ORDER = Hyperparameter(
+    "p",
+    float,
+    "inf",
+    "norm order p of the per-layer normalisation ‖w‖_p: inf (the layer's max |w|) or 2",
+    low=1.0,
+    infinite=True,
+    symbol="p",
+    metavar="P",
+)
 
 
 @dataclass(frozen=True)
@@ -184,69 +237,196 @@ class MethodSpec:
         return {hp.name: hp.default for hp in self.hyperparameters}
 
 
-METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    MethodSpec("sgd", "SGD with momentum alone", "", ()),
-    MethodSpec("adamw", "AdamW alone (decoupled weight decay)", "Loshchilov & Hutter, ICLR 2019, arXiv 1711.05101"),
-    MethodSpec("sam", "two-pass, ε = ρ g/‖g‖", "Foret et al., ICLR 2021, arXiv 2010.01412", (RHO,)),
-    MethodSpec("asam", "two-pass, ε = ρ T²g/‖Tg‖, T = \\|w\\| + η on layer weights (`--scope all`: on every parameter)",
-               "Kwon et al., ICML 2021, arXiv 2102.11600", (RHO.with_default(0.5), ETA, SCOPE)),
-    MethodSpec("samson", "ASAM with T normalised by the layer's ‖w‖_p", "Mordido et al. 2022, arXiv 2211.11561",
-               (RHO.with_default(0.2), ETA, NORM_ORDER, SCOPE)),
-    MethodSpec("adversarial", "task loss + β·KL to the outputs at a sign-gradient attack within θ ± ζ\\|θ\\|",
-               "Büchel et al., ICLR 2022, arXiv 2106.05009", (
-                   _float("beta", 0.25, "weight β of the KL robustness term (0: the base optimizer)", symbol="β",
-                          metavar="BETA"),
-                   _float("zeta_attack", 0.1, "attack budget ζ: the attack stays in θ ± ζ·|θ|", "relative to |θ|",
-                          symbol="ζ", metavar="ZETA"),
-                   Hyperparameter("attack_steps", int, 10, "number N of sign-gradient ascent steps; a step costs "
-                                  "about N+2 forward/backward passes", "steps", symbol="N", low=1, metavar="N"),
-                   _float("zeta_init", 0.001, "std of the attack's random start", "relative to |θ|",
-                          symbol="ζ_init", metavar="ZETA"),
-                   Hyperparameter("attack_gradient", str, "through", "'through' differentiates the KL through "
-                                  "the attack (dθ*/dθ = 1 + sign(θ)c, paper); 'constant' treats θ* as a constant, "
-                                  "one backward cheaper", choices=("through", "constant")),
-                   _float("zeta_forward", 0.0, "std of the multiplicative weight noise in the task-loss forward "
-                          "(0: off)", "relative to |θ|", symbol="ζ_fwd", metavar="ZETA"),
-               )),
-    MethodSpec("saf", "KL to each sample's logits from Ẽ epochs ago", "Du et al., NeurIPS 2022, arXiv 2205.14083", (
-        _float("saf_lambda", 0.3, "weight λ of the KL term to past logits", symbol="λ", metavar="LAMBDA"),
-        _float("saf_tau", 5.0, "softmax temperature τ of the KL term", symbol="τ", low_open=True, metavar="TAU"),
-        Hyperparameter("saf_history", int, 3, "Ẽ, how many epochs back the reference logits are; the buffer "
-                       "holds num_samples × num_classes × (Ẽ+1) float32", "epochs", symbol="Ẽ", low=1,
-                       metavar="EPOCHS"),
-        _epoch("saf_start", "30% of the epochs, at least saf_history; 5 if the run length is unknown",
-               "first epoch with the KL term"),
-        _epoch("saf_end", "never", "epoch from which the KL term is off again", low=1),
-    )),
-    MethodSpec("mesa", "KL to the outputs of an EMA of the weights", "Du et al., NeurIPS 2022, arXiv 2205.14083", (
-        _float("mesa_lambda", 0.8, "weight λ of the KL term to the EMA model", symbol="λ", metavar="LAMBDA"),
-        _float("mesa_tau", 5.0, "softmax temperature τ of the KL term", symbol="τ", low_open=True, metavar="TAU"),
-        _float("mesa_decay", 0.9998, "decay of the exponential moving average of the weights", "per step",
-               symbol="decay", high=1.0, high_open=True, metavar="DECAY"),
-        _epoch("mesa_start", "30% of the epochs; 5 if the run length is unknown", "first epoch with the KL term"),
-        _epoch("mesa_end", "never", "epoch from which the KL term is off again", low=1),
-        Hyperparameter("mesa_ema_warmup", bool, True, "warm the EMA decay up as min(decay, (1+n)/(10+n)) after "
-                       "n steps (off: the reference code's plain EMA)", symbol="warm-up"),
-    )),
-    MethodSpec("noise", "forward/backward at Gaussian-noisy weights (hardware-aware training)",
-               "Rasch et al., Nat. Commun. 2023, arXiv 2302.08469", (
-                   _float("noise_additive", 0.0175, "std of the additive Gaussian weight noise",
-                          "relative to the layer's max |w|", symbol="σ_add", metavar="SIGMA"),
-                   _float("noise_multiplicative", 0.0, "std of the multiplicative Gaussian weight noise",
-                          "relative to |w|", symbol="σ_mul", metavar="SIGMA"),
-               )),
-    MethodSpec("rwp", "α L(w + ε) + (1 − α) L(w), filter-wise random ε", "Li et al. 2022, arXiv 2211.11489", (
-        _float("rwp_gamma", 0.01, "per-filter noise std γ", "relative to the filter's L2 norm", symbol="γ",
-               metavar="GAMMA"),
-        _float("rwp_alpha", 0.5, "weight α of the perturbed loss in α·L(w+ε) + (1-α)·L(w)", symbol="α", high=1.0,
-               metavar="ALPHA"),
-    )),
-)}
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("sgd", "SGD with momentum alone", "", ()),
+        MethodSpec("adamw", "AdamW alone (decoupled weight decay)", "Loshchilov & Hutter, ICLR 2019, arXiv 1711.05101"),
+        MethodSpec("sam", "two-pass, ε = ρ g/‖g‖", "Foret et al., ICLR 2021, arXiv 2010.01412", (RHO,)),
+        MethodSpec(
+            "asam",
+            "two-pass, ε = ρ T²g/‖Tg‖, T = \\|w\\| + η on layer weights (`--scope all`: on every parameter)",
+            "Kwon et al., ICML 2021, arXiv 2102.11600",
+            (RHO.with_default(0.5), ETA, SCOPE),
+        ),
+        MethodSpec(
+            "samson",
+            "ASAM with T normalised by the layer's ‖w‖_p",
+            "Mordido et al. 2022, arXiv 2211.11561",
+            (RHO.with_default(0.2), ETA, NORM_ORDER, SCOPE),
+        ),
+        MethodSpec(
+            "adversarial",
+            "task loss + β·KL to the outputs at a sign-gradient attack within θ ± ζ\\|θ\\|",
+            "Büchel et al., ICLR 2022, arXiv 2106.05009",
+            (
+                _float(
+                    "beta",
+                    0.25,
+                    "weight β of the KL robustness term (0: the base optimizer)",
+                    symbol="β",
+                    metavar="BETA",
+                ),
+                _float(
+                    "zeta_attack",
+                    0.1,
+                    "attack budget ζ: the attack stays in θ ± ζ·|θ|",
+                    "relative to |θ|",
+                    symbol="ζ",
+                    metavar="ZETA",
+                ),
+                Hyperparameter(
+                    "attack_steps",
+                    int,
+                    10,
+                    "number N of sign-gradient ascent steps; a step costs about N+2 forward/backward passes",
+                    "steps",
+                    symbol="N",
+                    low=1,
+                    metavar="N",
+                ),
+                _float(
+                    "zeta_init",
+                    0.001,
+                    "std of the attack's random start",
+                    "relative to |θ|",
+                    symbol="ζ_init",
+                    metavar="ZETA",
+                ),
+                Hyperparameter(
+                    "attack_gradient",
+                    str,
+                    "through",
+                    "'through' differentiates the KL through "
+                    "the attack (dθ*/dθ = 1 + sign(θ)c, paper); 'constant' treats θ* as a constant, "
+                    "one backward cheaper",
+                    choices=("through", "constant"),
+                ),
+                _float(
+                    "zeta_forward",
+                    0.0,
+                    "std of the multiplicative weight noise in the task-loss forward (0: off)",
+                    "relative to |θ|",
+                    symbol="ζ_fwd",
+                    metavar="ZETA",
+                ),
+            ),
+        ),
+        MethodSpec(
+            "saf",
+            "KL to each sample's logits from Ẽ epochs ago",
+            "Du et al., NeurIPS 2022, arXiv 2205.14083",
+            (
+                _float("saf_lambda", 0.3, "weight λ of the KL term to past logits", symbol="λ", metavar="LAMBDA"),
+                _float(
+                    "saf_tau", 5.0, "softmax temperature τ of the KL term", symbol="τ", low_open=True, metavar="TAU"
+                ),
+                Hyperparameter(
+                    "saf_history",
+                    int,
+                    3,
+                    "Ẽ, how many epochs back the reference logits are; the buffer "
+                    "holds num_samples × num_classes × (Ẽ+1) float32",
+                    "epochs",
+                    symbol="Ẽ",
+                    low=1,
+                    metavar="EPOCHS",
+                ),
+                _epoch(
+                    "saf_start",
+                    "30% of the epochs, at least saf_history; 5 if the run length is unknown",
+                    "first epoch with the KL term",
+                ),
+                _epoch("saf_end", "never", "epoch from which the KL term is off again", low=1),
+            ),
+        ),
+        MethodSpec(
+            "mesa",
+            "KL to the outputs of an EMA of the weights",
+            "Du et al., NeurIPS 2022, arXiv 2205.14083",
+            (
+                _float("mesa_lambda", 0.8, "weight λ of the KL term to the EMA model", symbol="λ", metavar="LAMBDA"),
+                _float(
+                    "mesa_tau", 5.0, "softmax temperature τ of the KL term", symbol="τ", low_open=True, metavar="TAU"
+                ),
+                _float(
+                    "mesa_decay",
+                    0.9998,
+                    "decay of the exponential moving average of the weights",
+                    "per step",
+                    symbol="decay",
+                    high=1.0,
+                    high_open=True,
+                    metavar="DECAY",
+                ),
+                _epoch(
+                    "mesa_start", "30% of the epochs; 5 if the run length is unknown", "first epoch with the KL term"
+                ),
+                _epoch("mesa_end", "never", "epoch from which the KL term is off again", low=1),
+                Hyperparameter(
+                    "mesa_ema_warmup",
+                    bool,
+                    True,
+                    "warm the EMA decay up as min(decay, (1+n)/(10+n)) after "
+                    "n steps (off: the reference code's plain EMA)",
+                    symbol="warm-up",
+                ),
+            ),
+        ),
+        MethodSpec(
+            "noise",
+            "forward/backward at Gaussian-noisy weights (hardware-aware training)",
+            "Rasch et al., Nat. Commun. 2023, arXiv 2302.08469",
+            (
+                _float(
+                    "noise_additive",
+                    0.0175,
+                    "std of the additive Gaussian weight noise",
+                    "relative to the layer's max |w|",
+                    symbol="σ_add",
+                    metavar="SIGMA",
+                ),
+                _float(
+                    "noise_multiplicative",
+                    0.0,
+                    "std of the multiplicative Gaussian weight noise",
+                    "relative to |w|",
+                    symbol="σ_mul",
+                    metavar="SIGMA",
+                ),
+            ),
+        ),
+        MethodSpec(
+            "rwp",
+            "α L(w + ε) + (1 − α) L(w), filter-wise random ε",
+            "Li et al. 2022, arXiv 2211.11489",
+            (
+                _float(
+                    "rwp_gamma",
+                    0.01,
+                    "per-filter noise std γ",
+                    "relative to the filter's L2 norm",
+                    symbol="γ",
+                    metavar="GAMMA",
+                ),
+                _float(
+                    "rwp_alpha",
+                    0.5,
+                    "weight α of the perturbed loss in α·L(w+ε) + (1-α)·L(w)",
+                    symbol="α",
+                    high=1.0,
+                    metavar="ALPHA",
+                ),
+            ),
+        ),
+    )
+}
 
 OPTIMIZER_NAMES = tuple(METHODS)
 
 
 # -- generated: command-line flags and the README table ---------------------------------------------
+
 
 def _float_argument(text: str) -> float:
     try:
@@ -258,22 +438,33 @@ def _float_argument(text: str) -> float:
 def flag_help(hp: Hyperparameter, *, used_by: str = "", default_text: str | None = None) -> str:
     """``--help`` text: who uses it, meaning, unit, allowed values and default (``%`` escaped)."""
     unit = f"{hp.unit}, " if hp.unit else ""
-    text = (f"{used_by + ': ' if used_by else ''}{hp.meaning}; {unit}{hp.allowed()} "
-            f"(default: {hp.default_in_words() if default_text is None else default_text})")
+    text = (
+        f"{used_by + ': ' if used_by else ''}{hp.meaning}; {unit}{hp.allowed()} "
+        f"(default: {hp.default_in_words() if default_text is None else default_text})"
+    )
     return text.replace("%", "%%")
 
 
-def add_flag(group, hp: Hyperparameter, *, default: Any = None, used_by: str = "",
-             default_text: str | None = None) -> None:
+def add_flag(
+    group, hp: Hyperparameter, *, default: Any = None, used_by: str = "", default_text: str | None = None
+) -> None:
     """Add ``hp`` as a flag to an argparse parser or group; argparse checks the type, the API the range."""
     help_text = flag_help(hp, used_by=used_by, default_text=default_text)
     if hp.type is bool:
-        group.add_argument(hp.option, dest=hp.name, action=argparse.BooleanOptionalAction, default=default,
-                           help=help_text)
+        group.add_argument(
+            hp.option, dest=hp.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+        )
         return
     kind = {float: _float_argument, int: int, str: str}[hp.type]
-    group.add_argument(hp.option, dest=hp.name, type=kind, default=default, choices=hp.choices,
-                       metavar=None if hp.choices else hp.metavar, help=help_text)
+    group.add_argument(
+        hp.option,
+        dest=hp.name,
+        type=kind,
+        default=default,
+        choices=hp.choices,
+        metavar=None if hp.choices else hp.metavar,
+        help=help_text,
+    )
 
 
 def method_flags() -> list[tuple[Hyperparameter, tuple[str, ...], str]]:

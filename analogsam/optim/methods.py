@@ -30,13 +30,28 @@ from .noise import NoiseInjectionMethod, RWPMethod
 from .saf import MESAMethod, SAFMethod
 from .two_pass import SharpnessAwareMethod
 
-__all__ = ["DEFAULT_LR", "OPTIMIZER_NAMES", "HyperparameterError", "build_method", "resolve_hyperparameters",
-           "hyperparameter_defaults", "add_optimizer_arguments", "method_kwargs_from_args"]
+__all__ = [
+    "DEFAULT_LR",
+    "OPTIMIZER_NAMES",
+    "HyperparameterError",
+    "build_method",
+    "resolve_hyperparameters",
+    "hyperparameter_defaults",
+    "add_optimizer_arguments",
+    "method_kwargs_from_args",
+]
 
 _CLASSES: dict[str, type[TrainingMethod]] = {
-    "sgd": StandardMethod, "adamw": StandardMethod, "sam": SharpnessAwareMethod, "asam": SharpnessAwareMethod,
-    "samson": SharpnessAwareMethod, "adversarial": AdversarialMethod, "saf": SAFMethod, "mesa": MESAMethod,
-    "noise": NoiseInjectionMethod, "rwp": RWPMethod,
+    "sgd": StandardMethod,
+    "adamw": StandardMethod,
+    "sam": SharpnessAwareMethod,
+    "asam": SharpnessAwareMethod,
+    "samson": SharpnessAwareMethod,
+    "adversarial": AdversarialMethod,
+    "saf": SAFMethod,
+    "mesa": MESAMethod,
+    "noise": NoiseInjectionMethod,
+    "rwp": RWPMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 
@@ -59,10 +74,16 @@ def hyperparameter_defaults(name: str) -> dict[str, Any]:
     return METHODS[_canonical_name(name)].defaults()
 
 
-def resolve_hyperparameters(name: str, *, lr: float | None = None,
-                            momentum: float = TRAINING_SETTINGS["momentum"].default,
-                            weight_decay: float = TRAINING_SETTINGS["weight_decay"].default,
-                            base: str | None = None, epochs: int | None = None, **hparams) -> tuple[str, dict]:
+def resolve_hyperparameters(
+    name: str,
+    *,
+    lr: float | None = None,
+    momentum: float = TRAINING_SETTINGS["momentum"].default,
+    weight_decay: float = TRAINING_SETTINGS["weight_decay"].default,
+    base: str | None = None,
+    epochs: int | None = None,
+    **hparams,
+) -> tuple[str, dict]:
     """``(canonical name, every hyperparameter resolved and checked)``, without building anything.
 
     Takes :func:`build_method`'s arguments; raises what it raises."""
@@ -71,8 +92,9 @@ def resolve_hyperparameters(name: str, *, lr: float | None = None,
     unknown = sorted(set(hparams) - {hp.name for hp in spec.hyperparameters})
     if unknown:
         valid = ", ".join(hp.name for hp in spec.hyperparameters) or "none besides lr, momentum, weight_decay, base"
-        raise HyperparameterError(f"optimizer {key!r} takes no hyperparameter {', '.join(map(repr, unknown))}; "
-                                  f"its hyperparameters: {valid}")
+        raise HyperparameterError(
+            f"optimizer {key!r} takes no hyperparameter {', '.join(map(repr, unknown))}; its hyperparameters: {valid}"
+        )
     settings = TRAINING_SETTINGS
     base = settings["base"].check(base)
     if key in BASE_OPTIMIZERS:
@@ -87,17 +109,29 @@ def resolve_hyperparameters(name: str, *, lr: float | None = None,
     if epochs is not None:
         epochs = settings["epochs"].check(epochs)
     owner = f"optimizer {key!r}"
-    resolved = {hp.name: hp.check(hp.default if hparams.get(hp.name) is None else hparams[hp.name], owner)
-                for hp in spec.hyperparameters}
+    resolved = {
+        hp.name: hp.check(hp.default if hparams.get(hp.name) is None else hparams[hp.name], owner)
+        for hp in spec.hyperparameters
+    }
     resolved = _CLASSES[key].resolve_hparams(resolved, epochs=epochs)
     return key, {"base": base, "lr": lr, "momentum": momentum, "weight_decay": weight_decay, **resolved}
 
 
-def build_method(name: str, model: nn.Module, *, lr: float | None = None,
-                 momentum: float = TRAINING_SETTINGS["momentum"].default,
-                 weight_decay: float = TRAINING_SETTINGS["weight_decay"].default, base: str | None = None,
-                 num_samples: int | None = None, num_classes: int | None = None, epochs: int | None = None,
-                 output_fn=None, loss_fn=None, **hparams) -> TrainingMethod:
+def build_method(
+    name: str,
+    model: nn.Module,
+    *,
+    lr: float | None = None,
+    momentum: float = TRAINING_SETTINGS["momentum"].default,
+    weight_decay: float = TRAINING_SETTINGS["weight_decay"].default,
+    base: str | None = None,
+    num_samples: int | None = None,
+    num_classes: int | None = None,
+    epochs: int | None = None,
+    output_fn=None,
+    loss_fn=None,
+    **hparams,
+) -> TrainingMethod:
     """The training method ``name`` for ``model``.
 
     Args:
@@ -118,11 +152,22 @@ def build_method(name: str, model: nn.Module, *, lr: float | None = None,
             out-of-range value, naming the parameter (a ValueError).
         HyperparameterError: a hyperparameter ``name`` does not take (a ValueError and a TypeError).
     """
-    key, full = resolve_hyperparameters(name, lr=lr, momentum=momentum, weight_decay=weight_decay, base=base,
-                                        epochs=epochs, **hparams)
-    return _CLASSES[key](key, model, base=full["base"], lr=full["lr"], momentum=full["momentum"],
-                         weight_decay=full["weight_decay"], hparams=full, num_samples=num_samples,
-                         num_classes=num_classes, output_fn=output_fn, loss_fn=loss_fn)
+    key, full = resolve_hyperparameters(
+        name, lr=lr, momentum=momentum, weight_decay=weight_decay, base=base, epochs=epochs, **hparams
+    )
+    return _CLASSES[key](
+        key,
+        model,
+        base=full["base"],
+        lr=full["lr"],
+        momentum=full["momentum"],
+        weight_decay=full["weight_decay"],
+        hparams=full,
+        num_samples=num_samples,
+        num_classes=num_classes,
+        output_fn=output_fn,
+        loss_fn=loss_fn,
+    )
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -135,9 +180,15 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
 
     Method flags default to ``None``, meaning the chosen method's own default (see each help text)."""
     group = parser.add_argument_group(
-        "optimizer", "training method and its hyperparameters; a method's flags are ignored by the others")
-    group.add_argument("--optimizer", default="sgd", choices=OPTIMIZER_NAMES, metavar="NAME",
-                       help=f"training method, one of: {', '.join(OPTIMIZER_NAMES)} (default: sgd)")
+        "optimizer", "training method and its hyperparameters; a method's flags are ignored by the others"
+    )
+    group.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=OPTIMIZER_NAMES,
+        metavar="NAME",
+        help=f"training method, one of: {', '.join(OPTIMIZER_NAMES)} (default: sgd)",
+    )
     for name in _BASE_SETTINGS:
         hp = TRAINING_SETTINGS[name]
         add_flag(group, hp, default=hp.default)
@@ -161,8 +212,9 @@ def method_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
     if base is not None:
         if name in BASE_OPTIMIZERS and base != name:
-            raise InvalidParameterError(f"--base-optimizer {base} contradicts --optimizer {name}; "
-                                        "leave --base-optimizer out for sgd and adamw")
+            raise InvalidParameterError(
+                f"--base-optimizer {base} contradicts --optimizer {name}; leave --base-optimizer out for sgd and adamw"
+            )
         kwargs["base"] = base
     ignored = []
     for hp, users, _ in method_flags():

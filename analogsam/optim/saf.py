@@ -43,10 +43,12 @@ def _check_window(h: dict, start_key: str, end_key: str, epochs: int | None = No
         raise InvalidParameterError(
             f"{start_key}={h[start_key]} (0-based) but training has only {epochs} epochs: the extra term would "
             f"never switch on. Train for more epochs or set a lower {start_key} (for SAF also saf_history <= "
-            "saf_start, e.g. saf_history=1, saf_start=1).")
+            "saf_start, e.g. saf_history=1, saf_start=1)."
+        )
     if h[end_key] is not None and h[end_key] <= h[start_key]:
-        raise InvalidParameterError(f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), "
-                                    f"got {h[end_key]!r}")
+        raise InvalidParameterError(
+            f"{end_key} must be an integer epoch > {start_key} ({h[start_key]}), got {h[end_key]!r}"
+        )
 
 
 class SAFMethod(TrainingMethod):
@@ -80,8 +82,10 @@ class SAFMethod(TrainingMethod):
     def __init__(self, name, model, *, num_samples=None, num_classes=None, **kwargs):
         super().__init__(name, model, **kwargs)
         if num_samples is None or num_samples < 1:
-            raise InvalidParameterError("saf needs num_samples (the training set size) for its per-sample logit buffer; "
-                             "pass build_method('saf', model, num_samples=len(train_set), ...)")
+            raise InvalidParameterError(
+                "saf needs num_samples (the training set size) for its per-sample logit buffer; "
+                "pass build_method('saf', model, num_samples=len(train_set), ...)"
+            )
         self.num_samples = int(num_samples)
         self.num_classes = num_classes
         self.logits_buffer: torch.Tensor | None = None
@@ -113,7 +117,9 @@ class SAFMethod(TrainingMethod):
 
     def _step(self, inputs, targets, indices):
         if indices is None:
-            raise InvalidParameterError("saf needs the dataset index of every sample in the batch (train_step's indices)")
+            raise InvalidParameterError(
+                "saf needs the dataset index of every sample in the batch (train_step's indices)"
+            )
         h = self.hparams
         self.optimizer.zero_grad(set_to_none=True)
         logits = self._forward(inputs)
@@ -146,7 +152,8 @@ class SAFMethod(TrainingMethod):
         if self.recorded_epoch is not None and bool((self.recorded_epoch >= 0).any()):
             raise InvalidParameterError(
                 f"saf buffers each sample's output of shape {tuple(self.logits_buffer.shape[1:-1])}, but this batch's "
-                f"is {shape}; give every batch the same sequence length (pad to one length)")
+                f"is {shape}; give every batch the same sequence length (pad to one length)"
+            )
         self._allocate(shape, logits.device)
 
     def state_dict(self):

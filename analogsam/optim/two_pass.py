@@ -75,12 +75,19 @@ class SAM(torch.optim.Optimizer):
 
     _extra_defaults: dict = {}
 
-    def __init__(self, params, base_optimizer: Callable[..., torch.optim.Optimizer], rho: float = METHODS["sam"]["rho"].default,
-                 **base_kwargs):
+    def __init__(
+        self,
+        params,
+        base_optimizer: Callable[..., torch.optim.Optimizer],
+        rho: float = METHODS["sam"]["rho"].default,
+        **base_kwargs,
+    ):
         rho = RHO.check(rho)
         if isinstance(base_optimizer, torch.optim.Optimizer):
-            raise InvalidParameterError("base_optimizer must be an optimizer class such as torch.optim.SGD, "
-                            "not an instance (davda54/sam convention)")
+            raise InvalidParameterError(
+                "base_optimizer must be an optimizer class such as torch.optim.SGD, "
+                "not an instance (davda54/sam convention)"
+            )
         defaults = dict(rho=rho, **self._extra_defaults, **base_kwargs)
         super().__init__(params, defaults)
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
@@ -114,9 +121,11 @@ class SAM(torch.optim.Optimizer):
         # One L2 norm over all parameters (foreach: one kernel per group, not per tensor).
         norm = torch.linalg.vector_norm(torch.stack([n for _, _, tg, _ in groups for n in torch._foreach_norm(tg)]))
         if not torch.isfinite(norm):
-            raise NonFiniteError(f"step {self.step_count + 1}: non-finite gradient (first pass of "
-                                 f"{type(self).__name__}); no weight was changed by this step",
-                                 step=self.step_count + 1)
+            raise NonFiniteError(
+                f"step {self.step_count + 1}: non-finite gradient (first pass of "
+                f"{type(self).__name__}); no weight was changed by this step",
+                step=self.step_count + 1,
+            )
         eps = {}
         for group, params, scaled, scales in groups:
             e = torch._foreach_mul(scaled, group["rho"] / (norm + 1e-12))
@@ -162,9 +171,11 @@ class SAM(torch.optim.Optimizer):
         finite = bool(torch.isfinite(global_grad_norm(p for _, p in self._params_with_grad())))
         self.restore()
         if not finite:
-            raise NonFiniteError(f"step {self.step_count + 1}: non-finite gradient (second pass of "
-                                 f"{type(self).__name__}, at w + ε); weights restored to w, no update made",
-                                 step=self.step_count + 1)
+            raise NonFiniteError(
+                f"step {self.step_count + 1}: non-finite gradient (second pass of "
+                f"{type(self).__name__}, at w + ε); weights restored to w, no update made",
+                step=self.step_count + 1,
+            )
         self.base_optimizer.step()
         self.step_count += 1
         if zero_grad:
@@ -179,8 +190,10 @@ class SAM(torch.optim.Optimizer):
         (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
         """
         if closure is None:
-            raise InvalidParameterError(f"{type(self).__name__} needs a closure that does forward and backward; "
-                             "or call first_step()/second_step() yourself")
+            raise InvalidParameterError(
+                f"{type(self).__name__} needs a closure that does forward and backward; "
+                "or call first_step()/second_step() yourself"
+            )
         closure = torch.enable_grad()(closure)
         loss = None
         if not any(True for _ in self._params_with_grad()):
@@ -219,8 +232,15 @@ class ASAM(SAM):
 
     _extra_defaults = {"eta": ETA.default, "adaptive": None}
 
-    def __init__(self, params, base_optimizer, rho: float = METHODS["asam"]["rho"].default,
-                 eta: float = ETA.default, scope: str = SCOPE.default, **base_kwargs):
+    def __init__(
+        self,
+        params,
+        base_optimizer,
+        rho: float = METHODS["asam"]["rho"].default,
+        eta: float = ETA.default,
+        scope: str = SCOPE.default,
+        **base_kwargs,
+    ):
         eta = ETA.check(eta)
         # An attribute, not a group default: param groups (and so checkpoints) stay as they were.
         self.scope = SCOPE.check(scope)
@@ -255,9 +275,16 @@ class SAMSON(ASAM):
         scope: as for :class:`ASAM`.
     """
 
-    def __init__(self, params, base_optimizer, rho: float = METHODS["samson"]["rho"].default,
-                 eta: float = ETA.default, p: float | str = NORM_ORDER.default, scope: str = SCOPE.default,
-                 **base_kwargs):
+    def __init__(
+        self,
+        params,
+        base_optimizer,
+        rho: float = METHODS["samson"]["rho"].default,
+        eta: float = ETA.default,
+        p: float | str = NORM_ORDER.default,
+        scope: str = SCOPE.default,
+        **base_kwargs,
+    ):
         p = float(NORM_ORDER.check(p))  # "inf" -> inf
         self._extra_defaults = {"eta": eta, "adaptive": None, "p": p}
         super().__init__(params, base_optimizer, rho=rho, eta=eta, scope=scope, **base_kwargs)
@@ -286,10 +313,8 @@ class SharpnessAwareMethod(TrainingMethod):
 
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
-        extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items()
-                 if k in ("rho", "eta", "p", "scope")}
-        params = (adaptive_param_groups(self.model, extra["scope"]) if self.name != "sam"
-                  else self.model.parameters())
+        extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items() if k in ("rho", "eta", "p", "scope")}
+        params = adaptive_param_groups(self.model, extra["scope"]) if self.name != "sam" else self.model.parameters()
         self.sam = self.OPTIMIZERS[self.name](params, cls, **extra, **base_kwargs(lr, momentum, weight_decay))
         return self.sam.base_optimizer
 

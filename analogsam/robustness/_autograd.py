@@ -8,8 +8,8 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def dot(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> float:

@@ -32,11 +32,18 @@ def take_batches(batches, num_batches: int | None, device) -> list[tuple]:
     """
     if num_batches is not None:
         num_batches = check_int("num_batches", num_batches, low=1)
-    if isinstance(batches, (tuple, list)) and len(batches) == 2 and isinstance(batches[0], torch.Tensor) \
-            and isinstance(batches[1], torch.Tensor) and batches[0].shape[:1] == batches[1].shape[:1] \
-            and batches[1].ndim <= 1:
-        raise InvalidParameterError("batches must be an iterable of (inputs, labels) pairs, not one pair; "
-                                    "wrap a single batch in a list: [(inputs, labels)]")
+    if (
+        isinstance(batches, (tuple, list))
+        and len(batches) == 2
+        and isinstance(batches[0], torch.Tensor)
+        and isinstance(batches[1], torch.Tensor)
+        and batches[0].shape[:1] == batches[1].shape[:1]
+        and batches[1].ndim <= 1
+    ):
+        raise InvalidParameterError(
+            "batches must be an iterable of (inputs, labels) pairs, not one pair; "
+            "wrap a single batch in a list: [(inputs, labels)]"
+        )
     taken = []
     for batch in batches:
         if num_batches is not None and len(taken) == num_batches:
@@ -45,7 +52,8 @@ def take_batches(batches, num_batches: int | None, device) -> list[tuple]:
             inputs, labels = batch[0], batch[1]
         except (TypeError, IndexError, KeyError):
             raise InvalidParameterError(
-                f"each batch must be an (inputs, labels) pair, got {type(batch).__name__}") from None
+                f"each batch must be an (inputs, labels) pair, got {type(batch).__name__}"
+            ) from None
         taken.append((_to(inputs, device), _to(labels, device)))
     if not taken:
         raise InvalidParameterError("batches is empty: the probes need at least one (inputs, labels) batch")

@@ -55,5 +55,6 @@ def uniform(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def rademacher(p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """±1 with equal odds, of ``p``'s shape, dtype and device, drawn from ``generator`` on its device."""
-    return (torch.randint(0, 2, p.shape, generator=generator, device=generator.device) * 2 - 1) \
-        .to(dtype=p.dtype, device=p.device)
+    return (torch.randint(0, 2, p.shape, generator=generator, device=generator.device) * 2 - 1).to(
+        dtype=p.dtype, device=p.device
+    )

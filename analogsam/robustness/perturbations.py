@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -77,8 +77,14 @@ STUCK_SIGNS = ("random", "keep")
 
 
 @torch.no_grad()
-def gaussian_weight_noise(w: torch.Tensor, *, relative: float = 0.0, additive: float = 0.0, absolute: float = 0.0,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
+def gaussian_weight_noise(
+    w: torch.Tensor,
+    *,
+    relative: float = 0.0,
+    additive: float = 0.0,
+    absolute: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """The one Gaussian weight-noise draw of the package: ε = σ_rel·|w|⊙N + σ_add·max|w|·N + σ_abs·N.
 
     - ``relative``: σ·|w| elementwise, the magnitude-proportional mismatch of Büchel, Faber & Muir
@@ -99,7 +105,7 @@ def gaussian_weight_noise(w: torch.Tensor, *, relative: float = 0.0, additive: f
     terms = [t for t in (relative, additive, absolute) if t != 0.0]
     if len(terms) > 1:
         variance = (w.abs() * relative).square_().add_((additive * w.abs().max()) ** 2)
-        return noise.mul_(variance.add_(absolute ** 2).sqrt_())
+        return noise.mul_(variance.add_(absolute**2).sqrt_())
     if relative != 0.0:
         return relative * w.abs() * noise
     if absolute != 0.0:
@@ -173,8 +179,10 @@ def _stuck_probabilities(stuck_values) -> float:
         check_choice("stuck_values", stuck_values, ("max", "zero"))
         return 1.0 if stuck_values == "max" else 0.0
     if not isinstance(stuck_values, Mapping) or not stuck_values or set(stuck_values) - {"max", "zero"}:
-        raise InvalidParameterError("stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
-                         f"with keys 'max' and/or 'zero'; got {stuck_values!r}")
+        raise InvalidParameterError(
+            "stuck_values must be 'max', 'zero' or a mapping like {'max': 0.5, 'zero': 0.5} "
+            f"with keys 'max' and/or 'zero'; got {stuck_values!r}"
+        )
     p_max = check_real("stuck_values['max']", stuck_values.get("max", 0.0), 0.0, 1.0)
     p_zero = check_real("stuck_values['zero']", stuck_values.get("zero", 0.0), 0.0, 1.0)
     if abs(p_max + p_zero - 1.0) > 1e-9:
@@ -262,13 +270,13 @@ def quantize_symmetric(weight: torch.Tensor, bits: int = 8) -> tuple[torch.Tenso
 def _encode(codes: torch.Tensor, bits: int, encoding: str) -> torch.Tensor:
     """Signed codes to the k-bit words stored in memory (as non-negative int64)."""
     if encoding == "twos-complement":
-        return codes & (2 ** bits - 1)
+        return codes & (2**bits - 1)
     return torch.where(codes < 0, 2 ** (bits - 1), 0) | codes.abs()
 
 
 def _decode(words: torch.Tensor, bits: int, encoding: str) -> torch.Tensor:
     if encoding == "twos-complement":
-        return torch.where(words >= 2 ** (bits - 1), words - 2 ** bits, words)
+        return torch.where(words >= 2 ** (bits - 1), words - 2**bits, words)
     magnitude = words & (2 ** (bits - 1) - 1)
     return torch.where(words >= 2 ** (bits - 1), -magnitude, magnitude)
 
@@ -346,11 +354,18 @@ def faulted_copy(
     seed = check_int("seed", seed, low=0)
     faulted = copy.deepcopy(model)
     if bit_flip_rate > 0:
-        inject_bit_flips(faulted, bit_flip_rate, bits, encoding=encoding, parameters=parameters,
-                         seed=derived_seed(seed, 2))
+        inject_bit_flips(
+            faulted, bit_flip_rate, bits, encoding=encoding, parameters=parameters, seed=derived_seed(seed, 2)
+        )
     if stuck_at_rate > 0:
-        inject_stuck_at(faulted, stuck_at_rate, stuck_values=stuck_values, sign=sign,
-                        parameters=parameters, seed=derived_seed(seed, 1))
+        inject_stuck_at(
+            faulted,
+            stuck_at_rate,
+            stuck_values=stuck_values,
+            sign=sign,
+            parameters=parameters,
+            seed=derived_seed(seed, 1),
+        )
     return faulted
 
 
@@ -383,8 +398,23 @@ class RobustnessCurve:
         return asdict(self)
 
 
-def _curve(model, batches, levels, level_name, kind, apply_, *, draws, loss_fn, num_batches,
-           parameters, seed, settings, metric=None, output_fn=None) -> RobustnessCurve:
+def _curve(
+    model,
+    batches,
+    levels,
+    level_name,
+    kind,
+    apply_,
+    *,
+    draws,
+    loss_fn,
+    num_batches,
+    parameters,
+    seed,
+    settings,
+    metric=None,
+    output_fn=None,
+) -> RobustnessCurve:
     """Evaluate ``apply_(params, level, generator)`` at every level and draw, restoring in between."""
     draws = check_int("draws", draws, low=1)
     seed = check_int("seed", seed, low=0)
@@ -408,10 +438,25 @@ def _curve(model, batches, levels, level_name, kind, apply_, *, draws, loss_fn, 
                 values.append(value)
             mean, std, _ = mean_std_stderr(values)
             drop = clean_value - mean if metric.higher_is_better else mean - clean_value
-            summary.append({level_name: level, "n": draws, "mean": mean, "std": std,
-                            "min": min(values), "max": max(values), "mean_drop": drop})
-    settings = {**settings, "draws": draws, "seed": seed, "parameters": parameters,
-                "num_batches": len(data), "n_samples": sample_count(data)}
+            summary.append(
+                {
+                    level_name: level,
+                    "n": draws,
+                    "mean": mean,
+                    "std": std,
+                    "min": min(values),
+                    "max": max(values),
+                    "mean_drop": drop,
+                }
+            )
+    settings = {
+        **settings,
+        "draws": draws,
+        "seed": seed,
+        "parameters": parameters,
+        "num_batches": len(data),
+        "n_samples": sample_count(data),
+    }
     return RobustnessCurve(kind, level_name, rows, summary, clean_value, clean_loss, settings, metric.name)
 
 
@@ -443,9 +488,22 @@ def weight_noise_curve(
     def apply_(params, eta, generator):
         _add_noise_(params, eta, mode, generator)
 
-    return _curve(model, batches, levels, "eta", f"weight-noise-{mode}", apply_, draws=draws,
-                  loss_fn=loss_fn, num_batches=num_batches, parameters=parameters, seed=seed,
-                  settings={"mode": mode}, metric=metric, output_fn=output_fn)
+    return _curve(
+        model,
+        batches,
+        levels,
+        "eta",
+        f"weight-noise-{mode}",
+        apply_,
+        draws=draws,
+        loss_fn=loss_fn,
+        num_batches=num_batches,
+        parameters=parameters,
+        seed=seed,
+        settings={"mode": mode},
+        metric=metric,
+        output_fn=output_fn,
+    )
 
 
 def fault_curve(
@@ -491,6 +549,19 @@ def fault_curve(
         def apply_(params, rate, generator):
             _bit_flips_(params, rate, bits, encoding, generator)
 
-    return _curve(model, batches, levels, "rate", kind, apply_, draws=draws, loss_fn=loss_fn,
-                  num_batches=num_batches, parameters=parameters, seed=seed, settings=settings, metric=metric,
-                  output_fn=output_fn)
+    return _curve(
+        model,
+        batches,
+        levels,
+        "rate",
+        kind,
+        apply_,
+        draws=draws,
+        loss_fn=loss_fn,
+        num_batches=num_batches,
+        parameters=parameters,
+        seed=seed,
+        settings=settings,
+        metric=metric,
+        output_fn=output_fn,
+    )

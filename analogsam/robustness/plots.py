@@ -12,8 +12,8 @@ alone. Each function writes one PNG and returns its path.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -39,8 +39,9 @@ def _save(fig, path) -> Path:
     return path
 
 
-def plot_sharpness_scatter(records, metric: str, path, *, drop: str = "accuracy_drop",
-                           log_x: bool | None = None) -> Path:
+def plot_sharpness_scatter(
+    records, metric: str, path, *, drop: str = "accuracy_drop", log_x: bool | None = None
+) -> Path:
     """Scatter of ``metric`` (x) against ``drop`` (y), one labelled point per run, Spearman ρ in
     the title; written as a PNG to ``path``. ``log_x`` defaults to True when all x > 0 and they
     span more than a factor of 100."""
@@ -63,13 +64,18 @@ def plot_sharpness_scatter(records, metric: str, path, *, drop: str = "accuracy_
     return _save(fig, path)
 
 
-def plot_sharpness_scatters(records, out_dir, *, metrics: Sequence[str] | None = None,
-                            drop: str = "accuracy_drop") -> list[Path]:
+def plot_sharpness_scatters(
+    records, out_dir, *, metrics: Sequence[str] | None = None, drop: str = "accuracy_drop"
+) -> list[Path]:
     """One scatter PNG per metric, ``out_dir/sharpness_<metric>_vs_<drop>.png``; returns the paths."""
     records = list(records)
     metrics = available_metrics(records) if metrics is None else list(metrics)
-    return [plot_sharpness_scatter(records, m, Path(out_dir) / f"sharpness_{safe_name(m)}_vs_{safe_name(drop)}.png",
-                                   drop=drop) for m in metrics]
+    return [
+        plot_sharpness_scatter(
+            records, m, Path(out_dir) / f"sharpness_{safe_name(m)}_vs_{safe_name(drop)}.png", drop=drop
+        )
+        for m in metrics
+    ]
 
 
 def _draw_curves(ax, curves: Mapping[str, object], title: str | None) -> None:
@@ -101,8 +107,9 @@ def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | N
     return _save(fig, path)
 
 
-def plot_robustness_panel(curves_by_kind: Mapping[str, Mapping[str, object]], path, *,
-                          title: str | None = None) -> Path:
+def plot_robustness_panel(
+    curves_by_kind: Mapping[str, Mapping[str, object]], path, *, title: str | None = None
+) -> Path:
     """All robustness curves in one PNG: one axes per curve kind (``{kind: {run label: curve}}``),
     two columns, each run one line with ± std error bars."""
     kinds = [k for k, v in curves_by_kind.items() if v]

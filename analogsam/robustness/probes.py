@@ -8,12 +8,13 @@ unit that :func:`analogsam.studies.flatness.analyze_runs` records per run folder
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
-from analogsam.robustness import perturbations as faults, sharpness
+from analogsam.robustness import perturbations as faults
+from analogsam.robustness import sharpness
 from analogsam.robustness._autograd import preserved
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.scoring import resolve_metric, score
@@ -92,59 +93,95 @@ def analyze_model(
     sharp_common = {**common, "parameters": sharpness_parameters, "seed": seed}
     metric_calls = {
         "worst_case_sharpness": lambda: sharpness.worst_case_sharpness(
-            model, batches, rho, ascent_steps, **sharp_common),
+            model, batches, rho, ascent_steps, **sharp_common
+        ),
         "adaptive_sharpness": lambda: sharpness.adaptive_sharpness(
-            model, batches, asam_rho, ascent_steps, eta=asam_eta, scope=asam_scope, **sharp_common),
+            model, batches, asam_rho, ascent_steps, eta=asam_eta, scope=asam_scope, **sharp_common
+        ),
         "average_sharpness": lambda: sharpness.average_sharpness(
-            model, batches, sigma, sharpness_draws, **sharp_common),
+            model, batches, sigma, sharpness_draws, **sharp_common
+        ),
         "hessian_top_eigenvalue": lambda: sharpness.hessian_top_eigenvalue(
-            model, batches, hessian_iters, hessian_tol, **sharp_common),
+            model, batches, hessian_iters, hessian_tol, **sharp_common
+        ),
         "hessian_trace": lambda: sharpness.hessian_trace(model, batches, trace_draws, **sharp_common),
     }
     curve_common = {**common, "parameters": fault_parameters, "seed": seed}
     curve_calls = {
         "weight_noise_relative": lambda: faults.weight_noise_curve(
-            model, batches, relative_etas, draws=noise_draws, mode="relative", **curve_common),
+            model, batches, relative_etas, draws=noise_draws, mode="relative", **curve_common
+        ),
         "weight_noise_additive": lambda: faults.weight_noise_curve(
-            model, batches, additive_etas, draws=noise_draws, mode="additive", **curve_common),
+            model, batches, additive_etas, draws=noise_draws, mode="additive", **curve_common
+        ),
         "stuck_at": lambda: faults.fault_curve(
-            model, batches, stuck_at_rates, "stuck-at", draws=fault_draws, **curve_common),
+            model, batches, stuck_at_rates, "stuck-at", draws=fault_draws, **curve_common
+        ),
         "bit_flip": lambda: faults.fault_curve(
-            model, batches, bit_flip_rates, "bit-flip", draws=fault_draws, bits=bits, **curve_common),
+            model, batches, bit_flip_rates, "bit-flip", draws=fault_draws, bits=bits, **curve_common
+        ),
     }
     results = {name: metric_calls[name]() for name in metrics}
     curve_results = {name: curve_calls[name]() for name in curves}
 
     with preserved(model):
         data = take_batches(batches, num_batches, model_device(model))
-        clean_value, clean_loss = score(model, data, metric=resolved, output_fn=output_fn,
-                                        loss_fn=resolve_loss(loss_fn, resolved), weights=batch_weights(data))
+        clean_value, clean_loss = score(
+            model,
+            data,
+            metric=resolved,
+            output_fn=output_fn,
+            loss_fn=resolve_loss(loss_fn, resolved),
+            weights=batch_weights(data),
+        )
     drops = {}
     for name, curve in curve_results.items():
         for row in curve.summary:
             level = row[curve.level_name]
             if level > 0:
-                drops[f"{name}_drop@{level:g}"] = (clean_value - row["mean"] if resolved.higher_is_better
-                                                   else row["mean"] - clean_value)
-    return jsonable({
-        "metrics": {name: r.value for name, r in results.items()},
-        "sharpness": {name: r.to_dict() for name, r in results.items()},
-        "curves": {name: c.to_dict() for name, c in curve_results.items()},
-        "drops": drops,
-        "clean": {"loss": clean_loss, resolved.name: clean_value, "num_batches": len(data),
-                  "n_samples": sample_count(data)},
-        "settings": {
-            "metric": resolved.name, "num_batches": num_batches, "seed": seed, "metrics": list(metrics), "curves": list(curves),
-            "rho": rho, "ascent_steps": ascent_steps, "asam_rho": asam_rho, "asam_eta": asam_eta,
-            "asam_scope": asam_scope,
-            "sigma": sigma, "sharpness_draws": sharpness_draws, "hessian_iters": hessian_iters,
-            "hessian_tol": hessian_tol, "trace_draws": trace_draws,
-            "sharpness_parameters": sharpness_parameters, "relative_etas": list(relative_etas),
-            "additive_etas": list(additive_etas), "noise_draws": noise_draws,
-            "stuck_at_rates": list(stuck_at_rates), "bit_flip_rates": list(bit_flip_rates),
-            "bits": bits, "fault_draws": fault_draws, "fault_parameters": fault_parameters,
-        },
-    })
+                drops[f"{name}_drop@{level:g}"] = (
+                    clean_value - row["mean"] if resolved.higher_is_better else row["mean"] - clean_value
+                )
+    return jsonable(
+        {
+            "metrics": {name: r.value for name, r in results.items()},
+            "sharpness": {name: r.to_dict() for name, r in results.items()},
+            "curves": {name: c.to_dict() for name, c in curve_results.items()},
+            "drops": drops,
+            "clean": {
+                "loss": clean_loss,
+                resolved.name: clean_value,
+                "num_batches": len(data),
+                "n_samples": sample_count(data),
+            },
+            "settings": {
+                "metric": resolved.name,
+                "num_batches": num_batches,
+                "seed": seed,
+                "metrics": list(metrics),
+                "curves": list(curves),
+                "rho": rho,
+                "ascent_steps": ascent_steps,
+                "asam_rho": asam_rho,
+                "asam_eta": asam_eta,
+                "asam_scope": asam_scope,
+                "sigma": sigma,
+                "sharpness_draws": sharpness_draws,
+                "hessian_iters": hessian_iters,
+                "hessian_tol": hessian_tol,
+                "trace_draws": trace_draws,
+                "sharpness_parameters": sharpness_parameters,
+                "relative_etas": list(relative_etas),
+                "additive_etas": list(additive_etas),
+                "noise_draws": noise_draws,
+                "stuck_at_rates": list(stuck_at_rates),
+                "bit_flip_rates": list(bit_flip_rates),
+                "bits": bits,
+                "fault_draws": fault_draws,
+                "fault_parameters": fault_parameters,
+            },
+        }
+    )
 
 
 def check_subset(name, values, allowed) -> tuple:

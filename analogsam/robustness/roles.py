@@ -175,14 +175,17 @@ def adaptive_param_groups(model: nn.Module, scope: str = "weights") -> list[dict
     if check_scope(scope) == "all":
         return [{"params": all_params, "adaptive": True}] if all_params else []
     weights = {id(p) for _, p in crossbar_weights(model)}
-    groups = [{"params": [p for p in all_params if id(p) in weights], "adaptive": True},
-              {"params": [p for p in all_params if id(p) not in weights], "adaptive": False}]
+    groups = [
+        {"params": [p for p in all_params if id(p) in weights], "adaptive": True},
+        {"params": [p for p in all_params if id(p) not in weights], "adaptive": False},
+    ]
     return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()
-def adaptive_scales(model: nn.Module, params: Iterable[torch.Tensor], eta: float,
-                    scope: str = "weights") -> list[torch.Tensor]:
+def adaptive_scales(
+    model: nn.Module, params: Iterable[torch.Tensor], eta: float, scope: str = "weights"
+) -> list[torch.Tensor]:
     """ASAM's T for each of ``params``: |w| + η for a crossbar weight of ``model``, 1 for anything else
     (``scope="weights"``), or |w| + η for every tensor (``scope="all"``): the rule of
     :func:`adaptive_param_groups` for the same scope (see the module docstring for BatchNorm's γ)."""

@@ -124,8 +124,7 @@ class _Problem:
         return G.loss_and_grads(self.model, self.batches, self.weights, self.loss_fn, self.params)
 
     def hvp(self, vector):
-        return G.hessian_vector_product(self.model, self.batches, self.weights, self.loss_fn,
-                                        self.params, vector)
+        return G.hessian_vector_product(self.model, self.batches, self.weights, self.loss_fn, self.params, vector)
 
 
 class ProbeOptions(TypedDict, total=False):
@@ -152,8 +151,15 @@ class ProbeOptions(TypedDict, total=False):
     generator: torch.Generator | None
 
 
-_PROBE_DEFAULTS = {"loss_fn": None, "output_fn": None, "metric": None, "num_batches": None, "parameters": "all",
-                   "seed": 0, "generator": None}
+_PROBE_DEFAULTS = {
+    "loss_fn": None,
+    "output_fn": None,
+    "metric": None,
+    "num_batches": None,
+    "parameters": "all",
+    "seed": 0,
+    "generator": None,
+}
 
 
 @contextlib.contextmanager
@@ -162,8 +168,9 @@ def _measuring(model, batches, probe: dict):
     and restored exactly afterwards."""
     unknown = sorted(set(probe) - set(_PROBE_DEFAULTS))
     if unknown:
-        raise InvalidParameterError(f"unknown sharpness option(s) {', '.join(unknown)}; the common ones are "
-                                    f"{', '.join(_PROBE_DEFAULTS)}")
+        raise InvalidParameterError(
+            f"unknown sharpness option(s) {', '.join(unknown)}; the common ones are {', '.join(_PROBE_DEFAULTS)}"
+        )
     options = {**_PROBE_DEFAULTS, **probe}
     with G.preserved(model):
         yield _Problem(model, batches, **options)
@@ -299,8 +306,7 @@ def adaptive_sharpness(
     with _measuring(model, batches, probe) as problem:
         scales = adaptive_scales(model, problem.params, eta, scope)
         base, best, info = _projected_ascent(problem, scales, rho, steps, step_size)
-    settings = {"rho": rho, "eta": eta, "scope": scope, "steps": steps, "step_size": step_size,
-                **problem.settings}
+    settings = {"rho": rho, "eta": eta, "scope": scope, "steps": steps, "step_size": step_size, **problem.settings}
     return SharpnessResult("adaptive_sharpness", best - base, None, settings, info)
 
 
@@ -369,7 +375,7 @@ def hessian_top_eigenvalue(
         v_norm = G.norm(v)
         v = [x / v_norm for x in v]
         lam, prev, change, residual, converged, history = 0.0, None, float("nan"), float("nan"), False, []
-        for it in range(1, max_iters + 1):
+        for it in range(1, max_iters + 1):  # noqa: B007 (reported after the loop)
             hv = problem.hvp(v)
             lam = G.dot(v, hv)
             history.append(lam)
@@ -386,8 +392,13 @@ def hessian_top_eigenvalue(
                     break
             prev = lam
     settings = {"max_iters": max_iters, "tol": tol, **problem.settings}
-    diagnostics = {"iterations": it, "converged": converged, "relative_change": change,
-                   "residual": residual, "history": history}
+    diagnostics = {
+        "iterations": it,
+        "converged": converged,
+        "relative_change": change,
+        "residual": residual,
+        "history": history,
+    }
     return SharpnessResult("hessian_top_eigenvalue", lam, None, settings, diagnostics)
 
 

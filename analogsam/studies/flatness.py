@@ -14,18 +14,26 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 
+from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.optim.hyperparameters import METHODS, SCOPE
 from analogsam.robustness import analyze_model
 from analogsam.robustness.correlation import exact_spearman_p, paired, robustness_correlation
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
 from analogsam.robustness.probes import CURVES, METRICS, check_subset
-from analogsam.storage import ensure_folder, file_digest, jsonable, matching_record, safe_name, settings_hash, write_json
-from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.storage import (
+    ensure_folder,
+    file_digest,
+    jsonable,
+    matching_record,
+    safe_name,
+    settings_hash,
+    write_json,
+)
 from analogsam.validation import check_int
 
 __all__ = ["CURVES", "METRICS", "QUICK_SETTINGS", "RunFolderError", "analyze_runs"]
@@ -39,9 +47,16 @@ class RunFolderError(AnalogsamError, FileNotFoundError):
 
 #: ``analyze_model`` settings of ``quick=True``: fewer ascent steps, draws and levels (minutes → seconds).
 QUICK_SETTINGS = {
-    "ascent_steps": 3, "sharpness_draws": 5, "hessian_iters": 8, "trace_draws": 5,
-    "relative_etas": (0.0, 0.1, 0.3, 0.5), "additive_etas": (0.0, 0.05, 0.1), "noise_draws": 3,
-    "stuck_at_rates": (0.0, 0.01, 0.05), "bit_flip_rates": (0.0, 1e-3, 1e-2), "fault_draws": 2,
+    "ascent_steps": 3,
+    "sharpness_draws": 5,
+    "hessian_iters": 8,
+    "trace_draws": 5,
+    "relative_etas": (0.0, 0.1, 0.3, 0.5),
+    "additive_etas": (0.0, 0.05, 0.1),
+    "noise_draws": 3,
+    "stuck_at_rates": (0.0, 0.01, 0.05),
+    "bit_flip_rates": (0.0, 1e-3, 1e-2),
+    "fault_draws": 2,
 }
 RUN_RECORD = "analysis.json"
 TABLE_FILE = "table.csv"
@@ -63,18 +78,26 @@ def adaptive_scope_for(run, default: str = SCOPE.default) -> str:
 
 def _dataset_cache_key(config: Mapping, data_root) -> str:
     """Runs trained on the same data share one loaded dataset."""
-    return settings_hash({"dataset": config.get("dataset"), "data_options": config.get("data_options", {}),
-                          "root": str(data_root)})
+    return settings_hash(
+        {"dataset": config.get("dataset"), "data_options": config.get("data_options", {}), "root": str(data_root)}
+    )
 
 
 def _curve_rows(record: Mapping) -> list[dict]:
     rows = []
     for name, curve in record.get("curves", {}).items():
         for row in curve["summary"]:
-            rows.append({"run": record["run"], "curve": name, "kind": curve["kind"],
-                         "level_name": curve["level_name"], "level": row[curve["level_name"]],
-                         **{k: row[k] for k in ("n", "mean", "std", "min", "max", "mean_drop")},
-                         "clean_accuracy": curve["clean_accuracy"]})
+            rows.append(
+                {
+                    "run": record["run"],
+                    "curve": name,
+                    "kind": curve["kind"],
+                    "level_name": curve["level_name"],
+                    "level": row[curve["level_name"]],
+                    **{k: row[k] for k in ("n", "mean", "std", "min", "max", "mean_drop")},
+                    "clean_accuracy": curve["clean_accuracy"],
+                }
+            )
     return rows
 
 
@@ -84,9 +107,16 @@ def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> 
 
     ensure_folder(folder)
     paths = {}
-    sharp = [{"metric": m, "value": r["value"], "stderr": r["stderr"],
-              "num_batches": r["settings"].get("num_batches"), "n_samples": r["settings"].get("n_samples")}
-             for m, r in record.get("sharpness", {}).items()]
+    sharp = [
+        {
+            "metric": m,
+            "value": r["value"],
+            "stderr": r["stderr"],
+            "num_batches": r["settings"].get("num_batches"),
+            "n_samples": r["settings"].get("n_samples"),
+        }
+        for m, r in record.get("sharpness", {}).items()
+    ]
     if sharp:
         paths["sharpness"] = folder / "sharpness.csv"
         write_rows(paths["sharpness"], sharp, ["metric", "value", "stderr", "num_batches", "n_samples"])
@@ -100,12 +130,30 @@ def _write_run_files(record: Mapping, folder: Path, analog_rows: list[dict]) -> 
     if record.get("curves"):
         paths["robustness_plot"] = plot_robustness_panel(
             {name: {record["run"]: curve} for name, curve in record["curves"].items()},
-            folder / "robustness.png", title=f"{record['run']}: accuracy under weight noise and faults")
+            folder / "robustness.png",
+            title=f"{record['run']}: accuracy under weight noise and faults",
+        )
     return paths
 
 
-def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, backend, metrics, curves,
-                 options, progress, label, device, evaluation_device) -> tuple[dict, list[dict]]:
+def _analyze_one(
+    run,
+    train_batches,
+    test_batches,
+    preset,
+    t,
+    *,
+    repeats,
+    seed,
+    backend,
+    metrics,
+    curves,
+    options,
+    progress,
+    label,
+    device,
+    evaluation_device,
+) -> tuple[dict, list[dict]]:
     """Sharpness on training batches, curves on test batches, analog accuracy at (preset, t); the
     probes run on a copy of the model on ``device`` (their draws come from CPU generators, then
     move: the same numbers up to float32 rounding), the evaluation on ``evaluation_device`` (what
@@ -138,16 +186,35 @@ def _analyze_one(run, train_batches, test_batches, preset, t, *, repeats, seed, 
             merged["clean"] = part["clean"]
             merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
         else:
-            analog_rows = evaluate(run, test_batches, preset, times=[t], repeats=repeats, seed=seed,
-                                   backend=backend, progress=False, metric=options.get("metric", "accuracy"),
-                                   output_fn=options.get("output_fn"), device=evaluation_device)
+            analog_rows = evaluate(
+                run,
+                test_batches,
+                preset,
+                times=[t],
+                repeats=repeats,
+                seed=seed,
+                backend=backend,
+                progress=False,
+                metric=options.get("metric", "accuracy"),
+                output_fn=options.get("output_fn"),
+                device=evaluation_device,
+            )
             cell = summarize(analog_rows)[0]
             digital = cell["digital_value"]
             merged["analog"] = {
-                "preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "time": format_time(t),
-                "repeats": cell["n"], "digital_accuracy": digital, "mean": cell["mean"],
-                "std": cell["std"], "ci95_low": cell["ci95_low"], "ci95_high": cell["ci95_high"],
-                "backend": analog_rows[0]["backend"], "metric": cell["metric"]}
+                "preset": preset.name,
+                "preset_hash": preset.hash,
+                "t_seconds": t,
+                "time": format_time(t),
+                "repeats": cell["n"],
+                "digital_accuracy": digital,
+                "mean": cell["mean"],
+                "std": cell["std"],
+                "ci95_low": cell["ci95_low"],
+                "ci95_high": cell["ci95_high"],
+                "backend": analog_rows[0]["backend"],
+                "metric": cell["metric"],
+            }
             merged["digital_accuracy"] = digital
             merged["analog_accuracy"] = cell["mean"]
             # The drop is the loss to the hardware: positive when the analog value is worse.
@@ -164,11 +231,19 @@ def _without(mapping: Mapping, *keys) -> dict:
 def _table_rows(records: Sequence[Mapping], metrics: Sequence[str]) -> list[dict]:
     rows = []
     for r in records:
-        row = {"run": r["run"], "optimizer": r.get("optimizer"), "model": r.get("model"),
-               "dataset": r.get("dataset"), "preset": r["analog"]["preset"], "t_seconds": r["analog"]["t_seconds"],
-               "repeats": r["analog"]["repeats"], "digital_accuracy": r["digital_accuracy"],
-               "analog_accuracy": r["analog_accuracy"], "analog_std": r["analog"]["std"],
-               "accuracy_drop": r["accuracy_drop"]}
+        row = {
+            "run": r["run"],
+            "optimizer": r.get("optimizer"),
+            "model": r.get("model"),
+            "dataset": r.get("dataset"),
+            "preset": r["analog"]["preset"],
+            "t_seconds": r["analog"]["t_seconds"],
+            "repeats": r["analog"]["repeats"],
+            "digital_accuracy": r["digital_accuracy"],
+            "analog_accuracy": r["analog_accuracy"],
+            "analog_std": r["analog"]["std"],
+            "accuracy_drop": r["accuracy_drop"],
+        }
         for m in metrics:
             sharp = r.get("sharpness", {}).get(m, {})
             row[m] = sharp.get("value")
@@ -198,43 +273,72 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
     metrics = [m for m in METRICS if any(m in r.get("metrics", {}) for r in records)]
     a = records[0]["analog"] if records else {}
     lines = [
-        "# Does flatness predict robustness?", "",
+        "# Does flatness predict robustness?",
+        "",
         f"{len(records)} runs. Accuracy drop = digital test accuracy − analog test accuracy on preset "
         f"**{a.get('preset')}** at **t = {a.get('time')}** after programming (mean of {settings['repeats']} "
         f"programmings, seed {settings['seed']}, backend {a.get('backend')}). Sharpness on "
         f"{settings['num_batches']} training batches of {settings['batch_size']} samples; noise and fault "
         "curves on the test samples. ρ > 0: sharper runs lost more accuracy; ± is the Monte-Carlo standard "
-        "error of average sharpness and Hessian trace.", "",
-        "## Sharpness and accuracy drop per run", "",
+        "error of average sharpness and Hessian trace.",
+        "",
+        "## Sharpness and accuracy drop per run",
+        "",
         "| run | optimizer | digital acc | analog acc (± std) | drop | " + " | ".join(metrics) + " |",
         "|---|---|---|---|---|" + "---|" * len(metrics),
     ]
     for r in records:
         values = " | ".join(_metric_cell(r, m) for m in metrics)
-        lines.append(f"| {r['run']} | {r.get('optimizer')} | {r['digital_accuracy']:.2%} | "
-                     f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp | "
-                     f"{r['accuracy_drop'] * 100:.2f} pp | {values} |")
-    if any(r.get("sharpness", {}).get(m, {}).get("diagnostics", {}).get("converged") is False
-           for r in records for m in metrics):
-        lines += ["", "† power iteration stopped at its iteration limit before the eigenvalue settled to the "
-                  "tolerance: a lower bound (see `diagnostics` in the run's analysis.json); raise `hessian_iters`."]
-    lines += ["", "## Spearman rank correlation with the analog accuracy drop", "",
-              "| metric | n | Spearman ρ | p (t-approx.) | p (exact permutation) |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['run']} | {r.get('optimizer')} | {r['digital_accuracy']:.2%} | "
+            f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp | "
+            f"{r['accuracy_drop'] * 100:.2f} pp | {values} |"
+        )
+    if any(
+        r.get("sharpness", {}).get(m, {}).get("diagnostics", {}).get("converged") is False
+        for r in records
+        for m in metrics
+    ):
+        lines += [
+            "",
+            "† power iteration stopped at its iteration limit before the eigenvalue settled to the "
+            "tolerance: a lower bound (see `diagnostics` in the run's analysis.json); raise `hessian_iters`.",
+        ]
+    lines += [
+        "",
+        "## Spearman rank correlation with the analog accuracy drop",
+        "",
+        "| metric | n | Spearman ρ | p (t-approx.) | p (exact permutation) |",
+        "|---|---|---|---|---|",
+    ]
     for c in correlations:
         if c["drop"] == "accuracy_drop":
-            lines.append(f"| {c['metric']} | {c['n']} | {_fmt(c['spearman_rho'], '.2f')} | "
-                         f"{_fmt(c['p_value'], '.3g')} | {_fmt(c['p_exact'], '.3g')} |")
+            lines.append(
+                f"| {c['metric']} | {c['n']} | {_fmt(c['spearman_rho'], '.2f')} | "
+                f"{_fmt(c['p_value'], '.3g')} | {_fmt(c['p_exact'], '.3g')} |"
+            )
     others = sorted({c["drop"] for c in correlations} - {"accuracy_drop"})
     if others:
-        lines += ["", "## Spearman ρ with the weight-noise and fault accuracy drops (test set)", "",
-                  "| metric | " + " | ".join(others) + " |", "|---|" + "---|" * len(others)]
+        lines += [
+            "",
+            "## Spearman ρ with the weight-noise and fault accuracy drops (test set)",
+            "",
+            "| metric | " + " | ".join(others) + " |",
+            "|---|" + "---|" * len(others),
+        ]
         by = {(c["metric"], c["drop"]): c["spearman_rho"] for c in correlations}
         for m in metrics:
             lines.append(f"| {m} | " + " | ".join(_fmt(by.get((m, d)), ".2f") for d in others) + " |")
     n = len(records)
-    lines += ["", f"With n = {n} runs the exact two-sided p cannot go below "
-              f"{2 / math.factorial(n) if 2 < n <= 8 else float('nan'):.3g}; read ρ as a description of these "
-              "runs, not as a test.", "", "## Plots", ""]
+    lines += [
+        "",
+        f"With n = {n} runs the exact two-sided p cannot go below "
+        f"{2 / math.factorial(n) if 2 < n <= 8 else float('nan'):.3g}; read ρ as a description of these "
+        "runs, not as a test.",
+        "",
+        "## Plots",
+        "",
+    ]
     for key, path in paths.items():
         if str(path).endswith(".png"):
             lines.append(f"- [{key}]({Path(path).relative_to(out).as_posix()})")
@@ -294,21 +398,25 @@ def analyze_runs(
     """
     from tqdm.auto import tqdm
 
-    from analogsam.hardware.conversion import resolve_preset
     from analogsam.data import load_dataset
     from analogsam.evaluation import parse_times
     from analogsam.evaluation.backends import check_backend_device
     from analogsam.evaluation.store import write_rows
+    from analogsam.hardware.conversion import resolve_preset
     from analogsam.training import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
-        raise InvalidParameterError("analyze_runs needs at least one run folder: pass folders written by `analogsam train`")
+        raise InvalidParameterError(
+            "analyze_runs needs at least one run folder: pass folders written by `analogsam train`"
+        )
     metrics = check_subset("metrics", metrics, METRICS)
     curves = check_subset("curves", curves, CURVES)
     times = parse_times([t] if isinstance(t, (int, float)) else t)
     if len(times) != 1:
-        raise InvalidParameterError(f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}; pass one time, e.g. t='1d'")
+        raise InvalidParameterError(
+            f"analyze_runs measures the drop at one time, got {len(times)}: {t!r}; pass one time, e.g. t='1d'"
+        )
     t = times[0]
     requested, device = device, check_backend_device(backend, device)
     repeats = check_int("repeats", repeats, low=1)
@@ -321,25 +429,46 @@ def analyze_runs(
     preset.check_times([t])
     options = {**(QUICK_SETTINGS if quick else {}), **analysis_options}
     allowed = set(inspect.signature(analyze_model).parameters) - {
-        "model", "batches", "metrics", "curves", "seed", "num_batches"}
+        "model",
+        "batches",
+        "metrics",
+        "curves",
+        "seed",
+        "num_batches",
+    }
     unknown = set(options) - allowed
     if unknown:
-        raise InvalidParameterError(f"unknown analysis options {sorted(unknown)}; see analogsam.robustness.analyze_model for the options")
+        raise InvalidParameterError(
+            f"unknown analysis options {sorted(unknown)}; see analogsam.robustness.analyze_model for the options"
+        )
     for d in run_dirs:
         if not (d / CHECKPOINT).exists():
             raise RunFolderError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")
 
     out = ensure_folder(out)
-    settings = {"preset": preset.name, "preset_hash": preset.hash, "t_seconds": t, "repeats": repeats,
-                "seed": seed, "num_batches": num_batches, "batch_size": batch_size, "test_samples": test_samples,
-                "backend": backend, "metrics": list(metrics), "curves": list(curves), "options": options,
-                # the CPU is not named: analyses made before devices existed keep matching
-                **({} if device.type == "cpu" else {"device": str(device)})}
+    settings = {
+        "preset": preset.name,
+        "preset_hash": preset.hash,
+        "t_seconds": t,
+        "repeats": repeats,
+        "seed": seed,
+        "num_batches": num_batches,
+        "batch_size": batch_size,
+        "test_samples": test_samples,
+        "backend": backend,
+        "metrics": list(metrics),
+        "curves": list(curves),
+        "options": options,
+        # the CPU is not named: analyses made before devices existed keep matching
+        **({} if device.type == "cpu" else {"device": str(device)}),
+    }
 
     runs = [load_run(d) for d in run_dirs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise InvalidParameterError(f"two runs share a name ({', '.join(names)}): rename a run folder so results stay apart")
+        raise InvalidParameterError(
+            f"two runs share a name ({', '.join(names)}): rename a run folder so results stay apart"
+        )
 
     datasets: dict[str, object] = {}
     records, paths, analysed, skipped = [], {}, [], []
@@ -363,7 +492,9 @@ def analyze_runs(
             if data_root is not None:
                 options_["root"] = data_root
             if "dataset" not in run.config:
-                raise InvalidParameterError(f"run {run.name!r} does not record its dataset; analyze runs written by `analogsam train`")
+                raise InvalidParameterError(
+                    f"run {run.name!r} does not record its dataset; analyze runs written by `analogsam train`"
+                )
             datasets[key] = load_dataset(run.config["dataset"], **options_)
         data = datasets[key]
         train_batches = list(data.train.batches(batch_size, shuffle=True, seed=seed))[:num_batches]
@@ -372,24 +503,46 @@ def analyze_runs(
         if test_samples is not None:
             x = torch.cat([b[0] for b in test])[:test_samples]
             y = torch.cat([b[1] for b in test])[:test_samples]
-            test = [(x[i:i + _TEST_BATCH], y[i:i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
+            test = [(x[i : i + _TEST_BATCH], y[i : i + _TEST_BATCH]) for i in range(0, len(y), _TEST_BATCH)]
         merged, analog_rows = _analyze_one(
-            run, train_batches, test, preset, t, repeats=repeats, seed=seed, backend=backend, metrics=metrics,
-            curves=curves, options={**options, "asam_scope": scope}, progress=progress, label=run.name,
-            device=device, evaluation_device=requested)
-        record = {"run": run.name, "optimizer": run.optimizer, "model": run.config.get("model"),
-                  "dataset": run.config.get("dataset"), "run_dir": str(run_dir),
-                  "settings": run_settings, "settings_hash": settings_hash(run_settings), **merged}
+            run,
+            train_batches,
+            test,
+            preset,
+            t,
+            repeats=repeats,
+            seed=seed,
+            backend=backend,
+            metrics=metrics,
+            curves=curves,
+            options={**options, "asam_scope": scope},
+            progress=progress,
+            label=run.name,
+            device=device,
+            evaluation_device=requested,
+        )
+        record = {
+            "run": run.name,
+            "optimizer": run.optimizer,
+            "model": run.config.get("model"),
+            "dataset": run.config.get("dataset"),
+            "run_dir": str(run_dir),
+            "settings": run_settings,
+            "settings_hash": settings_hash(run_settings),
+            **merged,
+        }
         record = jsonable(record)
         _write_run_files(record, folder, analog_rows)
         write_json(folder / RUN_RECORD, record)  # last: its presence means the run is complete
         records.append(record)
         analysed.append(run.name)
         if progress:
-            tqdm.write(f"[{run.name}] digital {record['digital_accuracy']:.2%}, {preset.name} at "
-                       f"{record['analog']['time']} {record['analog_accuracy']:.2%} "
-                       f"(drop {record['accuracy_drop'] * 100:.2f} pp), "
-                       f"{sum(record['timings'].values()):.0f} s -> {folder}")
+            tqdm.write(
+                f"[{run.name}] digital {record['digital_accuracy']:.2%}, {preset.name} at "
+                f"{record['analog']['time']} {record['analog_accuracy']:.2%} "
+                f"(drop {record['accuracy_drop'] * 100:.2f} pp), "
+                f"{sum(record['timings'].values()):.0f} s -> {folder}"
+            )
     outer.close()
     for r in records:
         paths[f"run_{r['run']}"] = out / safe_name(r["run"]) / RUN_RECORD
@@ -407,12 +560,18 @@ def analyze_runs(
     write_rows(paths["correlation"], correlations, ["metric", "drop", "n", "spearman_rho", "p_value", "p_exact"])
     for m, p in zip(metrics, plot_sharpness_scatters(records, out, metrics=list(metrics), drop="accuracy_drop")):
         paths[f"scatter_{m}"] = p
-    by_kind = {name: {r["run"]: r["curves"][name] for r in records if name in r.get("curves", {})}
-               for name in curves}
+    by_kind = {name: {r["run"]: r["curves"][name] for r in records if name in r.get("curves", {})} for name in curves}
     if any(by_kind.values()):
-        paths["robustness"] = plot_robustness_panel(by_kind, out / "robustness.png",
-                                                    title="accuracy under weight noise and faults (test set)")
+        paths["robustness"] = plot_robustness_panel(
+            by_kind, out / "robustness.png", title="accuracy under weight noise and faults (test set)"
+        )
     paths["report"] = out / REPORT_FILE
     paths["report"].write_text(_markdown_report(records, correlations, settings, paths, out))
-    return {"records": records, "table": table, "correlations": correlations, "paths": paths,
-            "analysed": analysed, "skipped": skipped}
+    return {
+        "records": records,
+        "table": table,
+        "correlations": correlations,
+        "paths": paths,
+        "analysed": analysed,
+        "skipped": skipped,
+    }

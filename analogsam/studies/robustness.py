@@ -35,9 +35,9 @@ import itertools
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -109,15 +109,29 @@ class StudySettings:
 
     def train_kwargs(self) -> dict:
         """The settings of every run (with a method's optimizer and hyperparameters added)."""
-        return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "momentum": self.momentum, "weight_decay": self.weight_decay, "schedule": self.schedule,
-                "data_options": {"train_limit": self.train_limit, "test_limit": self.test_limit}}
+        return {
+            "model": self.model,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule,
+            "data_options": {"train_limit": self.train_limit, "test_limit": self.test_limit},
+        }
 
 
 FULL = StudySettings()
 # 4 epochs: SAF's term starts after saf_history = 3 epochs by default, and must start for SAF to be SAF.
-QUICK = replace(FULL, train_limit=128, test_limit=200, epochs=4, seeds=(0, 1), repeats=2,
-                presets=(("pcm", ("1s", "1y")), ("rram-wan2022", ("1s", "2d"))))
+QUICK = replace(
+    FULL,
+    train_limit=128,
+    test_limit=200,
+    epochs=4,
+    seeds=(0, 1),
+    repeats=2,
+    presets=(("pcm", ("1s", "1y")), ("rram-wan2022", ("1s", "2d"))),
+)
 
 STUDY_RECORD = "study.json"
 TIMINGS = "timings.json"
@@ -139,8 +153,10 @@ def _check_folder(out: Path, settings: StudySettings) -> None:
     if record is None:
         write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
     elif record.get("settings_hash") != settings_hash(wanted):
-        raise StudySettingsError(f"{out} holds a robustness study with other settings ({out / STUDY_RECORD}); "
-                                 "pass another --out (e.g. a separate folder for --quick)")
+        raise StudySettingsError(
+            f"{out} holds a robustness study with other settings ({out / STUDY_RECORD}); "
+            "pass another --out (e.g. a separate folder for --quick)"
+        )
 
 
 def jsonable_settings(settings: StudySettings) -> dict:
@@ -157,9 +173,12 @@ def _group(out: Path, method: StudyMethod) -> Path:
 def _finished_seeds(out: Path, method: StudyMethod, settings: StudySettings) -> list[int]:
     """Seeds whose run folder holds a finished run (checkpoint and reuse record); train_seeds checks
     the settings themselves."""
-    return [s for s in settings.seeds
-            if (_group(out, method) / SEED_FOLDER.format(s) / CHECKPOINT).exists()
-            and (_group(out, method) / SEED_FOLDER.format(s) / REUSE_RECORD).exists()]
+    return [
+        s
+        for s in settings.seeds
+        if (_group(out, method) / SEED_FOLDER.format(s) / CHECKPOINT).exists()
+        and (_group(out, method) / SEED_FOLDER.format(s) / REUSE_RECORD).exists()
+    ]
 
 
 def _measured_programmings(out: Path, preset: str) -> set[tuple]:
@@ -170,22 +189,39 @@ def _measured_programmings(out: Path, preset: str) -> set[tuple]:
 
 # -- the up-front estimate -----------------------------------------------------------------------------
 
+
 def _fresh_model(settings: StudySettings, data):
-    return build_model(make_spec(settings.model, in_channels=data.in_channels, num_classes=data.num_classes,
-                                 input_size=data.input_size))
+    return build_model(
+        make_spec(
+            settings.model, in_channels=data.in_channels, num_classes=data.num_classes, input_size=data.input_size
+        )
+    )
 
 
 def _seconds_per_step(method: StudyMethod, settings: StudySettings, data, steps: int = 3, warmup: int = 1) -> float:
     """Wall time of one training step of ``method`` (after ``warmup`` steps), measured here."""
     torch.manual_seed(0)
     model = _fresh_model(settings, data)
-    trainer = build_method(method.optimizer, model, lr=settings.lr, momentum=settings.momentum,
-                           weight_decay=settings.weight_decay, num_samples=len(data.train),
-                           num_classes=data.num_classes, epochs=settings.epochs, **method.hparams)
+    trainer = build_method(
+        method.optimizer,
+        model,
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        num_samples=len(data.train),
+        num_classes=data.num_classes,
+        epochs=settings.epochs,
+        **method.hparams,
+    )
     trainer.begin_epoch(0)
     model.train()
-    batches = itertools.cycle(list(itertools.islice(
-        data.train.batches(settings.batch_size, shuffle=True, seed=0, with_indices=True), warmup + steps)))
+    batches = itertools.cycle(
+        list(
+            itertools.islice(
+                data.train.batches(settings.batch_size, shuffle=True, seed=0, with_indices=True), warmup + steps
+            )
+        )
+    )
     for i, (x, y, idx) in enumerate(itertools.islice(batches, warmup + steps)):
         if i == warmup:
             start = time.perf_counter()
@@ -227,18 +263,23 @@ def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[S
             step = _seconds_per_step(m, settings, data)
             test_pass = _seconds_per_test_pass(settings, data) if test_pass is None else test_pass
             train[m.label] = missing * (steps_per_run * step + settings.epochs * test_pass)
-            lines.append(f"train {m.label}: {missing} run(s) x {steps_per_run} steps x {step:.3f} s/step "
-                         f"(+ {settings.epochs} test passes of {test_pass:.1f} s) = {train[m.label]:.0f} s")
+            lines.append(
+                f"train {m.label}: {missing} run(s) x {steps_per_run} steps x {step:.3f} s/step "
+                f"(+ {settings.epochs} test passes of {test_pass:.1f} s) = {train[m.label]:.0f} s"
+            )
     evals = {}
     for preset, times in settings.presets:
         done = _measured_programmings(out, preset)
-        missing = sum(1 for m in methods for s in settings.seeds for k in range(settings.repeats)
-                      if (m.label, s, k) not in done)
+        missing = sum(
+            1 for m in methods for s in settings.seeds for k in range(settings.repeats) if (m.label, s, k) not in done
+        )
         if missing:
             each = _seconds_per_programming(preset, parse_times(list(times)), settings, data, test)
             evals[preset] = missing * each
-            lines.append(f"evaluate {preset}: {missing} programmings x {len(times)} times, {each:.1f} s each "
-                         f"= {evals[preset]:.0f} s")
+            lines.append(
+                f"evaluate {preset}: {missing} programmings x {len(times)} times, {each:.1f} s each "
+                f"= {evals[preset]:.0f} s"
+            )
     total = sum(train.values()) + sum(evals.values())
     return {"train": train, "evaluate": evals, "total": total, "lines": lines}
 
@@ -253,9 +294,18 @@ def _duration(seconds: float) -> str:
 
 # -- the study -------------------------------------------------------------------------------------------
 
-def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, progress: bool = True,
-                     log: bool = True, command: str | None = None, settings: StudySettings | None = None,
-                     methods: Sequence[StudyMethod] = METHODS) -> dict:
+
+def robustness_study(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    data_root=None,
+    progress: bool = True,
+    log: bool = True,
+    command: str | None = None,
+    settings: StudySettings | None = None,
+    methods: Sequence[StudyMethod] = METHODS,
+) -> dict:
     """Train, measure and report the robustness study into ``out``; rerunning resumes it.
 
     ``quick`` picks :data:`QUICK` instead of :data:`FULL` (``settings`` overrides both); ``command``
@@ -279,11 +329,16 @@ def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, pr
     clock = time.perf_counter()
     planned = estimate(out, settings, data, test, methods)
     stages["measure the runtime"] = time.perf_counter() - clock
-    _log(log, f"robustness study in {out}: {len(methods)} methods x {len(settings.seeds)} training seeds, "
-                   f"{settings.repeats} programmings on {', '.join(p for p, _ in settings.presets)}")
+    _log(
+        log,
+        f"robustness study in {out}: {len(methods)} methods x {len(settings.seeds)} training seeds, "
+        f"{settings.repeats} programmings on {', '.join(p for p, _ in settings.presets)}",
+    )
     if planned["total"]:
-        _log(log, f"expected wall time of the work left, measured on this machine just now: "
-                       f"{_duration(planned['total'])}")
+        _log(
+            log,
+            f"expected wall time of the work left, measured on this machine just now: {_duration(planned['total'])}",
+        )
         for line in planned["lines"]:
             _log(log, f"  {line}")
     else:
@@ -293,49 +348,89 @@ def robustness_study(out: str | Path, *, quick: bool = False, data_root=None, pr
     for i, method in enumerate(methods, 1):
         group = _group(out, method)
         clock = method_clock = time.perf_counter()
-        _log(log, f"[{i}/{len(methods)}] {method.label}: training seeds "
-                       f"{', '.join(map(str, settings.seeds))} (finished ones are reused)")
-        runs = train_seeds(data=data, seeds=list(settings.seeds), out=group, run_name=method.label,
-                           optimizer=method.optimizer, progress=progress, **settings.train_kwargs(),
-                           **method.hparams)
+        _log(
+            log,
+            f"[{i}/{len(methods)}] {method.label}: training seeds "
+            f"{', '.join(map(str, settings.seeds))} (finished ones are reused)",
+        )
+        runs = train_seeds(
+            data=data,
+            seeds=list(settings.seeds),
+            out=group,
+            run_name=method.label,
+            optimizer=method.optimizer,
+            progress=progress,
+            **settings.train_kwargs(),
+            **method.hparams,
+        )
         new = [r.train_seed for r in runs if not r.reused]
         trained += [(method.label, s) for s in new]
         stages[f"train {method.label}"] = time.perf_counter() - clock
-        _log(log, f"[{i}/{len(methods)}] {method.label}: {len(new)} run(s) trained, "
-                       f"{len(settings.seeds) - len(new)} reused, {stages[f'train {method.label}']:.0f} s; digital "
-                       + ", ".join(f"seed {r.train_seed} {r.metrics[-1]['test_accuracy']:.2%}" for r in runs))
+        _log(
+            log,
+            f"[{i}/{len(methods)}] {method.label}: {len(new)} run(s) trained, "
+            f"{len(settings.seeds) - len(new)} reused, {stages[f'train {method.label}']:.0f} s; digital "
+            + ", ".join(f"seed {r.train_seed} {r.metrics[-1]['test_accuracy']:.2%}" for r in runs),
+        )
         for preset, times in settings.presets:
             clock = time.perf_counter()
-            sweep(runs, [preset], batches_for=lambda run: test, times=list(times), repeats=settings.repeats,
-                  seed=settings.eval_seed, out=out / "eval" / preset, backend=settings.backend, progress=progress)
+            sweep(
+                runs,
+                [preset],
+                batches_for=lambda run: test,
+                times=list(times),
+                repeats=settings.repeats,
+                seed=settings.eval_seed,
+                out=out / "eval" / preset,
+                backend=settings.backend,
+                progress=progress,
+            )
             stages[f"evaluate {method.label} on {preset}"] = time.perf_counter() - clock
-            _log(log, f"[{i}/{len(methods)}] {method.label} on {preset}: "
-                           f"{stages[f'evaluate {method.label} on {preset}']:.0f} s")
+            _log(
+                log,
+                f"[{i}/{len(methods)}] {method.label} on {preset}: "
+                f"{stages[f'evaluate {method.label} on {preset}']:.0f} s",
+            )
         if time.perf_counter() - method_clock > _INTERIM_REPORT_AFTER:  # a long run shows results as they come
             clock = time.perf_counter()
             timings = _record_timings(out, started, command, stages, trained, planned)
             write_study_report(out, settings, methods, command, timings)
             stages["report"] = stages.get("report", 0.0) + time.perf_counter() - clock
     clock = time.perf_counter()
-    report = write_study_report(out, settings, methods, command,
-                                _record_timings(out, started, command, stages, trained, planned))
+    report = write_study_report(
+        out, settings, methods, command, _record_timings(out, started, command, stages, trained, planned)
+    )
     stages["report"] = stages.get("report", 0.0) + time.perf_counter() - clock
     timings = _record_timings(out, started, command, stages, trained, planned)  # the report's own time too
     rows = _all_rows(out, settings)
     measured = len({(r["preset"], r["run"], r.get("train_seed"), r["repeat"]) for r in rows}) - before
-    _log(log, f"finished in {time.time() - started:.0f} s: {len(trained)} run(s) trained, {measured} "
-                   f"programming(s) measured; report: {report}")
-    return {"report": report, "rows": rows, "trained": trained, "measured": measured, "estimate": planned,
-            "timings": timings}
+    _log(
+        log,
+        f"finished in {time.time() - started:.0f} s: {len(trained)} run(s) trained, {measured} "
+        f"programming(s) measured; report: {report}",
+    )
+    return {
+        "report": report,
+        "rows": rows,
+        "trained": trained,
+        "measured": measured,
+        "estimate": planned,
+        "timings": timings,
+    }
 
 
 def _record_timings(out: Path, started: float, command, stages: dict, trained: list, planned: dict) -> list[dict]:
     """Append (or update) this invocation's stage wall times in ``OUT/timings.json``; returns them all."""
     path = out / TIMINGS
     history = read_json(path) or []
-    entry = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)), "command": command,
-             "expected_seconds": round(planned["total"], 1), "wall_seconds": round(time.time() - started, 1),
-             "stages": {k: round(v, 1) for k, v in stages.items()}, "trained": [list(t) for t in trained]}
+    entry = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+        "command": command,
+        "expected_seconds": round(planned["total"], 1),
+        "wall_seconds": round(time.time() - started, 1),
+        "stages": {k: round(v, 1) for k, v in stages.items()},
+        "trained": [list(t) for t in trained],
+    }
     if history and history[-1].get("started") == entry["started"]:
         history[-1] = entry
     else:
@@ -354,6 +449,7 @@ def _all_rows(out: Path, settings: StudySettings) -> list[dict]:
 
 
 # -- the report --------------------------------------------------------------------------------------------
+
 
 def _pp(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:+.2f}"
@@ -388,12 +484,18 @@ def _spread_table(summary: list[dict], preset: str, order: Sequence[str]) -> str
 
 def _test_table(tests: list[dict], preset: str, order: Sequence[str]) -> str:
     """Per method and time: difference to SGD (pp) and Welch p over seeds, for accuracy and for drop."""
-    cells = {(r["run"], r["t_seconds"], r["quantity"]): r for r in tests if r["preset"] == preset
-             and r["metric"] == "accuracy"}
+    cells = {
+        (r["run"], r["t_seconds"], r["quantity"]): r
+        for r in tests
+        if r["preset"] == preset and r["metric"] == "accuracy"
+    }
     runs = [r for r in order if any(k[0] == r for k in cells)]
     times = sorted({k[1] for k in cells})
-    head = "| method | " + " | ".join(f"{format_time(t)} accuracy Δ (p) | {format_time(t)} drop Δ (p)"
-                                     for t in times) + " |"
+    head = (
+        "| method | "
+        + " | ".join(f"{format_time(t)} accuracy Δ (p) | {format_time(t)} drop Δ (p)" for t in times)
+        + " |"
+    )
     lines = [head, "|" + "---|" * (1 + 2 * len(times))]
     for run in runs:
         row = [run]
@@ -457,8 +559,9 @@ def _method_lines(out: Path, methods: Sequence[StudyMethod], settings: StudySett
     return lines
 
 
-def write_study_report(out: Path, settings: StudySettings, methods: Sequence[StudyMethod], command,
-                       timings: list[dict]) -> Path:
+def write_study_report(
+    out: Path, settings: StudySettings, methods: Sequence[StudyMethod], command, timings: list[dict]
+) -> Path:
     """``OUT/report.md`` with its tables and plots (``OUT/summary.csv``, ``OUT/tests.csv``, PNGs), from
     every row measured so far."""
     rows = _all_rows(out, settings)
@@ -471,44 +574,74 @@ def write_study_report(out: Path, settings: StudySettings, methods: Sequence[Stu
     write_rows(out / "tests.csv", tests, SEED_TEST_COLUMNS)
     s = settings
     lines = [
-        "# Robustness study: training methods on simulated analog hardware, over training seeds", "",
-        f"Command: `{command or 'robustness_study(...)'}`", "",
+        "# Robustness study: training methods on simulated analog hardware, over training seeds",
+        "",
+        f"Command: `{command or 'robustness_study(...)'}`",
+        "",
         f"Setting: `{s.model}` on `{s.dataset}` ({_subset(s)}), {s.epochs} epochs, SGD lr {s.lr:g}, momentum "
         f"{s.momentum:g}, weight decay {s.weight_decay:g}, batch {s.batch_size}, {s.schedule} schedule (every method's "
         f"base optimizer); training seeds {', '.join(map(str, s.seeds))}; {s.repeats} programmings per network "
         f"(evaluation seed {s.eval_seed}, backend `{s.backend}`; torch threads {torch.get_num_threads()}); "
-        + "; ".join(f"`{p}` at {', '.join(times)}" for p, times in s.presets) + ".", "",
+        + "; ".join(f"`{p}` at {', '.join(times)}" for p, times in s.presets)
+        + ".",
+        "",
         "Each accuracy cell is the mean over training seeds of each network's mean over its programmings, ± the "
         "half-width of the 95% Student-t interval over seeds (n = seeds), with σp, the standard deviation over "
         "programmings within one network (pooled over seeds). A drop is accuracy − that network's digital test "
         "accuracy (negative: a loss), averaged over seeds, ± its 95% interval over seeds. p-values: two-sided "
         "Welch t-test over the per-seed numbers of a method against SGD (n = seeds each), not corrected for the "
-        f"{max(0, len(methods) - 1)} methods × times compared.", "",
-        "Measured by: " + (", ".join(f"the `{b}` backend ({n} rows)" for b, n in sorted(
-            Counter(r.get("backend") for r in rows).items(), key=lambda kv: str(kv[0]))) or "nothing yet") + ".", "",
-        "## Methods", "", *_method_lines(out, methods, settings), "",
+        f"{max(0, len(methods) - 1)} methods × times compared.",
+        "",
+        "Measured by: "
+        + (
+            ", ".join(
+                f"the `{b}` backend ({n} rows)"
+                for b, n in sorted(Counter(r.get("backend") for r in rows).items(), key=lambda kv: str(kv[0]))
+            )
+            or "nothing yet"
+        )
+        + ".",
+        "",
+        "## Methods",
+        "",
+        *_method_lines(out, methods, settings),
+        "",
     ]
     for preset, _ in s.presets:
         if not any(r["preset"] == preset for r in summary):
             lines += [f"## `{preset}`", "", "Not measured yet.", ""]
             continue
         sub = [r for r in summary if r["preset"] == preset]
-        acc_plot = plot_accuracy_vs_time(sub, out / f"accuracy_vs_time_{preset}.png", preset=preset,
-                                         rows=[r for r in rows if r["preset"] == preset])
+        acc_plot = plot_accuracy_vs_time(
+            sub, out / f"accuracy_vs_time_{preset}.png", preset=preset, rows=[r for r in rows if r["preset"] == preset]
+        )
         drop_plot = plot_drops(sub, preset, out / f"drop_{preset}.png", order)
         rank = {name: i for i, name in enumerate(order)}  # (markdown_table lists runs as it meets them)
         in_order = sorted(sub, key=lambda r: rank.get(r["run"], len(rank)))
-        lines += [f"## `{preset}`", "",
-                  "### Accuracy (mean ± 95% CI over seeds, σp within a network)", "",
-                  markdown_table(in_order, preset), "",
-                  "### Drop from digital accuracy (mean ± 95% CI over seeds)", "",
-                  markdown_table(in_order, preset, quantity="drop"), "",
-                  "### Spread: within a network (σp, over programmings) and between networks (σseeds, of the "
-                  "seed means), pp", "",
-                  _spread_table(sub, preset, order), "",
-                  "### Against SGD: difference in pp and Welch p over seeds, on accuracy and on drop", "",
-                  _test_table(tests, preset, order) if tests else "SGD not measured yet.", "",
-                  f"![accuracy vs time]({acc_plot.name})", "", f"![drop per method]({drop_plot.name})", ""]
+        lines += [
+            f"## `{preset}`",
+            "",
+            "### Accuracy (mean ± 95% CI over seeds, σp within a network)",
+            "",
+            markdown_table(in_order, preset),
+            "",
+            "### Drop from digital accuracy (mean ± 95% CI over seeds)",
+            "",
+            markdown_table(in_order, preset, quantity="drop"),
+            "",
+            "### Spread: within a network (σp, over programmings) and between networks (σseeds, of the seed means), pp",
+            "",
+            _spread_table(sub, preset, order),
+            "",
+            "### Against SGD: difference in pp and Welch p over seeds, on accuracy and on drop",
+            "",
+            _test_table(tests, preset, order) if tests else "SGD not measured yet.",
+            "",
+            f"![accuracy vs time]({acc_plot.name})",
+            "",
+            f"![drop per method]({drop_plot.name})",
+            "",
+        ]
     lines += _wall_time_lines(timings, methods, settings)
     path = out / REPORT
     path.write_text("\n".join(lines))
@@ -517,26 +650,41 @@ def write_study_report(out: Path, settings: StudySettings, methods: Sequence[Stu
 
 def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settings: StudySettings) -> list[str]:
     """Each invocation (start, expected and measured wall time), then every stage summed over them."""
-    lines = ["## Wall time", "", "| invocation started | expected (measured up front) | wall time | runs trained |",
-             "|---|---|---|---|"]
+    lines = [
+        "## Wall time",
+        "",
+        "| invocation started | expected (measured up front) | wall time | runs trained |",
+        "|---|---|---|---|",
+    ]
     for e in timings:
-        lines.append(f"| {e['started']} | {_duration(e['expected_seconds'])} | {_duration(e['wall_seconds'])} | "
-                     f"{len(e['trained'])} |")
+        lines.append(
+            f"| {e['started']} | {_duration(e['expected_seconds'])} | {_duration(e['wall_seconds'])} | "
+            f"{len(e['trained'])} |"
+        )
     summed: dict[str, float] = {}
     for e in timings:
         for stage, seconds in e["stages"].items():
             summed[stage] = summed.get(stage, 0.0) + seconds
     presets = [p for p, _ in settings.presets]
-    lines += ["", "Stages, summed over the invocations (a stage that reused finished work takes seconds):", "",
-              "| method | train | " + " | ".join(f"evaluate {p}" for p in presets) + " |",
-              "|" + "---|" * (2 + len(presets))]
+    lines += [
+        "",
+        "Stages, summed over the invocations (a stage that reused finished work takes seconds):",
+        "",
+        "| method | train | " + " | ".join(f"evaluate {p}" for p in presets) + " |",
+        "|" + "---|" * (2 + len(presets)),
+    ]
     for m in methods:
         cells = [summed.get(f"train {m.label}")] + [summed.get(f"evaluate {m.label} on {p}") for p in presets]
         lines.append(f"| {m.label} | " + " | ".join("—" if c is None else _duration(c) for c in cells) + " |")
     other = {k: v for k, v in summed.items() if not k.startswith(("train ", "evaluate "))}
-    lines += ["", "Other stages: " + ", ".join(f"{k} {_duration(v)}" for k, v in other.items()) + ".", "",
-              f"Total over {len(timings)} invocation(s): {_duration(sum(e['wall_seconds'] for e in timings))} "
-              f"(every invocation's stages: {TIMINGS}).", ""]
+    lines += [
+        "",
+        "Other stages: " + ", ".join(f"{k} {_duration(v)}" for k, v in other.items()) + ".",
+        "",
+        f"Total over {len(timings)} invocation(s): {_duration(sum(e['wall_seconds'] for e in timings))} "
+        f"(every invocation's stages: {TIMINGS}).",
+        "",
+    ]
     return lines
 
 

@@ -77,5 +77,11 @@ from analogsam.hardware.fast.support import (
 )
 from analogsam.hardware.fast.tile import IOSpec
 
-__all__ = ["AIHWKIT_VERSIONS", "FastAnalogForward", "FastPathUnsupported", "IOSpec",
-           "aihwkit_version_reason", "unsupported_reason"]
+__all__ = [
+    "AIHWKIT_VERSIONS",
+    "FastAnalogForward",
+    "FastPathUnsupported",
+    "IOSpec",
+    "aihwkit_version_reason",
+    "unsupported_reason",
+]

@@ -18,7 +18,6 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -33,7 +32,7 @@ _DRAWN_STATE = {
 }
 
 
-def installed_version() -> Optional[str]:
+def installed_version() -> str | None:
     """The installed aihwkit distribution's version, or None if it is not installed."""
     try:
         return metadata.version("aihwkit")
@@ -68,7 +67,7 @@ def _io_parameters_fields() -> tuple:
     return dataclasses.fields(IOParameters)
 
 
-def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
+def read_forward_io(tile) -> tuple[ForwardIO | None, str | None]:
     """``(ForwardIO, None)``, or ``(None, reason)`` when ``tile`` has no readable C++ tile."""
     try:
         io = tile.tile.get_meta_parameters().forward_io
@@ -93,7 +92,7 @@ def read_forward_io(tile) -> tuple[Optional[ForwardIO], Optional[str]]:
 # --------------------------------------------------------------------------------------------
 
 
-def layer_kind(module) -> Optional[str]:
+def layer_kind(module) -> str | None:
     """'linear' | 'conv1d' | 'conv2d' | 'conv1d_mapped' | 'conv2d_mapped' for the analog layers the
     engine replaces, 'other' for other analog layers, None for modules that are not analog layers."""
     from aihwkit.nn.modules.base import AnalogLayerBase
@@ -141,7 +140,7 @@ class TileGrid:
 
     grid: list
     in_sizes: list
-    bias: Optional[Tensor]
+    bias: Tensor | None
     label: str
     array: bool
 
@@ -164,12 +163,11 @@ def tile_grid(kind: str, layer) -> TileGrid:
         return TileGrid([list(row) for row in layer.array], list(layer.in_sizes), layer.bias, "array", True)
     mod = layer.analog_module
     if isinstance(mod, TileModuleArray):
-        return TileGrid([list(row) for row in mod.array], list(mod.in_sizes), mod.bias,
-                        "analog_module.array", True)
+        return TileGrid([list(row) for row in mod.array], list(mod.in_sizes), mod.bias, "analog_module.array", True)
     return TileGrid([[mod]], [layer.in_features], None, "analog_module", False)
 
 
-def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
+def layer_tiles(kind: str, layer) -> tuple[list, str | None]:
     """The tiles of a replaced layer, or a reason why its tile module is not reproduced."""
     from aihwkit.simulator.tiles.array import TileModuleArray
     from aihwkit.simulator.tiles.inference import InferenceTile
@@ -189,12 +187,13 @@ def layer_tiles(kind: str, layer) -> tuple[list, Optional[str]]:
             return [], f"tile module {type(mod).__name__} (only C++ InferenceTile / TileModuleArray of them)"
     for t in tiles:
         if type(t) is not InferenceTile:
-            return [], (f"tile {type(t).__name__} (only aihwkit's C++ InferenceTile, i.e. "
-                        "InferenceRPUConfig, is reproduced)")
+            return [], (
+                f"tile {type(t).__name__} (only aihwkit's C++ InferenceTile, i.e. InferenceRPUConfig, is reproduced)"
+            )
     return tiles, None
 
 
-def aihwkit_cannot_run(layer) -> Optional[str]:
+def aihwkit_cannot_run(layer) -> str | None:
     """Why aihwkit's own forward of the analog layer ``layer`` raises, or None.
 
     ``AnalogConv1d`` always runs aihwkit's indexed convolution (``NEEDS_INDEXED``), which a
@@ -205,8 +204,10 @@ def aihwkit_cannot_run(layer) -> Optional[str]:
 
     mod = getattr(layer, "analog_module", None)
     if type(layer) is AnalogConv1d and type(mod) is TileModuleArray:
-        return (f"an AnalogConv1d on a {len(mod.array)}x{len(mod.array[0])} TileModuleArray, which aihwkit "
-                "cannot run either (the array has no indexed forward)")
+        return (
+            f"an AnalogConv1d on a {len(mod.array)}x{len(mod.array[0])} TileModuleArray, which aihwkit "
+            "cannot run either (the array has no indexed forward)"
+        )
     return None
 
 
@@ -231,7 +232,7 @@ def rpu_config_of(tile):
 # --------------------------------------------------------------------------------------------
 
 
-def drift_compensation_reason(comp, kind: str) -> Optional[str]:
+def drift_compensation_reason(comp, kind: str) -> str | None:
     """Why the drift compensation ``comp`` of a tile in a layer of kind ``kind`` is not
     reproduced, or None (also for no compensation)."""
     from aihwkit.inference.compensation.base import BaseDriftCompensation
@@ -288,7 +289,7 @@ class DriftCompensation:
 # --------------------------------------------------------------------------------------------
 
 
-def _copy(value) -> Optional[Tensor]:
+def _copy(value) -> Tensor | None:
     return None if value is None else value.detach().float().clone()
 
 
@@ -305,21 +306,21 @@ class TileReader:
         """The C++ tile's current weights (d_size, x_size), as its forward uses them."""
         return torch.as_tensor(self.tile.tile.get_weights())
 
-    def input_range(self) -> Optional[Tensor]:
+    def input_range(self) -> Tensor | None:
         return _copy(getattr(self.tile, "input_range", None))
 
-    def mapping_scales(self) -> Optional[Tensor]:
+    def mapping_scales(self) -> Tensor | None:
         ms = self.tile.mapping_scales
         return None if ms is None else ms.detach().float().view(-1)
 
-    def out_scaling(self) -> Optional[Tensor]:
+    def out_scaling(self) -> Tensor | None:
         osa = getattr(self.tile, "out_scaling_alpha", None)
         return None if osa is None else osa.detach().float().view(-1).clone()
 
-    def digital_bias(self) -> Optional[Tensor]:
+    def digital_bias(self) -> Tensor | None:
         return _copy(self.tile.bias) if self.tile.digital_bias else None
 
-    def programmed_weights(self) -> Optional[Tensor]:
+    def programmed_weights(self) -> Tensor | None:
         """The weights of the latest programming (a new object per programming), or None."""
         return getattr(self.tile, "programmed_weights", None)
 
@@ -327,7 +328,6 @@ class TileReader:
         """The drift-compensation factor of a tile that was never programmed."""
         return torch.as_tensor(self.tile.alpha).detach().float().clone()
 
-    def drift_compensation(self) -> Optional[DriftCompensation]:
+    def drift_compensation(self) -> DriftCompensation | None:
         comp = getattr(self.tile.rpu_config, "drift_compensation", None)
         return None if comp is None else DriftCompensation(self.tile, comp)
-

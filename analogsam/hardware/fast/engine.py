@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,8 +50,7 @@ class FastAnalogForward:
     to the summation order, with noise on they have the same distribution.
     """
 
-    def __init__(self, analog_model: nn.Module, *, threads: Optional[int] = None, fused: bool = True,
-                 device=None):
+    def __init__(self, analog_model: nn.Module, *, threads: int | None = None, fused: bool = True, device=None):
         """``threads``: torch intra-op threads for :meth:`sync` and the forward (restored
         afterwards); None keeps the caller's setting. The fast path issues many short parallel
         operations, so on a machine whose cores are busy with other jobs one thread can be several
@@ -72,9 +71,9 @@ class FastAnalogForward:
         self.fused = fused and self.device.type == "cpu"
         self._tiles: list[Tile] = []
         self._workspace = Workspace()
-        self._gen: Optional[torch.Generator] = None
+        self._gen: torch.Generator | None = None
         self._synced = False
-        self._stack: Optional[StackedPass] = None  # set during forward_stacked
+        self._stack: StackedPass | None = None  # set during forward_stacked
         self.network = self._shadow(analog_model, "")
 
     def _add_tile(self, tile, name: str) -> Tile:
@@ -99,8 +98,10 @@ class FastAnalogForward:
             return module if on_cpu else copy.deepcopy(module).to(self.device)
         new = copy.copy(module)
         if not on_cpu:  # the container's own tensors (e.g. a position embedding), not the original's
-            new._parameters = {k: None if p is None else nn.Parameter(p.detach().to(self.device), p.requires_grad)
-                               for k, p in module._parameters.items()}
+            new._parameters = {
+                k: None if p is None else nn.Parameter(p.detach().to(self.device), p.requires_grad)
+                for k, p in module._parameters.items()
+            }
             new._buffers = {k: None if b is None else b.to(self.device) for k, b in module._buffers.items()}
         new._modules = {
             key: (None if child is None else self._shadow(child, f"{name}.{key}" if name else key))
@@ -113,8 +114,9 @@ class FastAnalogForward:
         return list(self._tiles)
 
     @torch.no_grad()
-    def sync(self, generator: Optional[torch.Generator] = None, *,
-             baseline_generator: Optional[torch.Generator] = None) -> None:
+    def sync(
+        self, generator: torch.Generator | None = None, *, baseline_generator: torch.Generator | None = None
+    ) -> None:
         """Read every tile's current (programmed, drifted) weights and periphery, and recompute the
         drift-compensation factors through this engine's forward, drawing from ``generator``;
         later forwards draw from it too.
@@ -136,8 +138,10 @@ class FastAnalogForward:
             generator = torch.cuda.default_generators[index]
         for name, gen in (("generator", generator), ("baseline_generator", baseline_generator)):
             if gen is not None and gen.device.type != self.device.type:
-                raise ValueError(f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
-                                 f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})")
+                raise ValueError(
+                    f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
+                    f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})"
+                )
         self._gen = generator
         with engine_threads(self.threads), _full_float32(self.device):
             for tile in self._tiles:
@@ -145,15 +149,18 @@ class FastAnalogForward:
         self._synced = True
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Eval-mode forward of the whole network; forward noise from ``generator`` (default: the
         one given to :meth:`sync`)."""
         if not self._synced:
-            raise RuntimeError("call FastAnalogForward.sync(generator) after programming/drifting "
-                               "and before the forward")
+            raise RuntimeError(
+                "call FastAnalogForward.sync(generator) after programming/drifting and before the forward"
+            )
         if self.model.training:
-            raise RuntimeError("the analog model is in training mode; call analog_model.eval() first "
-                               "(the fast path reproduces aihwkit's eval-mode forward)")
+            raise RuntimeError(
+                "the analog model is in training mode; call analog_model.eval() first "
+                "(the fast path reproduces aihwkit's eval-mode forward)"
+            )
         if generator is not None:
             self._gen = generator
         x = x.to(self.device)
@@ -171,7 +178,7 @@ class FastAnalogForward:
         return EngineState(tuple(tile.state() for tile in self._tiles), self._gen)
 
     @torch.no_grad()
-    def forward_stacked(self, x: Tensor, states: Sequence[EngineState], *, batched: Optional[bool] = None):
+    def forward_stacked(self, x: Tensor, states: Sequence[EngineState], *, batched: bool | None = None):
         """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
         :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
         (rows k*N to (k+1)*N) those of ``states[k]``, drawing from its generator. Each block equals
@@ -187,8 +194,10 @@ class FastAnalogForward:
         if not states:
             raise ValueError("forward_stacked() needs at least one captured state")
         if self.model.training:
-            raise RuntimeError("the analog model is in training mode; call analog_model.eval() first "
-                               "(the fast path reproduces aihwkit's eval-mode forward)")
+            raise RuntimeError(
+                "the analog model is in training mode; call analog_model.eval() first "
+                "(the fast path reproduces aihwkit's eval-mode forward)"
+            )
         current = self.capture()
         x = x.to(self.device)
         x = x.to(torch.float32) if x.is_floating_point() else x
@@ -243,8 +252,10 @@ def _full_float32(device: torch.device):
     # torch >= 2.9 sets TF32 per backend through fp32_precision (reading the legacy allow_tf32
     # flags raises once the new settings were used); older versions only have allow_tf32.
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        settings = [(torch.backends.cuda.matmul, "fp32_precision", "ieee"),
-                    (torch.backends.cudnn.conv, "fp32_precision", "ieee")]
+        settings = [
+            (torch.backends.cuda.matmul, "fp32_precision", "ieee"),
+            (torch.backends.cudnn.conv, "fp32_precision", "ieee"),
+        ]
     else:  # pragma: no cover - torch < 2.9
         settings = [(torch.backends.cuda.matmul, "allow_tf32", False), (torch.backends.cudnn, "allow_tf32", False)]
     old = [getattr(owner, name) for owner, name, _ in settings]

@@ -25,8 +25,6 @@ tile-by-tile path draws it. So the two paths give the same numbers bit for bit o
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -44,7 +42,7 @@ def _kernels():
     return grouped_kernels
 
 
-def _single_tile(conv) -> Optional[Tile]:
+def _single_tile(conv) -> Tile | None:
     """The one tile of a :class:`.layers.FastConv2d` that reads strided patches, or None."""
     if not isinstance(conv, FastConv2d):
         return None
@@ -56,9 +54,16 @@ def _single_tile(conv) -> Optional[Tile]:
 
 def _fusable_spec(tile: Tile) -> bool:
     spec = tile.spec
-    return (tile._dac_kernels is not None and tile._adc_kernels is not None and not tile.analog_bias
-            and spec.inp_noise == 0 and spec.inp_asymmetry == 0 and spec.out_asymmetry == 0
-            and spec.ir_drop == 0 and spec.w_noise == 0)
+    return (
+        tile._dac_kernels is not None
+        and tile._adc_kernels is not None
+        and not tile.analog_bias
+        and spec.inp_noise == 0
+        and spec.inp_asymmetry == 0
+        and spec.out_asymmetry == 0
+        and spec.ir_drop == 0
+        and spec.w_noise == 0
+    )
 
 
 class FastGroupedConv(nn.Module):
@@ -73,8 +78,9 @@ class FastGroupedConv(nn.Module):
         convs = list(grouped.convs)
         tiles = [_single_tile(c) for c in convs]
         same = all(t is not None for t in tiles) and len({(c.exec.geometry, c.one_d) for c in convs}) == 1
-        self.tiles = tiles if same and all(_fusable_spec(t) for t in tiles) \
-            and len({t.spec for t in tiles}) == 1 else None
+        self.tiles = (
+            tiles if same and all(_fusable_spec(t) for t in tiles) and len({t.spec for t in tiles}) == 1 else None
+        )
         if self.tiles is not None:
             for t in self.tiles:  # the kernel's products, also tile by tile (module docstring)
                 t.chain_products = True
@@ -103,13 +109,16 @@ class FastGroupedConv(nn.Module):
     def _ready(self) -> bool:
         """Whether the tiles' current state (after the last sync) suits the kernel (a CPU one: on a
         GPU the groups run tile by tile in torch operations)."""
-        return self.engine[0].device.type == "cpu" and all(t.post is not None and t.input_range is None for t in self.tiles)
+        return self.engine[0].device.type == "cpu" and all(
+            t.post is not None and t.input_range is None for t in self.tiles
+        )
 
     def _state(self):
         """The tiles' weights (groups, n, K) and periphery (groups, n) x 4, stacked once per sync."""
         current = [(t.weights, t.post) for t in self.tiles]
-        if self._weights_of is None or any(a is not c[0] or b is not c[1]
-                                           for (a, b), c in zip(self._weights_of, current)):
+        if self._weights_of is None or any(
+            a is not c[0] or b is not c[1] for (a, b), c in zip(self._weights_of, current)
+        ):
             w = np.ascontiguousarray(np.stack([t.weights.w.numpy() for t in self.tiles]))
             post = tuple(np.ascontiguousarray(np.stack([t.post[i] for t in self.tiles])) for i in range(4))
             self._stacked = (w, post)
@@ -122,7 +131,7 @@ class FastGroupedConv(nn.Module):
             self._noise = torch.empty(n, dtype=torch.float32)
         return self._noise[:n].view(shape)
 
-    def _fused(self, x: Tensor) -> Optional[Tensor]:
+    def _fused(self, x: Tensor) -> Tensor | None:
         """(b, C, h, w) -> (b, groups * n, oh, ow) through the kernel, or None where the
         tile-by-tile path must run (the generator then is where it was)."""
         tile = self.tiles[0]
@@ -152,9 +161,33 @@ class FastGroupedConv(nn.Module):
         thres, res, bound = tile._dac_args
         sigma, ores, obound, test_negative, out_scale = tile._adc_args
         saturated = _kernels().grouped_conv(
-            img.numpy(), groups, kh, kw, dh, dw, ph, pw, sh, sw, spec.nm == "max", thres, res, bound,
-            weights, noise.numpy(), sigma, ores, obound, test_negative, out_scale,
-            post, alpha, osc, bias, out.numpy())
+            img.numpy(),
+            groups,
+            kh,
+            kw,
+            dh,
+            dw,
+            ph,
+            pw,
+            sh,
+            sw,
+            spec.nm == "max",
+            thres,
+            res,
+            bound,
+            weights,
+            noise.numpy(),
+            sigma,
+            ores,
+            obound,
+            test_negative,
+            out_scale,
+            post,
+            alpha,
+            osc,
+            bias,
+            out.numpy(),
+        )
         if saturated and len(tile.reductions) > 1:
             gen.set_state(start_state)  # bound management reruns patches: the tile-by-tile path
             return None

@@ -65,8 +65,34 @@ def chain_product(w, x, out):
 
 
 @jit
-def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res, bound, w,
-                 noise, sigma, ores, obound, test_negative, out_scale, post, alpha, osc, bias, out):
+def grouped_conv(
+    img,
+    groups,
+    kh,
+    kw,
+    dh,
+    dw,
+    ph,
+    pw,
+    sh,
+    sw,
+    signed,
+    thres,
+    res,
+    bound,
+    w,
+    noise,
+    sigma,
+    ores,
+    obound,
+    test_negative,
+    out_scale,
+    post,
+    alpha,
+    osc,
+    bias,
+    out,
+):
     """Every group of a grouped convolution on its own tile, for images ``img`` (b, C, h, w).
 
     Group ``g`` reads channels ``g*c ... (g+1)*c - 1`` (``c = C / groups``) and writes outputs
@@ -149,9 +175,21 @@ def grouped_conv(img, groups, kh, kw, dh, dw, ph, pw, sh, sw, signed, thres, res
         for j in range(n):
             for t in range(length):
                 _chain(w[g, j], q[t], acc[t])
-                count += _adc(acc[t], noise_g[j, t] if has_noise else acc[t, :0], sigma, ores, obound,
-                              test_negative, factor[t], nonpos[t], post[g, j], alpha[g, j], osc[g, j],
-                              bias[g, j], out_g[j, t])
+                count += _adc(
+                    acc[t],
+                    noise_g[j, t] if has_noise else acc[t, :0],
+                    sigma,
+                    ores,
+                    obound,
+                    test_negative,
+                    factor[t],
+                    nonpos[t],
+                    post[g, j],
+                    alpha[g, j],
+                    osc[g, j],
+                    bias[g, j],
+                    out_g[j, t],
+                )
         for i in range(b):
             for j in range(n):
                 dst = out[i, g * n + j]

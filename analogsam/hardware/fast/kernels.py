@@ -38,15 +38,15 @@ def pad_abs_max(img, i, ph, pw, xp, m):
     interior of ``m`` (hp, wp) to the maximum of ``|x|`` over the channels (one pass)."""
     c, h, w = img.shape[1], img.shape[2], img.shape[3]
     for y in range(h):
-        mrow = m[y + ph, pw:pw + w]
+        mrow = m[y + ph, pw : pw + w]
         src = img[i, 0, y]
-        dst = xp[0, y + ph, pw:pw + w]
+        dst = xp[0, y + ph, pw : pw + w]
         for x in range(w):
             dst[x] = src[x]
             mrow[x] = abs(src[x])
         for ch in range(1, c):
             src = img[i, ch, y]
-            dst = xp[ch, y + ph, pw:pw + w]
+            dst = xp[ch, y + ph, pw : pw + w]
             for x in range(w):
                 dst[x] = src[x]
                 mrow[x] = max(mrow[x], abs(src[x]))
@@ -58,15 +58,15 @@ def pad_max(img, i, ph, pw, xp, m):
     because a flag tested inside the loop would stop it being vectorised."""
     c, h, w = img.shape[1], img.shape[2], img.shape[3]
     for y in range(h):
-        mrow = m[y + ph, pw:pw + w]
+        mrow = m[y + ph, pw : pw + w]
         src = img[i, 0, y]
-        dst = xp[0, y + ph, pw:pw + w]
+        dst = xp[0, y + ph, pw : pw + w]
         for x in range(w):
             dst[x] = src[x]
             mrow[x] = src[x]
         for ch in range(1, c):
             src = img[i, ch, y]
-            dst = xp[ch, y + ph, pw:pw + w]
+            dst = xp[ch, y + ph, pw : pw + w]
             for x in range(w):
                 dst[x] = src[x]
                 mrow[x] = max(mrow[x], src[x])
@@ -117,9 +117,9 @@ def dac_patches_unit(xp, scale_i, kh, kw, res, bound, out_i):
             for kj in range(kw):
                 row = (ch * kh + ki) * kw + kj
                 for oy in range(oh):
-                    src = xp[ch, oy + ki, kj:kj + ow]
+                    src = xp[ch, oy + ki, kj : kj + ow]
                     sc = scale_i[oy]
-                    dst = out_i[row, oy * ow:(oy + 1) * ow]
+                    dst = out_i[row, oy * ow : (oy + 1) * ow]
                     for ox in range(ow):
                         v = np.rint(src[ox] * sc[ox] / res) * res
                         dst[ox] = min(max(v, -bound), bound)
@@ -137,9 +137,9 @@ def dac_patches(xp, scale_i, kh, kw, dh, dw, sh, sw, res, bound, out_i):
             for kj in range(kw):
                 row = (ch * kh + ki) * kw + kj
                 for oy in range(oh):
-                    src = xp[ch, oy * sh + ki * dh, kj * dw:kj * dw + sw * (ow - 1) + 1:sw]
+                    src = xp[ch, oy * sh + ki * dh, kj * dw : kj * dw + sw * (ow - 1) + 1 : sw]
                     sc = scale_i[oy]
-                    dst = out_i[row, oy * ow:(oy + 1) * ow]
+                    dst = out_i[row, oy * ow : (oy + 1) * ow]
                     for ox in range(ow):
                         v = np.rint(src[ox] * sc[ox] / res) * res
                         dst[ox] = min(max(v, -bound), bound)
@@ -229,8 +229,7 @@ def scaled_rows_dac(x, scale, res, bound, out):
 
 
 @jit
-def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
-             failed):
+def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
     """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
 
     Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
@@ -239,7 +238,7 @@ def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post,
     then the tile's digital periphery, one value per output (n,) each: ``* post * alpha *
     osc + bias`` (ones and -0.0 leave the output as it is). Returns the number of failed
     vectors."""
-    b, n, l = y.shape
+    b, n, l = y.shape  # noqa: E741 (l: the output length, as in the kernels above)
     has_noise = noise.size > 0
     factor = np.empty(l, np.float32)
     count = 0
@@ -268,8 +267,7 @@ def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post,
 
 
 @jit
-def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias,
-             failed):
+def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
     """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,).
 
     The verdict of a row is taken from the positions of its last output above ``bound`` and its

@@ -10,7 +10,7 @@ in digital, in aihwkit's order.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +44,9 @@ class FastLinear(nn.Module):
         label = f"{name}.{grid.label}"
         if grid.array:
             self.in_sizes = grid.in_sizes
-            self.grid = [[add_tile(t, f"{label}.{i}.{j}") for j, t in enumerate(row)]
-                         for i, row in enumerate(grid.grid)]
+            self.grid = [
+                [add_tile(t, f"{label}.{i}.{j}") for j, t in enumerate(row)] for i, row in enumerate(grid.grid)
+            ]
         else:
             self.in_sizes = None
             self.grid = [[add_tile(grid.grid[0][0], label)]]
@@ -92,8 +93,13 @@ class FastLinear(nn.Module):
             result = self.grid[0][0].forward(x, gen)
         else:
             dim = x.dim() - 1
-            result = _array_sum(([t.forward(xs, gen) for t in row]
-                                 for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)), dim)
+            result = _array_sum(
+                (
+                    [t.forward(xs, gen) for t in row]
+                    for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)
+                ),
+                dim,
+            )
         if self.array_bias is not None:
             result = result + self.array_bias.detach().to(result.device).view(-1)
         return result
@@ -132,8 +138,7 @@ class ConvExec:
         if stack is not None and stack.batched:
             return self._call_stacked(x, stack)
         if stack is not None:  # state by state: the first layer's outputs, computed for every state
-            out = stack.first_outputs(self, x, x.dim() == 4 and self._one_tile(),
-                                      lambda: self._every_state(x, stack))
+            out = stack.first_outputs(self, x, x.dim() == 4 and self._one_tile(), lambda: self._every_state(x, stack))
             if out is not None:
                 return out
         unbatched = x.dim() == 3
@@ -152,26 +157,28 @@ class ConvExec:
         each processed in the chunks of :meth:`__call__` on n images; a single strided tile whose
         input is the repeated network input quantizes each chunk once for all states."""
         if x.dim() != 4 or stack.batch_dim(x, self.name) != 0:
-            raise FastPathUnsupported(f"stacked repeats: convolution {self.name} got an input of shape "
-                                      f"{tuple(x.shape)}, not the stacked batch first; measure one repeat per "
-                                      f"pass (repeats_per_pass=None)")
+            raise FastPathUnsupported(
+                f"stacked repeats: convolution {self.name} got an input of shape "
+                f"{tuple(x.shape)}, not the stacked batch first; measure one repeat per "
+                f"pass (repeats_per_pass=None)"
+            )
         total, _, h, w = x.shape
         n = stack.per_state
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(total, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
         if self._one_tile() and stack.is_shared(x):
-            self._shared_chunks(x[:n], stack, [out[k * n:(k + 1) * n] for k in range(stack.count)], step)
+            self._shared_chunks(x[:n], stack, [out[k * n : (k + 1) * n] for k in range(stack.count)], step)
         else:
             for k in range(stack.count):
                 self.engine._gen = stack.use(self.tiles, k)
-                self._chunks(x[k * n:(k + 1) * n], out[k * n:(k + 1) * n], step)
+                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step)
         return out.view(total, self.out_channels, oh, ow)
 
     def _chunks(self, x: Tensor, out: Tensor, step: int) -> None:
         """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state."""
         for start in range(0, x.shape[0], step):
-            self._chunk(x[start:start + step], out[start:start + step])
+            self._chunk(x[start : start + step], out[start : start + step])
 
     def _one_tile(self) -> bool:
         """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""
@@ -190,8 +197,9 @@ class ConvExec:
         """The outputs of images ``x`` under every stacked state, each chunk quantized once."""
         n, _, h, w = x.shape
         oh, ow = conv_out_hw(h, w, self.geometry)
-        outs = [torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-                for _ in range(stack.count)]
+        outs = [
+            torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device) for _ in range(stack.count)
+        ]
         self._shared_chunks(x, stack, outs, self._step(x))
         stack.use(self.tiles, stack.current)  # the run's own state again
         return [o.view(n, self.out_channels, oh, ow) for o in outs]
@@ -203,15 +211,16 @@ class ConvExec:
             return
         if self.strided:
             subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
-            result = _array_sum(([t.forward_patches(sub, self.geometry, gen) for t in tiles]
-                                 for sub, tiles in subsets), 1)
+            result = _array_sum(
+                ([t.forward_patches(sub, self.geometry, gen) for t in tiles] for sub, tiles in subsets), 1
+            )
         else:
             (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
-            patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw),
-                               stride=(sh, sw))
+            patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
             splits = torch.split(patches, self.in_sizes, dim=1) if len(self.rows) > 1 else [patches]
-            result = _array_sum(([t.forward(p, gen, cols=True) for t in tiles]
-                                 for p, (_, _, tiles) in zip(splits, self.rows)), 1)
+            result = _array_sum(
+                ([t.forward(p, gen, cols=True) for t in tiles] for p, (_, _, tiles) in zip(splits, self.rows)), 1
+            )
         if self.bias is not None:
             result = result.add_(self.bias.detach().to(result.device).view(-1, 1))
         out.copy_(result)
@@ -245,8 +254,9 @@ class FastConv2d(nn.Module):
         geometry = _conv2d_geometry(layer, kind)
         self.one_d = kind in ("conv1d", "conv1d_mapped")
         kk = geometry[0][0] * geometry[0][1]
-        tiles = [[add_tile(t, f"{name}.{grid.label}.{i}.{j}") for j, t in enumerate(row)]
-                 for i, row in enumerate(grid.grid)]
+        tiles = [
+            [add_tile(t, f"{name}.{grid.label}.{i}.{j}") for j, t in enumerate(row)] for i, row in enumerate(grid.grid)
+        ]
         if is_mapped(kind):
             channels = list(grid.in_sizes)
         elif all(size % kk == 0 for size in grid.in_sizes):
@@ -255,13 +265,20 @@ class FastConv2d(nn.Module):
             channels = None
         analog_bias = any(t.analog_bias for row in tiles for t in row)
         bounds, start = [], 0
-        for size in (channels or grid.in_sizes):
+        for size in channels or grid.in_sizes:
             bounds.append((start, start + size))
             start += size
         rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
         strided = channels is not None and not analog_bias
-        self.exec = ConvExec(engine, geometry, layer.out_channels, rows, grid.bias,
-                             in_sizes=None if strided else list(grid.in_sizes), name=name)
+        self.exec = ConvExec(
+            engine,
+            geometry,
+            layer.out_channels,
+            rows,
+            grid.bias,
+            in_sizes=None if strided else list(grid.in_sizes),
+            name=name,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C_out, H', W'), or for a 1-D layer (N, C, L) -> (N, C_out, L')

@@ -33,7 +33,8 @@ is one state's activations plus the first layer's R outputs.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -48,7 +49,7 @@ class EngineState(NamedTuple):
     forward with this state advances it exactly as the engine's own forward would)."""
 
     tiles: tuple[TileState, ...]
-    generator: Optional[torch.Generator]
+    generator: torch.Generator | None
 
 
 class StackedPass:
@@ -67,14 +68,14 @@ class StackedPass:
         # the first analog layer with every state's outputs (set in the first run)
         self.current = 0
         self._calls = 0
-        self._first: Optional[tuple[object, list]] = None
+        self._first: tuple[object, list] | None = None
 
-    def begin(self, k: int, tiles: Sequence[Tile]) -> Optional[torch.Generator]:
+    def begin(self, k: int, tiles: Sequence[Tile]) -> torch.Generator | None:
         """State by state: start the run of state ``k`` (loaded into ``tiles``); its generator."""
         self.current, self._calls = k, 0
         return self.use(tiles, k)
 
-    def first_outputs(self, layer, x: Tensor, shareable: bool, every_state: Callable[[], list]) -> Optional[Tensor]:
+    def first_outputs(self, layer, x: Tensor, shareable: bool, every_state: Callable[[], list]) -> Tensor | None:
         """State by state: called by every analog layer of a run. The first analog layer of the
         first run, if ``shareable`` (it can compute many states at once) and its input ``x`` is the
         network input, computes ``every_state()`` (the outputs of every state, in order; it may
@@ -93,8 +94,7 @@ class StackedPass:
     def is_shared(self, x: Tensor) -> bool:
         """Whether ``x`` is still the repeated network input (R identical blocks along dim 0)."""
         s = self._shared
-        return (x.is_contiguous() and x.data_ptr() == s.data_ptr() and x.numel() == s.numel()
-                and x.dtype == s.dtype)
+        return x.is_contiguous() and x.data_ptr() == s.data_ptr() and x.numel() == s.numel() and x.dtype == s.dtype
 
     def batch_dim(self, x: Tensor, layer: str) -> int:
         """The dimension of ``x`` that holds the R*N stacked samples (the first of that size)."""
@@ -105,15 +105,16 @@ class StackedPass:
         raise FastPathUnsupported(
             f"stacked repeats: analog layer {layer or '(root)'} got an input of shape {tuple(x.shape)} without "
             f"the {self.count} x {self.per_state} stacked samples; measure one repeat per pass "
-            f"(repeats_per_pass=None)")
+            f"(repeats_per_pass=None)"
+        )
 
-    def use(self, tiles: Sequence[Tile], k: int) -> Optional[torch.Generator]:
+    def use(self, tiles: Sequence[Tile], k: int) -> torch.Generator | None:
         """Load state ``k`` into ``tiles``; returns its generator."""
         state = self.states[k]
         for tile in tiles:
             tile.load(state.tiles[tile.index])
         return state.generator
 
-    def slots(self, tile: Tile) -> list[tuple[TileState, Optional[torch.Generator]]]:
+    def slots(self, tile: Tile) -> list[tuple[TileState, torch.Generator | None]]:
         """``(state of tile, generator)`` of every stacked state."""
         return [(state.tiles[tile.index], state.generator) for state in self.states]

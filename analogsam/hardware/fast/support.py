@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 from torch import nn
@@ -32,8 +32,17 @@ from analogsam.errors import AnalogsamError
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
 from analogsam.hardware.fast.tile import IOSpec
 
-__all__ = ["AIHWKIT_VERSIONS", "ALLOW_LIST", "FastPathUnsupported", "Refused", "Reproduced",
-           "aihwkit_version_reason", "config_settings", "io_spec", "unsupported_reason"]
+__all__ = [
+    "AIHWKIT_VERSIONS",
+    "ALLOW_LIST",
+    "FastPathUnsupported",
+    "Refused",
+    "Reproduced",
+    "aihwkit_version_reason",
+    "config_settings",
+    "io_spec",
+    "unsupported_reason",
+]
 
 #: The aihwkit versions whose C++ tile arithmetic the engine replays (``rpu_forward_backward_pass.cpp``,
 #: ``InferenceTile``'s periphery, the meta-parameter bindings the adapter reads). 1.2.0 is listed
@@ -48,14 +57,16 @@ class FastPathUnsupported(AnalogsamError, ValueError):
     """The model holds a layer or a setting that the fast path does not reproduce."""
 
 
-def aihwkit_version_reason() -> Optional[str]:
+def aihwkit_version_reason() -> str | None:
     """None if the installed aihwkit is one of :data:`AIHWKIT_VERSIONS`, else a one-line reason."""
     version = aihwkit.installed_version()
     if version in AIHWKIT_VERSIONS:
         return None
     found = "aihwkit is not installed" if version is None else f"aihwkit {version} is installed"
-    return (f"{found}, but the fast engine mirrors aihwkit {' / '.join(AIHWKIT_VERSIONS)} "
-            "(analogsam.hardware.fast.AIHWKIT_VERSIONS): use backend='aihwkit' or install a mirrored version")
+    return (
+        f"{found}, but the fast engine mirrors aihwkit {' / '.join(AIHWKIT_VERSIONS)} "
+        "(analogsam.hardware.fast.AIHWKIT_VERSIONS): use backend='aihwkit' or install a mirrored version"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,10 +97,10 @@ class Reproduced:
     tile in a layer of kind ``kind`` that is not reproduced, or None."""
 
     how: str
-    values: Optional[tuple] = None
-    check: Optional[Callable] = None
+    values: tuple | None = None
+    check: Callable | None = None
 
-    def reason(self, path: str, value, default, context: Context) -> Optional[str]:
+    def reason(self, path: str, value, default, context: Context) -> str | None:
         if self.values is not None and getattr(value, "name", value) not in self.values:
             return f"{path} {_shown(value)} (reproduced: {', '.join(self.values)})"
         return self.check(value, context.kind) if self.check else None
@@ -101,9 +112,9 @@ class Refused:
     no-op, as judged by ``noop(value, context)`` (default: the field's default value)."""
 
     why: str
-    noop: Optional[Callable] = None
+    noop: Callable | None = None
 
-    def reason(self, path: str, value, default, context: Context) -> Optional[str]:
+    def reason(self, path: str, value, default, context: Context) -> str | None:
         if self.noop is not None:
             return None if self.noop(value, context) else f"{path} {_shown(value)} ({self.why})"
         return None if value == default else f"{path} {_shown(value)}, not {_shown(default)} ({self.why})"
@@ -111,8 +122,10 @@ class Refused:
 
 # The fields that act only in training (or in another pass than the eval-mode forward): any value
 # gives aihwkit's eval-mode result, since the engine reads the weights they have shaped.
-_TRAINING = Reproduced("acts only in training (updates, the backward pass, autograd): no effect "
-                       "on the eval-mode forward, whose weights the engine reads")
+_TRAINING = Reproduced(
+    "acts only in training (updates, the backward pass, autograd): no effect "
+    "on the eval-mode forward, whose weights the engine reads"
+)
 _READ = Reproduced("its effect is in the tile's state, which the engine reads at every sync")
 
 # forward IOParameters, as ForwardBackwardPassIOManaged::forwardVector uses them
@@ -131,8 +144,9 @@ _FORWARD = {
     "out_sto_round": Reproduced("stochastic ADC rounding, from the generator"),
     "out_scale": Reproduced("final output scale"),
     "out_asymmetry": Reproduced("output asymmetry"),
-    "bound_management": Reproduced("iterative: saturated vectors recomputed at half input scale",
-                                   ("NONE", "ITERATIVE")),
+    "bound_management": Reproduced(
+        "iterative: saturated vectors recomputed at half input scale", ("NONE", "ITERATIVE")
+    ),
     "noise_management": Reproduced("input scaling per vector", ("NONE", "ABS_MAX", "MAX", "CONSTANT")),
     "w_noise": Reproduced("output-referred weight noise, from the generator"),
     "w_noise_type": Reproduced("output-referred weight noise", ("NONE", "ADDITIVE_CONSTANT", "PCM_READ")),
@@ -144,8 +158,7 @@ _FORWARD = {
     "v_offset_std": Refused("voltage offsets"),
     "v_offset_w_min": Refused("voltage offset of an implicit reference unit"),
     "r_series": Refused("series resistance"),
-    "w_read_asymmetry_dtod": Refused("device polarity read dependence, per-device factors drawn "
-                                     "inside the C++ tile"),
+    "w_read_asymmetry_dtod": Refused("device polarity read dependence, per-device factors drawn inside the C++ tile"),
     "max_bm_factor": Reproduced("bound-management stop"),
     "max_bm_res": Reproduced("bound-management stop"),
     "bm_test_negative_bound": Reproduced("bound test of negative outputs"),
@@ -178,10 +191,26 @@ _MAPPING = {
     "max_output_size": Reproduced("tiles split along outputs, outputs concatenated"),
 }
 
-_MODIFIER_FIELDS = ("std_dev", "per_batch_sample", "res", "sto_round", "dorefa_clip", "pdrop",
-                    "rel_to_actual_wmax", "assumed_wmax", "copy_last_column", "coeffs", "type", "g_max",
-                    "pcm_zero_thres", "pcm_t_inference", "pcm_prob_at_reset", "pcm_prob_at_gmax",
-                    "pcm_prob_at_random", "pcm_t0")
+_MODIFIER_FIELDS = (
+    "std_dev",
+    "per_batch_sample",
+    "res",
+    "sto_round",
+    "dorefa_clip",
+    "pdrop",
+    "rel_to_actual_wmax",
+    "assumed_wmax",
+    "copy_last_column",
+    "coeffs",
+    "type",
+    "g_max",
+    "pcm_zero_thres",
+    "pcm_t_inference",
+    "pcm_prob_at_reset",
+    "pcm_prob_at_gmax",
+    "pcm_prob_at_random",
+    "pcm_t0",
+)
 
 #: Every field of an InferenceRPUConfig by dotted path, and what the engine does with it.
 ALLOW_LIST: dict = {
@@ -195,28 +224,50 @@ ALLOW_LIST: dict = {
     **{f"mapping.{name}": rule for name, rule in _MAPPING.items()},
     **{f"forward.{name}": rule for name, rule in _FORWARD.items()},
     **{f"backward.{name}": _TRAINING for name in _FORWARD},
-    **{f"update.{name}": _TRAINING for name in (
-        "desired_bl", "fixed_bl", "pulse_type", "res", "x_res_implicit", "d_res_implicit", "d_sparsity",
-        "sto_round", "update_bl_management", "update_management", "um_grad_scale")},
-    "noise_model": Reproduced("programming and drift run in aihwkit's own Python (torch's generator); "
-                              "the engine reads the resulting weights"),
-    "drift_compensation": Reproduced("alpha recomputed through the engine's seeded forward",
-                                     check=aihwkit.drift_compensation_reason),
+    **{
+        f"update.{name}": _TRAINING
+        for name in (
+            "desired_bl",
+            "fixed_bl",
+            "pulse_type",
+            "res",
+            "x_res_implicit",
+            "d_res_implicit",
+            "d_sparsity",
+            "sto_round",
+            "update_bl_management",
+            "update_management",
+            "um_grad_scale",
+        )
+    },
+    "noise_model": Reproduced(
+        "programming and drift run in aihwkit's own Python (torch's generator); the engine reads the resulting weights"
+    ),
+    "drift_compensation": Reproduced(
+        "alpha recomputed through the engine's seeded forward", check=aihwkit.drift_compensation_reason
+    ),
     **{f"clip.{name}": _TRAINING for name in ("fixed_value", "sigma", "type")},
     **{f"remap.{name}": _TRAINING for name in ("remapped_wmax", "max_scale_range", "max_scale_ref", "type")},
     "modifier.enable_during_test": Refused(
         "weight modifier drawn by the C++ tile in eval mode",
-        noop=lambda value, context: not value or context.values["modifier.type"].name == "NONE"),
+        noop=lambda value, context: not value or context.values["modifier.type"].name == "NONE",
+    ),
     **{f"modifier.{name}": _TRAINING for name in _MODIFIER_FIELDS},
     **{f"device.{name}": _TRAINING for name in ("construction_seed", "diffusion", "lifetime", "reset_std")},
 }
 
 # The class of each nested section the list was written for.
 _SECTIONS = {
-    "runtime": "RuntimeParameter", "pre_post": "PrePostProcessingParameter",
-    "pre_post.input_range": "InputRangeParameter", "mapping": "MappingParameter",
-    "forward": "IOParameters", "backward": "IOParameters", "update": "UpdateParameters",
-    "clip": "WeightClipParameter", "remap": "WeightRemapParameter", "modifier": "WeightModifierParameter",
+    "runtime": "RuntimeParameter",
+    "pre_post": "PrePostProcessingParameter",
+    "pre_post.input_range": "InputRangeParameter",
+    "mapping": "MappingParameter",
+    "forward": "IOParameters",
+    "backward": "IOParameters",
+    "update": "UpdateParameters",
+    "clip": "WeightClipParameter",
+    "remap": "WeightRemapParameter",
+    "modifier": "WeightModifierParameter",
     "device": "IdealDevice",
 }
 
@@ -249,7 +300,7 @@ def config_settings(config, prefix: str = "") -> tuple[dict, dict, dict]:
     return values, defaults, sections
 
 
-def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> Optional[str]:
+def _settings_reason(tile, io: aihwkit.ForwardIO, kind: str) -> str | None:
     """Why the allow-list refuses ``tile``'s settings, or None."""
     values, defaults, sections = config_settings(aihwkit.rpu_config_of(tile))
     for path, name in sections.items():
@@ -301,8 +352,7 @@ def io_spec(io: aihwkit.ForwardIO) -> IOSpec:
         "w_noise_type": _WEIGHT_NOISE.get(v["w_noise_type"].name, "none"),
     }
     # the other fields carry aihwkit's name and value, as the field's type
-    plain = {f.name: getattr(f.type, "__name__", f.type) for f in dataclasses.fields(IOSpec)
-             if f.name not in derived}
+    plain = {f.name: getattr(f.type, "__name__", f.type) for f in dataclasses.fields(IOSpec) if f.name not in derived}
     return IOSpec(**derived, **{name: _AS_TYPE[kind](v[name]) for name, kind in plain.items()})
 
 
@@ -311,7 +361,7 @@ def io_spec(io: aihwkit.ForwardIO) -> IOSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def tile_reason(tile, kind: str) -> Optional[str]:
+def tile_reason(tile, kind: str) -> str | None:
     """Why a C++ InferenceTile in a layer of kind ``kind`` cannot be replayed, or None."""
     if aihwkit.is_transposed(tile):
         return "transposed tile inputs/outputs"
@@ -326,7 +376,7 @@ def tile_reason(tile, kind: str) -> Optional[str]:
     return None
 
 
-def _layer_reason(kind: str, module) -> tuple[list, Optional[str]]:
+def _layer_reason(kind: str, module) -> tuple[list, str | None]:
     """(tiles, None) of an analog layer of kind ``kind`` the engine replays, or ([], the reason)."""
     if kind == "other":
         return [], "only AnalogLinear, AnalogConv1d, AnalogConv2d and their mapped variants are reproduced"
@@ -359,7 +409,7 @@ def _unreplayed(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     return found
 
 
-def _model_reason(model: nn.Module) -> Optional[str]:
+def _model_reason(model: nn.Module) -> str | None:
     for name, module, reason in _unreplayed(model):
         if aihwkit.layer_kind(module) is None:  # a tile outside the layers
             return f"analog tile '{name}' ({type(module).__name__}) {reason}"
@@ -374,7 +424,7 @@ def layer_reasons(analog_model: nn.Module) -> dict[str, str]:
     return {name: reason for name, _, reason in _unreplayed(analog_model)}
 
 
-def unsupported_reason(analog_model: nn.Module) -> Optional[str]:
+def unsupported_reason(analog_model: nn.Module) -> str | None:
     """None if :class:`~analogsam.hardware.fast.FastAnalogForward` reproduces every analog tile of
     ``analog_model``; else a short string: an aihwkit version the engine does not mirror, or the
     first layer and the setting it does not reproduce."""

@@ -6,8 +6,6 @@ torch's setting does not reach; threadpoolctl sets it to torch's for the duratio
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 _BLAS = None
@@ -27,7 +25,7 @@ class engine_threads:
     """Context manager: torch intra-op threads set to ``n`` (None: unchanged), and the BLAS
     threads of the products set to torch's; both restored on exit."""
 
-    def __init__(self, n: Optional[int]):
+    def __init__(self, n: int | None):
         self.n = n
         self.old = None
         self.blas = None

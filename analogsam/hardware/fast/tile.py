@@ -25,7 +25,7 @@ patches in cache between the DAC pass and the product, in buffers reused from ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from analogsam.hardware.fast.aihwkit_adapter import TileReader
-
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
@@ -79,7 +78,7 @@ class Workspace:
         return buf[:n].view(shape)
 
 
-def _on(t: Optional[Tensor], device: torch.device) -> Optional[Tensor]:
+def _on(t: Tensor | None, device: torch.device) -> Tensor | None:
     """``t`` on ``device`` (the same tensor where it is there already; None stays None)."""
     return None if t is None else t.to(device)
 
@@ -129,7 +128,6 @@ class IOSpec:
             red *= 2.0
 
 
-
 # --------------------------------------------------------------------------------------------
 # The analog MVM of one tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched
 # --------------------------------------------------------------------------------------------
@@ -163,11 +161,11 @@ def _window_max(m: Tensor, kernel, dilation, stride, out_hw) -> Tensor:
     m = m.amax(1, keepdim=True) if m.shape[1] > 1 else m
     r = None
     for j in range(kw):
-        sl = m[..., j * dw: j * dw + sw * (ow - 1) + 1: sw]
+        sl = m[..., j * dw : j * dw + sw * (ow - 1) + 1 : sw]
         r = sl if r is None else torch.maximum(r, sl)
     c = None
     for i in range(kh):
-        sl = r[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, :]
+        sl = r[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, :]
         c = sl if c is None else torch.maximum(c, sl)
     return c[:, 0]
 
@@ -216,8 +214,15 @@ class Tile:
     vector elements run along dim 1 of the input and the outputs along dim 1 of the result.
     """
 
-    def __init__(self, reader: TileReader, spec: IOSpec, name: str, fused: bool = True,
-                 workspace: Optional[Workspace] = None, device: Optional[torch.device] = None):
+    def __init__(
+        self,
+        reader: TileReader,
+        spec: IOSpec,
+        name: str,
+        fused: bool = True,
+        workspace: Workspace | None = None,
+        device: torch.device | None = None,
+    ):
         """``device``: where the weights and periphery live and the forward runs (None: the CPU);
         the compiled kernels (``fused``) are CPU code, refused elsewhere."""
         self.device = torch.device("cpu") if device is None else torch.device(device)
@@ -235,16 +240,22 @@ class Tile:
         # The fused kernels cover abs-max / max noise management with deterministic DAC and ADC
         # rounding (every shipped preset); other settings take the torch operations.
         kernels = _load_kernels() if fused and not spec.perfect else None
-        self._dac_kernels = kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0
-                                        and not spec.inp_sto_round) else None
+        self._dac_kernels = (
+            kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0 and not spec.inp_sto_round) else None
+        )
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
         # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
         # noise, ADC step, output bound, bound test of negative outputs, out_scale
         self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
-        self._adc_args = (np.float32(spec.out_noise), np.float32(spec.out_res), np.float32(spec.out_bound),
-                          spec.bm_test_negative_bound, np.float32(spec.out_scale))
+        self._adc_args = (
+            np.float32(spec.out_noise),
+            np.float32(spec.out_res),
+            np.float32(spec.out_bound),
+            spec.bm_test_negative_bound,
+            np.float32(spec.out_scale),
+        )
         self.workspace = workspace or Workspace()
-        self.weights: Optional[Weights] = None
+        self.weights: Weights | None = None
         self.chain_products = False  # set by a grouped layer's kernel (.grouped): Weights(chain=True)
         self.post = None
         self._identity_post = None
@@ -277,12 +288,18 @@ class Tile:
             # return x exactly) stand for the steps this tile does not have
             n = self.out_size
             self.post = tuple(
-                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy()) if t is not None
+                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy())
+                if t is not None
                 else np.full(n, identity, np.float32)
-                for t, identity in ((self.post_scale, 1.0), (self.alpha, 1.0),
-                                    (self.out_scaling, 1.0), (self.bias, -0.0)))
+                for t, identity in (
+                    (self.post_scale, 1.0),
+                    (self.alpha, 1.0),
+                    (self.out_scaling, 1.0),
+                    (self.bias, -0.0),
+                )
+            )
 
-    def _drift_alpha(self, gen, baseline_gen) -> Optional[Tensor]:
+    def _drift_alpha(self, gen, baseline_gen) -> Tensor | None:
         """The drift-compensation factor as aihwkit computes it, read out through this engine."""
         comp = self.reader.drift_compensation()
         if comp is None:
@@ -306,7 +323,7 @@ class Tile:
         return comp.alpha(current, self._baseline)
 
     # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
-    def mvm(self, x: Tensor, weights: "Weights", gen, post=None) -> Tensor:
+    def mvm(self, x: Tensor, weights: Weights, gen, post=None) -> Tensor:
         """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)); with
         ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
         spec = self.spec
@@ -325,20 +342,21 @@ class Tile:
             self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
         return out
 
-    def _perfect(self, x: Tensor, weights: "Weights", out: Tensor) -> Tensor:
+    def _perfect(self, x: Tensor, weights: Weights, out: Tensor) -> Tensor:
         """The perfect forward: the plain product, times ``out_scale``."""
         weights.matmul(x, out)
         if self.spec.out_scale != 1.0:
             out.mul_(self.spec.out_scale)
         return out
 
-    def _mvm_chunk(self, x: Tensor, weights: "Weights", out: Tensor, gen, post) -> None:
+    def _mvm_chunk(self, x: Tensor, weights: Weights, out: Tensor, gen, post) -> None:
         """Vectors given explicitly: rows (M, K) or columns (B, K, L)."""
         rows_of = lambda mask: _vectors(x)[mask]  # noqa: E731
         kernels = self._dac_kernels
         if kernels is None or x.dim() == 3:
-            self.run(self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of,
-                     weights, out, gen, post)
+            self.run(
+                self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of, weights, out, gen, post
+            )
             return
         xq, scale, zero = self._rows_dac(x)
         self.complete(xq, scale, zero, rows_of, weights, out, gen, post)
@@ -349,23 +367,24 @@ class Tile:
         scale = torch.empty(x.shape[0], dtype=torch.float32)
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
-        zeros = self._dac_kernels.rows_dac(x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(),
-                                           nonpos.numpy(), xq.numpy())
+        zeros = self._dac_kernels.rows_dac(
+            x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(), nonpos.numpy(), xq.numpy()
+        )
         return xq, scale, self._zero_mask(nonpos, zeros)
 
-    def nm_values(self, x: Tensor) -> Optional[Tensor]:
+    def nm_values(self, x: Tensor) -> Tensor | None:
         """computeNoiseManagement for each vector of ``x`` (elements along dim 1); None: no NM."""
         # (x.abs().amax is much faster than aminmax along a non-inner dim)
-        return self._noise_management(lambda signed: x.amax(1) if signed else x.abs().amax(1),
-                                      (x.shape[0],) + tuple(x.shape[2:]), x.device)
+        return self._noise_management(
+            lambda signed: x.amax(1) if signed else x.abs().amax(1), (x.shape[0],) + tuple(x.shape[2:]), x.device
+        )
 
-    def _noise_management(self, maxima, shape, device) -> Optional[Tensor]:
+    def _noise_management(self, maxima, shape, device) -> Tensor | None:
         """computeNoiseManagement for vectors whose maximum of ``x`` (``maxima(True)``) or of
         ``|x|`` (``maxima(False)``) is given; ``shape``: the vectors'. None: no NM."""
         spec = self.spec
         if spec.nm == "constant":
-            return torch.full(shape, spec.nm_thres if spec.nm_thres > 0 else 1.0,
-                              dtype=torch.float32, device=device)
+            return torch.full(shape, spec.nm_thres if spec.nm_thres > 0 else 1.0, dtype=torch.float32, device=device)
         if spec.nm not in ("abs_max", "max"):
             return None
         nms = maxima(spec.nm == "max")
@@ -373,8 +392,7 @@ class Tile:
             nms = torch.clamp(nms, max=spec.nm_thres)
         return nms
 
-    def run(self, nms: Optional[Tensor], dac, rows_of, weights: "Weights", out: Tensor,
-            gen, post=None) -> None:
+    def run(self, nms: Tensor | None, dac, rows_of, weights: Weights, out: Tensor, gen, post=None) -> None:
         """forwardVector for a batch of vectors, writing ``out`` (outputs along dim 1), with
         torch operations.
 
@@ -394,15 +412,16 @@ class Tile:
             s0 = torch.ones(vec_shape, dtype=torch.float32, device=out.device)
         self.complete(dac(s0), s0, zero, rows_of, weights, out, gen, post)
 
-    def _zero_mask(self, nonpositive: Tensor, count: Optional[int] = None) -> Optional[Tensor]:
+    def _zero_mask(self, nonpositive: Tensor, count: int | None = None) -> Tensor | None:
         """The vectors that take forwardVector's short cut (a non-positive noise-management
         value and no input noise: the output is exactly zero, no noise drawn), or None."""
         if self.spec.inp_noise > 0 or count == 0:
             return None
         return nonpositive if count or bool(nonpositive.any()) else None
 
-    def complete(self, xq: Tensor, s0: Tensor, zero: Optional[Tensor], rows_of, weights: "Weights",
-                 out: Tensor, gen, post=None) -> None:
+    def complete(
+        self, xq: Tensor, s0: Tensor, zero: Tensor | None, rows_of, weights: Weights, out: Tensor, gen, post=None
+    ) -> None:
         """forwardVector from the DAC output ``xq`` of every vector at its noise-management
         scale ``s0`` (the first bound-management round: its reduction is 1), writing ``out``;
         ``zero``: the short-cut vectors; ``rows_of``: see :meth:`run`; ``post``: see
@@ -424,7 +443,7 @@ class Tile:
             else:  # an exactly zero output, through the periphery
                 _vectors(out)[zero] = self._periphery(torch.zeros(1, out.shape[1], device=out.device), (-1,))
 
-    def _rerun(self, x: Tensor, s0: Tensor, weights: "Weights", gen) -> Tensor:
+    def _rerun(self, x: Tensor, s0: Tensor, weights: Weights, gen) -> Tensor:
         """Bound-management rounds 2, 3, ... for rows ``x`` that saturated in round 1."""
         out = None
         idx = None
@@ -462,8 +481,7 @@ class Tile:
         self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self._dac_args[1:], out.numpy())
         return out
 
-    def _one_pass(self, xs: Tensor, s: Tensor, weights: "Weights", gen,
-                  y: Tensor, post=None) -> Optional[Tensor]:
+    def _one_pass(self, xs: Tensor, s: Tensor, weights: Weights, gen, y: Tensor, post=None) -> Tensor | None:
         """computeAnalogMV (ONE_PASS) into ``y`` for the DAC output ``xs`` of the input vectors
         times their scale ``s`` (``xs`` is modified in place): the rest of prepareInput (noise,
         asymmetry), gemv, non-idealities, finalizeOutput (noise, ADC, bound), then the final
@@ -492,7 +510,7 @@ class Tile:
             y.add_(noise.mul_(std))
         return self._finalize(y, s, gen, post)
 
-    def _ir_drop(self, xs: Tensor, weights: "Weights", y: Tensor) -> None:
+    def _ir_drop(self, xs: Tensor, weights: Weights, y: Tensor) -> None:
         """applyIrDrop: y_i -= c(a_i) * ir_drop * sum_j w_ij x_j (1 - (1 - j/n)^2), with the
         total current a_i = n / g_ratio * sum_j |w_ij| |x_j| and c(a) = a (a (0.05 a - 0.2) + 0.5);
         input 0 is the farthest from the output."""
@@ -510,7 +528,7 @@ class Tile:
         weights.matmul(x_ir, tmp)
         y.sub_(c.mul_(tmp.mul_(spec.ir_drop)))
 
-    def _finalize(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
+    def _finalize(self, y: Tensor, s: Tensor, gen, post=None) -> Tensor | None:
         spec = self.spec
         # --- finalizeOutput ---
         if spec.out_asymmetry > 0:
@@ -539,17 +557,30 @@ class Tile:
             self._identity_post = (np.ones(n, np.float32),) * 3 + (np.full(n, -0.0, np.float32),)
         return self._identity_post
 
-    def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Optional[Tensor]:
+    def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Tensor | None:
         """:meth:`_finalize` after the output asymmetry, and the periphery ``post`` if given,
         in one kernel pass over ``y``; the noise is drawn exactly as the torch path draws it."""
         spec = self.spec
-        noise = (torch.randn(y.shape, generator=gen, out=self.workspace.get("noise", y.shape))
-                 if spec.out_noise > 0 else _NO_NOISE[y.dim()])
+        noise = (
+            torch.randn(y.shape, generator=gen, out=self.workspace.get("noise", y.shape))
+            if spec.out_noise > 0
+            else _NO_NOISE[y.dim()]
+        )
         failed = torch.empty(s.shape, dtype=torch.bool)
         adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
         sigma, res, bound, test_negative, out_scale = self._adc_args
-        count = adc(y.numpy(), noise.numpy(), sigma, res, bound, test_negative, s.numpy(), out_scale,
-                    *(post or self._no_post(y.shape[1])), failed.numpy())
+        count = adc(
+            y.numpy(),
+            noise.numpy(),
+            sigma,
+            res,
+            bound,
+            test_negative,
+            s.numpy(),
+            out_scale,
+            *(post or self._no_post(y.shape[1])),
+            failed.numpy(),
+        )
         return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
@@ -597,7 +628,7 @@ class Tile:
             y.add_(self.bias.view(*view))
         return y
 
-    def forward_patches(self, img: Tensor, geometry, gen, out: Optional[Tensor] = None) -> Tensor:
+    def forward_patches(self, img: Tensor, geometry, gen, out: Tensor | None = None) -> Tensor:
         """The tile module forward of every convolution patch of ``img`` (b, C, H, W), the
         vectors of ``F.unfold`` (elements ordered (C, kh, kw)): quantized straight from the
         image by the DAC kernel, or, with the torch operations, read through a strided view of
@@ -619,9 +650,12 @@ class Tile:
             xp = pv.padded()
             view = pv.patches(xp)
             nms = self._noise_management(  # (the padding zeros count, as in unfold)
-                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw),
-                                           (oh, ow)).view(b, L),
-                (b, L), pv.img.device)
+                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).view(
+                    b, L
+                ),
+                (b, L),
+                pv.img.device,
+            )
 
             def dac(s):
                 buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=pv.img.device)
@@ -631,7 +665,7 @@ class Tile:
             self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
         return out if self.post is not None else self._periphery(out, (-1, 1))
 
-    def _conv_dac(self, pv: "_Patches") -> tuple:
+    def _conv_dac(self, pv: _Patches) -> tuple:
         """The DAC kernel on every patch of ``pv``: (quantized patches (b, K, L) in the shared
         ``"dac"`` buffer, their noise-management scales (b, L), the short-cut vectors or None)."""
         b, L = pv.b, pv.L
@@ -639,17 +673,30 @@ class Tile:
         scale = torch.empty(b, L, dtype=torch.float32)
         nonpos = torch.empty(b, L, dtype=torch.bool)
         xq = self.workspace.get("dac", (b, pv.k, L))
-        zeros = self._dac_kernels.conv_dac(pv.img.numpy(), kh, kw, dh, dw, ph, pw, sh, sw, self.spec.nm == "max",
-                                           *self._dac_args, scale.view(b, pv.oh, pv.ow).numpy(),
-                                           nonpos.view(b, pv.oh, pv.ow).numpy(), xq.numpy())
+        zeros = self._dac_kernels.conv_dac(
+            pv.img.numpy(),
+            kh,
+            kw,
+            dh,
+            dw,
+            ph,
+            pw,
+            sh,
+            sw,
+            self.spec.nm == "max",
+            *self._dac_args,
+            scale.view(b, pv.oh, pv.ow).numpy(),
+            nonpos.view(b, pv.oh, pv.ow).numpy(),
+            xq.numpy(),
+        )
         return xq, scale, self._zero_mask(nonpos, zeros)
 
     # -- many states of this tile on the same inputs (repeats stacked in one pass) --------------
-    def state(self) -> "TileState":
+    def state(self) -> TileState:
         """What :meth:`sync` read and computed: restored by :meth:`load`."""
         return TileState(*(getattr(self, name) for name in TileState._fields))
 
-    def load(self, state: "TileState") -> None:
+    def load(self, state: TileState) -> None:
         """Make ``state`` (from :meth:`state`) the tile's current weights and periphery."""
         for name, value in zip(TileState._fields, state):
             setattr(self, name, value)
@@ -681,8 +728,11 @@ class Tile:
         """Whether the states of ``slots`` can share one DAC of their inputs: the DAC kernel
         applies and every state has the same input range."""
         first = slots[0][0]
-        return (self._dac_kernels is not None and not self.spec.perfect
-                and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots))
+        return (
+            self._dac_kernels is not None
+            and not self.spec.perfect
+            and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots)
+        )
 
     def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
         """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
@@ -704,13 +754,21 @@ class Tile:
         outs = [torch.empty(x2.shape[0], self.out_size, dtype=torch.float32, device=x2.device) for _ in slots]
         rows = max(256, chunk_elements(x2.device) // max(x2.shape[1], 1))  # the chunks of mvm
         for start in range(0, x2.shape[0], rows):
-            xc = x2[start:start + rows]
+            xc = x2[start : start + rows]
             xq, scale, zero = self._rows_dac(xc)
             for (state, gen), out in zip(slots, outs):
                 self.load(state)
                 xs = xq.clone() if self.spec.inp_noise > 0 else xq  # (input noise is added in place)
-                self.complete(xs, scale, zero, lambda mask: xc[mask], self.weights, out[start:start + rows],
-                              gen, self.post)
+                self.complete(
+                    xs,
+                    scale,
+                    zero,
+                    lambda mask: xc[mask],  # noqa: B023 (called at once)
+                    self.weights,
+                    out[start : start + rows],
+                    gen,
+                    self.post,
+                )
         results = []
         for (state, _), out in zip(slots, outs):
             self.load(state)
@@ -724,16 +782,16 @@ class TileState(NamedTuple):
     """One synced state of a :class:`Tile` (a programming drifted to one time): its weights and
     digital periphery, as :meth:`Tile.sync` leaves them."""
 
-    weights: Optional["Weights"]
-    input_range: Optional[Tensor]
-    post_scale: Optional[Tensor]
-    out_scaling: Optional[Tensor]
-    bias: Optional[Tensor]
-    alpha: Optional[Tensor]
-    post: Optional[tuple]
+    weights: Weights | None
+    input_range: Tensor | None
+    post_scale: Tensor | None
+    out_scaling: Tensor | None
+    bias: Tensor | None
+    alpha: Tensor | None
+    post: tuple | None
 
 
-def _same_tensor(a: Optional[Tensor], b: Optional[Tensor]) -> bool:
+def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
     """Both None, or equal tensors."""
     if a is None or b is None:
         return a is b
@@ -756,13 +814,14 @@ class _Patches:
         (ph, pw) = self.geometry[2]
         return F.pad(self.img, (pw, pw, ph, ph)) if (ph or pw) else self.img
 
-    def patches(self, xp: Optional[Tensor] = None) -> Tensor:
+    def patches(self, xp: Tensor | None = None) -> Tensor:
         """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
         (kh, kw), (dh, dw), _, (sh, sw) = self.geometry
         xp = self.padded() if xp is None else xp
         st = xp.stride()
-        return xp.as_strided((self.b, self.c, kh, kw, self.oh, self.ow),
-                             (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+        return xp.as_strided(
+            (self.b, self.c, kh, kw, self.oh, self.ow), (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3])
+        )
 
     def rows_of(self, mask: Tensor) -> Tensor:
         """The raw patches selected by ``mask`` (b, L) as rows (M', K), for bound management."""
@@ -775,7 +834,7 @@ class Weights:
     multiply-adds over K in order (:func:`.grouped_kernels.chain_product`, what the grouped
     layers' kernel computes) instead of the BLAS."""
 
-    def __init__(self, w, device: Optional[torch.device] = None, *, chain: bool = False):
+    def __init__(self, w, device: torch.device | None = None, *, chain: bool = False):
         self.w = torch.as_tensor(w).detach().to(device=device, dtype=torch.float32).contiguous()
         self.n = self.w.shape[0]
         self.chain = chain
@@ -823,4 +882,3 @@ class Weights:
 def conv_out_hw(h: int, w: int, geometry) -> tuple[int, int]:
     (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
     return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
-

@@ -79,17 +79,30 @@ class TiledMultiheadAttention(nn.Module):
     in_proj_bias = None
     _qkv_same_embed_dim = False
 
-    def __init__(self, q_proj: nn.Linear, k_proj: nn.Linear, v_proj: nn.Linear, out_proj: nn.Linear, *,
-                 num_heads: int, batch_first: bool = False, dropout: float = 0.0,
-                 bias_k: Tensor | None = None, bias_v: Tensor | None = None, add_zero_attn: bool = False):
+    def __init__(
+        self,
+        q_proj: nn.Linear,
+        k_proj: nn.Linear,
+        v_proj: nn.Linear,
+        out_proj: nn.Linear,
+        *,
+        num_heads: int,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bias_k: Tensor | None = None,
+        bias_v: Tensor | None = None,
+        add_zero_attn: bool = False,
+    ):
         super().__init__()
         self.embed_dim = q_proj.out_features
         self.kdim, self.vdim = k_proj.in_features, v_proj.in_features
         self.num_heads = num_heads
         self.head_dim = self.embed_dim // num_heads
         if self.head_dim * num_heads != self.embed_dim:
-            raise InvalidParameterError(f"attention embed_dim {self.embed_dim} is not divisible by "
-                                        f"num_heads {num_heads}: choose num_heads dividing it")
+            raise InvalidParameterError(
+                f"attention embed_dim {self.embed_dim} is not divisible by "
+                f"num_heads {num_heads}: choose num_heads dividing it"
+            )
         self.batch_first = batch_first
         self.dropout = dropout
         self.add_zero_attn = add_zero_attn
@@ -100,31 +113,50 @@ class TiledMultiheadAttention(nn.Module):
         self.register_buffer("bias_v", None if bias_v is None else bias_v.detach().clone())
 
     @classmethod
-    def from_torch(cls, mha: nn.MultiheadAttention) -> "TiledMultiheadAttention":
+    def from_torch(cls, mha: nn.MultiheadAttention) -> TiledMultiheadAttention:
         """The same attention, with copies of ``mha``'s weights (``in_proj_weight`` split into its
         Q, K, V rows, or ``q/k/v_proj_weight``) and its training flag."""
         e = mha.embed_dim
         if mha._qkv_same_embed_dim:
-            weights = (mha.in_proj_weight[:e], mha.in_proj_weight[e:2 * e], mha.in_proj_weight[2 * e:])
+            weights = (mha.in_proj_weight[:e], mha.in_proj_weight[e : 2 * e], mha.in_proj_weight[2 * e :])
         else:
             weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
         if mha.in_proj_bias is None:
             biases = (None, None, None)
         else:
-            biases = (mha.in_proj_bias[:e], mha.in_proj_bias[e:2 * e], mha.in_proj_bias[2 * e:])
+            biases = (mha.in_proj_bias[:e], mha.in_proj_bias[e : 2 * e], mha.in_proj_bias[2 * e :])
         q, k, v = (_linear(w, b) for w, b in zip(weights, biases))
         out = _linear(mha.out_proj.weight, mha.out_proj.bias)
-        module = cls(q, k, v, out, num_heads=mha.num_heads, batch_first=mha.batch_first, dropout=mha.dropout,
-                     bias_k=mha.bias_k, bias_v=mha.bias_v, add_zero_attn=mha.add_zero_attn)
+        module = cls(
+            q,
+            k,
+            v,
+            out,
+            num_heads=mha.num_heads,
+            batch_first=mha.batch_first,
+            dropout=mha.dropout,
+            bias_k=mha.bias_k,
+            bias_v=mha.bias_v,
+            add_zero_attn=mha.add_zero_attn,
+        )
         return module.train(mha.training)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
-                need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
         """``nn.MultiheadAttention.forward``: ``(attn_output, attn_weights or None)``, the same shapes."""
         if query.is_nested or key.is_nested or value.is_nested:
-            raise InvalidParameterError("TiledMultiheadAttention got a nested tensor: pass padded tensors "
-                                        "with a key_padding_mask")
+            raise InvalidParameterError(
+                "TiledMultiheadAttention got a nested tensor: pass padded tensors with a key_padding_mask"
+            )
         batched = query.dim() == 3
         key_padding_mask = _additive_mask(key_padding_mask, "key_padding_mask", query.dtype)
         attn_mask = _additive_mask(attn_mask, "attn_mask", query.dtype)
@@ -144,8 +176,10 @@ class TiledMultiheadAttention(nn.Module):
         # torch's rule: a causal hint with no padding mask and no weights to return goes to
         # scaled_dot_product_attention as is_causal; otherwise the mask itself is used.
         if is_causal and attn_mask is None:
-            raise InvalidParameterError("attention is_causal=True needs the causal attn_mask too "
-                                        "(nn.Transformer.generate_square_subsequent_mask)")
+            raise InvalidParameterError(
+                "attention is_causal=True needs the causal attn_mask too "
+                "(nn.Transformer.generate_square_subsequent_mask)"
+            )
         if is_causal and key_padding_mask is None and not need_weights:
             attn_mask = None
         elif key_padding_mask is not None:
@@ -154,15 +188,23 @@ class TiledMultiheadAttention(nn.Module):
         # analog: the projections, each on its own tiles
         q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
         attn_mask = self._checked_attn_mask(attn_mask, bsz, tgt_len, k.shape[0])
-        out, weights = self._attend(q, k, v, attn_mask, key_padding_mask, need_weights, average_attn_weights,
-                                    is_causal)
+        out, weights = self._attend(q, k, v, attn_mask, key_padding_mask, need_weights, average_attn_weights, is_causal)
         out = self.out_proj(out)  # analog
         if not batched:
             return out.squeeze(1), None if weights is None else weights.squeeze(0)
         return (out.transpose(0, 1) if self.batch_first else out), weights
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None, key_padding_mask: Tensor | None,
-                need_weights: bool, average_attn_weights: bool, is_causal: bool) -> tuple[Tensor, Tensor | None]:
+    def _attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Tensor | None,
+        key_padding_mask: Tensor | None,
+        need_weights: bool,
+        average_attn_weights: bool,
+        is_causal: bool,
+    ) -> tuple[Tensor, Tensor | None]:
         """The digital part, from the projected (L, N, E) / (S, N, E) tensors to the heads' merged
         output (L, N, E) and the attention weights: bias_k/v and zero keys appended, heads split,
         masks merged, softmax(QKᵀ/√d + mask)·V, in the order of ``multi_head_attention_forward``."""
@@ -183,21 +225,29 @@ class TiledMultiheadAttention(nn.Module):
         if key_padding_mask is not None:
             expected = (bsz, src_len)
             if tuple(key_padding_mask.shape) != expected:
-                raise InvalidParameterError(f"attention key_padding_mask has shape {tuple(key_padding_mask.shape)}, "
-                                            f"expected (batch, source length) = {expected}")
-            key_padding_mask = (key_padding_mask.view(bsz, 1, 1, src_len).expand(-1, heads, -1, -1)
-                                .reshape(bsz * heads, 1, src_len))
+                raise InvalidParameterError(
+                    f"attention key_padding_mask has shape {tuple(key_padding_mask.shape)}, "
+                    f"expected (batch, source length) = {expected}"
+                )
+            key_padding_mask = (
+                key_padding_mask.view(bsz, 1, 1, src_len).expand(-1, heads, -1, -1).reshape(bsz * heads, 1, src_len)
+            )
             attn_mask = key_padding_mask if attn_mask is None else attn_mask + key_padding_mask
         dropout_p = self.dropout if self.training else 0.0
 
         if not need_weights:
             if attn_mask is not None:
-                attn_mask = (attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1
-                             else attn_mask.view(bsz, heads, -1, src_len))
-            out = F.scaled_dot_product_attention(q.view(bsz, heads, tgt_len, head_dim),
-                                                 k.view(bsz, heads, src_len, head_dim),
-                                                 v.view(bsz, heads, src_len, head_dim),
-                                                 attn_mask, dropout_p, is_causal)
+                attn_mask = (
+                    attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1 else attn_mask.view(bsz, heads, -1, src_len)
+                )
+            out = F.scaled_dot_product_attention(
+                q.view(bsz, heads, tgt_len, head_dim),
+                k.view(bsz, heads, src_len, head_dim),
+                v.view(bsz, heads, src_len, head_dim),
+                attn_mask,
+                dropout_p,
+                is_causal,
+            )
             return out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, self.embed_dim), None
         q_scaled = q * math.sqrt(1.0 / float(head_dim))
         if attn_mask is not None:
@@ -217,22 +267,28 @@ class TiledMultiheadAttention(nn.Module):
             return None
         if mask.dim() == 2:
             if tuple(mask.shape) != (tgt_len, src_len):
-                raise InvalidParameterError(f"attention attn_mask has shape {tuple(mask.shape)}, expected "
-                                            f"(target length, source length) = {(tgt_len, src_len)}")
+                raise InvalidParameterError(
+                    f"attention attn_mask has shape {tuple(mask.shape)}, expected "
+                    f"(target length, source length) = {(tgt_len, src_len)}"
+                )
             return mask.unsqueeze(0)
         if mask.dim() == 3:
             expected = (bsz * self.num_heads, tgt_len, src_len)
             if tuple(mask.shape) != expected:
-                raise InvalidParameterError(f"attention attn_mask has shape {tuple(mask.shape)}, expected "
-                                            f"(batch*num_heads, target length, source length) = {expected}")
+                raise InvalidParameterError(
+                    f"attention attn_mask has shape {tuple(mask.shape)}, expected "
+                    f"(batch*num_heads, target length, source length) = {expected}"
+                )
             return mask
         raise InvalidParameterError(f"attention attn_mask has {mask.dim()} dimensions: pass a 2-D or 3-D mask")
 
     @staticmethod
     def _one_more_key(attn_mask: Tensor | None, key_padding_mask: Tensor | None):
         """The masks with one unmasked key appended (for ``bias_k`` or ``add_zero_attn``)."""
-        return (None if attn_mask is None else F.pad(attn_mask, (0, 1)),
-                None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1)))
+        return (
+            None if attn_mask is None else F.pad(attn_mask, (0, 1)),
+            None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1)),
+        )
 
 
 class PaddedTransformerEncoder(nn.TransformerEncoder):
@@ -247,7 +303,7 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
     """
 
     @classmethod
-    def from_torch(cls, encoder: nn.TransformerEncoder) -> "PaddedTransformerEncoder":
+    def from_torch(cls, encoder: nn.TransformerEncoder) -> PaddedTransformerEncoder:
         """``encoder``'s layers and norm (shared, not copied) in this class."""
         padded = cls.__new__(cls)
         padded.__dict__.update(encoder.__dict__)
@@ -256,8 +312,13 @@ class PaddedTransformerEncoder(nn.TransformerEncoder):
         padded.use_nested_tensor = False
         return padded
 
-    def forward(self, src: Tensor, mask: Tensor | None = None, src_key_padding_mask: Tensor | None = None,
-                is_causal: bool | None = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        mask: Tensor | None = None,
+        src_key_padding_mask: Tensor | None = None,
+        is_causal: bool | None = None,
+    ) -> Tensor:
         """``nn.TransformerEncoder.forward`` on padded tensors (see the class docstring). ``is_causal``
         None is passed on as False, where torch would test ``mask`` for causality: the mask itself is
         then applied, which gives the same numbers."""
@@ -301,8 +362,7 @@ MULTIHEAD_ATTENTION = Rewrite(
     name="multihead-attention",
     applies=lambda m: type(m) is nn.MultiheadAttention,
     rewrite=TiledMultiheadAttention.from_torch,
-    description="Q, K, V and output projections analog (one Linear each); QKᵀ/√d, masks, softmax, "
-                "·V digital",
+    description="Q, K, V and output projections analog (one Linear each); QKᵀ/√d, masks, softmax, ·V digital",
 )
 
 TRANSFORMER_ENCODER = Rewrite(
@@ -310,5 +370,5 @@ TRANSFORMER_ENCODER = Rewrite(
     applies=lambda m: type(m) is nn.TransformerEncoder and m.use_nested_tensor,
     rewrite=lambda m: _map_children(PaddedTransformerEncoder.from_torch(m)),
     description="the encoder stack on padded tensors instead of nested ones (analog tiles take no nested "
-                "tensors); its layers mapped as usual",
+    "tensors); its layers mapped as usual",
 )

@@ -45,10 +45,19 @@ class GroupedConv(nn.Module):
             convs = []
             biases = conv.bias.split(out_per_group) if conv.bias is not None else [None] * groups
             for w, b in zip(conv.weight.split(out_per_group), biases):
-                child = type(conv)(self.in_per_group, out_per_group, conv.kernel_size, stride=conv.stride,
-                                   padding=padding, dilation=conv.dilation, groups=1,
-                                   bias=b is not None, padding_mode="zeros",
-                                   device=conv.weight.device, dtype=conv.weight.dtype)
+                child = type(conv)(
+                    self.in_per_group,
+                    out_per_group,
+                    conv.kernel_size,
+                    stride=conv.stride,
+                    padding=padding,
+                    dilation=conv.dilation,
+                    groups=1,
+                    bias=b is not None,
+                    padding_mode="zeros",
+                    device=conv.weight.device,
+                    dtype=conv.weight.dtype,
+                )
                 child.weight.copy_(w)
                 child.weight.requires_grad_(conv.weight.requires_grad)
                 if b is not None:
@@ -84,7 +93,8 @@ def _explicit_padding(conv) -> tuple[int, ...]:
 
         raise ConversionError(
             f"{_describe(conv)}: padding='same' with an even kernel pads one side more, which aihwkit's "
-            "analog convolutions cannot; use an odd kernel or explicit padding= numbers")
+            "analog convolutions cannot; use an odd kernel or explicit padding= numbers"
+        )
     return tuple(t // 2 for t in totals)
 
 
@@ -94,11 +104,13 @@ def _check_mappable(conv) -> None:
     if conv.padding_mode != "zeros":
         raise ConversionError(
             f"{_describe(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
-            "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer")
+            "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer"
+        )
     if isinstance(conv, nn.Conv1d) and tuple(conv.dilation) != (1,):
         raise ConversionError(
             f"{_describe(conv)}: dilation={conv.dilation[0]} cannot go onto analog tiles (aihwkit's "
-            "AnalogConv1d supports dilation 1 only); use dilation=1, or a Conv2d of height 1")
+            "AnalogConv1d supports dilation 1 only); use dilation=1, or a Conv2d of height 1"
+        )
 
 
 def _is_grouped_conv(module: nn.Module) -> bool:
@@ -116,5 +128,5 @@ GROUPED_CONV = Rewrite(
     applies=_is_grouped_conv,
     rewrite=_rewrite,
     description="grouped convolution: each group's weights on its own analog tiles; splitting the input "
-                "channels and concatenating the outputs digital",
+    "channels and concatenating the outputs digital",
 )

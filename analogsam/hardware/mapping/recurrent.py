@@ -61,9 +61,20 @@ class TiledRNN(nn.Module):
     """``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` with every gate matrix in an ``nn.Linear`` child (see the
     module docstring). Build it with :meth:`from_torch`."""
 
-    def __init__(self, mode: str, cells: dict[str, nn.Linear], *, input_size: int, hidden_size: int,
-                 num_layers: int, bias: bool, batch_first: bool, dropout: float, bidirectional: bool,
-                 proj_size: int = 0):
+    def __init__(
+        self,
+        mode: str,
+        cells: dict[str, nn.Linear],
+        *,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        proj_size: int = 0,
+    ):
         super().__init__()
         if mode not in GATES:
             raise InvalidParameterError(f"recurrent mode {mode!r} is not one of {sorted(GATES)}")
@@ -77,7 +88,7 @@ class TiledRNN(nn.Module):
             self.add_module(name, layer)
 
     @classmethod
-    def from_torch(cls, rnn: nn.RNNBase) -> "TiledRNN":
+    def from_torch(cls, rnn: nn.RNNBase) -> TiledRNN:
         """The same recurrent layer, with copies of ``rnn``'s weights and its training flag."""
         suffixes = ("", "_reverse") if rnn.bidirectional else ("",)
         cells = {}
@@ -88,9 +99,18 @@ class TiledRNN(nn.Module):
                     cells[f"{part}_l{k}{sfx}"] = _linear(getattr(rnn, f"weight_{part}_l{k}{sfx}"), bias)
                 if rnn.proj_size:
                     cells[f"hr_l{k}{sfx}"] = _linear(getattr(rnn, f"weight_hr_l{k}{sfx}"), None)
-        module = cls(rnn.mode, cells, input_size=rnn.input_size, hidden_size=rnn.hidden_size,
-                     num_layers=rnn.num_layers, bias=rnn.bias, batch_first=rnn.batch_first,
-                     dropout=float(rnn.dropout), bidirectional=rnn.bidirectional, proj_size=rnn.proj_size)
+        module = cls(
+            rnn.mode,
+            cells,
+            input_size=rnn.input_size,
+            hidden_size=rnn.hidden_size,
+            num_layers=rnn.num_layers,
+            bias=rnn.bias,
+            batch_first=rnn.batch_first,
+            dropout=float(rnn.dropout),
+            bidirectional=rnn.bidirectional,
+            proj_size=rnn.proj_size,
+        )
         return module.train(rnn.training)
 
     def flatten_parameters(self) -> None:
@@ -115,19 +135,22 @@ class TiledRNN(nn.Module):
         else:
             x, lengths, batched = input, None, input.dim() == 3
             if input.dim() not in (2, 3):
-                raise InvalidParameterError(f"{self.mode} input has {input.dim()} dimensions: pass (sequence, "
-                                            "batch, features), batch-first (batch, sequence, features) or "
-                                            "(sequence, features)")
+                raise InvalidParameterError(
+                    f"{self.mode} input has {input.dim()} dimensions: pass (sequence, "
+                    "batch, features), batch-first (batch, sequence, features) or "
+                    "(sequence, features)"
+                )
             x = x.transpose(0, 1) if batched and self.batch_first else (x if batched else x.unsqueeze(1))
         if x.shape[-1] != self.input_size:
-            raise InvalidParameterError(f"{self.mode} input has {x.shape[-1]} features, the layer expects "
-                                        f"input_size={self.input_size}")
+            raise InvalidParameterError(
+                f"{self.mode} input has {x.shape[-1]} features, the layer expects input_size={self.input_size}"
+            )
         h0, c0 = self._initial_states(hx, x, batched)
 
         layer_input, h_n, c_n = x, [], []
         for k in range(self.num_layers):
             outputs = []
-            for d, sfx in enumerate(("", "_reverse")[:self._directions]):
+            for d, sfx in enumerate(("", "_reverse")[: self._directions]):
                 i = k * self._directions + d
                 out, h, c = self._run_direction(layer_input, lengths, k, sfx, h0[i], None if c0 is None else c0[i])
                 outputs.append(out)
@@ -169,8 +192,10 @@ class TiledRNN(nn.Module):
                 continue
             expected = shape if batched else (shape[0], shape[2])
             if tuple(state.shape) != expected:
-                raise InvalidParameterError(f"{self.mode} initial state {name} has shape {tuple(state.shape)}, "
-                                            f"expected {expected} (layers*directions[, batch], size)")
+                raise InvalidParameterError(
+                    f"{self.mode} initial state {name} has shape {tuple(state.shape)}, "
+                    f"expected {expected} (layers*directions[, batch], size)"
+                )
             states_out.append(state if batched else state.unsqueeze(1))
         return states_out[0], (states_out[1] if self.mode == "LSTM" else None)
 
@@ -220,7 +245,7 @@ class TiledRNN(nn.Module):
         """``padded`` (T, N, F), sequences in the caller's order, packed with ``packed``'s batch sizes and order."""
         if packed.sorted_indices is not None:
             padded = padded.index_select(1, packed.sorted_indices.to(padded.device))
-        data = torch.cat([padded[t, :int(size)] for t, size in enumerate(packed.batch_sizes)])
+        data = torch.cat([padded[t, : int(size)] for t, size in enumerate(packed.batch_sizes)])
         return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
 
 
@@ -229,5 +254,5 @@ RECURRENT = Rewrite(
     applies=lambda m: type(m) in (nn.LSTM, nn.GRU, nn.RNN),
     rewrite=TiledRNN.from_torch,
     description="input->gates and hidden->gates matrices analog, one Linear per layer, direction and "
-                "ih|hh (and the LSTM projection); the time loop and gate non-linearities digital",
+    "ih|hh (and the LSTM projection); the time loop and gate non-linearities digital",
 )

@@ -12,5 +12,13 @@ from analogsam.hardware.presets.loading import (
     preset_dir,
 )
 
-__all__ = ["Preset", "PresetError", "describe", "knob_table_markdown", "list_presets", "load",
-           "parse_set_options", "preset_dir"]
+__all__ = [
+    "Preset",
+    "PresetError",
+    "describe",
+    "knob_table_markdown",
+    "list_presets",
+    "load",
+    "parse_set_options",
+    "preset_dir",
+]

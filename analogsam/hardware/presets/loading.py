@@ -28,9 +28,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from analogsam.errors import AnalogsamError
 from analogsam.hardware.presets.schema import (
@@ -97,7 +98,7 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith(".toml") or os.sep in name or "/" in name
 
 
-def _resolve_file(name_or_path: Union[str, os.PathLike], base_dir: Optional[Path] = None) -> Path:
+def _resolve_file(name_or_path: str | os.PathLike, base_dir: Path | None = None) -> Path:
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         path = Path(name_or_path).expanduser()
         if not path.is_absolute() and base_dir is not None:
@@ -114,8 +115,7 @@ def _resolve_file(name_or_path: Union[str, os.PathLike], base_dir: Optional[Path
         near = difflib.get_close_matches(name, shipped, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise PresetError(
-            f"unknown preset {name!r}{hint}; available presets: {', '.join(shipped)} "
-            f"(or pass the path of a .toml file)"
+            f"unknown preset {name!r}{hint}; available presets: {', '.join(shipped)} (or pass the path of a .toml file)"
         )
     return shipped[name]
 
@@ -125,9 +125,7 @@ def _resolve_file(name_or_path: Union[str, os.PathLike], base_dir: Optional[Path
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(
-        type(value), type(value).__name__
-    )
+    return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(type(value), type(value).__name__)
 
 
 def _fmt(value: Any) -> str:
@@ -161,9 +159,7 @@ def _check_value(knob: Knob, value: Any, where: str) -> Any:
             raise PresetError(f"{bad} has the wrong type ({_type_name(value)}); expected {allowed}")
     if knob.choices is not None:
         if value not in knob.choices:
-            near = difflib.get_close_matches(
-                str(value), [str(c) for c in knob.choices], n=1, cutoff=0.5
-            )
+            near = difflib.get_close_matches(str(value), [str(c) for c in knob.choices], n=1, cutoff=0.5)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise PresetError(f"{bad} is not allowed{hint}; allowed: {allowed}")
         return value
@@ -184,8 +180,9 @@ def _unknown_key(path: str, where: str) -> PresetError:
     if not near and "." in path:
         # a right key in the wrong section, or a misspelt key in a right section
         leaf = path.rsplit(".", 1)[1]
-        near = [p for p in KNOBS_BY_PATH if p.rsplit(".", 1)[1] == leaf][:1] or \
-            difflib.get_close_matches(leaf, [p.rsplit(".", 1)[1] for p in KNOBS_BY_PATH], n=1)
+        near = [p for p in KNOBS_BY_PATH if p.rsplit(".", 1)[1] == leaf][:1] or difflib.get_close_matches(
+            leaf, [p.rsplit(".", 1)[1] for p in KNOBS_BY_PATH], n=1
+        )
         if near and near[0] not in KNOBS_BY_PATH:
             near = [p for p in KNOBS_BY_PATH if p.endswith("." + near[0])][:1]
     hint = f" (did you mean {near[0]!r}?)" if near else ""
@@ -203,9 +200,7 @@ def _flatten(data: Mapping, where: str) -> dict:
             flat[key] = value
         elif key in SECTIONS:
             if not isinstance(value, Mapping):
-                raise PresetError(
-                    f"{where}: [{key}] must be a table of settings, got {_fmt(value)}"
-                )
+                raise PresetError(f"{where}: [{key}] must be a table of settings, got {_fmt(value)}")
             for sub, subval in value.items():
                 if isinstance(subval, Mapping):
                     raise _unknown_key(f"{key}.{sub}", where)
@@ -224,8 +219,7 @@ def _apply(flat: Mapping, values: dict, sources: dict, meta: dict, source: str, 
                 continue
             if not isinstance(value, str):
                 raise PresetError(
-                    f"{where}: {path} = {_fmt(value)} has the wrong type ({_type_name(value)}); "
-                    f"expected a string"
+                    f"{where}: {path} = {_fmt(value)} has the wrong type ({_type_name(value)}); expected a string"
                 )
             meta[path] = value
             continue
@@ -259,9 +253,7 @@ def _chain(path: Path) -> list:
         if parent is None:
             break
         if not isinstance(parent, str) or not parent:
-            raise PresetError(
-                f"{path}: extends = {_fmt(parent)} must be a preset name or a .toml path"
-            )
+            raise PresetError(f"{path}: extends = {_fmt(parent)} must be a preset name or a .toml path")
         try:
             path = _resolve_file(parent, base_dir=path.parent)
         except PresetError as exc:
@@ -302,11 +294,11 @@ def _cross_check(values: dict, sources: dict, where: str) -> None:
     if io["w_noise"] > 0 and io["w_noise_type"] == "none":
         raise PresetError(
             f"{where}: io.w_noise = {_fmt(io['w_noise'])} needs io.w_noise_type "
-            f"(\"additive-constant\" | \"pcm-read\"); with \"none\" it is ignored"
+            f'("additive-constant" | "pcm-read"); with "none" it is ignored'
         )
     if io["input_range_calibration"] and io["noise_management"] != "none":
         raise PresetError(
-            f"{where}: io.input_range_calibration = true needs io.noise_management = \"none\" "
+            f'{where}: io.input_range_calibration = true needs io.noise_management = "none" '
             f"(got {_fmt(io['noise_management'])}): aihwkit's input-range calibration refuses "
             f"noise management, and the static range replaces it"
         )
@@ -325,7 +317,7 @@ class Preset:
     device: str
     values: dict
     sources: dict
-    path: Optional[str] = None  # the file it was loaded from (None: built from overrides only)
+    path: str | None = None  # the file it was loaded from (None: built from overrides only)
     overrides: dict = field(default_factory=dict)  # flat "section.key" -> value, as applied
 
     # ---- identity --------------------------------------------------------------------------------
@@ -333,7 +325,8 @@ class Preset:
     def hash(self) -> str:
         """Short sha256 of the canonical resolved knob values (not the name or description)."""
         canonical = json.dumps(
-            {"schema": SCHEMA_VERSION, "values": self.values}, sort_keys=True,
+            {"schema": SCHEMA_VERSION, "values": self.values},
+            sort_keys=True,
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -347,7 +340,7 @@ class Preset:
 
     # ---- time support ----------------------------------------------------------------------------
     @property
-    def supported_times(self) -> Optional[Tuple[float, ...]]:
+    def supported_times(self) -> tuple[float, ...] | None:
         """None if any inference time (s) is allowed, else the tuple of allowed times in s."""
         if self.values["noise"]["model"] == "rram-wan2022":
             return WAN2022_TIMES
@@ -373,7 +366,7 @@ class Preset:
         bad = [t for t in times if t not in defined]
         if bad:
             raise PresetError(
-                f"preset {self.name!r} (noise.model = \"rram-wan2022\", ReRamWan2022NoiseModel) "
+                f'preset {self.name!r} (noise.model = "rram-wan2022", ReRamWan2022NoiseModel) '
                 f"is only defined at t = {', '.join(_fmt_t(t) for t in supported)}; "
                 f"unsupported time(s): {', '.join(_fmt_t(t) for t in bad)}. "
                 f"Use --times {','.join(str(int(t)) for t in supported)} or a different preset"
@@ -385,7 +378,7 @@ class Preset:
         return bool(self.values["io"]["input_range_calibration"])
 
     # ---- derived presets -------------------------------------------------------------------------
-    def with_overrides(self, overrides: Optional[Mapping] = None, **sections) -> "Preset":
+    def with_overrides(self, overrides: Mapping | None = None, **sections) -> Preset:
         """A new preset with these overrides applied on top (same syntax as ``load``)."""
         flat = _collect_overrides(overrides, sections)
         values = copy.deepcopy(self.values)
@@ -397,8 +390,13 @@ class Preset:
         merged = dict(self.overrides)
         merged.update({k: values[k.split(".")[0]][k.split(".")[1]] for k in flat if "." in k})
         return Preset(
-            name=meta["name"], description=meta["description"], device=meta["device"],
-            values=values, sources=sources, path=self.path, overrides=merged,
+            name=meta["name"],
+            description=meta["description"],
+            device=meta["device"],
+            values=values,
+            sources=sources,
+            path=self.path,
+            overrides=merged,
         )
 
     # ---- aihwkit ---------------------------------------------------------------------------------
@@ -420,21 +418,17 @@ def _fmt_t(t: float) -> str:
     return f"{t} s" + (f" ({human})" if human and human != f"{t} s" else "")
 
 
-def _collect_overrides(overrides: Optional[Mapping], sections: Mapping) -> dict:
+def _collect_overrides(overrides: Mapping | None, sections: Mapping) -> dict:
     flat: dict = {}
     if overrides:
         if not isinstance(overrides, Mapping):
-            raise PresetError(
-                f"overrides must be a dict such as {{'io.adc_bits': 6}}, got {overrides!r}"
-            )
+            raise PresetError(f"overrides must be a dict such as {{'io.adc_bits': 6}}, got {overrides!r}")
         flat.update(_flatten(overrides, "overrides"))
     for section, table in sections.items():
         if section not in SECTIONS:
             raise _unknown_key(section, "overrides")
         if not isinstance(table, Mapping):
-            raise PresetError(
-                f"overrides: {section}= must be a dict such as {section}={{...}}, got {table!r}"
-            )
+            raise PresetError(f"overrides: {section}= must be a dict such as {section}={{...}}, got {table!r}")
         flat.update(_flatten({section: table}, "overrides"))
     for key in ("extends",):
         if key in flat:
@@ -443,8 +437,8 @@ def _collect_overrides(overrides: Optional[Mapping], sections: Mapping) -> dict:
 
 
 def load(
-    name_or_path: Union[str, os.PathLike, Preset],
-    overrides: Optional[Mapping] = None,
+    name_or_path: str | os.PathLike | Preset,
+    overrides: Mapping | None = None,
     **sections: Mapping,
 ) -> Preset:
     """Load a preset by shipped name (``"pcm"``) or by the path of a TOML file, then apply overrides.
@@ -486,14 +480,15 @@ def load(
 def list_presets() -> list:
     """Every shipped preset: [{"name", "device", "description", "path", "hash"}, ...]."""
     rows = []
-    for name, path in _shipped().items():
+    for _name, path in _shipped().items():
         p = load(path)
-        rows.append({"name": p.name, "device": p.device, "description": p.description,
-                     "path": str(path), "hash": p.hash})
+        rows.append(
+            {"name": p.name, "device": p.device, "description": p.description, "path": str(path), "hash": p.hash}
+        )
     return rows
 
 
-def describe(preset: Union[Preset, str]) -> str:
+def describe(preset: Preset | str) -> str:
     """A human-readable table of every resolved value with its unit and source."""
     p = load(preset) if not isinstance(preset, Preset) else preset
     lines = [
@@ -508,7 +503,8 @@ def describe(preset: Union[Preset, str]) -> str:
         lines.append("times        any t >= 0 s")
     else:
         lines.append(
-            "times        ONLY t = " + ", ".join(_fmt_t(t) for t in times)
+            "times        ONLY t = "
+            + ", ".join(_fmt_t(t) for t in times)
             + f" ({MODEL_CLASS[p.values['noise']['model']].rsplit('.', 1)[-1]} is fitted at "
             "these times only; other times are refused)"
         )
@@ -543,7 +539,7 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
-def parse_set_options(items: Optional[Sequence[str]]) -> dict:
+def parse_set_options(items: Sequence[str] | None) -> dict:
     """Parse CLI ``--set section.key=value`` items into a flat overrides dict with typed values.
 
     >>> parse_set_options(["io.adc_bits=6", "noise.model=pcm-like"])
@@ -552,9 +548,7 @@ def parse_set_options(items: Optional[Sequence[str]]) -> dict:
     out: dict = {}
     for item in items or ():
         if not isinstance(item, str) or "=" not in item:
-            raise PresetError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set io.adc_bits=6"
-            )
+            raise PresetError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set io.adc_bits=6")
         key, raw = (s.strip() for s in item.split("=", 1))
         where = f"--set {item}"
         if not key or not raw:
@@ -585,7 +579,6 @@ def _parse_raw(knob: Knob, raw: str, where: str) -> Any:
             return float(text)
     except ValueError:
         raise PresetError(
-            f"{where}: {raw!r} is not a valid {knob.type.__name__} for {knob.path}; "
-            f"allowed: {knob.allowed()}"
+            f"{where}: {raw!r} is not a valid {knob.type.__name__} for {knob.path}; allowed: {knob.allowed()}"
         ) from None
     return text

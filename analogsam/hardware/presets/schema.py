@@ -9,8 +9,9 @@ documentation table in ``docs/devices.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -40,13 +41,25 @@ MODEL_CLASS = {
 # default is refused at load time: aihwkit would silently ignore it.
 MODEL_KNOBS = {
     "pcm-like": {"g_max_uS", "g_min_uS", "prog_noise_scale", "read_noise_scale", "drift_scale"},
-    "pcm-hermes": {"g_max_uS", "g_min_uS", "prog_noise_scale", "read_noise_scale", "drift_scale",
-                   "hermes_devices"},
+    "pcm-hermes": {"g_max_uS", "g_min_uS", "prog_noise_scale", "read_noise_scale", "drift_scale", "hermes_devices"},
     "rram-wan2022": {"g_max_uS", "g_min_uS", "prog_noise_scale"},
-    "rram-cmo": {"g_max_uS", "g_min_uS", "prog_noise_scale", "read_noise_scale", "drift_scale",
-                 "cmo_acceptance_range_percent"},
-    "state-independent": {"g_max_uS", "g_min_uS", "prog_noise_scale", "read_noise_scale",
-                          "drift_scale", "drift_nu_mean", "drift_nu_std"},
+    "rram-cmo": {
+        "g_max_uS",
+        "g_min_uS",
+        "prog_noise_scale",
+        "read_noise_scale",
+        "drift_scale",
+        "cmo_acceptance_range_percent",
+    },
+    "state-independent": {
+        "g_max_uS",
+        "g_min_uS",
+        "prog_noise_scale",
+        "read_noise_scale",
+        "drift_scale",
+        "drift_nu_mean",
+        "drift_nu_std",
+    },
     "none": set(),
 }
 
@@ -67,11 +80,11 @@ class Knob:
     default: Any
     unit: str
     meaning: str
-    choices: Optional[Tuple[Any, ...]] = None
-    low: Optional[float] = None  # inclusive
-    high: Optional[float] = None  # inclusive
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None  # inclusive
+    high: float | None = None  # inclusive
     low_open: bool = False  # True: the low end is excluded
-    extra_check: Optional[Callable[[Any], Optional[str]]] = None  # returns an error text or None
+    extra_check: Callable[[Any], str | None] | None = None  # returns an error text or None
     extra_doc: str = ""
 
     @property
@@ -105,111 +118,277 @@ def _fmt(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _bits_check(value: int) -> Optional[str]:
+def _bits_check(value: int) -> str | None:
     if value == 1:
         return "1 bit is not a symmetric converter; use 0 (no quantization) or 2..16 bits"
     return None
 
 
 def _float(section, key, default, unit, meaning, low=0.0, high=None, low_open=False, **kw):
-    return Knob(section, key, float, default, unit, meaning, low=low, high=high,
-                low_open=low_open, **kw)
+    return Knob(section, key, float, default, unit, meaning, low=low, high=high, low_open=low_open, **kw)
 
 
-KNOBS: Tuple[Knob, ...] = (
+KNOBS: tuple[Knob, ...] = (
     # --- noise: the device model applied when programming and drifting the weights ----------------
-    Knob("noise", "model", str, "pcm-like", "-",
-         "Device noise model: programming noise, drift and read noise of the conductances "
-         "(aihwkit.inference noise models). `none` leaves the weights exact.",
-         choices=NOISE_MODELS),
-    _float("noise", "g_max_uS", 25.0, "µS",
-           "Conductance the largest |weight| maps to. pcm-like, pcm-hermes and rram-wan2022 "
-           "scale their fitted µS noise with it (relative noise independent of g_max); "
-           "rram-cmo and state-independent noise is absolute in µS.",
-           low=0.0, high=1000.0, low_open=True),
-    _float("noise", "g_min_uS", 0.0, "µS",
-           "Smallest conductance (the weight-zero state for single-device rram-cmo; "
-           "0 for differential pairs).", low=0.0, high=1000.0),
-    _float("noise", "prog_noise_scale", 1.0, "× model σ",
-           "Multiplies the programming-noise standard deviation (rram-wan2022: its only "
-           "noise scale, applied at every time).", low=0.0, high=100.0),
-    _float("noise", "read_noise_scale", 1.0, "× model σ",
-           "Multiplies the 1/f read-noise standard deviation.", low=0.0, high=100.0),
-    _float("noise", "drift_scale", 1.0, "× model ν",
-           "Multiplies the drift exponent ν (PCM) or the log-time relaxation (rram-cmo).",
-           low=0.0, high=100.0),
-    Knob("noise", "hermes_devices", int, 2, "devices per weight",
-         "pcm-hermes only: PCM devices per sign of the weight (g_max limit 10.35 µS for 1, "
-         "20.7 µS for 2).", choices=(1, 2)),
-    Knob("noise", "cmo_acceptance_range_percent", float, 0.2, "% of target",
-         "rram-cmo only: program-and-verify acceptance range, selects the fitted programming-noise "
-         "coefficients.", choices=(0.2, 2.0)),
-    _float("noise", "drift_nu_mean", 0.1, "1",
-           "state-independent only: mean drift exponent ν in g(t) = g·(t/t0)^-ν.", high=1.0),
-    _float("noise", "drift_nu_std", 0.05, "1",
-           "state-independent only: device-to-device standard deviation of ν.", high=1.0),
+    Knob(
+        "noise",
+        "model",
+        str,
+        "pcm-like",
+        "-",
+        "Device noise model: programming noise, drift and read noise of the conductances "
+        "(aihwkit.inference noise models). `none` leaves the weights exact.",
+        choices=NOISE_MODELS,
+    ),
+    _float(
+        "noise",
+        "g_max_uS",
+        25.0,
+        "µS",
+        "Conductance the largest |weight| maps to. pcm-like, pcm-hermes and rram-wan2022 "
+        "scale their fitted µS noise with it (relative noise independent of g_max); "
+        "rram-cmo and state-independent noise is absolute in µS.",
+        low=0.0,
+        high=1000.0,
+        low_open=True,
+    ),
+    _float(
+        "noise",
+        "g_min_uS",
+        0.0,
+        "µS",
+        "Smallest conductance (the weight-zero state for single-device rram-cmo; 0 for differential pairs).",
+        low=0.0,
+        high=1000.0,
+    ),
+    _float(
+        "noise",
+        "prog_noise_scale",
+        1.0,
+        "× model σ",
+        "Multiplies the programming-noise standard deviation (rram-wan2022: its only "
+        "noise scale, applied at every time).",
+        low=0.0,
+        high=100.0,
+    ),
+    _float(
+        "noise",
+        "read_noise_scale",
+        1.0,
+        "× model σ",
+        "Multiplies the 1/f read-noise standard deviation.",
+        low=0.0,
+        high=100.0,
+    ),
+    _float(
+        "noise",
+        "drift_scale",
+        1.0,
+        "× model ν",
+        "Multiplies the drift exponent ν (PCM) or the log-time relaxation (rram-cmo).",
+        low=0.0,
+        high=100.0,
+    ),
+    Knob(
+        "noise",
+        "hermes_devices",
+        int,
+        2,
+        "devices per weight",
+        "pcm-hermes only: PCM devices per sign of the weight (g_max limit 10.35 µS for 1, 20.7 µS for 2).",
+        choices=(1, 2),
+    ),
+    Knob(
+        "noise",
+        "cmo_acceptance_range_percent",
+        float,
+        0.2,
+        "% of target",
+        "rram-cmo only: program-and-verify acceptance range, selects the fitted programming-noise coefficients.",
+        choices=(0.2, 2.0),
+    ),
+    _float(
+        "noise",
+        "drift_nu_mean",
+        0.1,
+        "1",
+        "state-independent only: mean drift exponent ν in g(t) = g·(t/t0)^-ν.",
+        high=1.0,
+    ),
+    _float(
+        "noise",
+        "drift_nu_std",
+        0.05,
+        "1",
+        "state-independent only: device-to-device standard deviation of ν.",
+        high=1.0,
+    ),
     # --- compensation ----------------------------------------------------------------------------
-    Knob("compensation", "drift", str, "global", "-",
-         "Drift compensation in eval mode: `global` rescales each tile's output by the drift of "
-         "a reference read-out (GlobalDriftCompensation), `per-column` per output column "
-         "(PerColumnDriftCompensation), `none` shows the raw drift.",
-         choices=("none", "global", "per-column")),
+    Knob(
+        "compensation",
+        "drift",
+        str,
+        "global",
+        "-",
+        "Drift compensation in eval mode: `global` rescales each tile's output by the drift of "
+        "a reference read-out (GlobalDriftCompensation), `per-column` per output column "
+        "(PerColumnDriftCompensation), `none` shows the raw drift.",
+        choices=("none", "global", "per-column"),
+    ),
     # --- io: the periphery of every analog matrix-vector product ---------------------------------
-    Knob("io", "dac_bits", int, 8, "bits",
-         "Input DAC resolution: inp_res = 1/(2^bits − 2) of the input range (8 bits: 254 steps). "
-         "0 = no input quantization.", low=0, high=16, extra_check=_bits_check,
-         extra_doc="0 = off; 1 not allowed"),
-    Knob("io", "adc_bits", int, 8, "bits",
-         "Output ADC resolution: out_res = 1/(2^bits − 2) of the output range (2·out_bound). "
-         "0 = no output quantization.", low=0, high=16, extra_check=_bits_check,
-         extra_doc="0 = off; 1 not allowed"),
-    _float("io", "out_noise", 0.04, "normalized output",
-           "Std of additive Gaussian noise at each tile output, in units of the output of one "
-           "fully-on input on a max-conductance weight (forward.out_noise).", high=10.0),
-    _float("io", "out_bound", 10.0, "normalized output",
-           "ADC saturation level (forward.out_bound); the ADC steps span ±out_bound.",
-           high=1000.0, low_open=True),
-    _float("io", "w_noise", 0.0, "fraction of w_max",
-           "Weight read noise drawn anew at every MVM (forward.w_noise), of type w_noise_type.",
-           high=1.0),
-    Knob("io", "w_noise_type", str, "none", "-",
-         "Kind of per-read weight noise: `additive-constant` (Gaussian, constant σ) or `pcm-read` "
-         "(σ ∝ sqrt(|w|), as in StandardHWATrainingPreset).",
-         choices=("none", "additive-constant", "pcm-read")),
-    _float("io", "ir_drop", 0.0, "× model",
-           "Scale of the IR drop along the tile rows (forward.ir_drop); 0 = off, 1 = nominal.",
-           high=100.0),
-    Knob("io", "noise_management", str, "abs-max", "-",
-         "How inputs are scaled into the DAC range per vector (forward.noise_management). Must be "
-         "`none` when input_range_calibration is on.",
-         choices=("abs-max", "max", "average-abs-max", "none")),
-    Knob("io", "bound_management", str, "iterative", "-",
-         "What happens when outputs saturate the ADC (forward.bound_management): `iterative` "
-         "re-reads with down-scaled inputs, `none` clips.", choices=("iterative", "none")),
-    Knob("io", "input_range_calibration", bool, False, "-",
-         "Static per-tile input ranges (pre_post.input_range, as in StandardHWATrainingPreset) "
-         "instead of per-vector noise management; the converted model must then be calibrated "
-         "on data (aihwkit.inference.calibration.calibrate_input_ranges) before evaluation."),
+    Knob(
+        "io",
+        "dac_bits",
+        int,
+        8,
+        "bits",
+        "Input DAC resolution: inp_res = 1/(2^bits − 2) of the input range (8 bits: 254 steps). "
+        "0 = no input quantization.",
+        low=0,
+        high=16,
+        extra_check=_bits_check,
+        extra_doc="0 = off; 1 not allowed",
+    ),
+    Knob(
+        "io",
+        "adc_bits",
+        int,
+        8,
+        "bits",
+        "Output ADC resolution: out_res = 1/(2^bits − 2) of the output range (2·out_bound). "
+        "0 = no output quantization.",
+        low=0,
+        high=16,
+        extra_check=_bits_check,
+        extra_doc="0 = off; 1 not allowed",
+    ),
+    _float(
+        "io",
+        "out_noise",
+        0.04,
+        "normalized output",
+        "Std of additive Gaussian noise at each tile output, in units of the output of one "
+        "fully-on input on a max-conductance weight (forward.out_noise).",
+        high=10.0,
+    ),
+    _float(
+        "io",
+        "out_bound",
+        10.0,
+        "normalized output",
+        "ADC saturation level (forward.out_bound); the ADC steps span ±out_bound.",
+        high=1000.0,
+        low_open=True,
+    ),
+    _float(
+        "io",
+        "w_noise",
+        0.0,
+        "fraction of w_max",
+        "Weight read noise drawn anew at every MVM (forward.w_noise), of type w_noise_type.",
+        high=1.0,
+    ),
+    Knob(
+        "io",
+        "w_noise_type",
+        str,
+        "none",
+        "-",
+        "Kind of per-read weight noise: `additive-constant` (Gaussian, constant σ) or `pcm-read` "
+        "(σ ∝ sqrt(|w|), as in StandardHWATrainingPreset).",
+        choices=("none", "additive-constant", "pcm-read"),
+    ),
+    _float(
+        "io",
+        "ir_drop",
+        0.0,
+        "× model",
+        "Scale of the IR drop along the tile rows (forward.ir_drop); 0 = off, 1 = nominal.",
+        high=100.0,
+    ),
+    Knob(
+        "io",
+        "noise_management",
+        str,
+        "abs-max",
+        "-",
+        "How inputs are scaled into the DAC range per vector (forward.noise_management). Must be "
+        "`none` when input_range_calibration is on.",
+        choices=("abs-max", "max", "average-abs-max", "none"),
+    ),
+    Knob(
+        "io",
+        "bound_management",
+        str,
+        "iterative",
+        "-",
+        "What happens when outputs saturate the ADC (forward.bound_management): `iterative` "
+        "re-reads with down-scaled inputs, `none` clips.",
+        choices=("iterative", "none"),
+    ),
+    Knob(
+        "io",
+        "input_range_calibration",
+        bool,
+        False,
+        "-",
+        "Static per-tile input ranges (pre_post.input_range, as in StandardHWATrainingPreset) "
+        "instead of per-vector noise management; the converted model must then be calibrated "
+        "on data (aihwkit.inference.calibration.calibrate_input_ranges) before evaluation.",
+    ),
     # --- tile --------------------------------------------------------------------------------------
-    Knob("tile", "rows", int, 512, "inputs",
-         "Crossbar rows: layers with more inputs are split over several tiles "
-         "(mapping.max_input_size). 0 = no limit.", low=0, high=65536),
-    Knob("tile", "cols", int, 512, "outputs",
-         "Crossbar columns: layers with more outputs are split over several tiles "
-         "(mapping.max_output_size). 0 = no limit.", low=0, high=65536),
+    Knob(
+        "tile",
+        "rows",
+        int,
+        512,
+        "inputs",
+        "Crossbar rows: layers with more inputs are split over several tiles (mapping.max_input_size). 0 = no limit.",
+        low=0,
+        high=65536,
+    ),
+    Knob(
+        "tile",
+        "cols",
+        int,
+        512,
+        "outputs",
+        "Crossbar columns: layers with more outputs are split over several tiles "
+        "(mapping.max_output_size). 0 = no limit.",
+        low=0,
+        high=65536,
+    ),
     # --- mapping: how digital weights become conductances ----------------------------------------
-    _float("mapping", "weight_scaling", 1.0, "× max |w|",
-           "weight_scaling_omega: each layer (or column) is rescaled so max |w| maps to this "
-           "value, with a digital output scale. 0 = no rescaling (aihwkit's default, which lets "
-           "small weights drown in programming noise).", high=10.0),
-    Knob("mapping", "weight_scaling_columnwise", bool, False, "-",
-         "Rescale each output column separately (channel-wise) instead of the whole layer."),
-    Knob("mapping", "digital_bias", bool, True, "-",
-         "Add the bias digitally after the ADC instead of storing it as an analog row."),
+    _float(
+        "mapping",
+        "weight_scaling",
+        1.0,
+        "× max |w|",
+        "weight_scaling_omega: each layer (or column) is rescaled so max |w| maps to this "
+        "value, with a digital output scale. 0 = no rescaling (aihwkit's default, which lets "
+        "small weights drown in programming noise).",
+        high=10.0,
+    ),
+    Knob(
+        "mapping",
+        "weight_scaling_columnwise",
+        bool,
+        False,
+        "-",
+        "Rescale each output column separately (channel-wise) instead of the whole layer.",
+    ),
+    Knob(
+        "mapping",
+        "digital_bias",
+        bool,
+        True,
+        "-",
+        "Add the bias digitally after the ADC instead of storing it as an analog row.",
+    ),
 )
 
 KNOBS_BY_PATH = {k.path: k for k in KNOBS}
-SECTIONS: Tuple[str, ...] = tuple(dict.fromkeys(k.section for k in KNOBS))
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(k.section for k in KNOBS))
 TOP_LEVEL_KEYS = ("name", "description", "device", "extends")
 
 
