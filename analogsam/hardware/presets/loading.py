@@ -105,7 +105,7 @@ def preset_dir() -> Path:
 
 def _presets_in(folder: Path) -> dict:
     """name -> Path of every ``*.toml`` in ``folder`` (not its subfolders)."""
-    return {p.stem: p.resolve() for p in sorted(folder.glob("*.toml")) if p.is_file()}
+    return {p.stem: p.resolve() for p in sorted(folder.glob("*.toml"), key=lambda p: p.stem) if p.is_file()}
 
 
 def _shipped() -> dict:
