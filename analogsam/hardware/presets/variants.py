@@ -68,8 +68,8 @@ def parse_vary_options(items: Sequence[str] | None) -> dict:
             raise _unknown_key(key, where)
         if key in out:
             raise PresetError(f"{where}: {key} is varied twice; give all its values in one --vary {key}=V1,V2,...")
-        out[key] = [_parse_raw(knob, text, where) for text in texts]
-    return check_vary(out, "--vary")
+        out.update(check_vary({key: [_parse_raw(knob, text, where) for text in texts]}, where))
+    return out
 
 
 def check_vary(vary: Mapping | None, where: str = "vary") -> dict:
@@ -86,7 +86,7 @@ def check_vary(vary: Mapping | None, where: str = "vary") -> dict:
             raise _unknown_key(str(key), where)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise PresetError(f"{where}: {key} needs a non-empty list of values, e.g. [4, 6, 8], got {values!r}")
-        checked = [_check_value(knob, v, f"{where} {key}") for v in values]
+        checked = [_check_value(knob, v, where) for v in values]
         repeated = sorted({format_knob_value(v) for v in checked if checked.count(v) > 1})
         if repeated:
             raise PresetError(f"{where}: {key} lists {', '.join(repeated)} more than once; give each value once")
