@@ -603,9 +603,11 @@ noise and drift, the DAC/ADC resolution, tile size and mapping. This notebook ta
 network (LeNet-5 trained with SGD on Fashion-MNIST, reused from `../studies/fashion-lenet5/sgd`
 if it is there) and
 
-1. evaluates it on every shipped preset,
-2. sweeps the ADC resolution from 4 to 10 bits on the PCM preset,
-3. switches PCM's drift compensation between none, global and per-column.
+1. evaluates it on every shipped preset (the TOML files of the repository's `devices/` folder),
+2. sweeps the ADC resolution from 4 to 10 bits on the PCM preset (`sweep(vary=...)`, what
+   `analogsam compare ... --vary io.adc_bits=4,5,6,7,8,9,10` runs),
+3. sweeps PCM's drift: the drift exponent ν scaled from half to four times aihwkit's model,
+4. switches PCM's drift compensation between none, global and per-column.
 """,
     ),
     (
@@ -624,6 +626,8 @@ PRESET_TIMES = "1s,1d,2d"     # rram-wan2022 is only defined at 1 s, 1 d and 2 d
 KNOB_PRESET = "pcm"
 ADC_BITS = [4, 5, 6, 7, 8, 9, 10]
 ADC_TIMES = "1s,1d"
+DRIFT_SCALES = [0.5, 1.0, 2.0, 4.0]   # × the drift exponent ν of aihwkit's PCM model
+DRIFT_SCALE_TIMES = "1s,1d,30d,1y"
 DRIFT_MODES = ["none", "global", "per-column"]
 DRIFT_TIMES = "1s,1h,1d,30d,1y"
 RUNS = "../studies/fashion-lenet5"
@@ -645,7 +649,8 @@ warnings.filterwarnings("ignore", category=UserWarning, module="aihwkit")  # a t
 
 from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
-from analogsam.evaluation import evaluate, format_time, parse_times, summarize
+from analogsam.evaluation import evaluate, format_time, parse_times, summarize, sweep
+from analogsam.evaluation.knobs import knob_figure, knob_markdown_table
 from analogsam.studies.default import train_or_reuse
 
 Path(OUT).mkdir(parents=True, exist_ok=True)
@@ -754,33 +759,71 @@ plot({n: [cell[(n, t)] for t in preset_times] for n in names}, preset_times, f"{
         """
 ## 2. ADC resolution
 
-Every output of a tile goes through an ADC; with fewer bits its steps get coarser. Overrides change
-any preset value without editing a file: `overrides={"io.adc_bits": 6}`. Each setting is a preset
-with its own hash. The repeats of every setting use the same seeds, so they see the same programming
-noise draws and differ by the ADC alone.
+Every output of a tile goes through an ADC; with fewer bits its steps get coarser. A knob sweep
+changes one preset value without editing a file: `sweep(..., vary={"io.adc_bits": [4, 5, ...]})`
+measures one preset *variant* per value, named `pcm[io.adc_bits=4]`, each with its own hash, and
+gives its rows an `io.adc_bits` column (on the command line: `--vary io.adc_bits=4,5,6`). The
+variants share the base preset's seeds, so every value sees the same programming-noise draws and the
+values differ by the ADC alone.
 """,
     ),
     (
         "code",
         """
-adc_times = parse_times(ADC_TIMES)
-bits_of = {presets.load(KNOB_PRESET, {"io.adc_bits": b}).hash: b for b in ADC_BITS}
-adc_rows = []
-start = time.perf_counter()
-for bits in ADC_BITS:
-    adc_rows += evaluate(run, test.batches(2000), KNOB_PRESET, overrides={"io.adc_bits": bits}, times=adc_times,
-                         repeats=REPEATS, seed=SEED, progress=False)
-print(f"{len(adc_rows)} measurements in {time.perf_counter() - start:.0f} s")
-cell = {(bits_of[r["preset_hash"]], r["t_seconds"]): r for r in summarize(adc_rows)}
-table(cell, ADC_BITS, lambda b: f"{b} bits", "ADC", adc_times)
-plot({f"t = {format_time(t)}": [cell[(b, t)] for b in ADC_BITS] for t in adc_times}, ADC_BITS,
-     f"ADC resolution on {KNOB_PRESET}", "adc_bits.png", xlabel="ADC bits", time_axis=False)
+def knob_sweep(knob, values, times, filename):
+    # one variant of KNOB_PRESET per value; the table and the plot of evaluation/knobs.py
+    start = time.perf_counter()
+    rows = sweep([run], [KNOB_PRESET], vary={knob: values}, batches_for=lambda r: test.batches(2000),
+                 times=times, repeats=REPEATS, seed=SEED, progress=False)
+    print(f"{len(rows)} measurements of {len(values)} variants "
+          f"({', '.join(dict.fromkeys(r['preset'] for r in rows))}) in {time.perf_counter() - start:.0f} s")
+    summary = summarize(rows)
+    display(Markdown(knob_markdown_table(summary, KNOB_PRESET, knob)))
+    knob_figure(summary, KNOB_PRESET, knob).savefig(Path(OUT) / filename, dpi=110)
+    display(Image(filename=str(Path(OUT) / filename)))
+    return summary
+
+
+adc = knob_sweep("io.adc_bits", ADC_BITS, ADC_TIMES, "adc_bits.png")
 """,
     ),
     (
         "md",
         """
-## 3. Drift compensation
+**Reading the plot.** One panel per time after programming, the knob's values along x, one line per
+network with its 95% interval over programmings shaded, and the network's digital accuracy as the
+dashed line. The knob value where the analog curve meets the dashed line is the resolution this
+network needs; the panels side by side show whether that need grows as the device drifts. A device
+or circuit designer reads the number of ADC bits to budget for (every extra bit costs ADC area and
+energy), and how much margin drift eats.
+
+## 3. Drift
+
+The PCM model's conductances drift as G(t) = G(t0) (t/t0)^-ν, with ν drawn per device.
+`noise.drift_scale` multiplies ν: 0.5 is a device that drifts half as fast as aihwkit's PCM model,
+4 one that drifts four times as fast. The same sweep, one variant per value:
+""",
+    ),
+    (
+        "code",
+        """
+drift = knob_sweep("noise.drift_scale", DRIFT_SCALES, DRIFT_SCALE_TIMES, "drift_scale.png")
+""",
+    ),
+    (
+        "md",
+        """
+**Reading the plot.** At 1 s nothing has drifted yet, so every drift scale gives the same accuracy
+(the same programmings); the panels to the right show how much drift each device tolerates over a
+day, a month and a year with the preset's global drift compensation. The largest scale whose curve
+stays near the dashed digital line at the time the chip must hold its weights is the drift
+coefficient this network tolerates: the number to compare with a measured device's ν.
+""",
+    ),
+    (
+        "md",
+        """
+## 4. Drift compensation
 
 PCM conductances drift down over time (G(t) = G(t0) (t/t0)^-nu, with nu varying from device to
 device). Global drift compensation measures a reference read-out of each tile and rescales all its

@@ -108,3 +108,10 @@ def test_cli_presets_list_show_and_diff_with_a_user_folder(folder, capsys):
     (folder / "ideal.toml").write_text("")
     assert main(["presets", "show", "my-pcm", "--devices", str(folder)]) == 2
     assert "defined twice" in capsys.readouterr().err
+
+
+def test_printed_tables_show_shipped_files_without_a_machines_path(folder, monkeypatch):
+    text = devices.describe("pcm") + devices.format_diff("pcm", "ideal")
+    assert str(REPO) not in text and "file         devices/pcm.toml" in text and "file:devices/ideal.toml" in text
+    monkeypatch.chdir(folder.parent)  # a user's file below the working folder: relative
+    assert "file         mine/my-pcm.toml" in devices.describe(devices.load("my-pcm", devices=folder))

@@ -85,6 +85,7 @@ def test_analogsam_presets_list_finds_every_shipped_preset(installed):
 def test_a_preset_loads_by_name_from_the_installed_package(installed):
     bin_dir, cwd, site = installed
     out = _run([str(bin_dir / "analogsam"), "presets", "show", "pcm-hermes"], cwd)
-    file = next(line.split(None, 1)[1] for line in out.splitlines() if line.startswith("file "))
-    assert Path(file).resolve() == (site / "analogsam" / "devices" / "pcm-hermes.toml").resolve(), out
-    assert "hermes_devices" in out
+    assert "file         devices/pcm-hermes.toml" in out and "hermes_devices" in out
+    code = "from analogsam.hardware import presets; print(presets.load('pcm-hermes').path)"
+    file = _run([str(bin_dir / "python"), "-c", code], cwd).strip()
+    assert Path(file).resolve() == (site / "analogsam" / "devices" / "pcm-hermes.toml").resolve(), file

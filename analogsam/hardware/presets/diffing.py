@@ -3,7 +3,7 @@ value came from (the schema default, which file of the ``extends`` chain, or an 
 
 from __future__ import annotations
 
-from analogsam.hardware.presets.loading import Preset, _fmt, load
+from analogsam.hardware.presets.loading import Preset, _fmt, load, shown_path, shown_source
 from analogsam.hardware.presets.schema import KNOBS
 
 __all__ = ["diff", "format_diff"]
@@ -35,12 +35,19 @@ def format_diff(a, b, *, devices=None) -> str:
     """:func:`diff` as an aligned text table headed by both presets' names, files and hashes."""
     a = a if isinstance(a, Preset) else load(a, devices=devices)
     b = b if isinstance(b, Preset) else load(b, devices=devices)
-    head = [f"A  {a.name}  ({a.path}, hash {a.hash})", f"B  {b.name}  ({b.path}, hash {b.hash})", ""]
+    head = [
+        f"A  {a.name}  ({shown_path(a.path)}, hash {a.hash})",
+        f"B  {b.name}  ({shown_path(b.path)}, hash {b.hash})",
+        "",
+    ]
     rows = diff(a, b)
     if not rows:
         return "\n".join(head + [f"no knob differs: A and B resolve to the same values (hash {a.hash})"]) + "\n"
     table = [("key", "A", "B", "unit", "A from", "B from")]
-    table += [(r["key"], _fmt(r["a"]), _fmt(r["b"]), r["unit"], r["a_source"], r["b_source"]) for r in rows]
+    table += [
+        (r["key"], _fmt(r["a"]), _fmt(r["b"]), r["unit"], shown_source(r["a_source"]), shown_source(r["b_source"]))
+        for r in rows
+    ]
     widths = [max(len(r[i]) for r in table) for i in range(5)]
     lines = []
     for i, r in enumerate(table):

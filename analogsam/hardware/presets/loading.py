@@ -581,6 +581,26 @@ def list_presets(devices: str | os.PathLike | Sequence | None = None) -> list:
     return rows
 
 
+def shown_path(path: str | os.PathLike | None) -> str:
+    """A preset file as tables show it: ``devices/pcm.toml`` for a shipped one (wherever the package
+    is installed), a path relative to the working folder where it lies below it, else the full path;
+    so that printed tables (and notebook outputs) carry no machine's absolute paths."""
+    if path is None:
+        return "-"
+    path = Path(path)
+    for base, prefix in ((preset_dir().resolve(), Path("devices")), (Path.cwd().resolve(), Path())):
+        try:
+            return str(prefix / path.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def shown_source(source: str) -> str:
+    """A knob's source (``default``, ``override``, ``file:<path>``) with the path as :func:`shown_path`."""
+    return f"file:{shown_path(source[len('file:') :])}" if source.startswith("file:") else source
+
+
 def describe(preset: Preset | str) -> str:
     """A human-readable table of every resolved value with its unit and source."""
     p = load(preset) if not isinstance(preset, Preset) else preset
@@ -588,7 +608,7 @@ def describe(preset: Preset | str) -> str:
         f"preset       {p.name}",
         f"device       {p.device}",
         f"description  {p.description}",
-        f"file         {p.path}",
+        f"file         {shown_path(p.path)}",
         f"hash         {p.hash}",
     ]
     times = p.supported_times
@@ -608,7 +628,7 @@ def describe(preset: Preset | str) -> str:
     rows = [("key", "value", "unit", "source")]
     for knob in KNOBS:
         value = p.values[knob.section][knob.key]
-        source = p.sources[knob.section][knob.key]
+        source = shown_source(p.sources[knob.section][knob.key])
         if knob.section == "noise" and knob.key != "model" and knob.key not in MODEL_KNOBS[model]:
             source += f" (unused by {model})"
         rows.append((knob.path, _fmt(value), knob.unit, source))
