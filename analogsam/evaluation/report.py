@@ -16,6 +16,10 @@ the best seed-level mean, a report adds a table of the drop from the digital val
 interval over seeds, and the plots draw one thin line per training seed under the mean and its
 band over seeds. Rows of single runs keep exactly the output they always had.
 
+A knob sweep's variants (``pcm[io.adc_bits=4]``, ...) keep their own sections, and the report adds,
+before them, the metric against each varied knob (:mod:`.knobs`); the text tables print the knob
+tables instead of one table per variant.
+
 Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so importing or
 using this module leaves matplotlib's global state (backend, pyplot figures) alone.
 """
