@@ -568,28 +568,35 @@ PRESETS_READING = """
 *About the committed run (the parameters above: LeNet-5 with SGD, 84.8% digital accuracy on the
 1000 evaluation images, 3 programmings per setting); the numbers are in the outputs above.*
 
-- **Converters alone** (`ideal`: 8-bit DAC/ADC, no device noise) cost 0.5 points (84.30%, the same
+- **Converters alone** (`ideal`: 8-bit DAC/ADC, no device noise) cost 0.8 points (84.00%, the same
   in every repeat since nothing is random).
-- **Across presets**, `hwa-standard` loses least (83.7% at 1 s, 83.9% at 2 d). Its static input
+- **Across presets**, `hwa-standard` loses least (83.9% at 1 s, 83.1% at 2 d). Its static input
   ranges are calibrated on the same images it is evaluated on, and that calibration runs through
   aihwkit's tiles, whose forward noise cannot be seeded: its numbers move by a few tenths of a point
   from one execution to the next, unlike every other number here. `rram-cmo` starts close to
-  digital (84.1% at 1 s) but falls to 75.7% after 1 d and 72.8% after 2 d; `rram-wan2022` is the
-  lowest at 1 s (81.6%) and ends at 75.2% ± 4.2 at 2 d. `pcm` and `pcm-hermes` sit in between
-  (about 81.5% at 2 d).
-- **The resolution of this size of run is about 2 points.** `pcm` reads 79.0% ± 2.2 at 1 d but 81.5%
-  at 2 d, which is not a recovery: the same preset measured at 1 d with other noise draws (the drift
-  table) gives 81.1% ± 0.8. Differences between presets smaller than that are not resolved with 3
-  repeats on 1000 images.
-- **ADC bits**: 8 bits and more are equivalent here (83.2-84.0% at 1 s; 9 and 10 bits are not better
-  than 8 beyond the noise). Below that accuracy collapses: 82.6% at 7 bits, 79.3% at 6, 67.2% at 5,
-  55.1% at 4. After a day of drift it collapses sooner (4 bits: 20.8%; 6 bits: 70.3%): drift lowers
-  the conductances, so the outputs reaching the ADC are smaller and use fewer of its levels; the
-  drift compensation rescales them only after the conversion.
-- **Drift compensation** is what keeps PCM usable: without it accuracy is 60.8% after 1 d, 15.0% after
-  30 d and 9.5% after 1 year (chance level is 10%); global compensation keeps 80.1% at 30 d and 75.8%
-  at 1 year. Per-column compensation is no better than global here (74.7% at 1 year, within the noise
-  of global's 75.8%, and lower at every time point).
+  digital (83.8% at 1 s) but falls to 71.3% after 1 d and 69.5% after 2 d; `rram-wan2022` is the
+  lowest at 1 s (81.3%) and ends at 77.9% at 2 d. `pcm` and `pcm-hermes` sit in between (about
+  81.7% at 2 d).
+- **The resolution of this size of run is one to two points.** `pcm` reads 80.4% ± 0.3 at 1 d but
+  81.7% ± 0.8 at 2 d, which is not a recovery (drift only lowers the conductances) but the spread of
+  3 programmings on 1000 images. Differences between presets smaller than that are not resolved.
+- **ADC bits** (one variant of `pcm` per value, all on the same programming-noise draws): at 1 s,
+  8 bits and more are equivalent (83.3-83.7%). Below that accuracy collapses: 81.8% at 7 bits, 78.6%
+  at 6, 66.7% at 5, 58.7% at 4. After a day of drift it collapses sooner (4 bits: 23.3%; 6 bits:
+  70.9%), and 9 and 10 bits (81.3%, 82.1%) now do better than 8 (80.4%): drift lowers the
+  conductances, so the outputs reaching the ADC are smaller and use fewer of its levels; the drift
+  compensation rescales them only after the conversion. A designer budgeting ADC bits for this
+  network reads 8 bits for fresh weights and 9-10 once the device has drifted for a day.
+- **Drift scale**: a device that drifts half as fast as aihwkit's PCM model keeps 79.4% after a
+  year, aihwkit's own ν keeps 75.2%; twice the drift is 4 points below that after a day (76.4%
+  against 80.4%), 11 after a month (69.5% against 80.7%) and 16 after a year (58.9%); four times the
+  drift is down to 44.8% ± 9.1 after a day and at chance (10%) from a month on, drift compensation
+  notwithstanding. Read as a device specification: for a year's retention within about 10 points of
+  digital, this network needs a drift exponent no larger than aihwkit's PCM model's.
+- **Drift compensation** is what keeps PCM usable: without it accuracy is 63.3% after 1 d, 15.7% after
+  30 d and 9.5% after 1 year (chance level is 10%); global compensation keeps 80.7% at 30 d and 75.2%
+  at 1 year. Per-column compensation is no better than global here (73.6% at 1 year, within the noise
+  of global's 75.2%, and lower at every time point).
 """
 
 PRESETS = [
@@ -813,9 +820,10 @@ drift = knob_sweep("noise.drift_scale", DRIFT_SCALES, DRIFT_SCALE_TIMES, "drift_
     (
         "md",
         """
-**Reading the plot.** At 1 s nothing has drifted yet, so every drift scale gives the same accuracy
-(the same programmings); the panels to the right show how much drift each device tolerates over a
-day, a month and a year with the preset's global drift compensation. The largest scale whose curve
+**Reading the plot.** At 1 s the weights have drifted for one second past the model's 20 s reference
+time, so the drift scales differ by little (the same programmings; what remains is the spread of the
+drift exponents between devices); the panels to the right show how much drift each device
+tolerates over a day, a month and a year with the preset's global drift compensation. The largest scale whose curve
 stays near the dashed digital line at the time the chip must hold its weights is the drift
 coefficient this network tolerates: the number to compare with a measured device's ν.
 """,
