@@ -625,15 +625,15 @@ MODEL = "lenet5"
 OPTIMIZER = "sgd"
 EPOCHS = 3
 SEED = 0
-TRAIN_LIMIT = 20000           # training images (None: all 60,000)
-EVAL_LIMIT = 1000             # test images for the analog evaluation (None: the whole test split)
-REPEATS = 3                   # independent programmings per setting
-PRESETS = None                # None: every shipped preset
-PRESET_TIMES = "1s,1d,2d"     # rram-wan2022 is only defined at 1 s, 1 d and 2 d
+TRAIN_LIMIT = 20000  # training images (None: all 60,000)
+EVAL_LIMIT = 1000  # test images for the analog evaluation (None: the whole test split)
+REPEATS = 3  # independent programmings per setting
+PRESETS = None  # None: every shipped preset
+PRESET_TIMES = "1s,1d,2d"  # rram-wan2022 is only defined at 1 s, 1 d and 2 d
 KNOB_PRESET = "pcm"
 ADC_BITS = [4, 5, 6, 7, 8, 9, 10]
 ADC_TIMES = "1s,1d"
-DRIFT_SCALES = [0.5, 1.0, 2.0, 4.0]   # × the drift exponent ν of aihwkit's PCM model
+DRIFT_SCALES = [0.5, 1.0, 2.0, 4.0]  # × the drift exponent ν of aihwkit's PCM model
 DRIFT_SCALE_TIMES = "1s,1d,30d,1y"
 DRIFT_MODES = ["none", "global", "per-column"]
 DRIFT_TIMES = "1s,1h,1d,30d,1y"
@@ -654,10 +654,10 @@ from IPython.display import Image, Markdown, display
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm's notice when ipywidgets is absent
 warnings.filterwarnings("ignore", category=UserWarning, module="aihwkit")  # a torch deprecation inside aihwkit
 
-from analogsam.hardware import presets
 from analogsam.data import ArrayDataset, load_dataset
 from analogsam.evaluation import evaluate, format_time, parse_times, summarize, sweep
 from analogsam.evaluation.knobs import knob_figure, knob_markdown_table
+from analogsam.hardware import presets
 from analogsam.studies.default import train_or_reuse
 
 Path(OUT).mkdir(parents=True, exist_ok=True)
@@ -687,11 +687,22 @@ print(presets.describe("rram-wan2022"))
         "code",
         """
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
-run = train_or_reuse(Path(RUNS) / OPTIMIZER, model=MODEL, data=data, optimizer=OPTIMIZER, epochs=EPOCHS,
-                     seed=SEED, data_options={"train_limit": TRAIN_LIMIT}, run_name=OPTIMIZER, progress=False)
+run = train_or_reuse(
+    Path(RUNS) / OPTIMIZER,
+    model=MODEL,
+    data=data,
+    optimizer=OPTIMIZER,
+    epochs=EPOCHS,
+    seed=SEED,
+    data_options={"train_limit": TRAIN_LIMIT},
+    run_name=OPTIMIZER,
+    progress=False,
+)
 test = data.test if EVAL_LIMIT is None else ArrayDataset(data.test.x[:EVAL_LIMIT], data.test.y[:EVAL_LIMIT])
-print(f"run {run.name!r} in {run.path}: digital test accuracy {run.metrics[-1]['test_accuracy']:.2%} "
-      f"(whole test split); evaluating on {len(test)} test images")
+print(
+    f"run {run.name!r} in {run.path}: digital test accuracy {run.metrics[-1]['test_accuracy']:.2%} "
+    f"(whole test split); evaluating on {len(test)} test images"
+)
 """,
     ),
     (
@@ -711,11 +722,15 @@ own C++ tiles (`aihwkit`, for settings the fast path does not reproduce; slower)
         """
 def table(cell, keys, label, header, times):
     # mean ± std (%) of each setting (row) at each time (column); cell: {(setting, t): summary row}
-    lines = [f"| {header} | digital | " + " | ".join(format_time(t) for t in times) + " |",
-             "|---|---|" + "---|" * len(times)]
+    lines = [
+        f"| {header} | digital | " + " | ".join(format_time(t) for t in times) + " |",
+        "|---|---|" + "---|" * len(times),
+    ]
     for k in keys:
         values = [f"{100 * cell[(k, t)]['mean']:.2f} ± {100 * cell[(k, t)]['std']:.2f}" for t in times]
-        lines.append(f"| {label(k)} | {100 * cell[(k, times[0])]['digital_accuracy']:.2f} | " + " | ".join(values) + " |")
+        lines.append(
+            f"| {label(k)} | {100 * cell[(k, times[0])]['digital_accuracy']:.2f} | " + " | ".join(values) + " |"
+        )
     display(Markdown("\\n".join(lines)))
 
 
@@ -728,7 +743,7 @@ def plot(series, x, title, filename, xlabel="time after programming", time_axis=
         mean = [100 * c["mean"] for c in cells]
         low = [100 * c["ci95_low"] if c["n"] > 1 else m for c, m in zip(cells, mean)]
         high = [100 * c["ci95_high"] if c["n"] > 1 else m for c, m in zip(cells, mean)]
-        line, = ax.plot(positions, mean, marker="o", label=label)
+        (line,) = ax.plot(positions, mean, marker="o", label=label)
         ax.fill_between(positions, low, high, color=line.get_color(), alpha=0.15)
     if time_axis:
         ax.set_xticks(positions)
@@ -758,7 +773,9 @@ for name in names:
     print(f"{name:14s} backend {backend[name]:8s} {time.perf_counter() - start:6.1f} s")
 cell = {(r["preset"], r["t_seconds"]): r for r in summarize(preset_rows)}
 table(cell, names, lambda n: f"`{n}` ({backend[n]})", "preset (backend)", preset_times)
-plot({n: [cell[(n, t)] for t in preset_times] for n in names}, preset_times, f"{run.name} on every preset", "presets.png")
+plot(
+    {n: [cell[(n, t)] for t in preset_times] for n in names}, preset_times, f"{run.name} on every preset", "presets.png"
+)
 """,
     ),
     (
@@ -780,10 +797,20 @@ values differ by the ADC alone.
 def knob_sweep(knob, values, times, filename):
     # one variant of KNOB_PRESET per value; the table and the plot of evaluation/knobs.py
     start = time.perf_counter()
-    rows = sweep([run], [KNOB_PRESET], vary={knob: values}, batches_for=lambda r: test.batches(2000),
-                 times=times, repeats=REPEATS, seed=SEED, progress=False)
-    print(f"{len(rows)} measurements of {len(values)} variants "
-          f"({', '.join(dict.fromkeys(r['preset'] for r in rows))}) in {time.perf_counter() - start:.0f} s")
+    rows = sweep(
+        [run],
+        [KNOB_PRESET],
+        vary={knob: values},
+        batches_for=lambda r: test.batches(2000),
+        times=times,
+        repeats=REPEATS,
+        seed=SEED,
+        progress=False,
+    )
+    print(
+        f"{len(rows)} measurements of {len(values)} variants "
+        f"({', '.join(dict.fromkeys(r['preset'] for r in rows))}) in {time.perf_counter() - start:.0f} s"
+    )
     summary = summarize(rows)
     display(Markdown(knob_markdown_table(summary, KNOB_PRESET, knob)))
     knob_figure(summary, KNOB_PRESET, knob).savefig(Path(OUT) / filename, dpi=110)
@@ -847,13 +874,25 @@ mode_of = {presets.load(KNOB_PRESET, {"compensation.drift": m}).hash: m for m in
 drift_rows = []
 start = time.perf_counter()
 for mode in DRIFT_MODES:
-    drift_rows += evaluate(run, test.batches(2000), KNOB_PRESET, overrides={"compensation.drift": mode},
-                           times=drift_times, repeats=REPEATS, seed=SEED, progress=False)
+    drift_rows += evaluate(
+        run,
+        test.batches(2000),
+        KNOB_PRESET,
+        overrides={"compensation.drift": mode},
+        times=drift_times,
+        repeats=REPEATS,
+        seed=SEED,
+        progress=False,
+    )
 print(f"{len(drift_rows)} measurements in {time.perf_counter() - start:.0f} s")
 cell = {(mode_of[r["preset_hash"]], r["t_seconds"]): r for r in summarize(drift_rows)}
 table(cell, DRIFT_MODES, str, "drift compensation", drift_times)
-plot({m: [cell[(m, t)] for t in drift_times] for m in DRIFT_MODES}, drift_times,
-     f"drift compensation on {KNOB_PRESET}", "drift_compensation.png")
+plot(
+    {m: [cell[(m, t)] for t in drift_times] for m in DRIFT_MODES},
+    drift_times,
+    f"drift compensation on {KNOB_PRESET}",
+    "drift_compensation.png",
+)
 """,
     ),
     ("md", PRESETS_READING),
