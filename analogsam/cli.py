@@ -602,6 +602,7 @@ def cmd_run(args) -> None:
     from analogsam.studies.default import default_study_runs
 
     _check_device(args)  # before training, not after it
+    presets = _load_presets(args, [args.preset])  # so is a preset that cannot be loaded
     start = time.perf_counter()
     out = _output_folder(args.out)
     runs = default_study_runs(
@@ -617,7 +618,7 @@ def cmd_run(args) -> None:
         progress=not args.quiet,
         device=args.device,
     )
-    rows, left_out = _sweep(args, runs, _load_presets(args, [args.preset]), out / "evaluation")
+    rows, left_out = _sweep(args, runs, presets, out / "evaluation")
     _finish(
         rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}"
     )
