@@ -108,8 +108,23 @@ def add_device_flag(group) -> None:
     )
 
 
-def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
-    """``--preset`` (or ``--presets``) and ``--set``."""
+def add_devices_flag(group) -> None:
+    """``--devices``: a folder of the user's own presets (one declaration for every command that takes a preset)."""
+    from analogsam.hardware.presets import DEVICES_ENV_VAR
+
+    group.add_argument(
+        "--devices",
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a folder of your own preset .toml files, each loadable by its file name beside the shipped "
+        f"presets (repeatable; also ${DEVICES_ENV_VAR}, folders separated by ':'); a name that is "
+        "already taken is an error (default: the shipped presets only)",
+    )
+
+
+def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False, vary: bool = False) -> None:
+    """``--preset`` (or ``--presets``), ``--set``, ``--devices`` and, for sweeps, ``--vary``."""
     group = p.add_argument_group("preset", "the simulated device (see `analogsam presets list`)")
     if many:
         group.add_argument(
@@ -133,6 +148,17 @@ def add_preset_flags(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         help="override a preset value, e.g. --set io.adc_bits=6 (repeatable; every key with its "
         "unit: `analogsam presets show NAME`)",
     )
+    if vary:
+        group.add_argument(
+            "--vary",
+            action="append",
+            default=[],
+            metavar="KEY=V1,V2,...",
+            help="sweep a preset value: measure each preset once per value, as a variant named e.g. "
+            "pcm[io.adc_bits=4] (any --set key, same units and checks; repeatable: several form a grid); "
+            "results get one column per varied key and the report plots the metric against it",
+        )
+    add_devices_flag(group)
 
 
 def add_evaluation_flags(
@@ -323,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", parents=[debug], help="accuracy over time of one trained run on one device preset")
     ev.add_argument("run_dir", help="a run folder written by `analogsam train`, or a seed group (`train --seeds`)")
-    add_preset_flags(ev)
+    add_preset_flags(ev, vary=True)
     add_evaluation_flags(ev, repeats=DEFAULT_REPEATS)
     add_data_flags(ev)
     add_output_flags(ev, what="output folder (default: RUN_DIR/eval-PRESET)")
@@ -337,19 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folders written by `analogsam train`, or seed groups "
         "(`train --seeds`: one method, statistics over its seeds)",
     )
-    add_preset_flags(cmp, many=True)
+    add_preset_flags(cmp, many=True, vary=True)
     add_evaluation_flags(cmp, repeats=DEFAULT_REPEATS)
     add_data_flags(cmp)
     add_output_flags(cmp, required=True, what="output folder; rerunning the same command resumes it")
 
     pre = sub.add_parser(
-        "presets", parents=[debug], help="list device presets or show one with every value, unit and source"
+        "presets",
+        parents=[debug],
+        help="list device presets, show one with every value, unit and source, or diff two",
+        description="list: every preset loadable by name and its source (shipped, or your --devices "
+        "folder); show NAME: every value with its unit and where it came from; diff A B: every value "
+        "that differs, with its unit and where each came from.",
     )
-    pre.add_argument("action", nargs="?", choices=("list", "show"), default="list")
-    pre.add_argument("name", nargs="?", help="preset name or TOML path (for show)")
+    pre.add_argument("action", nargs="?", choices=("list", "show", "diff"), default="list")
+    pre.add_argument("name", nargs="*", help="preset name or TOML path (show: one; diff: two)")
     pre.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a value, e.g. io.adc_bits=6"
     )
+    add_devices_flag(pre)
 
     ana = sub.add_parser(
         "analyze",
@@ -489,6 +521,14 @@ def _overrides(items):
     return parse_set_options(items) if items else None
 
 
+def _load_presets(args, names) -> list:
+    """The presets ``names`` (names or TOML paths) loaded with the user's ``--devices`` folders, so
+    the API below gets Presets and never looks a name up again."""
+    from analogsam.hardware.presets import load
+
+    return [load(name, devices=args.devices) for name in names]
+
+
 def _output_folder(path) -> Path:
     from analogsam.storage import ensure_folder
 
@@ -540,8 +580,15 @@ def _sweep(args, runs, presets, out: Path):
             device=args.device,
             repeats_per_pass=args.repeats_per_pass,
             batches_for=lambda r: _test_batches(r, args.data_root),
+            vary=_vary(args),
         )
     return rows, left_out
+
+
+def _vary(args) -> dict | None:
+    from analogsam.hardware.presets import parse_vary_options
+
+    return parse_vary_options(args.vary) if getattr(args, "vary", None) else None
 
 
 def _check_device(args) -> None:
@@ -555,6 +602,7 @@ def cmd_run(args) -> None:
     from analogsam.studies.default import default_study_runs
 
     _check_device(args)  # before training, not after it
+    presets = _load_presets(args, [args.preset])  # so is a preset that cannot be loaded
     start = time.perf_counter()
     out = _output_folder(args.out)
     runs = default_study_runs(
@@ -570,7 +618,7 @@ def cmd_run(args) -> None:
         progress=not args.quiet,
         device=args.device,
     )
-    rows, left_out = _sweep(args, runs, [args.preset], out / "evaluation")
+    rows, left_out = _sweep(args, runs, presets, out / "evaluation")
     _finish(
         rows, out / "evaluation", left_out=left_out, title=f"Default study: {args.model} on {args.data}, {args.preset}"
     )
@@ -633,6 +681,8 @@ def _sweep_and_report(args, run_dirs, presets, out, title: str) -> None:
     from analogsam.evaluation.runs import load_runs
 
     _check_device(args)
+    _vary(args)  # a bad --vary is refused before anything is loaded
+    presets = _load_presets(args, presets)
     runs = load_runs(run_dirs)  # a missing or damaged run is refused before a folder is made
     out = _output_folder(out)
     rows, left_out = _sweep(args, runs, presets, out)
@@ -656,15 +706,27 @@ def cmd_presets(args) -> None:
     from analogsam.hardware import presets as devices
 
     if args.action == "list":
-        entries = devices.list_presets()
+        entries = devices.list_presets(args.devices)
         width = max(len(e["name"]) for e in entries)
         dev_width = max(len(e["device"]) for e in entries)
+        src_width = max(len(e["source"]) for e in entries)
         for e in entries:
-            print(f"{e['name'].ljust(width)}  {e['device'].ljust(dev_width)}  {e['description']}")
+            print(
+                f"{e['name'].ljust(width)}  {e['device'].ljust(dev_width)}  {e['source'].ljust(src_width)}  {e['description']}"
+            )
         return
-    if not args.name:
-        raise InvalidParameterError("presets show needs a preset name, e.g. `analogsam presets show pcm`")
-    print(devices.describe(devices.load(args.name, overrides=_overrides(args.set))))
+    wanted = {"show": 1, "diff": 2}[args.action]
+    if len(args.name) != wanted:
+        example = "show pcm" if args.action == "show" else "diff pcm pcm-hermes"
+        raise InvalidParameterError(
+            f"presets {args.action} needs {wanted} preset name{'s' if wanted > 1 else ''} or TOML path"
+            f"{'s' if wanted > 1 else ''}, got {len(args.name)}, e.g. `analogsam presets {example}`"
+        )
+    if args.action == "diff":
+        a, b = (devices.load(n, devices=args.devices, overrides=_overrides(args.set)) for n in args.name)
+        print(devices.format_diff(a, b), end="")
+        return
+    print(devices.describe(devices.load(args.name[0], devices=args.devices, overrides=_overrides(args.set))))
 
 
 def _names(flag: str, text: str | None, allowed) -> list[str]:
@@ -686,7 +748,7 @@ def cmd_analyze(args) -> None:
     result = analyze_runs(
         args.run_dirs,
         out,
-        preset=args.preset,
+        preset=_load_presets(args, [args.preset])[0],
         t=args.time,
         repeats=args.repeats,
         seed=args.seed,
@@ -770,7 +832,12 @@ def cmd_inspect(args) -> None:
     resolve_device(args.device)  # refused before the model is built
     print(
         format_layer_report(
-            layer_report(_inspected_model(args), args.preset, overrides=_overrides(args.set), device=args.device)
+            layer_report(
+                _inspected_model(args),
+                _load_presets(args, [args.preset])[0],
+                overrides=_overrides(args.set),
+                device=args.device,
+            )
         )
     )
 

@@ -12,11 +12,6 @@ from analogsam.hardware import presets as devices
 from analogsam.hardware.presets import PresetError
 from analogsam.hardware.presets.schema import KNOBS, WAN2022_TIMES
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"pcm", "pcm-hermes", "rram-wan2022", "rram-cmo", "hwa-standard", "ideal"}
 
@@ -348,17 +343,16 @@ def test_knob_table_covers_every_knob_and_docs_are_current():
     assert table in docs, "docs/devices.md is stale: paste devices.knob_table_markdown() into it"
 
 
-def test_presets_ship_as_package_data():
-    """A plain wheel must contain the shipped presets as package data of analogsam.hardware.presets
-    (checked by configuration; building a wheel is too slow for the unit tests)."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    st = pyproject["tool"]["setuptools"]
-    assert st["packages"]["find"]["include"] == ["analogsam*"]
-    assert "shipped/*.toml" in st["package-data"]["analogsam.hardware.presets"]
-    found = {p.name for p in devices.preset_dir().iterdir() if p.name.endswith(".toml")}
-    assert {f"{n}.toml" for n in SHIPPED} <= found
-    shipped = REPO / "analogsam" / "hardware" / "presets" / "shipped"
+def test_presets_live_in_the_top_level_devices_folder_and_ship_as_package_data():
+    """The shipped presets are one copy, in the top-level devices/ folder, which setup.py installs as
+    the package data of analogsam.devices (a wheel is built by tests/test_install.py)."""
+    shipped = REPO / "devices"
     assert {f"{n}.toml" for n in SHIPPED} <= {p.name for p in shipped.glob("*.toml")}
+    assert (shipped / "README.md").is_file()
+    assert devices.preset_dir() == shipped.resolve()
+    assert not list((REPO / "analogsam").rglob("*.toml")), "a second copy of a preset inside the package"
+    setup = (REPO / "setup.py").read_text()
+    assert '"analogsam.devices": "devices"' in setup and '"analogsam.devices": ["*.toml", "*.md"]' in setup
 
 
 def test_listing_presets_does_not_import_aihwkit():

@@ -4,7 +4,8 @@ The package is installed with ``--no-deps`` into a fresh virtual environment tha
 interpreter's site-packages through a ``.pth`` line (added after the new environment's own
 site-packages, so the installed copy comes first; .pth files of that folder, such as an editable
 install's, are not run). Everything runs from a temporary folder, so the source tree is not on
-``sys.path``: what is tested is the wheel's content (the shipped presets are package data).
+``sys.path``: what is tested is the wheel's content (the shipped presets of the top-level ``devices/``
+folder are the package data of ``analogsam.devices``).
 """
 
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.stem for p in (ROOT / "analogsam" / "hardware" / "presets" / "shipped").glob("*.toml"))
+SHIPPED = sorted(p.stem for p in (ROOT / "devices").glob("*.toml"))
 
 
 def _run(args, cwd, timeout=600):
@@ -33,7 +34,8 @@ def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
     source = tmp / "source"  # a copy: pip's in-tree build would leave build/ and *.egg-info here
     shutil.copytree(ROOT / "analogsam", source / "analogsam", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    shutil.copytree(ROOT / "devices", source / "devices")
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, source / name)
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)  # (pip comes from the outer site-packages)
@@ -78,3 +80,12 @@ def test_analogsam_presets_list_finds_every_shipped_preset(installed):
     listed = [name for name in SHIPPED if name in out.split()]
     assert SHIPPED and listed == SHIPPED, out
     assert len(SHIPPED) >= 6
+
+
+def test_a_preset_loads_by_name_from_the_installed_package(installed):
+    bin_dir, cwd, site = installed
+    out = _run([str(bin_dir / "analogsam"), "presets", "show", "pcm-hermes"], cwd)
+    assert "file         devices/pcm-hermes.toml" in out and "hermes_devices" in out
+    code = "from analogsam.hardware import presets; print(presets.load('pcm-hermes').path)"
+    file = _run([str(bin_dir / "python"), "-c", code], cwd).strip()
+    assert Path(file).resolve() == (site / "analogsam" / "devices" / "pcm-hermes.toml").resolve(), file

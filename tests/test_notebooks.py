@@ -34,6 +34,8 @@ SMALL_BY_NOTEBOOK = {
         "PRESET_TIMES": "1s,1d",
         "ADC_BITS": [4, 8],
         "ADC_TIMES": "1s",
+        "DRIFT_SCALES": [1.0, 2.0],
+        "DRIFT_SCALE_TIMES": "1s,1y",
         "DRIFT_MODES": ["none", "global"],
         "DRIFT_TIMES": "1s,1y",
     },

@@ -1,7 +1,8 @@
 """Evaluation on simulated hardware: the seeded Monte-Carlo protocol (:mod:`.protocol`) measured by
 a backend (:mod:`.backends`: aihwkit's tiles or the fast engine), the resumable result store
 (:mod:`.store`), statistics over repeats and over training seeds (:mod:`.statistics`), time units (:mod:`.times`), which
-(preset, time) cells a comparison measures (:mod:`.coverage`) and reports (:mod:`.report`)."""
+(preset, time) cells a comparison measures (:mod:`.coverage`) and reports (:mod:`.report`, :mod:`.knobs`
+for knob sweeps)."""
 
 from analogsam.evaluation.protocol import DEFAULT_REPEATS, evaluate, sweep
 from analogsam.evaluation.seeds import derive_seed

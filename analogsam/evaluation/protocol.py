@@ -38,6 +38,7 @@ from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
+from analogsam.hardware.presets import check_vary, variants
 from analogsam.scoring import Score, model_output, resolve_metric, score
 from analogsam.validation import check_int
 
@@ -287,6 +288,7 @@ def evaluate(
                 "digital_accuracy": digital_accuracy,
                 "n_samples": n_samples,
                 "backend": measure.name,
+                **preset.varied,  # a knob sweep's variant: one column per varied knob
             }
 
         def finished(cell: list[dict]) -> None:
@@ -301,7 +303,7 @@ def evaluate(
                 derive_seed(
                     seed,
                     run_label(run, faults_text),
-                    preset.name,
+                    preset.seed_name,  # a sweep's variants share their base preset's draws
                     repeat,
                     *(("train_seed", train_seed) if grouped else ()),
                 )
@@ -388,6 +390,8 @@ def sweep(
     ray=None,
     device="auto",
     repeats_per_pass: int | None = None,
+    vary: Mapping | None = None,
+    devices=None,
 ) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
@@ -409,8 +413,15 @@ def sweep(
     ``metric``, ``output_fn``, ``device`` and ``repeats_per_pass`` are :func:`evaluate`'s (with workers
     or Ray, the first two must be picklable: a name, a module-level function; on a GPU, every worker
     shares it); with workers or Ray each task measures a pass of ``repeats_per_pass`` repeats.
+    ``vary`` sweeps device knobs: ``{"io.adc_bits": [4, 6, 8]}`` measures each preset once per value
+    (several keys: once per point of their grid), as a variant named ``pcm[io.adc_bits=4]`` with its
+    own hash (:func:`analogsam.hardware.presets.variants`), its rows carrying one column per varied
+    key; the variants of a preset share its programming seeds (the same noise draws for every value),
+    and adding values to ``vary`` later measures only the new variants. ``devices`` is a folder (or a
+    list) of the user's own presets, loadable by name (also ``$ANALOGSAM_DEVICES``).
     Returns every row in ``out`` (old and new) if ``out`` is given, else the new rows.
     """
+    vary = check_vary(vary)  # refused before anything is loaded
     repeats = check_int("repeats", repeats, low=1)
     seed = check_int("seed", seed, low=0)
     workers = check_int("workers", workers, low=1)
@@ -427,7 +438,7 @@ def sweep(
     if ray is not None:
         import_ray()  # say how to install Ray before loading anything
     runs = load_runs(runs)
-    presets = [resolve_preset(p, overrides) for p in presets]
+    presets = [v for p in presets for v in variants(p, vary, overrides=overrides, devices=devices)]
     measured_times, left_out = times_per_preset(presets, times)  # refuse before measuring anything
     if left_out:
         warnings.warn(describe_left_out(left_out), LeftOutCellsWarning, stacklevel=2)

@@ -16,6 +16,10 @@ the best seed-level mean, a report adds a table of the drop from the digital val
 interval over seeds, and the plots draw one thin line per training seed under the mean and its
 band over seeds. Rows of single runs keep exactly the output they always had.
 
+A knob sweep's variants (``pcm[io.adc_bits=4]``, ...) keep their own sections, and the report adds,
+before them, the metric against each varied knob (:mod:`.knobs`); the text tables print the knob
+tables instead of one table per variant.
+
 Plots are drawn on a :class:`matplotlib.figure.Figure` with its own Agg canvas, so importing or
 using this module leaves matplotlib's global state (backend, pyplot figures) alone.
 """
@@ -29,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analogsam.errors import InvalidParameterError
+from analogsam.evaluation.columns import columns_for
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
 from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, summarize, summarize_seeds
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
@@ -37,6 +42,8 @@ from analogsam.scoring import Metric, resolve_metric
 
 #: What a table shows for a cell that was not measured.
 NOT_MEASURED = "—"
+#: Panels side by side in the all-presets figure before it wraps into another row.
+_PANELS_PER_ROW = 4
 
 
 def summary_of(rows: list[dict]) -> list[dict]:
@@ -290,10 +297,15 @@ def accuracy_figure(
     from matplotlib.figure import Figure
 
     presets = [preset] if preset else _presets(summary)
-    fig = Figure(figsize=(5.5 * len(presets), 4))
+    columns = min(len(presets), _PANELS_PER_ROW)  # (a knob sweep's many variants wrap into rows)
+    lines = math.ceil(len(presets) / columns)
+    fig = Figure(figsize=(5.5 * columns, 4 * lines))
     FigureCanvasAgg(fig)
-    for ax, name in zip(fig.subplots(1, len(presets), squeeze=False)[0], presets):
+    axes = fig.subplots(lines, columns, squeeze=False).ravel()
+    for ax, name in zip(axes, presets):
         _draw_preset(ax, summary, name, metric, rows)
+    for ax in axes[len(presets) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -325,11 +337,11 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    write_rows(out / "results.csv", rows, RESULT_COLUMNS)
+    write_rows(out / "results.csv", rows, columns_for(RESULT_COLUMNS, rows))
     written["results"] = out / "results.csv"
     summary = summary_of(rows)
     seeds = _over_seeds(summary)
-    write_rows(out / "summary.csv", summary, SEED_SUMMARY_COLUMNS if seeds else SUMMARY_COLUMNS)
+    write_rows(out / "summary.csv", summary, columns_for(SEED_SUMMARY_COLUMNS if seeds else SUMMARY_COLUMNS, summary))
     written["summary"] = out / "summary.csv"
     metrics = [metric_info(summary, m) for m in metrics_of(summary)] or [metric_info(summary)]
     for i, metric in enumerate(metrics):
@@ -359,6 +371,11 @@ def write_report(
         ]
     if left_out:
         sections += [f"Note: {describe_left_out(left_out)}.", ""]
+    from analogsam.evaluation.knobs import write_knob_section  # (it builds on this module)
+
+    knob_lines, knob_plots = write_knob_section(summary, out)
+    sections += knob_lines
+    written.update(knob_plots)
     for name in _presets(summary):
         digests = sorted({r["preset_hash"] for r in summary if r["preset"] == name})
         sections += [f"## Preset `{name}` (values hash {', '.join(digests)})", ""]
@@ -387,7 +404,16 @@ def write_report(
 
 
 def summary_tables(summary: list[dict]) -> str:
-    """Text tables of every preset and metric in ``summary``."""
-    return "\n\n".join(
-        text_table(summary, p, m) for p in _presets(summary) for m in metrics_of(summary) if _measured(summary, p, m)
-    )
+    """Text tables of every preset and metric in ``summary``; the variants of a knob sweep
+    (``pcm[io.adc_bits=4]``, ...) as one table per varied knob instead of one per variant."""
+    from analogsam.evaluation.knobs import base_presets, knob_tables
+
+    swept = set(base_presets(summary))
+    plain = [
+        text_table(summary, p, m)
+        for p in _presets(summary)
+        if p.split("[", 1)[0] not in swept or "[" not in p
+        for m in metrics_of(summary)
+        if _measured(summary, p, m)
+    ]
+    return "\n\n".join(plain + ([knob_tables(summary)] if swept else []))

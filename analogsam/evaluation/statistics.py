@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.columns import with_metric
+from analogsam.evaluation.columns import knob_columns, with_metric
 from analogsam.statistics import confidence_interval, sample_std, welch_t_test
 
 SUMMARY_COLUMNS = [
@@ -94,6 +94,11 @@ def _cell(r: dict) -> tuple:
     return (r["run"], r.get("faults") or "", r["preset"], r["preset_hash"], r["metric"], float(r["t_seconds"]))
 
 
+def _knobs(row: dict) -> dict:
+    """The varied-knob columns of a cell's row (a knob sweep's variant; the same in every row of it)."""
+    return {key: row[key] for key in knob_columns([row])}
+
+
 def _order(item) -> tuple:
     key = item[0]
     return key[0], key[1], key[2], key[4], key[5]
@@ -130,6 +135,7 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
                 "ci95_high": high,
                 "digital_value": first.get("digital_value"),
                 "digital_accuracy": first.get("digital_value") if metric == "accuracy" else None,
+                **_knobs(first),
             }
         )
     return out
@@ -213,6 +219,7 @@ def summarize_seeds(rows: Iterable[dict]) -> list[dict]:
                 "drop_ci95_low": drop_low,
                 "drop_ci95_high": drop_high,
                 "digital_accuracy": digital if metric == "accuracy" else None,
+                **_knobs(first),
             }
         )
     return out

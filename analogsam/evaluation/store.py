@@ -23,8 +23,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, with_metric
+from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, columns_for, knob_value, with_metric
 from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
+from analogsam.hardware.presets.schema import KNOBS_BY_PATH
 from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 
 __all__ = [
@@ -87,6 +88,8 @@ def _typed(row: dict) -> dict:
             out[key] = value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1")
         elif key in _FLOAT_COLUMNS:
             out[key] = float(value)
+        elif key in KNOBS_BY_PATH:  # a varied knob's column (a knob sweep)
+            out[key] = knob_value(key, value)
         elif key in _NUMBER_OR_TEXT_COLUMNS:
             try:
                 out[key] = float(value)
@@ -160,6 +163,7 @@ class ResultStore:
         self.rows = read_rows(self.path)
         for row in self.rows:
             row.setdefault("faults", "")  # written before faults were a column: clean
+        self.columns = columns_for(RESULT_COLUMNS, self.rows)
         self._upgrade_header()
         self.done = {cell_key(r) for r in self.rows}
 
@@ -172,10 +176,11 @@ class ResultStore:
             atomic_write(self.path, lambda f: f.write(data[: data.rfind(b"\n") + 1]), binary=True)
 
     def _upgrade_header(self) -> None:
-        # Appended rows follow RESULT_COLUMNS, so a file written with other columns (before the
-        # faults or the metric columns) is rewritten once with them; its values are kept exactly.
-        if self.path.exists() and self.path.stat().st_size and _header(self.path) != RESULT_COLUMNS:
-            write_rows(self.path, self.rows, RESULT_COLUMNS)
+        # Appended rows follow RESULT_COLUMNS (and the columns of the knobs its rows vary), so a file
+        # written with other columns (before the faults or the metric columns) is rewritten once
+        # with them; its values are kept exactly.
+        if self.path.exists() and self.path.stat().st_size and _header(self.path) != self.columns:
+            write_rows(self.path, self.rows, self.columns)
 
     def check_settings(self, settings: dict) -> None:
         """Record ``settings`` (times, seed, preset hashes...) or refuse if they differ from the stored ones.
@@ -215,10 +220,17 @@ class ResultStore:
         return _key(run, faults, preset.name, preset.hash, repeat, metric, train_seed) in self.done
 
     def append_cell(self, rows: list[dict]) -> None:
-        """Append one finished cell's rows durably."""
+        """Append one finished cell's rows durably. A cell that varies a knob no earlier row varied
+        adds its column: the file is rewritten once with it (atomically; the old rows' values kept,
+        their new column empty)."""
+        columns = columns_for(self.columns, rows)
+        if columns != self.columns:
+            self.columns = columns
+            if self.path.exists() and self.path.stat().st_size:
+                write_rows(self.path, self.rows, self.columns)
         new_file = not self.path.exists() or self.path.stat().st_size == 0
         with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             if new_file:
                 writer.writeheader()
             writer.writerows(rows)

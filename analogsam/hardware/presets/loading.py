@@ -1,8 +1,9 @@
 """Device presets: validated, documented TOML data that configures aihwkit analog tiles.
 
-A preset is a TOML file (shipped ones live in ``analogsam/hardware/presets/shipped/``, installed
-with the package; a user's own file is passed by path) that names a noise model and sets
-knobs with units. Every knob is declared in ``analogsam.hardware.presets.schema``; ``docs/devices.md`` is the
+A preset is a TOML file that names a noise model and sets knobs with units. The shipped ones live
+in the repository's top-level ``devices/`` folder (installed with the package as ``analogsam/devices``);
+a user's own file is passed by path, or loaded by name from a folder of them (``devices=``,
+``--devices DIR`` or ``$ANALOGSAM_DEVICES``; :func:`catalog`). Every knob is declared in ``analogsam.hardware.presets.schema``; ``docs/devices.md`` is the
 generated table of all of them.
 
     >>> from analogsam.hardware import presets
@@ -64,6 +65,9 @@ __all__ = [
     "knob_table_markdown",
     "parse_set_options",
     "preset_dir",
+    "catalog",
+    "device_folders",
+    "DEVICES_ENV_VAR",
 ]
 
 _OVERRIDE = "override"
@@ -78,46 +82,106 @@ class PresetError(AnalogsamError, ValueError):
 # Finding presets
 
 
-def preset_dir():
-    """The folder (an importlib Traversable) that holds the shipped ``*.toml`` presets."""
-    from importlib.resources import files
+#: Folders of a user's own presets (separated by ``os.pathsep``), loadable by name beside the shipped
+#: ones, like ``--devices DIR`` on the command line and ``devices=`` in the API.
+DEVICES_ENV_VAR = "ANALOGSAM_DEVICES"
 
-    return files("analogsam.hardware.presets") / "shipped"
+#: The source :func:`list_presets` gives a shipped preset.
+SHIPPED = "shipped"
+
+
+def preset_dir() -> Path:
+    """The folder that holds the shipped ``*.toml`` presets: the top-level ``devices/`` of the source
+    tree (an editable install), or its copy ``analogsam/devices`` inside an installed wheel."""
+    package = Path(__file__).resolve().parents[2]  # .../analogsam
+    for folder in (package / "devices", package.parent / "devices"):
+        if folder.is_dir():
+            return folder
+    raise PresetError(  # pragma: no cover (a broken install)
+        f"the shipped presets are missing: neither {package / 'devices'} (a wheel install) nor "
+        f"{package.parent / 'devices'} (the source tree) exists; reinstall analogsam"
+    )
+
+
+def _presets_in(folder: Path) -> dict:
+    """name -> Path of every ``*.toml`` in ``folder`` (not its subfolders)."""
+    return {p.stem: p.resolve() for p in sorted(folder.glob("*.toml"), key=lambda p: p.stem) if p.is_file()}
 
 
 def _shipped() -> dict:
     """name -> Path of every shipped preset file."""
-    out = {}
-    for entry in preset_dir().iterdir():
-        if entry.name.endswith(".toml"):
-            out[entry.name[: -len(".toml")]] = Path(str(entry))
-    return dict(sorted(out.items()))
+    return _presets_in(preset_dir())
+
+
+def device_folders(devices: str | os.PathLike | Sequence | None = None) -> list:
+    """The folders of a user's presets: ``devices`` (one folder or several: ``--devices``,
+    ``devices=``), then each folder of ``$ANALOGSAM_DEVICES``; each once, each checked to exist."""
+    given = [] if devices is None else [devices] if isinstance(devices, (str, os.PathLike)) else list(devices)
+    named = [(Path(d), "devices=" if not isinstance(d, str) else f"--devices {d}") for d in given]
+    env = os.environ.get(DEVICES_ENV_VAR, "")
+    named += [(Path(d), f"${DEVICES_ENV_VAR}") for d in env.split(os.pathsep) if d.strip()]
+    folders: list = []
+    for folder, origin in named:
+        folder = folder.expanduser()
+        if not folder.is_dir():
+            raise PresetError(
+                f"devices folder {folder} (from {origin}) is not a folder: pass a folder that holds preset .toml files"
+            )
+        folder = folder.resolve()
+        if folder != preset_dir().resolve() and folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def catalog(devices: str | os.PathLike | Sequence | None = None) -> dict:
+    """name -> (Path, source) of every preset loadable by name: the shipped ones (source
+    ``"shipped"``) and those of the user's folders (:func:`device_folders`; source: the folder).
+
+    A name defined twice (a user preset named like a shipped one, or two user files of one name) is
+    an error naming both files, never a silent override.
+    """
+    found = {name: (path, SHIPPED) for name, path in _shipped().items()}
+    for folder in device_folders(devices):
+        for name, path in _presets_in(folder).items():
+            if name in found:
+                other, source = found[name]
+                hint = (
+                    f'; to start from the shipped one, write extends = "{name}" in a file of another name'
+                    if source == SHIPPED
+                    else ""
+                )
+                raise PresetError(
+                    f"preset name {name!r} is defined twice: {other} ({source}) and {path}: rename one of the files{hint}"
+                )
+            found[name] = (path, str(folder))
+    return found
 
 
 def _looks_like_path(name: str) -> bool:
     return name.endswith(".toml") or os.sep in name or "/" in name
 
 
-def _resolve_file(name_or_path: str | os.PathLike, base_dir: Path | None = None) -> Path:
+def _resolve_file(name_or_path: str | os.PathLike, base_dir: Path | None = None, devices=None) -> Path:
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         path = Path(name_or_path).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if not path.is_file():
             raise PresetError(
-                f"preset file not found: {path} (pass a shipped preset name, one of "
-                f"{', '.join(_shipped())}, or the path of an existing .toml file)"
+                f"preset file not found: {path} (pass a preset name, one of "
+                f"{', '.join(catalog(devices))}, or the path of an existing .toml file)"
             )
         return path.resolve()
-    shipped = _shipped()
+    known = catalog(devices)
     name = str(name_or_path)
-    if name not in shipped:
-        near = difflib.get_close_matches(name, shipped, n=1)
+    if name not in known:
+        near = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise PresetError(
-            f"unknown preset {name!r}{hint}; available presets: {', '.join(shipped)} (or pass the path of a .toml file)"
+            f"unknown preset {name!r}{hint}; available presets: {', '.join(known)} (or pass the path of a "
+            f".toml file, or a folder of your own presets with --devices DIR or ${DEVICES_ENV_VAR})"
         )
-    return shipped[name]
+    return known[name][0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,8 +302,9 @@ def _read_toml(path: Path) -> dict:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
 
 
-def _chain(path: Path) -> list:
-    """The extends chain of a preset file: [(path, data), ...], root ancestor first."""
+def _chain(path: Path, devices=None) -> list:
+    """The extends chain of a preset file: [(path, data), ...], root ancestor first (a parent named
+    by name is looked up among the shipped presets and the user's folders, :func:`catalog`)."""
     chain = []
     seen = []
     while True:
@@ -255,7 +320,7 @@ def _chain(path: Path) -> list:
         if not isinstance(parent, str) or not parent:
             raise PresetError(f"{path}: extends = {_fmt(parent)} must be a preset name or a .toml path")
         try:
-            path = _resolve_file(parent, base_dir=path.parent)
+            path = _resolve_file(parent, base_dir=path.parent, devices=devices)
         except PresetError as exc:
             raise PresetError(f"{path}: extends = {parent!r}: {exc}") from None
     return chain[::-1]
@@ -319,6 +384,11 @@ class Preset:
     sources: dict
     path: str | None = None  # the file it was loaded from (None: built from overrides only)
     overrides: dict = field(default_factory=dict)  # flat "section.key" -> value, as applied
+    # A variant of a knob sweep (:func:`~analogsam.hardware.presets.variants.variants`): the varied
+    # knobs ("section.key" -> value), which become columns of the result rows, and the name of the
+    # preset it varies, from which its programming seeds are derived.
+    varied: dict = field(default_factory=dict)
+    base_name: str | None = None
 
     # ---- identity --------------------------------------------------------------------------------
     @property
@@ -330,6 +400,14 @@ class Preset:
             separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def seed_name(self) -> str:
+        """The name the repeat seeds are derived from: a sweep's variants share their base preset's
+        (common random numbers: every knob value is measured on the same programming-noise draws,
+        so the differences between values are not buried in draw-to-draw spread, and a variant
+        measures exactly what ``--set KEY=VALUE`` on the base preset measures)."""
+        return self.base_name or self.name
 
     def flat_values(self) -> dict:
         """{"section.key": value} for every knob."""
@@ -397,6 +475,8 @@ class Preset:
             sources=sources,
             path=self.path,
             overrides=merged,
+            varied=dict(self.varied),
+            base_name=self.base_name,
         )
 
     # ---- aihwkit ---------------------------------------------------------------------------------
@@ -439,20 +519,24 @@ def _collect_overrides(overrides: Mapping | None, sections: Mapping) -> dict:
 def load(
     name_or_path: str | os.PathLike | Preset,
     overrides: Mapping | None = None,
+    *,
+    devices: str | os.PathLike | Sequence | None = None,
     **sections: Mapping,
 ) -> Preset:
-    """Load a preset by shipped name (``"pcm"``) or by the path of a TOML file, then apply overrides.
+    """Load a preset by name (``"pcm"``) or by the path of a TOML file, then apply overrides.
 
-    ``overrides`` is flat (``{"io.adc_bits": 6}``) or nested (``{"io": {"adc_bits": 6}}``);
-    keyword sections do the same (``load("pcm", io={"adc_bits": 6})``).
+    A name is a shipped preset's or that of a ``*.toml`` in a user's folder: ``devices`` (one folder
+    or a list) or ``$ANALOGSAM_DEVICES`` (:func:`catalog`). ``overrides`` is flat
+    (``{"io.adc_bits": 6}``) or nested (``{"io": {"adc_bits": 6}}``); keyword sections do the same
+    (``load("pcm", io={"adc_bits": 6})``).
     """
     if isinstance(name_or_path, Preset):
         return name_or_path.with_overrides(overrides, **sections)
-    path = _resolve_file(name_or_path)
+    path = _resolve_file(name_or_path, devices=devices)
     values = default_values()
     sources = {s: {k: _DEFAULT for k in sec} for s, sec in values.items()}
     meta: dict = {}
-    for file_path, data in _chain(path):
+    for file_path, data in _chain(path, devices):
         where = str(file_path)
         meta.pop("name", None)  # a name labels its own file only; description and device inherit
         _apply(_flatten(data, where), values, sources, meta, f"file:{file_path}", where)
@@ -477,15 +561,44 @@ def load(
 # Listing, describing, documentation
 
 
-def list_presets() -> list:
-    """Every shipped preset: [{"name", "device", "description", "path", "hash"}, ...]."""
+def list_presets(devices: str | os.PathLike | Sequence | None = None) -> list:
+    """Every preset loadable by name, shipped ones first, then those of the user's folders
+    (``devices``, ``$ANALOGSAM_DEVICES``): [{"name", "device", "description", "path", "hash",
+    "source"}, ...], where ``source`` is ``"shipped"`` or the user's folder."""
     rows = []
-    for _name, path in _shipped().items():
-        p = load(path)
+    for name, (path, source) in catalog(devices).items():
+        p = load(path, devices=devices)
         rows.append(
-            {"name": p.name, "device": p.device, "description": p.description, "path": str(path), "hash": p.hash}
+            {
+                "name": name,  # what loads it (a file's stem; its ``name =`` labels its rows)
+                "device": p.device,
+                "description": p.description,
+                "path": str(path),
+                "hash": p.hash,
+                "source": source,
+            }
         )
     return rows
+
+
+def shown_path(path: str | os.PathLike | None) -> str:
+    """A preset file as tables show it: ``devices/pcm.toml`` for a shipped one (wherever the package
+    is installed), a path relative to the working folder where it lies below it, else the full path;
+    so that printed tables (and notebook outputs) carry no machine's absolute paths."""
+    if path is None:
+        return "-"
+    path = Path(path)
+    for base, prefix in ((preset_dir().resolve(), Path("devices")), (Path.cwd().resolve(), Path())):
+        try:
+            return str(prefix / path.resolve().relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def shown_source(source: str) -> str:
+    """A knob's source (``default``, ``override``, ``file:<path>``) with the path as :func:`shown_path`."""
+    return f"file:{shown_path(source[len('file:') :])}" if source.startswith("file:") else source
 
 
 def describe(preset: Preset | str) -> str:
@@ -495,7 +608,7 @@ def describe(preset: Preset | str) -> str:
         f"preset       {p.name}",
         f"device       {p.device}",
         f"description  {p.description}",
-        f"file         {p.path}",
+        f"file         {shown_path(p.path)}",
         f"hash         {p.hash}",
     ]
     times = p.supported_times
@@ -515,7 +628,7 @@ def describe(preset: Preset | str) -> str:
     rows = [("key", "value", "unit", "source")]
     for knob in KNOBS:
         value = p.values[knob.section][knob.key]
-        source = p.sources[knob.section][knob.key]
+        source = shown_source(p.sources[knob.section][knob.key])
         if knob.section == "noise" and knob.key != "model" and knob.key not in MODEL_KNOBS[model]:
             source += f" (unused by {model})"
         rows.append((knob.path, _fmt(value), knob.unit, source))
