@@ -18,6 +18,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from analogsam.errors import AnalogsamError
 from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsam.optim)
     adaptive_param_groups,
+    crossbar_weights as weight_parameters,
     non_norm_parameters,
 )
 
