@@ -18,9 +18,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from analogsam.errors import AnalogsamError
 from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsam.optim)
     adaptive_param_groups,
-    crossbar_weights as weight_parameters,
     non_norm_parameters,
 )
+from analogsam.robustness.roles import crossbar_weights as weight_parameters  # noqa: F401  (re-exported)
 
 
 class NonFiniteError(AnalogsamError, FloatingPointError):
