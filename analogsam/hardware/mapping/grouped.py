@@ -119,6 +119,13 @@ def _is_grouped_conv(module: nn.Module) -> bool:
 
 def _rewrite(conv) -> GroupedConv:
     check_padding_mode(conv)
+    if isinstance(conv, nn.Conv3d) and tuple(conv.dilation) != (1, 1, 1):
+        from analogsam.hardware.conversion import ConversionError
+
+        raise ConversionError(
+            f"{_describe(conv)}: dilation={tuple(conv.dilation)} cannot go onto analog tiles (aihwkit's "
+            "AnalogConv3d supports dilation 1 only); use dilation=1"
+        )
     return GroupedConv(conv)
 
 
