@@ -2,8 +2,10 @@
 constructors with small configs and random weights (nothing downloaded), each with a sample batch.
 
 Each builder returns ``(model, inputs)``: the model in eval mode, seeded, and a batch of 4 inputs
-it takes as ``model(inputs)``. The table of issue 23 is the first six entries plus the dilated
-TCN; the rest are the architectures that already converted, kept converting. Every builder is
+it takes as ``model(inputs)``. The table of issue 23 is the first six entries of :data:`ZOO`; the
+rest are architectures that already converted, kept converting, and ones with parameters of their
+own (torchvision's ConvNeXt, timm's ResMLP, Llama). HuggingFace's ViT is not here: it reads
+``projection.weight.dtype`` from outside the layer, which an analog layer has no tensor for. Every builder is
 also a factory for the command line: ``analogsam inspect tests.zoo_architectures:gpt2``.
 """
 
@@ -61,10 +63,10 @@ def torchvision_resnet18():
 
 
 @_seeded
-def torchvision_mobilenet_v3():
-    from torchvision.models import mobilenet_v3_small
+def torchvision_squeezenet():
+    from torchvision.models import squeezenet1_1
 
-    return _ready(mobilenet_v3_small(num_classes=10), _images())
+    return _ready(squeezenet1_1(num_classes=10), _images())
 
 
 @_seeded
@@ -78,7 +80,7 @@ def torchvision_convnext():
 
 @_seeded
 def torchvision_swin():
-    """torchvision's Swin: relative position bias tables (parameters indexed, then added)."""
+    """torchvision's Swin: its attention passes qkv.weight to F.linear itself (refused by name)."""
     from torchvision.models.swin_transformer import SwinTransformer
 
     model = SwinTransformer(
@@ -126,10 +128,19 @@ def timm_mobilevit():
 
 @_seeded
 def timm_resmlp():
-    """timm's ResMLP: affine layers (alpha, beta) and layer scales, all element-wise."""
-    import timm
+    """timm's ResMLP (its MlpMixer with ResBlock and Affine): affine norms and layer scales, all element-wise."""
+    from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
 
-    model = timm.create_model("resmlp_12_224", pretrained=False, img_size=32, depth=2, embed_dim=32, num_classes=10)
+    model = MlpMixer(
+        num_classes=10,
+        img_size=32,
+        patch_size=8,
+        num_blocks=2,
+        embed_dim=32,
+        mlp_ratio=4,
+        block_layer=ResBlock,
+        norm_layer=Affine,
+    )
     return _ready(model, _images())
 
 
@@ -170,20 +181,13 @@ def bert():
 
 
 @_seeded
-def hf_vit():
-    """HuggingFace's ViT: class token and position embeddings are parameters of ViTEmbeddings."""
-    from transformers import ViTConfig, ViTForImageClassification
+def distilbert():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=10,
+    config = DistilBertConfig(
+        vocab_size=100, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=32, num_labels=5
     )
-    return _ready(ViTForImageClassification(config), _images())
+    return _ready(DistilBertForSequenceClassification(config), _tokens())
 
 
 @_seeded
@@ -223,7 +227,7 @@ def dilated_tcn():
     return _ready(model, torch.randn(SAMPLES, 3, 24, generator=torch.Generator().manual_seed(1)))
 
 
-#: Every architecture by name; the first seven are the table of issue 23.
+#: Every architecture that converts, by name; the first six are the table of issue 23.
 ZOO = {
     "torchvision-vit": torchvision_vit,
     "timm-convnext-atto": timm_convnext_atto,
@@ -232,12 +236,14 @@ ZOO = {
     "hf-t5-encoder": t5_encoder,
     "dilated-tcn": dilated_tcn,
     "torchvision-resnet18": torchvision_resnet18,
-    "torchvision-mobilenet-v3": torchvision_mobilenet_v3,
+    "torchvision-squeezenet": torchvision_squeezenet,
     "torchvision-convnext": torchvision_convnext,
-    "torchvision-swin": torchvision_swin,
     "timm-mobilevit": timm_mobilevit,
     "timm-resmlp": timm_resmlp,
     "hf-bert": bert,
-    "hf-vit": hf_vit,
+    "hf-distilbert": distilbert,
     "hf-llama": llama,
 }
+
+#: Architectures refused by name, and the layer the refusal names.
+REFUSED = {"torchvision-swin": (torchvision_swin, "features.1.0.attn.qkv (Linear)")}
