@@ -79,7 +79,7 @@ class GroupedConv(nn.Module):
 
 
 def _describe(conv: nn.Module) -> str:
-    return f"grouped {type(conv).__name__}({conv.extra_repr()})"
+    return f"{'grouped ' if conv.groups > 1 else ''}{type(conv).__name__}({conv.extra_repr()})"
 
 
 def explicit_padding(conv) -> tuple[int, ...]:
@@ -105,9 +105,8 @@ def check_padding_mode(conv) -> None:
     from analogsam.hardware.conversion import ConversionError
 
     if conv.padding_mode != "zeros":
-        what = _describe(conv) if conv.groups > 1 else f"{type(conv).__name__}({conv.extra_repr()})"
         raise ConversionError(
-            f"{what}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
+            f"{_describe(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
             "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer"
         )
 
