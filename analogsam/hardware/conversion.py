@@ -230,7 +230,7 @@ def convert(
         calibration_batches: ``(inputs, labels)`` batches for presets that need input-range
             calibration (``preset.needs_input_range_calibration``); the first 1000 samples are used.
         example_inputs: a sample batch of inputs (what ``model(inputs)`` takes; a dict is passed
-            as keywords, a tuple as arguments), or None: the first batch of ``calibration_batches``.
+            as keywords), or None: the inputs of the first batch of ``calibration_batches``.
             Needed only when the model holds parameters outside Linear/Conv and the known layers:
             one forward on its first two samples tells which of them are used element-wise (they
             stay digital) and which as a matrix (refused by name).

@@ -230,12 +230,10 @@ class _UseRecorder(TorchFunctionMode):
 
 
 def call_model(model: nn.Module, inputs):
-    """``model(inputs)`` as the evaluation calls it: a dict is passed as keywords, a tuple or list
-    as positional arguments, anything else as the one argument."""
+    """``model(inputs)``, as the evaluation calls it; a dict (HuggingFace's ``input_ids``,
+    ``attention_mask``, ...) is passed as keywords."""
     if isinstance(inputs, dict):
         return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
     return model(inputs)
 
 
