@@ -794,6 +794,18 @@ def _built_by_function(spec: str):
     function = getattr(module, name, None)
     if not callable(function):
         raise InvalidParameterError(f"{spec!r}: {module_name} has no function {name!r}")
+    try:
+        needed = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # (no signature to read: call it and see)
+        needed = []
+    if needed:
+        raise InvalidParameterError(
+            f"{spec!r}: {name}() needs {', '.join(needed)}; pass a function that builds the network without arguments"
+        )
     built = function()
     network, inputs = built if isinstance(built, tuple) and len(built) == 2 else (built, None)
     if not isinstance(network, nn.Module):

@@ -96,12 +96,18 @@ class LayerCheck:
         )
 
 
+def _kept_digital(path: str, allow_digital) -> bool:
+    """Whether ``allow_digital`` names the layer at ``path`` or a module around it (aihwkit then
+    leaves the whole module digital)."""
+    return any(path == name or path.startswith(name + ".") for name in allow_digital)
+
+
 def check_layers(digital: nn.Module, allow_digital=(), example_inputs=None) -> LayerCheck:
     """Which layers of ``digital`` (already mapped) stay digital by use and which are refused (those in
     ``allow_digital`` aside): layers with parameters aihwkit cannot map that are used as a matrix or
     whose use is unknown, and Linear/Conv layers whose parameters the network uses from outside the
     layer's forward (a tile holds no weight tensor to hand out)."""
-    unknown = [(n, t) for n, t in unconvertible_layers(digital) if n not in allow_digital]
+    unknown = [(n, t) for n, t in unconvertible_layers(digital) if not _kept_digital(n, allow_digital)]
     if example_inputs is None:
         return LayerCheck([], [(n, t, None) for n, t in unknown])
     modules = dict(digital.named_modules())
@@ -113,7 +119,7 @@ def check_layers(digital: nn.Module, allow_digital=(), example_inputs=None) -> L
     layers = {
         path or "<root>": m
         for path, m in modules.items()
-        if is_convertible(m) and (path or "<root>") not in allow_digital
+        if is_convertible(m) and not _kept_digital(path or "<root>", allow_digital)
     }
     recording = record_uses(digital, example_inputs, [n for names in own.values() for n in names], layers)
     uses = [LayerUse(path, kind, [recording.uses[n] for n in own[path]]) for path, kind in unknown]
