@@ -83,7 +83,14 @@ def gpt2_perplexity(text: str) -> None:
     data = load_text(text, seq_len=32, test_fraction=0.1)
     torch.manual_seed(0)
     config = GPT2Config(
-        vocab_size=data.num_classes, n_positions=32, n_embd=64, n_layer=2, n_head=4, attn_implementation="eager"
+        vocab_size=data.num_classes,
+        n_positions=32,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
     )
     start = time.perf_counter()
     run = train(

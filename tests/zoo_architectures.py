@@ -152,7 +152,16 @@ def gpt2():
     """GPT-2's projections are transformers' Conv1D: Linear layers with the weight transposed."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=100, n_positions=32, n_embd=32, n_layer=2, n_head=2, attn_implementation="eager")
+    config = GPT2Config(
+        vocab_size=100,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
     return _ready(GPT2LMHeadModel(config), _tokens())
 
 
