@@ -17,6 +17,7 @@ from analogsam.cli import main
 from analogsam.evaluation.backends import make_backend
 from analogsam.evaluation.protocol import evaluate
 from analogsam.hardware.conversion import ConversionError, convert
+from analogsam.hardware.inspection import layer_report
 from analogsam.scoring import model_output
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -110,3 +111,34 @@ def test_a_network_that_takes_weights_out_of_its_layers_is_refused_by_name():
     message = str(err.value)
     assert f"{layer}: its parameters are used outside its own forward (linear)" in message
     assert "allow_digital=(" in message and "\n" not in message
+
+
+def test_a_network_that_reads_a_layers_weight_is_refused_by_name_and_runs_with_it_digital():
+    """HuggingFace's ViT casts its pixels to projection.weight.dtype: the analog layer has no weight
+    tensor, so the converted network's trial forward fails, and conversion names the layer; kept
+    digital knowingly, the rest converts and equals the digital network with noise off."""
+    pytest.importorskip("transformers")
+    build, layer = zoo.REFUSED["hf-vit"]
+    model, x = build()
+    with pytest.raises(ConversionError) as err:
+        convert(model, "pcm", example_inputs=x)
+    message = str(err.value)
+    assert f"{layer}: its weight's dtype read from outside the layer" in message
+    assert "allow_digital=('vit.embeddings.patch_embeddings.projection',)" in message and "\n" not in message
+    rows = layer_report(model, "pcm", example_inputs=x)
+    assert rows.refusal == message
+    row = next(r for r in rows if r["path"] == "vit.embeddings.patch_embeddings.projection")
+    assert row["placement"] == "unmappable" and "its weight's dtype read from outside the layer" in row["why"]
+    analog = convert(
+        model,
+        "ideal",
+        overrides=NOISE_OFF,
+        example_inputs=x,
+        allow_digital=("vit.embeddings.patch_embeddings.projection",),
+    )
+    backend = make_backend(analog, "fast", "cpu")
+    backend.program(0)
+    backend.drift(1.0, 0)
+    with torch.no_grad():
+        digital, ours = model_output(model(x)), model_output(backend.forward(x))
+    torch.testing.assert_close(ours, digital, rtol=1e-4, atol=1e-5 * float(digital.abs().max()))

@@ -4,8 +4,10 @@ constructors with small configs and random weights (nothing downloaded), each wi
 Each builder returns ``(model, inputs)``: the model in eval mode, seeded, and a batch of 4 inputs
 it takes as ``model(inputs)``. The table of issue 23 is the first six entries of :data:`ZOO`; the
 rest are architectures that already converted, kept converting, and ones with parameters of their
-own (torchvision's ConvNeXt, timm's ResMLP, Llama). HuggingFace's ViT is not here: it reads
-``projection.weight.dtype`` from outside the layer, which an analog layer has no tensor for. Every builder is
+own (torchvision's ConvNeXt, timm's ResMLP, Llama). :data:`REFUSED` holds the ones refused by
+name: torchvision's Swin (passes its Linear layers' weights to ``F.linear`` itself) and
+HuggingFace's ViT (reads ``projection.weight.dtype`` from outside the layer, and an analog layer
+has no weight tensor). Every builder is
 also a factory for the command line: ``analogsam inspect tests.zoo_architectures:gpt2``.
 """
 
@@ -200,6 +202,23 @@ def distilbert():
 
 
 @_seeded
+def hf_vit():
+    """HuggingFace's ViT reads its patch projection's weight.dtype from outside the layer."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=10,
+    )
+    return _ready(ViTForImageClassification(config), _images())
+
+
+@_seeded
 def llama():
     """Llama: RMS norms (a weight multiplied in) and rotary embeddings (buffers)."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -255,4 +274,7 @@ ZOO = {
 }
 
 #: Architectures refused by name, and the layer the refusal names.
-REFUSED = {"torchvision-swin": (torchvision_swin, "features.1.0.attn.qkv (Linear)")}
+REFUSED = {
+    "torchvision-swin": (torchvision_swin, "features.1.0.attn.qkv (Linear)"),
+    "hf-vit": (hf_vit, "vit.embeddings.patch_embeddings.projection (Conv2d)"),
+}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from torch import nn
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
-from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, record_uses, sample_of
+from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
 
@@ -75,6 +75,9 @@ class LayerCheck:
 
     by_use: list[LayerUse]
     refused: list[tuple[str, str, str | None]]
+    #: Linear/Conv layers whose weights' attributes the network reads from outside them (path ->
+    #: what it reads): converted, then tried with one forward (see :func:`convert`).
+    read_outside: dict[str, list[str]] = field(default_factory=dict)
 
     def error(self) -> ConversionError | None:
         """The one-line refusal naming every refused layer, its type, why and what to do; or None."""
@@ -133,7 +136,29 @@ def check_layers(digital: nn.Module, allow_digital=(), example_inputs=None) -> L
                 "cannot stand in for it",
             )
         )
-    return LayerCheck([u for u in uses if u.digital_by_use], refused)
+    return LayerCheck([u for u in uses if u.digital_by_use], refused, recording.read_outside)
+
+
+def _try_forward(analog: nn.Module, digital: nn.Module, example_inputs, check: LayerCheck) -> None:
+    """One forward of the converted network on the sample, where the network reads attributes of a
+    layer's weight from outside the layer (which an analog layer, holding no weight tensor, lacks):
+    a failure is refused with those layers' names instead of surfacing at the first evaluation."""
+    try:
+        with torch.no_grad():
+            call_model(analog, example_inputs)
+    except Exception as err:  # noqa: BLE001 (whatever the network's own code raises: named with its layers)
+        layers = {path: dict(digital.named_modules()).get(path) for path in check.read_outside}
+        listed = "; ".join(
+            f"{path} ({type(module).__name__ if module is not None else '?'}): its weight's "
+            f"{', '.join(reads)} read from outside the layer"
+            for (path, module), reads in zip(layers.items(), check.read_outside.values())
+        )
+        names = ", ".join(repr(p) for p in check.read_outside)
+        raise ConversionError(
+            f"the converted network fails on the sample ({type(err).__name__}: {err}) where it reads the "
+            f"weights of analog layers, which hold no weight tensor: {listed}. Pass allow_digital=({names},) "
+            "to keep them digital knowingly, or replace that code"
+        ) from err
 
 
 def resolve_preset(preset: str | devices.Preset, overrides: dict | None = None) -> devices.Preset:
@@ -272,6 +297,8 @@ def convert(
         except Exception as err:  # aihwkit's own refusal (a ValueError, say): name the layer
             raise _aihwkit_refusal(digital, rpu_config, err) from err
     analog.eval()
+    if check.read_outside:
+        _try_forward(analog, digital, example_inputs, check)
     analog.analogsam_digital_by_use = check.by_use  # the layers whose parameters stay digital by use
     if preset.needs_input_range_calibration:
         if calibration_batches is None:

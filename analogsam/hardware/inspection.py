@@ -167,14 +167,20 @@ def layer_report(
         example_inputs = sample_of(example_inputs)
     check = check_layers(mapped, allow_digital, example_inputs)
     refused = {path: why for path, _, why in check.refused}
-    unmappable = list(refused)
     by_use = {u.path: u for u in check.by_use}
     refusal = None
-    if refused:
+    if refused or check.read_outside:
         try:
             convert(network, preset, allow_digital=allow_digital, example_inputs=example_inputs)
         except ConversionError as err:
             refusal = str(err)
+            if not refused:  # the converted network failed where it reads these layers' weights
+                refused = {
+                    path: f"its weight's {', '.join(reads)} read from outside the layer, where the converted "
+                    "network fails"
+                    for path, reads in check.read_outside.items()
+                }
+    unmappable = list(refused)
     notes = []
     converted_with = preset
     if preset.needs_input_range_calibration:

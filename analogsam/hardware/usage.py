@@ -150,18 +150,21 @@ class _UseRecorder(TorchFunctionMode):
             self.owners[name] = (path, holders)
         self.active: dict[int, int] = {}  # id of a module -> forwards of it running now
         self.bypassed: dict[str, list[str]] = {}  # layer path -> calls that used its parameters outside it
+        self.read_outside: dict[str, list[str]] = {}  # layer path -> attributes of them read outside it
         self.data = weakref.WeakValueDictionary({id(t): t for t in inputs})  # tensors computed from the inputs
         self.uses: dict[str, tuple[list[str], list[str]]] = {}
 
-    def _check_owners(self, names, call: str) -> frozenset[str]:
-        """Record the layers whose parameters ``call`` uses outside their forward; the other names."""
+    def _check_owners(self, names, call: str, found=None) -> frozenset[str]:
+        """Record the layers whose parameters ``call`` uses outside their forward (in ``found``,
+        by default :attr:`bypassed`); the other names."""
+        found = self.bypassed if found is None else found
         rest = []
         for name in names:
             owner = self.owners.get(name)
             if owner is None:
                 rest.append(name)
             elif not any(self.active.get(holder) for holder in owner[1]):
-                calls = self.bypassed.setdefault(owner[0], [])
+                calls = found.setdefault(owner[0], [])
                 if call not in calls:
                     calls.append(call)
         return frozenset(rest)
@@ -176,9 +179,13 @@ class _UseRecorder(TorchFunctionMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         call = _call_name(func)
-        # (a read of a layer's dtype or shape from outside it is not a use: T5 reads wo.weight.dtype,
-        # guarded by isinstance(wo.weight, Tensor), which the analog layer then skips)
         if call in _METADATA or (call == "__get__" and not isinstance(out, Tensor)):
+            # A read of a layer's dtype or shape from outside it is not a use, but the analog layer
+            # has no weight tensor to read: T5 guards its read of wo.weight.dtype with
+            # isinstance(wo.weight, Tensor), HuggingFace's ViT does not. Noted for a trial forward.
+            if self.owners and args and isinstance(args[0], Tensor) and id(args[0]) in self.derived:
+                attribute = getattr(getattr(func, "__self__", None), "__name__", None) if call == "__get__" else None
+                self._check_owners(self.derived[id(args[0])][1], attribute or f"{call}()", self.read_outside)
             return out
         operands = []  # (position or keyword, tensor)
         for i, a in enumerate(args):
@@ -253,10 +260,12 @@ def sample_of(inputs, size: int = 2):
 class Recording:
     """What one recorded forward saw: ``uses`` of the watched parameters by name, and
     ``bypassed``: the layers (by path) whose parameters were used while the layer's own forward
-    was not running, with the calls that used them."""
+    was not running, with the calls that used them; ``read_outside``: the layers whose parameters'
+    attributes (dtype, shape) were read from outside them, with the calls that read them."""
 
     uses: dict[str, ParameterUse]
     bypassed: dict[str, list[str]]
+    read_outside: dict[str, list[str]] = field(default_factory=dict)
 
 
 def record_uses(
@@ -308,7 +317,7 @@ def record_uses(
     for n in wanted:
         matrix_ops, elementwise_ops = recorder.uses.get(by_id[id(named[n])], ([], []))
         uses[n] = ParameterUse(n, tuple(named[n].shape), list(matrix_ops), list(elementwise_ops))
-    return Recording(uses, dict(recorder.bypassed))
+    return Recording(uses, dict(recorder.bypassed), dict(recorder.read_outside))
 
 
 def parameter_uses(model: nn.Module, example_inputs, names: Iterable[str]) -> dict[str, ParameterUse]:
