@@ -481,14 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         parents=[debug],
         help="the layer report: every layer analog or digital and why, its tiles, parameters and engine",
-        description="Convert a trained run's model, or a model of the zoo, for a preset and print "
-        "every layer: analog tiles or digital and why, its tiles (count x rows x "
-        "cols), its parameters and which engine runs it (fast or aihwkit).",
+        description="Convert a trained run's model, a model of the zoo, or a network a Python function "
+        "builds, for a preset and print every layer: analog tiles or digital and why (digital by "
+        "use: parameters used element-wise only), its tiles (count x rows x cols), its parameters "
+        "and which engine runs it (fast or aihwkit).",
     )
     ins.add_argument(
         "model_or_run",
         metavar="MODEL_OR_RUN",
-        help="a run folder written by `analogsam train`, or a model name: " + ", ".join(model_names()),
+        help="a run folder written by `analogsam train`, a model name ("
+        + ", ".join(model_names())
+        + "), or MODULE:FUNCTION, a function (imported from the current folder or the installed "
+        "packages; this runs its code) that returns a torch.nn.Module or (module, sample inputs), "
+        "e.g. a torchvision/timm/transformers constructor with a small config",
     )
     add_preset_flags(ins)
     sizes = ins.add_argument_group(
@@ -797,6 +802,13 @@ def _inspected_model(args):
         "--num-classes": args.num_classes,
     }
     given = [flag for flag, value in size_flags.items() if value is not None]
+    if ":" in args.model_or_run and not Path(args.model_or_run).exists():
+        if given:
+            raise InvalidParameterError(
+                f"{', '.join(given)} size a model name, not the function {args.model_or_run} (it builds "
+                "the network it wants): leave them out"
+            )
+        return _built_by_function(args.model_or_run)
     if Path(args.model_or_run).exists():
         if given:
             raise InvalidParameterError(
@@ -825,18 +837,61 @@ def _inspected_model(args):
     return build_model(make_spec(args.model_or_run, **sizes))
 
 
+def _built_by_function(spec: str):
+    """``(module, sample inputs or None)`` from ``MODULE:FUNCTION``, the function called without arguments."""
+    import importlib
+    import os
+
+    from torch import nn
+
+    module_name, _, name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # (as `python -m` does: a module of the current folder is found)
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise InvalidParameterError(
+            f"{spec!r}: cannot import {module_name!r} ({err}); pass MODULE:FUNCTION with an importable module"
+        ) from err
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise InvalidParameterError(f"{spec!r}: {module_name} has no function {name!r}")
+    try:
+        needed = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):  # (no signature to read: call it and see)
+        needed = []
+    if needed:
+        raise InvalidParameterError(
+            f"{spec!r}: {name}() needs {', '.join(needed)}; pass a function that builds the network without arguments"
+        )
+    built = function()
+    network, inputs = built if isinstance(built, tuple) and len(built) == 2 else (built, None)
+    if not isinstance(network, nn.Module):
+        raise InvalidParameterError(
+            f"{spec!r} returned {type(network).__name__}: it must return a torch.nn.Module or (module, sample inputs)"
+        )
+    return network, inputs
+
+
 def cmd_inspect(args) -> None:
     from analogsam.device import resolve_device
     from analogsam.hardware import format_layer_report, layer_report
 
     resolve_device(args.device)  # refused before the model is built
+    network = _inspected_model(args)
+    network, inputs = network if isinstance(network, tuple) else (network, None)
     print(
         format_layer_report(
             layer_report(
-                _inspected_model(args),
+                network,
                 _load_presets(args, [args.preset])[0],
                 overrides=_overrides(args.set),
                 device=args.device,
+                example_inputs=inputs,
             )
         )
     )

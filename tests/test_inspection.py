@@ -184,6 +184,10 @@ def test_cli_inspect_a_zoo_model(capsys):
         (["inspect", "lenet"], ["'lenet' is neither a run folder nor a model name", "did you mean 'lenet5'"]),
         (["inspect", "mlp", "--input-size", "0"], ["--input-size must be an integer >= 1"]),
         (["inspect", "mlp", "--preset", "nonexistent-preset"], ["nonexistent-preset"]),
+        (["inspect", "no_such_module:build"], ["'no_such_module:build': cannot import 'no_such_module'"]),
+        (["inspect", "conformance:no_such_function"], ["conformance has no function 'no_such_function'"]),
+        (["inspect", "conformance:compare_draws"], ["compare_draws() needs a, b; pass a function that builds"]),
+        (["inspect", "zoo_architectures:dilated_tcn", "--input-size", "8"], ["--input-size size a model name"]),
     ],
 )
 def test_cli_inspect_errors_are_one_line(argv, words, capsys):
@@ -192,6 +196,14 @@ def test_cli_inspect_errors_are_one_line(argv, words, capsys):
     assert err.startswith("error: ") and "\n" not in err
     for word in words:
         assert word in err
+
+
+def test_cli_inspect_a_network_a_function_builds(capsys):
+    """MODULE:FUNCTION returning (module, sample inputs): the dilated TCN of tests/zoo_architectures.py."""
+    assert main(["inspect", "zoo_architectures:dilated_tcn", "--preset", "pcm"]) == 0
+    out = capsys.readouterr().out
+    assert "Sequential on preset 'pcm'" in out and "dilated Conv1d: the kernel on one analog tile" in out
+    assert "engine: fast" in out
 
 
 def test_cli_inspect_refuses_sizes_for_a_run_folder(digits_run, capsys):

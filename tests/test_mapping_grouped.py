@@ -72,7 +72,7 @@ def test_the_rewrite_keeps_training_mode_and_trainability():
     "conv, words",
     [
         (nn.Conv2d(4, 4, 3, groups=2, padding=1, padding_mode="reflect"), ["padding_mode='reflect'", "zeros"]),
-        (nn.Conv1d(4, 4, 3, groups=4, dilation=2), ["dilation=2", "AnalogConv1d", "dilation=1"]),
+        (nn.Conv3d(4, 4, 3, groups=4, dilation=2), ["dilation=(2, 2, 2)", "AnalogConv3d", "dilation 1"]),
         (nn.Conv2d(4, 4, 4, groups=2, padding="same"), ["padding='same'", "even kernel"]),
     ],
 )

@@ -22,8 +22,9 @@ from collections import Counter
 import torch
 from torch import nn
 
-from analogsam.hardware.conversion import ConversionError, convert, resolve_preset, unconvertible_layers
+from analogsam.hardware.conversion import ConversionError, check_layers, convert, resolve_preset
 from analogsam.hardware.mapping import REWRITES, map_to_tiles
+from analogsam.hardware.usage import sample_of
 from analogsam.robustness.roles import is_convertible, is_digital_by_design, is_norm_layer
 
 #: Why a layer without crossbar weights stays digital, by kind.
@@ -91,18 +92,25 @@ def _rewrite_description(name: str) -> str:
     return next((r.description for r in REWRITES if r.name == name), f"rewritten by {name}")
 
 
-def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unmappable: bool) -> tuple[str, str]:
-    """(placement, why) of a layer that has no tiles."""
+def _digital_why(
+    kind: str, module: nn.Module, path: str, *, allowed: bool, refused: str | None, unmappable: bool, by_use=None
+) -> tuple[str, str]:
+    """(placement, why) of a layer that has no tiles (``refused``: why convert() refuses it, if it does;
+    ``by_use``: its :class:`~analogsam.hardware.conversion.LayerUse` if its parameters stay digital by use)."""
     if unmappable and not allowed:
+        what = f"{kind}: {refused}" if refused else f"{kind}: cannot be mapped onto analog tiles (no rewrite for it)"
         return "unmappable", (
-            f"{kind}: cannot be mapped onto analog tiles (no rewrite for it); pass "
-            f"allow_digital=({path!r},) to keep it digital, or replace the layer"
+            f"{what}; pass allow_digital=({path!r},) to keep it digital, or replace the layer"
+            + ("" if refused else " (or pass example_inputs= so its parameters' use can be recorded)")
         )
     knowingly = " (allow_digital)" if unmappable else ""
+    if by_use is not None:
+        listed = ", ".join(u.describe() for u in by_use.uses)
+        return "digital", f"{kind}: digital by use, its parameters used element-wise only: {listed}"
     for test, why in _DIGITAL_BY_DESIGN:
         if test(module):
             return "digital", f"{kind}: {why}{knowingly}"
-    if unmappable:
+    if unmappable or allowed:
         return "digital", f"{kind}: kept digital knowingly (allow_digital)"
     if is_digital_by_design(module):
         return "digital", f"{kind}: digital by design"
@@ -114,7 +122,13 @@ def _digital_why(kind: str, module: nn.Module, path: str, *, allowed: bool, unma
 
 
 def layer_report(
-    model, preset="pcm", overrides: dict | None = None, *, allow_digital: tuple[str, ...] = (), device=None
+    model,
+    preset="pcm",
+    overrides: dict | None = None,
+    *,
+    allow_digital: tuple[str, ...] = (),
+    device=None,
+    example_inputs=None,
 ) -> LayerReport:
     """One row per layer of ``model`` (a ``torch.nn.Module`` or a TrainedRun) converted for ``preset``.
 
@@ -133,6 +147,11 @@ def layer_report(
     ``device`` (:func:`analogsam.device.resolve_device`; None: the CPU): the engines as an evaluation
     there chooses them. aihwkit's tiles run on the CPU only: on an explicit GPU a layer the fast
     engine does not replay gets ``engine`` "none"; ``"auto"`` measures such a network on the CPU.
+
+    ``example_inputs``: a sample batch, as :func:`~analogsam.hardware.conversion.convert` takes it:
+    parameters outside the known layers are then judged by use, and a layer whose parameters are
+    used element-wise only is ``digital`` by use (its row's ``digital_by_use`` names them; the
+    report's ``digital_by_use`` counts them); without it such layers are unmappable.
     """
     from analogsam.device import asks_for_accelerator, resolve_device
     from analogsam.hardware.fast import aihwkit_adapter, unsupported_reason
@@ -144,13 +163,24 @@ def layer_report(
     network = _network(model)
     preset = resolve_preset(preset, overrides)
     mapped = map_to_tiles(copy.deepcopy(network)).cpu().eval()
-    unmappable = [name for name, _ in unconvertible_layers(mapped)]
+    if example_inputs is not None:
+        example_inputs = sample_of(example_inputs)
+    check = check_layers(mapped, allow_digital, example_inputs)
+    refused = {path: why for path, _, why in check.refused}
+    by_use = {u.path: u for u in check.by_use}
     refusal = None
-    if any(name not in allow_digital for name in unmappable):
+    if refused or check.read_outside:
         try:
-            convert(network, preset, allow_digital=allow_digital)
+            convert(network, preset, allow_digital=allow_digital, example_inputs=example_inputs)
         except ConversionError as err:
             refusal = str(err)
+            if not refused:  # the converted network failed where it reads these layers' weights
+                refused = {
+                    path: f"its weight's {', '.join(reads)} read from outside the layer, where the converted "
+                    "network fails"
+                    for path, reads in check.read_outside.items()
+                }
+    unmappable = list(refused)
     notes = []
     converted_with = preset
     if preset.needs_input_range_calibration:
@@ -159,7 +189,12 @@ def layer_report(
             "input ranges not calibrated for this report (io.input_range_calibration: they are set "
             "from data before evaluation; the tiles and the engine are the same)"
         )
-    analog = convert(network, converted_with, allow_digital=tuple(set(allow_digital) | set(unmappable)))
+    analog = convert(
+        network,
+        converted_with,
+        allow_digital=tuple(set(allow_digital) | set(unmappable)),
+        example_inputs=example_inputs,
+    )
     engine_reason = unsupported_reason(analog)
     reasons = layer_reasons(analog) if engine_reason is not None else {}
     analog_modules = dict(analog.named_modules())
@@ -181,6 +216,7 @@ def layer_report(
             "tiles": [list(t) for t in tiles],
             "parameters": parameters,
             "engine_reason": None,
+            "digital_by_use": [u.name for u in by_use[name].uses] if name in by_use else [],
         }
         if tiles:
             row["placement"] = "analog"
@@ -191,7 +227,13 @@ def layer_report(
             row["engine_reason"] = next((r for p, r in reasons.items() if _within(p, path)), None)
         else:
             placement, why = _digital_why(
-                kind, module, name, allowed=name in allow_digital, unmappable=name in unmappable
+                kind,
+                module,
+                name,
+                allowed=name in allow_digital,
+                refused=refused.get(name),
+                unmappable=name in unmappable,
+                by_use=by_use.get(name),
             )
             row.update(placement=placement, why=why, engine="-" if placement == "unmappable" else "torch")
         rows.append(row)
@@ -270,10 +312,11 @@ def format_layer_report(rows) -> str:
     n_tiles = sum(len(r["tiles"]) for r in analog)
     cells = sum(t[0] * t[1] for r in analog for t in r["tiles"])
     digital = sum(r["placement"] == "digital" for r in rows)
+    by_use = sum(len(r.get("digital_by_use", ())) for r in rows)
     lines.append("")
     lines.append(
         f"{_count(len(analog), 'analog layer')} on {_count(n_tiles, 'tile')} ({_count(cells, 'cell')}), "
-        f"{_count(digital, 'digital layer')}"
+        f"{_count(digital, 'digital layer')}, {_count(by_use, 'parameter')} digital by use"
     )
     if hasattr(rows, "engine_reason"):
         lines.append(_engine_verdict(rows, analog))

@@ -14,8 +14,9 @@ conversion to aihwkit (which layers become tiles, which may stay digital) all re
 - **Digital by design** (:data:`DIGITAL_LAYERS`): normalisation layers (:data:`NORM_LAYERS`) and
   ``PReLU``, whose parameters the digital periphery of an analog accelerator applies, and the lookup
   tables ``Embedding`` / ``EmbeddingBag`` (:data:`LOOKUP_LAYERS`: a row read from memory, not a
-  matrix-vector product). Any other layer that holds parameters is neither, and ``convert`` refuses
-  it by name.
+  matrix-vector product). Any other layer that holds parameters is neither: ``convert`` judges its
+  parameters by use on a sample batch (:mod:`analogsam.hardware.usage`), keeps those used
+  element-wise digital, and refuses the layer by name otherwise.
 - **Crossbar weights** (:func:`crossbar_weights`): the ``weight`` with more than one dimension of
   every layer that is not digital by design, and the named matrices of the rewritten layers
   (``in_proj_weight`` or ``q/k/v_proj_weight``; ``weight_ih_l*``, ``weight_hh_l*``, ``weight_hr_l*``);

@@ -37,6 +37,11 @@ def _array_sum(row_outputs, dim: int) -> Tensor:
 class FastLinear(nn.Module):
     """``AnalogLinear``: its tile module on the rows of the input."""
 
+    #: No weight tensor, as on aihwkit's analog layers (their tiles hold the weights): code that
+    #: checks ``isinstance(layer.weight, Tensor)`` before reading it (HuggingFace's T5) runs alike
+    #: on both backends.
+    weight = None
+
     def __init__(self, engine, add_tile: AddTile, layer, name: str):
         super().__init__()
         grid: TileGrid = tile_grid("linear", layer)
@@ -247,6 +252,11 @@ class FastConv2d(nn.Module):
     "conv2d_mapped": input channels split over tile rows; digital bias), and their 1-D variants
     ``AnalogConv1d`` (``kind`` "conv1d": one tile module) and ``AnalogConv1dMapped``
     ("conv1d_mapped"), each sequence as an image of height 1."""
+
+    #: No weight tensor, as on aihwkit's analog layers (their tiles hold the weights): code that
+    #: checks ``isinstance(layer.weight, Tensor)`` before reading it (HuggingFace's T5) runs alike
+    #: on both backends.
+    weight = None
 
     def __init__(self, engine, add_tile: AddTile, layer, name: str, kind: str):
         super().__init__()

@@ -650,7 +650,8 @@ class Tile:
             xp = pv.padded()
             view = pv.patches(xp)
             nms = self._noise_management(  # (the padding zeros count, as in unfold)
-                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).view(
+                # (reshape: a 1x1 kernel with a stride leaves the maxima a strided view, not a copy)
+                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
                     b, L
                 ),
                 (b, L),

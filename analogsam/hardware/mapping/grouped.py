@@ -13,8 +13,9 @@ digital periphery splits the input channels and concatenates the outputs, which 
 computes nothing.
 
 The rewritten layer equals the original (to float rounding: each output sums the same products)
-for any stride, padding, dilation and bias; padding modes other than zeros, and
-a dilated 1-D convolution, are refused by name since aihwkit's analog convolutions support neither.
+for any stride, padding, dilation and bias; a dilated 1-D group is a
+:class:`~analogsam.hardware.mapping.dilated.DilatedConv1d` (aihwkit's AnalogConv1d has no dilation).
+Padding modes other than zeros are refused by name since aihwkit's analog convolutions pad with zeros.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from analogsam.hardware.mapping.base import Rewrite
+from analogsam.hardware.mapping.dilated import DilatedConv1d, is_dilated_conv1d
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -40,7 +42,7 @@ class GroupedConv(nn.Module):
         self.spatial_dims = len(conv.kernel_size)
         self.in_per_group = conv.in_channels // groups
         out_per_group = conv.out_channels // groups
-        padding = _explicit_padding(conv)
+        padding = explicit_padding(conv)
         with torch.no_grad():
             convs = []
             biases = conv.bias.split(out_per_group) if conv.bias is not None else [None] * groups
@@ -63,7 +65,7 @@ class GroupedConv(nn.Module):
                 if b is not None:
                     child.bias.copy_(b)
                     child.bias.requires_grad_(conv.bias.requires_grad)
-                convs.append(child)
+                convs.append(DilatedConv1d(child) if is_dilated_conv1d(child) else child)
         self.convs = nn.ModuleList(convs)
         self.train(conv.training)
 
@@ -77,10 +79,10 @@ class GroupedConv(nn.Module):
 
 
 def _describe(conv: nn.Module) -> str:
-    return f"grouped {type(conv).__name__}({conv.extra_repr()})"
+    return f"{'grouped ' if conv.groups > 1 else ''}{type(conv).__name__}({conv.extra_repr()})"
 
 
-def _explicit_padding(conv) -> tuple[int, ...]:
+def explicit_padding(conv) -> tuple[int, ...]:
     """The layer's padding as numbers per spatial dimension (``'valid'``: none; ``'same'``: the
     symmetric padding torch applies, which exists when every ``dilation * (kernel - 1)`` is even)."""
     if not isinstance(conv.padding, str):
@@ -98,18 +100,14 @@ def _explicit_padding(conv) -> tuple[int, ...]:
     return tuple(t // 2 for t in totals)
 
 
-def _check_mappable(conv) -> None:
+def check_padding_mode(conv) -> None:
+    """Refuse a convolution that pads other than with zeros, by name (aihwkit's convolutions cannot)."""
     from analogsam.hardware.conversion import ConversionError
 
     if conv.padding_mode != "zeros":
         raise ConversionError(
             f"{_describe(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
             "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer"
-        )
-    if isinstance(conv, nn.Conv1d) and tuple(conv.dilation) != (1,):
-        raise ConversionError(
-            f"{_describe(conv)}: dilation={conv.dilation[0]} cannot go onto analog tiles (aihwkit's "
-            "AnalogConv1d supports dilation 1 only); use dilation=1, or a Conv2d of height 1"
         )
 
 
@@ -119,7 +117,14 @@ def _is_grouped_conv(module: nn.Module) -> bool:
 
 
 def _rewrite(conv) -> GroupedConv:
-    _check_mappable(conv)
+    check_padding_mode(conv)
+    if isinstance(conv, nn.Conv3d) and tuple(conv.dilation) != (1, 1, 1):
+        from analogsam.hardware.conversion import ConversionError
+
+        raise ConversionError(
+            f"{_describe(conv)}: dilation={tuple(conv.dilation)} cannot go onto analog tiles (aihwkit's "
+            "AnalogConv3d supports dilation 1 only); use dilation=1"
+        )
     return GroupedConv(conv)
 
 
