@@ -488,14 +488,31 @@ def list_presets() -> list:
     return rows
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a printout names it: relative to the package or the repository it lies in (a
+    shipped preset: ``analogsam/hardware/presets/shipped/pcm.toml``), else to the working folder,
+    else as given. Printouts end up in committed notebooks and logs; no machine's folders in them."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    package = Path(__file__).resolve().parents[2]  # .../analogsam
+    for base in (package.parent, Path.cwd()):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def describe(preset: Preset | str) -> str:
-    """A human-readable table of every resolved value with its unit and source."""
+    """A human-readable table of every resolved value with its unit and source (files shown by
+    :func:`shown_path`)."""
     p = load(preset) if not isinstance(preset, Preset) else preset
     lines = [
         f"preset       {p.name}",
         f"device       {p.device}",
         f"description  {p.description}",
-        f"file         {p.path}",
+        f"file         {shown_path(p.path)}",
         f"hash         {p.hash}",
     ]
     times = p.supported_times
@@ -516,6 +533,8 @@ def describe(preset: Preset | str) -> str:
     for knob in KNOBS:
         value = p.values[knob.section][knob.key]
         source = p.sources[knob.section][knob.key]
+        if source.startswith("file:"):
+            source = "file:" + shown_path(source[len("file:") :])
         if knob.section == "noise" and knob.key != "model" and knob.key not in MODEL_KNOBS[model]:
             source += f" (unused by {model})"
         rows.append((knob.path, _fmt(value), knob.unit, source))
