@@ -361,6 +361,7 @@ def test_presets_ship_as_package_data():
     assert {f"{n}.toml" for n in SHIPPED} <= {p.name for p in shipped.glob("*.toml")}
 
 
+@pytest.mark.slow  # starts a Python process
 def test_listing_presets_does_not_import_aihwkit():
     import subprocess
 
