@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # An absolute path under a machine's own folders, or any absolute path into a virtual environment.
 # System locations that the README documents (/usr/share/datasets) are everyone's and allowed.
 MACHINE_PATH = re.compile(
-    r"(?<![\w.~/-])/(?:work|root|home|tmp|Users|opt|mnt|scratch|private|var/folders)/[^\s\"'`)]*"
-    r"|(?<![\w.~/-])/[^\s\"'`)]*(?:venv|site-packages)[^\s\"'`)]*"
+    r"(?<![\w.~/<>$}-])/(?:work|root|home|tmp|Users|opt|mnt|scratch|private|var/folders)/[^\s\"'`)]*"
+    r"|(?<![\w.~/<>$}-])/[^\s\"'`)]*(?:venv|site-packages)[^\s\"'`)]*"
 )
 
 
@@ -70,3 +70,13 @@ def test_a_shipped_preset_is_shown_by_its_package_path():
     text = describe("pcm")
     assert "file         analogsam/" in text and "pcm.toml" in text
     assert not found(text) and str(ROOT) not in text
+
+
+def test_a_study_report_names_its_folders_by_placeholders():
+    from analogsam.studies.robustness import portable_command
+
+    command = "analogsam study robustness --out /work/robustness-full --data-root /srv/data --quick"
+    assert portable_command(command) == "analogsam study robustness --out OUT --data-root DATA_ROOT --quick"
+    assert portable_command("analogsam study robustness --out runs/study") == (
+        "analogsam study robustness --out runs/study"
+    )
