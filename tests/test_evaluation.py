@@ -157,6 +157,7 @@ def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
     assert len(ResultStore(tmp_path).rows) == 4
 
 
+@pytest.mark.slow  # seconds of calibration and evaluation
 def test_calibrated_preset_is_reproducible(digits_run, digits):
     """hwa-standard calibrates input ranges on data; aihwkit subsamples that data with torch's generator."""
     a = evaluate(digits_run, _batches(digits), "hwa-standard", times="1s", repeats=1, progress=False)

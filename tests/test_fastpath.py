@@ -587,6 +587,7 @@ def test_conv1d_equals_aihwkit(layout):
         ("grouped-conv1d", "w_noise_additive"),
     ],
 )
+@pytest.mark.slow  # thousands of tile forwards
 def test_grouped_network_noise_statistics_match_aihwkit(net, noise):
     """pcm's output noise (0.04), or added read noise: per network output, the fast engine's mean
     and variance over repeated forwards equal aihwkit's within the sampling error of the draws.

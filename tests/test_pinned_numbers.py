@@ -76,6 +76,7 @@ def _sizes(pinned) -> dict:
     return {"train": 1438, "test": 359, "probes": pinned["probes"]["clean"]["n_samples"]}
 
 
+@pytest.mark.slow  # trains on digits
 def test_seeded_pipeline_reproduces_the_pinned_numbers(tmp_path):
     pinned = json.loads(PIN_FILE.read_text())
     actual = json.loads(json.dumps(compute(tmp_path)))  # same JSON round trip as the pin

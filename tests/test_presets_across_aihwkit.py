@@ -146,6 +146,7 @@ def accuracies(digits_run, digits):
     return preset_accuracies(digits_run, digits)
 
 
+@pytest.mark.slow  # every preset, 24 programmings
 def test_presets_mean_the_same_under_every_recorded_aihwkit(accuracies):
     installed = metadata.version("aihwkit")
     if os.environ.get("ANALOGSAM_RECORD_PRESET_STATISTICS"):

@@ -3,6 +3,7 @@ the time left (sweeps), never a bar's redraws; on a terminal, tqdm's bar."""
 
 import io
 
+import pytest
 from tqdm.auto import tqdm
 
 from analogsam.cli import main
@@ -43,6 +44,7 @@ def test_line_progress_close_reports_an_unfinished_count_once():
     assert len(out.getvalue().splitlines()) == 1 and out.getvalue().startswith("3/100 points")
 
 
+@pytest.mark.slow  # trains on digits
 def test_cli_logs_read_well_off_a_terminal(tmp_path, capsys):
     """Training: one line per epoch; a sweep: a bounded number of lines; no carriage returns."""
     epochs, repeats = 3, 12

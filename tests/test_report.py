@@ -93,6 +93,7 @@ def test_report_leaves_matplotlibs_global_state_alone(tmp_path):
     assert (tmp_path / "accuracy_vs_time_rram.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # every preset measured
 def test_presets_are_measured_at_the_times_they_define(digits_run, digits, tmp_path):
     times = "1s,1h"
     with pytest.warns(LeftOutCellsWarning) as caught:
