@@ -158,7 +158,10 @@ def test_presets_mean_the_same_under_every_recorded_aihwkit(accuracies):
         assert sorted(cells) == sorted(accuracies), (version, sorted(cells), sorted(accuracies))
         for cell, ours in accuracies.items():
             assert len(ours["accuracy"]) == len(cells[cell]["accuracy"]) == REPEATS, cell
-            assert ours["digital_accuracy"] == pytest.approx(cells[cell]["digital_accuracy"], abs=1e-9), cell
+            # the same trained network: equal digital accuracy, up to one prediction on another CPU's kernels
+            assert abs(ours["digital_accuracy"] - cells[cell]["digital_accuracy"]) <= 1 / ours["n_samples"] + 1e-12, (
+                cell
+            )
         differing = differing_cells(accuracies, cells)
         assert not differing, "\n".join(
             f"{cell}: mean accuracy {sum(accuracies[cell]['accuracy']) / REPEATS:.4f} under aihwkit {installed}, "
