@@ -44,6 +44,7 @@ from analogsam.device import resolve_device
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
+from analogsam.progress import progress_bar
 from analogsam.scoring import resolve_metric, score, task_loss
 from analogsam.storage import atomic_write, ensure_folder, file_digest, matching_record, settings_hash, write_json
 
@@ -322,13 +323,14 @@ def _train(
             if replicas
             else data.train.batches(batch_size, shuffle=True, seed=order_seed, with_indices=True)
         )
-        bar = tqdm(
+        bar = progress_bar(  # off a terminal: only the line per epoch below
             batches,
             total=steps_per_epoch,
             desc=f"{optimizer} epoch {epoch + 1}/{epochs}",
             disable=not (progress and main),
             leave=False,
             unit="batch",
+            lines=False,
         )
         for inputs, labels, indices in bar:
             inputs, labels = inputs.to(device), labels.to(device)

@@ -46,6 +46,7 @@ def three_runs(tmp_path_factory):
     return [root / name for name in settings]
 
 
+@pytest.mark.slow  # trains on digits
 def test_analyze_command_end_to_end(three_runs, tmp_path, capsys):
     out = tmp_path / "analyze"
     assert main(["analyze", *map(str, three_runs), "--out", str(out), *QUICK_FLAGS]) == 0
@@ -86,6 +87,7 @@ def test_analyze_command_end_to_end(three_runs, tmp_path, capsys):
     assert "sharpness_hessian_trace_vs_accuracy_drop.png" in report
 
 
+@pytest.mark.slow  # trains on digits
 def test_analyze_resumes_and_reruns_on_new_settings(three_runs, tmp_path):
     out = tmp_path / "analyze"
     kwargs = dict(

@@ -20,6 +20,7 @@ LAYERS = [
             "analogsam.statistics",
             "analogsam.device",
             "analogsam.distributed",
+            "analogsam.progress",
         ),
     ),
     ("data", ("analogsam.data",)),

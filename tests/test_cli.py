@@ -37,6 +37,7 @@ def _train(folder, optimizer, *extra):
     )
 
 
+@pytest.mark.slow  # trains on digits
 def test_train_evaluate_compare(tmp_path, capsys):
     _train(tmp_path / "sgd", "sgd")
     _train(tmp_path / "sam", "sam", "--rho", "0.05")
@@ -131,6 +132,7 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert "—" in captured.out and "left out" in (mixed / "report.md").read_text()
 
 
+@pytest.mark.slow  # trains through analogsam run
 def test_run_default_study_small(tmp_path, capsys):
     assert (
         main(
@@ -227,6 +229,7 @@ def test_help_explains_every_flag():
     assert "--lr LR base learning rate" in text and "(default: 0.05 with sgd, 0.001 with adamw)" in text
 
 
+@pytest.mark.slow  # trains through analogsam run
 def test_run_passes_the_evaluation_flags(tmp_path):
     assert (
         main(

@@ -12,7 +12,7 @@ import functools
 
 import pytest
 import torch
-from conformance import compare_draws, repeated
+from conformance import MAX_Z, compare_draws, repeated
 from torch import nn
 
 import analogsam.evaluation.backends as backends
@@ -350,7 +350,7 @@ def test_cuda_forward_draws_have_the_cpu_means_and_variances(noise, digits):
     engines = _engines(analog)
     stats = compare_draws(repeated(lambda: engines["cpu"](x), 300), repeated(lambda: engines["cuda"](x).cpu(), 300))
     assert stats.noise > 1e-6  # the noise is there
-    assert stats.max_z < 5.0
+    assert stats.max_z < MAX_Z
     assert abs(stats.variance_ratio - 1) < 0.05, stats.variance_ratio
     assert stats.median_relative_std(min_var=1e-6) < 0.1
 

@@ -355,6 +355,7 @@ def test_presets_live_in_the_top_level_devices_folder_and_ship_as_package_data()
     assert '"analogsam.devices": "devices"' in setup and '"analogsam.devices": ["*.toml", "*.md"]' in setup
 
 
+@pytest.mark.slow  # starts a Python process
 def test_listing_presets_does_not_import_aihwkit():
     import subprocess
 

@@ -33,6 +33,8 @@ from analogsam.errors import InvalidParameterError
 from analogsam.optim import OPTIMIZER_NAMES
 from analogsam.training import train
 
+pytestmark = pytest.mark.slow  # starts processes (torch.distributed over gloo)
+
 WORLD = 2
 SEED = 3
 SAMPLES = 45  # odd: one shard is padded with a sample of the other

@@ -145,6 +145,7 @@ def test_any_module_and_plain_batches(digits_run, digits):
     assert rows[0]["run"] == "mine" and rows[0]["n_samples"] == 100
 
 
+@pytest.mark.slow  # starts worker processes
 def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
     kwargs = dict(batches_for=lambda r: digits.test.batches(200), times="1s,1d", repeats=2, progress=False)
     serial = sweep([digits_run], ["pcm"], **kwargs)
@@ -156,6 +157,7 @@ def test_workers_give_the_same_numbers(digits_run, digits, tmp_path):
     assert len(ResultStore(tmp_path).rows) == 4
 
 
+@pytest.mark.slow  # seconds of calibration and evaluation
 def test_calibrated_preset_is_reproducible(digits_run, digits):
     """hwa-standard calibrates input ranges on data; aihwkit subsamples that data with torch's generator."""
     a = evaluate(digits_run, _batches(digits), "hwa-standard", times="1s", repeats=1, progress=False)

@@ -60,6 +60,7 @@ def _converted(case, **io):
     return analog, torch.randn(shape, generator=torch.Generator().manual_seed(2))
 
 
+@pytest.mark.slow  # seconds per case
 @pytest.mark.parametrize("case", sorted(_CASES))
 @pytest.mark.parametrize("noise_management", ["abs-max", "max"])
 def test_the_fused_pass_is_bit_identical_to_the_tile_by_tile_path(case, noise_management, monkeypatch):

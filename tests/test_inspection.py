@@ -151,6 +151,7 @@ def test_the_table_lists_every_layer_and_the_totals():
     assert "engine: fast" in text
 
 
+@pytest.mark.slow  # starts a Python process
 def test_importing_hardware_stays_light_and_exports_the_report():
     code = (
         "import sys, analogsam.hardware as h; light = 'aihwkit' not in sys.modules; "

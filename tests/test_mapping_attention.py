@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from conformance import compare_draws, repeated
+from conformance import MAX_Z, compare_draws, repeated
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
@@ -310,7 +310,7 @@ def assert_same_noise_statistics(model, x, draws=300):
     stats = compare_draws(repeated(lambda: analog(x), draws), repeated(lambda: engine(x), draws))
     assert stats.noise > 1e-6  # the noise is there
     z, ratio, rel = stats.max_z, stats.variance_ratio, stats.median_relative_std()
-    assert z < 5.0 and abs(ratio - 1) < 0.1 and rel < 0.1, (z, ratio, rel)
+    assert z < MAX_Z and abs(ratio - 1) < 0.1 and rel < 0.1, (z, ratio, rel)
     return z, ratio, rel
 
 

@@ -183,6 +183,7 @@ def test_fast_engine_replays_the_converted_recurrent_network_noise_free(kind):
     assert_fast_replays_noise_free(SequenceClassifier(kind).eval(), token_inputs(), tiles=2 * 2 * 2 + 1)
 
 
+@pytest.mark.slow  # thousands of tile forwards
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_fast_engine_noise_statistics_match_aihwkit_on_recurrent_networks(kind):
     assert_same_noise_statistics(SequenceClassifier(kind).eval(), token_inputs(16, tokens=3))

@@ -130,6 +130,7 @@ def test_vit_patch_size_must_divide_the_image():
     "name,optimizer,lr",
     [("dscnn", "sgd", 0.05), ("mobilenet-tiny", "sgd", 0.05), ("vit-tiny", "adamw", 2e-3), ("lstm", "adamw", 2e-3)],
 )
+@pytest.mark.slow  # trains every new model on digits
 def test_new_models_train_on_digits(name, optimizer, lr, digits):
     from analogsam.training import train
 

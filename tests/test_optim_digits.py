@@ -32,6 +32,7 @@ def digits():
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow  # trains every method on digits
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_each_method_learns_digits(name, digits):
     x_train, y_train, x_test, y_test = digits

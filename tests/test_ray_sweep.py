@@ -17,6 +17,8 @@ from analogsam.evaluation import protocol, sweep
 from analogsam.evaluation.ray_sweep import RayUnavailableError
 from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, read_rows
 
+pytestmark = pytest.mark.slow  # starts Ray
+
 SETTINGS = dict(presets=["pcm"], times="1s,1d", repeats=3)
 
 

@@ -77,6 +77,7 @@ def test_plot_draws_each_digital_accuracy_dashed_in_its_run_colour():
     assert "digital (dashed)" in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+@pytest.mark.slow  # starts a Python process
 def test_report_leaves_matplotlibs_global_state_alone(tmp_path):
     code = (
         "import sys, matplotlib; matplotlib.use('pdf')\n"
@@ -92,6 +93,7 @@ def test_report_leaves_matplotlibs_global_state_alone(tmp_path):
     assert (tmp_path / "accuracy_vs_time_rram.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # every preset measured
 def test_presets_are_measured_at_the_times_they_define(digits_run, digits, tmp_path):
     times = "1s,1h"
     with pytest.warns(LeftOutCellsWarning) as caught:

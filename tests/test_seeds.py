@@ -32,6 +32,7 @@ def _batches(digits, n=120):
     return [(digits.test.x[:n], digits.test.y[:n])]
 
 
+@pytest.mark.slow  # trains on digits
 def test_train_seeds_writes_one_run_per_seed_and_reuses_finished_ones(digits, tmp_path, monkeypatch):
     first = training.train_seeds("mlp", digits, seeds=[0, 1], out=tmp_path / "sam-ish", **TINY)
     assert [(r.name, r.train_seed, r.group) for r in first] == [("sam-ish", 0, "sam-ish"), ("sam-ish", 1, "sam-ish")]
@@ -227,6 +228,7 @@ def test_reports_over_seeds_show_the_interval_and_the_programming_spread():
     assert "95% CI over 1-3 training seeds" in text_table(summary, "pcm")
 
 
+@pytest.mark.slow  # trains seed groups on digits
 def test_cli_trains_seed_groups_and_compares_them(tmp_path, capsys):
     common = [
         "--data",

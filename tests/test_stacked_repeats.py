@@ -54,6 +54,7 @@ def _states_and_references(engine, analog, x, repeats=2):
     return states, references
 
 
+@pytest.mark.slow  # tens of seconds
 @pytest.mark.parametrize("name", ["lenet5", "resnet20", "mlp"])
 @pytest.mark.parametrize("noise", ["off", "on"])
 @pytest.mark.parametrize("batched", [True, False])
@@ -75,6 +76,7 @@ def test_stacked_forward_equals_one_by_one_up_to_summation_order(name, noise, ba
     torch.testing.assert_close(engine(x), references[-1]) if noise == "off" else engine(x)
 
 
+@pytest.mark.slow  # tens of seconds
 @pytest.mark.parametrize("name", ["dscnn", "vit-tiny", "lstm"])
 @pytest.mark.parametrize("batched", [True, False])
 def test_stacked_forward_of_grouped_attention_and_recurrent_layers(name, batched):
@@ -114,6 +116,7 @@ def _rows_without_noise_floats(rows):
     return [{k: v for k, v in r.items() if k not in ("value", "accuracy", "loss")} for r in rows]
 
 
+@pytest.mark.slow  # seconds of evaluation
 @pytest.mark.parametrize("noise", ["off", "on"])
 def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path):
     model, _ = _model("lenet5")
@@ -138,6 +141,7 @@ def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path
     assert stacked == one_by_one
 
 
+@pytest.mark.slow  # trains on digits
 def test_a_killed_stacked_evaluation_resumes_to_the_same_rows(digits, tmp_path, monkeypatch):
     from analogsam.evaluation import backends
 

@@ -23,6 +23,7 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # trains a quick study on real data
 def test_quick_study_reports_every_method_over_seeds_and_resumes(tmp_path, capsys):
     out = tmp_path / "study"
     assert main(["study", "robustness", "--quick", "--out", str(out), "--quiet"]) == 0

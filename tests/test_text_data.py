@@ -107,6 +107,7 @@ def test_a_debian_text_is_a_bigger_corpus():
     assert data.vocabulary == "".join(sorted(set(GPL3.read_text()))) and "\n" in data.vocabulary
 
 
+@pytest.mark.slow  # trains on a text
 def test_char_lm_trains_on_a_text_and_its_checkpoint_decodes(tmp_path, text_file):
     from analogsam.training import load_run, run_test_data, train
 
@@ -161,6 +162,7 @@ def test_every_token_is_a_sample_of_the_optimizers(text_file):
     assert run.metrics[-1]["train_loss"] < run.metrics[0]["train_loss"]
 
 
+@pytest.mark.slow  # trains on a text
 def test_char_lm_from_the_command_line(tmp_path, text_file, capsys):
     from analogsam.cli import main
     from analogsam.training import load_run

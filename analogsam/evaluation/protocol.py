@@ -39,6 +39,7 @@ from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.hardware.presets import check_vary, variants
+from analogsam.progress import progress_bar
 from analogsam.scoring import Score, model_output, resolve_metric, score
 from analogsam.validation import check_int
 
@@ -257,7 +258,7 @@ def evaluate(
             measure = build()  # convert once; each repeat only reprograms
         rows = []
         shown = run_label(run, faults_text) + (f" seed {train_seed}" if grouped else "")
-        bar = tqdm(
+        bar = progress_bar(
             total=len(todo) * len(times),
             desc=f"{shown} on {preset.name}",
             disable=not progress,
@@ -496,7 +497,7 @@ def sweep(
             cells, data, measured_times, repeats, common, address=ray, num_cpus=workers if workers > 1 else None
         )
     with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
-        for rows in tqdm(
+        for rows in progress_bar(
             finished if cells else (),
             total=len(cells),
             desc=f"sweep ({where})",

@@ -160,13 +160,12 @@ def _analyze_one(
     :func:`analogsam.evaluation.evaluate` takes)."""
     import time
 
-    from tqdm.auto import tqdm
-
     from analogsam.evaluation import evaluate, format_time
     from analogsam.evaluation.store import summarize
+    from analogsam.progress import progress_bar
 
     steps = [("metric", m) for m in metrics] + [("curve", c) for c in curves] + [("analog", preset.name)]
-    bar = tqdm(steps, desc=label, disable=not progress, leave=False, unit="step")
+    bar = progress_bar(steps, desc=label, disable=not progress, leave=False, unit="step", lines=False)
     merged = {"metrics": {}, "sharpness": {}, "curves": {}, "drops": {}, "timings": {}}
     analog_rows = []
     probed = run.model if device.type == "cpu" else copy.deepcopy(run.model).to(device)
@@ -403,6 +402,7 @@ def analyze_runs(
     from analogsam.evaluation.backends import check_backend_device
     from analogsam.evaluation.store import write_rows
     from analogsam.hardware.conversion import resolve_preset
+    from analogsam.progress import progress_bar
     from analogsam.training import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
@@ -472,7 +472,7 @@ def analyze_runs(
 
     datasets: dict[str, object] = {}
     records, paths, analysed, skipped = [], {}, [], []
-    outer = tqdm(list(zip(run_dirs, runs)), desc="analyze", disable=not progress, unit="run")
+    outer = progress_bar(list(zip(run_dirs, runs)), desc="analyze", disable=not progress, unit="run")
     for run_dir, run in outer:
         folder = out / safe_name(run.name)
         run_settings = {**settings, "checkpoint": file_digest(run_dir / CHECKPOINT)}

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -419,13 +420,27 @@ def robustness_study(
     }
 
 
+def portable_command(command: str | None) -> str | None:
+    """``command`` as a report shows it: a folder given to ``--out`` or ``--data-root`` by an absolute
+    path becomes ``OUT`` or ``DATA_ROOT``. Reports are committed and shared; they say what ran, not
+    in which folders of which machine."""
+    if not command:
+        return command
+    words = command.split(" ")
+    for i, word in enumerate(words[1:], start=1):
+        placeholder = {"--out": "OUT", "--data-root": "DATA_ROOT"}.get(words[i - 1])
+        if placeholder and Path(word).is_absolute():
+            words[i] = placeholder
+    return " ".join(words)
+
+
 def _record_timings(out: Path, started: float, command, stages: dict, trained: list, planned: dict) -> list[dict]:
     """Append (or update) this invocation's stage wall times in ``OUT/timings.json``; returns them all."""
     path = out / TIMINGS
     history = read_json(path) or []
     entry = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
-        "command": command,
+        "command": portable_command(command),
         "expected_seconds": round(planned["total"], 1),
         "wall_seconds": round(time.time() - started, 1),
         "stages": {k: round(v, 1) for k, v in stages.items()},
@@ -576,7 +591,7 @@ def write_study_report(
     lines = [
         "# Robustness study: training methods on simulated analog hardware, over training seeds",
         "",
-        f"Command: `{command or 'robustness_study(...)'}`",
+        f"Command: `{portable_command(command) or 'robustness_study(...)'}` (on {os.cpu_count()} CPU cores)",
         "",
         f"Setting: `{s.model}` on `{s.dataset}` ({_subset(s)}), {s.epochs} epochs, SGD lr {s.lr:g}, momentum "
         f"{s.momentum:g}, weight decay {s.weight_decay:g}, batch {s.batch_size}, {s.schedule} schedule (every method's "

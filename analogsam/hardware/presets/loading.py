@@ -602,7 +602,8 @@ def shown_source(source: str) -> str:
 
 
 def describe(preset: Preset | str) -> str:
-    """A human-readable table of every resolved value with its unit and source."""
+    """A human-readable table of every resolved value with its unit and source (files shown by
+    :func:`shown_path`)."""
     p = load(preset) if not isinstance(preset, Preset) else preset
     lines = [
         f"preset       {p.name}",
