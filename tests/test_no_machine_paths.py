@@ -66,9 +66,9 @@ def test_docs_name_no_machine_path(path):
     assert not paths, f"{path.relative_to(ROOT)} names absolute paths of one machine: {paths[:5]}"
 
 
-def test_a_shipped_preset_is_shown_by_its_package_path():
+def test_a_shipped_preset_is_shown_by_its_folder_in_the_repository():
     text = describe("pcm")
-    assert "file         analogsam/" in text and "pcm.toml" in text
+    assert "file         devices/pcm.toml" in text
     assert not found(text) and str(ROOT) not in text
 
 
