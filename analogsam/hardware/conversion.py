@@ -11,7 +11,6 @@ being left digital without a word.
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
+from analogsam.quantization import programmable_copy
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
 
@@ -101,7 +101,8 @@ def convert(
 
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
-    digital = map_to_tiles(copy.deepcopy(model)).cpu().eval()
+    # A quantized network is programmed with its quantized weights (programmable_copy deep-copies).
+    digital = map_to_tiles(programmable_copy(model)).cpu().eval()
     bad = [(n, t) for n, t in unconvertible_layers(digital) if n not in allow_digital]
     if bad:
         listed = ", ".join(f"{n} ({t})" for n, t in bad)

@@ -28,6 +28,7 @@ from .hyperparameters import (
 )
 from .noise import NoiseInjectionMethod, RWPMethod
 from .saf import MESAMethod, SAFMethod
+from .saq import SAQMethod
 from .two_pass import SharpnessAwareMethod
 
 __all__ = [
@@ -52,6 +53,7 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "mesa": MESAMethod,
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
+    "saq": SAQMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 
