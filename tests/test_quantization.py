@@ -202,11 +202,15 @@ def test_saq_step_equals_the_formula_on_a_hand_sized_problem():
     w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
     cw, ca = layer.weight_clip.detach().clone(), layer.activation_clip.detach().clone()
 
-    # the formula, by hand
+    # the formula, by hand; the clips' gradients scaled by 1/√(N·L) (LSQ's scale, see liq.py)
+    def scaled(c, n, bits):
+        g = 1.0 / (n * (2**bits - 1)) ** 0.5
+        return c * g + (c - c * g).detach()
+
     def loss_at(q_w, b, c_a):
         from analogsam.quantization import liq_activation
 
-        return F.cross_entropy(F.linear(liq_activation(x, 8, c_a.abs()), q_w, b), y)
+        return F.cross_entropy(F.linear(liq_activation(x, 8, scaled(c_a.abs(), 3, 8)), q_w, b), y)
 
     q = liq_weight(w0, 4, cw.abs()).detach().requires_grad_(True)
     b, c_a = b0.clone().requires_grad_(True), ca.clone().requires_grad_(True)
@@ -217,7 +221,7 @@ def test_saq_step_equals_the_formula_on_a_hand_sized_problem():
     w = w0.clone().requires_grad_(True)
     cw_ = cw.clone().requires_grad_(True)
     b2, ca2 = (b0 + eps_b).requires_grad_(True), (ca + eps_ca).requires_grad_(True)
-    loss_at(liq_weight(w, 4, cw_.abs()) + eps_q, b2, ca2).backward()
+    loss_at(liq_weight(w, 4, scaled(cw_.abs(), 6, 4)) + eps_q, b2, ca2).backward()
     expected = {
         "weight": w0 - lr * w.grad,
         "bias": b0 - lr * b2.grad,
@@ -383,3 +387,28 @@ def test_every_fault_kind_runs_on_every_encoding():
     ):
         counts = inject_code_faults(code_faulted_copy(net, 0.0), 0.3, kind=kind, encoding=encoding, seed=2)
         assert counts["n_changed_weights"] > 0
+
+
+def test_saq_method_ascends_on_the_task_loss_and_descends_with_the_penalty():
+    """With train(activation_l1=λ), SAQ's ε comes from the task loss alone; the update from the task
+    loss plus the penalty at the perturbed point (the penalty acts like weight decay)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        nets.append(_initialised(quantize_model(TinyNet(), "w4a4"), x))
+    penalty = ActivationL1(nets[0], 0.05)
+    method = build_method("saq", nets[0], lr=0.1, momentum=0.0, weight_decay=0.0, loss_fn=penalty.wrap(F.cross_entropy))
+    nets[0].train()
+    method.train_step(x, y)
+
+    reference = nets[1].train()
+    by_hand = ActivationL1(reference, 0.05)
+    saq = SAQ(reference, torch.optim.SGD, rho=0.1, lr=0.1)
+    F.cross_entropy(reference(x), y).backward()
+    saq.first_step(zero_grad=True)
+    (F.cross_entropy(reference(x), y) + by_hand.penalty()).backward()
+    saq.second_step(zero_grad=True)
+    for a, b in zip(nets[0].parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-7)

@@ -203,7 +203,13 @@ class SAQ(torch.optim.Optimizer):
 
 
 class SAQMethod(TrainingMethod):
-    """``saq``: :class:`SAQ` in the training loop; the second pass with BatchNorm statistics frozen."""
+    """``saq``: :class:`SAQ` in the training loop; the second pass with BatchNorm statistics frozen.
+
+    With a penalised loss (``train(activation_l1=λ)``) the first pass, which sets ε, takes the task
+    loss alone and the second pass the task loss plus the penalty: the perturbation measures the
+    task loss's sharpness, and the penalty acts like weight decay, in the descent. (Measured on
+    LeNet-5 / Fashion-MNIST w8a8 with λ = 1e-5: with the penalty in the ascent too, SAQ at ρ = 0.1 and
+    at 0.05 drove 95-97 % of the activations to zero and the network to chance within one epoch.)"""
 
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
@@ -224,7 +230,9 @@ class SAQMethod(TrainingMethod):
         saq.zero_grad(set_to_none=True)
         with self._local_gradients():
             logits = self._forward(inputs)
-            loss = self._task_loss(logits, targets)
+            # The ascent is on the task loss: a regularizer added to it (the L1 activation penalty's
+            # ``task_loss``) acts in the descent only, as weight decay does inside the base optimizer.
+            loss = getattr(self.loss_fn, "task_loss", self.loss_fn)(logits, targets)
             self._check_loss(loss)
             loss.backward()
         saq.step_count = self.step_count

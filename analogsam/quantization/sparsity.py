@@ -68,9 +68,13 @@ class ActivationL1:
         return self.strength * total
 
     def wrap(self, loss_fn):
+        """``loss_fn`` plus the penalty; the result's ``task_loss`` attribute is ``loss_fn`` alone, for
+        a sharpness-aware ascent that measures the task loss only (:class:`analogsam.optim.saq.SAQMethod`)."""
+
         def penalised(prediction, targets):
             return loss_fn(prediction, targets) + self.penalty()
 
+        penalised.task_loss = loss_fn
         return penalised
 
     def remove(self) -> None:

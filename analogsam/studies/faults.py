@@ -529,8 +529,9 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
         lines.append(f"| w{b}a{b} | {_ci_text(std, 1.0, 4)} | {_ci_text(sp, 1.0, 4)} | {_p_text(sp, std)} |")
     lines += [
         "",
-        "**3. SAQ recovers accuracy under faults.** Faulted accuracy SAQ − SGD (pp; positive: SAQ keeps more), "
-        "and (in brackets) the same for SAM trained in full precision and quantized afterwards.",
+        "**3. SAQ recovers accuracy under faults.** Faulted accuracy SAQ − SGD (pp; positive: SAQ keeps more) "
+        "with Welch's p; then, after the slash, the drop SGD − SAQ (pp; positive: SAQ loses less of its own "
+        "clean accuracy); in brackets the faulted accuracy of SAM (full precision, quantized afterwards) − SGD.",
         "",
         header.replace("| kind | bits |", "| kind | network |"),
         "|" + "---|" * (header.count("|") - 1),
@@ -547,6 +548,9 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
                     c = [_fault_accuracy(x, kind, r) for x in sgd]
                     s = [_fault_accuracy(x, kind, r) for x in sam]
                     text = f"{(np.mean(a) - np.mean(c)) * 100:+.1f} (p {_p_text(a, c)})" if a and c else "–"
+                    if a and c:
+                        drops = np.mean([_drop(x, kind, r) for x in sgd]) - np.mean([_drop(x, kind, r) for x in saq])
+                        text += f" / {drops * 100:+.1f}"
                     if s and c:
                         text += f" [{(np.mean(s) - np.mean(c)) * 100:+.1f}]"
                     cells.append(text)
