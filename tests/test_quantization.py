@@ -9,6 +9,7 @@ from torch import nn
 
 from analogsam.errors import InvalidParameterError
 from analogsam.optim import SAQ, build_method
+from analogsam.optim.saq import quantized_sharpness
 from analogsam.quantization import (
     ActivationL1,
     activation_sparsity,
@@ -22,7 +23,6 @@ from analogsam.quantization import (
     quantization_config,
     quantize_model,
     quantized_layers,
-    quantized_sharpness,
     weight_codes,
     weights_from_codes,
 )

@@ -35,17 +35,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
 from analogsam.quantization.liq import QuantizedLayer, quantized_layers
 from analogsam.robustness.roles import is_norm_layer
+from analogsam.scoring import model_output
+from analogsam.validation import check_real
 
 from ._common import NonFiniteError, frozen_batchnorm_stats, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
 from .hyperparameters import METHODS
 
-__all__ = ["SAQ", "SAQMethod"]
+__all__ = ["SAQ", "SAQMethod", "quantized_sharpness"]
 
 _SPEC = METHODS["saq"]
 
@@ -247,3 +250,41 @@ class SAQMethod(TrainingMethod):
             raise
         saq.second_step(zero_grad=True)
         return loss, logits
+
+
+# -- the sharpness SAQ minimises, as a measurement ------------------------------------------------------
+
+
+def quantized_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, rho: float = 0.1) -> dict:
+    """``{"loss", "loss_perturbed", "sharpness"}`` (cross-entropy, mean over the samples) of ``model``
+    at its quantized weights and at the SAQ perturbation of radius ``rho``: the loss rise in SAQ's ball.
+
+    S = L(Q(w) + ε*, θ + ε*_θ) − L(Q(w), θ), ε* = ρ·g/‖g‖ with g the gradient over the quantized
+    weights and the other parameters SAQ perturbs (:class:`analogsam.optim.saq.SAQ`'s choice, its
+    defaults): the first-order worst case in an L2 ball of radius ρ (Foret et al., ICLR 2021, eq. 2 and
+    its "m-sharpness" measurement; Liu et al., arXiv 2111.12273, eq. 6), taken where the faults act, on
+    Q(w) rather than on the latent weights. Measured in eval mode (BatchNorm running statistics) on one
+    batch of the given samples; the model is left exactly as it was.
+    """
+    rho = check_real("rho", rho, 0.0, low_open=True)
+    was_training = model.training
+    model.eval()
+    kept_grads = {p: p.grad for p in model.parameters()}
+    probe = SAQ(model, torch.optim.SGD, rho=rho, lr=0.0)
+    try:
+        model.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model_output(model(inputs)), targets)
+            loss.backward()
+        probe.first_step(zero_grad=True)
+        with torch.no_grad():
+            perturbed = F.cross_entropy(model_output(model(inputs)), targets)
+    finally:
+        probe.restore()
+        for layer in probe.layers:
+            layer.keep_quantized_grad = False
+            layer.quantized_weight = None
+        for p, g in kept_grads.items():
+            p.grad = g
+        model.train(was_training)
+    return {"loss": float(loss), "loss_perturbed": float(perturbed), "sharpness": float(perturbed - loss)}

@@ -5,9 +5,9 @@ penalty and measurement, and memory faults on the integer weight codes.
   :func:`programmable_copy` (the quantized weights analog tiles are programmed with);
 - :mod:`.sparsity`: :class:`ActivationL1` (Kurtz et al., ICML 2020) and :func:`activation_sparsity`;
 - :mod:`.faults`: :func:`inject_code_faults`, bit flips and stuck-at faults in the k-bit weight memory;
-- :mod:`.sharpness`: :func:`quantized_sharpness`, the SAQ-ball sharpness around the quantized weights.
 
-Sharpness-aware quantization (SAQ) itself is an optimizer: :class:`analogsam.optim.saq.SAQ`.
+Sharpness-aware quantization (SAQ) itself is an optimizer, :class:`analogsam.optim.saq.SAQ`, and the
+sharpness it minimises is measured by :func:`analogsam.optim.saq.quantized_sharpness`.
 """
 
 from .faults import BIT_FAULT_KINDS, CODE_ENCODINGS, code_faulted_copy, decode_words, encode_codes, inject_code_faults
@@ -24,7 +24,6 @@ from .liq import (
     weight_codes,
     weights_from_codes,
 )
-from .sharpness import quantized_sharpness
 from .sparsity import ActivationL1, activation_modules, activation_sparsity, has_activation_modules
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "decode_words",
     "encode_codes",
     "inject_code_faults",
-    "quantized_sharpness",
     "ActivationL1",
     "activation_modules",
     "activation_sparsity",

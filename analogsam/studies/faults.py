@@ -15,7 +15,7 @@ of Fashion-MNIST, 3 epochs, SGD lr 0.05 momentum 0.9, weight decay 5e-4, batch 1
 
 What it measures on every network (the same 2 000 test images): the quantized network's digital
 accuracy, its activation sparsity, its sharpness around the quantized weights
-(:func:`analogsam.quantization.quantized_sharpness`, ρ = 0.05), and its accuracy under bit flips
+(:func:`analogsam.optim.saq.quantized_sharpness`, ρ = 0.05), and its accuracy under bit flips
 and under stuck-at faults (each faulty bit stuck at 0 or 1 with equal odds) in the weight memory,
 on the integer codes in offset binary (:func:`analogsam.quantization.inject_code_faults`), at bit
 error rates from 1e-4 to 1e-2, three fault draws per rate. Draw d has the same seed for every
@@ -50,11 +50,11 @@ from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
+from analogsam.optim.saq import quantized_sharpness
 from analogsam.quantization import (
     activation_sparsity,
     code_faulted_copy,
     quantize_model,
-    quantized_sharpness,
 )
 from analogsam.robustness._random import derived_seed
 from analogsam.statistics import confidence_interval, welch_t_test
