@@ -297,6 +297,14 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
         "LeNet-5 on Fashion-MNIST: 1e-5 adds ~5 points of zeros, 3e-5 kills its convolutions; 0 is off "
         "(default: 0)",
     )
+    quantized.add_argument(
+        "--activation-threshold",
+        type=float,
+        default=0.0,
+        metavar="THETA",
+        help="activation sparsity: every ReLU becomes a thresholded ReLU (FATReLU, Kurtz et al. 2020), 0 at or "
+        "below THETA; composes with every optimizer; 0 keeps plain ReLUs (default: 0)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -646,6 +654,7 @@ def cmd_train(args) -> None:
         quantize=args.quantize,
         quantize_first_last=args.quantize_first_last,
         activation_l1=args.activation_l1,
+        activation_threshold=args.activation_threshold,
         **method_kwargs_from_args(args),
     )
     metric = resolve_metric(args.metric)

@@ -47,6 +47,7 @@ from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, res
 from analogsam.quantization import (
     ActivationL1,
     activation_sparsity,
+    apply_activation_threshold,
     has_activation_modules,
     parse_quantize,
     quantization_config,
@@ -161,6 +162,7 @@ def train(
     quantize: str | dict | None = None,
     quantize_first_last: bool = True,
     activation_l1: float = 0.0,
+    activation_threshold: float = 0.0,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
@@ -206,6 +208,9 @@ def train(
             ReLU outputs (Kurtz et al., ICML 2020; :mod:`analogsam.quantization.sparsity`); 0 (default) is
             off. ``train_loss`` then includes the penalty. With it, or with ``quantize``, every epoch
             logs the test set's activation sparsity (``test_sparsity``, and per ReLU module).
+        activation_threshold: θ of a thresholded ReLU (FATReLU, Kurtz et al.) in place of every
+            ``nn.ReLU``: activations at or below θ are 0; 0 (default) keeps the ReLUs. Recorded in the
+            config and restored by :func:`load_run`; also logs the sparsity.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -223,6 +228,7 @@ def train(
     )  # refuse a bad hyperparameter before loading anything
     quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
+    activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
         return _train(
@@ -246,6 +252,7 @@ def train(
             output_fn=output_fn,
             quantize=quantize,
             activation_l1=activation_l1,
+            activation_threshold=activation_threshold,
             **optimizer_kwargs,
         )
     finally:
@@ -275,6 +282,7 @@ def _train(
     output_fn,
     quantize=None,
     activation_l1=0.0,
+    activation_threshold=0.0,
     **optimizer_kwargs,
 ) -> TrainedRun:
     """:func:`train` with its settings checked and its process group (``replicas``, or ``None``) joined."""
@@ -286,13 +294,17 @@ def _train(
     data_options.pop("root", None)  # a local path is no part of the run's identity
     torch.manual_seed(seed)
     model, spec = _resolve_model(model, data)
+    if activation_threshold > 0:
+        apply_activation_threshold(model, activation_threshold)
     if quantize is not None:
         quantize_model(model, quantize)
     model.to(device)
     loss_fn = task_loss(metric)
     if activation_l1 > 0:
         loss_fn = ActivationL1(model, activation_l1).wrap(loss_fn)
-    logs_sparsity = (activation_l1 > 0 or quantize is not None) and has_activation_modules(model)
+    logs_sparsity = (activation_l1 > 0 or activation_threshold > 0 or quantize is not None) and has_activation_modules(
+        model
+    )
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,
@@ -336,6 +348,7 @@ def _train(
         "metric": metric.name,
         **({"quantization": quantization_config(model)} if quantize is not None else {}),
         **({"activation_l1": activation_l1} if activation_l1 > 0 else {}),
+        **({"activation_threshold": activation_threshold} if activation_threshold > 0 else {}),
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
@@ -493,6 +506,9 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
                 "load_run(path, model=MyNet()) to load its weights"
             )
         model = build_model(ckpt["model_spec"])
+    threshold = (ckpt.get("config") or {}).get("activation_threshold")
+    if threshold:
+        apply_activation_threshold(model, threshold)
     quantized = (ckpt.get("config") or {}).get("quantization")
     if quantized:  # the quantizers first: their clips are in the state dict
         quantize_model(model, quantized)

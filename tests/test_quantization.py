@@ -202,15 +202,11 @@ def test_saq_step_equals_the_formula_on_a_hand_sized_problem():
     w0, b0 = layer.weight.detach().clone(), layer.bias.detach().clone()
     cw, ca = layer.weight_clip.detach().clone(), layer.activation_clip.detach().clone()
 
-    # the formula, by hand; the clips' gradients scaled by 1/√(N·L) (LSQ's scale, see liq.py)
-    def scaled(c, n, bits):
-        g = 1.0 / (n * (2**bits - 1)) ** 0.5
-        return c * g + (c - c * g).detach()
-
+    # the formula, by hand
     def loss_at(q_w, b, c_a):
         from analogsam.quantization import liq_activation
 
-        return F.cross_entropy(F.linear(liq_activation(x, 8, scaled(c_a.abs(), 3, 8)), q_w, b), y)
+        return F.cross_entropy(F.linear(liq_activation(x, 8, c_a.abs()), q_w, b), y)
 
     q = liq_weight(w0, 4, cw.abs()).detach().requires_grad_(True)
     b, c_a = b0.clone().requires_grad_(True), ca.clone().requires_grad_(True)
@@ -221,7 +217,7 @@ def test_saq_step_equals_the_formula_on_a_hand_sized_problem():
     w = w0.clone().requires_grad_(True)
     cw_ = cw.clone().requires_grad_(True)
     b2, ca2 = (b0 + eps_b).requires_grad_(True), (ca + eps_ca).requires_grad_(True)
-    loss_at(liq_weight(w, 4, scaled(cw_.abs(), 6, 4)) + eps_q, b2, ca2).backward()
+    loss_at(liq_weight(w, 4, cw_.abs()) + eps_q, b2, ca2).backward()
     expected = {
         "weight": w0 - lr * w.grad,
         "bias": b0 - lr * b2.grad,
@@ -412,3 +408,31 @@ def test_saq_method_ascends_on_the_task_loss_and_descends_with_the_penalty():
     saq.second_step(zero_grad=True)
     for a, b in zip(nets[0].parameters(), reference.parameters()):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_threshold_relu_zeroes_at_or_below_theta_and_survives_a_checkpoint(tmp_path):
+    from analogsam.quantization import ThresholdReLU, apply_activation_threshold
+
+    net = apply_activation_threshold(TinyNet(), 0.25)
+    assert isinstance(net.act, ThresholdReLU)
+    x = torch.tensor([-1.0, 0.0, 0.25, 0.2500001, 2.0], requires_grad=True)
+    y = net.act(x)
+    assert y.tolist() == [0.0, 0.0, 0.0, pytest.approx(0.2500001), 2.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    run = train(
+        "mlp",
+        "digits",
+        epochs=1,
+        activation_threshold=0.5,
+        quantize="w8a8",
+        out=tmp_path / "run",
+        progress=False,
+        data_options={"train_limit": 200, "test_limit": 100},
+    )
+    loaded = load_run(run.path)
+    assert all(m.threshold == 0.5 for m in loaded.model.modules() if isinstance(m, ThresholdReLU))
+    inputs = torch.rand(8, 64)
+    assert torch.equal(loaded.model(inputs), run.model.eval()(inputs))
+    with pytest.raises(InvalidParameterError, match="no nn.ReLU"):
+        apply_activation_threshold(nn.Linear(2, 2), 0.1)

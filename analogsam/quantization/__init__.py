@@ -3,7 +3,8 @@ penalty and measurement, and memory faults on the integer weight codes.
 
 - :mod:`.liq`: :func:`quantize_model` (``"w4a4"``), the quantized layers, their integer codes, and
   :func:`programmable_copy` (the quantized weights analog tiles are programmed with);
-- :mod:`.sparsity`: :class:`ActivationL1` (Kurtz et al., ICML 2020) and :func:`activation_sparsity`;
+- :mod:`.sparsity`: :class:`ActivationL1` and :class:`ThresholdReLU` (Kurtz et al., ICML 2020) and
+  :func:`activation_sparsity`;
 - :mod:`.faults`: :func:`inject_code_faults`, bit flips and stuck-at faults in the k-bit weight memory;
 
 Sharpness-aware quantization (SAQ) itself is an optimizer, :class:`analogsam.optim.saq.SAQ`, and the
@@ -24,7 +25,14 @@ from .liq import (
     weight_codes,
     weights_from_codes,
 )
-from .sparsity import ActivationL1, activation_modules, activation_sparsity, has_activation_modules
+from .sparsity import (
+    ActivationL1,
+    ThresholdReLU,
+    activation_modules,
+    activation_sparsity,
+    apply_activation_threshold,
+    has_activation_modules,
+)
 
 __all__ = [
     "ActivationQuantizer",
@@ -48,4 +56,6 @@ __all__ = [
     "activation_modules",
     "activation_sparsity",
     "has_activation_modules",
+    "ThresholdReLU",
+    "apply_activation_threshold",
 ]
