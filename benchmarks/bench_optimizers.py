@@ -192,7 +192,7 @@ def main(argv=None) -> int:
             verdict = "-" if target is None else ("pass" if judged <= target else "FAIL")
             if name in TARGET_BASE:
                 verdict += f" ({judged:.2f}x {TARGET_BASE[name]})"
-            failures += verdict == "FAIL"
+            failures += verdict.startswith("FAIL")
             label = name + (f" N={args.attack_steps}" if name.startswith("adversarial") else "")
             shown_target = f"<= {target:.2f}" if target is not None else ""
             print(
