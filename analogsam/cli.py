@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory faults in standard vs activation-sparse quantized LeNet-5, SGD vs SAQ (arXiv 2406.10528)",
         description="Train LeNet-5 on 10k Fashion-MNIST images, quantization-aware at w8a8 and w4a4 with SGD and "
         "SAQ, standard and activation-sparse (L1), and SAM in full precision quantized afterwards, 3 training "
-        "seeds each; inject bit flips and stuck-at faults into the weight codes at rates 1e-4 to 1e-2; write "
+        "seeds each; inject bit flips and stuck-at faults into the weight codes at rates 1e-4 to 1e-1; write "
         "report.md (accuracy vs rate, sparsity, sharpness, the paper's three claims). States the measured "
         "runtime first; rerunning the same command resumes.",
     )
