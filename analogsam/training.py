@@ -45,8 +45,18 @@ from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
 from analogsam.progress import progress_bar
+from analogsam.quantization import (
+    ActivationL1,
+    activation_sparsity,
+    apply_activation_threshold,
+    has_activation_modules,
+    parse_quantize,
+    quantization_config,
+    quantize_model,
+)
 from analogsam.scoring import resolve_metric, score, task_loss
 from analogsam.storage import atomic_write, ensure_folder, file_digest, matching_record, settings_hash, write_json
+from analogsam.validation import check_real
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -150,6 +160,10 @@ def train(
     data_options: dict | None = None,
     metric="accuracy",
     output_fn=None,
+    quantize: str | dict | None = None,
+    quantize_first_last: bool = True,
+    activation_l1: float = 0.0,
+    activation_threshold: float = 0.0,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
@@ -185,6 +199,19 @@ def train(
             (``mse``, ``r2``). The config records the metric's name.
         output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
+        quantize: quantization-aware training, ``"wKaK"`` (e.g. ``"w8a8"``, ``"w4a4"``): every Linear/Conv
+            layer quantized with LIQ and learnable clips (:mod:`analogsam.quantization.liq`); ``None``
+            (default) trains in full precision. The checkpoint records the quantizers, and
+            :func:`load_run` rebuilds them. ``optimizer="saq"`` is sharpness-aware quantization.
+        quantize_first_last: quantize the first and last Linear/Conv layers too (default) or keep them
+            in full precision.
+        activation_l1: λ of the activation-sparsity penalty λ·Σ_l ‖a_l‖₁ (per sample) on the model's
+            ReLU outputs (Kurtz et al., ICML 2020; :mod:`analogsam.quantization.sparsity`); 0 (default) is
+            off. ``train_loss`` then includes the penalty. With it, or with ``quantize``, every epoch
+            logs the test set's activation sparsity (``test_sparsity``, and per ReLU module).
+        activation_threshold: θ of a thresholded ReLU (FATReLU, Kurtz et al.) in place of every
+            ``nn.ReLU``: activations at or below θ are 0; 0 (default) keeps the ReLUs. Recorded in the
+            config and restored by :func:`load_run`; also logs the sparsity.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -200,6 +227,9 @@ def train(
     resolve_hyperparameters(
         optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, **optimizer_kwargs
     )  # refuse a bad hyperparameter before loading anything
+    quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
+    activation_l1 = check_real("activation_l1", activation_l1, 0.0)
+    activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
         return _train(
@@ -221,6 +251,9 @@ def train(
             data_options=data_options,
             metric=metric,
             output_fn=output_fn,
+            quantize=quantize,
+            activation_l1=activation_l1,
+            activation_threshold=activation_threshold,
             **optimizer_kwargs,
         )
     finally:
@@ -248,6 +281,9 @@ def _train(
     data_options,
     metric,
     output_fn,
+    quantize=None,
+    activation_l1=0.0,
+    activation_threshold=0.0,
     **optimizer_kwargs,
 ) -> TrainedRun:
     """:func:`train` with its settings checked and its process group (``replicas``, or ``None``) joined."""
@@ -259,7 +295,17 @@ def _train(
     data_options.pop("root", None)  # a local path is no part of the run's identity
     torch.manual_seed(seed)
     model, spec = _resolve_model(model, data)
+    if activation_threshold > 0:
+        apply_activation_threshold(model, activation_threshold)
+    if quantize is not None:
+        quantize_model(model, quantize)
     model.to(device)
+    loss_fn = task_loss(metric)
+    if activation_l1 > 0:
+        loss_fn = ActivationL1(model, activation_l1).wrap(loss_fn)
+    logs_sparsity = (activation_l1 > 0 or activation_threshold > 0 or quantize is not None) and has_activation_modules(
+        model
+    )
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,
@@ -271,7 +317,7 @@ def _train(
         num_classes=data.num_classes,
         epochs=epochs,
         output_fn=output_fn,
-        loss_fn=task_loss(metric),
+        loss_fn=loss_fn,
         **optimizer_kwargs,
     )
     if replicas:
@@ -301,6 +347,9 @@ def _train(
         "schedule": schedule,
         "seed": seed,
         "metric": metric.name,
+        **({"quantization": quantization_config(model)} if quantize is not None else {}),
+        **({"activation_l1": activation_l1} if activation_l1 > 0 else {}),
+        **({"activation_threshold": activation_threshold} if activation_threshold > 0 else {}),
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
@@ -369,6 +418,8 @@ def _train(
             if main
             else None
         )
+        if row is not None and logs_sparsity:
+            row.update(_sparsity_columns(model, data, device))
         row = ddp.share_from_main(row) if replicas else row  # rank 0 evaluated the (identical) weights
         run.metrics.append(row)
         name, test_value = metric.name, row[f"test_{metric.name}"]
@@ -402,6 +453,12 @@ def _epoch_row(model, data, metric, output_fn, device, epoch, train_loss, sums, 
         row[f"val_{name}"], row["val_loss"] = accuracy(model, data.val.batches(1024), device, **evaluated)
     row["seconds"] = time.perf_counter() - start
     return row
+
+
+def _sparsity_columns(model, data, device) -> dict:
+    """The test set's activation sparsity: ``test_sparsity`` overall and ``test_sparsity:<module>`` each."""
+    measured = activation_sparsity(model, data.test.batches(1024), device)
+    return {"test_sparsity": measured["overall"], **{f"test_sparsity:{n}": f for n, f in measured["layers"].items()}}
 
 
 def _write_log(path: Path, metrics: list[dict]) -> None:
@@ -451,6 +508,12 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
                 "load_run(path, model=MyNet()) to load its weights"
             )
         model = build_model(ckpt["model_spec"])
+    threshold = (ckpt.get("config") or {}).get("activation_threshold")
+    if threshold:
+        apply_activation_threshold(model, threshold)
+    quantized = (ckpt.get("config") or {}).get("quantization")
+    if quantized:  # the quantizers first: their clips are in the state dict
+        quantize_model(model, quantized)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:

@@ -26,6 +26,7 @@ LAYERS = [
     ("data", ("analogsam.data",)),
     ("models", ("analogsam.models",)),
     ("robustness", ("analogsam.robustness",)),
+    ("quantization", ("analogsam.quantization",)),
     ("optim", ("analogsam.optim",)),
     ("training", ("analogsam.training",)),
     ("hardware", ("analogsam.hardware",)),

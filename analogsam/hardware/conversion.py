@@ -22,6 +22,7 @@ from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
+from analogsam.quantization import programmable_copy
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
 
@@ -276,7 +277,8 @@ def convert(
 
     if not isinstance(model, nn.Module):
         raise InvalidParameterError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
-    digital = map_to_tiles(copy.deepcopy(model)).cpu().eval()
+    # A quantized network is programmed with its quantized weights (programmable_copy deep-copies).
+    digital = map_to_tiles(programmable_copy(model)).cpu().eval()
     if example_inputs is None and calibration_batches is not None:
         example_inputs = next(iter(calibration_batches), (None,))[0]
     if example_inputs is not None:

@@ -29,6 +29,7 @@ saf            KL to the sample's logits from Ẽ epochs ago               Du et
 mesa           KL to an EMA model's outputs                              Du et al. 2022, 2205.14083
 noise          forward/backward at Gaussian-noisy weights                Rasch et al. 2023, 2302.08469
 rwp            α L(w + ε) + (1 − α) L(w), filter-wise random ε           Li et al. 2022, 2211.11489
+saq            two-pass, ε = ρ g/‖g‖ added to Q(w) after quantization    Liu et al. 2021, 2111.12273
 =============  ========================================================  ===================================
 
 Every method raises :class:`NonFiniteError` (a ``FloatingPointError``) naming the step when a loss or
@@ -57,6 +58,7 @@ from .methods import (
 )
 from .noise import NoiseInjectionMethod, RWPMethod, filter_wise_noise, injection_noise
 from .saf import MESAMethod, SAFMethod
+from .saq import SAQ, SAQMethod
 from .two_pass import ASAM, SAM, SAMSON, SharpnessAwareMethod
 
 __all__ = [
@@ -92,4 +94,6 @@ __all__ = [
     "MESAMethod",
     "NoiseInjectionMethod",
     "RWPMethod",
+    "SAQ",
+    "SAQMethod",
 ]

@@ -422,6 +422,37 @@ METHODS: dict[str, MethodSpec] = {
     )
 }
 
+# SAQ (issue 22): added after the others so their order, and the README table's, is unchanged.
+METHODS["saq"] = MethodSpec(
+    "saq",
+    "two-pass, ε = ρ g/‖g‖ added to the quantized weights Q(w) after quantization (`--quantize wKaK`)",
+    "Liu, Cai & Zhuang 2021, arXiv 2111.12273",
+    (
+        RHO.with_default(0.1),
+        Hyperparameter(
+            "saq_norm_layers",
+            bool,
+            True,
+            "perturb normalisation γ/β too (ziplab/SAQ include_bn)",
+            symbol="BN",
+        ),
+        Hyperparameter(
+            "saq_activation_clips",
+            bool,
+            True,
+            "perturb the activation clipping values c_a too (ziplab/SAQ include_aclip)",
+            symbol="c_a",
+        ),
+        Hyperparameter(
+            "saq_weight_clips",
+            bool,
+            False,
+            "perturb the weight clipping values c_w too (ziplab/SAQ include_wclip)",
+            symbol="c_w",
+        ),
+    ),
+)
+
 OPTIMIZER_NAMES = tuple(METHODS)
 
 

@@ -28,6 +28,7 @@ from .hyperparameters import (
 )
 from .noise import NoiseInjectionMethod, RWPMethod
 from .saf import MESAMethod, SAFMethod
+from .saq import SAQMethod
 from .two_pass import SharpnessAwareMethod
 
 __all__ = [
@@ -52,6 +53,7 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "mesa": MESAMethod,
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
+    "saq": SAQMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 
@@ -64,8 +66,9 @@ def _canonical_name(name: str) -> str:
     key = str(name).strip().lower()
     if key in METHODS:
         return key
-    near = difflib.get_close_matches(key, OPTIMIZER_NAMES, n=1, cutoff=0.5)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
+    # two suggestions: names as close as 'sam' and 'saq' tie for a typo such as 'sma'
+    near = difflib.get_close_matches(key, OPTIMIZER_NAMES, n=2, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
     raise InvalidParameterError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZER_NAMES)}.{hint}")
 
 

@@ -62,6 +62,8 @@ __all__ = [
     "weight_noise_curve",
     "inject_stuck_at",
     "inject_bit_flips",
+    "bit_fault_words",
+    "check_bit_positions",
     "quantize_symmetric",
     "faulted_copy",
     "fault_curve",
@@ -70,6 +72,8 @@ __all__ = [
 NOISE_MODES = ("relative", "additive")
 FAULT_KINDS = ("stuck-at", "bit-flip")
 ENCODINGS = ("twos-complement", "sign-magnitude")
+#: Faults of one bit cell of a weight memory (:func:`bit_fault_words`).
+BIT_FAULT_KINDS = ("bit-flip", "stuck-at-0", "stuck-at-1", "stuck-at")
 STUCK_SIGNS = ("random", "keep")
 
 
@@ -281,20 +285,65 @@ def _decode(words: torch.Tensor, bits: int, encoding: str) -> torch.Tensor:
     return torch.where(words >= 2 ** (bits - 1), -magnitude, magnitude)
 
 
+def check_bit_positions(positions, bits: int) -> tuple[int, ...] | None:
+    """``positions`` (bit indices, 0 = least significant) checked against a ``bits``-bit word; None: all."""
+    if positions is None:
+        return None
+    if isinstance(positions, int):
+        positions = (positions,)
+    checked = tuple(sorted({check_int("bit position", b, low=0, high=bits - 1) for b in positions}))
+    if not checked:
+        raise InvalidParameterError("bit positions is empty: leave it out for every bit, or name bits such as 7")
+    return checked
+
+
+def bit_fault_words(
+    words: torch.Tensor,
+    bits: int,
+    rate: float,
+    generator: torch.Generator,
+    *,
+    kind: str = "bit-flip",
+    positions: tuple[int, ...] | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Memory faults in ``bits``-bit ``words`` (non-negative int64): (faulted words, faulty cells).
+
+    Each bit cell is faulty independently with probability ``rate``; one uniform draw per bit of every
+    word, whatever the rate, kind or positions, so a seed gives nested fault sets across rates and
+    the same faulty cells whatever else is asked. ``positions`` keeps the faults of those bits only
+    (0 = least significant). ``kind``: ``"bit-flip"`` inverts a faulty bit; ``"stuck-at-0"`` /
+    ``"stuck-at-1"`` force it to 0 / 1; ``"stuck-at"`` forces it to 0 or 1 with equal odds (one
+    more draw per bit). A stuck cell that already held its stuck value is counted but changes nothing.
+    """
+    check_choice("kind", kind, BIT_FAULT_KINDS)
+    faulty = torch.zeros_like(words)
+    for b in range(bits):
+        hit = (uniform(words, generator) < rate).to(torch.int64)
+        if positions is None or b in positions:
+            faulty |= hit << b
+    n_faulty = sum(int(((faulty >> b) & 1).sum()) for b in range(bits))
+    if kind == "bit-flip":
+        return words ^ faulty, n_faulty
+    if kind == "stuck-at-0":
+        return words & ~faulty, n_faulty
+    if kind == "stuck-at-1":
+        return words | faulty, n_faulty
+    ones = torch.zeros_like(words)
+    for b in range(bits):
+        ones |= (uniform(words, generator) < 0.5).to(torch.int64) << b
+    return (words & ~faulty) | (faulty & ones), n_faulty
+
+
 def _bit_flips_(params, rate, bits, encoding, generator) -> dict:
     counts = {"n_weights": 0, "n_bits": 0, "n_flipped": 0}
     with torch.no_grad():
         for p in params:
             codes, scale = quantize_symmetric(p, bits)
-            words = _encode(codes, bits, encoding)
-            mask = torch.zeros_like(words)
-            for b in range(bits):  # one uniform draw per bit, whatever the rate (nested faults)
-                mask |= (uniform(p, generator) < rate).to(torch.int64) << b
-            flipped = _decode(words ^ mask, bits, encoding)
-            p.copy_((flipped.double() * scale).to(p.dtype))
+            words, flipped = bit_fault_words(_encode(codes, bits, encoding), bits, rate, generator)
+            p.copy_((_decode(words, bits, encoding).double() * scale).to(p.dtype))
             counts["n_weights"] += p.numel()
             counts["n_bits"] += p.numel() * bits
-            counts["n_flipped"] += sum(int(((mask >> b) & 1).sum()) for b in range(bits))
+            counts["n_flipped"] += flipped
     counts["fraction_flipped"] = counts["n_flipped"] / counts["n_bits"]
     return counts
 

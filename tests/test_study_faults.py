@@ -1,0 +1,48 @@
+"""`analogsam study faults --quick`: the whole pipeline on a tiny problem, its report, and a resume
+that trains and measures nothing new."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from analogsam.cli import main
+from analogsam.studies.faults import QUICK, FaultStudyError, fault_study, variants
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_quick_fault_study_reports_every_variant_and_resumes(tmp_path, capsys):
+    out = tmp_path / "faults"
+    assert main(["study", "faults", "--quick", "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "expected wall time of the work left, measured on this machine just now" in said
+
+    labels = [v.label for v in variants(QUICK)]
+    assert len(labels) == 12  # {standard, sparse} x {w8a8, w4a4} x {sgd, saq, sam-ptq}
+    for label in labels:
+        for seed in QUICK.seeds:
+            result = json.loads((out / "measure" / label / f"seed-{seed}.json").read_text())
+            assert len(result["faults"]) == len(QUICK.kinds) * len(QUICK.rates) * QUICK.draws
+            assert all(0.0 <= f["accuracy"] <= 1.0 for f in result["faults"])
+            assert 0.0 <= result["sparsity"] <= 1.0 and set(result["sparsity_layers"])
+    sparse_saq = json.loads((out / "train" / "sparse-w4a4-saq" / "seed-0" / "config.json").read_text())
+    assert sparse_saq["optimizer"] == "saq" and sparse_saq["activation_l1"] == QUICK.sparsity_l1
+    assert sparse_saq["quantization"]["weight_bits"] == 4
+    assert sparse_saq["optimizer_hparams"]["rho"] == QUICK.saq_rho
+    # SAM is trained once per activation kind and seed, in full precision, and quantized afterwards
+    fp = json.loads((out / "train" / "standard-fp-sam" / "seed-0" / "config.json").read_text())
+    assert "quantization" not in fp and fp["optimizer"] == "sam"
+
+    report = (out / "report.md").read_text()
+    assert all(f"| {label} | {len(QUICK.seeds)} |" in report for label in labels)
+    for claim in ("1. Sparse networks lose more", "2. Sparse networks are sharper", "3. SAQ recovers"):
+        assert claim in report
+    assert (out / "accuracy_vs_rate.png").stat().st_size > 1000
+
+    again = fault_study(out, quick=True, progress=False)
+    assert again["trained"] == [] and again["measured"] == []
+    with pytest.raises(FaultStudyError, match="other settings"):
+        fault_study(out, settings=replace(QUICK, draws=3), progress=False)
