@@ -20,6 +20,7 @@ from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsa
     adaptive_param_groups,
     non_norm_parameters,
 )
+from analogsam.robustness.roles import crossbar_weights as weight_parameters  # noqa: F401  (re-exported)
 
 
 class NonFiniteError(AnalogsamError, FloatingPointError):
