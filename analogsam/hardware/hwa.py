@@ -157,9 +157,10 @@ def _round_to(v: Tensor, step: float) -> Tensor:
 
 
 class _ClipToRange(torch.autograd.Function):
-    """clamp(x, −r, r) with aihwkit's input-range gradient (``InputRangeForward``): x's gradient
-    passes unchanged; r's is the clipped inputs' output gradients (pushing r out where they would
-    grow), relative to r, plus ``decay·r`` while at least 95% of the inputs are inside the range."""
+    """clamp(x, −r, r) with aihwkit's input-range gradients: x's gradient passes where x is inside the
+    range (clamp's own gradient); r's is ``InputRangeForward``'s: the clipped inputs' output gradients
+    (pushing r out where they would grow), relative to r, plus ``decay·r`` while more than 95% of the
+    inputs are inside the range."""
 
     @staticmethod
     def forward(ctx, x: Tensor, r: Tensor) -> Tensor:
@@ -171,85 +172,179 @@ class _ClipToRange(torch.autograd.Function):
         x, r = ctx.saved_tensors
         g = (grad * (x >= r)).clamp(max=0.0).sum() - (grad * (x <= -r)).clamp(min=0.0).sum()
         g = g * r
-        if (x.abs() < r).float().mean() > INPUT_MIN_PERCENTAGE:
+        inside = x.abs() < r
+        if inside.float().mean() > INPUT_MIN_PERCENTAGE:
             g = g + RANGE_DECAY * r
-        return grad, g.reshape(r.shape)
+        return grad * inside, g.reshape(r.shape)
+
+
+class _TileProduct(torch.autograd.Function):
+    """The layer's output is the tiles' (computed without a graph); its gradient is the digital
+    layer's at the same input and weights: aihwkit's backward is the ideal transposed product and its
+    update the outer product of the inputs and the output gradients. For a convolution the two are
+    ``aten.convolution_backward`` (what ``F.conv2d``'s own backward runs); no digital forward is computed."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, y_tile: Tensor, conv: tuple | None):
+        ctx.save_for_backward(x, weight)
+        ctx.conv = conv
+        ctx.has_bias = bias is not None
+        return y_tile
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if ctx.conv is None:  # Linear: y = x Wᵀ + b
+            g2 = grad.reshape(-1, grad.shape[-1])
+            gx = (grad @ weight) if need_x else None
+            gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if need_w else None
+            gb = g2.sum(0) if (need_b and ctx.has_bias) else None
+            return gx, gw, gb, None, None
+        stride, padding, dilation = ctx.conv
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad,
+            x,
+            weight,
+            [weight.shape[0]] if ctx.has_bias else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0] * len(stride),
+            1,
+            [need_x, need_w, need_b and ctx.has_bias],
+        )
+        return gx, gw, gb, None, None
 
 
 # -- one layer ----------------------------------------------------------------------------------------------
 
 
 def _blocks(n: int, size: int) -> list[slice]:
-    size = n if size <= 0 else size
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    """The tiles' slices of ``n`` inputs or outputs at most ``size`` each, split evenly as aihwkit's
+    ``TileModuleArray.get_split_sizes`` does (400 inputs on 256-row tiles: 200 + 200)."""
+    if size <= 0:
+        return [slice(0, n)]
+    count = (n + size - 1) // size
+    base, extra = divmod(n, count)
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def _alpha(w: Tensor, model: TrainingTileModel) -> Tensor:
-    """The tile's weight scale α: W / α is what the conductances hold (max |W/α| = omega)."""
+    """The tile's weight scale α (N, 1): W / α is what the conductances hold (max |W/α| = omega)."""
     if model.omega <= 0:
         return torch.ones(w.shape[0], 1, dtype=w.dtype, device=w.device)
     m = w.abs().amax(1, keepdim=True) if model.columnwise else w.abs().amax().expand(w.shape[0], 1)
     return (m / model.omega).clamp_min(1e-12)
 
 
-def _tile_outputs(x: Tensor, w: Tensor, model: TrainingTileModel) -> Tensor:
-    """The tile's output for normalised inputs ``x`` (M, K) in [−1, 1] (already DAC-rounded) and its
-    normalised weights ``w`` (N, K): noise, ADC and bounds, with iterative bound management. No graph."""
-    y = x @ w.t()
-    out = _noisy_adc(y, x, w, model)
-    if not (model.bound_management and math.isfinite(model.out_bound)):
-        return out.clamp(-model.out_bound, model.out_bound)
-    failed = out.abs().amax(1) > model.out_bound if out.numel() else torch.zeros(0, dtype=torch.bool)
-    reduction = 1.0
-    idx = failed.nonzero().squeeze(1)
-    limit = MAX_BM_RES / model.dac_step * 2.0 if model.dac_step > 0 else math.inf  # (aihwkit's res is half the step)
-    while idx.numel() and reduction * 2 <= MAX_BM_FACTOR and reduction * 2 <= limit:
-        reduction *= 2.0
-        xr = _round_to(x[idx] / reduction, model.dac_step)  # the DAC at the reduced input scale
-        yr = _noisy_adc(xr @ w.t(), xr, w, model)
-        still = yr.abs().amax(1) > model.out_bound
-        out[idx] = yr.clamp(-model.out_bound, model.out_bound) * reduction
-        idx = idx[still]
-    return out.clamp(-model.out_bound * reduction, model.out_bound * reduction)
+def _io_spec(model: TrainingTileModel):
+    """The fast engine's :class:`~analogsam.hardware.fast.tile.IOSpec` of these tiles (aihwkit's
+    ``IOParameters`` defaults for everything a preset does not set)."""
+    from analogsam.hardware.fast.tile import IOSpec
+
+    return IOSpec(
+        perfect=False,
+        nm="none" if model.learned_ranges else "abs_max",
+        nm_thres=0.0,
+        bm=model.bound_management,
+        bm_test_negative_bound=True,
+        max_bm_factor=MAX_BM_FACTOR,
+        max_bm_res=MAX_BM_RES,
+        inp_bound=1.0,
+        inp_res=model.dac_step if model.dac_step > 0 else -1.0,
+        inp_sto_round=False,
+        inp_noise=0.0,
+        inp_asymmetry=0.0,
+        out_bound=model.out_bound,
+        out_res=model.adc_step if model.adc_step > 0 else -1.0,
+        out_sto_round=False,
+        out_noise=model.out_noise,
+        out_asymmetry=0.0,
+        out_scale=1.0,
+        w_noise=model.w_noise,
+        w_noise_type=model.w_noise_type.replace("-", "_"),
+    )
 
 
-def _noisy_adc(y: Tensor, x: Tensor, w: Tensor, model: TrainingTileModel) -> Tensor:
-    if model.w_noise > 0:
-        if model.w_noise_type == "additive-constant":
-            std = x.norm(dim=1, keepdim=True) * model.w_noise
-        else:  # pcm-read
-            std = ((x * x) @ w.abs().t()).sqrt() * model.w_noise
-        y = y + torch.randn_like(y) * std
-    if model.out_noise > 0:
-        y = y + torch.randn_like(y) * model.out_noise
-    y = _round_to(y, model.adc_step)
-    # (bound management decides on the unclipped values; the caller clips)
-    return y
+class _Tiles:
+    """The analog tiles of one layer's training forward: the fast engine's replay of the C++ tile
+    (:class:`analogsam.hardware.fast.tile.Tile`: noise management, DAC, product, weight and output
+    noise, ADC, iterative bound management, fused kernels on the CPU), fed the current weights at
+    every call and drawing from a generator seeded from torch's (so ``torch.manual_seed`` fixes a
+    training run)."""
+
+    def __init__(self, model: TrainingTileModel, out_size: int, in_size: int, device):
+        from types import SimpleNamespace
+
+        from analogsam.hardware.fast.tile import Tile
+
+        self.model = model
+        self.rows = _blocks(in_size, model.rows)
+        self.cols = _blocks(out_size, model.cols)
+        spec = _io_spec(model)
+        fused = torch.device(device).type == "cpu"
+        self.tiles = {
+            (i, j): Tile(
+                SimpleNamespace(tile=None, in_size=r.stop - r.start, out_size=c.stop - c.start, analog_bias=False),
+                spec,
+                f"hwa-{i}-{j}",
+                fused=fused,
+                device=device,
+            )
+            for i, r in enumerate(self.rows)
+            for j, c in enumerate(self.cols)
+        }
+        self.gen = torch.Generator(device=device)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None) -> Tensor:
+        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph."""
+        from analogsam.hardware.fast.tile import Weights
+
+        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        x = x.detach().float()
+        total = None
+        for i, rows in enumerate(self.rows):
+            xb = x[:, rows]
+            if ranges is not None:
+                r = float(ranges[i].abs())
+                xb = xb.clamp(-r, r) / r
+            xb = xb.contiguous()
+            parts = []
+            for j, cols in enumerate(self.cols):
+                wb = weight[cols, rows].detach().float()
+                alpha = _alpha(wb, self.model)
+                y = self.tiles[(i, j)].mvm(xb, Weights(wb / alpha, xb.device), self.gen)
+                parts.append(y * alpha.t())
+            y = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+            if ranges is not None:
+                y = y * float(ranges[i].abs())
+            total = y if total is None else total + y
+        return total.to(weight.dtype)
 
 
-def _layer_matmul(x: Tensor, weight: Tensor, ranges: Tensor | None, model: TrainingTileModel) -> Tensor:
-    """``x @ weight.T`` (x: (M, K), weight: (N, K)) as the tiles compute it, straight through."""
-    outs = []
-    for r_i, rows in enumerate(_blocks(weight.shape[1], model.rows)):
-        xb = x[:, rows]
-        if model.learned_ranges:
-            r = ranges[r_i].abs()
-            scale = r.detach().expand(xb.shape[0], 1)
-            xn = _ClipToRange.apply(xb, r) / r.detach()
-        else:
-            scale = xb.detach().abs().amax(1, keepdim=True).clamp_min(1e-12)  # abs-max noise management
-            xn = xb / scale
-        xq = xn + (_round_to(xn.detach(), model.dac_step).clamp(-1.0, 1.0) - xn).detach()  # DAC, straight through
-        parts = []
-        for cols in _blocks(weight.shape[0], model.cols):
-            wb = weight[cols, rows]
-            y_digital = xq @ wb.t()
-            with torch.no_grad():
-                alpha = _alpha(wb, model)
-                y_tile = _tile_outputs(xq.detach(), wb / alpha, model) * alpha.t()
-            parts.append(y_digital + (y_tile - y_digital).detach())
-        outs.append(torch.cat(parts, 1) * scale)
-    return outs[0] if len(outs) == 1 else torch.stack(outs).sum(0)
+    @torch.no_grad()
+    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry) -> Tensor:
+        """The one tile's output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), the
+        patches quantized straight from the image (the fast engine's ``Tile.forward_patches``)."""
+        from analogsam.hardware.fast.tile import Weights
+
+        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        tile = self.tiles[(0, 0)]
+        w = weight.detach().float()
+        alpha = _alpha(w, self.model)
+        tile.weights = Weights(w / alpha, img.device)
+        # the tile's periphery: the input range (divided out before, multiplied back after) and α
+        r = None if ranges is None else ranges[0].detach().abs().float().reshape(1)
+        tile.input_range, tile._input_bound = r, (None if r is None else float(r))
+        tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
+        tile.alpha = tile.out_scaling = tile.bias = tile.post = None
+        return tile.forward_patches(img.detach().float(), geometry, self.gen).to(weight.dtype)
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:
@@ -266,56 +361,89 @@ def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None
         seen.add_(1)
 
 
-def _flatten_inputs(module: nn.Module, x: Tensor) -> tuple[Tensor, callable]:
-    """The layer's input vectors (M, K) and how to fold the (M, N) outputs back."""
+def _geometry(module: nn.Module):
+    """(kernel, dilation, padding, stride) of a Conv1d/Conv2d as 2-d tuples (a Conv1d is 1 x k)."""
+    if isinstance(module, nn.Conv1d):
+        return (1, *module.kernel_size), (1, *module.dilation), (0, *module.padding), (1, *module.stride)
+    return module.kernel_size, module.dilation, module.padding, module.stride
+
+
+def _vectors(module: nn.Module, x: Tensor) -> tuple[Tensor, callable]:
+    """The layer's input vectors as rows (M, K) (a convolution's patches in ``F.unfold``'s order, the
+    order of aihwkit's tile rows) and how to fold the (M, N) outputs back to the layer's output shape."""
     if isinstance(module, nn.Linear):
         lead = x.shape[:-1]
         return x.reshape(-1, x.shape[-1]), lambda y: y.reshape(*lead, y.shape[-1])
-    if isinstance(module, nn.Conv2d) or isinstance(module, nn.Conv1d):
-        one_d = isinstance(module, nn.Conv1d)
-        img = x.unsqueeze(2) if one_d else x
-        k = (1, *module.kernel_size) if one_d else module.kernel_size
-        dil = (1, *module.dilation) if one_d else module.dilation
-        pad = (0, *module.padding) if one_d else module.padding
-        st = (1, *module.stride) if one_d else module.stride
-        if module.padding_mode != "zeros":
-            raise HardwareAwareError(f"hardware-aware training supports zero padding only, not {module.padding_mode!r}")
-        cols = F.unfold(img, k, dilation=dil, padding=pad, stride=st)  # (B, K, L)
-        b, kk, length = cols.shape
-        oh = (img.shape[2] + 2 * pad[0] - dil[0] * (k[0] - 1) - 1) // st[0] + 1
-        ow = length // oh
+    one_d = isinstance(module, nn.Conv1d)
+    img = x.unsqueeze(2) if one_d else x
+    k, dil, pad, st = _geometry(module)
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        raise HardwareAwareError(
+            f"hardware-aware training supports explicit zero padding only, not padding={module.padding!r}, "
+            f"padding_mode={module.padding_mode!r}"
+        )
+    cols = F.unfold(img, k, dilation=dil, padding=pad, stride=st)  # (B, K, L)
+    b, kk, length = cols.shape
+    oh = (img.shape[2] + 2 * pad[0] - dil[0] * (k[0] - 1) - 1) // st[0] + 1
+    ow = length // oh
 
-        def fold(y):
-            y = y.reshape(b, length, -1).transpose(1, 2).reshape(b, -1, oh, ow)
-            return y.squeeze(2) if one_d else y
+    def fold(y):
+        y = y.reshape(b, length, -1).transpose(1, 2).reshape(b, -1, oh, ow)
+        return y.squeeze(2) if one_d else y
 
-        return cols.transpose(1, 2).reshape(-1, kk), fold
-    raise HardwareAwareError(
-        f"hardware-aware training has no training forward for {type(module).__name__} "
-        "(Linear, Conv1d and Conv2d are supported)"
-    )
+    return cols.transpose(1, 2).reshape(-1, kk), fold
+
+
+def _out_hw(module: nn.Module, x: Tensor) -> tuple:
+    """A convolution's output length (Conv1d) or height and width (Conv2d) for input ``x``."""
+    k, dil, pad, st = _geometry(module)
+    sizes = (1, x.shape[-1]) if isinstance(module, nn.Conv1d) else x.shape[-2:]
+    out = [(n + 2 * p - d * (kk - 1) - 1) // s + 1 for n, kk, d, p, s in zip(sizes, k, dil, pad, st)]
+    return (out[1],) if isinstance(module, nn.Conv1d) else tuple(out)
 
 
 def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
-    model: TrainingTileModel = module.hwa_model
+    """The layer's training forward: the tiles' output in the forward, the digital gradient."""
     if not module.training:  # eval: the digital layer (the test metric of an epoch, as in aihwkit's HWA)
         return module.hwa_digital_forward(x)
-    groups = getattr(module, "groups", 1)
-    if groups != 1:
-        raise HardwareAwareError(
-            f"hardware-aware training of grouped convolutions (groups={groups}) is not supported yet; "
-            "train this network without --hardware-aware"
-        )
-    vectors, fold = _flatten_inputs(module, x)
+    model: TrainingTileModel = module.hwa_model
     weight = module.weight.reshape(module.weight.shape[0], -1)
+    tiles = module.hwa_tiles
+    vectors, fold = None, None
+    initialising = model.learned_ranges and int(module.hwa_range_batches) < INIT_FROM_DATA
+    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1 or initialising:
+        with torch.no_grad():
+            vectors, fold = _vectors(module, x.detach())
     ranges = None
     if model.learned_ranges:
-        _init_ranges(module, vectors.detach(), model)
+        _init_ranges(module, vectors, model)
         ranges = getattr(module, RANGE_ATTRIBUTE)
-    y = _layer_matmul(vectors, weight, ranges, model)
+    if ranges is None:
+        x_in = x
+    elif len(tiles.rows) == 1:  # one range for every input: clip the layer's input itself
+        x_in = _ClipToRange.apply(x, ranges[0].abs())
+    else:  # a range per block of rows: clip the input vectors block by block (the unfolded product's gradient)
+        v, fold_v = _vectors(module, x)
+        clipped = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
+        y_digital = fold_v(F.linear(clipped, weight, module.bias))
+        y_tile = fold(tiles(vectors, weight, ranges))
+        if module.bias is not None:
+            y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
+        return y_digital + (y_tile - y_digital).detach()
+    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1:
+        y_tile = fold(tiles(vectors, weight, ranges))
+    else:  # one tile: its patches straight from the image (no unfolded copy)
+        img = x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x
+        y = tiles.patches(img, weight, ranges, _geometry(module))
+        y_tile = y.view(y.shape[0], y.shape[1], *_out_hw(module, x))
     if module.bias is not None:
-        y = y + module.bias
-    return fold(y)
+        y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
+    if isinstance(module, nn.Linear):
+        return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None)
+    k, dil, pad, st = _geometry(module)
+    one_d = isinstance(module, nn.Conv1d)
+    conv = (list(st[1:]), list(pad[1:]), list(dil[1:])) if one_d else (list(st), list(pad), list(dil))
+    return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, conv)
 
 
 def attach_hardware_aware(model: nn.Module, preset, overrides: dict | None = None) -> TrainingTileModel:
@@ -337,6 +465,7 @@ def attach_hardware_aware(model: nn.Module, preset, overrides: dict | None = Non
             )
         module.hwa_model = tile_model
         module.hwa_digital_forward = module.forward
+        module.hwa_tiles = _Tiles(tile_model, module.weight.shape[0], module.weight[0].numel(), module.weight.device)
         if tile_model.learned_ranges:
             fan_in = module.weight[0].numel()
             tiles = len(_blocks(fan_in, tile_model.rows))
@@ -364,7 +493,7 @@ def detach_hardware_aware(model: nn.Module) -> dict[str, list[float]]:
     for _, module in model.named_modules():
         if hasattr(module, "hwa_model"):
             module.forward = module.hwa_digital_forward
-            del module.hwa_digital_forward, module.hwa_model
+            del module.hwa_digital_forward, module.hwa_model, module.hwa_tiles
             if hasattr(module, RANGE_ATTRIBUTE):
                 delattr(module, RANGE_ATTRIBUTE)
                 delattr(module, "hwa_range_batches")

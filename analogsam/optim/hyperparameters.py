@@ -221,6 +221,27 @@ NORM_ORDER = Hyperparameter(
 )
 
 
+#: The device presets shipped with the package (``device-sam`` takes one by name).
+SHIPPED_PRESETS = ("pcm", "pcm-hermes", "rram-wan2022", "rram-cmo", "hwa-standard", "ideal")
+DEVICE_PRESET = Hyperparameter(
+    "device_preset",
+    str,
+    "pcm",
+    "the device preset whose programming noise and drift shape the neighbourhood T_w = σ_device(w)",
+    choices=SHIPPED_PRESETS,
+    metavar="PRESET",
+)
+DEVICE_TIME = _float(
+    "device_time",
+    86400.0,
+    "time after programming at which σ_device is taken (rram-wan2022: 1, 86400 or 172800 only)",
+    "s",
+    symbol="t",
+    low_open=True,
+    metavar="SECONDS",
+)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A training method: its name, what it does, its paper and its own hyperparameters."""
@@ -418,6 +439,12 @@ METHODS: dict[str, MethodSpec] = {
                     metavar="ALPHA",
                 ),
             ),
+        ),
+        MethodSpec(
+            "device-sam",
+            "two-pass, ε = ρ T²g/‖Tg‖, T = σ_device(w) of the preset at time t on layer weights, T = 0 on digital ones",
+            "device-shaped ASAM (this package; ASAM: Kwon et al., ICML 2021)",
+            (RHO.with_default(60.0), DEVICE_PRESET, DEVICE_TIME),
         ),
     )
 }

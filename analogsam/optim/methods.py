@@ -52,6 +52,7 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "mesa": MESAMethod,
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
+    "device-sam": SharpnessAwareMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 
