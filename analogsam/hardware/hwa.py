@@ -281,6 +281,8 @@ class _Tiles:
     def __init__(self, model: TrainingTileModel, out_size: int, in_size: int, device):
         from types import SimpleNamespace
 
+        self._args = (model, out_size, in_size, device)
+
         from analogsam.hardware.fast.tile import Tile
 
         self.model = model
@@ -300,6 +302,11 @@ class _Tiles:
             for j, c in enumerate(self.cols)
         }
         self.gen = torch.Generator(device=device)
+
+    def __deepcopy__(self, memo):
+        """A fresh set of tiles (a deep copy of the layer, e.g. MESA's EMA model, gets its own; the
+        tiles hold compiled kernels, which cannot be copied, and no state besides the generator's)."""
+        return _Tiles(*self._args)
 
     @torch.no_grad()
     def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None) -> Tensor:
