@@ -91,7 +91,7 @@ def test_rram_times_are_checked_and_the_method_trains():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
     method = build_method("device-sam", model, lr=0.1, device_preset="rram-wan2022", device_time=86400.0)
-    assert method.hparams["rho"] == 60.0 and method.hparams["device_preset"] == "rram-wan2022"
+    assert method.hparams["rho"] == 6.0 and method.hparams["device_preset"] == "rram-wan2022"
     x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
     losses = [float(method.train_step(x, y, torch.arange(32))[0]) for _ in range(30)]
     assert losses[-1] < losses[0] and math.isfinite(losses[-1])

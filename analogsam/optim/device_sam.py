@@ -33,10 +33,12 @@ with the conductance as PCM's programming noise does.
 Then, as in ASAM, the worst case of the first-order loss over the ellipsoid {‖ε/T‖₂ ≤ ρ} is
 ε = ρ T² g / ‖T g‖₂ (maximise gᵀε subject to ‖ε/T‖ ≤ ρ: substitute ε = T u, ‖u‖ ≤ ρ, u = ρ T g/‖T g‖).
 ρ is therefore measured in device standard deviations: the perturbation has unit "σ of the device"
-along each weight, and ‖ε/T‖₂ = ρ. A random programming has ‖ε/T‖₂ ≈ √n (n crossbar weights; LeNet-5:
-n ≈ 61k, √n ≈ 250), so the default ρ = 60 keeps the worst case well inside the noise the device
-actually produces, and makes ‖ε‖₂ about that of ASAM at ρ = 0.5 on LeNet-5 (measured at
-initialisation on a Fashion-MNIST batch with PCM at 1 d: ‖ε‖₂ = 0.0081·ρ against ASAM's 0.50).
+along each weight, ‖ε/T‖₂ = ρ, and no single weight moves by more than ρ σ_device(w) (|ε_i| =
+ρ T_i |T_i g_i| / ‖T g‖ ≤ ρ T_i). The default ρ = 6 bounds that at six device standard deviations (ASAM's
+ρ = 0.5 bounds a weight at half its magnitude) and makes ‖ε‖₂ about that of SAM at ρ = 0.05 on LeNet-5
+(measured at initialisation on a Fashion-MNIST batch with PCM at 1 d: ‖ε‖₂ = 0.0081·ρ). ρ = 60, which
+matched ASAM's ‖ε‖₂ at initialisation, diverged in the second epoch of LeNet-5 on Fashion-MNIST once the
+gradient concentrated on a few weights (each then moved by up to 60 σ, several times its layer's range).
 
 The scale depends on the weights (through α and |w|) and is recomputed at every step, like ASAM's.
 Unlike SAM it needs the preset; unlike hardware-aware training it needs no tile in the training loop.

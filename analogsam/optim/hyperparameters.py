@@ -444,7 +444,7 @@ METHODS: dict[str, MethodSpec] = {
             "device-sam",
             "two-pass, ε = ρ T²g/‖Tg‖, T = σ_device(w) of the preset at time t on layer weights, T = 0 on digital ones",
             "device-shaped ASAM (this package; ASAM: Kwon et al., ICML 2021)",
-            (RHO.with_default(60.0), DEVICE_PRESET, DEVICE_TIME),
+            (RHO.with_default(6.0), DEVICE_PRESET, DEVICE_TIME),
         ),
     )
 }
