@@ -448,9 +448,7 @@ def save_checkpoint(run: TrainedRun, path: str | os.PathLike) -> None:
     state = {k: v.detach().cpu() for k, v in run.model.state_dict().items() if ".hwa_" not in k and "hwa_" != k[:4]}
     # A JSON round trip keeps only plain types, which weights_only loading accepts.
     plain = json.loads(
-        json.dumps(
-            {"model_spec": run.model_spec, "config": run.config, "metrics": run.metrics, "input_ranges": ranges}
-        )
+        json.dumps({"model_spec": run.model_spec, "config": run.config, "metrics": run.metrics, "input_ranges": ranges})
     )
     _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, **plain}, Path(path))
 

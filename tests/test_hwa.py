@@ -13,6 +13,7 @@ import json
 
 import pytest
 import torch
+from conformance import compare_draws, repeated
 from torch import nn
 
 from analogsam.hardware import presets as devices
@@ -25,7 +26,6 @@ from analogsam.hardware.hwa import (
     detach_hardware_aware,
     training_tile_model,
 )
-from conformance import compare_draws, repeated
 
 DRAWS = 300
 

@@ -334,7 +334,6 @@ class _Tiles:
             total = y if total is None else total + y
         return total.to(weight.dtype)
 
-
     @torch.no_grad()
     def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry) -> Tensor:
         """The one tile's output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), the
