@@ -152,7 +152,7 @@ def train(
     data_options: dict | None = None,
     metric="accuracy",
     output_fn=None,
-    hardware_aware: str | None = None,
+    hardware_aware: str | dict | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
@@ -193,7 +193,10 @@ def train(
             (:mod:`analogsam.hardware.hwa`: DAC/ADC, weight and output noise, bound management, learned
             input ranges where the preset uses static ones), for any ``optimizer`` (``"sam"``: SAM+HWA).
             The config records the preset; the learned input ranges go into the checkpoint and become
-            the tiles' static input ranges at conversion. ``None`` (default): digital training.
+            the tiles' static input ranges at conversion. ``{"preset": "pcm", "remap": False}`` keeps
+            each tile's weight scale where it started instead of following the weights (aihwkit's
+            default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
+            ``None`` (default): digital training.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).

@@ -6,15 +6,23 @@
 The same network (same initial weights per seed), the same batches in the same order, the same
 cosine learning-rate schedule, trained two ways for each training seed:
 
-- ``aihwkit-hwa``: aihwkit's own hardware-aware training: ``convert_to_analog`` with the preset's
+- ``aihwkit-fixed``: aihwkit's own hardware-aware training: ``convert_to_analog`` with the preset's
   ``InferenceRPUConfig`` (C++ tiles in train mode: DAC/ADC, output noise, bound management, the
-  preset's weight noise) and ``AnalogSGD``; the trained weights read back with ``convert_to_digital``;
-- ``analogsam-hwa``: ``analogsam.train(..., optimizer="sgd", hardware_aware=PRESET)``;
+  preset's weight noise) and ``AnalogSGD``; the trained weights read back with ``convert_to_digital``.
+  Its ``remap`` is NONE: the weight scale α of each tile stays the one of the conversion while the
+  weights grow (a digits MLP's last layer reaches 20x the conductance range in 3 epochs);
+- ``analogsam-fixed``: ``analogsam.train(..., optimizer="sgd", hardware_aware={"preset": PRESET,
+  "remap": False})``, the same fixed α;
+- ``aihwkit-remap``: as ``aihwkit-fixed`` with ``remap.type`` LAYERWISE_SYMMETRIC (CHANNELWISE with
+  ``mapping.weight_scaling_columnwise``): α follows the weights after every update;
+- ``analogsam-hwa``: ``analogsam.train(..., hardware_aware=PRESET)``, analogsam's default (α follows the
+  weights, as aihwkit-lightning and aihwkit's StandardHWATrainingPreset do);
 
 (and ``digital``, plain SGD, for scale). Every network is then measured by the same
 ``analogsam.evaluation.sweep`` on the preset over time (10 programmings each), and the table gives,
 per method and time, the mean accuracy over the training seeds ± the 95% Student-t half-width, and the
-two-sided Welch p-value of aihwkit-hwa against analogsam-hwa over the per-seed means.
+two-sided Welch p-values of aihwkit-fixed against analogsam-fixed and of aihwkit-remap against
+analogsam-hwa over the per-seed means.
 
 AnalogSGD's step on the weights equals SGD's (with momentum too: checked on an ``ideal``-preset layer,
 the weights read back after three steps moved as plain SGD moved them, to 1e-4), so both use the same
@@ -44,18 +52,26 @@ from analogsam.models import build_model, make_spec
 from analogsam.training import TrainedRun, train
 
 TIMES = ("1s", "1h", "1d", "30d", "1y")
+METHODS = ("aihwkit-fixed", "analogsam-fixed", "aihwkit-remap", "analogsam-hwa", "digital")
+PAIRS = (("aihwkit-fixed", "analogsam-fixed"), ("aihwkit-remap", "analogsam-hwa"))
 
 
-def aihwkit_hwa(spec, data, preset, *, seed, epochs, batch_size, lr, momentum) -> TrainedRun:
+def aihwkit_hwa(spec, data, preset, *, seed, epochs, batch_size, lr, momentum, remap) -> TrainedRun:
     """aihwkit's HWA: convert_to_analog + AnalogSGD, the batches and schedule of analogsam.train."""
     from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
     from aihwkit.optim import AnalogSGD
+    from aihwkit.simulator.parameters.enums import WeightRemapType
 
     torch.manual_seed(seed)  # the same initial weights as analogsam.train(seed=seed)
     model = build_model(spec)
+    p = devices.load(preset)
+    config = p.rpu_config()
+    if remap:
+        columnwise = p.values["mapping"]["weight_scaling_columnwise"]
+        config.remap.type = WeightRemapType.CHANNELWISE_SYMMETRIC if columnwise else WeightRemapType.LAYERWISE_SYMMETRIC
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        analog = convert_to_analog(map_to_tiles(model), devices.load(preset).rpu_config())
+        analog = convert_to_analog(map_to_tiles(model), config)
     optimizer = AnalogSGD(analog.parameters(), lr=lr, momentum=momentum)
     optimizer.regroup_param_groups(analog)
     steps = epochs * math.ceil(len(data.train) / batch_size)
@@ -68,7 +84,7 @@ def aihwkit_hwa(spec, data, preset, *, seed, epochs, batch_size, lr, momentum) -
             optimizer.step()
             scheduler.step()
     digital = convert_to_digital(analog).eval()
-    return TrainedRun(digital, spec, {"run_name": "aihwkit-hwa", "optimizer": "aihwkit-analogsgd", "seed": seed})
+    return TrainedRun(digital, spec, {"optimizer": "aihwkit-analogsgd", "seed": seed})
 
 
 def main(argv=None) -> int:
@@ -98,12 +114,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     runs, seconds = [], {}
     for seed in seeds:
-        for method in ("aihwkit-hwa", "analogsam-hwa", "digital"):
+        for method in METHODS:
             start = time.perf_counter()
-            if method == "aihwkit-hwa":
-                run = aihwkit_hwa(spec, data, args.preset, seed=seed, **common)
+            if method.startswith("aihwkit"):
+                run = aihwkit_hwa(spec, data, args.preset, seed=seed, remap=method == "aihwkit-remap", **common)
             else:
-                hw = {"hardware_aware": args.preset} if method == "analogsam-hwa" else {}
+                hw = {
+                    "analogsam-fixed": {"hardware_aware": {"preset": args.preset, "remap": False}},
+                    "analogsam-hwa": {"hardware_aware": args.preset},
+                }.get(method, {})
                 run = train(
                     spec, data, optimizer="sgd", seed=seed, weight_decay=0.0, progress=False, run_name=method,
                     **common, **hw,
@@ -131,13 +150,13 @@ def main(argv=None) -> int:
         f"{args.epochs} epochs, batch {args.batch_size}, SGD lr {args.lr} (cosine), momentum {args.momentum}, "
         f"training seeds {args.seeds}, {args.repeats} programmings per network. "
         "Accuracy in %, mean over seeds of each network's mean over programmings ± 95% CI over seeds; "
-        "p: Welch t-test aihwkit-hwa vs analogsam-hwa over the per-seed means.",
+        "p: Welch t-test over the per-seed means of each aihwkit method against its analogsam counterpart.",
         "",
         "| method | digital | " + " | ".join(TIMES) + " | train s/run |",
         "|---|---|" + "---|" * len(TIMES) + "---|",
     ]
     table = {}
-    for method in ("aihwkit-hwa", "analogsam-hwa", "digital"):
+    for method in METHODS:
         dig = [digital[(method, s)] for s in seeds]
         cells = [f"{100 * statistics.mean(dig):.2f}"]
         for t in sorted({t for (m, t) in per_seed if m == method}):
@@ -146,11 +165,13 @@ def main(argv=None) -> int:
             table[(method, t)] = means
             cells.append(f"{100 * statistics.mean(means):.2f} ± {100 * half:.2f}")
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {statistics.mean(seconds[method]):.0f} |")
-    ps = []
-    for t in sorted({t for (_, t) in table}):
-        p = stats.ttest_ind(table[("aihwkit-hwa", t)], table[("analogsam-hwa", t)], equal_var=False).pvalue
-        ps.append(f"{p:.2g}")
-    lines += ["| p (aihwkit vs analogsam) | | " + " | ".join(ps) + " | |", ""]
+    for a, b in PAIRS:
+        ps = []
+        for t in sorted({t for (_, t) in table}):
+            p = stats.ttest_ind(table[(a, t)], table[(b, t)], equal_var=False).pvalue
+            ps.append(f"{p:.2g}")
+        lines.append(f"| p ({a} vs {b}) | | " + " | ".join(ps) + " | |")
+    lines.append("")
     (out / "report.md").write_text("\n".join(lines))
     with open(out / "per_seed.csv", "w", newline="") as f:
         w = csv.writer(f)

@@ -103,15 +103,31 @@ class TrainingTileModel:
     bound_management: bool
     omega: float  # mapping.weight_scaling (0: the weights as they are)
     columnwise: bool
+    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter LAYERWISE/CHANNELWISE_
+    #: SYMMETRIC after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
+    #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
+    remap: bool = True
 
     def describe(self) -> dict:
         return asdict(self)
 
 
-def training_tile_model(preset: str | devices.Preset, overrides: dict | None = None) -> TrainingTileModel:
-    """The :class:`TrainingTileModel` of ``preset`` (a name, a TOML path or a loaded preset).
+def training_tile_model(
+    preset: str | dict | devices.Preset, overrides: dict | None = None, *, remap: bool = True
+) -> TrainingTileModel:
+    """The :class:`TrainingTileModel` of ``preset`` (a name, a TOML path or a loaded preset; or a dict
+    ``{"preset": ..., "remap": bool}``, as ``train(hardware_aware=...)`` takes it).
 
+    ``remap`` (default True): the weight scale α follows the weights (see :class:`TrainingTileModel`).
     Raises :class:`HardwareAwareError` naming a setting this forward cannot train through."""
+    if isinstance(preset, dict):
+        unknown = sorted(set(preset) - {"preset", "remap"})
+        if unknown or "preset" not in preset:
+            raise HardwareAwareError(
+                f"hardware_aware as a dict takes 'preset' (required) and 'remap', got {sorted(preset)}"
+            )
+        remap = bool(preset.get("remap", remap))
+        preset = preset["preset"]
     p = devices.load(preset, overrides=overrides)
     io, tile, mapping = p.values["io"], p.values["tile"], p.values["mapping"]
     where = f"preset {p.name!r}"
@@ -146,6 +162,7 @@ def training_tile_model(preset: str | devices.Preset, overrides: dict | None = N
         bound_management=io["bound_management"] == "iterative",
         omega=float(mapping["weight_scaling"]),
         columnwise=bool(mapping["weight_scaling_columnwise"]),
+        remap=remap,
     )
 
 
@@ -302,11 +319,25 @@ class _Tiles:
             for j, c in enumerate(self.cols)
         }
         self.gen = torch.Generator(device=device)
+        self.fixed_alpha: dict | None = None  # {(i, j): α} when the model does not remap
+
+    def alpha(self, i: int, j: int, wb: Tensor) -> Tensor:
+        """Tile (i, j)'s weight scale: from its current weights ``wb``, or, without remapping, from the
+        weights it saw first (the mapping of the conversion, kept while training moves the weights)."""
+        if self.model.remap:
+            return _alpha(wb, self.model)
+        if self.fixed_alpha is None:
+            self.fixed_alpha = {}
+        if (i, j) not in self.fixed_alpha:
+            self.fixed_alpha[(i, j)] = _alpha(wb, self.model).clone()
+        return self.fixed_alpha[(i, j)].to(wb.device, wb.dtype)
 
     def __deepcopy__(self, memo):
         """A fresh set of tiles (a deep copy of the layer, e.g. MESA's EMA model, gets its own; the
         tiles hold compiled kernels, which cannot be copied, and no state besides the generator's)."""
-        return _Tiles(*self._args)
+        copy = _Tiles(*self._args)
+        copy.fixed_alpha = None if self.fixed_alpha is None else {k: v.clone() for k, v in self.fixed_alpha.items()}
+        return copy
 
     @torch.no_grad()
     def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None) -> Tensor:
@@ -325,7 +356,7 @@ class _Tiles:
             parts = []
             for j, cols in enumerate(self.cols):
                 wb = weight[cols, rows].detach().float()
-                alpha = _alpha(wb, self.model)
+                alpha = self.alpha(i, j, wb)
                 y = self.tiles[(i, j)].mvm(xb, Weights(wb / alpha, xb.device), self.gen)
                 parts.append(y * alpha.t())
             y = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
@@ -343,7 +374,7 @@ class _Tiles:
         self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
         tile = self.tiles[(0, 0)]
         w = weight.detach().float()
-        alpha = _alpha(w, self.model)
+        alpha = self.alpha(0, 0, w)
         tile.weights = Weights(w / alpha, img.device)
         # the tile's periphery: the input range (divided out before, multiplied back after) and α
         r = None if ranges is None else ranges[0].detach().abs().float().reshape(1)
