@@ -65,6 +65,8 @@ class Hyperparameter:
             return "one of " + ", ".join(map(str, self.choices))
         if self.type is bool:
             return "on | off"
+        if self.type is str:
+            return "a name"
         kind = "an integer" if self.type is int else "a number"
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
@@ -90,6 +92,10 @@ class Hyperparameter:
             return None
         if self.choices is not None:
             return check_choice(label, value, self.choices)
+        if self.type is str:  # free text (e.g. a preset name or path), checked where it is used
+            if not isinstance(value, str) or not value:
+                raise InvalidParameterError(f"{label} must be a non-empty name, got {value!r}")
+            return value
         if self.type is bool:
             if not isinstance(value, bool):
                 raise InvalidParameterError(f"{label} must be True or False, got {value!r}")
@@ -221,14 +227,12 @@ NORM_ORDER = Hyperparameter(
 )
 
 
-#: The device presets shipped with the package (``device-sam`` takes one by name).
-SHIPPED_PRESETS = ("pcm", "pcm-hermes", "rram-wan2022", "rram-cmo", "hwa-standard", "ideal")
 DEVICE_PRESET = Hyperparameter(
     "device_preset",
     str,
     "pcm",
-    "the device preset whose programming noise and drift shape the neighbourhood T_w = σ_device(w)",
-    choices=SHIPPED_PRESETS,
+    "the device preset (a name from `analogsam presets list` or a TOML path) whose programming noise, "
+    "drift and read noise shape the neighbourhood T_w = σ_device(w)",
     metavar="PRESET",
 )
 DEVICE_TIME = _float(
