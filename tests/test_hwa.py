@@ -121,6 +121,26 @@ def test_gradient_is_the_digital_layers():
         torch.testing.assert_close(module.bias.grad, digital.bias.grad)
 
 
+def test_saturated_outputs_pass_no_gradient_but_the_bias_keeps_its_own():
+    """aihwkit's C++ tiles zero the gradient of a read-out at 0.999 out_bound or beyond (then the
+    weights and inputs behind it learn nothing from it); the digital bias keeps its full gradient."""
+    torch.manual_seed(5)
+    layer = nn.Linear(64, 4)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+        layer.weight[0] = 0.001  # output 0 stays far below the bound, outputs 1-3 saturate
+    attach_hardware_aware(layer, {"preset": "pcm", "remap": True}, {"io.bound_management": "none"})
+    layer.train()
+    # (the test is on the read-out after noise management's rescaling, as aihwkit's: 10 x max|x| = 20)
+    x = torch.full((3, 64), 2.0).requires_grad_()
+    y = layer(x)
+    g = torch.ones_like(y)
+    y.backward(g)
+    assert torch.all(layer.weight.grad[1:] == 0) and torch.all(layer.weight.grad[0] != 0)
+    torch.testing.assert_close(layer.bias.grad, torch.full((4,), 3.0))
+    torch.testing.assert_close(x.grad, layer.weight[:1].detach().expand(3, 64).clone())
+
+
 def test_eval_mode_is_digital_and_detach_restores_the_layer():
     torch.manual_seed(3)
     m = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 3))

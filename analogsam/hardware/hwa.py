@@ -71,6 +71,9 @@ INPUT_MIN_PERCENTAGE = 0.95
 #: aihwkit's ``IOParameters`` bound-management limits (``max_bm_factor``, ``max_bm_res``).
 MAX_BM_FACTOR = 1000
 MAX_BM_RES = 0.25
+#: aihwkit's C++ tiles zero the gradient of a read-out at or beyond this fraction of out_bound
+#: (``RPUCudaSimulatorTileWrapper.get_forward_out_bound``).
+SATURATION = 0.999
 
 #: Where the learned input ranges are kept on a layer (a parameter, so every optimizer trains it).
 RANGE_ATTRIBUTE = "hwa_input_range"
@@ -197,42 +200,63 @@ class _ClipToRange(torch.autograd.Function):
 
 class _TileProduct(torch.autograd.Function):
     """The layer's output is the tiles' (computed without a graph); its gradient is the digital
-    layer's at the same input and weights: aihwkit's backward is the ideal transposed product and its
-    update the outer product of the inputs and the output gradients. For a convolution the two are
-    ``aten.convolution_backward`` (what ``F.conv2d``'s own backward runs); no digital forward is computed."""
+    layer's at the same input and weights, except at saturated outputs: aihwkit's backward is the ideal
+    transposed product and its update the outer product of the inputs and the output gradients, and its
+    C++ tiles zero the gradient of every output whose tile read-out reached 0.999·out_bound
+    (``TileWithPeriphery.post_forward``/``pre_backward``, ``handle_output_bound``); the digital bias
+    keeps its full gradient. For a convolution the two products are ``aten.convolution_backward`` (what
+    ``F.conv2d``'s own backward runs); no digital forward is computed."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, y_tile: Tensor, conv: tuple | None):
-        ctx.save_for_backward(x, weight)
+    def forward(ctx, x, weight, bias, y_tile, conv, saturated):
+        ctx.save_for_backward(x, weight, saturated)
         ctx.conv = conv
         ctx.has_bias = bias is not None
         return y_tile
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight, saturated = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gb = None
+        if need_b and ctx.has_bias:  # the digital bias: the full gradient, summed over all but the outputs
+            gb = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.conv is None else grad.transpose(0, 1).flatten(1).sum(1)
+        g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad
         if ctx.conv is None:  # Linear: y = x Wᵀ + b
-            g2 = grad.reshape(-1, grad.shape[-1])
-            gx = (grad @ weight) if need_x else None
+            g2 = g.reshape(-1, g.shape[-1])
+            gx = (g @ weight) if need_x else None
             gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if need_w else None
-            gb = g2.sum(0) if (need_b and ctx.has_bias) else None
-            return gx, gw, gb, None, None
+            return gx, gw, gb, None, None, None
         stride, padding, dilation = ctx.conv
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad,
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            g,
             x,
             weight,
-            [weight.shape[0]] if ctx.has_bias else None,
+            None,
             stride,
             padding,
             dilation,
             False,
             [0] * len(stride),
             1,
-            [need_x, need_w, need_b and ctx.has_bias],
+            [need_x, need_w, False],
         )
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None
+
+
+class _Saturation(torch.autograd.Function):
+    """``y_tile`` in the forward, the gradient of ``y_digital`` with saturated outputs zeroed (the
+    product of one tile of a layer split over several, see :class:`_TileProduct`)."""
+
+    @staticmethod
+    def forward(ctx, y_digital, y_tile, saturated):
+        ctx.save_for_backward(saturated)
+        return y_tile
+
+    @staticmethod
+    def backward(ctx, grad):
+        (saturated,) = ctx.saved_tensors
+        return grad.masked_fill(saturated, 0.0), None, None
 
 
 # -- one layer ----------------------------------------------------------------------------------------------
@@ -340,30 +364,37 @@ class _Tiles:
         return copy
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None) -> Tensor:
-        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph."""
+    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None, parts: bool = False):
+        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, and
+        where each tile's read-out saturated (M, N) (a union over the tiles of a row). With ``parts``:
+        {(i, j): (output, saturated)} per tile instead."""
         from analogsam.hardware.fast.tile import Weights
 
         self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
         x = x.detach().float()
-        total = None
+        total, saturated, per_tile = None, None, {}
+        bound = SATURATION * self.model.out_bound
         for i, rows in enumerate(self.rows):
             xb = x[:, rows]
             if ranges is not None:
                 r = float(ranges[i].abs())
                 xb = xb.clamp(-r, r) / r
             xb = xb.contiguous()
-            parts = []
+            outs, sats = [], []
             for j, cols in enumerate(self.cols):
                 wb = weight[cols, rows].detach().float()
                 alpha = self.alpha(i, j, wb)
                 y = self.tiles[(i, j)].mvm(xb, Weights(wb / alpha, xb.device), self.gen)
-                parts.append(y * alpha.t())
-            y = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
-            if ranges is not None:
-                y = y * float(ranges[i].abs())
+                sats.append(y.abs() >= bound)  # the raw read-out, as aihwkit's post_forward tests it
+                outs.append(y * alpha.t() * (1.0 if ranges is None else float(ranges[i].abs())))
+                per_tile[(i, j)] = (outs[-1].to(weight.dtype), sats[-1])
+            y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+            sat = torch.cat(sats, 1) if len(sats) > 1 else sats[0]
             total = y if total is None else total + y
-        return total.to(weight.dtype)
+            saturated = sat if saturated is None else saturated | sat
+        if parts:
+            return per_tile
+        return total.to(weight.dtype), saturated
 
     @torch.no_grad()
     def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry) -> Tensor:
@@ -381,7 +412,9 @@ class _Tiles:
         tile.input_range, tile._input_bound = r, (None if r is None else float(r))
         tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
         tile.alpha = tile.out_scaling = tile.bias = tile.post = None
-        return tile.forward_patches(img.detach().float(), geometry, self.gen).to(weight.dtype)
+        y = tile.forward_patches(img.detach().float(), geometry, self.gen)
+        raw = y / tile.post_scale.view(1, -1, 1)  # the read-out before the periphery's scales
+        return y.to(weight.dtype), raw.abs() >= SATURATION * self.model.out_bound
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:
@@ -459,28 +492,41 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         x_in = x
     elif len(tiles.rows) == 1:  # one range for every input: clip the layer's input itself
         x_in = _ClipToRange.apply(x, ranges[0].abs())
-    else:  # a range per block of rows: clip the input vectors block by block (the unfolded product's gradient)
-        v, fold_v = _vectors(module, x)
-        clipped = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
-        y_digital = fold_v(F.linear(clipped, weight, module.bias))
-        y_tile = fold(tiles(vectors, weight, ranges))
+    else:  # a range per block of rows: clip the input vectors block by block
+        v, _ = _vectors(module, x)
+        x_in = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
+    if len(tiles.tiles) > 1:  # several tiles: each one's product on the input vectors, its own saturation
+        v = _vectors(module, x)[0] if ranges is None else x_in
+        per_tile = tiles(vectors, weight, ranges, parts=True)
+        cols_out = []
+        for j, cols in enumerate(tiles.cols):
+            y_j = None
+            for i, rows in enumerate(tiles.rows):
+                y_tile, sat = per_tile[(i, j)]
+                y_ij = _Saturation.apply(v[:, rows] @ weight[cols, rows].t(), y_tile, sat)
+                y_j = y_ij if y_j is None else y_j + y_ij
+            cols_out.append(y_j)
+        y = torch.cat(cols_out, 1) if len(cols_out) > 1 else cols_out[0]
         if module.bias is not None:
-            y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
-        return y_digital + (y_tile - y_digital).detach()
-    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1:
-        y_tile = fold(tiles(vectors, weight, ranges))
+            y = y + module.bias
+        return fold(y)
+    if isinstance(module, nn.Linear):
+        y_tile, saturated = tiles(vectors, weight, ranges)
+        y_tile, saturated = fold(y_tile), fold(saturated)
     else:  # one tile: its patches straight from the image (no unfolded copy)
         img = x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x
-        y = tiles.patches(img, weight, ranges, _geometry(module))
-        y_tile = y.view(y.shape[0], y.shape[1], *_out_hw(module, x))
+        y, sat = tiles.patches(img, weight, ranges, _geometry(module))
+        shape = (y.shape[0], y.shape[1], *_out_hw(module, x))
+        y_tile, saturated = y.view(shape), sat.view(shape)
     if module.bias is not None:
         y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
+    saturated = saturated if bool(saturated.any()) else None
     if isinstance(module, nn.Linear):
-        return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None)
+        return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None, saturated)
     k, dil, pad, st = _geometry(module)
     one_d = isinstance(module, nn.Conv1d)
     conv = (list(st[1:]), list(pad[1:]), list(dil[1:])) if one_d else (list(st), list(pad), list(dil))
-    return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, conv)
+    return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, conv, saturated)
 
 
 def attach_hardware_aware(model: nn.Module, preset, overrides: dict | None = None) -> TrainingTileModel:
