@@ -240,3 +240,17 @@ def test_every_optimizer_composes_with_hwa():
             "mlp", data, optimizer=name, epochs=1, progress=False, hardware_aware="pcm", seed=0, **extra.get(name, {})
         )
         assert run.metrics[-1]["test_accuracy"] > 0.3, name
+
+
+def test_command_line_trains_hardware_aware_and_refuses_an_untrainable_preset(tmp_path, capsys):
+    from analogsam.cli import main
+
+    out = tmp_path / "run"
+    argv = ["train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--hardware-aware", "rram-wan2022", "--optimizer", "sam"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["hardware_aware"]["preset"] == "rram-wan2022" and config["optimizer"] == "sam"
+    capsys.readouterr()
+    assert main([*argv, "--hardware-aware", "hwa-standard"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "io.ir_drop" in err[0]

@@ -46,6 +46,7 @@ from ._common import (
 )
 from .adversarial import AdversarialMethod, AttackResult, parameter_attack
 from .base import StandardMethod, TrainingMethod
+from .device_sam import DeviceSAM
 from .hyperparameters import METHODS, OPTIMIZER_NAMES, TRAINING_SETTINGS, Hyperparameter, MethodSpec
 from .methods import (
     HyperparameterError,
@@ -92,4 +93,5 @@ __all__ = [
     "MESAMethod",
     "NoiseInjectionMethod",
     "RWPMethod",
+    "DeviceSAM",
 ]
