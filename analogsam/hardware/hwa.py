@@ -220,7 +220,7 @@ class _TileProduct(torch.autograd.Function):
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gb = None
         if need_b and ctx.has_bias:  # the digital bias: the full gradient, summed over all but the outputs
-            gb = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.conv is None else grad.transpose(0, 1).flatten(1).sum(1)
+            gb = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.conv is None else grad.sum([0, *range(2, grad.dim())])
         g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad
         if ctx.conv is None:  # Linear: y = x Wᵀ + b
             g2 = g.reshape(-1, g.shape[-1])
@@ -413,8 +413,9 @@ class _Tiles:
         tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
         tile.alpha = tile.out_scaling = tile.bias = tile.post = None
         y = tile.forward_patches(img.detach().float(), geometry, self.gen)
-        raw = y / tile.post_scale.view(1, -1, 1)  # the read-out before the periphery's scales
-        return y.to(weight.dtype), raw.abs() >= SATURATION * self.model.out_bound
+        # the read-out before the periphery's scales at the bound: |y| >= bound * scale (no division)
+        threshold = (SATURATION * self.model.out_bound) * tile.post_scale.view(1, -1, 1)
+        return y.to(weight.dtype), y.abs() >= threshold
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:
