@@ -122,14 +122,19 @@ def test_gradient_is_the_digital_layers():
 
 
 def test_saturated_outputs_pass_no_gradient_but_the_bias_keeps_its_own():
-    """aihwkit's C++ tiles zero the gradient of a read-out at 0.999 out_bound or beyond (then the
-    weights and inputs behind it learn nothing from it); the digital bias keeps its full gradient."""
+    """zero_saturated_gradients (aihwkit's C++ tiles' rule, off by default): a read-out at 0.999
+    out_bound or beyond passes no gradient to the weights and inputs; the digital bias keeps its own."""
     torch.manual_seed(5)
     layer = nn.Linear(64, 4)
     with torch.no_grad():
         layer.weight.fill_(1.0)
         layer.weight[0] = 0.001  # output 0 stays far below the bound, outputs 1-3 saturate
-    attach_hardware_aware(layer, {"preset": "pcm", "remap": True}, {"io.bound_management": "none"})
+    default = copy.deepcopy(layer)
+    attach_hardware_aware(default, "pcm", {"io.bound_management": "none"})
+    default.train()
+    default(torch.full((3, 64), 2.0)).sum().backward()
+    assert torch.all(default.weight.grad != 0)  # by default every output passes its gradient
+    attach_hardware_aware(layer, {"preset": "pcm", "zero_saturated_gradients": True}, {"io.bound_management": "none"})
     layer.train()
     # (the test is on the read-out after noise management's rescaling, as aihwkit's: 10 x max|x| = 20)
     x = torch.full((3, 64), 2.0).requires_grad_()
