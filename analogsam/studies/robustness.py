@@ -8,7 +8,12 @@ trains), three training seeds each, and measures every network over ten programm
 1 h, 1 d, 30 d, 1 y) and on the NeuRRAM RRAM preset ``rram-wan2022`` (1 s, 1 d, 2 d: the only times
 its noise model defines). The methods (:data:`METHODS`): SGD, SAM, ASAM with both scopes (layer
 weights only, the authors' code; every parameter, davda54/sam and pytorch_optimizer), SAMSON,
-adversarial weight-noise training (Büchel et al.), SAF and noise injection.
+adversarial weight-noise training (Büchel et al.), SAF and noise injection; and (issue 21) hardware-aware
+training through the PCM preset's tile model (``hwa``: the second reference of the report's tests), SAM
+and SAMSON on top of it, the device-shaped sharpness ``device-sam`` (PCM's noise at 1 d) and HWA for the
+RRAM preset (``hwa-rram``; every network is measured on both devices, so HWA for one device measured on
+the other is in the tables). A method whose every cell is already in the result stores while its runs
+are not all here (e.g. the committed rows copied into ``OUT/eval``) is neither trained nor measured again.
 
 It is resumable at every level: the networks are seed groups ``OUT/train/<method>/seed-N``
 (:func:`analogsam.training.train_seeds`, which reuses a finished seed trained with the same
