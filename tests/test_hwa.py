@@ -106,7 +106,13 @@ def test_gradient_is_the_digital_layers():
     """Straight through: the gradient of the training forward equals the digital layer's gradient at
     the same input, weights and output gradient (aihwkit's ideal backward and outer-product update)."""
     torch.manual_seed(2)
-    for module, x in ((nn.Linear(20, 7), torch.randn(5, 20)), (nn.Conv2d(2, 4, 3, stride=2), torch.randn(3, 2, 9, 9))):
+    cases = (
+        (nn.Linear(20, 7), torch.randn(5, 20)),
+        (nn.Conv2d(2, 4, 3, stride=2), torch.randn(3, 2, 9, 9)),
+        (nn.Linear(600, 7), torch.randn(5, 600)),  # two 300-row tiles on pcm's 512 rows
+        (nn.Conv2d(64, 8, 3, padding=1), torch.randn(2, 64, 6, 6)),  # 576 rows: two tiles
+    )
+    for module, x in cases:
         digital = copy.deepcopy(module)
         attach_hardware_aware(module, "pcm")
         module.train()

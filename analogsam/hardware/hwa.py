@@ -514,7 +514,8 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
     else:  # a range per block of rows: clip the input vectors block by block
         v, _ = _vectors(module, x)
         x_in = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
-    if len(tiles.tiles) > 1:  # several tiles: each one's product on the input vectors, its own saturation
+    per_tile_gradient = model.zero_saturated_gradients or (ranges is not None and len(tiles.rows) > 1)
+    if len(tiles.tiles) > 1 and per_tile_gradient:  # each tile's product on the input vectors, its own saturation
         v = _vectors(module, x)[0] if ranges is None else x_in
         per_tile = tiles(vectors, weight, ranges, parts=True)
         cols_out = []
@@ -529,7 +530,7 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         if module.bias is not None:
             y = y + module.bias
         return fold(y)
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1:
         y_tile, saturated = tiles(vectors, weight, ranges)
         y_tile = fold(y_tile)
         saturated = fold(saturated) if saturated.dim() else saturated
