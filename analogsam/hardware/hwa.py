@@ -21,16 +21,23 @@ a layer), for an input vector x (a row of a Linear's input, a patch of a convolu
 2. DAC: round to steps of 2/(2^dac_bits − 2), clip to [−1, 1];
 3. the product with W / α, α = max |W| of the tile (of each column with
    ``mapping.weight_scaling_columnwise``) over ``mapping.weight_scaling`` (aihwkit's
-   ``weight_scaling_omega``; 0: α = 1);
+   ``weight_scaling_omega``; 0: α = 1), recomputed at every step (``remap``, the default: aihwkit's
+   ``WeightRemapParameter``, aihwkit-lightning) or kept from the first step (``remap=False``: aihwkit's
+   default ``InferenceRPUConfig``, whose tile weights then grow past the conductance range);
 4. output-referred weight noise (``io.w_noise``: ``additive-constant`` σ·‖x‖₂, ``pcm-read``
    σ·sqrt(Σ|w|x²)), output noise (``io.out_noise``), ADC: round to steps of
    2·out_bound/(2^adc_bits − 2), clip to ±out_bound; iterative bound management recomputes a vector
    that saturated with half the input scale (fresh noise), as the C++ tile does;
 5. times α and the input scale, the tiles' outputs summed, the bias added digitally.
 
-The result enters the graph as ``y_digital + (y_tile − y_digital).detach()`` with ``y_digital`` the
-product of the DAC-rounded inputs (straight through the rounding) and the weights: the forward value
-is the tile's, the gradient the digital one, as in aihwkit.
+Steps 1-4 are the fast engine's replay of the C++ tile (:class:`analogsam.hardware.fast.tile.Tile`,
+tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution on one tile reads its
+patches straight from the image), run without a graph on a generator seeded from torch's. The layer's
+output is that tile output and its gradient the digital layer's at the same input and weights
+(:class:`_TileProduct`: ``aten.convolution_backward`` or the two products of a Linear), so no digital
+forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
+of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
+zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
 
 Settings with no training-time meaning (documented, ignored here): the ``noise`` section (programming
 noise, drift and read noise over time act when the network is programmed, after training; aihwkit's
@@ -185,10 +192,6 @@ def training_tile_model(
 
 
 # -- the straight-through pieces ---------------------------------------------------------------------------
-
-
-def _round_to(v: Tensor, step: float) -> Tensor:
-    return v if step <= 0 else torch.round(v / step) * step
 
 
 class _ClipToRange(torch.autograd.Function):
