@@ -296,6 +296,15 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
     _add_metric_flag(
         group, "what each epoch reports (and, for mse/r2, a mean-squared-error loss instead of cross-entropy)"
     )
+    group.add_argument(
+        "--hardware-aware",
+        default=None,
+        metavar="PRESET",
+        help="hardware-aware training for this device preset (name or TOML path): each Linear/Conv layer "
+        "trains through the preset's training-time tile model (DAC/ADC, weight and output noise, learned "
+        "input ranges where the preset uses static ones), with any --optimizer (sam: SAM+HWA); default: "
+        "digital training",
+    )
     add_optimizer_arguments(p)
     quantized = p.add_argument_group(
         "quantization and activation sparsity", "quantization-aware training (LIQ) and an L1 activation penalty"
@@ -712,6 +721,8 @@ def cmd_train(args) -> None:
         activation_threshold=args.activation_threshold,
         **method_kwargs_from_args(args),
     )
+    if args.hardware_aware is not None:
+        kwargs["hardware_aware"] = args.hardware_aware
     metric = resolve_metric(args.metric)
 
     def said(run) -> str:

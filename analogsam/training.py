@@ -93,6 +93,9 @@ class TrainedRun:
     group: str | None = None
     #: True when :func:`train_or_reuse` loaded this run instead of training it.
     reused: bool = False
+    #: Hardware-aware training's learned input ranges, {layer name: one range per tile} (empty for
+    #: other runs): the tiles' static input ranges when the network is converted for evaluation.
+    input_ranges: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -164,6 +167,7 @@ def train(
     quantize_first_last: bool = True,
     activation_l1: float = 0.0,
     activation_threshold: float = 0.0,
+    hardware_aware: str | dict | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
@@ -212,6 +216,15 @@ def train(
         activation_threshold: θ of a thresholded ReLU (FATReLU, Kurtz et al.) in place of every
             ``nn.ReLU``: activations at or below θ are 0; 0 (default) keeps the ReLUs. Recorded in the
             config and restored by :func:`load_run`; also logs the sparsity.
+        hardware_aware: a device preset (name or TOML path): hardware-aware training, each
+            convertible layer's training forward replaced by the preset's training-time tile model
+            (:mod:`analogsam.hardware.hwa`: DAC/ADC, weight and output noise, bound management, learned
+            input ranges where the preset uses static ones), for any ``optimizer`` (``"sam"``: SAM+HWA).
+            The config records the preset; the learned input ranges go into the checkpoint and become
+            the tiles' static input ranges at conversion. ``{"preset": "pcm", "remap": False}`` keeps
+            each tile's weight scale where it started instead of following the weights (aihwkit's
+            default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
+            ``None`` (default): digital training.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -224,10 +237,20 @@ def train(
     schedule = _SETTINGS["schedule"].check(schedule)
     seed = _SETTINGS["seed"].check(seed)
     metric = resolve_metric(metric)
+    if hardware_aware is not None:
+        from analogsam.hardware.hwa import training_tile_model
+
+        training_tile_model(hardware_aware)  # refuse an untrainable preset before loading anything
     resolve_hyperparameters(
         optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, **optimizer_kwargs
     )  # refuse a bad hyperparameter before loading anything
     quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
+    if quantize is not None and hardware_aware is not None:
+        # (the two replace the same layers' forwards and were built apart: not yet tested together)
+        raise InvalidParameterError(
+            "train: quantize= and hardware_aware= together are not supported yet; train the quantized network "
+            "digitally (it is programmed with its quantized weights at evaluation), or drop quantize= for HWA"
+        )
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
@@ -254,6 +277,7 @@ def train(
             quantize=quantize,
             activation_l1=activation_l1,
             activation_threshold=activation_threshold,
+            hardware_aware=hardware_aware,
             **optimizer_kwargs,
         )
     finally:
@@ -284,6 +308,7 @@ def _train(
     quantize=None,
     activation_l1=0.0,
     activation_threshold=0.0,
+    hardware_aware=None,
     **optimizer_kwargs,
 ) -> TrainedRun:
     """:func:`train` with its settings checked and its process group (``replicas``, or ``None``) joined."""
@@ -306,6 +331,11 @@ def _train(
     logs_sparsity = (activation_l1 > 0 or activation_threshold > 0 or quantize is not None) and has_activation_modules(
         model
     )
+    hwa = None
+    if hardware_aware is not None:  # before the optimizer is built: learned input ranges are parameters
+        from analogsam.hardware.hwa import attach_hardware_aware
+
+        hwa = attach_hardware_aware(model, hardware_aware)
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,
@@ -353,6 +383,8 @@ def _train(
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
+    if hwa is not None:
+        config["hardware_aware"] = hwa.describe()
     if replicas:
         config["distributed"] = replicas.describe(batch_size)
     if out_dir and main:
@@ -433,6 +465,10 @@ def _train(
         if out_dir and main:
             _write_log(out_dir / "log.csv", run.metrics)
             save_checkpoint(run, out_dir / CHECKPOINT)
+    if hwa is not None:  # the trained network is a plain one again; its input ranges travel with the run
+        from analogsam.hardware.hwa import detach_hardware_aware
+
+        run.input_ranges = detach_hardware_aware(model)
     return run
 
 
@@ -471,9 +507,17 @@ def _write_log(path: Path, metrics: list[dict]) -> None:
 
 def save_checkpoint(run: TrainedRun, path: str | os.PathLike) -> None:
     """Write ``run`` as plain data (tensors, dicts, lists, numbers, strings), loadable with weights_only=True."""
-    state = {k: v.detach().cpu() for k, v in run.model.state_dict().items()}
+    ranges = run.input_ranges
+    if any(hasattr(m, "hwa_model") for m in run.model.modules()):  # (during hardware-aware training)
+        from analogsam.hardware.hwa import input_ranges
+
+        ranges = input_ranges(run.model)
+    # the training forward's own tensors (input ranges, their counters) are not the network's weights
+    state = {k: v.detach().cpu() for k, v in run.model.state_dict().items() if ".hwa_" not in k and "hwa_" != k[:4]}
     # A JSON round trip keeps only plain types, which weights_only loading accepts.
-    plain = json.loads(json.dumps({"model_spec": run.model_spec, "config": run.config, "metrics": run.metrics}))
+    plain = json.loads(
+        json.dumps({"model_spec": run.model_spec, "config": run.config, "metrics": run.metrics, "input_ranges": ranges})
+    )
     _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, **plain}, Path(path))
 
 
@@ -528,6 +572,7 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
         ckpt.get("config", {}),
         ckpt.get("metrics", []),
         path if path.is_dir() else path.parent,
+        input_ranges=ckpt.get("input_ranges") or {},
     )
 
 

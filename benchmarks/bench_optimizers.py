@@ -16,6 +16,13 @@ adversarial with N attack steps <= (N + 1) x 1.1, noise injection <= 1.2x.
 SAQ (issue 22) runs on the model quantized at w8a8 (LIQ), and so does the row ``sgd-w8a8``
 (quantization-aware SGD); SAQ's target, <= 2.1x, is against that row, its own one-pass baseline
 (the ``x SGD`` columns stay against full-precision SGD, so the cost of quantizing shows too).
+
+Hardware-aware training (issue 21, ``--hardware-aware PRESET``, default ``pcm``; ``none`` to skip): each
+optimizer of ``--hwa-optimizers`` (default sgd, sam) is also timed with the preset's training forward
+(``NAME+hwa``, :mod:`analogsam.hardware.hwa`), in the same round-robin, and so is aihwkit's own HWA step on
+the same network, initial weights and batch: ``convert_to_analog`` with the preset's ``InferenceRPUConfig``
+(C++ tiles) and ``AnalogSGD`` (``aihwkit-analogsgd``). The second table gives each HWA step over the digital
+step of the same optimizer (target <= 1.5x) and over aihwkit's step.
 """
 
 from __future__ import annotations
@@ -84,6 +91,8 @@ def bench_model(
     attack_steps: int,
     device: str,
     clock=time.perf_counter,
+    hardware_aware: str | None = None,
+    hwa_optimizers: tuple[str, ...] = (),
 ) -> dict[str, list[float]]:
     spec, shape = MODELS[model_name]
     torch.manual_seed(0)
@@ -101,8 +110,22 @@ def bench_model(
         optimizer, settings = method_settings(name, attack_steps)
         methods[name] = build_method(optimizer, model, lr=0.01, num_samples=BATCH, num_classes=10, epochs=2, **settings)
         methods[name].begin_epoch(0)
+    if hardware_aware:
+        from analogsam.hardware.hwa import attach_hardware_aware
+
+        for name in hwa_optimizers:
+            model = build_model(spec).to(device)
+            model.load_state_dict(initial)
+            attach_hardware_aware(model, hardware_aware)
+            model.train()
+            optimizer, settings = method_settings(name, attack_steps)
+            methods[f"{name}+hwa"] = build_method(
+                optimizer, model, lr=0.01, num_samples=BATCH, num_classes=10, epochs=2, **settings
+            )
+            methods[f"{name}+hwa"].begin_epoch(0)
+        methods["aihwkit-analogsgd"] = _AihwkitStep(spec, initial, hardware_aware, x.device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for round_ in range(warmup + repeats):
         if round_ == warmup:
             for m in methods.values():  # SAF's epoch 0 recorded the logits its epoch-1 KL term needs
@@ -115,6 +138,39 @@ def bench_model(
             if round_ >= warmup:
                 times[name].append(clock() - start)
     return times
+
+
+class _AihwkitStep:
+    """aihwkit's hardware-aware training step: the network converted with the preset's
+    InferenceRPUConfig (C++ tiles, train mode) and AnalogSGD, cross-entropy, one update."""
+
+    def __init__(self, spec, initial, preset, device):
+        import warnings
+
+        from aihwkit.nn.conversion import convert_to_analog
+        from aihwkit.optim import AnalogSGD
+
+        from analogsam.hardware import presets as devices
+        from analogsam.hardware.mapping import map_to_tiles
+
+        model = build_model(spec)
+        model.load_state_dict(initial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model = convert_to_analog(map_to_tiles(model), devices.load(preset).rpu_config())
+        self.model.train()
+        self.optimizer = AnalogSGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.optimizer.regroup_param_groups(self.model)
+
+    def begin_epoch(self, epoch):
+        pass
+
+    def train_step(self, x, y, indices):
+        self.optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(self.model(x.cpu()), y.cpu())
+        loss.backward()
+        self.optimizer.step()
+        return loss
 
 
 def main(argv=None) -> int:
@@ -144,6 +200,16 @@ def main(argv=None) -> int:
         help="wall: elapsed time; cpu: this process's CPU time, which other processes on a "
         "shared machine disturb far less (CPU devices only) (default: wall)",
     )
+    parser.add_argument(
+        "--hardware-aware",
+        default="pcm",
+        metavar="PRESET",
+        help="time hardware-aware steps for this preset against the digital ones and aihwkit's (default: pcm; "
+        "'none' to skip)",
+    )
+    parser.add_argument(
+        "--hwa-optimizers", default="sgd,sam", help="optimizers timed with --hardware-aware (default: sgd,sam)"
+    )
     parser.add_argument("--json", default=None, help="also write the medians and ratios to this file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -158,6 +224,13 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown names: {', '.join(unknown)}")
     goal = targets(args.attack_steps)
+    hardware_aware = None if args.hardware_aware.lower() == "none" else args.hardware_aware
+    hwa_optimizers = tuple(n.strip() for n in args.hwa_optimizers.split(",") if n.strip()) if hardware_aware else ()
+    for name in hwa_optimizers:
+        if name not in ALL:
+            parser.error(f"unknown --hwa-optimizers name: {name}")
+        if name not in optimizers:
+            optimizers.append(name)  # its digital step is the reference
     if args.clock == "cpu" and args.device != "cpu":
         parser.error("--clock cpu measures CPU time; use --clock wall with an accelerator")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -176,6 +249,8 @@ def main(argv=None) -> int:
             attack_steps=args.attack_steps,
             device=args.device,
             clock=clock,
+            hardware_aware=hardware_aware,
+            hwa_optimizers=hwa_optimizers,
         )
         base, base_min = statistics.median(times["sgd"]), min(times["sgd"])
         print(
@@ -207,12 +282,46 @@ def main(argv=None) -> int:
                 "target": target,
                 "times_ms": [t * 1e3 for t in times[name]],
             }
+        if hardware_aware:
+            failures += _hwa_table(model_name, hardware_aware, hwa_optimizers, times, report)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"\nwrote {args.json}")
     print(f"\n{failures} target(s) missed" if failures else "\nall targets met")
     return 0
+
+
+def _hwa_table(model_name, preset, hwa_optimizers, times, report) -> int:
+    """Each HWA step over the digital step of its optimizer (target <= 1.5x) and over aihwkit's."""
+    aihwkit = statistics.median(times["aihwkit-analogsgd"])
+    print(
+        f"\n{model_name}, hardware-aware for {preset}: aihwkit convert_to_analog + AnalogSGD "
+        f"{aihwkit * 1e3:.1f} ms (median), {min(times['aihwkit-analogsgd']) * 1e3:.1f} ms (min)\n"
+        f"{'step':<25} {'median ms':>10} {'min ms':>9} {'x digital':>9} {'(min)':>6} {'x aihwkit':>9} "
+        f"{'target':>9}  result"
+    )
+    failures = 0
+    for name in hwa_optimizers:
+        hwa, digital = times[f"{name}+hwa"], times[name]
+        med, low = statistics.median(hwa), min(hwa)
+        ratio, ratio_min = med / statistics.median(digital), low / min(digital)
+        verdict = "pass" if ratio <= 1.5 else "FAIL"
+        failures += verdict == "FAIL"
+        print(
+            f"{name + '+hwa':<25} {med * 1e3:>10.1f} {low * 1e3:>9.1f} {ratio:>9.2f} {ratio_min:>6.2f} "
+            f"{med / aihwkit:>9.2f} {'<= 1.50':>9}  {verdict}"
+        )
+        report[model_name][f"{name}+hwa"] = {
+            "median_ms": med * 1e3,
+            "min_ms": low * 1e3,
+            "ratio_to_digital": ratio,
+            "ratio_of_min_to_digital": ratio_min,
+            "ratio_to_aihwkit": med / aihwkit,
+            "target": 1.5,
+        }
+    report[model_name]["aihwkit-analogsgd"] = {"median_ms": aihwkit * 1e3, "preset": preset}
+    return failures
 
 
 if __name__ == "__main__":

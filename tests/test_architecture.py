@@ -27,9 +27,11 @@ LAYERS = [
     ("models", ("analogsam.models",)),
     ("robustness", ("analogsam.robustness",)),
     ("quantization", ("analogsam.quantization",)),
+    # below the optimizers and training: hardware-aware training (analogsam.hardware.hwa) and the
+    # device-shaped sharpness (analogsam.optim.device_sam) read the device presets
+    ("hardware", ("analogsam.hardware",)),
     ("optim", ("analogsam.optim",)),
     ("training", ("analogsam.training",)),
-    ("hardware", ("analogsam.hardware",)),
     ("evaluation", ("analogsam.evaluation",)),
     ("studies", ("analogsam.studies",)),
     ("cli", ("analogsam.cli", "analogsam.__main__")),

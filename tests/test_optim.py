@@ -602,6 +602,7 @@ def test_declared_defaults_are_the_methods_defaults():
         "noise": {"noise_additive": 0.0175, "noise_multiplicative": 0.0},
         "rwp": {"rwp_gamma": 0.01, "rwp_alpha": 0.5},
         "saq": {"rho": 0.1, "saq_norm_layers": True, "saq_activation_clips": True, "saq_weight_clips": False},
+        "device-sam": {"rho": 6.0, "device_preset": "pcm", "device_time": 86400.0},  # issue 21
     }
     assert {name: hyperparameter_defaults(name) for name in OPTIMIZER_NAMES} == before
     assert DEFAULT_LR == {"sgd": 0.05, "adamw": 1e-3}
@@ -623,7 +624,7 @@ def test_help_states_every_declared_default_and_range():
     text = " ".join(parser.format_help().split())  # argparse wraps lines
     for hp, _users, defaults in method_flags():
         assert f"{hp.option} " in text and hp.allowed() in text and f"(default: {defaults})" in text, hp.name
-    assert "(default: 0.05 sam, 0.5 asam, 0.2 samson, 0.1 saq)" in text
+    assert "(default: 0.05 sam, 0.5 asam, 0.2 samson, 0.1 saq, 6 device-sam)" in text
 
 
 def test_readme_optimizer_table_is_generated_from_the_declarations():

@@ -436,3 +436,11 @@ def test_threshold_relu_zeroes_at_or_below_theta_and_survives_a_checkpoint(tmp_p
     assert torch.equal(loaded.model(inputs), run.model.eval()(inputs))
     with pytest.raises(InvalidParameterError, match="no nn.ReLU"):
         apply_activation_threshold(nn.Linear(2, 2), 0.1)
+
+
+def test_quantized_and_hardware_aware_training_together_are_refused_by_name():
+    from analogsam.errors import InvalidParameterError
+    from analogsam.training import train
+
+    with pytest.raises(InvalidParameterError, match="quantize= and hardware_aware= together"):
+        train("mlp", "digits", quantize="w4a4", hardware_aware="pcm", epochs=1)

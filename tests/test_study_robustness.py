@@ -32,7 +32,13 @@ def test_quick_study_reports_every_method_over_seeds_and_resumes(tmp_path, capsy
     assert all(f"train {label}:" in said for label in LABELS)
 
     # every method, both scopes of ASAM among them, trained once per seed into its seed group
-    assert {"asam-weights", "asam-all"} <= set(LABELS) and len(LABELS) == 8
+    assert {"asam-weights", "asam-all"} <= set(LABELS) and len(LABELS) == 13
+    # hardware-aware training for PCM and for RRAM, SAM/SAMSON on top of it, the device-shaped sharpness
+    assert {"hwa", "sam-hwa", "samson-hwa", "hwa-rram", "device-sam"} <= set(LABELS)
+    for label, preset in (("hwa", "pcm"), ("sam-hwa", "pcm"), ("samson-hwa", "pcm"), ("hwa-rram", "rram-wan2022")):
+        config = json.loads((out / "train" / label / "seed-0" / "config.json").read_text())
+        assert config["hardware_aware"]["preset"] == preset
+    assert "hardware_aware" not in json.loads((out / "train" / "sgd" / "seed-0" / "config.json").read_text())
     for label in LABELS:
         for seed in QUICK.seeds:
             config = json.loads((out / "train" / label / f"seed-{seed}" / "config.json").read_text())
@@ -54,6 +60,8 @@ def test_quick_study_reports_every_method_over_seeds_and_resumes(tmp_path, capsy
     assert list(tests[0]) == SEED_TEST_COLUMNS
     assert len(tests) == (len(LABELS) - 1) * n_times * 2 and {r["quantity"] for r in tests} == {"value", "drop"}
     assert {r["baseline"] for r in tests} == {"sgd"}
+    against_hwa = _csv(out / "tests-vs-hwa.csv")
+    assert {r["baseline"] for r in against_hwa} == {"hwa"} and len(against_hwa) == len(tests)
 
     report = (out / "report.md").read_text()
     for preset, times in QUICK.presets:
@@ -77,6 +85,15 @@ def test_quick_study_reports_every_method_over_seeds_and_resumes(tmp_path, capsy
     assert len(again["rows"]) == len(rows)
     timings = json.loads((out / "timings.json").read_text())
     assert len(timings) == 2 and timings[1]["trained"] == [] and timings[0]["expected_seconds"] > 0
+
+    # the result stores alone (the run folders elsewhere, as with the committed rows): nothing is redone
+    moved = tmp_path / "rows-only"
+    for preset, _ in QUICK.presets:
+        (moved / "eval" / preset).mkdir(parents=True)
+        (moved / "eval" / preset / "results.csv").write_text((out / "eval" / preset / "results.csv").read_text())
+    elsewhere = robustness_study(moved, quick=True, progress=False, log=False)
+    assert elsewhere["trained"] == [] and elsewhere["measured"] == 0 and elsewhere["estimate"]["total"] == 0
+    assert not (moved / "train").exists() and "measured earlier" in (moved / "report.md").read_text()
 
 
 def test_a_quick_folder_refuses_the_full_study(tmp_path):

@@ -252,7 +252,8 @@ def evaluate(
                 from analogsam.robustness.perturbations import faulted_copy
 
                 source = faulted_copy(network, seed=faults_seed, **faults)
-            return make_backend(convert(source, preset, calibration_batches=data), backend, device)
+            converted = convert(source, preset, calibration_batches=data, input_ranges=labels.get("input_ranges"))
+            return make_backend(converted, backend, device)
 
         if not faults:
             measure = build()  # convert once; each repeat only reprograms

@@ -29,6 +29,7 @@ def unpack(subject) -> tuple[nn.Module, dict]:
             "dataset": subject.config.get("dataset"),
             "train_seed": subject.train_seed,
             "grouped": subject.group is not None,
+            "input_ranges": subject.input_ranges,
         }
     if isinstance(subject, nn.Module):
         return subject, {}

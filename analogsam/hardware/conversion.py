@@ -250,6 +250,7 @@ def convert(
     allow_digital: tuple[str, ...] = (),
     calibration_batches=None,
     example_inputs=None,
+    input_ranges: dict | None = None,
 ) -> nn.Module:
     """Return an analog copy of ``model`` whose Linear/Conv layers are aihwkit tiles for ``preset``.
 
@@ -266,6 +267,10 @@ def convert(
             Needed only when the model holds parameters outside Linear/Conv and the known layers:
             one forward on its first two samples tells which of them are used element-wise (they
             stay digital) and which as a matrix (refused by name).
+        input_ranges: ``{layer name: [range per tile]}``, the input ranges hardware-aware training
+            learned (:attr:`analogsam.training.TrainedRun.input_ranges`): for a preset with static
+            input ranges they are set on the tiles instead of calibrating (a network measured as it
+            was trained); ignored by presets that scale each input vector instead.
 
     The returned model is in eval mode; call ``program_analog_weights()`` and
     ``drift_analog_weights(t)`` on it (or use :func:`analogsam.evaluate`, which does). It is on
@@ -302,7 +307,9 @@ def convert(
     if check.read_outside:
         _try_forward(analog, digital, example_inputs, check)
     analog.analogsam_digital_by_use = check.by_use  # the layers whose parameters stay digital by use
-    if preset.needs_input_range_calibration:
+    if preset.needs_input_range_calibration and input_ranges:
+        _set_input_ranges(analog, input_ranges)
+    elif preset.needs_input_range_calibration:
         if calibration_batches is None:
             raise ConversionError(
                 f"preset {preset.name!r} has io.input_range_calibration = true: pass calibration_batches= "
@@ -311,3 +318,27 @@ def convert(
         calibrate(analog, calibration_batches)
     analog.analogsam_preset = preset  # so evaluation can record the preset with its results
     return analog
+
+
+def _set_input_ranges(analog: nn.Module, ranges: dict) -> None:
+    """Set each tile's static input range from ``ranges`` ({layer: one value per input block}, in
+    aihwkit's tile order: input blocks outer, output blocks inner)."""
+    from aihwkit.nn.modules.base import AnalogLayerBase
+
+    layers = {name: m for name, m in analog.named_modules() if isinstance(m, AnalogLayerBase) and name}
+    missing = sorted(set(ranges) - set(layers))
+    if missing:
+        raise ConversionError(
+            f"input ranges given for layers the converted network does not have: {', '.join(missing)}; "
+            "pass the ranges of the network they were learned on"
+        )
+    for name, values in ranges.items():
+        tiles = list(layers[name].analog_tiles())
+        per_block = len(tiles) // len(values) if values and len(tiles) % len(values) == 0 else None
+        if per_block is None:
+            raise ConversionError(
+                f"layer {name}: {len(values)} learned input range(s) for {len(tiles)} tile(s); train and evaluate "
+                "with the same tile size (tile.rows)"
+            )
+        for i, tile in enumerate(tiles):
+            tile.set_input_range(float(values[i // per_block]))

@@ -53,9 +53,8 @@ class LayerReport(list):
 
 
 def _network(model) -> nn.Module:
-    from analogsam.training import TrainedRun
-
-    if isinstance(model, TrainedRun):
+    # A TrainedRun (analogsam.training, a layer above this one) is recognised by its network.
+    if not isinstance(model, nn.Module) and isinstance(getattr(model, "model", None), nn.Module):
         return model.model
     if not isinstance(model, nn.Module):
         from analogsam.errors import InvalidParameterError

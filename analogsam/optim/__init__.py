@@ -47,6 +47,7 @@ from ._common import (
 )
 from .adversarial import AdversarialMethod, AttackResult, parameter_attack
 from .base import StandardMethod, TrainingMethod
+from .device_sam import DeviceSAM
 from .hyperparameters import METHODS, OPTIMIZER_NAMES, TRAINING_SETTINGS, Hyperparameter, MethodSpec
 from .methods import (
     HyperparameterError,
@@ -96,4 +97,5 @@ __all__ = [
     "RWPMethod",
     "SAQ",
     "SAQMethod",
+    "DeviceSAM",
 ]

@@ -65,6 +65,8 @@ class Hyperparameter:
             return "one of " + ", ".join(map(str, self.choices))
         if self.type is bool:
             return "on | off"
+        if self.type is str:
+            return "a name"
         kind = "an integer" if self.type is int else "a number"
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
@@ -90,6 +92,10 @@ class Hyperparameter:
             return None
         if self.choices is not None:
             return check_choice(label, value, self.choices)
+        if self.type is str:  # free text (e.g. a preset name or path), checked where it is used
+            if not isinstance(value, str) or not value:
+                raise InvalidParameterError(f"{label} must be a non-empty name, got {value!r}")
+            return value
         if self.type is bool:
             if not isinstance(value, bool):
                 raise InvalidParameterError(f"{label} must be True or False, got {value!r}")
@@ -218,6 +224,25 @@ NORM_ORDER = Hyperparameter(
     infinite=True,
     symbol="p",
     metavar="P",
+)
+
+
+DEVICE_PRESET = Hyperparameter(
+    "device_preset",
+    str,
+    "pcm",
+    "the device preset (a name from `analogsam presets list` or a TOML path) whose programming noise, "
+    "drift and read noise shape the neighbourhood T_w = σ_device(w)",
+    metavar="PRESET",
+)
+DEVICE_TIME = _float(
+    "device_time",
+    86400.0,
+    "time after programming at which σ_device is taken (rram-wan2022: 1, 86400 or 172800 only)",
+    "s",
+    symbol="t",
+    low_open=True,
+    metavar="SECONDS",
 )
 
 
@@ -418,6 +443,12 @@ METHODS: dict[str, MethodSpec] = {
                     metavar="ALPHA",
                 ),
             ),
+        ),
+        MethodSpec(
+            "device-sam",
+            "two-pass, ε = ρ T²g/‖Tg‖, T = σ_device(w) of the preset at time t on layer weights, T = 0 on digital ones",
+            "device-shaped ASAM (this package; ASAM: Kwon et al., ICML 2021)",
+            (RHO.with_default(6.0), DEVICE_PRESET, DEVICE_TIME),
         ),
     )
 }

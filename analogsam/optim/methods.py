@@ -54,6 +54,7 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
     "saq": SAQMethod,
+    "device-sam": SharpnessAwareMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 

@@ -313,6 +313,19 @@ class SharpnessAwareMethod(TrainingMethod):
 
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
+        if self.name == "device-sam":  # T from the preset's devices on the crossbar weights, 0 elsewhere
+            from .device_sam import DeviceSAM
+
+            hp = self.hparams
+            self.sam = DeviceSAM(
+                adaptive_param_groups(self.model, "weights"),
+                cls,
+                rho=hp["rho"],
+                preset=hp["device_preset"],
+                t=hp["device_time"],
+                **base_kwargs(lr, momentum, weight_decay),
+            )
+            return self.sam.base_optimizer
         extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items() if k in ("rho", "eta", "p", "scope")}
         params = adaptive_param_groups(self.model, extra["scope"]) if self.name != "sam" else self.model.parameters()
         self.sam = self.OPTIMIZERS[self.name](params, cls, **extra, **base_kwargs(lr, momentum, weight_decay))

@@ -8,7 +8,12 @@ trains), three training seeds each, and measures every network over ten programm
 1 h, 1 d, 30 d, 1 y) and on the NeuRRAM RRAM preset ``rram-wan2022`` (1 s, 1 d, 2 d: the only times
 its noise model defines). The methods (:data:`METHODS`): SGD, SAM, ASAM with both scopes (layer
 weights only, the authors' code; every parameter, davda54/sam and pytorch_optimizer), SAMSON,
-adversarial weight-noise training (Büchel et al.), SAF and noise injection.
+adversarial weight-noise training (Büchel et al.), SAF and noise injection; and (issue 21) hardware-aware
+training through the PCM preset's tile model (``hwa``: the second reference of the report's tests), SAM
+and SAMSON on top of it, the device-shaped sharpness ``device-sam`` (PCM's noise at 1 d) and HWA for the
+RRAM preset (``hwa-rram``; every network is measured on both devices, so HWA for one device measured on
+the other is in the tables). A method whose every cell is already in the result stores while its runs
+are not all here (e.g. the committed rows copied into ``OUT/eval``) is neither trained nor measured again.
 
 It is resumable at every level: the networks are seed groups ``OUT/train/<method>/seed-N``
 (:func:`analogsam.training.train_seeds`, which reuses a finished seed trained with the same
@@ -67,6 +72,13 @@ class StudyMethod:
     label: str
     optimizer: str
     hparams: dict = field(default_factory=dict)
+    #: the device preset of hardware-aware training (:mod:`analogsam.hardware.hwa`), or None
+    hardware_aware: str | None = None
+
+    def train_options(self) -> dict:
+        """The optimizer's hyperparameters, and ``hardware_aware`` where set (so a run's identity, and
+        the reuse of the runs trained before HWA existed, stays what it was for the other methods)."""
+        return {**self.hparams, **({"hardware_aware": self.hardware_aware} if self.hardware_aware else {})}
 
 
 #: The methods, in the order they are trained (the costliest, adversarial training, last, so the
@@ -81,8 +93,17 @@ METHODS: tuple[StudyMethod, ...] = (
     StudyMethod("saf", "saf"),
     StudyMethod("noise", "noise"),
     StudyMethod("adversarial", "adversarial"),
+    # issue 21: hardware-aware training (for PCM; and for RRAM, measured on both: the transfer),
+    # SAM and SAMSON on top of it, and the device-shaped sharpness (PCM's noise at 1 d)
+    StudyMethod("hwa", "sgd", hardware_aware="pcm"),
+    StudyMethod("sam-hwa", "sam", hardware_aware="pcm"),
+    StudyMethod("device-sam", "device-sam", {"device_preset": "pcm", "device_time": 86400.0}),
+    StudyMethod("samson-hwa", "samson", hardware_aware="pcm"),
+    StudyMethod("hwa-rram", "sgd", hardware_aware="rram-wan2022"),
 )
 BASELINE = "sgd"
+#: The second reference of the report's tests: hardware-aware training for the PCM preset.
+HWA_BASELINE = "hwa"
 
 
 @dataclass(frozen=True)
@@ -182,6 +203,16 @@ def _finished_seeds(out: Path, method: StudyMethod, settings: StudySettings) -> 
     ]
 
 
+def _measured_before(out: Path, method: StudyMethod, settings: StudySettings) -> bool:
+    """Whether every cell of ``method`` is in the result stores while its runs are not all here: it was
+    measured by an earlier invocation (e.g. the committed rows copied into ``OUT/eval``, the run folders
+    being elsewhere), so neither training nor measuring it again would add anything."""
+    if len(_finished_seeds(out, method, settings)) == len(settings.seeds):
+        return False
+    wanted = {(method.label, s, k) for s in settings.seeds for k in range(settings.repeats)}
+    return all(wanted <= _measured_programmings(out, preset) for preset, _ in settings.presets)
+
+
 def _measured_programmings(out: Path, preset: str) -> set[tuple]:
     path = out / "eval" / preset / "results.csv"
     rows = read_rows(path) if path.exists() else []
@@ -203,6 +234,10 @@ def _seconds_per_step(method: StudyMethod, settings: StudySettings, data, steps:
     """Wall time of one training step of ``method`` (after ``warmup`` steps), measured here."""
     torch.manual_seed(0)
     model = _fresh_model(settings, data)
+    if method.hardware_aware:
+        from analogsam.hardware.hwa import attach_hardware_aware
+
+        attach_hardware_aware(model, method.hardware_aware)
     trainer = build_method(
         method.optimizer,
         model,
@@ -260,7 +295,7 @@ def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[S
     train, lines = {}, []
     for m in methods:
         missing = len(settings.seeds) - len(_finished_seeds(out, m, settings))
-        if missing:
+        if missing and not _measured_before(out, m, settings):
             step = _seconds_per_step(m, settings, data)
             test_pass = _seconds_per_test_pass(settings, data) if test_pass is None else test_pass
             train[m.label] = missing * (steps_per_run * step + settings.epochs * test_pass)
@@ -349,6 +384,9 @@ def robustness_study(
     for i, method in enumerate(methods, 1):
         group = _group(out, method)
         clock = method_clock = time.perf_counter()
+        if _measured_before(out, method, settings):
+            _log(log, f"[{i}/{len(methods)}] {method.label}: every cell measured earlier (its runs are elsewhere)")
+            continue
         _log(
             log,
             f"[{i}/{len(methods)}] {method.label}: training seeds "
@@ -362,7 +400,7 @@ def robustness_study(
             optimizer=method.optimizer,
             progress=progress,
             **settings.train_kwargs(),
-            **method.hparams,
+            **method.train_options(),
         )
         new = [r.train_seed for r in runs if not r.reused]
         trained += [(method.label, s) for s in new]
@@ -565,11 +603,13 @@ def _method_lines(out: Path, methods: Sequence[StudyMethod], settings: StudySett
     base = {"base", "lr", "momentum", "weight_decay"}
     for m in methods:
         config = read_json(_group(out, m) / SEED_FOLDER.format(settings.seeds[0]) / "config.json")
+        hwa = f"; hardware-aware for `{m.hardware_aware}`" if m.hardware_aware else ""
         if config is None:
-            lines.append(f"| {m.label} | {m.optimizer} | not trained yet |")
+            earlier = _measured_before(out, m, settings)
+            lines.append(f"| {m.label} | {m.optimizer} | {'measured earlier' if earlier else 'not trained yet'}{hwa} |")
             continue
         hp = {k: v for k, v in config.get("optimizer_hparams", {}).items() if k not in base}
-        shown = ", ".join(f"{k}={v}" for k, v in hp.items()) or "—"
+        shown = (", ".join(f"{k}={v}" for k, v in hp.items()) or "—") + hwa
         lines.append(f"| {m.label} | {m.optimizer} | {shown} |")
     return lines
 
@@ -587,6 +627,12 @@ def write_study_report(
     if any(r["run"] == BASELINE for r in rows):
         tests = seed_level_test(rows, BASELINE, quantity="value") + seed_level_test(rows, BASELINE, quantity="drop")
     write_rows(out / "tests.csv", tests, SEED_TEST_COLUMNS)
+    hwa_tests = []
+    if HWA_BASELINE in order and any(r["run"] == HWA_BASELINE for r in rows):
+        hwa_tests = seed_level_test(rows, HWA_BASELINE, quantity="value") + seed_level_test(
+            rows, HWA_BASELINE, quantity="drop"
+        )
+        write_rows(out / "tests-vs-hwa.csv", hwa_tests, SEED_TEST_COLUMNS)
     s = settings
     lines = [
         "# Robustness study: training methods on simulated analog hardware, over training seeds",
@@ -652,6 +698,17 @@ def write_study_report(
             "",
             _test_table(tests, preset, order) if tests else "SGD not measured yet.",
             "",
+            *(
+                [
+                    "### Against HWA (`hwa`, hardware-aware training for PCM): difference in pp and Welch p over "
+                    "seeds, on accuracy and on drop",
+                    "",
+                    _test_table(hwa_tests, preset, [m for m in order if m != HWA_BASELINE]),
+                    "",
+                ]
+                if hwa_tests
+                else []
+            ),
             f"![accuracy vs time]({acc_plot.name})",
             "",
             f"![drop per method]({drop_plot.name})",
