@@ -624,7 +624,7 @@ def test_help_states_every_declared_default_and_range():
     text = " ".join(parser.format_help().split())  # argparse wraps lines
     for hp, _users, defaults in method_flags():
         assert f"{hp.option} " in text and hp.allowed() in text and f"(default: {defaults})" in text, hp.name
-    assert "(default: 0.05 sam, 0.5 asam, 0.2 samson, 0.1 saq, 6 device-sam)" in text
+    assert "(default: 0.05 sam, 0.5 asam, 0.2 samson, 6 device-sam, 0.1 saq)" in text
 
 
 def test_readme_optimizer_table_is_generated_from_the_declarations():

@@ -53,8 +53,8 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "mesa": MESAMethod,
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
-    "saq": SAQMethod,
     "device-sam": SharpnessAwareMethod,
+    "saq": SAQMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES
 
