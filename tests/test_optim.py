@@ -619,9 +619,10 @@ def test_declared_defaults_are_the_methods_defaults():
 
 
 def test_help_states_every_declared_default_and_range():
-    parser = argparse.ArgumentParser()
+    # one long line: argparse would otherwise wrap at a hyphen ("device-sam") as well as at spaces
+    parser = argparse.ArgumentParser(formatter_class=lambda prog: argparse.HelpFormatter(prog, width=100_000))
     add_optimizer_arguments(parser)
-    text = " ".join(parser.format_help().split())  # argparse wraps lines
+    text = " ".join(parser.format_help().split())
     for hp, _users, defaults in method_flags():
         assert f"{hp.option} " in text and hp.allowed() in text and f"(default: {defaults})" in text, hp.name
     assert "(default: 0.05 sam, 0.5 asam, 0.2 samson, 6 device-sam, 0.1 saq)" in text
