@@ -59,16 +59,30 @@ LEVELS = 33
 DRAWS = 4000
 
 
+def check_device_setting(preset, t_seconds: float):
+    """The loaded preset, after checking that it exists and defines ``t_seconds``; an
+    :class:`~analogsam.errors.InvalidParameterError` naming both settings otherwise."""
+    from analogsam.hardware import presets as devices
+
+    try:
+        p = devices.load(preset) if not isinstance(preset, devices.Preset) else preset
+        p.check_times([t_seconds])
+    except ValueError as err:
+        # (the preset or the time it names: both settings in the message, the user fixes either)
+        raise InvalidParameterError(
+            f"device-sam: device_preset={preset!r}, device_time={t_seconds:g} s: {err}"
+        ) from err
+    return p
+
+
 @torch.no_grad()
 def device_spread(preset, t_seconds: float, *, levels: int = LEVELS, draws: int = DRAWS, seed: int = 0):
     """(u, s, c, g_range): conductance levels u in [0, 1] (fractions of g_max − g_min above g_min), the
     measured standard deviation s(u) of one device programmed there and read at ``t_seconds`` (µS), the
     drift-compensation factor c(t) and g_max − g_min (µS), from ``preset``'s aihwkit noise model."""
-    from analogsam.hardware import presets as devices
     from analogsam.hardware.rpu_config import build_noise_model
 
-    p = devices.load(preset) if not isinstance(preset, devices.Preset) else preset
-    p.check_times([t_seconds])
+    p = check_device_setting(preset, t_seconds)
     noise = build_noise_model(p.values["noise"])
     g_min, g_max = p.values["noise"]["g_min_uS"], p.values["noise"]["g_max_uS"]
     u = torch.linspace(0.0, 1.0, levels, dtype=torch.float64)
@@ -113,10 +127,7 @@ class DeviceSAM(SAM):
     ):
         self._extra_defaults = {"adaptive": None}
         super().__init__(params, base_optimizer, rho=rho, **base_kwargs)
-        try:
-            u, spread, c, g_range = device_spread(preset, t)
-        except ValueError as err:
-            raise InvalidParameterError(f"device-sam: {err}") from err
+        u, spread, c, g_range = device_spread(preset, t)
         self.levels = u.float()
         self.level_spread = spread.float()  # µS per level
         self.compensation = c

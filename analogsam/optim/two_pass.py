@@ -311,6 +311,14 @@ class SharpnessAwareMethod(TrainingMethod):
 
     OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
 
+    @classmethod
+    def resolve_hparams(cls, hparams: dict, *, epochs: int | None) -> dict:
+        if "device_preset" in hparams:  # device-sam: the preset and its time, before any data is loaded
+            from .device_sam import check_device_setting
+
+            check_device_setting(hparams["device_preset"], hparams["device_time"])
+        return dict(hparams)
+
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
         if self.name == "device-sam":  # T from the preset's devices on the crossbar weights, 0 elsewhere
