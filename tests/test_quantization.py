@@ -444,3 +444,22 @@ def test_quantized_and_hardware_aware_training_together_are_refused_by_name():
 
     with pytest.raises(InvalidParameterError, match="quantize= and hardware_aware= together"):
         train("mlp", "digits", quantize="w4a4", hardware_aware="pcm", epochs=1)
+
+
+def test_a_quantized_network_converts_after_a_forward_that_kept_its_quantized_weights(sparse_run):
+    # (SAQ keeps Q(w) with its graph during a step; a conversion right after must not trip on it)
+    import analogsam
+
+    model = sparse_run.model.train()
+    for layer in (m for _, m in quantized_layers(model)):
+        layer.keep_quantized_grad = True
+    model(torch.rand(4, 64)).sum().backward()
+    try:
+        assert any(m.quantized_weight is not None for _, m in quantized_layers(model))
+        analog = analogsam.convert(model.eval(), "pcm")
+        assert analog is not None
+        assert any(m.quantized_weight is not None for _, m in quantized_layers(model))  # the original untouched
+    finally:
+        for layer in (m for _, m in quantized_layers(model)):
+            layer.keep_quantized_grad = False
+            layer.quantized_weight = None

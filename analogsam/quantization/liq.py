@@ -316,7 +316,15 @@ def programmable_copy(model: nn.Module) -> nn.Module:
     behind an :class:`ActivationQuantizer`: what analog tiles are programmed with (the quantized
     weights) and fed (the quantized activations, before the tile's own DAC). A model without
     quantized layers is deep-copied unchanged."""
-    copied = copy.deepcopy(model)
+    # A forward's cached Q(w) (``quantized_weight``, kept for SAQ) is a graph tensor that deepcopy refuses
+    # and the copy does not need: the copy gets None in its place, the original is left as it is.
+    transient = {
+        id(cached): None
+        for _, layer in quantized_layers(model)
+        for cached in (layer.quantized_weight, layer.saq_epsilon)
+        if isinstance(cached, torch.Tensor) and not cached.is_leaf
+    }
+    copied = copy.deepcopy(model, transient)
     for name, layer in quantized_layers(copied):
         base = next(b for b, q in _QUANTIZED.items() if isinstance(layer, q))
         quantized_w = layer.quantize_weight().detach()
