@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -75,6 +76,21 @@ def _model(batchnorm: bool = False) -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), *middle, nn.Tanh(), nn.Linear(8, 3))
 
 
+def _leave(rank: int, folder: Path) -> None:
+    """Leave the group with rank 0 last: it hosts the store, and a replica still tearing down its gloo
+    threads when rank 0's process exits is aborted ("terminate called without an active exception",
+    exit -6: one run in five here with a barrier alone). The others say through a file that they left."""
+    torch.distributed.barrier()
+    if rank != 0:
+        torch.distributed.destroy_process_group()
+        (folder / f"left-rank{rank}").touch()
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all((folder / f"left-rank{r}").exists() for r in range(1, WORLD)):
+        time.sleep(0.05)
+    torch.distributed.destroy_process_group()
+
+
 def _replica(rank: int, port: int, folder: str) -> None:
     """One process of the group: every run of RUNS, its final weights (and MESA's EMA) saved per rank."""
     try:
@@ -103,8 +119,7 @@ def _replica(rank: int, port: int, folder: str) -> None:
             saved = {"weights": run.model.state_dict(), "metrics": run.metrics}
             torch.save(saved, Path(folder) / f"{name}-rank{rank}.pt")
         _mesa_ema(rank, folder)
-        torch.distributed.barrier()  # rank 0 hosts the store: it leaves last
-        torch.distributed.destroy_process_group()
+        _leave(rank, Path(folder))
     except BaseException:
         (Path(folder) / f"error-rank{rank}.txt").write_text(traceback.format_exc())
         raise
