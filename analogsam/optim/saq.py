@@ -32,8 +32,6 @@ On a model without quantized layers Q is the identity and SAQ is SAM over the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,13 +45,14 @@ from analogsam.validation import check_real
 from ._common import NonFiniteError, frozen_batchnorm_stats, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
 from .hyperparameters import METHODS
+from .two_pass import TwoPassOptimizer
 
 __all__ = ["SAQ", "SAQMethod", "quantized_sharpness"]
 
 _SPEC = METHODS["saq"]
 
 
-class SAQ(torch.optim.Optimizer):
+class SAQ(TwoPassOptimizer):
     """Sharpness-aware quantization around a base optimizer (davda54/sam's convention, plus the model).
 
     Args:
@@ -177,32 +176,8 @@ class SAQ(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        """One full step; ``closure`` does forward and backward (no zero_grad) and returns the loss.
-
-        As for :class:`~analogsam.optim.SAM`: the closure is called first if no gradient is there yet.
-        BatchNorm statistics are the closure's business (or use ``build_method("saq", ...)``)."""
-        if closure is None:
-            raise InvalidParameterError("SAQ needs a closure that does forward and backward")
-        closure = torch.enable_grad()(closure)
-        loss = None
-        if not any(p.grad is not None for p in self.model.parameters()):
-            loss = closure()
-        self.first_step(zero_grad=True)
-        try:
-            closure()
-        except BaseException:
-            self.restore()
-            raise
-        self.second_step(zero_grad=False)
-        return loss
-
-    def state_dict(self):
-        return self.base_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict):
-        self.base_optimizer.load_state_dict(state_dict)
-        self.param_groups = self.base_optimizer.param_groups
+    def _has_gradient(self) -> bool:
+        return any(p.grad is not None for p in self.model.parameters())
 
 
 class SAQMethod(TrainingMethod):

@@ -56,7 +56,48 @@ from .base import TrainingMethod, base_optimizer_class
 from .hyperparameters import ETA, METHODS, NORM_ORDER, RHO, SCOPE
 
 
-class SAM(torch.optim.Optimizer):
+class TwoPassOptimizer(torch.optim.Optimizer):
+    """What every two-pass method (SAM, ASAM, SAMSON, SAQ) shares: :meth:`step` calls the closure around
+    ``first_step`` / ``second_step`` (restoring the weights if the second pass fails), and the
+    checkpointed state is the base optimizer's. Subclasses define ``first_step``, ``second_step``,
+    ``restore`` and ``_has_gradient`` (whether the first gradient is already there)."""
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """One full step. ``closure`` does forward + backward (no zero_grad) and returns the loss.
+
+        As in davda54/sam the first gradient is expected to be computed already; if no parameter has a
+        gradient yet, the closure is called once first to compute it. Returns the first-pass loss when
+        this method computed it, else ``None``. BatchNorm running statistics are the closure's business
+        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
+        """
+        if closure is None:
+            raise InvalidParameterError(
+                f"{type(self).__name__} needs a closure that does forward and backward; "
+                "or call first_step()/second_step() yourself"
+            )
+        closure = torch.enable_grad()(closure)
+        loss = None
+        if not self._has_gradient():
+            loss = closure()
+        self.first_step(zero_grad=True)
+        try:
+            closure()
+        except BaseException:
+            self.restore()
+            raise
+        self.second_step(zero_grad=False)
+        return loss
+
+    # The perturbation is scratch; what must survive a checkpoint is the base optimizer's state.
+    def state_dict(self):
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
+
+
+class SAM(TwoPassOptimizer):
     """Sharpness-Aware Minimization (Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2 (p = 2), Alg. 1).
 
     ε = ρ · g / ‖g‖₂ with one norm over all parameters; the base optimizer steps with ∇L(w + ε).
@@ -181,39 +222,8 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        """One full step. ``closure`` does forward + backward (no zero_grad) and returns the loss.
-
-        As in davda54/sam the first gradient is expected to be computed already; if no parameter has a
-        gradient yet, the closure is called once first to compute it. Returns the first-pass loss when
-        this method computed it, else ``None``. BatchNorm running statistics are the closure's business
-        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
-        """
-        if closure is None:
-            raise InvalidParameterError(
-                f"{type(self).__name__} needs a closure that does forward and backward; "
-                "or call first_step()/second_step() yourself"
-            )
-        closure = torch.enable_grad()(closure)
-        loss = None
-        if not any(True for _ in self._params_with_grad()):
-            loss = closure()
-        self.first_step(zero_grad=True)
-        try:
-            closure()
-        except BaseException:
-            self.restore()
-            raise
-        self.second_step(zero_grad=False)
-        return loss
-
-    # The perturbation is scratch; what must survive a checkpoint is the base optimizer's state.
-    def state_dict(self):
-        return self.base_optimizer.state_dict()
-
-    def load_state_dict(self, state_dict):
-        self.base_optimizer.load_state_dict(state_dict)
-        self.param_groups = self.base_optimizer.param_groups
+    def _has_gradient(self) -> bool:
+        return any(True for _ in self._params_with_grad())
 
 
 class ASAM(SAM):
