@@ -317,6 +317,14 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
         "learnable clips, ziplab/SAQ's; --optimizer saq is sharpness-aware quantization) (default: full precision)",
     )
     quantized.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN",
+        help="start from the trained weights of this full-precision run folder (QAT/SAQ from a trained model, "
+        "as ziplab/SAQ's --pretrained; the clips are initialised from the trained weights); the architecture is "
+        "the run's, --model must name it or be left out (default: a random initialisation)",
+    )
+    quantized.add_argument(
         "--quantize-first-last",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -721,6 +729,10 @@ def cmd_train(args) -> None:
         activation_threshold=args.activation_threshold,
         **method_kwargs_from_args(args),
     )
+    model = args.model
+    if args.init_from is not None:
+        kwargs["init_from"] = args.init_from
+        model = None if args.model == "lenet5" else args.model  # (--model's default: the run's architecture)
     if args.hardware_aware is not None:
         kwargs["hardware_aware"] = args.hardware_aware
     metric = resolve_metric(args.metric)
@@ -734,7 +746,7 @@ def cmd_train(args) -> None:
         )
 
     if args.seeds is None:
-        run = train(args.model, args.data, seed=args.seed, **kwargs)
+        run = train(model, args.data, seed=args.seed, **kwargs)
         if not is_main_process():
             return  # under torchrun rank 0 alone reports
         print(said(run))
@@ -742,7 +754,7 @@ def cmd_train(args) -> None:
         return
     from analogsam.training import train_seeds
 
-    runs = train_seeds(args.model, args.data, seeds=args.seeds, **kwargs)
+    runs = train_seeds(model, args.data, seeds=args.seeds, **kwargs)
     if not is_main_process():
         return
     for run in runs:

@@ -144,7 +144,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(
-    model: nn.Module | dict | str = "lenet5",
+    model: nn.Module | dict | str | None = "lenet5",
     data: DatasetSplits | str = "fashion-mnist",
     *,
     optimizer: str = "sgd",
@@ -168,13 +168,14 @@ def train(
     activation_l1: float = 0.0,
     activation_threshold: float = 0.0,
     hardware_aware: str | dict | None = None,
+    init_from: str | os.PathLike | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
         model: an ``nn.Module``, a model spec dict, or a model name (``mlp``, ``lenet5``, ``resnet20``, ...)
-            built for the dataset's input shape.
+            built for the dataset's input shape; ``None`` with ``init_from``: that run's architecture.
         data: a :class:`~analogsam.data.DatasetSplits` or a dataset name (loaded with ``data_options``).
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
@@ -225,6 +226,13 @@ def train(
             each tile's weight scale where it started instead of following the weights (aihwkit's
             default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
             ``None`` (default): digital training.
+        init_from: a full-precision run folder written by :func:`train` whose trained weights this run
+            starts from (``--init-from RUN``): quantization-aware training and SAQ from a trained
+            full-precision model, as ziplab/SAQ does (its ``--pretrained``; the quantizers' clips are then
+            initialised from the trained weights and the first batch's activations, not from random ones).
+            ``model`` is that run's architecture (a name or spec must match it; a module gets its weights);
+            a thresholded ReLU it was trained with is kept. The config records the run and its
+            checkpoint's digest. ``None`` (default): the model starts from its random initialisation.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -253,6 +261,10 @@ def train(
         )
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
+    if init_from is not None:
+        model = _start_from(init_from, model)
+    elif model is None:
+        raise InvalidParameterError("train: model=None needs init_from (the run whose architecture it takes)")
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
         return _train(
@@ -283,6 +295,43 @@ def train(
     finally:
         if replicas is not None:
             replicas.close()
+
+
+def _start_from(init_from, model) -> _Start:
+    """The model of ``train(init_from=...)``: the run's trained full-precision network (see :func:`train`)."""
+    if isinstance(init_from, TrainedRun) or not isinstance(init_from, (str, os.PathLike)):
+        raise InvalidParameterError(
+            f"init_from must be the folder of a run written by train (e.g. runs/fp), got {type(init_from).__name__}"
+        )
+    folder = Path(init_from)
+    run = load_run(folder, model=model if isinstance(model, nn.Module) else None)
+    if run.config.get("quantization"):
+        raise InvalidParameterError(
+            f"init_from: {folder} is a quantized run; start from a full-precision run (trained without --quantize)"
+        )
+    wanted = model if isinstance(model, str) else (model.get("name") if isinstance(model, dict) else None)
+    stored = (run.model_spec or {}).get("name")
+    if wanted is not None and stored is not None and wanted != stored:
+        raise InvalidParameterError(
+            f"init_from: {folder} holds a {stored!r} network, not {wanted!r}; pass model={stored!r} (or leave "
+            "--model out) to start from it"
+        )
+    record = {
+        "run": str(folder),
+        "checkpoint": file_digest(folder / CHECKPOINT if folder.is_dir() else folder),
+        "test_accuracy": (run.metrics[-1] if run.metrics else {}).get("test_accuracy"),
+        "activation_threshold": run.config.get("activation_threshold", 0.0),
+    }
+    return _Start(run.model.train(), run.model_spec, record)
+
+
+@dataclass
+class _Start:
+    """A trained network to start from, with its spec and the record of where it came from."""
+
+    model: nn.Module
+    spec: dict | None
+    record: dict
 
 
 def _train(
@@ -319,7 +368,10 @@ def _train(
         data = load_dataset(data, **data_options)
     data_options.pop("root", None)  # a local path is no part of the run's identity
     torch.manual_seed(seed)
-    model, spec = _resolve_model(model, data)
+    start = model if isinstance(model, _Start) else None
+    model, spec = (start.model, start.spec) if start else _resolve_model(model, data)
+    if start and not activation_threshold:  # the start's thresholded ReLUs stay what they are
+        activation_threshold = start.record["activation_threshold"]
     if activation_threshold > 0:
         apply_activation_threshold(model, activation_threshold)
     if quantize is not None:
@@ -380,6 +432,7 @@ def _train(
         **({"quantization": quantization_config(model)} if quantize is not None else {}),
         **({"activation_l1": activation_l1} if activation_l1 > 0 else {}),
         **({"activation_threshold": activation_threshold} if activation_threshold > 0 else {}),
+        **({"init_from": start.record} if start else {}),
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
@@ -656,10 +709,15 @@ def _identity(kwargs: dict) -> dict | None:
     """What decides the trained run: the settings of ``kwargs`` with the dataset and model by name."""
     data = kwargs.get("data", "fashion-mnist")
     model = kwargs.get("model", "lenet5")
-    if not isinstance(model, (str, dict)):
+    start = kwargs.get("init_from")
+    if not isinstance(model, (str, dict)) and not (model is None and start is not None):
         return None
     options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
     rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
+    if start is not None:  # the run started from, by its trained weights: a retrained start retrains this one
+        folder = Path(start)
+        file = folder / CHECKPOINT if folder.is_dir() else folder
+        rest["init_from"] = {"run": str(folder), "checkpoint": file_digest(file) if file.exists() else None}
     return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options, **rest}
 
 

@@ -54,7 +54,7 @@ class ThresholdReLU(nn.ReLU):
 def apply_activation_threshold(model: nn.Module, threshold: float) -> nn.Module:
     """Make every ``nn.ReLU`` of ``model`` a :class:`ThresholdReLU` with ``threshold`` θ, in place."""
     threshold = check_real("activation_threshold", threshold, 0.0)
-    found = [m for m in model.modules() if type(m) is nn.ReLU]
+    found = [m for m in model.modules() if type(m) in (nn.ReLU, ThresholdReLU)]  # (a start's FATReLUs re-set)
     if not found:
         raise InvalidParameterError(
             f"activation_threshold: {type(model).__name__} has no nn.ReLU module to threshold (F.relu calls "
