@@ -35,6 +35,14 @@ def test_quick_fault_study_reports_every_variant_and_resumes(tmp_path, capsys):
     # SAM is trained once per activation kind and seed, in full precision, and quantized afterwards
     fp = json.loads((out / "train" / "standard-fp-sam" / "seed-0" / "config.json").read_text())
     assert "quantization" not in fp and fp["optimizer"] == "sam"
+    # two stages: every variant of a seed and activation kind starts from the same full-precision run
+    for activations in ("standard", "sparse"):
+        start = out / "train" / f"{activations}-fp" / "seed-1"
+        assert "quantization" not in json.loads((start / "config.json").read_text())
+        for name in ("w8a8-sgd", "w4a4-saq"):
+            config = json.loads((out / "train" / f"{activations}-{name}" / "seed-1" / "config.json").read_text())
+            assert config["init_from"]["run"] == str(start) and config["lr"] == QUICK.lr
+    assert sparse_saq["init_from"]["run"] == str(out / "train" / "sparse-fp" / "seed-0")
 
     report = (out / "report.md").read_text()
     assert all(f"| {label} | {len(QUICK.seeds)} |" in report for label in labels)
