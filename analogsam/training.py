@@ -49,6 +49,7 @@ from analogsam.quantization import (
     ActivationL1,
     activation_sparsity,
     apply_activation_threshold,
+    initialize_clips,
     has_activation_modules,
     parse_quantize,
     quantization_config,
@@ -388,6 +389,13 @@ def _train(
         from analogsam.hardware.hwa import attach_hardware_aware
 
         hwa = attach_hardware_aware(model, hardware_aware)
+    if replicas and quantize is not None:
+        # LIQ initialises its clips at the first forward, from that batch: each replica would get its own
+        # (different activation clips for ever, the gradients being averaged). Initialised here, on each
+        # replica's first batch, they are then overwritten with rank 0's by the broadcast of ddp.wrap.
+        first = ddp.shard_indices(len(data.train), replicas.rank, replicas.world_size, seed)
+        inputs = next(iter(ddp.shard_batches(data.train, first, local_batch, seed=seed * 100_003)))[0]
+        initialize_clips(model, inputs.to(device))
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,

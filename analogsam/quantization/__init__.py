@@ -15,6 +15,7 @@ from .faults import BIT_FAULT_KINDS, CODE_ENCODINGS, code_faulted_copy, decode_w
 from .liq import (
     ActivationQuantizer,
     QuantizedLayer,
+    initialize_clips,
     liq_activation,
     liq_weight,
     parse_quantize,
@@ -37,6 +38,7 @@ from .sparsity import (
 __all__ = [
     "ActivationQuantizer",
     "QuantizedLayer",
+    "initialize_clips",
     "liq_activation",
     "liq_weight",
     "parse_quantize",

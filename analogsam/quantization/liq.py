@@ -54,6 +54,7 @@ __all__ = [
     "programmable_copy",
     "weight_codes",
     "weights_from_codes",
+    "initialize_clips",
     "liq_weight",
     "liq_activation",
 ]
@@ -290,6 +291,29 @@ def quantization_config(model: nn.Module) -> dict | None:
         "layers": [n for n, _ in layers],
         "weight_format": "offset binary: level index n in [0, 2^k - 1], w = c_w (2n/(2^k - 1) - 1)",
     }
+
+
+@torch.no_grad()
+def initialize_clips(model: nn.Module, inputs: torch.Tensor) -> nn.Module:
+    """Initialise the clips of ``model``'s quantized layers now, with one training-mode forward of
+    ``inputs`` (the rule of the first training forward: 0.8·max|.|), leaving every other buffer
+    (BatchNorm statistics) as it was. Data-parallel training calls it on each replica's first batch
+    before the replicas are synchronised, so that every replica gets rank 0's clips (the reference
+    initialises each replica from its own batch and lets them differ); returns ``model``."""
+    kept = {n: b.clone() for n, b in model.named_buffers() if not n.endswith(_QUANTIZER_BUFFERS)}
+    was_training = model.training
+    model.train()
+    try:
+        model(inputs)
+    finally:
+        model.train(was_training)
+        for name, buffer in model.named_buffers():
+            if name in kept:
+                buffer.copy_(kept[name])
+    return model
+
+
+_QUANTIZER_BUFFERS = ("clips_initialized", "activation_signed")
 
 
 # -- what analog hardware is programmed with ---------------------------------------------------------
