@@ -530,9 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
         "faults",
         parents=[debug],
         help="memory faults in standard vs activation-sparse quantized LeNet-5, SGD vs SAQ (arXiv 2406.10528)",
-        description="Train LeNet-5 on 10k Fashion-MNIST images, quantization-aware at w8a8 and w4a4 with SGD and "
-        "SAQ, standard and activation-sparse (L1), and SAM in full precision quantized afterwards, 3 training "
-        "seeds each; inject bit flips and stuck-at faults into the weight codes at rates 1e-4 to 1e-1; write "
+        description="Train LeNet-5 on 20k Fashion-MNIST images in two stages (a full-precision start per seed, "
+        "standard and activation-sparse (L1), then from it: quantization-aware at w8a8 and w4a4 with SGD and "
+        "SAQ, and SAM in full precision quantized afterwards), 3 training seeds; inject bit flips and stuck-at "
+        "faults into the weight codes (and, with --fault-locations, the activation codes) at rates 1e-4 to 1e-1; write "
         "report.md (accuracy vs rate, sparsity, sharpness, the paper's three claims). States the measured "
         "runtime first; rerunning the same command resumes.",
     )
@@ -540,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="the same pipeline on a tiny problem (256/200 images, 1 epoch, 2 seeds, 2 rates, 2 draws): a minute or so",
+    )
+    flt.add_argument(
+        "--fault-locations",
+        default="weight",
+        metavar="LIST",
+        help="which memory the faults are in: weight (the weight codes, as the paper), activation (the quantized "
+        "layers' a-bit input codes, fixed faulty cells per position) or weight,activation (default: %(default)s)",
     )
     add_data_flags(flt)
     add_output_flags(flt, required=True, what="study folder (train/, measure/, report.md); rerunning resumes it")
@@ -982,9 +990,13 @@ def cmd_study(args) -> None:
 
     command = "analogsam " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.study == "faults":
-        from analogsam.studies.faults import fault_study
+        from dataclasses import replace
 
-        fault_study(args.out, quick=args.quick, data_root=args.data_root, progress=not args.quiet, command=command)
+        from analogsam.studies.faults import FULL, QUICK, fault_study
+
+        locations = tuple(x.strip() for x in args.fault_locations.split(",") if x.strip())
+        settings = replace(QUICK if args.quick else FULL, locations=locations)
+        fault_study(args.out, settings=settings, data_root=args.data_root, progress=not args.quiet, command=command)
         return
     robustness_study(
         args.out,

@@ -54,3 +54,20 @@ def test_quick_fault_study_reports_every_variant_and_resumes(tmp_path, capsys):
     assert again["trained"] == [] and again["measured"] == []
     with pytest.raises(FaultStudyError, match="other settings"):
         fault_study(out, settings=replace(QUICK, draws=3), progress=False)
+
+
+def test_activation_memory_faults_in_the_study(tmp_path, capsys):
+    """--fault-locations weight,activation: every fault row says where it was; the report has both."""
+    out = tmp_path / "both"
+    args = ["study", "faults", "--quick", "--fault-locations", "weight,activation", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    result = json.loads((out / "measure" / "sparse-w4a4-saq" / "seed-0.json").read_text())
+    locations = [f["location"] for f in result["faults"]]
+    per_location = len(QUICK.kinds) * len(QUICK.rates) * QUICK.draws
+    assert locations == ["weight"] * per_location + ["activation"] * per_location
+    report = (out / "report.md").read_text()
+    assert "### activation bit-flip" in report and "### bit-flip" in report
+    assert "| activation stuck-at | w4a4 |" in report
+    assert main(["study", "faults", "--quick", "--fault-locations", "bias", "--out", str(tmp_path / "x")]) == 2
+    assert "fault locations must be some of weight, activation" in capsys.readouterr().err

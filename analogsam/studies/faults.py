@@ -63,8 +63,9 @@ from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
 from analogsam.optim.saq import quantized_sharpness
 from analogsam.quantization import (
+    FAULT_LOCATIONS,
     activation_sparsity,
-    code_faulted_copy,
+    faulted_copy,
     quantize_model,
 )
 from analogsam.robustness._random import derived_seed
@@ -100,6 +101,7 @@ class FaultStudySettings:
     sam_rho: float = 0.05
     calibration_samples: int = 512
     kinds: tuple[str, ...] = ("bit-flip", "stuck-at")
+    locations: tuple[str, ...] = ("weight",)  # "weight" and/or "activation" memory
     rates: tuple[float, ...] = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
     draws: int = 3
     encoding: str = "offset-binary"
@@ -219,14 +221,20 @@ def measure_network(model, test, settings: FaultStudySettings) -> dict:
     sharp = quantized_sharpness(model, x, y, rho=settings.sharpness_rho)
     sparsity = activation_sparsity(model, test)
     faults = []
-    for kind in settings.kinds:
-        for rate in settings.rates:
-            for draw in range(settings.draws):
-                faulted = code_faulted_copy(
-                    model, rate, kind=kind, encoding=settings.encoding, seed=derived_seed(settings.fault_seed, draw)
-                )
-                value, _ = accuracy(faulted, test)
-                faults.append({"kind": kind, "rate": rate, "draw": draw, "accuracy": value})
+    for location in settings.locations:
+        for kind in settings.kinds:
+            for rate in settings.rates:
+                for draw in range(settings.draws):
+                    faulted = faulted_copy(
+                        model,
+                        rate,
+                        location=location,
+                        kind=kind,
+                        encoding=settings.encoding,
+                        seed=derived_seed(settings.fault_seed, draw),
+                    )
+                    value, _ = accuracy(faulted, test)
+                    faults.append({"location": location, "kind": kind, "rate": rate, "draw": draw, "accuracy": value})
     return {
         "clean_accuracy": clean,
         "sparsity": sparsity["overall"],
@@ -287,13 +295,13 @@ def _estimate(out: Path, settings: FaultStudySettings, data, test) -> tuple[floa
             seen.add(key)
             if not _measure_path(out, v, seed).exists():
                 measures += 1
-    evals = measures * (1 + len(settings.kinds) * len(settings.rates) * settings.draws) * one_eval
+    per_network = len(settings.locations) * len(settings.kinds) * len(settings.rates) * settings.draws
+    evals = measures * (1 + per_network) * one_eval
     lines = [
         f"training: {per_epoch * settings.start_epochs} steps per full-precision start at {cost['fp'] * 1e3:.0f} ms, "
         f"{steps} steps per run from it at {cost['sgd'] * 1e3:.0f} ms (SGD-QAT), {cost['saq'] * 1e3:.0f} ms (SAQ), "
         f"{cost['sam'] * 1e3:.0f} ms (SAM) per step: {trains:.0f} s",
-        f"faults: {measures} network(s) x {len(settings.kinds) * len(settings.rates) * settings.draws} faulted "
-        f"evaluations x {one_eval:.2f} s: {evals:.0f} s",
+        f"faults: {measures} network(s) x {per_network} faulted evaluations x {one_eval:.2f} s: {evals:.0f} s",
     ]
     return trains + evals, lines
 
@@ -335,6 +343,11 @@ def fault_study(
     settings = settings or (QUICK if quick else FULL)
     out = ensure_folder(out, "study folder")
     wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+    if wanted["locations"] == ["weight"]:  # a weight-fault study keeps the key it had before locations
+        del wanted["locations"]
+    unknown = set(settings.locations) - set(FAULT_LOCATIONS)
+    if unknown or not settings.locations:
+        raise FaultStudyError(f"fault locations must be some of {', '.join(FAULT_LOCATIONS)}, got {settings.locations}")
     record = read_json(out / STUDY_RECORD)
     if record is None:
         write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
@@ -421,13 +434,28 @@ def load_measurements(out: Path, settings: FaultStudySettings) -> dict[str, list
     return found
 
 
-def _fault_accuracy(result: dict, kind: str, rate: float) -> float:
-    """A network's accuracy at (kind, rate): the mean over fault draws."""
-    return float(np.mean([f["accuracy"] for f in result["faults"] if f["kind"] == kind and f["rate"] == rate]))
+def _faults(settings: FaultStudySettings) -> list[str]:
+    """The report's fault labels: a kind ("bit-flip": in the weight memory) or "activation <kind>"."""
+    return [kind if loc == "weight" else f"{loc} {kind}" for loc in settings.locations for kind in settings.kinds]
 
 
-def _drop(result: dict, kind: str, rate: float) -> float:
-    return result["clean_accuracy"] - _fault_accuracy(result, kind, rate)
+def _fault_accuracy(result: dict, fault: str, rate: float) -> float:
+    """A network's accuracy at (fault label, rate): the mean over fault draws."""
+    location, _, kind = fault.rpartition(" ")
+    location = location or "weight"
+    return float(
+        np.mean(
+            [
+                f["accuracy"]
+                for f in result["faults"]
+                if f["kind"] == kind and f["rate"] == rate and f.get("location", "weight") == location
+            ]
+        )
+    )
+
+
+def _drop(result: dict, fault: str, rate: float) -> float:
+    return result["clean_accuracy"] - _fault_accuracy(result, fault, rate)
 
 
 def _ci_text(values, scale: float = 100.0, digits: int = 1) -> str:
@@ -450,7 +478,7 @@ def plot_accuracy_vs_rate(results: dict, settings: FaultStudySettings, path: Pat
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    kinds, bits = settings.kinds, settings.bits
+    kinds, bits = _faults(settings), settings.bits
     fig = Figure(figsize=(5.2 * len(bits), 3.8 * len(kinds)))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(kinds), len(bits), squeeze=False)
@@ -494,6 +522,9 @@ def plot_accuracy_vs_rate(results: dict, settings: FaultStudySettings, path: Pat
 def write_report(out: Path, settings: FaultStudySettings, command: str | None, seconds: float) -> Path:
     results = load_measurements(out, settings)
     plot = plot_accuracy_vs_rate(results, settings, out / "accuracy_vs_rate.png")
+    where = f"weight codes ({settings.encoding})" if "weight" in settings.locations else ""
+    if "activation" in settings.locations:  # (fixed faulty cells per position of one sample's input)
+        where += (" and " if where else "") + "activation codes (unsigned a-bit words; the rows 'activation ...')"
     rates = settings.rates
     lines = [
         "# Memory faults in activation-sparse quantized networks (arXiv 2406.10528), reproduced small",
@@ -508,7 +539,7 @@ def write_report(out: Path, settings: FaultStudySettings, command: str | None, s
         f"trained weights; sparse: L1 λ = {settings.sparsity_l1:g} "
         f"on the ReLU outputs in both stages; SAQ ρ = {settings.saq_rho}; SAM ρ = {settings.sam_rho} in full precision, "
         f"quantized afterwards (LIQ clips from {settings.calibration_samples} training images). Faults on the "
-        f"weight codes ({settings.encoding}), every bit cell faulty with probability = the rate, "
+        f"{where}, every bit cell faulty with probability = the rate, "
         f"{settings.draws} draws per rate; stuck-at: each faulty cell stuck at 0 or 1 with equal odds. "
         "Every number is the mean ± the 95% Student-t half-width over training seeds (a network's value at a "
         "rate is its mean over the fault draws); p: Welch's two-sided test over seeds.",
@@ -518,7 +549,7 @@ def write_report(out: Path, settings: FaultStudySettings, command: str | None, s
         "## Accuracy (%) against the bit error rate",
         "",
     ]
-    for kind in settings.kinds:
+    for kind in _faults(settings):
         lines += [f"### {kind}", ""]
         header = "| variant | seeds | clean | " + " | ".join(f"{r:g}" for r in rates) + " | sparsity (%) | sharpness |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
@@ -563,7 +594,7 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
     ]
     header = "| kind | bits | " + " | ".join(f"{r:g}" for r in settings.rates) + " |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
-    for kind in settings.kinds:
+    for kind in _faults(settings):
         for b in settings.bits:
             std, sp = results.get(f"standard-w{b}a{b}-sgd") or [], results.get(f"sparse-w{b}a{b}-sgd") or []
             cells = []
@@ -593,7 +624,7 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
         header.replace("| kind | bits |", "| kind | network |"),
         "|" + "---|" * (header.count("|") - 1),
     ]
-    for kind in settings.kinds:
+    for kind in _faults(settings):
         for activations in ("standard", "sparse"):
             for b in settings.bits:
                 sgd = results.get(f"{activations}-w{b}a{b}-sgd") or []
