@@ -337,8 +337,9 @@ def add_training_flags(p: argparse.ArgumentParser, *, study: bool = False) -> No
         default=0.0,
         metavar="LAMBDA",
         help="activation sparsity: λ of the penalty λ·Σ‖a‖₁ per sample on the ReLU outputs (Kurtz et al. 2020); "
-        "LeNet-5 on Fashion-MNIST: 1e-5 adds ~5 points of zeros with SGD, 3e-5 kills its convolutions, and "
-        "with saq or sam on a quantized LeNet-5 even 5e-6 collapsed it; 0 is off (default: 0)",
+        "LeNet-5 on Fashion-MNIST (20k images, 4 epochs, full precision): 1e-4 gives 81%% zeros against 54%% "
+        "at 2 points of accuracy; with --quantize and saq start from a trained run (--init-from), from scratch "
+        "the clips collapsed; 0 is off (default: 0)",
     )
     quantized.add_argument(
         "--activation-threshold",
