@@ -71,3 +71,14 @@ def test_activation_memory_faults_in_the_study(tmp_path, capsys):
     assert "| activation stuck-at | w4a4 |" in report
     assert main(["study", "faults", "--quick", "--fault-locations", "bias", "--out", str(tmp_path / "x")]) == 2
     assert "fault locations must be some of weight, activation" in capsys.readouterr().err
+
+
+def test_the_paired_test_pairs_by_seed():
+    """Differences 1, 2, 3 over three seeds: t = 2 / (1 / √3) = 2√3 on 2 degrees of freedom, whose
+    two-sided p is 1 − t/√(t² + 2) = 1 − √(12/14) = 0.0742 (the t distribution with 2 dof in closed form)."""
+    from analogsam.studies.faults import _paired_p
+
+    a = [{"seed": 2, "v": 13.0}, {"seed": 0, "v": 11.0}, {"seed": 1, "v": 7.0}, {"seed": 5, "v": 99.0}]
+    b = [{"seed": 0, "v": 10.0}, {"seed": 1, "v": 5.0}, {"seed": 2, "v": 10.0}]
+    assert _paired_p(a, b, lambda x: x["v"]) == f"paired {1 - (12 / 14) ** 0.5:.3f}" == "paired 0.074"
+    assert _paired_p(a[:1], b, lambda x: x["v"]) == "paired –"

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
@@ -473,6 +474,19 @@ def _p_text(a, b) -> str:
     return "–" if math.isnan(p) else f"{p:.3f}"
 
 
+def _paired_p(rows_a: list[dict], rows_b: list[dict], value) -> str:
+    """The paired t-test's two-sided p of value(a) − value(b) over the seeds both have (the variants of a
+    seed start from the same full-precision run: the seed-to-seed spread of the start cancels)."""
+    b_by_seed = {x["seed"]: value(x) for x in rows_b}
+    pairs = [(value(x), b_by_seed[x["seed"]]) for x in rows_a if x["seed"] in b_by_seed]
+    if len(pairs) < 2:
+        return "paired –"
+    differences = np.array([a - b for a, b in pairs])
+    if np.all(differences == differences[0]):
+        return "paired –"
+    return f"paired {stats.ttest_rel(*zip(*pairs)).pvalue:.3f}"
+
+
 def plot_accuracy_vs_rate(results: dict, settings: FaultStudySettings, path: Path) -> Path:
     """One panel per (kind, bits): mean accuracy over seeds (error bars: 95% CI) against the rate."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -618,7 +632,8 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
     lines += [
         "",
         "**3. SAQ recovers accuracy under faults.** Faulted accuracy SAQ − SGD (pp; positive: SAQ keeps more) "
-        "with Welch's p; then, after the slash, the drop SGD − SAQ (pp; positive: SAQ loses less of its own "
+        "with Welch's p and the paired t-test's p over seeds (SGD and SAQ of a seed start from the same "
+        "full-precision run); then, after the slash, the drop SGD − SAQ (pp; positive: SAQ loses less of its own "
         "clean accuracy); in brackets the faulted accuracy of SAM (full precision, quantized afterwards) − SGD.",
         "",
         header.replace("| kind | bits |", "| kind | network |"),
@@ -635,7 +650,8 @@ def _claims(results: dict, settings: FaultStudySettings) -> list[str]:
                     a = [_fault_accuracy(x, kind, r) for x in saq]
                     c = [_fault_accuracy(x, kind, r) for x in sgd]
                     s = [_fault_accuracy(x, kind, r) for x in sam]
-                    text = f"{(np.mean(a) - np.mean(c)) * 100:+.1f} (p {_p_text(a, c)})" if a and c else "–"
+                    paired = _paired_p(saq, sgd, lambda x, kind=kind, r=r: _fault_accuracy(x, kind, r))
+                    text = f"{(np.mean(a) - np.mean(c)) * 100:+.1f} (p {_p_text(a, c)}, {paired})" if a and c else "–"
                     if a and c:
                         drops = np.mean([_drop(x, kind, r) for x in sgd]) - np.mean([_drop(x, kind, r) for x in saq])
                         text += f" / {drops * 100:+.1f}"
