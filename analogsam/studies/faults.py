@@ -33,10 +33,13 @@ error rates from 1e-4 to 1e-1, three fault draws per rate (a first run to 1e-2 s
 ~3 points, so the range was widened). Draw d has the same seed for every
 network and rate, so faults are nested across rates and two networks of the same width see the same
 faulty cells. A network's accuracy at a rate is the mean over draws; the tables give the mean ± 95%
-Student-t interval over the three training seeds, and Welch's test over seeds for each claim.
+Student-t interval over the three training seeds, and Welch's test over seeds for each claim (for
+SAQ against SGD also the paired test: they share the start). ``locations`` (``--fault-locations``)
+adds or puts the faults in the activation memory instead (the a-bit input codes of every quantized
+layer, :func:`analogsam.quantization.inject_activation_faults`); every fault row records its location.
 
 Why this size: the machine this was built on has two cores shared by six people; the full study
-must run in about 45 minutes at one thread. LeNet-5 / Fashion-MNIST is the package's reference
+must run in about 45 minutes at one thread (it ran in 33). LeNet-5 / Fashion-MNIST is the package's reference
 problem; the subset and 4 + 2 epochs reach about 84-86 % (a converged LeNet-5 reaches ~90 %), enough
 for the faults' effect to be measured against a working network, and the same for every variant.
 
