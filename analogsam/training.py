@@ -722,10 +722,10 @@ def _identity(kwargs: dict) -> dict | None:
         return None
     options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
     rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
-    if start is not None:  # the run started from, by its trained weights: a retrained start retrains this one
-        folder = Path(start)
+    if start is not None:  # the start by its trained weights, not its place: a retrained start retrains this
+        folder = Path(start)  # one, a moved study folder does not
         file = folder / CHECKPOINT if folder.is_dir() else folder
-        rest["init_from"] = {"run": str(folder), "checkpoint": file_digest(file) if file.exists() else None}
+        rest["init_from"] = {"checkpoint": file_digest(file) if file.exists() else None}
     return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options, **rest}
 
 

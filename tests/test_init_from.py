@@ -2,6 +2,7 @@
 (ziplab/SAQ's --pretrained), its record, its reuse key and its refusals."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -70,6 +71,9 @@ def test_train_or_reuse_retrains_when_the_start_changes(tmp_path):
                   data_options=DATA)  # fmt: skip
     first = train_or_reuse(tmp_path / "q", **kwargs)
     assert not first.reused and train_or_reuse(tmp_path / "q", **kwargs).reused
+    moved = tmp_path / "moved"
+    shutil.copytree(start, moved)  # the same start elsewhere: still the same run
+    assert train_or_reuse(tmp_path / "q", **(kwargs | {"init_from": moved})).reused
     train("mlp", "digits", epochs=1, out=start, progress=False, data_options=DATA, seed=2)  # another start
     assert not train_or_reuse(tmp_path / "q", **kwargs).reused
 
