@@ -18,16 +18,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.errors import ConversionError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
 from analogsam.quantization import programmable_copy
 from analogsam.robustness.roles import is_convertible, is_digital_by_design
-
-
-class ConversionError(AnalogsamError, ValueError):
-    """The model holds layers that cannot be mapped onto analog tiles."""
 
 
 def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from analogsam.errors import ConversionError
 from analogsam.hardware.mapping.base import Rewrite
 from analogsam.hardware.mapping.dilated import DilatedConv1d, is_dilated_conv1d
 
@@ -91,8 +92,6 @@ def explicit_padding(conv) -> tuple[int, ...]:
         return (0,) * len(conv.kernel_size)
     totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
     if any(t % 2 for t in totals):
-        from analogsam.hardware.conversion import ConversionError
-
         raise ConversionError(
             f"{_describe(conv)}: padding='same' with an even kernel pads one side more, which aihwkit's "
             "analog convolutions cannot; use an odd kernel or explicit padding= numbers"
@@ -102,8 +101,6 @@ def explicit_padding(conv) -> tuple[int, ...]:
 
 def check_padding_mode(conv) -> None:
     """Refuse a convolution that pads other than with zeros, by name (aihwkit's convolutions cannot)."""
-    from analogsam.hardware.conversion import ConversionError
-
     if conv.padding_mode != "zeros":
         raise ConversionError(
             f"{_describe(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
@@ -119,8 +116,6 @@ def _is_grouped_conv(module: nn.Module) -> bool:
 def _rewrite(conv) -> GroupedConv:
     check_padding_mode(conv)
     if isinstance(conv, nn.Conv3d) and tuple(conv.dilation) != (1, 1, 1):
-        from analogsam.hardware.conversion import ConversionError
-
         raise ConversionError(
             f"{_describe(conv)}: dilation={tuple(conv.dilation)} cannot go onto analog tiles (aihwkit's "
             "AnalogConv3d supports dilation 1 only); use dilation=1"
