@@ -22,13 +22,13 @@ from analogsam.errors import ConversionError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
+from analogsam.models.roles import is_convertible, is_digital_by_design
 from analogsam.quantization import programmable_copy
-from analogsam.robustness.roles import is_convertible, is_digital_by_design
 
 
 def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
     """(name, type) of each layer that has its own weights but is neither convertible nor digital by design
-    (:mod:`analogsam.robustness.roles`)."""
+    (:mod:`analogsam.models.roles`)."""
     bad = []
     for name, module in model.named_modules():
         if is_convertible(module) or is_digital_by_design(module):

@@ -312,7 +312,7 @@ class SAMSON(ASAM):
 class SharpnessAwareMethod(TrainingMethod):
     """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
     BatchNorm running statistics frozen. ASAM/SAMSON with ``scope="weights"`` scale the crossbar weights
-    (:func:`analogsam.robustness.roles.crossbar_weights`: Linear/Conv weights, attention projections,
+    (:func:`analogsam.models.roles.crossbar_weights`: Linear/Conv weights, attention projections,
     recurrent gate matrices), not biases, normalisation parameters or embedding tables; with
     ``scope="all"`` every trainable parameter.
 
