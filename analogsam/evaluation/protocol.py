@@ -143,7 +143,7 @@ def evaluate(
 
     Args:
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
-            :class:`~analogsam.training.TrainedRun`.
+            :class:`~analogsam.runs.TrainedRun`.
         batches: an iterable of ``(inputs, labels)`` batches (e.g. a DataLoader or ``dataset.batches()``).
         preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`; it must
             be defined at every one of ``times``.
@@ -171,7 +171,7 @@ def evaluate(
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
         train_seed: the seed the network was trained with, the rows' ``train_seed`` (a TrainedRun's
             own by default). For one network of a seed group (a TrainedRun of
-            :func:`~analogsam.training.load_group`, or a module given a ``train_seed`` here) it also
+            :func:`~analogsam.runs.load_group`, or a module given a ``train_seed`` here) it also
             enters each repeat's seed, so the networks of a group never share a noise draw; a single
             run's repeat seeds are derived without it, as they always were.
         device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
@@ -372,8 +372,8 @@ def sweep(
 ) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
-    ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
-    (a group gives one run per training seed, :func:`analogsam.training.load_group`); ``batches_for(run)``
+    ``runs`` are :class:`~analogsam.runs.TrainedRun` objects, run folders or seed-group folders
+    (a group gives one run per training seed, :func:`analogsam.runs.load_group`); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
     Each preset is measured at the requested ``times`` its noise model defines; the (preset, time)
     cells left out are announced in one line, a :class:`~analogsam.evaluation.coverage.LeftOutCellsWarning`

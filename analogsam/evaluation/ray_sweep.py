@@ -8,7 +8,7 @@ flight and a rerun submits only the missing ones. The numbers are the serial swe
 is derived from (seed, run, preset, repeat) wherever it runs.
 
 What a task needs travels through Ray's object store, not through paths: each run (its network and
-its labels, a pickled :class:`~analogsam.training.TrainedRun`) and its evaluation batches, which all
+its labels, a pickled :class:`~analogsam.runs.TrainedRun`) and its evaluation batches, which all
 the cells of that run share, are put there once (``ray.put``) and every cell reads them from it, so
 the nodes of a cluster need not share the driver's disk. They need the same analogsam (and torch,
 aihwkit) installed.

@@ -26,6 +26,7 @@ using this module leaves matplotlib's global state (backend, pyplot figures) alo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ from analogsam.evaluation.knobs import base_presets, knob_tables, write_knob_sec
 from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, summarize, summarize_seeds
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
-from analogsam.reporting import markdown_lines, new_figure, save_figure
+from analogsam.reporting import markdown_lines, new_figure, p_text, pp_text, save_figure
 from analogsam.scoring import Metric
 
 #: Panels side by side in the all-presets figure before it wraps into another row.
@@ -126,7 +127,8 @@ def markdown_table(summary: list[dict], preset: str, metric: str | None = None, 
     """Run x time table of one preset and metric; the best mean in each time column (the highest,
     or the lowest for a lower-is-better metric such as perplexity) is in bold. For a summary over
     training seeds the mean is the seed-level one and a ``seeds`` column counts them;
-    ``quantity="drop"`` tabulates its drop from the digital value instead (mean ± 95% CI over seeds)."""
+    ``quantity="drop"`` tabulates its drop from the digital value instead (mean ± 95% CI over seeds;
+    positive is a loss, so the smallest drop is in bold)."""
     info = metric_info(summary, metric)
     labels, times, cells = _grid(summary, preset, info.name)
     seeds = over_seeds(summary)
@@ -134,9 +136,12 @@ def markdown_table(summary: list[dict], preset: str, metric: str | None = None, 
         raise InvalidParameterError(
             "markdown_table(quantity='drop') needs a summary over training seeds (summarize_seeds)"
         )
+    # (a drop is better the smaller it is, whichever way the metric points)
+    ranking = dataclasses.replace(info, higher_is_better=False) if quantity == "drop" else info
     best = {
         t: _best(
-            info, [cells[(r, t)][quantity] for r in labels if (r, t) in cells and cells[(r, t)][quantity] is not None]
+            ranking,
+            [cells[(r, t)][quantity] for r in labels if (r, t) in cells and cells[(r, t)][quantity] is not None],
         )
         for t in times
     }
@@ -318,8 +323,8 @@ def write_report(
             sections += [markdown_table(summary, name, metric.name), ""]
             if seeds:
                 sections += [
-                    f"Drop from the digital {shown} (analog − digital, per network, then the mean ± 95% "
-                    "CI over seeds):",
+                    f"Drop from the digital {shown} (how much worse than digital, per network: positive is "
+                    "a loss; then the mean ± 95% CI over seeds; the smallest drop per time in bold):",
                     "",
                     markdown_table(summary, name, metric.name, quantity="drop"),
                     "",
@@ -344,3 +349,80 @@ def summary_tables(summary: list[dict]) -> str:
         if _measured(summary, p, m)
     ]
     return "\n\n".join(plain + ([knob_tables(summary)] if swept else []))
+
+
+# -- a comparison over training seeds: spread, tests against a reference, drops --------------------------
+
+
+def _accuracy_cells(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:
+    """(runs, times, {(run, t): summary row}) of the accuracy cells of ``preset``."""
+    cells = {(r["run"], r["t_seconds"]): r for r in summary if r["preset"] == preset and r["metric"] == "accuracy"}
+    runs = list(dict.fromkeys(r for r, _ in cells))
+    return runs, sorted({t for _, t in cells}), cells
+
+
+def seed_spread_table(summary: list[dict], preset: str, order: Sequence[str]) -> str:
+    """Markdown, pp: σp (std over programmings within one network, pooled over seeds) and the std of
+    the seed means, per run (in ``order``) and time of a summary over seeds."""
+    runs, times, cells = _accuracy_cells(summary, preset)
+    table = []
+    for run in [r for r in order if r in runs]:
+        row = [run]
+        for t in times:
+            c = cells.get((run, t))
+            row.append(NOT_MEASURED if c is None else f"{100 * c['programming_std']:.2f} / {100 * c['seed_std']:.2f}")
+        table.append(row)
+    return "\n".join(markdown_lines(["method", *(f"{format_time(t)} σp / σseeds" for t in times)], table))
+
+
+def seed_test_table(tests: list[dict], preset: str, order: Sequence[str]) -> str:
+    """Markdown: per run (in ``order``) and time, the difference to the reference in pp and Welch's p
+    over seeds (:func:`~analogsam.evaluation.statistics.seed_level_test` rows), on accuracy and on drop."""
+    cells = {
+        (r["run"], r["t_seconds"], r["quantity"]): r
+        for r in tests
+        if r["preset"] == preset and r["metric"] == "accuracy"
+    }
+    times = sorted({k[1] for k in cells})
+    header = ["method", *(f"{format_time(t)} {what} Δ (p)" for t in times for what in ("accuracy", "drop"))]
+    table = []
+    for run in [r for r in order if any(k[0] == r for k in cells)]:
+        row = [run]
+        for t in times:
+            for quantity in ("value", "drop"):
+                c = cells.get((run, t, quantity))
+                row.append(NOT_MEASURED if c is None else f"{pp_text(c['difference'])} ({p_text(c['p_value'])})")
+        table.append(row)
+    return "\n".join(markdown_lines(header, table))
+
+
+def plot_drops(summary: list[dict], preset: str, path: str | os.PathLike, order: Sequence[str]) -> Path:
+    """Grouped bars: each run's drop from its digital accuracy (pp, positive: a loss) per time, ± the
+    95% CI over seeds, runs in ``order``."""
+    runs, times, cells = _accuracy_cells(summary, preset)
+    runs = [r for r in order if r in runs]
+    fig = new_figure(max(6.0, 1.0 * len(runs) + 2), 4)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(times))
+    for j, t in enumerate(times):
+        xs, heights, errors = [], [], [[], []]
+        for i, run in enumerate(runs):
+            c = cells.get((run, t))
+            if c is None or c["drop"] is None:
+                continue
+            xs.append(i + (j - (len(times) - 1) / 2) * width)
+            heights.append(100 * c["drop"])
+            low, high = c["drop_ci95_low"], c["drop_ci95_high"]
+            known = low is not None and not math.isnan(low)
+            errors[0].append(100 * (c["drop"] - low) if known else 0.0)
+            errors[1].append(100 * (high - c["drop"]) if known else 0.0)
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=format_time(t))
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels(runs, rotation=30, ha="right")
+    ax.set_ylabel("digital − analog accuracy (pp)")
+    ax.set_title(f"{preset}: drop from digital, mean ± 95% CI over training seeds")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(title="time", fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)

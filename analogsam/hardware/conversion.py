@@ -264,7 +264,7 @@ def convert(
             one forward on its first two samples tells which of them are used element-wise (they
             stay digital) and which as a matrix (refused by name).
         input_ranges: ``{layer name: [range per tile]}``, the input ranges hardware-aware training
-            learned (:attr:`analogsam.training.TrainedRun.input_ranges`): for a preset with static
+            learned (:attr:`analogsam.runs.TrainedRun.input_ranges`): for a preset with static
             input ranges they are set on the tiles instead of calibrating (a network measured as it
             was trained); ignored by presets that scale each input vector instead.
 

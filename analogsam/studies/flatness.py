@@ -403,7 +403,7 @@ def analyze_runs(
     from analogsam.evaluation.store import write_rows
     from analogsam.hardware.conversion import resolve_preset
     from analogsam.progress import progress_bar
-    from analogsam.training import CHECKPOINT, load_run
+    from analogsam.runs import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
