@@ -11,6 +11,7 @@ is the convention for samples too small to have a spread (NaN, no warning).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,7 +30,10 @@ def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return math.nan, math.nan
-    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    mean, sem = float(values.mean()), float(stats.sem(values))
+    if sem == 0:  # identical values: an interval of width 0 (scipy's scale must be > 0: it would give NaN)
+        return mean, mean
+    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
     return float(low), float(high)
 
 
@@ -55,5 +59,8 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2 or np.var(a, ddof=1) + np.var(b, ddof=1) == 0:
         return math.nan, math.nan, math.nan
-    result = stats.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings():
+        # scipy warns where the values are nearly identical; the numbers are the formula's all the same
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
     return float(result.statistic), float(result.df), float(result.pvalue)

@@ -40,6 +40,7 @@ def test_welch_equals_the_hand_written_test(a, b, expected):
         (A, 0.95, (0.8736873039707793, 0.8901126960292205)),
         (C, 0.9, (0.3850972355883542, 12.014902764411646)),
         (D, 0.95, (2.4146897631912645, 3.685310236808735)),
+        ([0.5, 0.5, 0.5], 0.95, (0.5, 0.5)),  # no spread: an interval of width 0, as it always was
     ],
 )
 def test_the_interval_equals_the_hand_written_one(values, level, expected):
@@ -59,7 +60,7 @@ def test_the_permutation_p_equals_the_enumeration(xs, ys, expected):
     assert exact_spearman_p(xs, ys) == pytest.approx(expected, rel=1e-12)
 
 
-def test_what_scipy_leaves_undefined_is_nan_without_a_warning():
+def test_what_scipy_leaves_undefined_or_warns_about_reads_as_before_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert all(math.isnan(v) for v in welch_t_test([1.0, 1.0], [1.0, 1.0]))  # no spread at all
@@ -67,6 +68,9 @@ def test_what_scipy_leaves_undefined_is_nan_without_a_warning():
         assert all(math.isnan(v) for v in confidence_interval([0.5]))
         assert math.isnan(exact_spearman_p([1, 2], [2, 1]))  # n < 3
         assert math.isnan(exact_spearman_p(list(range(9)), list(range(9))))  # n > 8: not enumerated
+        assert confidence_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+        t, _, p = welch_t_test([0.5, 0.5, 0.5], [0.5, 0.5, 0.50000001])  # nearly identical: scipy would warn
+        assert t == pytest.approx(-1.0, abs=1e-6) and p == pytest.approx(0.42265, abs=1e-4)
 
 
 def test_welch_is_scipys_on_random_samples():
