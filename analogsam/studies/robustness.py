@@ -60,6 +60,7 @@ from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLU
 from analogsam.evaluation.store import write_rows
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
+from analogsam.reporting import markdown_lines
 from analogsam.runs import run_config
 from analogsam.storage import ensure_folder, read_json, write_json
 from analogsam.studies.scaffold import (
@@ -465,19 +466,18 @@ def _all_rows(out: Path, settings: StudySettings) -> list[dict]:
 
 def _method_lines(out: Path, methods: Sequence[StudyMethod], settings: StudySettings) -> list[str]:
     """The methods with the hyperparameters their runs were trained with (read from a run's config)."""
-    lines = ["| method | optimizer | hyperparameters (as trained) |", "|---|---|---|"]
+    rows = []
     base = {"base", "lr", "momentum", "weight_decay"}
     for m in methods:
         config = run_config(run_folder(out, m.label, settings.seeds[0]))
         hwa = f"; hardware-aware for `{m.hardware_aware}`" if m.hardware_aware else ""
         if config is None:
             earlier = _measured_before(out, m, settings)
-            lines.append(f"| {m.label} | {m.optimizer} | {'measured earlier' if earlier else 'not trained yet'}{hwa} |")
+            rows.append([m.label, m.optimizer, f"{'measured earlier' if earlier else 'not trained yet'}{hwa}"])
             continue
         hp = {k: v for k, v in config.get("optimizer_hparams", {}).items() if k not in base}
-        shown = (", ".join(f"{k}={v}" for k, v in hp.items()) or "—") + hwa
-        lines.append(f"| {m.label} | {m.optimizer} | {shown} |")
-    return lines
+        rows.append([m.label, m.optimizer, (", ".join(f"{k}={v}" for k, v in hp.items()) or "—") + hwa])
+    return markdown_lines(["method", "optimizer", "hyperparameters (as trained)"], rows)
 
 
 def write_study_report(
@@ -592,14 +592,19 @@ def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settin
     lines = [
         "## Wall time",
         "",
-        "| invocation started | expected (measured up front) | wall time | runs trained |",
-        "|---|---|---|---|",
+        *markdown_lines(
+            ["invocation started", "expected (measured up front)", "wall time", "runs trained"],
+            [
+                [
+                    e["started"],
+                    duration_text(e["expected_seconds"]),
+                    duration_text(e["wall_seconds"]),
+                    len(e["trained"]),
+                ]
+                for e in timings
+            ],
+        ),
     ]
-    for e in timings:
-        lines.append(
-            f"| {e['started']} | {duration_text(e['expected_seconds'])} | {duration_text(e['wall_seconds'])} | "
-            f"{len(e['trained'])} |"
-        )
     summed: dict[str, float] = {}
     for e in timings:
         for stage, seconds in e["stages"].items():
@@ -609,12 +614,12 @@ def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settin
         "",
         "Stages, summed over the invocations (a stage that reused finished work takes seconds):",
         "",
-        "| method | train | " + " | ".join(f"evaluate {p}" for p in presets) + " |",
-        "|" + "---|" * (2 + len(presets)),
     ]
+    stage_rows = []
     for m in methods:
         cells = [summed.get(f"train {m.label}")] + [summed.get(f"evaluate {m.label} on {p}") for p in presets]
-        lines.append(f"| {m.label} | " + " | ".join("—" if c is None else duration_text(c) for c in cells) + " |")
+        stage_rows.append([m.label, *("—" if c is None else duration_text(c) for c in cells)])
+    lines += markdown_lines(["method", "train", *(f"evaluate {p}" for p in presets)], stage_rows)
     other = {k: v for k, v in summed.items() if not k.startswith(("train ", "evaluate "))}
     lines += [
         "",
