@@ -614,7 +614,7 @@ def _finish(rows, out: Path, title: str, left_out=()) -> None:
 
 
 def _test_batches(run, data_root):
-    from analogsam.training import run_test_data
+    from analogsam.runs import run_test_data
 
     return run_test_data(run, root=data_root).batches(2000)
 
@@ -860,7 +860,7 @@ def cmd_analyze(args) -> None:
 def _inspected_model(args):
     """The network `inspect` reports: a run folder's model, or a zoo model built for the sizes asked."""
     from analogsam.models import build_model, make_spec, model_names
-    from analogsam.training import load_run
+    from analogsam.runs import load_run
     from analogsam.validation import check_int
 
     size_flags = {

@@ -14,8 +14,9 @@ import torch
 from analogsam.cli import COMMANDS, main
 from analogsam.data import ENV_VAR, DatasetNotFoundError, load_dataset, write_idx
 from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.runs import CheckpointError, RunNotFoundError, load_run
 from analogsam.storage import OutputPathError
-from analogsam.training import CheckpointError, RunNotFoundError, load_run, train
+from analogsam.training import train
 
 
 class Custom:

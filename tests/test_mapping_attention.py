@@ -18,8 +18,8 @@ from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.mapping.attention import PaddedTransformerEncoder, TiledMultiheadAttention
+from analogsam.models import roles
 from analogsam.optim import ASAM, adaptive_param_groups
-from analogsam.robustness import roles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

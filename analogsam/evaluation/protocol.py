@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.backends import StackingBackend, check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
-from analogsam.evaluation.ray_sweep import cells_on_ray, check_ray, import_ray
+from analogsam.evaluation.executor import run_tasks
+from analogsam.evaluation.ray_sweep import check_ray, import_ray
 from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
@@ -142,7 +143,7 @@ def evaluate(
 
     Args:
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
-            :class:`~analogsam.training.TrainedRun`.
+            :class:`~analogsam.runs.TrainedRun`.
         batches: an iterable of ``(inputs, labels)`` batches (e.g. a DataLoader or ``dataset.batches()``).
         preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`; it must
             be defined at every one of ``times``.
@@ -170,7 +171,7 @@ def evaluate(
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
         train_seed: the seed the network was trained with, the rows' ``train_seed`` (a TrainedRun's
             own by default). For one network of a seed group (a TrainedRun of
-            :func:`~analogsam.training.load_group`, or a module given a ``train_seed`` here) it also
+            :func:`~analogsam.runs.load_group`, or a module given a ``train_seed`` here) it also
             enters each repeat's seed, so the networks of a group never share a noise draw; a single
             run's repeat seeds are derived without it, as they always were.
         device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
@@ -340,38 +341,12 @@ def evaluate(
         return rows
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _cells_on_local_processes(cells, data, measured_times, repeats: int, common: dict, workers: int):
-    """Measure ``cells`` ((index, run, preset, repeats): ``data[index]`` holds the run's batches) on
-    ``workers`` local processes, each with an equal share of torch's threads; yield each task's rows as
-    it finishes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, torch.get_num_threads() // workers)
-    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-    with ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-    ) as pool:
-        futures = [
-            pool.submit(
-                evaluate,
-                r,
-                data[i],
-                p,
-                times=measured_times[p.name],
-                repeats=repeats,
-                only_repeats=ks,
-                progress=False,
-                **common,
-            )
-            for i, r, p, ks in cells
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+def _measure_pass(run, batches, preset, times, repeats: int, only_repeats: list[int], common: dict) -> list[dict]:
+    """One task of a parallel sweep: the ``only_repeats`` (one repeat, or a stacked pass) of ``run`` on
+    ``preset``, its rows returned for the driver to store (module-level, so that it pickles)."""
+    return evaluate(
+        run, batches, preset, times=times, repeats=repeats, only_repeats=only_repeats, progress=False, **common
+    )
 
 
 def sweep(
@@ -397,8 +372,8 @@ def sweep(
 ) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
-    ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
-    (a group gives one run per training seed, :func:`analogsam.training.load_group`); ``batches_for(run)``
+    ``runs`` are :class:`~analogsam.runs.TrainedRun` objects, run folders or seed-group folders
+    (a group gives one run per training seed, :func:`analogsam.runs.load_group`); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
     Each preset is measured at the requested ``times`` its noise model defines; the (preset, time)
     cells left out are announced in one line, a :class:`~analogsam.evaluation.coverage.LeftOutCellsWarning`
@@ -455,27 +430,24 @@ def sweep(
     )
     new_rows = []
     if workers == 1 and ray is None:
-        for i, r in enumerate(runs):
-            for p in presets:
-                start = time.perf_counter()
-                rows = evaluate(
-                    r,
-                    data[i],
-                    p,
-                    times=measured_times[p.name],
-                    repeats=repeats,
-                    store=store,
-                    progress=progress,
-                    **common,
-                )
-                new_rows.extend(rows)
-                if progress and rows:
-                    tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+        # In this process each task is a whole (run, preset), converted once; evaluate writes each
+        # cell to the store as it finishes and shows its own progress.
+        def measure_run_on_preset(r, batches, p) -> list[dict]:
+            start = time.perf_counter()
+            rows = evaluate(
+                r, batches, p, times=measured_times[p.name], repeats=repeats, store=store, progress=progress, **common
+            )
+            if progress and rows:
+                tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+            return rows
+
+        for rows in run_tasks(measure_run_on_preset, [(r, data[i], p) for i, r in enumerate(runs) for p in presets]):
+            new_rows.extend(rows)
         return store.rows if store is not None else new_rows
 
     # A task measures a pass: one repeat, or repeats_per_pass of them stacked (clean runs only).
-    cells = [
-        (i, r, p, group)
+    tasks = [
+        (r, data[i], p, measured_times[p.name], repeats, group, common)
         for i, r in enumerate(runs)
         for p in presets
         for group in _passes(
@@ -488,19 +460,12 @@ def sweep(
             repeats_per_pass,
         )
     ]
-    # The one place that picks where the cells run; both yield each task's rows as it finishes.
-    if ray is None:
-        where = f"{workers} workers"
-        finished = _cells_on_local_processes(cells, data, measured_times, repeats, common, workers)
-    else:
-        where = "Ray" if ray is True else f"Ray at {ray}"
-        finished = cells_on_ray(
-            cells, data, measured_times, repeats, common, address=ray, num_cpus=workers if workers > 1 else None
-        )
+    where = f"{workers} workers" if ray is None else "Ray" if ray is True else f"Ray at {ray}"
+    finished = run_tasks(_measure_pass, tasks, workers=workers, ray=ray)
     with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
         for rows in progress_bar(
-            finished if cells else (),
-            total=len(cells),
+            finished if tasks else (),
+            total=len(tasks),
             desc=f"sweep ({where})",
             disable=not progress,
             unit="cell" if repeats_per_pass is None else "pass",

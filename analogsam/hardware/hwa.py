@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from analogsam.errors import AnalogsamError
 from analogsam.hardware import presets as devices
-from analogsam.robustness.roles import is_convertible
+from analogsam.models.roles import is_convertible
 
 __all__ = [
     "HardwareAwareError",

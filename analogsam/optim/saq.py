@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.roles import is_norm_layer
 from analogsam.quantization.liq import QuantizedLayer, quantized_layers
-from analogsam.robustness.roles import is_norm_layer
 from analogsam.scoring import model_output
 from analogsam.validation import check_real
 

@@ -65,7 +65,7 @@ def analyze_model(
     ``sharpness_parameters`` (all trainable parameters by default, the papers' convention); noise
     and fault curves perturb ``fault_parameters`` (the Linear/Conv weights that sit on analog tiles).
     Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values) and ASAM's scope
-    ``asam_scope`` ``"weights"`` (see :mod:`analogsam.robustness.roles`), Büchel et al.'s η
+    ``asam_scope`` ``"weights"`` (see :mod:`analogsam.models.roles`), Büchel et al.'s η
     for relative noise, a few percent of the layer range for additive noise.
 
     ``metric`` (default top-1 accuracy; e.g. ``"perplexity"`` for a language model, see

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
@@ -59,8 +58,15 @@ from analogsam.quantization import (
 )
 from analogsam.robustness._random import derived_seed
 from analogsam.statistics import confidence_interval, welch_t_test
-from analogsam.storage import ensure_folder, read_json, settings_hash, write_json
-from analogsam.training import REUSE_RECORD, SEED_FOLDER, accuracy, train_or_reuse
+from analogsam.storage import ensure_folder, read_json, write_json
+from analogsam.studies.scaffold import (
+    SeedStudySettings,
+    check_study_folder,
+    duration_text,
+    finished,
+    run_folder,
+)
+from analogsam.training import accuracy, train_or_reuse
 
 __all__ = ["FaultStudySettings", "FULL", "QUICK", "Variant", "variants", "fault_study"]
 
@@ -70,18 +76,13 @@ class FaultStudyError(AnalogsamError, ValueError):
 
 
 @dataclass(frozen=True)
-class FaultStudySettings:
-    model: str = "lenet5"
-    dataset: str = "fashion-mnist"
+class FaultStudySettings(SeedStudySettings):
+    """The study's recipe (:class:`~.scaffold.SeedStudySettings`, on 10 000 training and 2 000 test
+    images for 3 epochs) and its networks, faults and sharpness."""
+
     train_limit: int | None = 10_000
     test_limit: int | None = 2_000
     epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    seeds: tuple[int, ...] = (0, 1, 2)
     bits: tuple[int, ...] = (8, 4)
     sparsity_l1: float = 1e-5
     saq_rho: float = 0.1
@@ -109,7 +110,6 @@ QUICK = replace(
     sharpness_samples=100,
 )
 
-STUDY_RECORD = "study.json"
 REPORT = "report.md"
 
 
@@ -140,14 +140,7 @@ def variants(settings: FaultStudySettings) -> list[Variant]:
 
 def _train_kwargs(variant: Variant, settings: FaultStudySettings) -> dict:
     kwargs = {
-        "model": settings.model,
-        "epochs": settings.epochs,
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
-        "momentum": settings.momentum,
-        "weight_decay": settings.weight_decay,
-        "schedule": settings.schedule,
-        "data_options": {"train_limit": settings.train_limit, "test_limit": settings.test_limit},
+        **settings.train_kwargs(),
         "optimizer": variant.optimizer,
         "activation_l1": settings.sparsity_l1 if variant.activations == "sparse" else 0.0,
     }
@@ -241,8 +234,7 @@ def _estimate(out: Path, settings: FaultStudySettings, data, test) -> tuple[floa
     for seed in settings.seeds:
         for v in variants(settings):
             key = (v.trained_as, seed)
-            finished = (out / "train" / v.trained_as / SEED_FOLDER.format(seed) / REUSE_RECORD).exists()
-            if key not in seen and not finished:
+            if key not in seen and not finished(out, v.trained_as, [seed]):
                 trains += steps * cost[v.optimizer]
             seen.add(key)
             if not _measure_path(out, v, seed).exists():
@@ -272,10 +264,6 @@ def _measure_path(out: Path, variant: Variant, seed: int) -> Path:
     return out / "measure" / variant.label / f"seed-{seed}.json"
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
 # -- the study ---------------------------------------------------------------------------------------------
 
 
@@ -294,23 +282,15 @@ def fault_study(
     settings = settings or (QUICK if quick else FULL)
     out = ensure_folder(out, "study folder")
     wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
-    record = read_json(out / STUDY_RECORD)
-    if record is None:
-        write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
-    elif record.get("settings_hash") != settings_hash(wanted):
-        raise FaultStudyError(
-            f"{out} holds a fault study with other settings ({out / STUDY_RECORD}); pass another --out "
-            "(e.g. a separate folder for --quick)"
-        )
+    check_study_folder(out, wanted, FaultStudyError, "a fault study")
     started = time.time()
-    options = {"root": data_root, "train_limit": settings.train_limit, "test_limit": settings.test_limit}
-    data = load_dataset(settings.dataset, **{k: v for k, v in options.items() if v is not None})
+    data = settings.load_data(data_root)
     test = _test_batches(data)
     total, lines = _estimate(out, settings, data, test)
     all_variants = variants(settings)
     print(
         f"fault study in {out}: {len(all_variants)} variants x {len(settings.seeds)} training seeds; "
-        f"expected wall time of the work left, measured on this machine just now: {_duration(total)}",
+        f"expected wall time of the work left, measured on this machine just now: {duration_text(total)}",
         flush=True,
     )
     for line in lines:
@@ -325,7 +305,7 @@ def fault_study(
             key = (variant.trained_as, seed)
             if key not in runs:
                 run = train_or_reuse(
-                    out / "train" / variant.trained_as / SEED_FOLDER.format(seed),
+                    run_folder(out, variant.trained_as, seed),
                     data=data,
                     seed=seed,
                     run_name=variant.trained_as,

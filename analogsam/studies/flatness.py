@@ -21,6 +21,7 @@ import torch
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.optim.hyperparameters import METHODS, SCOPE
+from analogsam.reporting import markdown_lines, value_text
 from analogsam.robustness import analyze_model
 from analogsam.robustness.correlation import exact_spearman_p, paired, robustness_correlation
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
@@ -253,9 +254,7 @@ def _table_rows(records: Sequence[Mapping], metrics: Sequence[str]) -> list[dict
 
 
 def _fmt(value, spec=".4g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return format(value, spec)
+    return value_text(value, spec, missing="–")
 
 
 def _metric_cell(record: Mapping, metric: str) -> str:
@@ -283,16 +282,21 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
         "",
         "## Sharpness and accuracy drop per run",
         "",
-        "| run | optimizer | digital acc | analog acc (± std) | drop | " + " | ".join(metrics) + " |",
-        "|---|---|---|---|---|" + "---|" * len(metrics),
+        *markdown_lines(
+            ["run", "optimizer", "digital acc", "analog acc (± std)", "drop", *metrics],
+            [
+                [
+                    r["run"],
+                    r.get("optimizer"),
+                    f"{r['digital_accuracy']:.2%}",
+                    f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp",
+                    f"{r['accuracy_drop'] * 100:.2f} pp",
+                    *(_metric_cell(r, m) for m in metrics),
+                ]
+                for r in records
+            ],
+        ),
     ]
-    for r in records:
-        values = " | ".join(_metric_cell(r, m) for m in metrics)
-        lines.append(
-            f"| {r['run']} | {r.get('optimizer')} | {r['digital_accuracy']:.2%} | "
-            f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp | "
-            f"{r['accuracy_drop'] * 100:.2f} pp | {values} |"
-        )
     if any(
         r.get("sharpness", {}).get(m, {}).get("diagnostics", {}).get("converged") is False
         for r in records
@@ -307,27 +311,32 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
         "",
         "## Spearman rank correlation with the analog accuracy drop",
         "",
-        "| metric | n | Spearman ρ | p (t-approx.) | p (exact permutation) |",
-        "|---|---|---|---|---|",
+        *markdown_lines(
+            ["metric", "n", "Spearman ρ", "p (t-approx.)", "p (exact permutation)"],
+            [
+                [
+                    c["metric"],
+                    c["n"],
+                    _fmt(c["spearman_rho"], ".2f"),
+                    _fmt(c["p_value"], ".3g"),
+                    _fmt(c["p_exact"], ".3g"),
+                ]
+                for c in correlations
+                if c["drop"] == "accuracy_drop"
+            ],
+        ),
     ]
-    for c in correlations:
-        if c["drop"] == "accuracy_drop":
-            lines.append(
-                f"| {c['metric']} | {c['n']} | {_fmt(c['spearman_rho'], '.2f')} | "
-                f"{_fmt(c['p_value'], '.3g')} | {_fmt(c['p_exact'], '.3g')} |"
-            )
     others = sorted({c["drop"] for c in correlations} - {"accuracy_drop"})
     if others:
         lines += [
             "",
             "## Spearman ρ with the weight-noise and fault accuracy drops (test set)",
             "",
-            "| metric | " + " | ".join(others) + " |",
-            "|---|" + "---|" * len(others),
         ]
         by = {(c["metric"], c["drop"]): c["spearman_rho"] for c in correlations}
-        for m in metrics:
-            lines.append(f"| {m} | " + " | ".join(_fmt(by.get((m, d)), ".2f") for d in others) + " |")
+        lines += markdown_lines(
+            ["metric", *others], [[m, *(_fmt(by.get((m, d)), ".2f") for d in others)] for m in metrics]
+        )
     n = len(records)
     lines += [
         "",
@@ -403,7 +412,7 @@ def analyze_runs(
     from analogsam.evaluation.store import write_rows
     from analogsam.hardware.conversion import resolve_preset
     from analogsam.progress import progress_bar
-    from analogsam.training import CHECKPOINT, load_run
+    from analogsam.runs import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
