@@ -57,7 +57,7 @@ def test_drift_needs_a_programming(analog):
 
 
 def test_backend_names_are_checked(analog):
-    with pytest.raises(InvalidParameterError, match="backend must be one of 'auto', 'fast', 'aihwkit'; got 'gpu'"):
+    with pytest.raises(InvalidParameterError, match="backend must be one of 'auto', 'fast', 'aihwkit', got 'gpu'"):
         make_backend(analog, "gpu")
 
 

@@ -21,26 +21,8 @@ from analogsam.optim.hyperparameters import Hyperparameter
 
 
 def invalid_values(hp: Hyperparameter) -> list[tuple[str, object]]:
-    """(label, value) pairs that ``hp`` must refuse: wrong types, NaN/inf, just outside its range."""
-    if hp.choices is not None:
-        return [("unknown-choice", "no-such-choice"), ("number", 1)]
-    if hp.type is bool:
-        return [("string", "yes"), ("int", 1)]
-    if hp.type is int:
-        cases = [("float", 1.5), ("string", "3"), ("bool", True)]
-        if hp.low is not None:
-            cases.append(("below-range", hp.low - 1))
-        if hp.high is not None:
-            cases.append(("above-range", hp.high + 1))
-        return cases
-    cases = [("string", "0.1"), ("nan", math.nan), ("bool", True)]
-    if not hp.infinite:
-        cases.append(("inf", math.inf))
-    if hp.low is not None:
-        cases.append(("below-range", hp.low if hp.low_open else hp.low - 0.5))
-    if hp.high is not None:
-        cases.append(("above-range", hp.high if hp.high_open else hp.high + 0.5))
-    return cases
+    """(label, value) pairs that ``hp`` must refuse: its constraint's counterexamples."""
+    return hp.constraint.counterexamples()
 
 
 METHOD_CASES = [
