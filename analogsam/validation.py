@@ -30,7 +30,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from analogsam.errors import InvalidParameterError
@@ -242,6 +242,32 @@ class Many(Constraint):
 
 
 @dataclass(frozen=True)
+class Subset(Constraint):
+    """One of ``values`` or several (a non-empty-or-empty sequence, not a string); returned as a tuple."""
+
+    values: tuple
+
+    type = tuple
+
+    def describe(self) -> str:
+        return "names among " + ", ".join(map(repr, self.values))
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+            raise Refused
+        value = tuple(value)
+        unknown = [v for v in value if not isinstance(v, str) or v not in self.values]
+        if unknown:
+            raise Refused(f"unknown {', '.join(map(repr, unknown))}")
+        return value
+
+    def counterexamples(self) -> list[tuple[str, Any]]:
+        return [("unknown-name", ["no-such-name"]), ("number", 1)]
+
+
+@dataclass(frozen=True)
 class OrNone(Constraint):
     """``None`` (meaning "the default", "all" or "off", said in ``none_means``) or a value meeting ``inner``."""
 
@@ -333,3 +359,40 @@ def declare(constraints: Mapping[str, Constraint]) -> Callable:
         return checked
 
     return wrap
+
+
+# -- settings objects ---------------------------------------------------------------------------------
+
+
+def setting(default: Any, constraint: Constraint, doc: str = ""):
+    """A field of a :class:`Settings` dataclass: its default, its constraint and what it means."""
+    return field(default=default, metadata={"constraint": constraint, "doc": doc})
+
+
+class Settings:
+    """Base of a frozen dataclass of settings declared with :func:`setting`: every field is checked
+    by :func:`check` when the object is made (a list becomes a tuple, so the object stays hashable),
+    so a settings object that exists is valid."""
+
+    def __post_init__(self):
+        for f in fields(self):
+            constraint = f.metadata.get("constraint")
+            if constraint is None:
+                continue
+            value = check(f.name, getattr(self, f.name), constraint)
+            object.__setattr__(self, f.name, tuple(value) if isinstance(value, list) else value)
+
+    @classmethod
+    def constraints(cls) -> dict[str, Constraint]:
+        """name -> constraint of every declared field (what the bad-input tests are generated from)."""
+        return {f.name: f.metadata["constraint"] for f in fields(cls) if "constraint" in f.metadata}
+
+    @classmethod
+    def pick(cls, options: Mapping) -> dict:
+        """The entries of ``options`` that are fields of this class."""
+        names = {f.name for f in fields(cls)}
+        return {k: v for k, v in options.items() if k in names}
+
+    def as_dict(self) -> dict:
+        """name -> value of every field (tuples as lists: JSON-ready)."""
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}

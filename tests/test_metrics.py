@@ -361,7 +361,7 @@ def test_adversarial_kl_is_per_token_for_sequences():
 
 
 def test_probes_measure_perplexity_and_drops_are_losses(lm_run):
-    from analogsam.robustness import analyze_model
+    from analogsam.robustness import CurveSettings, analyze_model
 
     data = list(_lm_data().test.batches(20))
     out = analyze_model(
@@ -370,8 +370,7 @@ def test_probes_measure_perplexity_and_drops_are_losses(lm_run):
         metric="perplexity",
         metrics=["average_sharpness"],
         curves=["weight_noise_relative"],
-        relative_etas=(0.0, 0.5),
-        noise_draws=3,
+        robustness=CurveSettings(relative_etas=(0.0, 0.5), noise_draws=3),
         seed=0,
     )
     assert out["clean"]["perplexity"] == pytest.approx(score(lm_run.model, data, metric="perplexity").value)

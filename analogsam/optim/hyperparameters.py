@@ -461,9 +461,8 @@ def _float_argument(text: str) -> float:
 def flag_help(hp: Hyperparameter, *, used_by: str = "", default_text: str | None = None) -> str:
     """``--help`` text: who uses it, meaning, unit, allowed values and default (``%`` escaped)."""
     unit = f"{hp.unit}, " if hp.unit else ""
-    allowed = "on | off" if hp.type is bool else hp.allowed()  # a switch: --name / --no-name
     text = (
-        f"{used_by + ': ' if used_by else ''}{hp.meaning}; {unit}{allowed} "
+        f"{used_by + ': ' if used_by else ''}{hp.meaning}; {unit}{hp.allowed()} "
         f"(default: {hp.default_in_words() if default_text is None else default_text})"
     )
     return text.replace("%", "%%")

@@ -14,6 +14,6 @@ This package sits below ``analogsam.optim`` (which uses its roles and noise) and
 from the optimizers, training, hardware, evaluation or studies.
 """
 
-from analogsam.robustness.probes import CURVES, METRICS, analyze_model
+from analogsam.robustness.probes import CURVES, METRICS, CurveSettings, SharpnessSettings, analyze_model, probe_settings
 
-__all__ = ["CURVES", "METRICS", "analyze_model"]
+__all__ = ["CURVES", "METRICS", "CurveSettings", "SharpnessSettings", "analyze_model", "probe_settings"]
