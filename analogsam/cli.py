@@ -21,7 +21,7 @@ from pathlib import Path
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 
-#: ``backend=`` of :func:`analogsam.evaluation.evaluate`.
+#: ``backend`` of :class:`analogsam.evaluation.settings.PassLayout` (what evaluate and sweep take).
 BACKENDS = ("auto", "fast", "aihwkit")
 
 
@@ -171,8 +171,9 @@ def add_evaluation_flags(
 ) -> None:
     """``--times`` (or ``--time``), ``--repeats``, ``--backend``, ``--workers``, ``--ray`` and
     ``--repeats-per-pass``, ``--seed``, ``--metric``, ``--device``."""
-    from analogsam.evaluation import DEFAULT_TIMES, evaluate, format_time, sweep
+    from analogsam.evaluation import DEFAULT_TIMES, format_time, sweep
     from analogsam.evaluation.ray_sweep import INSTALL_HINT
+    from analogsam.evaluation.settings import PassLayout
 
     group = p.add_argument_group("evaluation", "Monte-Carlo accuracy on the simulated hardware")
     units = "seconds, or a number with a unit s, min, h, d, w, y (365 d)"
@@ -197,7 +198,7 @@ def add_evaluation_flags(
     group.add_argument(
         "--backend",
         choices=BACKENDS,
-        default=_default(evaluate, "backend"),
+        default=PassLayout.__dataclass_fields__["backend"].default,
         help="analog forward: auto = the seeded fast engine where it reproduces the tiles, else "
         "aihwkit's C++ tiles; fast = the fast engine or an error; aihwkit = the tiles "
         "(default: %(default)s)",

@@ -118,35 +118,12 @@ def test_valid_edge_values_pass():
     assert build_method("sgd", tiny_model(), momentum=0).hparams["momentum"] == 0.0
 
 
-# -- the evaluation and analysis entry points ------------------------------------------------------
-
-EVALUATE_CASES = [
-    ("repeats", 0),
-    ("repeats", 1.5),
-    ("repeats", "2"),
-    ("seed", -1),
-    ("seed", "0"),
-    ("seed", 1.5),
-    ("batch_size", 0),
-    ("batch_size", "100"),
-    ("backend", "gpu"),
-    ("times", "-1s"),
-    ("times", "soon"),
-    ("times", []),
-]
+# -- the evaluation and analysis entry points: generated in tests/test_bad_inputs.py; the sweep here
 
 
 @pytest.fixture(scope="module")
 def few_test_batches(digits):
     return [(digits.test.x[:40], digits.test.y[:40])]
-
-
-@pytest.mark.parametrize("name, value", EVALUATE_CASES, ids=[f"{n}-{v!r}" for n, v in EVALUATE_CASES])
-def test_evaluate_refuses(name, value, digits_run, few_test_batches):
-    settings = {"times": "1s", "repeats": 1, "progress": False, name: value}
-    with pytest.raises(AnalogsamError) as err:
-        analogsam.evaluate(digits_run, few_test_batches, "ideal", **settings)
-    assert_names(err, name)
 
 
 SWEEP_CASES = [

@@ -15,7 +15,7 @@ from torch import nn
 
 from analogsam.errors import InvalidParameterError
 from analogsam.robustness import perturbations as faults
-from analogsam.robustness import sharpness
+from analogsam.robustness import sharpness as sharpness_metrics
 from analogsam.robustness._autograd import preserved
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.robustness.roles import ADAPTIVE_SCOPES, PARAMETER_SETS
@@ -26,7 +26,7 @@ from analogsam.validation import Interval, Many, Options, OrNone, Settings, Subs
 __all__ = ["CURVES", "METRICS", "CurveSettings", "SharpnessSettings", "analyze_model", "probe_settings"]
 
 #: The metric names, in the order :func:`analyze_model` reports them.
-METRICS = sharpness.METRICS
+METRICS = sharpness_metrics.METRICS
 #: The robustness curves :func:`analyze_model` can draw.
 CURVES = ("weight_noise_relative", "weight_noise_additive", "stuck_at", "bit_flip")
 
@@ -139,10 +139,10 @@ def analyze_model(
     common = {"loss_fn": loss_fn, "num_batches": num_batches, "metric": resolved, "output_fn": output_fn}
     sharp_common = {**common, "parameters": sharp.sharpness_parameters, "seed": seed}
     metric_calls = {
-        "worst_case_sharpness": lambda: sharpness.worst_case_sharpness(
+        "worst_case_sharpness": lambda: sharpness_metrics.worst_case_sharpness(
             model, batches, sharp.rho, sharp.ascent_steps, **sharp_common
         ),
-        "adaptive_sharpness": lambda: sharpness.adaptive_sharpness(
+        "adaptive_sharpness": lambda: sharpness_metrics.adaptive_sharpness(
             model,
             batches,
             sharp.asam_rho,
@@ -151,13 +151,13 @@ def analyze_model(
             scope=sharp.asam_scope,
             **sharp_common,
         ),
-        "average_sharpness": lambda: sharpness.average_sharpness(
+        "average_sharpness": lambda: sharpness_metrics.average_sharpness(
             model, batches, sharp.sigma, sharp.sharpness_draws, **sharp_common
         ),
-        "hessian_top_eigenvalue": lambda: sharpness.hessian_top_eigenvalue(
+        "hessian_top_eigenvalue": lambda: sharpness_metrics.hessian_top_eigenvalue(
             model, batches, sharp.hessian_iters, sharp.hessian_tol, **sharp_common
         ),
-        "hessian_trace": lambda: sharpness.hessian_trace(model, batches, sharp.trace_draws, **sharp_common),
+        "hessian_trace": lambda: sharpness_metrics.hessian_trace(model, batches, sharp.trace_draws, **sharp_common),
     }
     curve_common = {**common, "parameters": noise.fault_parameters, "seed": seed}
     curve_calls = {

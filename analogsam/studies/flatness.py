@@ -162,6 +162,7 @@ def _analyze_one(
     import time
 
     from analogsam.evaluation import evaluate, format_time
+    from analogsam.evaluation.settings import PassLayout
     from analogsam.evaluation.store import summarize
     from analogsam.progress import progress_bar
 
@@ -195,11 +196,10 @@ def _analyze_one(
                 times=[t],
                 repeats=repeats,
                 seed=seed,
-                backend=backend,
+                layout=PassLayout(backend=backend, device=evaluation_device),
                 progress=False,
                 metric=options.get("metric", "accuracy"),
                 output_fn=options.get("output_fn"),
-                device=evaluation_device,
             )
             cell = summarize(analog_rows)[0]
             digital = cell["digital_value"]

@@ -1,5 +1,5 @@
-"""The command line's ``--set SECTION.KEY=VALUE``: each text read as its knob's type (then checked
-like any other value when the override is applied)."""
+"""The command line's ``--set SECTION.KEY=VALUE``: each text read as its knob's type and checked
+where it was typed, so an error names the ``--set`` item."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from analogsam.hardware.presets.errors import PresetError
 from analogsam.hardware.presets.schema import KNOBS_BY_PATH, Knob
-from analogsam.hardware.presets.values import unknown_key
+from analogsam.hardware.presets.values import check_value, unknown_key
 from analogsam.validation import refusal
 
 __all__ = ["parse_set_options", "parse_raw"]
@@ -37,7 +37,7 @@ def parse_set_options(items: Sequence[str] | None) -> dict:
                 out[key] = raw
                 continue
             raise unknown_key(key, where)
-        out[key] = parse_raw(knob, raw, where)
+        out[key] = check_value(knob, parse_raw(knob, raw, where), where)  # refused naming the --set item
     return out
 
 
