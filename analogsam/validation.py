@@ -383,6 +383,16 @@ class Settings:
             object.__setattr__(self, f.name, tuple(value) if isinstance(value, list) else value)
 
     @classmethod
+    def given(cls, name: str, value):
+        """``value`` if it is one of these settings objects (``None``: the defaults), else an error
+        naming the argument ``name`` it was passed as."""
+        if value is None:
+            return cls()
+        if not isinstance(value, cls):
+            raise InvalidParameterError(f"{name} must be a {cls.__name__} (or None: the defaults), got {value!r}")
+        return value
+
+    @classmethod
     def constraints(cls) -> dict[str, Constraint]:
         """name -> constraint of every declared field (what the bad-input tests are generated from)."""
         return {f.name: f.metadata["constraint"] for f in fields(cls) if "constraint" in f.metadata}

@@ -203,8 +203,8 @@ def evaluate(
     """
     network, own = unpack(model)
     metric = resolve_metric(metric)
-    layout = _settings("layout", layout, PassLayout)
-    given = _settings("labels", labels, RunLabels)
+    layout = PassLayout.given("layout", layout)
+    given = RunLabels.given("labels", labels)
     backend, device, batch_size, repeats_per_pass = (
         layout.backend,
         layout.device,
@@ -343,15 +343,6 @@ def evaluate(
                 finished(cell)
         bar.close()
         return rows
-
-
-def _settings(name: str, value, kind: type):
-    """``value`` if it is a ``kind`` (``None``: the defaults), else an error naming ``name``."""
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise InvalidParameterError(f"{name} must be a {kind.__name__} (or None: the defaults), got {value!r}")
-    return value
 
 
 def _worker_init(threads: int) -> None:

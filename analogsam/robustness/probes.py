@@ -133,8 +133,8 @@ def analyze_model(
     ``metrics`` picks from :data:`METRICS`, ``curves`` from :data:`CURVES`; the Hessian metrics
     cost a double backward per product and are the slow ones.
     """
-    sharp = _settings("sharpness", sharpness, SharpnessSettings)
-    noise = _settings("robustness", robustness, CurveSettings)
+    sharp = SharpnessSettings.given("sharpness", sharpness)
+    noise = CurveSettings.given("robustness", robustness)
     resolved = resolve_metric(metric)
     common = {"loss_fn": loss_fn, "num_batches": num_batches, "metric": resolved, "output_fn": output_fn}
     sharp_common = {**common, "parameters": sharp.sharpness_parameters, "seed": seed}
@@ -218,15 +218,6 @@ def analyze_model(
             },
         }
     )
-
-
-def _settings(name: str, value, kind: type):
-    """``value`` if it is a ``kind`` (``None``: the defaults), else an error naming ``name``."""
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise InvalidParameterError(f"{name} must be a {kind.__name__} (or None: the defaults), got {value!r}")
-    return value
 
 
 def check_subset(name, values, allowed) -> tuple:
