@@ -21,7 +21,7 @@ from analogsam.robustness._batches import batch_weights, model_device, resolve_l
 from analogsam.robustness.roles import ADAPTIVE_SCOPES, PARAMETER_SETS
 from analogsam.scoring import resolve_metric, score
 from analogsam.storage import jsonable
-from analogsam.validation import Interval, Many, Options, OrNone, Settings, Subset, check, declare, setting
+from analogsam.validation import Interval, Many, Options, OrNone, Settings, Subset, declare, setting
 
 __all__ = ["CURVES", "METRICS", "CurveSettings", "SharpnessSettings", "analyze_model", "probe_settings"]
 
@@ -218,8 +218,3 @@ def analyze_model(
             },
         }
     )
-
-
-def check_subset(name, values, allowed) -> tuple:
-    """``values`` (one name or several) as a tuple, each one of ``allowed``."""
-    return check(name, values, Subset(tuple(allowed)))

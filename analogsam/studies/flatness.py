@@ -23,7 +23,7 @@ from analogsam.optim.hyperparameters import METHODS, SCOPE
 from analogsam.robustness import analyze_model
 from analogsam.robustness.correlation import exact_spearman_p, paired, robustness_correlation
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
-from analogsam.robustness.probes import CURVES, METRICS, check_subset, probe_settings
+from analogsam.robustness.probes import CURVES, METRICS, probe_settings
 from analogsam.storage import (
     ensure_folder,
     file_digest,
@@ -33,7 +33,7 @@ from analogsam.storage import (
     settings_hash,
     write_json,
 )
-from analogsam.validation import check_int
+from analogsam.validation import Boolean, Interval, OrNone, Subset, declare
 
 __all__ = ["CURVES", "METRICS", "QUICK_SETTINGS", "RunFolderError", "analyze_runs"]
 
@@ -347,6 +347,19 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@declare(
+    {
+        "repeats": Interval(int, 1),
+        "seed": Interval(int, 0),
+        "num_batches": Interval(int, 1),
+        "batch_size": Interval(int, 1),
+        "test_samples": OrNone(Interval(int, 1), "the whole test split"),
+        "metrics": Subset(METRICS),
+        "curves": Subset(CURVES),
+        "quick": Boolean(),
+        "progress": Boolean(),
+    }
+)
 def analyze_runs(
     run_dirs: Sequence,
     out,
@@ -415,8 +428,6 @@ def analyze_runs(
         raise InvalidParameterError(
             "analyze_runs needs at least one run folder: pass folders written by `analogsam train`"
         )
-    metrics = check_subset("metrics", metrics, METRICS)
-    curves = check_subset("curves", curves, CURVES)
     times = parse_times([t] if isinstance(t, (int, float)) else t)
     if len(times) != 1:
         raise InvalidParameterError(
@@ -424,12 +435,6 @@ def analyze_runs(
         )
     t = times[0]
     requested, device = device, check_backend_device(backend, device)
-    repeats = check_int("repeats", repeats, low=1)
-    seed = check_int("seed", seed, low=0)
-    num_batches = check_int("num_batches", num_batches, low=1)
-    batch_size = check_int("batch_size", batch_size, low=1)
-    if test_samples is not None:
-        test_samples = check_int("test_samples", test_samples, low=1)
     preset = resolve_preset(preset, dict(overrides) if overrides else None)
     preset.check_times([t])
     options = {**(QUICK_SETTINGS if quick else {}), **analysis_options}
