@@ -8,15 +8,17 @@ Every value a user sets is declared with a :class:`Constraint`: a preset knob
 
     [<place>: ]<name> must be <allowed>, got <value>[ (did you mean ...?)][: <why>]
 
-e.g. ``batch_size must be an integer >= 1, got 0`` or ``devices/my.toml: io.adc_bits must be an
-integer in [0, 16] (0 = off), got 1: 1 bit is not a symmetric converter; use 0 or 2..16 bits``. The
+e.g. ``batch_size must be an integer >= 1, got 0`` or ``my.toml: io.adc_bits must be an integer in
+[0, 16] (0 = off; 1 not allowed), got 1: 1 bit is not a symmetric converter; use 0 (no
+quantization) or 2..16 bits``. The
 words of ``<allowed>`` (:meth:`Constraint.describe`) are also what ``--help``, ``docs/devices.md`` and
 the README tables print, and :meth:`Constraint.counterexamples` gives the invalid values the
 generated bad-input tests (``tests/test_bad_inputs.py``) try on every declared parameter.
 
 This is the idea of scikit-learn's ``sklearn.utils._param_validation`` (``Interval``,
 ``StrOptions``, ``validate_params``, ``generate_invalid_param_val``) written small here rather than
-imported: that module is private (no API promise; ``Interval``'s signature changed in 1.2), raises
+imported: that module is private (no API promise: its ``validate_params`` has since gained a
+required ``prefer_skip_nested_validation`` keyword), raises
 scikit-learn's own error in its own words, and has no place (a preset file, a ``--set`` item), no
 ``inf`` kept as the string ``"inf"`` (JSON has no infinity) and no value excluded inside a range
 (1 ADC bit), all of which the declarations here need.

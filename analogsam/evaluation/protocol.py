@@ -149,38 +149,15 @@ def evaluate(
         run: the rows' run label (a TrainedRun's own name, else the model's class, if not given).
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
         store: a :class:`~analogsam.evaluation.store.ResultStore`; finished cells are skipped and new ones appended.
-        layout: a :class:`~analogsam.evaluation.settings.PassLayout`: the engine (``backend``), the
-            ``device``, the ``batch_size`` of a forward call and the ``repeats_per_pass`` (below);
-            ``None``: its defaults (the fast engine where it replays the tiles, on the GPU where
-            torch sees one, 2000 samples a call, one repeat per pass).
-        labels: a :class:`~analogsam.evaluation.settings.RunLabels`: the rows' ``optimizer``,
-            ``train_seed`` and further columns ``info``, for a module (a TrainedRun brings its own).
-        faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
-            e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
-            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
-            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
-            Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
-        only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
-        metric: what each point measures: a name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``,
-            ``"perplexity"``, ``"mse"``, ``"r2"``), a :class:`~analogsam.scoring.Metric` (e.g.
-            ``perplexity(ignore_index=0)``) or a callable returning a batch's (sum, count); see
-            :func:`analogsam.scoring.resolve_metric`. The ``loss`` column is the metric's training
-            loss (:func:`analogsam.scoring.task_loss`).
-        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
-            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
-        The labels' ``train_seed``: the seed the network was trained with, the rows' ``train_seed``
-            (a TrainedRun's own by default). For one network of a seed group (a TrainedRun of
-            :func:`~analogsam.training.load_group`, or a module given a ``train_seed``) it also
-            enters each repeat's seed, so the networks of a group never share a noise draw; a single
-            run's repeat seeds are derived without it, as they always were.
-        The layout's ``device``: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
+        layout: a :class:`~analogsam.evaluation.settings.PassLayout` (``None``: its defaults):
+            ``device``: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
             ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. On CUDA the fast engine runs on
             the GPU (programming and drift stay aihwkit's, on the CPU; the rows' backend is
             ``fast-cuda``); ``backend="aihwkit"`` is refused on an explicit ``"cuda"``, and
             ``backend="auto"`` there refuses a network the fast engine cannot replay; with
             ``"auto"`` such a network is measured by aihwkit on the CPU, as without a GPU
             (:func:`~analogsam.evaluation.backends.make_backend`).
-        The layout's ``repeats_per_pass``: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
+            ``repeats_per_pass``: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
             integer P: the fast engine measures P repeats, each at every one of ``times``, in one
             stacked forward per batch (each programming and drift still aihwkit's, once per repeat
             and time; the first analog layer quantizes the inputs once for all of them; see
@@ -194,6 +171,29 @@ def evaluate(
             len(times) times the activation memory of a batch. With ``faults`` a pass
             holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
             state at a time.
+            ``backend``: ``"auto"`` (the seeded fast engine where it replays the tiles, else
+            aihwkit), ``"fast"`` or ``"aihwkit"`` (:func:`analogsam.evaluation.backends.make_backend`);
+            ``batch_size``: samples per analog forward call.
+        labels: a :class:`~analogsam.evaluation.settings.RunLabels`: the rows' ``optimizer`` and
+            further columns ``info`` for a module (a TrainedRun brings its own), and
+            ``train_seed``, the seed the network was trained with, the rows' ``train_seed``
+            (a TrainedRun's own by default). For one network of a seed group (a TrainedRun of
+            :func:`~analogsam.training.load_group`, or a module given a ``train_seed``) it also
+            enters each repeat's seed, so the networks of a group never share a noise draw; a single
+            run's repeat seeds are derived without it, as they always were.
+        faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
+            e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
+            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
+            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
+            Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
+        only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
+        metric: what each point measures: a name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``,
+            ``"perplexity"``, ``"mse"``, ``"r2"``), a :class:`~analogsam.scoring.Metric` (e.g.
+            ``perplexity(ignore_index=0)``) or a callable returning a batch's (sum, count); see
+            :func:`analogsam.scoring.resolve_metric`. The ``loss`` column is the metric's training
+            loss (:func:`analogsam.scoring.task_loss`).
+        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
+            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
 
     Returns:
         One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
