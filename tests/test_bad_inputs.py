@@ -22,6 +22,7 @@ from analogsam.hardware.presets.schema import KNOBS
 from analogsam.optim.hyperparameters import TRAINING_SETTINGS, method_flags
 from analogsam.robustness import CurveSettings, SharpnessSettings, analyze_model
 from analogsam.storage import OutputPathError
+from analogsam.studies.flatness import analyze_runs
 from analogsam.training import CheckpointError, RunNotFoundError, load_run, train
 from analogsam.validation import Boolean, Interval, Options, OrNone, Text
 
@@ -325,6 +326,49 @@ def test_every_training_flag_refuses_a_bad_value(hp, optimizer, text, tmp_path, 
     assert not (out / "checkpoint.pt").exists()
 
 
+# ---- the evaluate and analyze commands: each flag whose API argument is declared
+
+
+def _command_flags(command: str, constraints: dict) -> list:
+    """(flag, text) cases for every declared argument that ``command`` has a flag for (found by
+    the argparse ``dest``), from the declaration's constraint."""
+    import argparse
+
+    from analogsam.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = {a.dest: a.option_strings[0] for a in sub._actions if a.option_strings}
+    return [
+        pytest.param(command, name, options[name], text, id=f"{command}-{name}-{label}")
+        for name, constraint in constraints.items()
+        if name in options and not isinstance(constraint, Boolean)  # a switch has no value to get wrong
+        for label, text in _text_cases(constraint)
+    ]
+
+
+COMMAND_FLAG_CASES = _command_flags(
+    "evaluate",
+    {**analogsam.evaluate.parameter_constraints, **PassLayout.constraints()},
+) + _command_flags("analyze", analyze_runs.parameter_constraints)
+
+
+@pytest.mark.parametrize("command, name, option, text", COMMAND_FLAG_CASES)
+def test_every_declared_flag_of_evaluate_and_analyze_refuses_a_bad_value(
+    command, name, option, text, digits_run, tmp_path, capsys
+):
+    argv = [command, str(digits_run.path), "--preset", "ideal", "--out", str(tmp_path / "out"), "--quiet"]
+    try:
+        code = main(argv + [option, text])
+    except SystemExit as exit_:  # not a number at all: argparse's own one-line refusal
+        code = exit_.code
+        assert f"argument {option}" in capsys.readouterr().err.strip().splitlines()[-1]
+    else:
+        line = one_error_line(capsys)
+        assert names_it(line, name), line
+    assert code == 2
+    assert not list((tmp_path / "out").glob("*.csv"))  # refused before anything was measured
+
+
 # ---- evaluate: its declared arguments and its two settings objects
 
 EVALUATE_CASES = _cases("evaluate", analogsam.evaluate.parameter_constraints)
@@ -453,6 +497,18 @@ def test_the_generated_cases_cover_every_declaration():
         "schedule",
         "base",
     }  # a --flag/--no-flag switch has no invalid value on the command line
+    flagged = {(p.values[0], p.values[1]) for p in COMMAND_FLAG_CASES}
+    assert flagged == {
+        ("evaluate", "repeats"),
+        ("evaluate", "seed"),
+        ("evaluate", "backend"),
+        ("evaluate", "repeats_per_pass"),
+        ("analyze", "repeats"),
+        ("analyze", "seed"),
+        ("analyze", "num_batches"),
+        ("analyze", "batch_size"),
+        ("analyze", "test_samples"),
+    }  # the flags of evaluate and analyze whose API argument is declared (metrics/curves: --metrics a,b text)
     for cases, constraints in (
         (EVALUATE_CASES, analogsam.evaluate.parameter_constraints),
         (LAYOUT_CASES, PassLayout.constraints()),
