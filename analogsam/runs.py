@@ -103,7 +103,7 @@ def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> Trained
     if not file.exists() and is_seed_group(path):
         raise RunNotFoundError(
             f"{path} is a seed group (one run per training seed), not one run: pass one of its "
-            "seed-N folders, or load every run with analogsam.training.load_group"
+            "seed-N folders, or load every run with analogsam.runs.load_group"
         )
     if not file.exists():
         raise RunNotFoundError(

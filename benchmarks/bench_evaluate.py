@@ -230,10 +230,18 @@ def bench(name: str, args, clock) -> dict:
     # (d) analogsam.evaluation.evaluate, if asked
     if args.with_evaluate:
         from analogsam.evaluation import evaluate
+        from analogsam.evaluation.settings import PassLayout
 
         t0 = clock()
         rows = evaluate(
-            model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0, batch_size=bs, progress=False
+            model,
+            [(x, y)],
+            preset,
+            times=list(times),
+            repeats=args.repeats,
+            seed=0,
+            layout=PassLayout(batch_size=bs),
+            progress=False,
         )
         t_eval = clock() - t0
         backends = sorted({r["backend"] for r in rows})
@@ -253,9 +261,8 @@ def bench(name: str, args, clock) -> dict:
                 times=list(times),
                 repeats=args.repeats,
                 seed=0,
-                batch_size=bs,
+                layout=PassLayout(batch_size=bs, repeats_per_pass=args.repeats_per_pass),
                 progress=False,
-                repeats_per_pass=args.repeats_per_pass,
             )
             t_eval_stacked = clock() - t0
             flips = max(abs(a["accuracy"] - b["accuracy"]) * len(x) for a, b in zip(stacked, rows))

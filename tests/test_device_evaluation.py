@@ -21,6 +21,7 @@ from analogsam.cli import main
 from analogsam.device import DeviceUnavailableError, resolve_device
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware import presets as devices
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward
@@ -80,10 +81,10 @@ def test_the_cpu_device_keeps_the_default_numbers(digits_run, digits):
     batches = [(digits.test.x[:150], digits.test.y[:150])]
     common = dict(times="1s,1d", repeats=2, seed=5, progress=False)
     default = evaluate(digits_run, batches, "pcm", **common)
-    on_cpu = evaluate(digits_run, batches, "pcm", device="cpu", **common)
+    on_cpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cpu"), **common)
     assert on_cpu == default
     assert {r["backend"] for r in on_cpu} == {"fast"}
-    with_a_torch_device = evaluate(digits_run, batches, "pcm", device=torch.device("cpu"), **common)
+    with_a_torch_device = evaluate(digits_run, batches, "pcm", layout=PassLayout(device=torch.device("cpu")), **common)
     assert with_a_torch_device == default
 
 
@@ -91,7 +92,7 @@ def test_the_cpu_device_keeps_the_default_numbers(digits_run, digits):
 def test_cuda_without_a_gpu_is_refused_before_any_work(digits_run, digits, tmp_path):
     batches = [(digits.test.x[:50], digits.test.y[:50])]
     with pytest.raises(DeviceUnavailableError) as refused:
-        evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False, device="cuda")
+        evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False, layout=PassLayout(device="cuda"))
     assert "\n" not in str(refused.value) and "--device cpu" in str(refused.value)
 
 
@@ -395,12 +396,12 @@ def test_cuda_is_seeded_and_refuses_a_cpu_generator(digits):
 def test_evaluate_on_cuda_measures_what_the_cpu_measures(digits_run, digits):
     batches = [(digits.test.x, digits.test.y)]
     common = dict(times="1s,1d", repeats=4, seed=2, progress=False)
-    cpu = evaluate(digits_run, batches, "pcm", device="cpu", **common)
-    gpu = evaluate(digits_run, batches, "pcm", device="cuda", **common)
+    cpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cpu"), **common)
+    gpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cuda"), **common)
     assert {r["backend"] for r in gpu} == {"fast-cuda"}
     assert [r["seed"] for r in gpu] == [r["seed"] for r in cpu]
     for a, b in zip(cpu, gpu):
         assert abs(a["digital_value"] - b["digital_value"]) <= 1 / len(digits.test.y)
         assert abs(a["value"] - b["value"]) < 0.03  # one programming: the same draws, other forward noise
     with pytest.raises(InvalidParameterError, match="aihwkit"):
-        evaluate(digits_run, batches, "pcm", device="cuda", backend="aihwkit", **common)
+        evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cuda", backend="aihwkit"), **common)

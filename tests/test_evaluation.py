@@ -9,6 +9,7 @@ from scipy import stats
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate, format_time, parse_times, summarize, sweep
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, SettingsMismatchError, read_rows, write_rows
 
 
@@ -63,7 +64,7 @@ def test_t1_close_to_digital_and_drift_hurts_without_compensation(digits_run, di
 def test_same_seed_same_numbers(digits_run, digits, backend):
     # aihwkit's C++ forward noise cannot be seeded, so its backend is reproducible only without it.
     overrides = {"io.out_noise": 0.0} if backend == "aihwkit" else None
-    kwargs = dict(times="1s,1d", repeats=2, progress=False, backend=backend, overrides=overrides)
+    kwargs = dict(times="1s,1d", repeats=2, progress=False, layout=PassLayout(backend=backend), overrides=overrides)
     a = evaluate(digits_run, _batches(digits), "pcm", seed=7, **kwargs)
     b = evaluate(digits_run, _batches(digits), "pcm", seed=7, **kwargs)
     assert [r["accuracy"] for r in a] == [r["accuracy"] for r in b]
@@ -257,8 +258,8 @@ def test_unreadable_settings_record_is_refused(tmp_path):
         dict(repeats=1.5),
         dict(seed=-1),
         dict(seed=0.5),
-        dict(batch_size=0),
-        dict(backend="gpu"),
+        dict(layout="fast"),
+        dict(labels={"optimizer": "sam"}),
         dict(times="0"),
         dict(times="abc"),
         dict(only_repeats=[2]),

@@ -10,6 +10,7 @@ import analogsam.hardware.fast as fast
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate
 from analogsam.evaluation.backends import AihwkitBackend, Backend, BackendFallbackWarning, FastBackend, make_backend
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.conversion import convert
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -57,7 +58,7 @@ def test_drift_needs_a_programming(analog):
 
 
 def test_backend_names_are_checked(analog):
-    with pytest.raises(InvalidParameterError, match="backend must be one of 'auto', 'fast', 'aihwkit'; got 'gpu'"):
+    with pytest.raises(InvalidParameterError, match="backend must be one of 'auto', 'fast', 'aihwkit', got 'gpu'"):
         make_backend(analog, "gpu")
 
 
@@ -80,5 +81,7 @@ def test_rows_name_the_backend_that_measured_them(digits_run, digits):
         warnings.simplefilter("error", BackendFallbackWarning)  # every shipped preset runs on the fast engine
         rows = evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False)
     assert rows[0]["backend"] == "fast"
-    rows = evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False, backend="aihwkit")
+    rows = evaluate(
+        digits_run, batches, "pcm", times="1s", repeats=1, progress=False, layout=PassLayout(backend="aihwkit")
+    )
     assert rows[0]["backend"] == "aihwkit"

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.conversion import ConversionError, convert
 from analogsam.hardware.mapping import REWRITES, map_to_tiles
 from analogsam.hardware.mapping.grouped import GROUPED_CONV, GroupedConv
@@ -125,8 +126,8 @@ def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, dig
     """With the forward noise off (programming and drift are seeded alike in both backends) the
     fast engine and aihwkit's tiles classify the same samples the same way."""
     kwargs = dict(times="1s,1d", repeats=2, seed=3, progress=False, overrides={"io.out_noise": 0.0})
-    fast = evaluate(mobilenet_run, digits.test.batches(400), "pcm", backend="fast", **kwargs)
-    aihwkit = evaluate(mobilenet_run, digits.test.batches(400), "pcm", backend="aihwkit", **kwargs)
+    fast = evaluate(mobilenet_run, digits.test.batches(400), "pcm", layout=PassLayout(backend="fast"), **kwargs)
+    aihwkit = evaluate(mobilenet_run, digits.test.batches(400), "pcm", layout=PassLayout(backend="aihwkit"), **kwargs)
     assert len(fast) == len(aihwkit) == 4
     assert {r["backend"] for r in fast} == {"fast"} and {r["backend"] for r in aihwkit} == {"aihwkit"}
     assert fast[0]["digital_accuracy"] > 0.6  # a trained network, so agreement means something

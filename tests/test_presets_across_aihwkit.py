@@ -33,6 +33,7 @@ import pytest
 from scipy.stats import binom, binomtest
 
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.presets import list_presets, load
 
 DATA = Path(__file__).parent / "data"
@@ -63,7 +64,7 @@ def preset_accuracies(run, digits) -> dict:
             times=preset_times(name),
             repeats=REPEATS,
             seed=0,
-            backend="fast",
+            layout=PassLayout(backend="fast"),
             progress=False,
         )
         for row in sorted(rows, key=lambda r: (r["t_seconds"], r["repeat"])):

@@ -16,6 +16,6 @@ generator; noise injection its Gaussian weight noise), and it imports nothing fr
 training, hardware, evaluation or studies.
 """
 
-from analogsam.robustness.probes import CURVES, METRICS, analyze_model
+from analogsam.robustness.probes import CURVES, METRICS, CurveSettings, SharpnessSettings, analyze_model, probe_settings
 
-__all__ = ["CURVES", "METRICS", "analyze_model"]
+__all__ = ["CURVES", "METRICS", "CurveSettings", "SharpnessSettings", "analyze_model", "probe_settings"]

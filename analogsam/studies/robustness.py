@@ -56,6 +56,7 @@ from analogsam.evaluation.report import (
     seed_spread_table,
     seed_test_table,
 )
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLUMNS, seed_level_test, summarize_seeds
 from analogsam.evaluation.store import write_rows
 from analogsam.models import build_model, make_spec
@@ -250,7 +251,8 @@ def _seconds_per_programming(preset: str, times: Sequence[float], settings: Stud
     x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
     n = min(len(y), _COST_SAMPLES)
     model = _fresh_model(settings, data).eval()
-    common = dict(times=list(times), repeats=1, seed=settings.eval_seed, backend=settings.backend, progress=False)
+    layout = PassLayout(backend=settings.backend)
+    common = dict(times=list(times), repeats=1, seed=settings.eval_seed, layout=layout, progress=False)
     evaluate(model, [(x[:64], y[:64])], preset, **common)  # warm-up: compiled kernels, caches
     start = time.perf_counter()
     evaluate(model, [(x[:n], y[:n])], preset, **common)

@@ -19,15 +19,11 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
-from analogsam.hardware.presets.loading import (
-    Preset,
-    PresetError,
-    _check_value,
-    _parse_raw,
-    _unknown_key,
-    load,
-)
+from analogsam.hardware.presets.errors import PresetError
+from analogsam.hardware.presets.loading import Preset, load
 from analogsam.hardware.presets.schema import KNOBS_BY_PATH
+from analogsam.hardware.presets.set_options import parse_raw
+from analogsam.hardware.presets.values import check_value, unknown_key
 
 __all__ = ["format_knob_value", "parse_vary_options", "variant_name", "variants", "check_vary"]
 
@@ -65,10 +61,10 @@ def parse_vary_options(items: Sequence[str] | None) -> dict:
             )
         knob = KNOBS_BY_PATH.get(key)
         if knob is None:
-            raise _unknown_key(key, where)
+            raise unknown_key(key, where)
         if key in out:
             raise PresetError(f"{where}: {key} is varied twice; give all its values in one --vary {key}=V1,V2,...")
-        out.update(check_vary({key: [_parse_raw(knob, text, where) for text in texts]}, where))
+        out.update(check_vary({key: [parse_raw(knob, text, where) for text in texts]}, where))
     return out
 
 
@@ -83,10 +79,10 @@ def check_vary(vary: Mapping | None, where: str = "vary") -> dict:
     for key, values in vary.items():
         knob = KNOBS_BY_PATH.get(key)
         if knob is None:
-            raise _unknown_key(str(key), where)
+            raise unknown_key(str(key), where)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise PresetError(f"{where}: {key} needs a non-empty list of values, e.g. [4, 6, 8], got {values!r}")
-        checked = [_check_value(knob, v, where) for v in values]
+        checked = [check_value(knob, v, where) for v in values]
         repeated = sorted({format_knob_value(v) for v in checked if checked.count(v) > 1})
         if repeated:
             raise PresetError(f"{where}: {key} lists {', '.join(repeated)} more than once; give each value once")
