@@ -10,6 +10,7 @@ in digital, in aihwkit's order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -73,7 +74,7 @@ class FastLinear(nn.Module):
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
         """The outputs of ``x`` under every stacked state, the inputs quantized once (one tile)."""
         tile = self.tiles[0]
-        outs = tile.forward_shared(x, stack.slots(tile))
+        outs = tile.forward_shared(x, stack.slots(tile, stack.calls(self), 0, _rows_per_sample(x)))
         stack.use(self.tiles, stack.current)  # the run's own state again
         if self.array_bias is not None:
             outs = [out + self.array_bias.detach().view(-1) for out in outs]
@@ -88,19 +89,24 @@ class FastLinear(nn.Module):
             return torch.cat(self._every_state(blocks[0], stack), dim)
         outs = []
         for k, block in enumerate(blocks):
-            engine._gen = stack.use(self.tiles, k)
+            engine._noise = stack.use(self.tiles, k)
             outs.append(self._forward(block))
         return torch.cat(outs, dim)
 
     def _forward(self, x: Tensor) -> Tensor:
-        gen = self.engine[0]._gen
+        source = self.engine[0]._noise
+        call, first = source.call(self), source.samples * _rows_per_sample(x)
+
+        def gen(tile):  # the tile's numbers for this call: row r of x is global vector first + r
+            return source.stream(tile.index, call, first)
+
         if self.in_sizes is None or len(self.grid) * len(self.grid[0]) == 1:
-            result = self.grid[0][0].forward(x, gen)
+            result = self.grid[0][0].forward(x, gen(self.grid[0][0]))
         else:
             dim = x.dim() - 1
             result = _array_sum(
                 (
-                    [t.forward(xs, gen) for t in row]
+                    [t.forward(xs, gen(t)) for t in row]
                     for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)
                 ),
                 dim,
@@ -108,6 +114,12 @@ class FastLinear(nn.Module):
         if self.array_bias is not None:
             result = result + self.array_bias.detach().to(result.device).view(-1)
         return result
+
+
+def _rows_per_sample(x: Tensor) -> int:
+    """The input vectors of one sample of a linear layer's input (..., K) whose first dimension
+    holds the samples (a sequence model's tokens: one vector each)."""
+    return math.prod(x.shape[1:-1]) if x.dim() >= 2 else 1
 
 
 class ConvExec:
@@ -176,14 +188,22 @@ class ConvExec:
             self._shared_chunks(x[:n], stack, [out[k * n : (k + 1) * n] for k in range(stack.count)], step)
         else:
             for k in range(stack.count):
-                self.engine._gen = stack.use(self.tiles, k)
+                self.engine._noise = stack.use(self.tiles, k)
                 self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step)
         return out.view(total, self.out_channels, oh, ow)
 
     def _chunks(self, x: Tensor, out: Tensor, step: int) -> None:
-        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state."""
+        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state
+        (the patch ``t`` of image ``i`` is the global vector ``(samples + i) * L + t``)."""
+        source = self.engine._noise
+        call, length = source.call(self), out.shape[2]
         for start in range(0, x.shape[0], step):
-            self._chunk(x[start : start + step], out[start : start + step])
+            first = (source.samples + start) * length
+            self._chunk(
+                x[start : start + step],
+                out[start : start + step],
+                lambda tile: source.stream(tile.index, call, first),  # noqa: B023 (called at once)
+            )
 
     def _one_tile(self) -> bool:
         """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""
@@ -193,9 +213,10 @@ class ConvExec:
         """The images ``x`` under every stacked state into ``outs`` (one per state, (n, C, L)),
         in the chunks of :meth:`__call__`, each chunk quantized once for all states."""
         tile = self.tiles[0]
-        slots = stack.slots(tile)
+        calls, length = stack.calls(self), outs[0].shape[2]
         for start in range(0, x.shape[0], step):
             stop = start + step
+            slots = stack.slots(tile, calls, start, length)
             tile.forward_patches_shared(x[start:stop], self.geometry, slots, [o[start:stop] for o in outs])
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
@@ -209,22 +230,23 @@ class ConvExec:
         stack.use(self.tiles, stack.current)  # the run's own state again
         return [o.view(n, self.out_channels, oh, ow) for o in outs]
 
-    def _chunk(self, x: Tensor, out: Tensor) -> None:
-        gen = self.engine._gen
+    def _chunk(self, x: Tensor, out: Tensor, gen) -> None:
+        """Images ``x`` into ``out``; ``gen(tile)``: the tile's stream for these images."""
         if self.strided and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
-            self.rows[0][2][0].forward_patches(x, self.geometry, gen, out=out)  # one tile: in place
+            tile = self.rows[0][2][0]
+            tile.forward_patches(x, self.geometry, gen(tile), out=out)  # one tile: in place
             return
         if self.strided:
             subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
             result = _array_sum(
-                ([t.forward_patches(sub, self.geometry, gen) for t in tiles] for sub, tiles in subsets), 1
+                ([t.forward_patches(sub, self.geometry, gen(t)) for t in tiles] for sub, tiles in subsets), 1
             )
         else:
             (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
             patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
             splits = torch.split(patches, self.in_sizes, dim=1) if len(self.rows) > 1 else [patches]
             result = _array_sum(
-                ([t.forward(p, gen, cols=True) for t in tiles] for p, (_, _, tiles) in zip(splits, self.rows)), 1
+                ([t.forward(p, gen(t), cols=True) for t in tiles] for p, (_, _, tiles) in zip(splits, self.rows)), 1
             )
         if self.bias is not None:
             result = result.add_(self.bias.detach().to(result.device).view(-1, 1))

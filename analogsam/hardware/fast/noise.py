@@ -239,11 +239,21 @@ class NoiseSource:
     the calls of each analog layer in the forward in progress (a layer run twice in one forward,
     e.g. a shared module, draws other numbers the second time)."""
 
-    def __init__(self, seed: int, baseline_seed: int | None = None):
+    def __init__(self, seed: int, baseline_generator: torch.Generator | None = None):
+        """``baseline_generator``: where the seed of the drift-compensation baseline read-outs is
+        drawn from, when the first tile needs it (None: derived from ``seed``)."""
         self.seed = seed
-        self.baseline_seed = derive(seed, BASELINE) if baseline_seed is None else baseline_seed
+        self.baseline_generator = baseline_generator
+        self._baseline_seed = None
         self.samples = 0
         self._calls: dict[int, int] = {}
+
+    @property
+    def baseline_seed(self) -> int:
+        if self._baseline_seed is None:
+            g = self.baseline_generator
+            self._baseline_seed = derive(self.seed, BASELINE) if g is None else seed_of(g)
+        return self._baseline_seed
 
     def begin(self) -> None:
         """A forward starts (its first sample is :attr:`samples`)."""
@@ -258,6 +268,10 @@ class NoiseSource:
         c = self._calls.get(id(layer), 0)
         self._calls[id(layer)] = c + 1
         return c
+
+    def peek(self, layer) -> int:
+        """What :meth:`call` would return, without counting a call."""
+        return self._calls.get(id(layer), 0)
 
     def stream(self, tile_index: int, call: int, first_vector: int) -> Stream:
         return Stream(derive(self.seed, FORWARD, tile_index, call), first_vector)

@@ -2,7 +2,9 @@
 
 :class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
 for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
-every random number from a ``torch.Generator``: noise management (NONE, ABS_MAX, MAX, CONSTANT,
+every random number from the engine's counter-based generator (:mod:`.noise`; a tile call's
+numbers come as a :class:`.noise.Stream`, addressed by the global index of each input vector and
+element, so they do not depend on the batch or the chunks): noise management (NONE, ABS_MAX, MAX, CONSTANT,
 with ``nm_thres``), DAC (``rint(x*scale/res)*res``, optionally stochastic, clipped to
 ``inp_bound``), input noise and asymmetry, the product, IR drop, output-referred weight noise
 (ADDITIVE_CONSTANT, PCM_READ), output asymmetry and noise, ADC (``rint``) and ``out_bound``
@@ -16,8 +18,8 @@ Where they apply (abs-max or max noise management with deterministic DAC and ADC
 shipped preset), the element-wise steps around the matrix product run as compiled loops
 (:mod:`.kernels`): for a convolution, one pass per image computes every patch's noise-management
 maximum (a separable sliding-window maximum, exact) and writes the quantized patches in
-``F.unfold``'s layout; one pass over the product adds the output noise (drawn by torch from the
-same generator), applies the ADC, the bound test and the periphery. They are bit-identical to the
+``F.unfold``'s layout; one pass over the product adds the output noise (generated in the kernel,
+the same numbers the torch operations draw), applies the ADC, the bound test and the periphery. They are bit-identical to the
 torch operations kept for the other settings. Images are processed in chunks that keep the
 patches in cache between the DAC pass and the product, in buffers reused from chunk to chunk.
 """
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from analogsam.hardware.fast import noise as rng
 from analogsam.hardware.fast.aihwkit_adapter import TileReader
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
@@ -47,10 +50,6 @@ def chunk_elements(device: torch.device) -> int:
     """Input values per processing chunk on ``device`` (read at each call, so the benchmark of the
     chunk size can change :data:`CHUNK_ELEMENTS`)."""
     return CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
-
-
-# Empty noise arrays tell the ADC kernels that there is no output noise.
-_NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
 
 
 def _load_kernels():
@@ -133,20 +132,15 @@ class IOSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def _discretize(v: Tensor, res: float, sto_round: bool, gen) -> Tensor:
-    """``getDiscretizedValueSR``: ``rint(v/res [+ U - 0.5]) * res`` in place (``res <= 0``: no-op)."""
+def _discretize(v: Tensor, res: float, sto_round: bool, stream: rng.Stream, site: int) -> Tensor:
+    """``getDiscretizedValueSR``: ``rint(v/res [+ U - 0.5]) * res`` in place (``res <= 0``: no-op);
+    ``U`` from ``stream`` at draw site ``site``."""
     if res <= 0:
         return v
     v.div_(res)
     if sto_round:
-        u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=v.device)
-        v.add_(u.sub_(0.5))
+        v.add_(stream.uniform(v, site).sub_(0.5))
     return v.round_().mul_(res)  # torch.round is round-half-to-even, like rintf
-
-
-def _gaussian(like: Tensor, gen) -> Tensor:
-    """Standard normal numbers of ``like``'s shape, dtype and device, from ``gen``."""
-    return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
 
 
 def _vectors(t: Tensor) -> Tensor:
@@ -247,6 +241,7 @@ class Tile:
         # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
         # noise, ADC step, output bound, bound test of negative outputs, out_scale
         self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
+        self.index = 0  # the tile's place in the engine (part of its random numbers' addresses)
         self._adc_args = (
             np.float32(spec.out_noise),
             np.float32(spec.out_res),
@@ -264,9 +259,9 @@ class Tile:
         self.alpha = None
 
     # -- state ---------------------------------------------------------------------------
-    def sync(self, gen, baseline_gen=None) -> None:
-        """Read the tile's current weights and periphery; recompute the drift compensation
-        (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
+    def sync(self, source: rng.NoiseSource) -> None:
+        """Read the tile's current weights and periphery; recompute the drift compensation, its
+        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
         reader = self.reader
         self.weights = Weights(reader.weights(), self.device, chain=self.chain_products)
         input_range = reader.input_range()
@@ -281,7 +276,7 @@ class Tile:
         self.post_scale = scale
         self.out_scaling = _on(reader.out_scaling(), self.device)
         self.bias = _on(reader.digital_bias(), self.device)
-        self.alpha = self._drift_alpha(gen, gen if baseline_gen is None else baseline_gen)
+        self.alpha = self._drift_alpha(source)
         self.post = None
         if self._adc_kernels is not None:
             # the periphery per output for the ADC kernels; identities (x * 1 and x + -0.0
@@ -299,7 +294,7 @@ class Tile:
                 )
             )
 
-    def _drift_alpha(self, gen, baseline_gen) -> Tensor | None:
+    def _drift_alpha(self, source: rng.NoiseSource) -> Tensor | None:
         """The drift-compensation factor as aihwkit computes it, read out through this engine."""
         comp = self.reader.drift_compensation()
         if comp is None:
@@ -315,16 +310,17 @@ class Tile:
             if comp.exact_reference:  # (aihwkit's reference weights stay on the CPU)
                 out = _on(comp.reference_output(readout), self.device)
             else:
-                out = self.mvm(_on(readout, self.device), Weights(programmed, self.device), baseline_gen)
+                out = self.mvm(_on(readout, self.device), Weights(programmed, self.device), source.baseline(self.index))
             self._baseline = comp.readout(out)
             self._baseline_key = programmed
         readout = _on(readout, self.device)
-        current = self.mvm(readout, self.weights, gen)
+        current = self.mvm(readout, self.weights, source.readout(self.index))
         return comp.alpha(current, self._baseline)
 
     # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
-    def mvm(self, x: Tensor, weights: Weights, gen, post=None) -> Tensor:
-        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)); with
+    def mvm(self, x: Tensor, weights: Weights, gen: rng.Stream, post=None) -> Tensor:
+        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)), its random
+        numbers from ``gen`` (whose first vector is ``x``'s first); with
         ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
         spec = self.spec
         x = x.to(torch.float32).contiguous()
@@ -339,7 +335,7 @@ class Tile:
         rows = max(256, chunk_elements(x.device) // max(x.shape[1], 1))
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
-            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
+            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen.shifted(start), post)
         return out
 
     def _perfect(self, x: Tensor, weights: Weights, out: Tensor) -> Tensor:
@@ -355,7 +351,13 @@ class Tile:
         kernels = self._dac_kernels
         if kernels is None or x.dim() == 3:
             self.run(
-                self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of, weights, out, gen, post
+                self.nm_values(x),
+                lambda s: self._dac_torch(x * s.unsqueeze(1), gen),
+                rows_of,
+                weights,
+                out,
+                gen,
+                post,
             )
             return
         xq, scale, zero = self._rows_dac(x)
@@ -433,7 +435,7 @@ class Tile:
                 failed &= ~zero
             if bool(failed.any()):
                 # bound management: recompute the saturated vectors at reduced input scale
-                yr = self._rerun(rows_of(failed), s0[failed], weights, gen)
+                yr = self._rerun(rows_of(failed), s0[failed], weights, gen.selected(failed))
                 if post is not None:
                     self._periphery(yr, (-1,))
                 _vectors(out)[failed] = yr
@@ -452,7 +454,8 @@ class Tile:
         for r in range(1, last + 1):
             s = sa / self.reductions[r]
             y = torch.empty(xa.shape[0], weights.n, dtype=torch.float32, device=x.device)
-            failed = self._one_pass(self._dac_rows(xa, s, gen), s, weights, gen, y)
+            gr = gen.at_round(r)  # each round's numbers are fresh (its own draw sites)
+            failed = self._one_pass(self._dac_rows(xa, s, gr), s, weights, gr, y)
             if out is None:
                 out = y
             else:
@@ -463,12 +466,13 @@ class Tile:
             idx = sel if idx is None else idx.index_select(0, sel)
             xa = xa.index_select(0, sel)
             sa = sa.index_select(0, sel)
+            gen = gen.subset(sel)
         return out
 
     def _dac_torch(self, xs: Tensor, gen) -> Tensor:
         """prepareInput's DAC and bound on input vectors already times their scale, in place."""
         spec = self.spec
-        _discretize(xs, spec.inp_res, spec.inp_sto_round, gen)
+        _discretize(xs, spec.inp_res, spec.inp_sto_round, gen, rng.INPUT_ROUNDING)
         if not self._inp_clip_is_noop:
             xs.clamp_(-spec.inp_bound, spec.inp_bound)
         return xs
@@ -490,7 +494,7 @@ class Tile:
         spec = self.spec
         # --- prepareInput (after the DAC) ---
         if spec.inp_noise > 0:
-            noise = _gaussian(xs, gen)
+            noise = gen.normal(xs, rng.INPUT_NOISE)
             xs.add_(noise.mul_(spec.inp_noise))
         if spec.inp_asymmetry != 0:
             a = _f32(np.float32(1.0) - np.float32(spec.inp_asymmetry))
@@ -502,11 +506,11 @@ class Tile:
             self._ir_drop(xs, weights, y)
         if spec.w_noise > 0 and spec.w_noise_type == "additive_constant":
             std = torch.linalg.vector_norm(xs, dim=1).mul_(spec.w_noise)
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.WEIGHT_NOISE)
             y.add_(noise.mul_(std.unsqueeze(1)))
         elif spec.w_noise > 0 and spec.w_noise_type == "pcm_read":
             std = weights.abs_matmul(xs * xs).sqrt_().mul_(spec.w_noise)
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.WEIGHT_NOISE)
             y.add_(noise.mul_(std))
         return self._finalize(y, s, gen, post)
 
@@ -537,9 +541,9 @@ class Tile:
         if self._adc_kernels is not None:
             return self._finalize_fused(y, s, gen, post)
         if spec.out_noise > 0:
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.OUTPUT_NOISE)
             y.add_(noise, alpha=spec.out_noise)
-        _discretize(y, spec.out_res, spec.out_sto_round, gen)
+        _discretize(y, spec.out_res, spec.out_sto_round, gen, rng.OUTPUT_ROUNDING)
         failed = None
         if spec.out_bound != float("inf"):
             if spec.bm:
@@ -559,19 +563,20 @@ class Tile:
 
     def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Tensor | None:
         """:meth:`_finalize` after the output asymmetry, and the periphery ``post`` if given,
-        in one kernel pass over ``y``; the noise is drawn exactly as the torch path draws it."""
+        in one kernel pass over ``y``; the kernel generates the same noise the torch path draws."""
         spec = self.spec
-        noise = (
-            torch.randn(y.shape, generator=gen, out=self.workspace.get("noise", y.shape))
-            if spec.out_noise > 0
-            else _NO_NOISE[y.dim()]
-        )
         failed = torch.empty(s.shape, dtype=torch.bool)
-        adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
+        key = np.uint64(gen.site(rng.OUTPUT_NOISE))
+        if y.dim() == 3:
+            adc, where = self._adc_kernels.adc_cols, gen.base
+        else:
+            adc, where = self._adc_kernels.adc_rows, gen.vector_ids(y.shape[0], y.device).numpy()
         sigma, res, bound, test_negative, out_scale = self._adc_args
         count = adc(
             y.numpy(),
-            noise.numpy(),
+            rng.table(),
+            key,
+            where,
             sigma,
             res,
             bound,
@@ -584,7 +589,7 @@ class Tile:
         return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
-    def forward(self, x: Tensor, gen, cols: bool = False) -> Tensor:
+    def forward(self, x: Tensor, gen: rng.Stream, cols: bool = False) -> Tensor:
         """``InferenceTile.forward`` in eval mode: input range, raw tile, mapping scales, drift
         compensation, learned out scales, digital bias.
 
@@ -767,7 +772,7 @@ class Tile:
                     lambda mask: xc[mask],  # noqa: B023 (called at once)
                     self.weights,
                     out[start : start + rows],
-                    gen,
+                    gen.shifted(start),
                     self.post,
                 )
         results = []
