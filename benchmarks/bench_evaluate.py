@@ -26,8 +26,9 @@ repeats, it prints, all measured in the same run:
 (d) with ``--with-evaluate``: ``analogsam.evaluation.evaluate`` on the same sweep;
 
 and the issue's ratios: sweep / (times x repeats x digital) (target <= 2.0) and
-sweep / aihwkit loop (target <= 0.5), with the floor of the first: 1 + (the time to draw, from a
-torch generator, the Gaussians one forward draws + aihwkit's drift of one cell) / digital. An
+sweep / aihwkit loop (target <= 0.5), with the floor of the first: 1 + (the time to generate, with the engine's
+counter-based generator (before issue 25: to draw from a torch generator), the Gaussians one
+forward draws + aihwkit's drift of one cell) / digital. An
 analog forward does the digital forward's products and digital layers and, besides, draws its
 noise, and a cell drifts the weights through aihwkit; no engine that keeps the seeded noise
 streams goes below it, whatever its DAC and ADC cost. The models are untrained (random initial weights): the cost
@@ -202,7 +203,7 @@ def bench(name: str, args, clock) -> dict:
     t_drift = statistics.median(drift_times)
     floor = 1 + (t_noise + t_drift) / t_digital
     print(
-        f"    floor: 1 + (the forward's {draws / 1e6:.1f} M seeded Gaussians {t_noise:.2f} s + aihwkit's drift "
+        f"    floor: 1 + (the forward's {draws / 1e6:.1f} M engine Gaussians {t_noise:.2f} s + aihwkit's drift "
         f"{t_drift:.2f} s per cell) / digital = {floor:.2f}   (no engine drawing the same noise goes below it)"
     )
     result["floor"] = floor
@@ -269,35 +270,63 @@ def bench(name: str, args, clock) -> dict:
 
 
 def gaussian_draws(engine, x, bs, clock) -> tuple[float, int]:
-    """The time to draw, from a torch generator, the standard normal numbers that one forward of
-    ``x`` through ``engine`` draws (output noise and any other noise), with the same calls, and
-    their count. Part of every cell of a seeded fast sweep that no implementation can avoid: the
-    fast engine's contract is this noise, drawn from a seeded torch generator. With the digital
-    forward (the same products and digital layers) and aihwkit's drift it bounds the ratio
-    sweep / (cells x digital) from below."""
-    shapes = []
-    randn = torch.randn
+    """The time to generate, with the engine's counter-based generator (:mod:`analogsam.hardware.fast.noise`,
+    a compiled loop writing each number to memory), the standard normal numbers that one forward of
+    ``x`` through ``engine`` draws (output, weight and input noise of every tile pass, bound-management
+    reruns included; a grouped layer's one-pass kernel is not counted), and their count. With the
+    digital forward (the same products and digital layers) and aihwkit's drift it bounds the ratio
+    sweep / (cells x digital) from below. (Before issue 25 the engine drew them from torch's CPU
+    generator, about 5.5 ns each; the kernels now generate them where they are added.)"""
+    from analogsam.hardware.fast import noise
+    from analogsam.hardware.fast import tile as tile_module
 
-    def recording(*args, **kwargs):
-        shapes.append(tuple(args[0]) if args and not isinstance(args[0], int) else args)
-        return randn(*args, **kwargs)
+    counts = []
+    one_pass = tile_module.Tile._one_pass
 
-    torch.randn = recording
+    def recording(self, xs, s, weights, gen, y, post=None):
+        spec = self.spec
+        counts.append(y.numel() * ((spec.out_noise > 0) + (spec.w_noise > 0)) + xs.numel() * (spec.inp_noise > 0))
+        return one_pass(self, xs, s, weights, gen, y, post)
+
+    tile_module.Tile._one_pass = recording
     try:
         with torch.no_grad():
+            engine.sync(torch.Generator().manual_seed(0))
             for i in range(0, len(x), bs):
                 engine(x[i : i + bs])
     finally:
-        torch.randn = randn
-    gen = torch.Generator().manual_seed(0)
-    buffers = {shape: torch.empty(shape) for shape in set(shapes)}
+        tile_module.Tile._one_pass = one_pass
+    total = sum(counts)
+    buffer = np.empty(1 << 20, np.float32)
+    key = np.uint64(noise.derive(0))
+    _fill_normals(noise.table(), key, 0, buffer[:16])  # compile
     best = float("inf")
     for _ in range(3):
         t0 = clock()
-        for shape in shapes:
-            randn(shape, generator=gen, out=buffers[shape])
+        for start in range(0, total, buffer.size):
+            _fill_normals(noise.table(), key, start, buffer[: min(buffer.size, total - start)])
         best = min(best, clock() - t0)
-    return best, sum(int(np.prod(shape)) for shape in shapes)
+    return best, total
+
+
+def _fill_normals(tab, key, first, out):
+    """``out[i]`` = the engine's normal number at index ``first + i`` (compiled on first use)."""
+    global _fill_normals_jit
+    if _fill_normals_jit is None:
+        from numba import njit
+
+        from analogsam.hardware.fast.noise import normal
+
+        @njit(nogil=True)
+        def fill(tab, key, first, out):
+            for i in range(out.shape[0]):
+                out[i] = normal(tab, key, first + i)
+
+        _fill_normals_jit = fill
+    _fill_normals_jit(tab, key, first, out)
+
+
+_fill_normals_jit = None
 
 
 def stacked_sweep(engine, analog, x, y, times, args, clock, time_digital) -> tuple[float, list[float]]:

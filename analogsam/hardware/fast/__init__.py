@@ -4,8 +4,9 @@ Why it exists. aihwkit's C++ ``InferenceTile`` (``InferenceRPUConfig``) computes
 on its own (``RPUAbstract::forwardMatrix`` loops ``ForwardBackwardPassIOManaged::forwardVector``)
 and draws its forward noise from its own clock-seeded generator, which Python cannot seed: a
 Monte-Carlo sweep over it is slow and not reproducible. :class:`FastAnalogForward` re-implements
-the same arithmetic in batched torch operations and draws every random number from a
-``torch.Generator``.
+the same arithmetic in batched torch operations and compiled kernels and owns its random numbers
+(:mod:`.noise`: a counter-based generator, each number addressed by seed, tile, draw site, sample
+and element, generated inside the kernels where it is used).
 
 Why not aihwkit's own torch tiles. ``TorchInferenceRPUConfig`` (aihwkit 1.1.0,
 ``simulator/tiles/torch_tile.py`` and ``analog_mvm.py``) is seedable through torch, but it is a
@@ -46,23 +47,26 @@ operations they replace, and so does the one-pass kernel of a grouped or depthwi
 (:mod:`.grouped`, :mod:`.grouped_kernels`) to running its groups' tiles one by one.
 
 The seeding contract. Every random number of the forward and of the drift-compensation read-outs
-comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call): the same
-generator state, the same weights and the same batches give bit-identical outputs, in any process
-on the same machine with the same library versions and thread count. Programming and drift noise
-come from torch's global generator, as aihwkit draws them.
+is a function of the seed of the generator given to :meth:`FastAnalogForward.sync` and of its
+address (:mod:`.noise`): the tile, the layer call, the draw site and bound-management round, the
+sample's index among the samples read since the sync, and the element. The same seed, the same
+weights and the same samples in the same order give bit-identical outputs whatever the batch size,
+the processing chunks, the thread count or the stacking of states (``tests/test_fast_noise.py``),
+and the same numbers on the CPU and a GPU. Programming and drift noise come from torch's global
+generator, as aihwkit draws them.
 
 On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift stay aihwkit's, on
 the CPU; :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
 the digital modules run as copies there, and the forward runs the torch operations (the compiled
 kernels and numpy's products are CPU code) in full float32 (no TF32), drawing from CUDA
-generators. Same generator state, same outputs, on the same GPU; against the CPU, with noise off,
-equal up to the summation order of the products (the ADC contract above), with noise on the same
-distribution (CUDA's generator draws other numbers for a seed). Not yet run on a GPU: the CUDA
-tests (``tests/test_device_evaluation.py``) skip without one.
+generators (only their seeds are read). The engine's generator draws the same numbers as on the
+CPU, so the outputs equal the CPU's up to the summation order of the products (the ADC contract
+above), noise on or off. Not yet run on a GPU: the CUDA tests (``tests/test_device_evaluation.py``)
+skip without one.
 Many states per pass. :meth:`FastAnalogForward.capture` keeps the state a sync left (a programming
-drifted to one time, with its generator); :meth:`FastAnalogForward.forward_stacked` runs the same
+drifted to one time, with its noise seed); :meth:`FastAnalogForward.forward_stacked` runs the same
 inputs under many captured states in one forward, the first analog layer quantizing the inputs
-once for all of them, every state drawing from its own generator as its own forward would
+once for all of them, every state drawing its own numbers as its own forward would
 (:mod:`.stacked`): on a GPU as one batch of every state's samples (each state's outputs equal its
 one-by-one forward's up to the summation order of the digital layers), on the CPU state by state
 after the shared first layer (bit-identical to one by one).

@@ -121,26 +121,22 @@ class FastAnalogForward:
         self, generator: torch.Generator | None = None, *, baseline_generator: torch.Generator | None = None
     ) -> None:
         """Read every tile's current (programmed, drifted) weights and periphery, and recompute the
-        drift-compensation factors through this engine's forward. One seed is drawn from
-        ``generator`` (advancing it); the read-outs and every later forward take their random
-        numbers from the engine's counter-based generator under that seed (:mod:`.noise`), the
+        drift-compensation factors through this engine's forward. The read-outs and every later
+        forward take their random numbers from the engine's counter-based generator (:mod:`.noise`)
+        under the seed of ``generator`` (its ``initial_seed()``: a CPU and a CUDA generator seeded
+        alike give the same numbers; None: a seed drawn from torch's default generator), the
         forwards addressed by the index of each sample since this sync.
 
         aihwkit reads the compensation baseline out once per programming (in
         ``program_analog_weights``) and the current value at every ``drift_analog_weights``;
         alpha = baseline / current. Here the baseline read-out happens at the first sync that
-        sees a new programming (``tile.programmed_weights`` changed), under a seed drawn from
-        ``baseline_generator`` if given (once, when a tile needs it), else derived from the seed. So that a repeat's numbers do
+        sees a new programming (``tile.programmed_weights`` changed), under the seed of
+        ``baseline_generator`` if given, else one derived from the forward's seed. So that a repeat's numbers do
         not depend on which time point is evaluated first, call ``sync`` right after
         ``program_analog_weights()`` with a generator of that programming, or pass
         ``baseline_generator``. (After a programming without a drift aihwkit keeps its previous
         alpha, or 1; the fast path computes alpha for the current weights instead, ~1.)
         """
-        if generator is None and self.device.type == "cpu":
-            generator = torch.default_generator
-        elif generator is None:  # the device's own global generator
-            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-            generator = torch.cuda.default_generators[index]
         for name, gen in (("generator", generator), ("baseline_generator", baseline_generator)):
             if gen is not None and gen.device.type != self.device.type:
                 raise ValueError(
@@ -157,8 +153,7 @@ class FastAnalogForward:
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Eval-mode forward of the whole network; its random numbers under the seed drawn at
         :meth:`sync`, addressed by each sample's index among the samples read since (``x``'s first
-        dimension holds the samples); given a ``generator``, under a new seed drawn from it (its
-        samples counted from 0)."""
+        dimension holds the samples); given a ``generator``, under its seed (samples counted from 0)."""
         if not self._synced:
             raise RuntimeError(
                 "call FastAnalogForward.sync(generator) after programming/drifting and before the forward"

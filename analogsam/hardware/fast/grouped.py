@@ -94,7 +94,7 @@ class FastGroupedConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         spatial = 1 if self.tiles is not None and self.one_d else 2
         # A batched stacked pass (many states, evaluate(repeats_per_pass=P)) runs the groups tile by
-        # tile, each block with its own state's weights and generator; the kernel holds one state.
+        # tile, each block with its own state's weights and noise; the kernel holds one state.
         stack = self.engine[0]._stack
         if stack is not None and not stack.batched:
             stack.first_outputs(self, x, False, list)  # an analog layer of this state's run
@@ -127,7 +127,7 @@ class FastGroupedConv(nn.Module):
 
     def _fused(self, x: Tensor) -> Tensor | None:
         """(b, C, h, w) -> (b, groups * n, oh, ow) through the kernel, or None where the
-        tile-by-tile path must run (the generator then is where it was)."""
+        tile-by-tile path must run (no layer call counted then)."""
         tile = self.tiles[0]
         spec = tile.spec
         (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry

@@ -245,7 +245,7 @@ class NoiseSource:
         self.seed = seed
         self.baseline_generator = baseline_generator
         self._baseline_seed = None
-        self.samples = 0
+        self.samples = 0  # (the baseline's seed is read when a tile needs it)
         self._calls: dict[int, int] = {}
 
     @property
@@ -285,7 +285,11 @@ class NoiseSource:
         return Stream(derive(self.baseline_seed, BASELINE, tile_index))
 
 
-def seed_of(generator: torch.Generator) -> int:
-    """A 63-bit seed drawn from ``generator`` (advancing it, so that the next sync with the same
-    generator draws another)."""
-    return int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=generator.device).item())
+def seed_of(generator: torch.Generator | None) -> int:
+    """The engine's seed for ``generator``: its ``initial_seed()``, the same for a CPU and a CUDA
+    generator seeded alike (their streams differ), so that the CPU and a GPU draw the same numbers;
+    for None, a seed drawn from torch's default CPU generator (advancing it: ``torch.manual_seed``
+    controls it, and successive syncs get different seeds)."""
+    if generator is None:
+        return int(torch.randint(0, 2**63 - 1, (1,)).item())
+    return int(generator.initial_seed())

@@ -708,12 +708,12 @@ class Tile:
             setattr(self, name, value)
 
     def forward_patches_shared(self, img: Tensor, geometry, slots, outs) -> None:
-        """:meth:`forward_patches` of the same images ``img`` for each ``(state, generator)`` of
+        """:meth:`forward_patches` of the same images ``img`` for each ``(state, stream)`` of
         ``slots``, into the matching tensor of ``outs``: the input range and the DAC (noise
         management and quantization, which do not depend on the weights) are computed once, where
         every state has the same input range and the DAC kernel applies; each state's product,
-        noise and ADC then draw from its own generator in the order :meth:`forward_patches` does,
-        so each output equals that of :meth:`forward_patches` with that state and generator."""
+        noise and ADC then take their numbers from its own stream, so each output equals that of
+        :meth:`forward_patches` with that state and stream."""
         if not self._shares_dac(slots):
             for (state, gen), out in zip(slots, outs):
                 self.load(state)
@@ -742,7 +742,7 @@ class Tile:
 
     def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
         """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
-        generator)`` of ``slots``, the input range and the DAC computed once (as in
+        stream)`` of ``slots``, the input range and the DAC computed once (as in
         :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
         if not self._shares_dac(slots):
             outs = []
