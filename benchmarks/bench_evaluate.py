@@ -17,7 +17,8 @@ repeats, it prints, all measured in the same run:
     evaluate with the C++ tiles. Each such cell costs the same, so ``--aihwkit-cells`` cells are
     timed and the loop's cost is their median times (times x repeats);
 (c) the same sweep through ``analogsam.hardware.fast`` (program once per repeat; per time drift,
-    ``engine.sync(generator)``, forward), timed in full;
+    ``engine.sync(generator)``, forward; programming and drift of every tile at once,
+    :mod:`analogsam.hardware.fast.physics`, as the fast backend does), timed in full;
 (c') the same sweep again, the same seeds, with ``--repeats-per-pass`` repeats (each at every time)
     per stacked forward (``FastAnalogForward.forward_stacked``: the inputs quantized once for every
     state of the pass, then, on the CPU, the network state by state), timed in full; it counts the
@@ -114,7 +115,7 @@ def load_inputs(name: str, quick: bool, resnet_samples: int):
 def bench(name: str, args, clock) -> dict:
     from analogsam.hardware import presets as devices
     from analogsam.hardware.conversion import convert
-    from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
+    from analogsam.hardware.fast import FastAnalogForward, physics, unsupported_reason
 
     torch.manual_seed(0)
     spec, x, y, what = load_inputs(name, args.quick, args.resnet_samples)
@@ -164,17 +165,18 @@ def bench(name: str, args, clock) -> dict:
         return {}
     t0 = clock()
     engine = FastAnalogForward(analog)
+    tiles = physics.inference_tiles(analog)
     t_sweep = t_build = clock() - t0
     fast_cells, acc_fast, drift_times = [], [], []
     for repeat in range(args.repeats):
         t0 = clock()
         torch.manual_seed(repeat)
-        analog.program_analog_weights()
+        physics.program_tiles(tiles)  # every tile at once, as the fast backend programs
         engine.sync(torch.Generator().manual_seed(10_000 + repeat))  # draws the compensation baseline
         t_sweep += clock() - t0
         for t_index, t in enumerate(times):
             c0 = clock()
-            analog.drift_analog_weights(t)
+            physics.drift_tiles(tiles, t)
             drift_times.append(clock() - c0)
             engine.sync(torch.Generator().manual_seed(repeat * 100 + t_index))
             acc_fast.append(accuracy(engine, x, y, bs))
@@ -203,7 +205,7 @@ def bench(name: str, args, clock) -> dict:
     t_drift = statistics.median(drift_times)
     floor = 1 + (t_noise + t_drift) / t_digital
     print(
-        f"    floor: 1 + (the forward's {draws / 1e6:.1f} M engine Gaussians {t_noise:.2f} s + aihwkit's drift "
+        f"    floor: 1 + (the forward's {draws / 1e6:.1f} M engine Gaussians {t_noise:.2f} s + the drift "
         f"{t_drift:.2f} s per cell) / digital = {floor:.2f}   (no engine drawing the same noise goes below it)"
     )
     result["floor"] = floor
@@ -334,17 +336,20 @@ def stacked_sweep(engine, analog, x, y, times, args, clock, time_digital) -> tup
     ``--repeats-per-pass`` repeats, each at every time, per stacked forward
     (:meth:`FastAnalogForward.forward_stacked`); a digital forward is timed after every pass,
     outside the sweep's time. Returns the sweep's time and the accuracies in (c)'s order."""
+    from analogsam.hardware.fast import physics
+
     bs, per_pass = args.batch_size, args.repeats_per_pass
+    tiles = physics.inference_tiles(analog)
     t_total, accuracies = 0.0, []
     for first in range(0, args.repeats, per_pass):
         t0 = clock()
         states = []
         for repeat in range(first, min(args.repeats, first + per_pass)):
             torch.manual_seed(repeat)
-            analog.program_analog_weights()
+            physics.program_tiles(tiles)
             engine.sync(torch.Generator().manual_seed(10_000 + repeat))
             for t_index, t in enumerate(times):
-                analog.drift_analog_weights(t)
+                physics.drift_tiles(tiles, t)
                 engine.sync(torch.Generator().manual_seed(repeat * 100 + t_index))
                 states.append(engine.capture())
         correct = torch.zeros(len(states), dtype=torch.long)
