@@ -23,8 +23,10 @@ when any one saturates, where the C++ tile repeats only the vectors that saturat
 tests both bounds (no ``bm_test_negative_bound``). Its numbers would then depend on which inputs
 share a batch, and would not be the C++ tiles' numbers that the rest of analogsam reports.
 
-What is reproduced. Programming and drift stay aihwkit's (``program_analog_weights`` /
-``drift_analog_weights`` run in Python on torch's generator); :meth:`FastAnalogForward.sync` reads
+What is reproduced. Programming and drift are aihwkit's noise models, on torch's generator: either
+aihwkit's own tile-by-tile ``program_analog_weights`` / ``drift_analog_weights``, or (what the fast
+backend of ``evaluate`` does) :mod:`.physics`, the same formulas applied to the concatenated
+conductances of every tile at once; :meth:`FastAnalogForward.sync` reads
 each tile's current weights and digital periphery and recomputes the drift-compensation factor
 through this engine's own seeded forward. The forward follows ``src/rpucuda/rpu_forward_backward_pass.cpp``
 (see :mod:`.tile`), then the digital periphery of ``InferenceTile`` and the layer structure
