@@ -18,7 +18,7 @@ repeats, it prints, all measured in the same run:
     timed and the loop's cost is their median times (times x repeats);
 (c) the same sweep through ``analogsam.hardware.fast`` (program once per repeat; per time drift,
     ``engine.sync(generator)``, forward; programming and drift of every tile at once,
-    :mod:`analogsam.hardware.fast.physics`, as the fast backend does), timed in full;
+    :mod:`analogsam.hardware.programming`, as the fast backend does), timed in full;
 (c') the same sweep again, the same seeds, with ``--repeats-per-pass`` repeats (each at every time)
     per stacked forward (``FastAnalogForward.forward_stacked``: the inputs quantized once for every
     state of the pass, then, on the CPU, the network state by state), timed in full; it counts the
@@ -114,8 +114,9 @@ def load_inputs(name: str, quick: bool, resnet_samples: int):
 
 def bench(name: str, args, clock) -> dict:
     from analogsam.hardware import presets as devices
+    from analogsam.hardware import programming as physics
     from analogsam.hardware.conversion import convert
-    from analogsam.hardware.fast import FastAnalogForward, physics, unsupported_reason
+    from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
 
     torch.manual_seed(0)
     spec, x, y, what = load_inputs(name, args.quick, args.resnet_samples)
@@ -336,7 +337,7 @@ def stacked_sweep(engine, analog, x, y, times, args, clock, time_digital) -> tup
     ``--repeats-per-pass`` repeats, each at every time, per stacked forward
     (:meth:`FastAnalogForward.forward_stacked`); a digital forward is timed after every pass,
     outside the sweep's time. Returns the sweep's time and the accuracies in (c)'s order."""
-    from analogsam.hardware.fast import physics
+    from analogsam.hardware import programming as physics
 
     bs, per_pass = args.batch_size, args.repeats_per_pass
     tiles = physics.inference_tiles(analog)

@@ -10,8 +10,8 @@ import analogsam.hardware.fast as fast
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate
 from analogsam.evaluation.backends import AihwkitBackend, Backend, BackendFallbackWarning, FastBackend, make_backend
+from analogsam.hardware import programming as physics
 from analogsam.hardware.conversion import convert
-from analogsam.hardware.fast import physics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -125,7 +125,7 @@ def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, dig
     """With the forward noise off and the same programmed and drifted weights, the fast engine and
     aihwkit's tiles classify the same samples the same way; ``evaluate`` runs on both backends (the
     fast backend programs every tile at once, another realisation of the same distributions:
-    ``tests/test_fast_physics.py`` compares those)."""
+    ``tests/test_programming.py`` compares those)."""
     from analogsam.hardware import presets
     from analogsam.hardware.fast import FastAnalogForward
 

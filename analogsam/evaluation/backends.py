@@ -31,7 +31,7 @@ torch's global generator, which aihwkit's Python code draws from):
   ``drift_analog_weights(t)``.
 
 :class:`FastBackend` programs and drifts every tile at once instead
-(:mod:`analogsam.hardware.fast.physics`: aihwkit's noise-model formulas on the concatenated
+(:mod:`analogsam.hardware.programming`: aihwkit's noise-model formulas on the concatenated
 conductances, the same seeds, the same distributions, another realisation than the tile-by-tile
 calls). The two backends differ in the forward. :class:`AihwkitBackend` runs aihwkit's C++ tiles, whose
 forward noise (``out_noise``, and the drift-compensation read-out) comes from aihwkit's own
@@ -151,7 +151,7 @@ class FastBackend(AihwkitBackend):
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def program(self, seed: int) -> None:
-        from analogsam.hardware.fast.physics import inference_tiles, program_tiles
+        from analogsam.hardware.programming import inference_tiles, program_tiles
 
         torch.manual_seed(seed)
         # every tile at once; the compensation read-outs are the engine's (at sync)
@@ -161,7 +161,7 @@ class FastBackend(AihwkitBackend):
         self._baseline = self._generator(derive_seed(seed, "program"))
 
     def drift(self, t: float, seed: int) -> None:
-        from analogsam.hardware.fast.physics import drift_tiles, inference_tiles
+        from analogsam.hardware.programming import drift_tiles, inference_tiles
 
         if not self._programmed:
             raise RuntimeError(f"{type(self).__name__}.drift() before program(): program the weights first")

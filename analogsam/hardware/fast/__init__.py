@@ -25,8 +25,8 @@ share a batch, and would not be the C++ tiles' numbers that the rest of analogsa
 
 What is reproduced. Programming and drift are aihwkit's noise models, on torch's generator: either
 aihwkit's own tile-by-tile ``program_analog_weights`` / ``drift_analog_weights``, or (what the fast
-backend of ``evaluate`` does) :mod:`.physics`, the same formulas applied to the concatenated
-conductances of every tile at once; :meth:`FastAnalogForward.sync` reads
+backend of ``evaluate`` does) :mod:`analogsam.hardware.programming`, the same formulas applied to
+the concatenated conductances of every tile at once; :meth:`FastAnalogForward.sync` reads
 each tile's current weights and digital periphery and recomputes the drift-compensation factor
 through this engine's own seeded forward. The forward follows ``src/rpucuda/rpu_forward_backward_pass.cpp``
 (see :mod:`.tile`), then the digital periphery of ``InferenceTile`` and the layer structure

@@ -1,4 +1,4 @@
-"""Programming and drift of every tile at once (:mod:`analogsam.hardware.fast.physics`) against
+"""Programming and drift of every tile at once (:mod:`analogsam.hardware.programming`) against
 aihwkit's tile-by-tile ``program_analog_weights`` / ``drift_analog_weights``, for every shipped
 preset: the programmed and drifted weights have the same distribution at several target
 conductances (weight levels) and times.
@@ -22,8 +22,8 @@ from scipy import stats
 from torch import nn
 
 from analogsam.hardware import presets
+from analogsam.hardware import programming as physics
 from analogsam.hardware.conversion import convert
-from analogsam.hardware.fast import physics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

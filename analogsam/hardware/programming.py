@@ -21,7 +21,7 @@ which does them itself at :meth:`FastAnalogForward.sync <analogsam.hardware.fast
 
 The numbers: the same formulas and the same distributions, drawn from torch's global generator (as
 aihwkit draws them), but in another order (each slice's draws for all tiles at once), so not the
-same realisation as aihwkit's tile-by-tile calls: ``tests/test_fast_physics.py`` compares the
+same realisation as aihwkit's tile-by-tile calls: ``tests/test_programming.py`` compares the
 distributions per shipped preset.
 """
 
