@@ -247,6 +247,7 @@ def adc_cols(y, tab, key, base, sigma, res, bound, test_negative, scale, out_sca
     b, n, l = y.shape  # noqa: E741 (l: the output length, as in the kernels above)
     has_noise = sigma > 0
     factor = np.empty(l, np.float32)
+    z = np.empty(l, np.float32)
     count = 0
     for i in range(b):
         verdict = failed[i]
@@ -255,10 +256,16 @@ def adc_cols(y, tab, key, base, sigma, res, bound, test_negative, scale, out_sca
             factor[t] = out_scale / scale[i, t]
         for j in range(n):
             row = y[i, j]
+            if has_noise:
+                # the noise of the row first, in a loop of its own: the generator's (scalar) hash
+                # inside the ADC loop would keep that loop from being vectorised (twice as slow)
+                first = base + i * l
+                for t in range(l):
+                    z[t] = sigma * normal(tab, key, (first + t) * n + j)
             for t in range(l):
                 v = row[t]
                 if has_noise:
-                    v = v + sigma * normal(tab, key, (base + i * l + t) * n + j)
+                    v = v + z[t]
                 v = np.rint(v / res) * res
                 if v > bound:
                     verdict[t] = True
@@ -282,17 +289,21 @@ def adc_rows(y, tab, key, ids, sigma, res, bound, test_negative, scale, out_scal
     kept it scalar, four times slower): the same verdict as the C++ loop's."""
     m, n = y.shape
     has_noise = sigma > 0
+    z = np.empty(n, np.float32)
     count = 0
     for i in range(m):
         factor = out_scale / scale[i]
         row = y[i]
-        first = ids[i] * n
+        if has_noise:  # (the noise first, in a loop of its own: see adc_cols)
+            first = ids[i] * n
+            for j in range(n):
+                z[j] = sigma * normal(tab, key, first + j)
         last_pos = -1
         last_neg = -1
         for j in range(n):
             v = row[j]
             if has_noise:
-                v = v + sigma * normal(tab, key, first + j)
+                v = v + z[j]
             v = np.rint(v / res) * res
             last_pos = max(last_pos, j if v > bound else -1)
             last_neg = max(last_neg, j if v < -bound else -1)
