@@ -4,7 +4,7 @@
 preset each) to :func:`cells_on_ray`, which submits one Ray task per cell and yields each cell's
 rows as it finishes; the sweep, on the driver, stays the one writer of the resumable store, so a
 killed driver loses only the cells in flight and a rerun submits only the missing ones. The numbers
-are the serial sweep's: a cell's seed is derived from (seed, run, preset, repeat) wherever it runs.
+are the serial sweep's: a cell's seed is derived from (seed, run, faults, preset, repeat) wherever it runs.
 
 What a task needs travels through Ray's object store, not through paths: each run (its network and
 its labels, a pickled :class:`~analogsam.training.TrainedRun`) and its evaluation batches are put

@@ -161,7 +161,7 @@ def _analyze_one(
     import time
 
     from analogsam.evaluation import evaluate, format_time
-    from analogsam.evaluation.store import summarize
+    from analogsam.evaluation.statistics import summarize
     from analogsam.progress import progress_bar
 
     steps = [("metric", m) for m in metrics] + [("curve", c) for c in curves] + [("analog", preset.name)]
