@@ -2,7 +2,9 @@
 
 It ties the package together: :mod:`.support` decides whether the model is reproduced,
 :mod:`.aihwkit_adapter` reads each tile, :mod:`.tile` replays it, :mod:`.layers` runs the analog
-layers in a shallow copy of the network, :mod:`.threads` sets the threads. The contract (what is
+layers in a shallow copy of the network, reading the current state's noise and any stacked pass
+from the :class:`.context.ForwardContext` they were built with (never the engine's attributes),
+:mod:`.threads` sets the threads. The contract (what is
 exact, how it is seeded) is in the package docstring, :mod:`analogsam.hardware.fast`.
 """
 
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from analogsam.device import resolve_device
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
+from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.grouped import fused_grouped
 from analogsam.hardware.fast.layers import FastConv2d, FastLinear
 from analogsam.hardware.fast.noise import NoiseSource, seed_of
@@ -74,9 +77,9 @@ class FastAnalogForward:
         self.fused = fused and self.device.type == "cpu"
         self._tiles: list[Tile] = []
         self._workspace = Workspace()
-        self._noise: NoiseSource | None = None  # the current state's forward noise (set by sync)
+        # what the analog layers read during a forward (the current state's noise, a stacked pass)
+        self.context = ForwardContext(self.device)
         self._synced = False
-        self._stack: StackedPass | None = None  # set during forward_stacked
         self.network = self._shadow(analog_model, "")
 
     def _add_tile(self, tile, name: str) -> Tile:
@@ -91,9 +94,9 @@ class FastAnalogForward:
     def _shadow(self, module: nn.Module, name: str) -> nn.Module:
         kind = aihwkit.layer_kind(module)
         if kind == "linear":
-            return FastLinear(self, self._add_tile, module, name)
+            return FastLinear(self.context, self._add_tile, module, name)
         if kind in ("conv1d", "conv2d", "conv1d_mapped", "conv2d_mapped"):
-            return FastConv2d(self, self._add_tile, module, name, kind)
+            return FastConv2d(self.context, self._add_tile, module, name, kind)
         on_cpu = self.device.type == "cpu"
         if not any(aihwkit.layer_kind(m) for m in module.modules()):
             # purely digital: run the original module (on another device, a copy moved there, so
@@ -110,7 +113,7 @@ class FastAnalogForward:
             key: (None if child is None else self._shadow(child, f"{name}.{key}" if name else key))
             for key, child in module._modules.items()
         }
-        return fused_grouped(self, new)  # a grouped convolution: all its tiles in one kernel pass
+        return fused_grouped(self.context, new)  # a grouped convolution: all its tiles in one kernel pass
 
     @property
     def tiles(self) -> list[Tile]:
@@ -143,7 +146,7 @@ class FastAnalogForward:
                     f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
                     f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})"
                 )
-        self._noise = source = NoiseSource(seed_of(generator), baseline_generator)
+        self.context.noise = source = NoiseSource(seed_of(generator), baseline_generator)
         with engine_threads(self.threads), _full_float32(self.device):
             for tile in self._tiles:
                 tile.sync(source)
@@ -164,9 +167,9 @@ class FastAnalogForward:
                 "(the fast path reproduces aihwkit's eval-mode forward)"
             )
         if generator is not None:
-            self._noise = NoiseSource(seed_of(generator), self._noise.baseline_generator)
+            self.context.noise = NoiseSource(seed_of(generator), self.context.noise.baseline_generator)
         x = x.to(self.device)
-        source = self._noise
+        source = self.context.noise
         source.begin()
         with engine_threads(self.threads), _full_float32(self.device):
             # aihwkit computes in float32; token ids (for an Embedding) stay integers.
@@ -181,7 +184,7 @@ class FastAnalogForward:
         counts its samples after those the engine's forwards read, as the engine's own forward would."""
         if not self._synced:
             raise RuntimeError("call FastAnalogForward.sync(generator) before capture()")
-        return EngineState(tuple(tile.state() for tile in self._tiles), self._noise)
+        return EngineState(tuple(tile.state() for tile in self._tiles), self.context.noise)
 
     @torch.no_grad()
     def forward_stacked(self, x: Tensor, states: Sequence[EngineState], *, batched: bool | None = None):
@@ -212,7 +215,7 @@ class FastAnalogForward:
         per_state = x.shape[0]
         if batched:
             x = x.repeat(len(states), *([1] * (x.dim() - 1)))
-        self._stack = stack = StackedPass(states, x, per_state, batched=batched)
+        self.context.stack = stack = StackedPass(states, x, per_state, batched=batched)
         sources = list({id(state.noise): state.noise for state in states}.values())
         for source in sources:
             source.begin()
@@ -223,17 +226,17 @@ class FastAnalogForward:
                 else:
                     outputs = []
                     for k in range(len(states)):
-                        self._noise = stack.begin(k, self._tiles)
+                        self.context.noise = stack.begin(k, self._tiles)
                         outputs.append(self.network(x))
                     out = _joined(outputs)
             for source in sources:
                 source.end(per_state)
             return out
         finally:
-            self._stack = None
+            self.context.stack = None
             for tile, state in zip(self._tiles, current.tiles):
                 tile.load(state)
-            self._noise = current.noise
+            self.context.noise = current.noise
 
 
 def _samples(x: Tensor) -> int:

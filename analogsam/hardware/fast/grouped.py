@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from analogsam.hardware.fast import noise as rng
+from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.layers import FastConv2d
 from analogsam.hardware.fast.tile import Tile, conv_out_hw
 from analogsam.hardware.mapping.grouped import GroupedConv
@@ -56,8 +57,8 @@ def _single_tile(conv) -> Tile | None:
 def _fusable_spec(tile: Tile) -> bool:
     spec = tile.spec
     return (
-        tile._dac_kernels is not None
-        and tile._adc_kernels is not None
+        tile.fused_dac
+        and tile.fused_adc
         and not tile.analog_bias
         and spec.inp_noise == 0
         and spec.inp_asymmetry == 0
@@ -72,9 +73,9 @@ class FastGroupedConv(nn.Module):
     :class:`.layers.FastConv2d`), run in one kernel pass where that is exact (see the module
     docstring), else group by group as ``grouped`` does."""
 
-    def __init__(self, engine, grouped: nn.Module):
+    def __init__(self, context: ForwardContext, grouped: nn.Module):
         super().__init__()
-        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        self.context = context
         self.grouped = grouped
         convs = list(grouped.convs)
         tiles = [_single_tile(c) for c in convs]
@@ -95,7 +96,7 @@ class FastGroupedConv(nn.Module):
         spatial = 1 if self.tiles is not None and self.one_d else 2
         # A batched stacked pass (many states, evaluate(repeats_per_pass=P)) runs the groups tile by
         # tile, each block with its own state's weights and noise; the kernel holds one state.
-        stack = self.engine[0]._stack
+        stack = self.context.stack
         if stack is not None and not stack.batched:
             stack.first_outputs(self, x, False, list)  # an analog layer of this state's run
         batched = stack is not None and stack.batched
@@ -109,7 +110,7 @@ class FastGroupedConv(nn.Module):
     def _ready(self) -> bool:
         """Whether the tiles' current state (after the last sync) suits the kernel (a CPU one: on a
         GPU the groups run tile by tile in torch operations)."""
-        return self.engine[0].device.type == "cpu" and all(
+        return self.context.device.type == "cpu" and all(
             t.post is not None and t.input_range is None for t in self.tiles
         )
 
@@ -136,7 +137,7 @@ class FastGroupedConv(nn.Module):
         oh, ow = conv_out_hw(h, w, self.geometry)
         length = oh * ow
         weights, (post, alpha, osc, bias) = self._state()
-        source = self.engine[0]._noise
+        source = self.context.noise
         execs = [conv.exec for conv in self.grouped.convs]  # each group's layer call, as tile by tile
         if spec.out_noise > 0:
             keys = np.array(
@@ -147,8 +148,8 @@ class FastGroupedConv(nn.Module):
             keys = np.empty(0, np.uint64)
         img = x.to(torch.float32).contiguous()
         out = torch.empty(b, groups * n, length, dtype=torch.float32)
-        thres, res, bound = tile._dac_args
-        sigma, ores, obound, test_negative, out_scale = tile._adc_args
+        thres, res, bound = tile.dac_scalars
+        sigma, ores, obound, test_negative, out_scale = tile.adc_scalars
         saturated = _kernels().grouped_conv(
             img.numpy(),
             groups,
@@ -186,7 +187,7 @@ class FastGroupedConv(nn.Module):
         return out.view(b, groups * n, oh, ow)
 
 
-def fused_grouped(engine, module: nn.Module) -> nn.Module:
+def fused_grouped(context: ForwardContext, module: nn.Module) -> nn.Module:
     """``module`` (a shadow copy made by the engine), as a :class:`FastGroupedConv` if it is a
     :class:`GroupedConv`, else as it is."""
-    return FastGroupedConv(engine, module) if isinstance(module, GroupedConv) else module
+    return FastGroupedConv(context, module) if isinstance(module, GroupedConv) else module

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
+from analogsam.hardware.fast.context import ForwardContext
+from analogsam.hardware.fast.noise import NoiseSource
 from analogsam.hardware.fast.support import FastPathUnsupported
 from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
 
@@ -43,10 +45,10 @@ class FastLinear(nn.Module):
     #: on both backends.
     weight = None
 
-    def __init__(self, engine, add_tile: AddTile, layer, name: str):
+    def __init__(self, context: ForwardContext, add_tile: AddTile, layer, name: str):
         super().__init__()
         grid: TileGrid = tile_grid("linear", layer)
-        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        self.context = context
         label = f"{name}.{grid.label}"
         if grid.array:
             self.in_sizes = grid.in_sizes
@@ -62,14 +64,14 @@ class FastLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., K) -> (..., N)."""
-        stack = self.engine[0]._stack
+        stack = self.context.stack
         if stack is not None and stack.batched:
             return self._forward_stacked(x, stack)
         if stack is not None:  # state by state: the first layer's outputs, computed for every state
             out = stack.first_outputs(self, x, len(self.tiles) == 1, lambda: self._every_state(x, stack))
             if out is not None:
                 return out
-        return self._forward(x)
+        return self._forward(x, self.context.noise)
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
         """The outputs of ``x`` under every stacked state, the inputs quantized once (one tile)."""
@@ -82,19 +84,14 @@ class FastLinear(nn.Module):
 
     def _forward_stacked(self, x: Tensor, stack) -> Tensor:
         """The stacked forward (:mod:`.stacked`): block k of the stacked samples with state k."""
-        engine = self.engine[0]
         dim = stack.batch_dim(x, self.name)
         blocks = x.chunk(stack.count, dim)
         if len(self.tiles) == 1 and dim == 0 and stack.is_shared(x):  # the inputs quantized once
             return torch.cat(self._every_state(blocks[0], stack), dim)
-        outs = []
-        for k, block in enumerate(blocks):
-            engine._noise = stack.use(self.tiles, k)
-            outs.append(self._forward(block))
-        return torch.cat(outs, dim)
+        return torch.cat([self._forward(block, stack.use(self.tiles, k)) for k, block in enumerate(blocks)], dim)
 
-    def _forward(self, x: Tensor) -> Tensor:
-        source = self.engine[0]._noise
+    def _forward(self, x: Tensor, source: NoiseSource) -> Tensor:
+        """The layer's forward with the tiles' current state, its numbers from ``source``."""
         call, first = source.call(self), source.samples * _rows_per_sample(x)
 
         def gen(tile):  # the tile's numbers for this call: row r of x is global vector first + r
@@ -132,8 +129,8 @@ class ConvExec:
     like aihwkit does and split along the patch elements (``in_sizes``).
     """
 
-    def __init__(self, engine, geometry, out_channels, rows, bias, in_sizes=None, name: str = ""):
-        self.engine = engine
+    def __init__(self, context: ForwardContext, geometry, out_channels, rows, bias, in_sizes=None, name: str = ""):
+        self.context = context
         self.geometry = geometry
         self.out_channels = out_channels
         self.rows = rows
@@ -151,7 +148,7 @@ class ConvExec:
         return max(1, chunk_elements(x.device) // max(c * kh * kw * oh * ow, 1))
 
     def __call__(self, x: Tensor) -> Tensor:
-        stack = self.engine._stack
+        stack = self.context.stack
         if stack is not None and stack.batched:
             return self._call_stacked(x, stack)
         if stack is not None:  # state by state: the first layer's outputs, computed for every state
@@ -165,7 +162,7 @@ class ConvExec:
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-        self._chunks(x, out, step)
+        self._chunks(x, out, step, self.context.noise)
         out = out.view(n, self.out_channels, oh, ow)
         return out[0] if unbatched else out
 
@@ -188,14 +185,13 @@ class ConvExec:
             self._shared_chunks(x[:n], stack, [out[k * n : (k + 1) * n] for k in range(stack.count)], step)
         else:
             for k in range(stack.count):
-                self.engine._noise = stack.use(self.tiles, k)
-                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step)
+                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step, stack.use(self.tiles, k))
         return out.view(total, self.out_channels, oh, ow)
 
-    def _chunks(self, x: Tensor, out: Tensor, step: int) -> None:
-        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state
-        (the patch ``t`` of image ``i`` is the global vector ``(samples + i) * L + t``)."""
-        source = self.engine._noise
+    def _chunks(self, x: Tensor, out: Tensor, step: int, source: NoiseSource) -> None:
+        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the tiles' current
+        state and the numbers of ``source`` (the patch ``t`` of image ``i`` is the global vector
+        ``(samples + i) * L + t``)."""
         call, length = source.call(self), out.shape[2]
         for start in range(0, x.shape[0], step):
             first = (source.samples + start) * length
@@ -280,7 +276,7 @@ class FastConv2d(nn.Module):
     #: on both backends.
     weight = None
 
-    def __init__(self, engine, add_tile: AddTile, layer, name: str, kind: str):
+    def __init__(self, context: ForwardContext, add_tile: AddTile, layer, name: str, kind: str):
         super().__init__()
         grid = tile_grid(kind, layer)
         geometry = _conv2d_geometry(layer, kind)
@@ -303,7 +299,7 @@ class FastConv2d(nn.Module):
         rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
         strided = channels is not None and not analog_bias
         self.exec = ConvExec(
-            engine,
+            context,
             geometry,
             layer.out_channels,
             rows,

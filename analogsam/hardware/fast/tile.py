@@ -238,11 +238,12 @@ class Tile:
             kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0 and not spec.inp_sto_round) else None
         )
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
-        # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
-        # noise, ADC step, output bound, bound test of negative outputs, out_scale
-        self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
+        # the kernels' float32 scalars (read by other kernels of the same arithmetic, .grouped):
+        # noise-management threshold, DAC step, input bound; output noise, ADC step, output bound,
+        # bound test of negative outputs, out_scale
+        self.dac_scalars = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
         self.index = 0  # the tile's place in the engine (part of its random numbers' addresses)
-        self._adc_args = (
+        self.adc_scalars = (
             np.float32(spec.out_noise),
             np.float32(spec.out_res),
             np.float32(spec.out_bound),
@@ -257,6 +258,16 @@ class Tile:
         self._baseline_key = None
         self._baseline = None
         self.alpha = None
+
+    @property
+    def fused_dac(self) -> bool:
+        """Whether the DAC side runs in the compiled kernels (noise management and quantization)."""
+        return self._dac_kernels is not None
+
+    @property
+    def fused_adc(self) -> bool:
+        """Whether the ADC side runs in the compiled kernels (noise, quantization, periphery)."""
+        return self._adc_kernels is not None
 
     # -- state ---------------------------------------------------------------------------
     def sync(self, source: rng.NoiseSource) -> None:
@@ -370,7 +381,7 @@ class Tile:
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
         zeros = self._dac_kernels.rows_dac(
-            x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(), nonpos.numpy(), xq.numpy()
+            x.numpy(), self.spec.nm == "max", *self.dac_scalars, scale.numpy(), nonpos.numpy(), xq.numpy()
         )
         return xq, scale, self._zero_mask(nonpos, zeros)
 
@@ -482,7 +493,7 @@ class Tile:
         if self._dac_kernels is None:
             return self._dac_torch(x * s.unsqueeze(1), gen)
         out = torch.empty_like(x)
-        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self._dac_args[1:], out.numpy())
+        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self.dac_scalars[1:], out.numpy())
         return out
 
     def _one_pass(self, xs: Tensor, s: Tensor, weights: Weights, gen, y: Tensor, post=None) -> Tensor | None:
@@ -571,7 +582,7 @@ class Tile:
             adc, where = self._adc_kernels.adc_cols, gen.base
         else:
             adc, where = self._adc_kernels.adc_rows, gen.vector_ids(y.shape[0], y.device).numpy()
-        sigma, res, bound, test_negative, out_scale = self._adc_args
+        sigma, res, bound, test_negative, out_scale = self.adc_scalars
         count = adc(
             y.numpy(),
             rng.table(),
@@ -690,7 +701,7 @@ class Tile:
             sh,
             sw,
             self.spec.nm == "max",
-            *self._dac_args,
+            *self.dac_scalars,
             scale.view(b, pv.oh, pv.ow).numpy(),
             nonpos.view(b, pv.oh, pv.ow).numpy(),
             xq.numpy(),
