@@ -57,8 +57,9 @@ the processing chunks, the thread count or the stacking of states (``tests/test_
 and the same numbers on the CPU and a GPU. Programming and drift noise come from torch's global
 generator, as aihwkit draws them.
 
-On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift stay aihwkit's, on
-the CPU; :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
+On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift (all tiles at once,
+:mod:`analogsam.hardware.programming`) run on the CPU, where aihwkit's tiles hold the weights (its
+wheels have no CUDA build); :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
 the digital modules run as copies there, and the forward runs the torch operations (the compiled
 kernels and numpy's products are CPU code) in full float32 (no TF32), drawing from CUDA
 generators (only their seeds are read). The engine's generator draws the same numbers as on the
@@ -72,6 +73,15 @@ once for all of them, every state drawing its own numbers as its own forward wou
 (:mod:`.stacked`): on a GPU as one batch of every state's samples (each state's outputs equal its
 one-by-one forward's up to the summation order of the digital layers), on the CPU state by state
 after the shared first layer (bit-identical to one by one).
+
+The pieces. :mod:`.tile` replays one tile's arithmetic (noise management, DAC, noise, ADC, bound
+management); :mod:`.periphery` its digital periphery and drift compensation; :mod:`.patches` a
+convolution's patches read from the image; :mod:`.products` the matrix products (the kernel
+backend: OpenBLAS, an in-order chain for grouped layers, torch on a GPU); :mod:`.kernels` and
+:mod:`.grouped_kernels` the compiled element-wise loops; :mod:`.noise` the random numbers;
+:mod:`.layers` and :mod:`.grouped` the analog layers, which read the state's noise and any stacked
+pass from the :class:`.context.ForwardContext` they are built with; :mod:`.stacked` the many-state
+pass; :mod:`.engine` ties them together.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward

@@ -16,7 +16,7 @@ the tile-by-tile path computes:
 
 The tiles of such a layer compute their products as a chain of fused multiply-adds over the patch
 elements in their order, in the kernel and, when the layer runs tile by tile, in
-:class:`.tile.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
+:class:`.products.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
 CPU it picks its kernels for. The kernel generates each tile's output noise at the addresses the
 tile-by-tile path gives it (:mod:`.noise`: the tile, the layer call, the image's index and the
 output's). So the two paths give the same numbers bit for bit on every machine
@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from analogsam.hardware.fast import noise as rng
 from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.layers import FastConv2d
-from analogsam.hardware.fast.tile import Tile, conv_out_hw
+from analogsam.hardware.fast.patches import conv_out_hw
+from analogsam.hardware.fast.tile import Tile
 from analogsam.hardware.mapping.grouped import GroupedConv
 
 __all__ = ["FastGroupedConv", "fused_grouped"]

@@ -12,7 +12,7 @@ float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
 The product: ``W q`` with the tile's weights is a chain over the patch elements in their order,
 accumulated with fused multiply-adds (:func:`fma32`); the layer's tiles compute the same chain
-when they run one by one (:class:`.tile.Weights` with ``chain=True`` calls :func:`chain_product`),
+when they run one by one (:class:`.products.Weights` with ``chain=True`` calls :func:`chain_product`),
 so the two paths agree whatever the local BLAS's summation order (which OpenBLAS picks by CPU).
 """
 

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
 from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.noise import NoiseSource
+from analogsam.hardware.fast.patches import conv_out_hw
 from analogsam.hardware.fast.support import FastPathUnsupported
-from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
+from analogsam.hardware.fast.tile import Tile, chunk_elements
 
 #: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
 AddTile = Callable[[object, str], Tile]

@@ -12,7 +12,8 @@ clipping, ``out_scale``, and iterative bound management (a vector whose output s
 recomputed, with fresh noise, at half the input scale until it fits or ``max_bm_factor`` or
 ``max_bm_res / inp_res`` is exceeded); then the digital periphery of ``InferenceTile`` (input
 range, mapping scales, drift compensation, learned out scales, digital bias). Its settings come as an :class:`IOSpec`, its state through
-:class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit.
+:class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit. Its products are
+:class:`.products.Weights`' (the kernel backend), a convolution's patches :mod:`.patches`'.
 
 Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
 shipped preset), the element-wise steps around the matrix product run as compiled loops
@@ -31,11 +32,15 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from analogsam.hardware.fast import noise as rng
+from analogsam.hardware.fast import periphery
 from analogsam.hardware.fast.aihwkit_adapter import TileReader
+from analogsam.hardware.fast.patches import Patches, window_max
+from analogsam.hardware.fast.products import Weights
+
+__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
@@ -148,22 +153,6 @@ def _vectors(t: Tensor) -> Tensor:
     return t.transpose(1, 2) if t.dim() == 3 else t
 
 
-def _window_max(m: Tensor, kernel, dilation, stride, out_hw) -> Tensor:
-    """max over (C, kh, kw) of every convolution window of ``m`` (b, C, H, W), already padded:
-    (b, oh, ow). Separable: the maximum over channels first, then running maxima along W and H."""
-    (kh, kw), (dh, dw), (sh, sw), (oh, ow) = kernel, dilation, stride, out_hw
-    m = m.amax(1, keepdim=True) if m.shape[1] > 1 else m
-    r = None
-    for j in range(kw):
-        sl = m[..., j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-        r = sl if r is None else torch.maximum(r, sl)
-    c = None
-    for i in range(kh):
-        sl = r[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, :]
-        c = sl if c is None else torch.maximum(c, sl)
-    return c[:, 0]
-
-
 def _inp_clip_is_noop(spec: IOSpec) -> bool:
     """Whether clipping the DAC output to ``inp_bound`` can never change a value: with abs-max
     noise management every scaled input is at most 1 + 1 ulp, which the DAC rounds to a level
@@ -255,8 +244,7 @@ class Tile:
         self.chain_products = False  # set by a grouped layer's kernel (.grouped): Weights(chain=True)
         self.post = None
         self._identity_post = None
-        self._baseline_key = None
-        self._baseline = None
+        self.compensation = periphery.DriftCompensation()
         self.alpha = None
 
     @property
@@ -287,46 +275,12 @@ class Tile:
         self.post_scale = scale
         self.out_scaling = _on(reader.out_scaling(), self.device)
         self.bias = _on(reader.digital_bias(), self.device)
-        self.alpha = self._drift_alpha(source)
+        self.alpha = self.compensation.alpha(self, source)
         self.post = None
         if self._adc_kernels is not None:
-            # the periphery per output for the ADC kernels; identities (x * 1 and x + -0.0
-            # return x exactly) stand for the steps this tile does not have
-            n = self.out_size
-            self.post = tuple(
-                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy())
-                if t is not None
-                else np.full(n, identity, np.float32)
-                for t, identity in (
-                    (self.post_scale, 1.0),
-                    (self.alpha, 1.0),
-                    (self.out_scaling, 1.0),
-                    (self.bias, -0.0),
-                )
+            self.post = periphery.kernel_arguments(
+                self.out_size, self.post_scale, self.alpha, self.out_scaling, self.bias
             )
-
-    def _drift_alpha(self, source: rng.NoiseSource) -> Tensor | None:
-        """The drift-compensation factor as aihwkit computes it, read out through this engine."""
-        comp = self.reader.drift_compensation()
-        if comp is None:
-            return None
-        programmed = self.reader.programmed_weights()
-        if programmed is None:
-            # never programmed: aihwkit multiplies by its initial alpha (1)
-            return _on(self.reader.initial_alpha(), self.device)
-        readout = comp.readout_vectors()
-        if self._baseline_key is not programmed:
-            # InferenceTileWithPeriphery.program_weights -> compensation.init_baseline(tile):
-            # one read-out of the programmed weights (one noise draw per programming).
-            if comp.exact_reference:  # (aihwkit's reference weights stay on the CPU)
-                out = _on(comp.reference_output(readout), self.device)
-            else:
-                out = self.mvm(_on(readout, self.device), Weights(programmed, self.device), source.baseline(self.index))
-            self._baseline = comp.readout(out)
-            self._baseline_key = programmed
-        readout = _on(readout, self.device)
-        current = self.mvm(readout, self.weights, source.readout(self.index))
-        return comp.alpha(current, self._baseline)
 
     # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
     def mvm(self, x: Tensor, weights: Weights, gen: rng.Stream, post=None) -> Tensor:
@@ -632,17 +586,9 @@ class Tile:
         return torch.clamp(x, min=-ir, max=ir) / self.input_range
 
     def _periphery(self, y: Tensor, view) -> Tensor:
-        """The digital post-processing of InferenceTile, in aihwkit's order of operations
-        (in place: ``y`` is this engine's own buffer)."""
-        if self.post_scale is not None:
-            y.mul_(self.post_scale.view(*view))
-        if self.alpha is not None:
-            y.mul_(self.alpha.view(*view) if self.alpha.dim() else self.alpha)
-        if self.out_scaling is not None:
-            y.mul_(self.out_scaling.view(*view))
-        if self.bias is not None:
-            y.add_(self.bias.view(*view))
-        return y
+        """The digital post-processing of InferenceTile on the raw outputs ``y`` (in place: ``y``
+        is this engine's own buffer), outputs along ``view``'s -1 axis."""
+        return periphery.apply(y, view, self.post_scale, self.alpha, self.out_scaling, self.bias)
 
     def forward_patches(self, img: Tensor, geometry, gen, out: Tensor | None = None) -> Tensor:
         """The tile module forward of every convolution patch of ``img`` (b, C, H, W), the
@@ -651,7 +597,7 @@ class Tile:
         the padded image; the noise-management maximum of each patch is a sliding-window
         maximum over the image. Result (b, N, oh*ow), periphery applied."""
         spec = self.spec
-        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
+        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
         b, k, L = pv.b, pv.k, pv.L
         if out is None:
             out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=pv.img.device)
@@ -667,7 +613,7 @@ class Tile:
             view = pv.patches(xp)
             nms = self._noise_management(  # (the padding zeros count, as in unfold)
                 # (reshape: a 1x1 kernel with a stride leaves the maxima a strided view, not a copy)
-                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
+                lambda signed: window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
                     b, L
                 ),
                 (b, L),
@@ -682,7 +628,7 @@ class Tile:
             self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
         return out if self.post is not None else self._periphery(out, (-1, 1))
 
-    def _conv_dac(self, pv: _Patches) -> tuple:
+    def _conv_dac(self, pv: Patches) -> tuple:
         """The DAC kernel on every patch of ``pv``: (quantized patches (b, K, L) in the shared
         ``"dac"`` buffer, their noise-management scales (b, L), the short-cut vectors or None)."""
         b, L = pv.b, pv.L
@@ -731,7 +677,7 @@ class Tile:
                 self.forward_patches(img, geometry, gen, out=out)
             return
         self.load(slots[0][0])
-        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
+        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
         xq, scale, zero = self._conv_dac(pv)
         for (state, gen), out in zip(slots, outs):
             self.load(state)
@@ -813,89 +759,3 @@ def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
     if a is None or b is None:
         return a is b
     return a is b or torch.equal(a, b)
-
-
-class _Patches:
-    """The convolution patches of images ``img`` (b, C, H, W; float32, contiguous, input range
-    applied) for ``geometry`` ``(kernel, dilation, padding, stride)``, read through strided views."""
-
-    def __init__(self, img: Tensor, geometry):
-        self.img = img
-        self.geometry = geometry
-        self.b, self.c, h, w = img.shape
-        (kh, kw) = geometry[0]
-        self.oh, self.ow = conv_out_hw(h, w, geometry)
-        self.k, self.L = self.c * kh * kw, self.oh * self.ow
-
-    def padded(self) -> Tensor:
-        (ph, pw) = self.geometry[2]
-        return F.pad(self.img, (pw, pw, ph, ph)) if (ph or pw) else self.img
-
-    def patches(self, xp: Tensor | None = None) -> Tensor:
-        """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
-        (kh, kw), (dh, dw), _, (sh, sw) = self.geometry
-        xp = self.padded() if xp is None else xp
-        st = xp.stride()
-        return xp.as_strided(
-            (self.b, self.c, kh, kw, self.oh, self.ow), (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3])
-        )
-
-    def rows_of(self, mask: Tensor) -> Tensor:
-        """The raw patches selected by ``mask`` (b, L) as rows (M', K), for bound management."""
-        return self.patches().permute(0, 4, 5, 1, 2, 3)[mask.view(self.b, self.oh, self.ow)].reshape(-1, self.k)
-
-
-class Weights:
-    """A tile's weight matrix (d_size, x_size) in the layouts the products need, on ``device``
-    (None: the CPU). ``chain``: on the CPU, the products of columns (B, K, L) as a chain of fused
-    multiply-adds over K in order (:func:`.grouped_kernels.chain_product`, what the grouped
-    layers' kernel computes) instead of the BLAS."""
-
-    def __init__(self, w, device: torch.device | None = None, *, chain: bool = False):
-        self.w = torch.as_tensor(w).detach().to(device=device, dtype=torch.float32).contiguous()
-        self.n = self.w.shape[0]
-        self.chain = chain
-        self._wt = None
-        self._abs = None
-        self._abs_t = None
-
-    @property
-    def wt(self) -> Tensor:
-        if self._wt is None:
-            self._wt = self.w.t().contiguous()
-        return self._wt
-
-    def matmul(self, x: Tensor, out: Tensor) -> Tensor:
-        """``W x`` for columns (B, K, L) -> (B, N, L), ``x W^T`` for rows (M, K) -> (M, N).
-
-        Through numpy's OpenBLAS where the operands are contiguous: torch's MKL does not use
-        its fastest kernels on AMD processors (benchmarks/bench_evaluate.py --internals compares
-        the two on the tile shapes of ResNet-20). Its threads follow torch's
-        (:class:`.threads.engine_threads`). On a GPU, torch's product."""
-        if x.device.type == "cpu" and x.is_contiguous() and out.is_contiguous():
-            if x.dim() == 3 and self.chain:
-                from analogsam.hardware.fast.grouped_kernels import chain_product
-
-                chain_product(self.w.numpy(), x.numpy(), out.numpy())
-            elif x.dim() == 3:
-                np.matmul(self.w.numpy(), x.numpy(), out=out.numpy())
-            else:
-                np.matmul(x.numpy(), self.wt.numpy(), out=out.numpy())
-            return out
-        if x.dim() == 3:
-            return torch.matmul(self.w, x, out=out)
-        return torch.matmul(x, self.wt, out=out)
-
-    def abs_matmul(self, x: Tensor) -> Tensor:
-        if x.dim() == 3:
-            if self._abs is None:
-                self._abs = self.w.abs()
-            return torch.matmul(self._abs, x)
-        if self._abs_t is None:
-            self._abs_t = self.wt.abs()
-        return x @ self._abs_t
-
-
-def conv_out_hw(h: int, w: int, geometry) -> tuple[int, int]:
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
-    return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
