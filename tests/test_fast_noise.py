@@ -66,6 +66,20 @@ def test_numba_and_torch_draw_the_same_numbers():
         assert u.min() >= 0 and u.max() < 1
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_draws_the_cpu_kernels_numbers():
+    """The torch implementation on a GPU (what the engine runs there) gives the numba kernels'
+    numbers bit for bit (integer arithmetic and a table read: no libm rounding involved)."""
+    index = np.concatenate(
+        [np.arange(100_000, dtype=np.int64), np.random.default_rng(1).integers(0, 2**62, 100_000, dtype=np.int64)]
+    )
+    on_gpu = torch.from_numpy(index).cuda()
+    for key in (0, rng.derive(7, 1), 2**64 - 1):
+        expected = torch.from_numpy(_normals(rng.table(), np.uint64(key), index))
+        assert torch.equal(rng.normal_tensor(key, on_gpu).cpu(), expected)
+        assert torch.equal(rng.uniform_tensor(key, on_gpu).cpu(), torch.from_numpy(_uniforms(np.uint64(key), index)))
+
+
 def test_table_tails_end_at_6_4_sigma_and_are_symmetric():
     tab = rng.table()
     assert tab.shape == (3 * rng.BINS,) and tab.dtype == np.float32
