@@ -178,13 +178,14 @@ def _cuda_pretended(monkeypatch):
     PyTorch's fake tensors carry a device and no data: every operation checks that its operands
     share a device, so a tensor the CUDA path left on the CPU fails here as it would on a GPU.
     What they cannot run is patched: aihwkit's C++ reads run outside the fake mode (real CPU
-    tensors, as on a GPU machine), the draws take no generator (a CUDA generator needs a GPU),
-    and the steps whose control flow reads data (the zero-vector short cut; bound management,
+    tensors, as on a GPU machine), the engine's seed is not read from the generator (a CUDA
+    generator needs a GPU), its table is not cached on the fake device, and the steps whose control flow reads data (the zero-vector short cut; bound management,
     switched off by the preset instead) are skipped."""
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     import analogsam.hardware.fast.aihwkit_adapter as adapter
     import analogsam.hardware.fast.engine as engine
+    import analogsam.hardware.fast.noise as noise
     import analogsam.hardware.fast.tile as tile
 
     def outside(read):
@@ -221,9 +222,9 @@ def _cuda_pretended(monkeypatch):
         ),
     )
     monkeypatch.setattr(engine, "resolve_device", torch.device)
-    monkeypatch.setattr(
-        tile, "_gaussian", lambda like, gen: torch.randn(like.shape, dtype=like.dtype, device=like.device)
-    )
+    monkeypatch.setattr(engine, "seed_of", lambda generator: 0)
+    monkeypatch.setattr(noise, "seed_of", lambda generator: 1)
+    monkeypatch.setattr(noise, "_table_on", lambda device: torch.from_numpy(noise.table()).to(device))
     monkeypatch.setattr(tile.Tile, "_zero_mask", lambda self, nonpositive, count=None: None)
 
 
@@ -308,13 +309,16 @@ def _engines(analog, seed: int = 0):
 
 
 @needs_cuda
+@pytest.mark.parametrize("noise", ["off", "on"])
 @pytest.mark.parametrize("net", ["mlp", "convnet"])
-def test_cuda_equals_the_cpu_up_to_summation_order_with_noise_off(net, digits_run, digits):
-    quiet = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0})
+def test_cuda_equals_the_cpu_up_to_summation_order(net, noise, digits_run, digits):
+    """Noise off, and noise on: the engine's generator draws the same numbers on both devices
+    (:mod:`analogsam.hardware.fast.noise`), so only the summation order differs."""
+    preset = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0}) if noise == "off" else devices.load("pcm")
     if net == "mlp":
-        analog, x = programmed(digits_run.model, quiet), digits.test.x
+        analog, x = programmed(digits_run.model, preset), digits.test.x
     else:
-        analog, x = programmed(small_convnet(), quiet), images(digits, len(digits.test.x))
+        analog, x = programmed(small_convnet(), preset), images(digits, len(digits.test.x))
     engines = _engines(analog)
     cpu = engines["cpu"](x)
     gpu = engines["cuda"](x)
@@ -402,6 +406,6 @@ def test_evaluate_on_cuda_measures_what_the_cpu_measures(digits_run, digits):
     assert [r["seed"] for r in gpu] == [r["seed"] for r in cpu]
     for a, b in zip(cpu, gpu):
         assert abs(a["digital_value"] - b["digital_value"]) <= 1 / len(digits.test.y)
-        assert abs(a["value"] - b["value"]) < 0.03  # one programming: the same draws, other forward noise
+        assert abs(a["value"] - b["value"]) < 0.03  # the same draws, another summation order
     with pytest.raises(InvalidParameterError, match="aihwkit"):
         evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cuda", backend="aihwkit"), **common)

@@ -95,11 +95,11 @@ def test_a_group_of_two_methods_is_refused(group, digits, tmp_path):
 
 def test_rows_carry_the_training_seed_and_group_seeds_include_it(group, digits_run, digits):
     single = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, seed=3, progress=False)
-    assert [r["seed"] for r in single] == [derive_seed(3, "sgd", "pcm", k) for k in range(2)]  # as always
+    assert [r["seed"] for r in single] == [derive_seed(3, "sgd", "", "pcm", k) for k in range(2)]
     assert {(r["train_seed"], r["seed_group"]) for r in single} == {(0, False)}
     rows = [evaluate(run, _batches(digits), "pcm", times="1s", repeats=2, seed=3, progress=False) for run in group]
     assert [[r["train_seed"] for r in rs] for rs in rows] == [[0, 0], [1, 1]]
-    assert [r["seed"] for r in rows[1]] == [derive_seed(3, "sgd", "pcm", k, "train_seed", 1) for k in range(2)]
+    assert [r["seed"] for r in rows[1]] == [derive_seed(3, "sgd", "", "pcm", k, "train_seed", 1) for k in range(2)]
     seeds = [r["seed"] for rs in rows for r in rs] + [r["seed"] for r in single]
     assert len(set(seeds)) == 6  # no two networks of the group share a noise draw, nor the single run's
     module = evaluate(digits_run.model, _batches(digits), "pcm", times="1s", repeats=1, progress=False)

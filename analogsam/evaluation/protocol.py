@@ -3,7 +3,7 @@
 For each repeat the analog weights are programmed afresh (a new programming-noise draw); then for
 each time ``t`` they are drifted to ``t`` (from that same programming) and the test metric (top-1
 accuracy unless ``metric=`` says otherwise) is measured. Every number is reproducible: a repeat's
-seed is derived from ``(seed, run, preset, repeat)``, so adding repeats, presets or runs never
+seed is derived from ``(seed, run, faults, preset, repeat)``, so adding repeats, presets or runs never
 changes the numbers already measured. The runs of a seed group share a name, so their repeat seeds
 also include the training seed: two networks of one group never share a noise draw.
 
@@ -305,12 +305,11 @@ def evaluate(
             rows.extend(cell)
 
         for group in _passes(todo, None if faults else repeats_per_pass):
-            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
-            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
             seeds = [
                 derive_seed(
                     seed,
-                    run_label(run, faults_text),
+                    run,
+                    faults_text,
                     preset.seed_name,  # a sweep's variants share their base preset's draws
                     repeat,
                     *(("train_seed", train_seed) if grouped else ()),

@@ -5,7 +5,7 @@ preset each) to :func:`analogsam.evaluation.executor.run_tasks`, which with ``ra
 :func:`tasks_on_ray`: one Ray task per cell, each cell's rows yielded as it finishes. The sweep, on
 the driver, stays the one writer of the resumable store, so a killed driver loses only the cells in
 flight and a rerun submits only the missing ones. The numbers are the serial sweep's: a cell's seed
-is derived from (seed, run, preset, repeat) wherever it runs.
+is derived from (seed, run, faults, preset, repeat) wherever it runs.
 
 What a task needs travels through Ray's object store, not through paths: each run (its network and
 its labels, a pickled :class:`~analogsam.runs.TrainedRun`) and its evaluation batches, which all

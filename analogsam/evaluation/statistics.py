@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.columns import knob_columns, with_metric
+from analogsam.evaluation.columns import knob_columns
 from analogsam.statistics import confidence_interval, sample_std, welch_t_test
 
 SUMMARY_COLUMNS = [
@@ -107,11 +107,9 @@ def _order(item) -> tuple:
 def summarize(rows: Iterable[dict]) -> list[dict]:
     """One row per (run, faults, preset, preset_hash, metric, t): n, mean, sample std and 95% CI of the
     metric's value over repeats, and the digital value. Faulted and clean rows of a run are separate
-    cells (rows without a ``faults`` value, e.g. from a results.csv written before the column existed,
-    are clean); rows without a ``metric`` measured accuracy (:func:`~.store.with_metric`). The rows
-    of a seed group's networks are pooled (see :func:`summarize_seeds` for statistics over seeds)."""
+    cells (rows without a ``faults`` value are clean). The rows of a seed group's networks are pooled (see :func:`summarize_seeds` for statistics over seeds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in map(with_metric, rows):
+    for r in rows:
         groups[_cell(r)].append(r)
     out = []
     for (run, faults, preset, digest, metric, t), members in sorted(groups.items(), key=_order):
@@ -150,7 +148,7 @@ def per_seed(rows: Iterable[dict]) -> dict[tuple, dict]:
     the programmings of each training seed's network, per cell (``train_seed`` ``None`` for rows
     that record none, one network). Seeds are in increasing order."""
     cells: dict[tuple, dict] = defaultdict(dict)
-    for r in map(with_metric, rows):
+    for r in rows:
         seeds = cells[_cell(r)]
         values, digital, first = seeds.setdefault(r.get("train_seed"), ([], r.get("digital_value"), r))
         values.append(float(r["value"]))

@@ -164,7 +164,7 @@ def _analyze_one(
 
     from analogsam.evaluation import evaluate, format_time
     from analogsam.evaluation.settings import PassLayout
-    from analogsam.evaluation.store import summarize
+    from analogsam.evaluation.statistics import summarize
     from analogsam.progress import progress_bar
 
     sharp, noise = probe_settings(_without(options, *_MODEL_OPTIONS))
