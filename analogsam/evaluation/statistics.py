@@ -108,7 +108,7 @@ def summarize(rows: Iterable[dict]) -> list[dict]:
     """One row per (run, faults, preset, preset_hash, metric, t): n, mean, sample std and 95% CI of the
     metric's value over repeats, and the digital value. Faulted and clean rows of a run are separate
     cells (rows without a ``faults`` value, e.g. from a results.csv written before the column existed,
-    are clean); rows without a ``metric`` measured accuracy (:func:`~.store.with_metric`). The rows
+    are clean); rows without a ``metric`` measured accuracy (:func:`~analogsam.evaluation.columns.with_metric`). The rows
     of a seed group's networks are pooled (see :func:`summarize_seeds` for statistics over seeds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in map(with_metric, rows):

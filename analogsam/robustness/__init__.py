@@ -7,8 +7,9 @@
   bit flips, and accuracy curves under them;
 - :mod:`.probes`: :func:`analyze_model`, every metric and curve of one model;
 - :mod:`.correlation`: the rank correlation of sharpness with accuracy drops across runs;
-- :mod:`.plots`: scatters and curves as PNGs;
-- :mod:`.statistics`: Monte-Carlo summaries.
+- :mod:`.plots`: scatters and curves as PNGs.
+
+Their Monte-Carlo summaries are :mod:`analogsam.statistics`'s.
 
 This package sits below ``analogsam.optim`` (which uses its roles and noise) and imports nothing
 from the optimizers, training, hardware, evaluation or studies.

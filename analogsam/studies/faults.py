@@ -96,7 +96,9 @@ class FaultStudySettings:
     sharpness_samples: int = 1000
 
 
+#: The study as it is reported.
 FULL = FaultStudySettings()
+#: The same pipeline on a tiny problem (``--quick``).
 QUICK = replace(
     FULL,
     train_limit=256,

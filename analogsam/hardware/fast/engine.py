@@ -44,7 +44,7 @@ class FastAnalogForward:
 
     On a CUDA ``device`` the forward runs on the GPU: each tile's weights and periphery are copied
     there at :meth:`sync`, the digital modules are copies moved there, inputs are moved there by
-    :meth:`__call__`, and the generators must be CUDA generators. Programming and drift stay
+    ``__call__``, and the generators must be CUDA generators. Programming and drift stay
     aihwkit's, on the CPU (its wheels have no CUDA build). CUDA draws other random numbers than the
     CPU from the same seed, and sums in another order: with noise off the outputs equal the CPU's up
     to the summation order, with noise on they have the same distribution.
@@ -182,7 +182,7 @@ class FastAnalogForward:
         """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
         :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
         (rows k*N to (k+1)*N) those of ``states[k]``, drawing from its generator. Each block equals
-        :meth:`__call__` of ``x`` after the sync that captured that state, up to the summation order
+        ``__call__`` of ``x`` after the sync that captured that state, up to the summation order
         of the digital layers (see :mod:`.stacked`). The engine's current state is kept.
 
         ``batched``: True runs the R*N samples through every layer at once (what fills a GPU);
