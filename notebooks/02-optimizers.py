@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -282,10 +283,10 @@ for kind, path in write_report(rows, OUT, title=f"optimizers on {preset.name}").
 # (79.25%, p = 0.113), which is not clear. It is below SAM, ASAM and SAMSON at every time point.
 #
 # **Training time.** The times in the first table were measured on a shared machine that other jobs
-# kept busy while the runs trained, so they do not compare the methods' cost (SAM, ASAM and SAMSON took
-# no longer than SGD here, 23-28 s, although they do twice the work). By construction SAM, ASAM and
-# SAMSON take two forward/backward passes per step, adversarial with 3 attack steps about five (94 s
-# here), and SAF one plus a buffer of past logits.
+# kept busy while the runs trained, so they compare the methods' cost only roughly. By construction SAM,
+# ASAM and SAMSON take two forward/backward passes per step (49-55 s here against SGD's 22 s),
+# adversarial with 3 attack steps about five (106 s here), and SAF one plus a buffer of past logits
+# (19 s).
 #
 # **What this does not show.** One training seed per method, 3 short epochs and untuned
 # hyperparameters: longer training, another `rho`, or SAF with a longer look-back could change the
