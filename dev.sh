@@ -109,7 +109,10 @@ case "${1:-}" in
   run) setup_python; setup_data; shift; exec "$VENV/bin/analogsam" run "$@" ;;
   test) setup_python; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
   notebooks) setup_python; shift; run_notebooks "$@" ;;
-  docs) setup_python; shift; exec "$VENV/bin/sphinx-build" -q -b html "$@" docs docs/_build/html ;;
+  docs)  # docs/conf.py; the source folder is the repository root, so the README's links resolve as they are
+    setup_python; shift
+    "$VENV/bin/sphinx-build" -q -b html -c docs "$@" . docs/_build/html
+    echo "==> docs/_build/html/index.html" ;;
   python) find_python "${2:-}" ;;
   *) echo "usage: ./dev.sh run|test|setup|notebooks|docs [arguments for analogsam run / pytest / sphinx-build] | python [3.X]" >&2; exit 2 ;;
 esac

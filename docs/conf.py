@@ -70,6 +70,9 @@ nitpick_ignore_regex = [
 
 html_theme = "alabaster"
 html_title = "analogsam"
+# The front page is docs/index (the source folder is the repository's root): index.html leads to it.
+templates_path = [os.path.join(HERE, "_templates")]  # absolute: the source folder is not this one
+html_additional_pages = {"index": "redirect.html"}
 
 
 _LITERAL = re.compile(r"(``.*?``)")
