@@ -88,7 +88,7 @@ setup_data() {
 }
 
 run_notebooks() {  # [PREFIX...]: each notebook's .py source synced into its .ipynb, then executed there by papermill
-  local py stem prefix start
+  local py stem prefix start ran=0
   for py in notebooks/[0-9]*.py; do
     stem=$(basename "$py" .py)
     if [ $# -gt 0 ]; then
@@ -101,7 +101,12 @@ run_notebooks() {  # [PREFIX...]: each notebook's .py source synced into its .ip
     "$VENV/bin/papermill" --cwd notebooks --no-progress-bar "notebooks/$stem.ipynb" "notebooks/$stem.ipynb"
     "$VENV/bin/jupytext" --quiet --sync "$py"  # the pair's timestamps in order (the cells are unchanged)
     echo "==> executed notebooks/$stem.ipynb in $((SECONDS - start)) s"
+    ran=$((ran + 1))
   done
+  if [ "$ran" -eq 0 ]; then
+    echo "error: no notebook in notebooks/ starts with: $*; give a prefix such as 02, or none for all" >&2
+    return 2
+  fi
 }
 
 case "${1:-}" in
