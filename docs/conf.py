@@ -180,6 +180,8 @@ def _resolve_by_definition(app, env, node, contnode):
 
 
 def setup(app):
+    # napoleon's own handler gives way to _read_docstring, which calls it for the kinds of object it reads
+    # well (Sphinx has no setting for that; app.events.listeners is how Sphinx lists an event's handlers)
     for listener in list(app.events.listeners["autodoc-process-docstring"]):
         if listener.handler is napoleon._process_docstring:
             app.disconnect(listener.id)
