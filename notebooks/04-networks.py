@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -papermill
 #     text_representation:
 #       extension: .py
 #       format_name: percent
