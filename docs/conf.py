@@ -10,6 +10,7 @@ relative links (``docs/devices.md``, ``devices/README.md``) resolve as they do o
 ``include_patterns`` picks the documents.
 """
 
+import builtins
 import importlib
 import os
 import pkgutil
@@ -17,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+from sphinx import addnodes
 from sphinx.ext import napoleon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -179,6 +181,15 @@ def _resolve_by_definition(app, env, node, contnode):
     return None
 
 
+def _builtins_are_builtins(app, doctree):
+    """A builtin's name in an annotation (``-> type``, ``int``) means the builtin, not an attribute of that
+    name somewhere in the package: Sphinx searches annotations loosely (any ``*.type`` matches), so
+    ``Knob.type`` would make ``type`` ambiguous. The exact search finds nothing, which is left unchecked."""
+    for node in doctree.findall(addnodes.pending_xref):
+        if node.get("refdomain") == "py" and node.get("refspecific") and hasattr(builtins, node["reftarget"]):
+            del node["refspecific"]
+
+
 def setup(app):
     # napoleon's own handler gives way to _read_docstring, which calls it for the kinds of object it reads
     # well (Sphinx has no setting for that; app.events.listeners is how Sphinx lists an event's handlers)
@@ -188,3 +199,4 @@ def setup(app):
     app.connect("autodoc-process-docstring", _read_docstring)
     app.connect("builder-inited", _write_api_pages)
     app.connect("missing-reference", _resolve_by_definition)
+    app.connect("doctree-read", _builtins_are_builtins)
