@@ -18,6 +18,7 @@ from analogsam.hardware.presets.schema import KNOBS_BY_PATH
 
 __all__ = ["DEFAULT_METRIC", "RESULT_COLUMNS", "columns_for", "knob_columns", "knob_value"]
 
+#: The columns of a result row, in the order ``results.csv`` writes them.
 RESULT_COLUMNS = [
     "run",
     "optimizer",

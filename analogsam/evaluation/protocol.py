@@ -197,7 +197,7 @@ def evaluate(
             element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
 
     Returns:
-        One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
+        One row per (repeat, t), with the columns run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
         repeat, seed, metric, higher_is_better, value, accuracy, loss, digital_value, digital_accuracy,
         n_samples, backend (the columns of :mod:`analogsam.evaluation.columns`: ``accuracy`` and
         ``digital_accuracy`` are filled for accuracy rows only).

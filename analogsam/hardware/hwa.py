@@ -35,7 +35,7 @@ tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution 
 patches straight from the image), run without a graph, its noise from the engine's counter-based
 generator (:mod:`analogsam.hardware.fast.noise`) under a seed drawn from torch's at every call. The layer's
 output is that tile output and its gradient the digital layer's at the same input and weights
-(:class:`_TileProduct`: ``aten.convolution_backward`` or the two products of a Linear), so no digital
+(``_TileProduct``: ``aten.convolution_backward`` or the two products of a Linear), so no digital
 forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
 of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
 zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
@@ -115,8 +115,8 @@ class TrainingTileModel:
     bound_management: bool
     omega: float  # mapping.weight_scaling (0: the weights as they are)
     columnwise: bool
-    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter LAYERWISE/CHANNELWISE_
-    #: SYMMETRIC after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
+    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter ``LAYERWISE``/
+    #: ``CHANNELWISE_SYMMETRIC`` after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
     #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
     remap: bool = True
     #: True: a read-out at 0.999 out_bound or beyond passes no gradient to the weights and inputs, aihwkit's
@@ -265,7 +265,7 @@ class _TileProduct(torch.autograd.Function):
 
 class _Saturation(torch.autograd.Function):
     """``y_tile`` in the forward, the gradient of ``y_digital`` with saturated outputs zeroed (the
-    product of one tile of a layer split over several, see :class:`_TileProduct`)."""
+    product of one tile of a layer split over several, see ``_TileProduct``)."""
 
     @staticmethod
     def forward(ctx, y_digital, y_tile, saturated):

@@ -1,7 +1,7 @@
 """Pieces every optimizer of the family shares: the non-finite error, BatchNorm freezing, gradient norms.
 
 Which tensors are crossbar weights, normalisation parameters or neither is decided once, in
-:mod:`analogsam.models.roles`; the optimizers use its :func:`crossbar_weights` (as
+:mod:`analogsam.models.roles`; the optimizers use its :func:`~analogsam.models.roles.crossbar_weights` (as
 ``weight_parameters``), :func:`non_norm_parameters` and :func:`adaptive_param_groups`.
 """
 

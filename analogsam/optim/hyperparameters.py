@@ -112,6 +112,7 @@ DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
 BASE_OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULES = ("cosine", "constant")
 
+#: The settings of the training loop that every method shares, by name. :meta hide-value:
 TRAINING_SETTINGS: dict[str, Hyperparameter] = {
     hp.name: hp
     for hp in (
@@ -232,6 +233,7 @@ class MethodSpec:
         return {hp.name: hp.default for hp in self.hyperparameters}
 
 
+#: Every training method and its hyperparameters, by name. :meta hide-value:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
@@ -445,6 +447,7 @@ METHODS["saq"] = MethodSpec(
     ),
 )
 
+#: The training methods' names, in :data:`METHODS` order.
 OPTIMIZER_NAMES = tuple(METHODS)
 
 

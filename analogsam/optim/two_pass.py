@@ -6,13 +6,13 @@ All three take the gradient g at w, move to w + ε with
 
 take the gradient there, return to w and let the base optimizer step with that second gradient.
 
-=========  ==================================  ===========================================
-optimizer  scale T for a weight tensor w        paper
-=========  ==================================  ===========================================
-SAM        1                                   Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2
-ASAM       |w| + η                             Kwon et al., ICML 2021, arXiv 2102.11600
-SAMSON     (|w| + η) / ‖w‖_p  (whole tensor)   Mordido et al., arXiv 2211.11561
-=========  ==================================  ===========================================
+=========  =====================================  ================================================
+optimizer  scale T for a weight tensor w          paper
+=========  =====================================  ================================================
+SAM        1                                      Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2
+ASAM       ``|w| + η``                            Kwon et al., ICML 2021, arXiv 2102.11600
+SAMSON     ``(|w| + η) / ‖w‖_p`` (whole tensor)   Mordido et al., arXiv 2211.11561
+=========  =====================================  ================================================
 
 Which tensors T scales is ASAM's and SAMSON's ``scope`` (declared in
 :mod:`analogsam.optim.hyperparameters`), one of two conventions found in the sources:
@@ -68,7 +68,7 @@ class TwoPassOptimizer(torch.optim.Optimizer):
         As in davda54/sam the first gradient is expected to be computed already; if no parameter has a
         gradient yet, the closure is called once first to compute it. Returns the first-pass loss when
         this method computed it, else ``None``. BatchNorm running statistics are the closure's business
-        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
+        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`~analogsam.optim.build_method`).
         """
         if closure is None:
             raise InvalidParameterError(

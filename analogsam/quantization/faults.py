@@ -43,6 +43,7 @@ __all__ = [
     "code_faulted_copy",
 ]
 
+#: How a k-bit weight code is stored as a word of bits.
 CODE_ENCODINGS = ("offset-binary", "twos-complement", "sign-magnitude")
 
 

@@ -10,6 +10,8 @@ Which tensors are crossbar weights (what the probes perturb and scale) is
 - :mod:`.correlation`: the rank correlation of sharpness with accuracy drops across runs;
 - :mod:`.plots`: scatters and curves as PNGs (with :mod:`analogsam.reporting`).
 
+Their Monte-Carlo summaries are :mod:`analogsam.statistics`'s.
+
 This package sits below ``analogsam.quantization`` and ``analogsam.optim`` because they draw their
 perturbations from it (the faults on integer weight codes use its bit-fault words and seeded
 generator; noise injection its Gaussian weight noise), and it imports nothing from the optimizers,

@@ -97,7 +97,9 @@ class FaultStudySettings(SeedStudySettings):
     sharpness_samples: int = 1000
 
 
+#: The study as it is reported.
 FULL = FaultStudySettings()
+#: The same pipeline on a tiny problem (``--quick``).
 QUICK = replace(
     FULL,
     train_limit=256,

@@ -136,8 +136,10 @@ class StudySettings(SeedStudySettings):
     backend: str = "auto"
 
 
+#: The study as it is reported.
 FULL = StudySettings()
 # 4 epochs: SAF's term starts after saf_history = 3 epochs by default, and must start for SAF to be SAF.
+#: The same pipeline on a tiny problem (``--quick``).
 QUICK = replace(
     FULL,
     train_limit=128,

@@ -50,7 +50,7 @@ class FastAnalogForward:
 
     On a CUDA ``device`` the forward runs on the GPU: each tile's weights and periphery are copied
     there at :meth:`sync`, the digital modules are copies moved there, inputs are moved there by
-    :meth:`__call__`, and the generators must be CUDA generators. Programming and drift stay
+    ``__call__``, and the generators must be CUDA generators. Programming and drift stay
     aihwkit's, on the CPU (its wheels have no CUDA build). The engine's own generator draws the same
     numbers on every device for the same seed; CUDA sums in another order, so the outputs equal
     the CPU's up to the summation order, noise on or off.
@@ -191,7 +191,7 @@ class FastAnalogForward:
         """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
         :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
         (rows k*N to (k+1)*N) those of ``states[k]``, with its noise. Each block equals
-        :meth:`__call__` of ``x`` after the sync that captured that state, up to the summation order
+        ``__call__`` of ``x`` after the sync that captured that state, up to the summation order
         of the digital layers (see :mod:`.stacked`). The engine's current state is kept.
 
         ``batched``: True runs the R*N samples through every layer at once (what fills a GPU);

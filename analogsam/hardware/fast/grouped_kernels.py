@@ -11,7 +11,7 @@ generator (:mod:`.noise`): the numbers the tile-by-tile path draws), the ADC, th
 float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
 The product: ``W q`` with the tile's weights is a chain over the patch elements in their order,
-accumulated with fused multiply-adds (:func:`fma32`); the layer's tiles compute the same chain
+accumulated with fused multiply-adds (``fma32``); the layer's tiles compute the same chain
 when they run one by one (:class:`.products.Weights` with ``chain=True`` calls :func:`chain_product`),
 so the two paths agree whatever the local BLAS's summation order (which OpenBLAS picks by CPU).
 """
@@ -109,7 +109,7 @@ def grouped_conv(
     the images innermost, so that every loop of the arithmetic runs over the ``b`` images,
     contiguous (a depthwise tile has only a few values per image). Per patch, the steps of
     :func:`.kernels.conv_dac` (noise-management maximum over the patch, the padding's zeros
-    included, scale, DAC), the product (:func:`_chain`), then those of :func:`.kernels.adc_cols`;
+    included, scale, DAC), the product (``_chain``), then those of :func:`.kernels.adc_cols`;
     a patch whose maximum is not positive gives the periphery of an
     exact zero (as :meth:`.tile.Tile.complete` sets it). Returns the number of saturated outputs
     that may fail their patch's bound test (positive whenever a patch failed; the caller redoes

@@ -45,6 +45,7 @@ __all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspac
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
 # and the product (benchmarks/bench_evaluate.py --internals measures the choice).
+#: Input values per processing chunk on the CPU (:func:`chunk_elements`).
 CHUNK_ELEMENTS = 1 << 21
 # On a GPU there is no cache to stay in: a chunk 16 times larger (128 MB of float32) fills the
 # device with fewer kernel launches and fewer waits for the bound-management tests.
@@ -286,7 +287,7 @@ class Tile:
     def mvm(self, x: Tensor, weights: Weights, gen: rng.Stream, post=None) -> Tensor:
         """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)), its random
         numbers from ``gen`` (whose first vector is ``x``'s first); with
-        ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
+        ``post`` (only with the ADC kernels) the periphery is applied too."""
         spec = self.spec
         x = x.to(torch.float32).contiguous()
         cols = x.dim() == 3

@@ -3,8 +3,8 @@
 A sweep over a device knob is a set of preset *variants*: each is the preset with the knob (or, for
 several knobs, one point of their grid) overridden, validated exactly as ``--set`` validates it, with
 its own hash and a readable name, ``pcm[io.adc_bits=4]`` or ``pcm[io.adc_bits=4,noise.drift_scale=0.5]``.
-The variant remembers what it varies (:attr:`Preset.varied`), which becomes one column per knob of
-the result rows, and the preset it varies (:attr:`Preset.base_name`), from which its programming
+The variant remembers what it varies (``Preset.varied``), which becomes one column per knob of
+the result rows, and the preset it varies (``Preset.base_name``), from which its programming
 seeds are derived, so every value of a knob is measured on the same noise draws.
 
     >>> from analogsam.hardware import presets
