@@ -65,7 +65,7 @@ from analogsam.evaluation import evaluate, format_time, summarize
 from analogsam.evaluation.report import plot_accuracy_vs_time, text_table, write_report
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
-from analogsam.studies.default import train_or_reuse
+from analogsam.training import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 print(

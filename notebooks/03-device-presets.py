@@ -63,7 +63,7 @@ from analogsam.data import ArrayDataset, load_dataset
 from analogsam.evaluation import evaluate, format_time, parse_times, summarize, sweep
 from analogsam.evaluation.knobs import knob_figure, knob_markdown_table
 from analogsam.hardware import presets
-from analogsam.studies.default import train_or_reuse
+from analogsam.training import train_or_reuse
 
 Path(OUT).mkdir(parents=True, exist_ok=True)
 lines = ["| preset | device | times | input ranges | hash |", "|---|---|---|---|---|"]

@@ -69,7 +69,7 @@ from analogsam.evaluation import format_time, parse_times, summarize, sweep
 from analogsam.evaluation.report import markdown_table, write_report
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
-from analogsam.studies.default import train_or_reuse
+from analogsam.training import train_or_reuse
 
 data = load_dataset(DATASET, train_limit=TRAIN_LIMIT)
 runs, model_of = [], {}
