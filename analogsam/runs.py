@@ -41,7 +41,7 @@ from analogsam.storage import file_digest, matching_record, read_json
 
 CHECKPOINT = "checkpoint.pt"
 
-#: The record :func:`train_or_reuse` writes beside a finished run: the settings it was trained with,
+#: The record :func:`~analogsam.training.train_or_reuse` writes beside a finished run: the settings it was trained with,
 #: their hash and the digest of the checkpoint they produced.
 REUSE_RECORD = "train_settings.json"
 
@@ -68,9 +68,9 @@ class TrainedRun:
     metrics: list[dict] = field(default_factory=list)
     path: Path | None = None
     #: The seed group's name if this run is one training seed of a group (:func:`load_group`,
-    #: :func:`train_seeds`), else ``None``: a single run.
+    #: :func:`~analogsam.training.train_seeds`), else ``None``: a single run.
     group: str | None = None
-    #: True when :func:`train_or_reuse` loaded this run instead of training it.
+    #: True when :func:`~analogsam.training.train_or_reuse` loaded this run instead of training it.
     reused: bool = False
     #: Hardware-aware training's learned input ranges, {layer name: one range per tile} (empty for
     #: other runs): the tiles' static input ranges when the network is converted for evaluation.
@@ -93,7 +93,7 @@ class TrainedRun:
 
 
 def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> TrainedRun:
-    """Load a run folder (or a checkpoint file) written by :func:`train`.
+    """Load a run folder (or a checkpoint file) written by :func:`~analogsam.training.train`.
 
     The architecture is rebuilt from the stored spec; for a user's own module that has no spec, pass
     an instance as ``model`` and its weights are loaded into it.

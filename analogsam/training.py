@@ -544,7 +544,7 @@ def train_seeds(
     folder already holds the run these settings train is loaded, not trained again
     (:func:`train_or_reuse`), so an interrupted or extended group (``seeds=[0, 1, 2]`` after
     ``[0, 1]``) trains only what is missing. Every run is named after the group (``run_name``, by
-    default the folder's name) and keeps its seed as :attr:`TrainedRun.train_seed`. A dataset given
+    default the folder's name) and keeps its seed as :attr:`~analogsam.runs.TrainedRun.train_seed`. A dataset given
     by name is loaded once for all seeds. Returns the runs in the order of ``seeds``.
     """
     if "seed" in train_kwargs:

@@ -11,7 +11,7 @@ Every value a user sets is declared with a :class:`Constraint`: a preset knob
 e.g. ``batch_size must be an integer >= 1, got 0`` or ``my.toml: io.adc_bits must be an integer in
 [0, 16] (0 = off; 1 not allowed), got 1: 1 bit is not a symmetric converter; use 0 (no
 quantization) or 2..16 bits``. The
-words of ``<allowed>`` (:meth:`Constraint.describe`) are also what ``--help``, ``docs/devices.md`` and
+words of ``<allowed>`` (:meth:`~analogsam.validation.Constraint.describe`) are also what ``--help``, ``docs/devices.md`` and
 the README tables print, and :meth:`Constraint.counterexamples` gives the invalid values the
 generated bad-input tests (``tests/test_bad_inputs.py``) try on every declared parameter.
 
@@ -39,7 +39,7 @@ from analogsam.errors import InvalidParameterError
 
 
 class Refused(Exception):
-    """Raised by :meth:`Constraint.convert` for a value it does not accept; ``why`` (optional) says why."""
+    """Raised by :meth:`~analogsam.validation.Constraint.convert` for a value it does not accept; ``why`` (optional) says why."""
 
     def __init__(self, why: str = "", hint: str = ""):
         super().__init__(why)
@@ -64,9 +64,11 @@ class Constraint:
     type: type = object
 
     def describe(self) -> str:  # pragma: no cover (abstract)
+        """The allowed values in words (an error's ``<allowed>``, ``--help``, the README tables)."""
         raise NotImplementedError
 
     def convert(self, value: Any) -> Any:  # pragma: no cover (abstract)
+        """``value`` in the canonical type, or :class:`Refused` if it is not allowed."""
         raise NotImplementedError
 
     def counterexamples(self) -> list[tuple[str, Any]]:  # pragma: no cover (abstract)

@@ -1,7 +1,7 @@
 """How a summary cell reads in a report: its run label, its metric, its mean ± spread.
 
 Shared by the sweep's report (:mod:`.report`) and the knob tables (:mod:`.knobs`), which both turn
-summary rows (:mod:`.statistics`) into text; here, below both, so that neither imports the other.
+summary rows (:mod:`analogsam.evaluation.statistics`) into text; here, below both, so that neither imports the other.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class Hyperparameter:
         return _number(self.default) if isinstance(self.default, (int, float)) else str(self.default)
 
     def check(self, value: Any, owner: str = "") -> Any:
-        """``value`` in its canonical type, or :class:`InvalidParameterError` naming this setting
+        """``value`` in its canonical type, or :class:`~analogsam.errors.InvalidParameterError` naming this setting
         (:func:`analogsam.validation.check`). ``None`` passes only where the default is ``None``."""
         if value is None and self.default is None:
             return None

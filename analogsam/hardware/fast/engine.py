@@ -46,7 +46,7 @@ class FastAnalogForward:
     analog layers are replaced, in a shallow copy of the module tree, so ``analog_model`` itself
     is never modified. The same generator state at :meth:`sync` and the same inputs in the same
     order give bit-identical outputs, whatever the batches they come in (the random numbers are
-    addressed by the samples' indices since the sync: :mod:`.noise`).
+    addressed by the samples' indices since the sync: :mod:`~analogsam.hardware.fast.noise`).
 
     On a CUDA ``device`` the forward runs on the GPU: each tile's weights and periphery are copied
     there at :meth:`sync`, the digital modules are copies moved there, inputs are moved there by
@@ -125,7 +125,7 @@ class FastAnalogForward:
     ) -> None:
         """Read every tile's current (programmed, drifted) weights and periphery, and recompute the
         drift-compensation factors through this engine's forward. The read-outs and every later
-        forward take their random numbers from the engine's counter-based generator (:mod:`.noise`)
+        forward take their random numbers from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`)
         under the seed of ``generator`` (its ``initial_seed()``: a CPU and a CUDA generator seeded
         alike give the same numbers; None: a seed drawn from torch's default generator), the
         forwards addressed by the index of each sample since this sync.

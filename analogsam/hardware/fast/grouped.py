@@ -18,7 +18,7 @@ The tiles of such a layer compute their products as a chain of fused multiply-ad
 elements in their order, in the kernel and, when the layer runs tile by tile, in
 :class:`.products.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
 CPU it picks its kernels for. The kernel generates each tile's output noise at the addresses the
-tile-by-tile path gives it (:mod:`.noise`: the tile, the layer call, the image's index and the
+tile-by-tile path gives it (:mod:`~analogsam.hardware.fast.noise`: the tile, the layer call, the image's index and the
 output's). So the two paths give the same numbers bit for bit on every machine
 (``tests/test_fast_grouped.py``). Any other case runs the tile-by-tile path.
 """

@@ -7,7 +7,7 @@ per image, and the fixed cost of the calls, not the arithmetic, sets the time. :
 does the layer in one call: group by group, over all images at once (images innermost, so that
 the loops vectorise), the noise-management scale of every patch, the DAC of the patch, the tile's
 product, the output noise (generated here, from each tile's stream of the engine's counter-based
-generator (:mod:`.noise`): the numbers the tile-by-tile path draws), the ADC, the bound test and the tile's digital periphery, with the
+generator (:mod:`~analogsam.hardware.fast.noise`): the numbers the tile-by-tile path draws), the ADC, the bound test and the tile's digital periphery, with the
 float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
 The product: ``W q`` with the tile's weights is a chain over the patch elements in their order,

@@ -14,7 +14,7 @@ Every kernel does the same float32 operations in the same order as the torch cod
 (round-half-to-even, like ``rintf`` and ``torch.round``), a product, a comparison. numba compiles
 them without ``fastmath``, so no operation is contracted or reordered and the results are
 bit-identical to the torch path (``tests/test_fastpath.py`` checks it). The output noise is
-generated where it is added, from the engine's counter-based generator (:mod:`.noise`: the number
+generated where it is added, from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`: the number
 of an output is addressed by the draw site's key and the output's global index, so it does not
 depend on the chunk or the batch), bit-identical to the numbers the torch path draws.
 

@@ -256,7 +256,7 @@ class NoiseSource:
         return self._baseline_seed
 
     def begin(self) -> None:
-        """A forward starts (its first sample is :attr:`samples`)."""
+        """A forward starts (its first sample is ``samples``)."""
         self._calls = {}
 
     def end(self, samples: int) -> None:

@@ -3,7 +3,7 @@
 A tile of a convolution multiplies every patch of the image (the vectors ``F.unfold`` would make,
 elements ordered (C, kh, kw)). :class:`Patches` reads them through strided views of the padded
 image; :func:`window_max` gives each patch's largest element (the noise management's maximum) as
-a sliding-window maximum over the image, exact and without the patches; :func:`conv_out_hw` is the
+a sliding-window maximum over the image, exact and without the patches; ``conv_out_hw`` is the
 output size. Used by :meth:`.tile.Tile.forward_patches` (the torch operations) and, for the rows a
 bound-management round reruns, by the compiled kernels' path.
 """

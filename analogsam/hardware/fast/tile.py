@@ -2,7 +2,7 @@
 
 :class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
 for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
-every random number from the engine's counter-based generator (:mod:`.noise`; a tile call's
+every random number from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`; a tile call's
 numbers come as a :class:`.noise.Stream`, addressed by the global index of each input vector and
 element, so they do not depend on the batch or the chunks): noise management (NONE, ABS_MAX, MAX, CONSTANT,
 with ``nm_thres``), DAC (``rint(x*scale/res)*res``, optionally stochastic, clipped to

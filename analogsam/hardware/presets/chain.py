@@ -25,7 +25,7 @@ def read_toml(path: Path) -> dict:
 
 def extends_chain(path: Path, devices=None) -> list:
     """The extends chain of a preset file: [(path, data), ...], root ancestor first (a parent named
-    by name is looked up among the shipped presets and the user's folders, :func:`catalog`)."""
+    by name is looked up among the shipped presets and the user's folders, :func:`~analogsam.hardware.presets.discovery.catalog`)."""
     chain = []
     seen = []
     while True:

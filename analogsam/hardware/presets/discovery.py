@@ -14,7 +14,7 @@ from analogsam.hardware.presets.errors import PresetError
 #: ones, like ``--devices DIR`` on the command line and ``devices=`` in the API.
 DEVICES_ENV_VAR = "ANALOGSAM_DEVICES"
 
-#: The source :func:`list_presets` gives a shipped preset.
+#: The source :func:`~analogsam.hardware.presets.describing.list_presets` gives a shipped preset.
 SHIPPED = "shipped"
 
 

@@ -205,7 +205,7 @@ def load(
     """Load a preset by name (``"pcm"``) or by the path of a TOML file, then apply overrides.
 
     A name is a shipped preset's or that of a ``*.toml`` in a user's folder: ``devices`` (one folder
-    or a list) or ``$ANALOGSAM_DEVICES`` (:func:`catalog`). ``overrides`` is flat
+    or a list) or ``$ANALOGSAM_DEVICES`` (:func:`~analogsam.hardware.presets.discovery.catalog`). ``overrides`` is flat
     (``{"io.adc_bits": 6}``) or nested (``{"io": {"adc_bits": 6}}``); keyword sections do the same
     (``load("pcm", io={"adc_bits": 6})``).
     """
