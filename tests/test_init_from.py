@@ -12,8 +12,9 @@ import torch
 from analogsam.errors import InvalidParameterError
 from analogsam.quantization import quantized_layers
 from analogsam.quantization.liq import CLIP_INIT
+from analogsam.runs import CHECKPOINT, load_run
 from analogsam.storage import file_digest
-from analogsam.training import CHECKPOINT, load_run, train, train_or_reuse
+from analogsam.training import train, train_or_reuse
 
 DATA = {"train_limit": 300, "test_limit": 100}
 

@@ -26,7 +26,8 @@ from analogsam.quantization import (
     weight_codes,
     weights_from_codes,
 )
-from analogsam.training import load_run, train
+from analogsam.runs import load_run
+from analogsam.training import train
 
 
 class TinyNet(nn.Module):

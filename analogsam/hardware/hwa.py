@@ -32,9 +32,10 @@ a layer), for an input vector x (a row of a Linear's input, a patch of a convolu
 
 Steps 1-4 are the fast engine's replay of the C++ tile (:class:`analogsam.hardware.fast.tile.Tile`,
 tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution on one tile reads its
-patches straight from the image), run without a graph on a generator seeded from torch's. The layer's
+patches straight from the image), run without a graph, its noise from the engine's counter-based
+generator (:mod:`analogsam.hardware.fast.noise`) under a seed drawn from torch's at every call. The layer's
 output is that tile output and its gradient the digital layer's at the same input and weights
-(:class:`_TileProduct`: ``aten.convolution_backward`` or the two products of a Linear), so no digital
+(``_TileProduct``: ``aten.convolution_backward`` or the two products of a Linear), so no digital
 forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
 of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
 zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
@@ -58,7 +59,7 @@ from torch import Tensor, nn
 
 from analogsam.errors import AnalogsamError
 from analogsam.hardware import presets as devices
-from analogsam.robustness.roles import is_convertible
+from analogsam.models.roles import is_convertible
 
 __all__ = [
     "HardwareAwareError",
@@ -114,8 +115,8 @@ class TrainingTileModel:
     bound_management: bool
     omega: float  # mapping.weight_scaling (0: the weights as they are)
     columnwise: bool
-    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter LAYERWISE/CHANNELWISE_
-    #: SYMMETRIC after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
+    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter ``LAYERWISE``/
+    #: ``CHANNELWISE_SYMMETRIC`` after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
     #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
     remap: bool = True
     #: True: a read-out at 0.999 out_bound or beyond passes no gradient to the weights and inputs, aihwkit's
@@ -264,7 +265,7 @@ class _TileProduct(torch.autograd.Function):
 
 class _Saturation(torch.autograd.Function):
     """``y_tile`` in the forward, the gradient of ``y_digital`` with saturated outputs zeroed (the
-    product of one tile of a layer split over several, see :class:`_TileProduct`)."""
+    product of one tile of a layer split over several, see ``_TileProduct``)."""
 
     @staticmethod
     def forward(ctx, y_digital, y_tile, saturated):
@@ -334,8 +335,9 @@ class _Tiles:
     """The analog tiles of one layer's training forward: the fast engine's replay of the C++ tile
     (:class:`analogsam.hardware.fast.tile.Tile`: noise management, DAC, product, weight and output
     noise, ADC, iterative bound management, fused kernels on the CPU), fed the current weights at
-    every call and drawing from a generator seeded from torch's (so ``torch.manual_seed`` fixes a
-    training run)."""
+    every call. Its noise is the engine's counter-based generator's, addressed by (a seed drawn from
+    torch's generator at every call, the tile, the element): ``torch.manual_seed`` fixes a training
+    run, and a number does not depend on the batch's chunking or the thread count."""
 
     def __init__(self, model: TrainingTileModel, out_size: int, in_size: int, device):
         from types import SimpleNamespace
@@ -360,7 +362,8 @@ class _Tiles:
             for i, r in enumerate(self.rows)
             for j, c in enumerate(self.cols)
         }
-        self.gen = torch.Generator(device=device)
+        for number, tile in enumerate(self.tiles.values()):
+            tile.index = number  # (part of its random numbers' addresses)
         self.fixed_alpha: dict | None = None  # {(i, j): α} when the model does not remap
 
     def alpha(self, i: int, j: int, wb: Tensor) -> Tensor:
@@ -376,7 +379,7 @@ class _Tiles:
 
     def __deepcopy__(self, memo):
         """A fresh set of tiles (a deep copy of the layer, e.g. MESA's EMA model, gets its own; the
-        tiles hold compiled kernels, which cannot be copied, and no state besides the generator's)."""
+        tiles hold compiled kernels, which cannot be copied, and no other state)."""
         copy = _Tiles(*self._args)
         copy.fixed_alpha = None if self.fixed_alpha is None else {k: v.clone() for k, v in self.fixed_alpha.items()}
         return copy
@@ -388,7 +391,7 @@ class _Tiles:
         {(i, j): (output, saturated)} per tile instead."""
         from analogsam.hardware.fast.tile import Weights
 
-        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        noise = _noise_source()
         x = x.detach().float()
         total, saturated, per_tile = None, None, {}
         bound = SATURATION * self.model.out_bound
@@ -402,7 +405,8 @@ class _Tiles:
             for j, cols in enumerate(self.cols):
                 wb = weight[cols, rows].detach().float()
                 alpha = self.alpha(i, j, wb)
-                y = self.tiles[(i, j)].mvm(xb, Weights(wb / alpha, xb.device), self.gen)
+                tile = self.tiles[(i, j)]
+                y = tile.mvm(xb, Weights(wb / alpha, xb.device), noise.stream(tile.index, 0, 0))
                 # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
                 sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
                 outs.append(y * alpha.t() * (1.0 if ranges is None else float(ranges[i].abs())))
@@ -421,7 +425,7 @@ class _Tiles:
         patches quantized straight from the image (the fast engine's ``Tile.forward_patches``)."""
         from analogsam.hardware.fast.tile import Weights
 
-        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        noise = _noise_source()
         tile = self.tiles[(0, 0)]
         w = weight.detach().float()
         alpha = self.alpha(0, 0, w)
@@ -431,12 +435,21 @@ class _Tiles:
         tile.input_range, tile._input_bound = r, (None if r is None else float(r))
         tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
         tile.alpha = tile.out_scaling = tile.bias = tile.post = None
-        y = tile.forward_patches(img.detach().float(), geometry, self.gen)
+        y = tile.forward_patches(img.detach().float(), geometry, noise.stream(tile.index, 0, 0))
         # the read-out before the periphery's scales at the bound: |y| >= bound * scale (no division)
         if not self.model.zero_saturated_gradients:
             return y.to(weight.dtype), _NONE_SATURATED
         threshold = (SATURATION * self.model.out_bound) * tile.post_scale.view(1, -1, 1)
         return y.to(weight.dtype), y.abs() >= threshold
+
+
+def _noise_source():
+    """The noise of one training forward of a layer: the engine's counter-based generator under a
+    seed drawn from torch's default generator (one draw per call, so ``torch.manual_seed`` fixes
+    every number of a training run)."""
+    from analogsam.hardware.fast import noise
+
+    return noise.NoiseSource(int(torch.randint(0, 2**62, (1,))))
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:

@@ -60,6 +60,7 @@ __all__ = [
 #: Where a quantized network's memory faults can be: its weight memory or its activation memory.
 FAULT_LOCATIONS = ("weight", "activation")
 
+#: How a k-bit weight code is stored as a word of bits.
 CODE_ENCODINGS = ("offset-binary", "twos-complement", "sign-magnitude")
 
 

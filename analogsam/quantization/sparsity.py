@@ -67,6 +67,7 @@ def apply_activation_threshold(model: nn.Module, threshold: float) -> nn.Module:
 
 
 def has_activation_modules(model: nn.Module) -> bool:
+    """Whether ``model`` has activation modules (``ACTIVATIONS``), the layers whose outputs are measured."""
     return any(isinstance(m, ACTIVATIONS) for m in model.modules())
 
 

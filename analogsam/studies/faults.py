@@ -61,7 +61,6 @@ import numpy as np
 import torch
 from scipy import stats
 
-from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
@@ -74,8 +73,15 @@ from analogsam.quantization import (
 )
 from analogsam.robustness._random import derived_seed
 from analogsam.statistics import confidence_interval, welch_t_test
-from analogsam.storage import ensure_folder, read_json, settings_hash, write_json
-from analogsam.training import REUSE_RECORD, SEED_FOLDER, accuracy, train_or_reuse
+from analogsam.storage import ensure_folder, read_json, write_json
+from analogsam.studies.scaffold import (
+    SeedStudySettings,
+    check_study_folder,
+    duration_text,
+    finished,
+    run_folder,
+)
+from analogsam.training import accuracy, train_or_reuse
 
 __all__ = ["FaultStudySettings", "FULL", "QUICK", "Variant", "variants", "fault_study"]
 
@@ -85,20 +91,17 @@ class FaultStudyError(AnalogsamError, ValueError):
 
 
 @dataclass(frozen=True)
-class FaultStudySettings:
-    model: str = "lenet5"
-    dataset: str = "fashion-mnist"
+class FaultStudySettings(SeedStudySettings):
+    """The study's recipe (:class:`~.scaffold.SeedStudySettings`: every variant's training from its
+    start, 2 epochs at lr 0.01 on 20 000 training and 2 000 test images), its full-precision starts
+    (``start_epochs`` at ``start_lr``), and its networks, faults and sharpness."""
+
     train_limit: int | None = 20_000
     test_limit: int | None = 2_000
-    start_epochs: int = 4  # the full-precision starts
     epochs: int = 2  # every variant, from its start
-    batch_size: int = 128
-    start_lr: float = 0.05
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    seeds: tuple[int, ...] = (0, 1, 2)
+    start_epochs: int = 4  # the full-precision starts
+    start_lr: float = 0.05
     bits: tuple[int, ...] = (8, 4)
     sparsity_l1: float = 1e-4
     saq_rho: float = 0.1
@@ -114,7 +117,9 @@ class FaultStudySettings:
     sharpness_samples: int = 1000
 
 
+#: The study as it is reported.
 FULL = FaultStudySettings()
+#: The same pipeline on a tiny problem (``--quick``).
 QUICK = replace(
     FULL,
     train_limit=256,
@@ -128,7 +133,6 @@ QUICK = replace(
     sharpness_samples=100,
 )
 
-STUDY_RECORD = "study.json"
 REPORT = "report.md"
 
 
@@ -165,14 +169,9 @@ def variants(settings: FaultStudySettings) -> list[Variant]:
 def _start_kwargs(activations: str, settings: FaultStudySettings) -> dict:
     """The full-precision start of ``activations`` ("standard" or "sparse"): SGD from scratch."""
     return {
-        "model": settings.model,
+        **settings.train_kwargs(),
         "epochs": settings.start_epochs,
-        "batch_size": settings.batch_size,
         "lr": settings.start_lr,
-        "momentum": settings.momentum,
-        "weight_decay": settings.weight_decay,
-        "schedule": settings.schedule,
-        "data_options": {"train_limit": settings.train_limit, "test_limit": settings.test_limit},
         "optimizer": "sgd",
         "activation_l1": settings.sparsity_l1 if activations == "sparse" else 0.0,
     }
@@ -180,15 +179,9 @@ def _start_kwargs(activations: str, settings: FaultStudySettings) -> dict:
 
 def _train_kwargs(variant: Variant, settings: FaultStudySettings, start: Path) -> dict:
     kwargs = {
+        **settings.train_kwargs(),
         "model": None,
         "init_from": start,
-        "epochs": settings.epochs,
-        "batch_size": settings.batch_size,
-        "lr": settings.lr,
-        "momentum": settings.momentum,
-        "weight_decay": settings.weight_decay,
-        "schedule": settings.schedule,
-        "data_options": {"train_limit": settings.train_limit, "test_limit": settings.test_limit},
         "optimizer": variant.optimizer,
         "activation_l1": settings.sparsity_l1 if variant.activations == "sparse" else 0.0,
     }
@@ -289,12 +282,11 @@ def _estimate(out: Path, settings: FaultStudySettings, data, test) -> tuple[floa
     trains, measures, seen = 0.0, 0, set()
     for seed in settings.seeds:
         for activations in ("standard", "sparse"):
-            if not (out / "train" / f"{activations}-fp" / SEED_FOLDER.format(seed) / REUSE_RECORD).exists():
+            if not finished(out, f"{activations}-fp", [seed]):
                 trains += per_epoch * settings.start_epochs * cost["fp"]
         for v in variants(settings):
             key = (v.trained_as, seed)
-            finished = (out / "train" / v.trained_as / SEED_FOLDER.format(seed) / REUSE_RECORD).exists()
-            if key not in seen and not finished:
+            if key not in seen and not finished(out, v.trained_as, [seed]):
                 trains += steps * cost[v.optimizer]
             seen.add(key)
             if not _measure_path(out, v, seed).exists():
@@ -325,10 +317,6 @@ def _measure_path(out: Path, variant: Variant, seed: int) -> Path:
     return out / "measure" / variant.label / f"seed-{seed}.json"
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
-
-
 # -- the study ---------------------------------------------------------------------------------------------
 
 
@@ -352,23 +340,15 @@ def fault_study(
     unknown = set(settings.locations) - set(FAULT_LOCATIONS)
     if unknown or not settings.locations:
         raise FaultStudyError(f"fault locations must be some of {', '.join(FAULT_LOCATIONS)}, got {settings.locations}")
-    record = read_json(out / STUDY_RECORD)
-    if record is None:
-        write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
-    elif record.get("settings_hash") != settings_hash(wanted):
-        raise FaultStudyError(
-            f"{out} holds a fault study with other settings ({out / STUDY_RECORD}); pass another --out "
-            "(e.g. a separate folder for --quick)"
-        )
+    check_study_folder(out, wanted, FaultStudyError, "a fault study")
     started = time.time()
-    options = {"root": data_root, "train_limit": settings.train_limit, "test_limit": settings.test_limit}
-    data = load_dataset(settings.dataset, **{k: v for k, v in options.items() if v is not None})
+    data = settings.load_data(data_root)
     test = _test_batches(data)
     total, lines = _estimate(out, settings, data, test)
     all_variants = variants(settings)
     print(
         f"fault study in {out}: {len(all_variants)} variants x {len(settings.seeds)} training seeds; "
-        f"expected wall time of the work left, measured on this machine just now: {_duration(total)}",
+        f"expected wall time of the work left, measured on this machine just now: {duration_text(total)}",
         flush=True,
     )
     for line in lines:
@@ -381,7 +361,7 @@ def fault_study(
                 continue
             clock = time.perf_counter()
             key = (variant.trained_as, seed)
-            start = out / "train" / variant.start / SEED_FOLDER.format(seed)
+            start = run_folder(out, variant.start, seed)
             if (variant.start, seed) not in runs:
                 runs[(variant.start, seed)] = train_or_reuse(
                     start,
@@ -395,7 +375,7 @@ def fault_study(
                     trained.append((variant.start, seed))
             if key not in runs:
                 run = train_or_reuse(
-                    out / "train" / variant.trained_as / SEED_FOLDER.format(seed),
+                    run_folder(out, variant.trained_as, seed),
                     data=data,
                     seed=seed,
                     run_name=variant.trained_as,
