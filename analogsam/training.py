@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from analogsam.quantization import (
     activation_sparsity,
     apply_activation_threshold,
     has_activation_modules,
+    initialize_clips,
     parse_quantize,
     quantization_config,
     quantize_model,
@@ -83,7 +85,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(
-    model: nn.Module | dict | str = "lenet5",
+    model: nn.Module | dict | str | None = "lenet5",
     data: DatasetSplits | str = "fashion-mnist",
     *,
     optimizer: str = "sgd",
@@ -107,13 +109,14 @@ def train(
     activation_l1: float = 0.0,
     activation_threshold: float = 0.0,
     hardware_aware: str | dict | None = None,
+    init_from: str | os.PathLike | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
         model: an ``nn.Module``, a model spec dict, or a model name (``mlp``, ``lenet5``, ``resnet20``, ...)
-            built for the dataset's input shape.
+            built for the dataset's input shape; ``None`` with ``init_from``: that run's architecture.
         data: a :class:`~analogsam.data.DatasetSplits` or a dataset name (loaded with ``data_options``).
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
@@ -164,6 +167,13 @@ def train(
             each tile's weight scale where it started instead of following the weights (aihwkit's
             default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
             ``None`` (default): digital training.
+        init_from: a full-precision run folder written by :func:`train` whose trained weights this run
+            starts from (``--init-from RUN``): quantization-aware training and SAQ from a trained
+            full-precision model, as ziplab/SAQ does (its ``--pretrained``; the quantizers' clips are then
+            initialised from the trained weights and the first batch's activations, not from random ones).
+            ``model`` is that run's architecture (a name or spec must match it; a module gets its weights);
+            a thresholded ReLU it was trained with is kept. The config records the run and its
+            checkpoint's digest. ``None`` (default): the model starts from its random initialisation.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -192,6 +202,10 @@ def train(
         )
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
+    if init_from is not None:
+        model = _start_from(init_from, model)
+    elif model is None:
+        raise InvalidParameterError("train: model=None needs init_from (the run whose architecture it takes)")
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
         return _train(
@@ -222,6 +236,43 @@ def train(
     finally:
         if replicas is not None:
             replicas.close()
+
+
+def _start_from(init_from, model) -> _Start:
+    """The model of ``train(init_from=...)``: the run's trained full-precision network (see :func:`train`)."""
+    if isinstance(init_from, TrainedRun) or not isinstance(init_from, (str, os.PathLike)):
+        raise InvalidParameterError(
+            f"init_from must be the folder of a run written by train (e.g. runs/fp), got {type(init_from).__name__}"
+        )
+    folder = Path(init_from)
+    run = load_run(folder, model=model if isinstance(model, nn.Module) else None)
+    if run.config.get("quantization"):
+        raise InvalidParameterError(
+            f"init_from: {folder} is a quantized run; start from a full-precision run (trained without --quantize)"
+        )
+    wanted = model if isinstance(model, str) else (model.get("name") if isinstance(model, dict) else None)
+    stored = (run.model_spec or {}).get("name")
+    if wanted is not None and stored is not None and wanted != stored:
+        raise InvalidParameterError(
+            f"init_from: {folder} holds a {stored!r} network, not {wanted!r}; pass model={stored!r} (or leave "
+            "--model out) to start from it"
+        )
+    record = {
+        "run": str(folder),
+        "checkpoint": file_digest(folder / CHECKPOINT if folder.is_dir() else folder),
+        "test_accuracy": (run.metrics[-1] if run.metrics else {}).get("test_accuracy"),
+        "activation_threshold": run.config.get("activation_threshold", 0.0),
+    }
+    return _Start(run.model.train(), run.model_spec, record)
+
+
+@dataclass
+class _Start:
+    """A trained network to start from, with its spec and the record of where it came from."""
+
+    model: nn.Module
+    spec: dict | None
+    record: dict
 
 
 def _train(
@@ -258,7 +309,10 @@ def _train(
         data = load_dataset(data, **data_options)
     data_options.pop("root", None)  # a local path is no part of the run's identity
     torch.manual_seed(seed)
-    model, spec = _resolve_model(model, data)
+    start = model if isinstance(model, _Start) else None
+    model, spec = (start.model, start.spec) if start else _resolve_model(model, data)
+    if start and not activation_threshold:  # the start's thresholded ReLUs stay what they are
+        activation_threshold = start.record["activation_threshold"]
     if activation_threshold > 0:
         apply_activation_threshold(model, activation_threshold)
     if quantize is not None:
@@ -275,6 +329,13 @@ def _train(
         from analogsam.hardware.hwa import attach_hardware_aware
 
         hwa = attach_hardware_aware(model, hardware_aware)
+    if replicas and quantize is not None:
+        # LIQ initialises its clips at the first forward, from that batch: each replica would get its own
+        # (different activation clips for ever, the gradients being averaged). Initialised here, on each
+        # replica's first batch, they are then overwritten with rank 0's by the broadcast of ddp.wrap.
+        first = ddp.shard_indices(len(data.train), replicas.rank, replicas.world_size, seed)
+        inputs = next(iter(ddp.shard_batches(data.train, first, local_batch, seed=seed * 100_003)))[0]
+        initialize_clips(model, inputs.to(device))
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,
@@ -319,6 +380,7 @@ def _train(
         **({"quantization": quantization_config(model)} if quantize is not None else {}),
         **({"activation_l1": activation_l1} if activation_l1 > 0 else {}),
         **({"activation_threshold": activation_threshold} if activation_threshold > 0 else {}),
+        **({"init_from": start.record} if start else {}),
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
@@ -503,10 +565,15 @@ def _identity(kwargs: dict) -> dict | None:
     """What decides the trained run: the settings of ``kwargs`` with the dataset and model by name."""
     data = kwargs.get("data", "fashion-mnist")
     model = kwargs.get("model", "lenet5")
-    if not isinstance(model, (str, dict)):
+    start = kwargs.get("init_from")
+    if not isinstance(model, (str, dict)) and not (model is None and start is not None):
         return None
     options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
     rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
+    if start is not None:  # the start by its trained weights, not its place: a retrained start retrains this
+        folder = Path(start)  # one, a moved study folder does not
+        file = folder / CHECKPOINT if folder.is_dir() else folder
+        rest["init_from"] = {"checkpoint": file_digest(file) if file.exists() else None}
     return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options, **rest}
 
 

@@ -38,6 +38,7 @@ include_patterns = [
     "docs/_api/*.rst",  # written at each build by _write_api_pages below
     "docs/*.md",
     "docs/*/report.md",
+    "docs/fault-study/activation/report.md",
     "notebooks/*.ipynb",
 ]
 

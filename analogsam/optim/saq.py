@@ -262,4 +262,5 @@ def quantized_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.T
         for p, g in kept_grads.items():
             p.grad = g
         model.train(was_training)
+    loss = loss.detach()  # (a graph tensor: float() of it warns)
     return {"loss": float(loss), "loss_perturbed": float(perturbed), "sharpness": float(perturbed - loss)}
