@@ -86,6 +86,35 @@ def test_training_forward_matches_aihwkit_in_distribution(preset_name, layer, tm
     assert abs(stats.variance_ratio - 1) < 0.08, stats.variance_ratio
 
 
+@pytest.mark.parametrize(
+    "preset_name, in_channels, kernel",
+    [
+        ("pcm", 64, 3),  # 576 inputs on 512-row tiles: 2 x 288 = 2 x 32 whole channels (patches per tile)
+        ("hwa-noir", 64, 3),  # the same split, a learned input range per tile
+        ("pcm", 7, 9),  # 567 inputs: 284 + 283 rows cut a 9 x 9 kernel (unfolded patches)
+        ("hwa-noir", 7, 9),
+    ],
+)
+def test_split_convolution_matches_aihwkit_in_distribution(preset_name, in_channels, kernel, tmp_path):
+    """A convolution over two tiles: aihwkit splits the unfolded patches' rows (F.unfold's (C, kh, kw)
+    order); the training forward reads each tile's patches from its channels where the split keeps
+    whole kernels, and unfolds them where it does not. Same per-output means and variances."""
+    torch.manual_seed(6)
+    preset = _noir(tmp_path) if preset_name == "hwa-noir" else devices.load(preset_name)
+    module = nn.Conv2d(in_channels, 6, kernel, padding=1)
+    assert len(_blocks(in_channels * kernel * kernel, 512)) == 2
+    with torch.no_grad():
+        module.weight.mul_(3.0)  # weights well above the noise floor
+    x = torch.randn(2, in_channels, kernel, kernel)
+    r = 2.0 if preset_name == "hwa-noir" else None
+    a = repeated(_aihwkit_training_forward(module, preset, x, r), DRAWS)
+    b = repeated(_ours(module, preset, x, r), DRAWS)
+    stats = compare_draws(a.flatten(1), b.flatten(1))
+    assert stats.noise > 1e-4
+    assert stats.max_z < 5.0, stats.max_z
+    assert abs(stats.variance_ratio - 1) < 0.08, stats.variance_ratio
+
+
 def test_bound_management_matches_aihwkit():
     """Outputs that saturate out_bound are recomputed at half the input scale, as the C++ tile does."""
     torch.manual_seed(1)
@@ -125,6 +154,56 @@ def test_gradient_is_the_digital_layers():
         torch.testing.assert_close(xa.grad, xd.grad)
         torch.testing.assert_close(module.weight.grad, digital.weight.grad)
         torch.testing.assert_close(module.bias.grad, digital.bias.grad)
+
+
+def test_gradient_with_learned_ranges_is_the_digital_layers_at_the_clipped_input(tmp_path):
+    """With a learned input range per tile, the inputs' and weights' gradients are the digital layer's at
+    the input clipped block by block (each tile's range on its rows), and each range's gradient is
+    aihwkit's ``InputRangeForward`` on what its tile reads: the input vectors of a Linear or of a
+    convolution whose split cuts kernels (aihwkit's unfolded convolution), the image's channels where
+    every tile holds whole channels (aihwkit's indexed convolution, as one tile's convolution is)."""
+    from analogsam.hardware.hwa import _ClipToRange
+
+    torch.manual_seed(7)
+    cases = (
+        (nn.Linear(600, 5), torch.randn(4, 600) * 2),  # two 300-row tiles
+        (nn.Conv2d(64, 4, 3, padding=1), torch.randn(2, 64, 5, 5) * 2),  # two tiles of 32 whole channels
+        (nn.Conv2d(7, 4, 9, padding=1), torch.randn(2, 7, 9, 9) * 2),  # two tiles cutting a kernel
+    )
+    for module, x in cases:
+        digital = copy.deepcopy(module)
+        attach_hardware_aware(module, _noir(tmp_path))
+        module.train()
+        ranges = getattr(module, RANGE_ATTRIBUTE)
+        ranges.data.copy_(torch.tensor([1.5, 2.5]))
+        module.hwa_range_batches.fill_(INIT_FROM_DATA)
+        xa = x.clone().requires_grad_()
+        y = module(xa)
+        g = torch.randn_like(y)
+        y.backward(g)
+        # the reference: each block clipped to its own (leaf) range, then the digital product
+        r_ref = torch.tensor([1.5, 2.5], requires_grad=True)
+        xd = x.clone().requires_grad_()
+        blocks = _blocks(module.weight[0].numel(), 512)
+        w = digital.weight.reshape(digital.weight.shape[0], -1)
+        if isinstance(module, nn.Linear):
+            yd = torch.cat([_ClipToRange.apply(xd[:, rows], r_ref[i]) for i, rows in enumerate(blocks)], -1) @ w.t()
+        elif module.in_channels == 64:  # the image's channels 0-31 and 32-63
+            xc = torch.cat([_ClipToRange.apply(xd[:, 32 * i : 32 * (i + 1)], r_ref[i]) for i in range(2)], 1)
+            yd = digital._conv_forward(xc, digital.weight, None).flatten(2).transpose(1, 2)
+        else:  # the unfolded vectors' rows
+            v = torch.nn.functional.unfold(xd, module.kernel_size, padding=module.padding).transpose(1, 2)
+            yd = torch.cat([_ClipToRange.apply(v[..., rows], r_ref[i]) for i, rows in enumerate(blocks)], -1) @ w.t()
+        yd = yd + digital.bias
+        if not isinstance(module, nn.Linear):
+            yd = yd.transpose(1, 2).reshape(y.shape)
+        yd.backward(g)
+        torch.testing.assert_close(xa.grad, xd.grad)
+        torch.testing.assert_close(module.weight.grad, digital.weight.grad)
+        torch.testing.assert_close(module.bias.grad, digital.bias.grad)
+        # (far more than 5% of the inputs clip: no decay term in either)
+        torch.testing.assert_close(ranges.grad, r_ref.grad, rtol=1e-4, atol=1e-4)
+        assert torch.all(ranges.grad < 0)
 
 
 def test_saturated_outputs_pass_no_gradient_but_the_bias_keeps_its_own():

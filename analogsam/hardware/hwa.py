@@ -31,8 +31,10 @@ a layer), for an input vector x (a row of a Linear's input, a patch of a convolu
 5. times α and the input scale, the tiles' outputs summed, the bias added digitally.
 
 Steps 1-4 are the fast engine's replay of the C++ tile (:class:`analogsam.hardware.fast.tile.Tile`,
-tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution on one tile reads its
-patches straight from the image), run without a graph on a generator seeded from torch's. The layer's
+tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution whose tiles each hold
+whole input channels, as one tile does and as ResNet-20's 576-input layers split over 512-row tiles do
+(2 x 32 channels), reads each tile's patches straight from its channels of the image; a split that cuts
+a kernel unfolds them), run without a graph on a generator seeded from torch's. The layer's
 output is that tile output and its gradient the digital layer's at the same input and weights
 (:class:`_TileProduct`: ``aten.convolution_backward`` or the two products of a Linear), so no digital
 forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
@@ -198,7 +200,12 @@ class _ClipToRange(torch.autograd.Function):
     """clamp(x, −r, r) with aihwkit's input-range gradients: x's gradient passes where x is inside the
     range (clamp's own gradient); r's is ``InputRangeForward``'s: the clipped inputs' output gradients
     (pushing r out where they would grow), relative to r, plus ``decay·r`` while more than 95% of the
-    inputs are inside the range."""
+    inputs are inside the range.
+
+    For a convolution whose tiles hold whole channels ``x`` is the image (its channels of one tile), as
+    in aihwkit's indexed convolution (its CUDA path), not the unfolded patches of its CPU path: each
+    pixel's gradient is summed over the patches that hold it before it is clipped at 0, and the 95%
+    counts pixels, not patch elements. Where a split cuts kernels, ``x`` is the unfolded patches."""
 
     @staticmethod
     def forward(ctx, x: Tensor, r: Tensor) -> Tensor:
@@ -416,27 +423,47 @@ class _Tiles:
         return total.to(weight.dtype), saturated
 
     @torch.no_grad()
-    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry) -> Tensor:
-        """The one tile's output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), the
-        patches quantized straight from the image (the fast engine's ``Tile.forward_patches``)."""
+    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry, channels: list[slice]):
+        """The tiles' output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), each tile's
+        patches quantized straight from its channels of the image (the fast engine's
+        ``Tile.forward_patches``; no unfolded copy): ``channels[i]`` are the input channels of row block
+        i, which holds their whole kernels (a split aligned with ``F.unfold``'s (C, kh, kw) order). With
+        one tile, also where its read-out saturated (see :meth:`__call__`)."""
         from analogsam.hardware.fast.tile import Weights
 
         self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
-        tile = self.tiles[(0, 0)]
-        w = weight.detach().float()
-        alpha = self.alpha(0, 0, w)
-        tile.weights = Weights(w / alpha, img.device)
-        # the tile's periphery: the input range (divided out before, multiplied back after) and α
-        r = None if ranges is None else ranges[0].detach().abs().float().reshape(1)
-        tile.input_range, tile._input_bound = r, (None if r is None else float(r))
-        tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
-        tile.alpha = tile.out_scaling = tile.bias = tile.post = None
-        y = tile.forward_patches(img.detach().float(), geometry, self.gen)
-        # the read-out before the periphery's scales at the bound: |y| >= bound * scale (no division)
-        if not self.model.zero_saturated_gradients:
-            return y.to(weight.dtype), _NONE_SATURATED
-        threshold = (SATURATION * self.model.out_bound) * tile.post_scale.view(1, -1, 1)
-        return y.to(weight.dtype), y.abs() >= threshold
+        img = img.detach().float()
+        for (i, j), tile in self.tiles.items():  # each tile's weights and periphery
+            w = weight[self.cols[j], self.rows[i]].detach().float()
+            alpha = self.alpha(i, j, w)
+            tile.weights = Weights(w / alpha, img.device)
+            # the input range (divided out before, multiplied back after) and α
+            r = None if ranges is None else ranges[i].detach().abs().float().reshape(1)
+            tile.input_range, tile._input_bound = r, (None if r is None else float(r))
+            tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
+            tile.alpha = tile.out_scaling = tile.bias = tile.post = None
+        total = None
+        for i, chans in enumerate(channels):  # the row blocks' outputs summed in order, as aihwkit's
+            part = img if len(channels) == 1 else img[:, chans]
+            outs = [self.tiles[(i, j)].forward_patches(part, geometry, self.gen) for j in range(len(self.cols))]
+            y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+            total = y if total is None else total.add_(y)
+        if not self.model.zero_saturated_gradients or len(self.tiles) > 1:
+            return total.to(weight.dtype), _NONE_SATURATED
+        # one tile: the read-out before the periphery's scales at the bound, |y| >= bound * scale
+        threshold = (SATURATION * self.model.out_bound) * self.tiles[(0, 0)].post_scale.view(1, -1, 1)
+        return total.to(weight.dtype), total.abs() >= threshold
+
+    def channels(self, module: nn.Module) -> list[slice] | None:
+        """The input channels of each row block of a convolution's tiles, where every block holds
+        whole kernels (one tile always does; ResNet-20's 576 = 64 x 9 inputs on 512-row tiles split as
+        2 x 32 channels); None where a block cuts a kernel (its patches must be unfolded)."""
+        if isinstance(module, nn.Linear):
+            return None
+        area = math.prod(_geometry(module)[0])
+        if any(r.start % area or r.stop % area for r in self.rows):
+            return None
+        return [slice(r.start // area, r.stop // area) for r in self.rows]
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:
@@ -501,9 +528,16 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
     model: TrainingTileModel = module.hwa_model
     weight = module.weight.reshape(module.weight.shape[0], -1)
     tiles = module.hwa_tiles
+    linear = isinstance(module, nn.Linear)
+    channels = tiles.channels(module)  # None: a Linear, or a convolution whose patches must be unfolded
+    # each tile's product on the input vectors, with its own saturation (aihwkit's gradient rule), or
+    # with its own input range on vectors that cut kernels
+    per_tile = len(tiles.tiles) > 1 and (
+        model.zero_saturated_gradients or (model.learned_ranges and channels is None and not linear)
+    )
     vectors, fold = None, None
     initialising = model.learned_ranges and int(module.hwa_range_batches) < INIT_FROM_DATA
-    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1 or initialising:
+    if channels is None or initialising or per_tile:
         with torch.no_grad():
             vectors, fold = _vectors(module, x.detach())
     ranges = None
@@ -514,18 +548,21 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         x_in = x
     elif len(tiles.rows) == 1:  # one range for every input: clip the layer's input itself
         x_in = _ClipToRange.apply(x, ranges[0].abs())
-    else:  # a range per block of rows: clip the input vectors block by block
+    elif linear:  # a range per block of inputs
+        x_in = torch.cat([_ClipToRange.apply(x[..., rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], -1)
+    elif channels is not None:  # a range per block of whole channels: clip the image's channels (unfolding commutes)
+        x_in = torch.cat([_ClipToRange.apply(x[:, c], ranges[i].abs()) for i, c in enumerate(channels)], 1)
+    else:  # a range per block of rows cutting kernels: clip the input vectors block by block
         v, _ = _vectors(module, x)
         x_in = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
-    per_tile_gradient = model.zero_saturated_gradients or (ranges is not None and len(tiles.rows) > 1)
-    if len(tiles.tiles) > 1 and per_tile_gradient:  # each tile's product on the input vectors, its own saturation
-        v = _vectors(module, x)[0] if ranges is None else x_in
-        per_tile = tiles(vectors, weight, ranges, parts=True)
+    if per_tile:  # the input vectors as they enter the tiles (clipped), with their graph
+        v = x_in if ranges is not None and channels is None and not linear else _vectors(module, x_in)[0]
+        parts = tiles(vectors, weight, ranges, parts=True)
         cols_out = []
         for j, cols in enumerate(tiles.cols):
             y_j = None
             for i, rows in enumerate(tiles.rows):
-                y_tile, sat = per_tile[(i, j)]
+                y_tile, sat = parts[(i, j)]
                 y_ij = _Saturation.apply(v[:, rows] @ weight[cols, rows].t(), y_tile, sat)
                 y_j = y_ij if y_j is None else y_j + y_ij
             cols_out.append(y_j)
@@ -533,19 +570,19 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         if module.bias is not None:
             y = y + module.bias
         return fold(y)
-    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1:
+    if channels is None:
         y_tile, saturated = tiles(vectors, weight, ranges)
         y_tile = fold(y_tile)
         saturated = fold(saturated) if saturated.dim() else saturated
-    else:  # one tile: its patches straight from the image (no unfolded copy)
+    else:  # the patches straight from the image, tile by tile (no unfolded copy)
         img = x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x
-        y, sat = tiles.patches(img, weight, ranges, _geometry(module))
+        y, sat = tiles.patches(img, weight, ranges, _geometry(module), channels)
         shape = (y.shape[0], y.shape[1], *_out_hw(module, x))
         y_tile, saturated = y.view(shape), (sat.view(shape) if sat.dim() else sat)
     if module.bias is not None:
         y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
     saturated = saturated if model.zero_saturated_gradients and bool(saturated.any()) else None
-    if isinstance(module, nn.Linear):
+    if linear:
         return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None, saturated)
     k, dil, pad, st = _geometry(module)
     one_d = isinstance(module, nn.Conv1d)
