@@ -206,29 +206,60 @@ def test_gradient_with_learned_ranges_is_the_digital_layers_at_the_clipped_input
         assert torch.all(ranges.grad < 0)
 
 
-def test_saturated_outputs_pass_no_gradient_but_the_bias_keeps_its_own():
-    """zero_saturated_gradients (aihwkit's C++ tiles' rule, off by default): a read-out at 0.999
-    out_bound or beyond passes no gradient to the weights and inputs; the digital bias keeps its own."""
-    torch.manual_seed(5)
-    layer = nn.Linear(64, 4)
+def _saturating_layer(split: bool = False) -> nn.Linear:
+    """Outputs 0-3 read about 32 in tile units (64 inputs in [0, 1] times a normalised weight of 1): far
+    beyond 0.999 out_bound = 9.99, though bound management computes them right; outputs 4-7 read under
+    1.3. With ``split``, 600 inputs (three 200-row tiles of rram-wan2022)."""
+    layer = nn.Linear(600 if split else 64, 8)
     with torch.no_grad():
-        layer.weight.fill_(1.0)
-        layer.weight[0] = 0.001  # output 0 stays far below the bound, outputs 1-3 saturate
-    default = copy.deepcopy(layer)
-    attach_hardware_aware(default, "pcm", {"io.bound_management": "none"})
+        layer.weight[:4] = 0.5
+        layer.weight[4:] = 0.01 * torch.sign(torch.randn(4, layer.in_features))
+    return layer
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_saturated_outputs_pass_no_gradient_back_as_aihwkits_tiles(split):
+    """zero_saturated_gradients (off by default) is aihwkit's C++ tiles' rule: an output whose read-out
+    (after noise management's rescaling) reaches 0.999 out_bound passes no gradient to the layer's
+    inputs, while the layer's own update (AnalogSGD's on aihwkit's tile, the weights' gradient here) and
+    the digital bias take the whole output gradient. Checked against aihwkit on the same layer."""
+    from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
+    from aihwkit.optim import AnalogSGD
+
+    torch.manual_seed(5)
+    layer = _saturating_layer(split)
+    x = torch.rand(16, layer.in_features)
+    c = torch.randn(16, 8)  # loss sum(c * y): dL/dy = c whatever the forward's noise
+    preset = devices.load("rram-wan2022" if split else "pcm")  # (256-row tiles: 600 inputs on three)
+    analog = convert_to_analog(copy.deepcopy(layer), preset.rpu_config())
+    analog.train()
+    before = convert_to_digital(copy.deepcopy(analog)).weight.detach().clone()
+    xa = x.clone().requires_grad_()
+    (analog(xa) * c).sum().backward()
+    sgd = AnalogSGD(analog.parameters(), lr=0.01)
+    sgd.regroup_param_groups(analog)
+    sgd.step()
+    aihwkit_update = (before - convert_to_digital(copy.deepcopy(analog)).weight.detach()) / 0.01
+
+    ours = copy.deepcopy(layer)
+    attach_hardware_aware(ours, {"preset": preset, "zero_saturated_gradients": True})
+    ours.train()
+    xo = x.clone().requires_grad_()
+    (ours(xo) * c).sum().backward()
+    masked = c.clone()
+    masked[:, :4] = 0.0  # the four saturated outputs pass nothing back
+    torch.testing.assert_close(xa.grad, masked @ layer.weight.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(xo.grad, xa.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, c.t() @ x)  # the whole gradient
+    torch.testing.assert_close(aihwkit_update, ours.weight.grad, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(ours.bias.grad, c.sum(0))
+
+    default = copy.deepcopy(layer)  # by default every output passes its gradient back
+    attach_hardware_aware(default, preset)
     default.train()
-    default(torch.full((3, 64), 2.0)).sum().backward()
-    assert torch.all(default.weight.grad != 0)  # by default every output passes its gradient
-    attach_hardware_aware(layer, {"preset": "pcm", "zero_saturated_gradients": True}, {"io.bound_management": "none"})
-    layer.train()
-    # (the test is on the read-out after noise management's rescaling, as aihwkit's: 10 x max|x| = 20)
-    x = torch.full((3, 64), 2.0).requires_grad_()
-    y = layer(x)
-    g = torch.ones_like(y)
-    y.backward(g)
-    assert torch.all(layer.weight.grad[1:] == 0) and torch.all(layer.weight.grad[0] != 0)
-    torch.testing.assert_close(layer.bias.grad, torch.full((4,), 3.0))
-    torch.testing.assert_close(x.grad, layer.weight[:1].detach().expand(3, 64).clone())
+    xd = x.clone().requires_grad_()
+    (default(xd) * c).sum().backward()
+    torch.testing.assert_close(xd.grad, c @ layer.weight.detach())
 
 
 def test_eval_mode_is_digital_and_detach_restores_the_layer():

@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -120,11 +121,14 @@ class TrainingTileModel:
     #: SYMMETRIC after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
     #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
     remap: bool = True
-    #: True: a read-out at 0.999 out_bound or beyond passes no gradient to the weights and inputs, aihwkit's
-    #: C++ tiles' rule (``handle_output_bound``). aihwkit tests the read-out *after* noise management's
-    #: rescaling (y_tile · max|x|), so with ``abs-max`` and inputs above 1 it zeroes outputs that never
-    #: saturated: in LeNet-5 on Fashion-MNIST (PCM preset) HWA training then fell to 42% test accuracy
-    #: after 4 epochs (89% without). False (default): every output passes its gradient straight through.
+    #: True: aihwkit's C++ tiles' rule (``handle_output_bound``): an output whose tile read-out is at 0.999
+    #: out_bound or beyond passes no gradient back to the layer's inputs (the layer's own weights are
+    #: updated with the whole output gradient, as aihwkit's ``AnalogFunction`` updates them). aihwkit tests
+    #: the read-out *after* noise management's rescaling and bound management (y_tile · max|x|, in units of
+    #: the tile's normalised weights), so it also zeroes outputs that never saturated; with α fixed
+    #: (``remap=False``) the tile weights grow past 1 during training and most read-outs pass the test
+    #: (docs/hwa-conformance: this rule is why aihwkit's fixed-scale HWA trains its first layers slowly).
+    #: False (default): every output passes its gradient straight through.
     zero_saturated_gradients: bool = False
 
     def describe(self) -> dict:
@@ -225,12 +229,14 @@ class _ClipToRange(torch.autograd.Function):
 
 class _TileProduct(torch.autograd.Function):
     """The layer's output is the tiles' (computed without a graph); its gradient is the digital
-    layer's at the same input and weights, except at saturated outputs: aihwkit's backward is the ideal
-    transposed product and its update the outer product of the inputs and the output gradients, and its
-    C++ tiles zero the gradient of every output whose tile read-out reached 0.999·out_bound
-    (``TileWithPeriphery.post_forward``/``pre_backward``, ``handle_output_bound``); the digital bias
-    keeps its full gradient. For a convolution the two products are ``aten.convolution_backward`` (what
-    ``F.conv2d``'s own backward runs); no digital forward is computed."""
+    layer's at the same input and weights (aihwkit's backward is the ideal transposed product and its
+    update the outer product of the inputs and the output gradients). With ``saturated`` (aihwkit's C++
+    tiles' rule, ``TileWithPeriphery.post_forward``/``pre_backward``, ``handle_output_bound``): the
+    gradient passed back to the inputs is zero behind every output whose tile read-out reached
+    0.999·out_bound, while the layer's own weights and digital bias are updated with the whole output
+    gradient (aihwkit's ``AnalogFunction.backward`` hands the unmasked ``grad_output`` to the tile's
+    update). For a convolution the products are ``aten.convolution_backward`` (what ``F.conv2d``'s own
+    backward runs); no digital forward is computed."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, y_tile, conv, saturated):
@@ -246,42 +252,43 @@ class _TileProduct(torch.autograd.Function):
         gb = None
         if need_b and ctx.has_bias:  # the digital bias: the full gradient, summed over all but the outputs
             gb = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.conv is None else grad.sum([0, *range(2, grad.dim())])
-        g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad
+        g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad  # what goes back to x
         if ctx.conv is None:  # Linear: y = x Wᵀ + b
-            g2 = g.reshape(-1, g.shape[-1])
             gx = (g @ weight) if need_x else None
-            gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if need_w else None
+            gw = (grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1])) if need_w else None
             return gx, gw, gb, None, None, None
         stride, padding, dilation = ctx.conv
-        gx, gw, _ = torch.ops.aten.convolution_backward(
-            g,
-            x,
-            weight,
-            None,
-            stride,
-            padding,
-            dilation,
-            False,
-            [0] * len(stride),
-            1,
-            [need_x, need_w, False],
-        )
+
+        def products(g, mask):
+            return torch.ops.aten.convolution_backward(
+                g, x, weight, None, stride, padding, dilation, False, [0] * len(stride), 1, mask
+            )
+
+        if saturated is None:
+            gx, gw, _ = products(grad, [need_x, need_w, False])
+        else:
+            gx = products(g, [need_x, False, False])[0] if need_x else None
+            gw = products(grad, [False, need_w, False])[1] if need_w else None
         return gx, gw, gb, None, None, None
 
 
-class _Saturation(torch.autograd.Function):
-    """``y_tile`` in the forward, the gradient of ``y_digital`` with saturated outputs zeroed (the
-    product of one tile of a layer split over several, see :class:`_TileProduct`)."""
+class _TileBlock(torch.autograd.Function):
+    """One tile's output ``y_tile`` of a layer split over several (computed without a graph) as a
+    function of its block of inputs ``v`` (M, rows) and weights ``w`` (cols, rows): the gradients of
+    the digital product ``v wᵀ``, the inputs' with the saturated outputs' gradients zeroed (see
+    :class:`_TileProduct`); no digital product is computed in the forward."""
 
     @staticmethod
-    def forward(ctx, y_digital, y_tile, saturated):
-        ctx.save_for_backward(saturated)
+    def forward(ctx, v, w, y_tile, saturated):
+        ctx.save_for_backward(v, w, saturated)
         return y_tile
 
     @staticmethod
     def backward(ctx, grad):
-        (saturated,) = ctx.saved_tensors
-        return grad.masked_fill(saturated, 0.0), None, None
+        v, w, saturated = ctx.saved_tensors
+        need_v, need_w = ctx.needs_input_grad[:2]
+        g = grad.masked_fill(saturated, 0.0) if saturated.dim() else grad
+        return (g @ w) if need_v else None, (grad.t() @ v) if need_w else None, None, None
 
 
 # -- one layer ----------------------------------------------------------------------------------------------
@@ -388,15 +395,41 @@ class _Tiles:
         copy.fixed_alpha = None if self.fixed_alpha is None else {k: v.clone() for k, v in self.fixed_alpha.items()}
         return copy
 
-    @torch.no_grad()
-    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None, parts: bool = False):
-        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, and
-        where each tile's read-out saturated (M, N) (a union over the tiles of a row). With ``parts``:
-        {(i, j): (output, saturated)} per tile instead."""
+    def _set(self, i: int, j: int, weight: Tensor, ranges: Tensor | None, bias: Tensor | None, fuse: bool):
+        """Tile (i, j) for this call: the current weights over α, and its digital periphery (the input
+        range, divided out before the tile and multiplied back after it, α, and the digital bias on the
+        tiles of the first row block); with ``fuse`` (and the compiled ADC kernel) the periphery is
+        applied in the ADC kernel's own pass over the outputs (``Tile.post``), in the order of
+        :meth:`~analogsam.hardware.fast.tile.Tile._periphery`."""
         from analogsam.hardware.fast.tile import Weights
 
+        tile = self.tiles[(i, j)]
+        cols = self.cols[j]
+        w = weight[cols, self.rows[i]].detach().float()
+        alpha = self.alpha(i, j, w)
+        tile.weights = Weights(w / alpha, w.device)
+        r = None if ranges is None else ranges[i].detach().abs().float().reshape(1)
+        tile.input_range, tile._input_bound = r, (None if r is None else float(r))
+        tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
+        tile.bias = None if bias is None or i > 0 else bias[cols].detach().float()
+        tile.alpha = tile.out_scaling = tile.post = None
+        if fuse and tile._adc_kernels is not None:
+            n = cols.stop - cols.start
+            ones = np.ones(n, np.float32)
+            scale = np.ascontiguousarray(tile.post_scale.numpy())
+            shift = np.full(n, -0.0, np.float32) if tile.bias is None else np.ascontiguousarray(tile.bias.numpy())
+            tile.post = (scale, ones, ones, shift)
+        return tile
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None, bias: Tensor | None = None, parts=False):
+        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, plus
+        ``bias``, and where each tile's read-out saturated (M, N) (a union over the tiles of a row).
+        With ``parts``: {(i, j): (output, saturated)} per tile instead, without the bias."""
         self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
         x = x.detach().float()
+        # the raw read-outs are needed for the saturation test and for the parts (kept apart from the bias)
+        raw = parts or self.model.zero_saturated_gradients
         total, saturated, per_tile = None, None, {}
         bound = SATURATION * self.model.out_bound
         for i, rows in enumerate(self.rows):
@@ -406,53 +439,54 @@ class _Tiles:
                 xb = xb.clamp(-r, r) / r
             xb = xb.contiguous()
             outs, sats = [], []
-            for j, cols in enumerate(self.cols):
-                wb = weight[cols, rows].detach().float()
-                alpha = self.alpha(i, j, wb)
-                y = self.tiles[(i, j)].mvm(xb, Weights(wb / alpha, xb.device), self.gen)
-                # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
-                sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
-                outs.append(y * alpha.t() * (1.0 if ranges is None else float(ranges[i].abs())))
-                per_tile[(i, j)] = (outs[-1].to(weight.dtype), sats[-1])
+            for j in range(len(self.cols)):
+                tile = self._set(i, j, weight, ranges, None if raw else bias, fuse=not raw)
+                y = tile.mvm(xb, tile.weights, self.gen, tile.post)
+                if raw:  # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
+                    sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
+                    y = y * tile.post_scale.view(1, -1)
+                elif tile.post is None:
+                    y = tile._periphery(y, (-1,))
+                outs.append(y)
+                per_tile[(i, j)] = (y.to(weight.dtype), sats[-1] if raw else _NONE_SATURATED)
             y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-            sat = torch.cat(sats, 1) if len(sats) > 1 and sats[0].dim() else sats[0]
-            total = y if total is None else total + y
-            saturated = sat if saturated is None else saturated | sat
+            total = y if total is None else total + y  # (not in place: the first block's is in per_tile)
+            if raw:
+                sat = torch.cat(sats, 1) if len(sats) > 1 and sats[0].dim() else sats[0]
+                saturated = sat if saturated is None else saturated | sat
         if parts:
             return per_tile
-        return total.to(weight.dtype), saturated
+        if raw and bias is not None:
+            total = total + bias.detach().float()
+        return total.to(weight.dtype), (saturated if raw else _NONE_SATURATED)
 
     @torch.no_grad()
-    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry, channels: list[slice]):
-        """The tiles' output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), each tile's
-        patches quantized straight from its channels of the image (the fast engine's
+    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, bias: Tensor | None, geometry, channels):
+        """The tiles' output (b, N, L) plus ``bias`` for every convolution patch of ``img`` (b, C, H, W),
+        each tile's patches quantized straight from its channels of the image (the fast engine's
         ``Tile.forward_patches``; no unfolded copy): ``channels[i]`` are the input channels of row block
         i, which holds their whole kernels (a split aligned with ``F.unfold``'s (C, kh, kw) order). With
         one tile, also where its read-out saturated (see :meth:`__call__`)."""
-        from analogsam.hardware.fast.tile import Weights
-
         self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
         img = img.detach().float()
-        for (i, j), tile in self.tiles.items():  # each tile's weights and periphery
-            w = weight[self.cols[j], self.rows[i]].detach().float()
-            alpha = self.alpha(i, j, w)
-            tile.weights = Weights(w / alpha, img.device)
-            # the input range (divided out before, multiplied back after) and α
-            r = None if ranges is None else ranges[i].detach().abs().float().reshape(1)
-            tile.input_range, tile._input_bound = r, (None if r is None else float(r))
-            tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
-            tile.alpha = tile.out_scaling = tile.bias = tile.post = None
+        test = self.model.zero_saturated_gradients and len(self.tiles) == 1  # the read-out's saturation
         total = None
         for i, chans in enumerate(channels):  # the row blocks' outputs summed in order, as aihwkit's
             part = img if len(channels) == 1 else img[:, chans]
-            outs = [self.tiles[(i, j)].forward_patches(part, geometry, self.gen) for j in range(len(self.cols))]
+            outs = []
+            for j in range(len(self.cols)):
+                tile = self._set(i, j, weight, ranges, None if test else bias, fuse=not test)
+                outs.append(tile.forward_patches(part, geometry, self.gen))
             y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
             total = y if total is None else total.add_(y)
-        if not self.model.zero_saturated_gradients or len(self.tiles) > 1:
+        if not test:
             return total.to(weight.dtype), _NONE_SATURATED
         # one tile: the read-out before the periphery's scales at the bound, |y| >= bound * scale
         threshold = (SATURATION * self.model.out_bound) * self.tiles[(0, 0)].post_scale.view(1, -1, 1)
-        return total.to(weight.dtype), total.abs() >= threshold
+        saturated = total.abs() >= threshold
+        if bias is not None:
+            total = total + bias.detach().float().view(1, -1, 1)
+        return total.to(weight.dtype), saturated
 
     def channels(self, module: nn.Module) -> list[slice] | None:
         """The input channels of each row block of a convolution's tiles, where every block holds
@@ -563,24 +597,22 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
             y_j = None
             for i, rows in enumerate(tiles.rows):
                 y_tile, sat = parts[(i, j)]
-                y_ij = _Saturation.apply(v[:, rows] @ weight[cols, rows].t(), y_tile, sat)
+                y_ij = _TileBlock.apply(v[:, rows], weight[cols, rows], y_tile, sat)
                 y_j = y_ij if y_j is None else y_j + y_ij
             cols_out.append(y_j)
         y = torch.cat(cols_out, 1) if len(cols_out) > 1 else cols_out[0]
         if module.bias is not None:
             y = y + module.bias
         return fold(y)
-    if channels is None:
-        y_tile, saturated = tiles(vectors, weight, ranges)
+    if channels is None:  # (the tiles add the digital bias)
+        y_tile, saturated = tiles(vectors, weight, ranges, module.bias)
         y_tile = fold(y_tile)
         saturated = fold(saturated) if saturated.dim() else saturated
     else:  # the patches straight from the image, tile by tile (no unfolded copy)
         img = x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x
-        y, sat = tiles.patches(img, weight, ranges, _geometry(module), channels)
+        y, sat = tiles.patches(img, weight, ranges, module.bias, _geometry(module), channels)
         shape = (y.shape[0], y.shape[1], *_out_hw(module, x))
         y_tile, saturated = y.view(shape), (sat.view(shape) if sat.dim() else sat)
-    if module.bias is not None:
-        y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
     saturated = saturated if model.zero_saturated_gradients and bool(saturated.any()) else None
     if linear:
         return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None, saturated)
