@@ -224,7 +224,10 @@ def train(
             the tiles' static input ranges at conversion. ``{"preset": "pcm", "remap": False}`` keeps
             each tile's weight scale where it started instead of following the weights (aihwkit's
             default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
-            ``None`` (default): digital training.
+            With ``quantize`` the tiles hold the quantized weights Q(w) and read the quantized
+            activations Q(x), as the converted network will (its gradient goes on through the
+            quantizers' straight-through estimators to the weights and clips). ``None`` (default):
+            digital training.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -245,12 +248,6 @@ def train(
         optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, **optimizer_kwargs
     )  # refuse a bad hyperparameter before loading anything
     quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
-    if quantize is not None and hardware_aware is not None:
-        # (the two replace the same layers' forwards and were built apart: not yet tested together)
-        raise InvalidParameterError(
-            "train: quantize= and hardware_aware= together are not supported yet; train the quantized network "
-            "digitally (it is programmed with its quantized weights at evaluation), or drop quantize= for HWA"
-        )
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None

@@ -560,7 +560,12 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
     if not module.training:  # eval: the digital layer (the test metric of an epoch, as in aihwkit's HWA)
         return module.hwa_digital_forward(x)
     model: TrainingTileModel = module.hwa_model
-    weight = module.weight.reshape(module.weight.shape[0], -1)
+    quantized = getattr(module, "quantized_operands", None)  # a quantized layer (analogsam.quantization)
+    if quantized is not None:  # the tiles hold Q(w) and read Q(x), the gradient going through the quantizers
+        x, w = quantized(x)
+    else:
+        w = module.weight
+    weight = w.reshape(w.shape[0], -1)
     tiles = module.hwa_tiles
     linear = isinstance(module, nn.Linear)
     channels = tiles.channels(module)  # None: a Linear, or a convolution whose patches must be unfolded
@@ -615,11 +620,11 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         y_tile, saturated = y.view(shape), (sat.view(shape) if sat.dim() else sat)
     saturated = saturated if model.zero_saturated_gradients and bool(saturated.any()) else None
     if linear:
-        return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None, saturated)
+        return _TileProduct.apply(x_in, w, module.bias, y_tile, None, saturated)
     k, dil, pad, st = _geometry(module)
     one_d = isinstance(module, nn.Conv1d)
     conv = (list(st[1:]), list(pad[1:]), list(dil[1:])) if one_d else (list(st), list(pad), list(dil))
-    return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, conv, saturated)
+    return _TileProduct.apply(x_in, w, module.bias, y_tile, conv, saturated)
 
 
 def attach_hardware_aware(model: nn.Module, preset, overrides: dict | None = None) -> TrainingTileModel:
