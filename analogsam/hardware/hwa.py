@@ -376,6 +376,11 @@ class _Tiles:
         }
         self.gen = torch.Generator(device=device)
         self.fixed_alpha: dict | None = None  # {(i, j): α} when the model does not remap
+        # the ADC kernel's identities (x * 1, x + -0.0) for each column block, made once
+        self._identities = [
+            (np.ones(c.stop - c.start, np.float32), np.full(c.stop - c.start, -0.0, np.float32)) for c in self.cols
+        ]
+        self._channels: dict = {}  # a convolution's channel blocks, by its geometry (see channels())
 
     def alpha(self, i: int, j: int, wb: Tensor) -> Tensor:
         """Tile (i, j)'s weight scale: from its current weights ``wb``, or, without remapping, from the
@@ -414,10 +419,9 @@ class _Tiles:
         tile.bias = None if bias is None or i > 0 else bias[cols].detach().float()
         tile.alpha = tile.out_scaling = tile.post = None
         if fuse and tile._adc_kernels is not None:
-            n = cols.stop - cols.start
-            ones = np.ones(n, np.float32)
+            ones, minus_zero = self._identities[j]
             scale = np.ascontiguousarray(tile.post_scale.numpy())
-            shift = np.full(n, -0.0, np.float32) if tile.bias is None else np.ascontiguousarray(tile.bias.numpy())
+            shift = minus_zero if tile.bias is None else np.ascontiguousarray(tile.bias.numpy())
             tile.post = (scale, ones, ones, shift)
         return tile
 
@@ -494,10 +498,12 @@ class _Tiles:
         2 x 32 channels); None where a block cuts a kernel (its patches must be unfolded)."""
         if isinstance(module, nn.Linear):
             return None
-        area = math.prod(_geometry(module)[0])
-        if any(r.start % area or r.stop % area for r in self.rows):
-            return None
-        return [slice(r.start // area, r.stop // area) for r in self.rows]
+        kernel = _geometry(module)[0]
+        if kernel not in self._channels:
+            area = math.prod(kernel)
+            aligned = not any(r.start % area or r.stop % area for r in self.rows)
+            self._channels[kernel] = [slice(r.start // area, r.stop // area) for r in self.rows] if aligned else None
+        return self._channels[kernel]
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:
