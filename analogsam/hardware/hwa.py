@@ -41,6 +41,10 @@ forward is computed: aihwkit's backward is an ideal transposed product and its u
 of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
 zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
 
+A quantized layer (:mod:`analogsam.quantization`, ``train(quantize=..., hardware_aware=...)``) puts its
+quantized weights Q(w) on the tiles and feeds them its quantized activations Q(x) (its
+``quantized_operands``), as the converted network will; the gradient goes on through its quantizers.
+
 Settings with no training-time meaning (documented, ignored here): the ``noise`` section (programming
 noise, drift and read noise over time act when the network is programmed, after training; aihwkit's
 HWA forward has none of them), ``compensation`` (drift compensation, eval mode only) and
