@@ -3,6 +3,8 @@
 #   ./dev.sh run     virtual environment + packages + Fashion-MNIST, then the default study
 #   ./dev.sh test    virtual environment + packages, then the test suite
 #   ./dev.sh setup   only the set-up
+#   ./dev.sh notebooks [PREFIX...]   execute the notebooks (all, or those whose names start so) at full size
+#   ./dev.sh docs    the API reference, into docs/_build/html
 # Needs CPython 3.10-3.13 with venv. The set-up takes, in this order, the first supported one of:
 # $PYTHON, python3, python3.13 / 3.12 / 3.11 / 3.10 on PATH, then pyenv's versions; it says which
 # (`./dev.sh python [3.X]` prints it, or the interpreter of that version).
@@ -85,10 +87,37 @@ setup_data() {
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
 }
 
+run_notebooks() {  # [PREFIX...]: each notebook's .py source synced into its .ipynb, then executed there by papermill
+  local py stem prefix start ran=0
+  for py in notebooks/[0-9]*.py; do
+    stem=$(basename "$py" .py)
+    if [ $# -gt 0 ]; then
+      for prefix in "$@"; do [[ $stem == "$prefix"* ]] && break; prefix=""; done
+      [ -n "$prefix" ] || continue
+    fi
+    start=$SECONDS
+    "$VENV/bin/jupytext" --quiet --sync "$py"
+    # at its own (full-size) parameters, in notebooks/ (its relative paths start there); outputs saved in place
+    "$VENV/bin/papermill" --cwd notebooks --no-progress-bar "notebooks/$stem.ipynb" "notebooks/$stem.ipynb"
+    "$VENV/bin/jupytext" --quiet --sync "$py"  # the pair's timestamps in order (the cells are unchanged)
+    echo "==> executed notebooks/$stem.ipynb in $((SECONDS - start)) s"
+    ran=$((ran + 1))
+  done
+  if [ "$ran" -eq 0 ]; then
+    echo "error: no notebook in notebooks/ starts with: $*; give a prefix such as 02, or none for all" >&2
+    return 2
+  fi
+}
+
 case "${1:-}" in
   setup) setup_python; setup_data ;;
   run) setup_python; setup_data; shift; exec "$VENV/bin/analogsam" run "$@" ;;
   test) setup_python; shift; exec "$VENV/bin/python" -m pytest "$@" ;;
+  notebooks) setup_python; shift; run_notebooks "$@" ;;
+  docs)  # docs/conf.py; the source folder is the repository root, so the README's links resolve as they are
+    setup_python; shift
+    "$VENV/bin/sphinx-build" -q -b html -c docs "$@" . docs/_build/html
+    echo "==> docs/_build/html/index.html" ;;
   python) find_python "${2:-}" ;;
-  *) echo "usage: ./dev.sh run|test|setup [arguments for analogsam run / pytest] | python [3.X]" >&2; exit 2 ;;
+  *) echo "usage: ./dev.sh run|test|setup|notebooks|docs [arguments for analogsam run / pytest / sphinx-build] | python [3.X]" >&2; exit 2 ;;
 esac

@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "train": ("analogsam.training", "train"),
     "train_seeds": ("analogsam.training", "train_seeds"),
-    "load_run": ("analogsam.training", "load_run"),
-    "load_group": ("analogsam.training", "load_group"),
+    "load_run": ("analogsam.runs", "load_run"),
+    "load_group": ("analogsam.runs", "load_group"),
     "convert": ("analogsam.hardware.conversion", "convert"),
     "evaluate": ("analogsam.evaluation", "evaluate"),
     "AnalogsamError": ("analogsam.errors", "AnalogsamError"),

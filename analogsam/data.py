@@ -281,6 +281,7 @@ TEXT_OPTIONS = ("seq_len", "test_fraction", "vocabulary")
 
 
 def dataset_names() -> list[str]:
+    """The dataset names :func:`load_dataset` takes, sorted."""
     return sorted([*DATASETS, TEXT])
 
 

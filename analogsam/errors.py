@@ -16,3 +16,12 @@ class AnalogsamError(Exception):
 
 class InvalidParameterError(AnalogsamError, ValueError, TypeError):
     """A parameter of an API call or a command-line flag has a wrong type or an out-of-range value."""
+
+
+class ConversionError(AnalogsamError, ValueError):
+    """The model holds layers that cannot be mapped onto analog tiles.
+
+    Here, in the base layer, because both the conversion (:mod:`analogsam.hardware.conversion`) and
+    the layer rewrites it calls (:mod:`analogsam.hardware.mapping`) raise it: defined in either, it
+    would make the two import each other.
+    """

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from tqdm.auto import tqdm
 
-LINES_PER_LOOP = 10  # off a terminal, about this many lines per loop (and one at its end)
+#: Off a terminal, about this many lines per loop (and one at its end).
+LINES_PER_LOOP = 10
 
 
 def is_terminal(stream: TextIO | None) -> bool:

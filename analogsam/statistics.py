@@ -3,12 +3,15 @@
 
 Independent draws give the textbook estimates: the sample standard deviation with Bessel's
 correction, the standard error std/√n and the Student-t interval of the mean. Two samples (e.g.
-the per-training-seed means of two methods) are compared with Welch's t-test.
+the per-training-seed means of two methods) are compared with Welch's t-test. The interval and the
+test are scipy's (``stats.t.interval``, ``stats.ttest_ind(equal_var=False)``); what this module adds
+is the convention for samples too small to have a spread (NaN, no warning).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,14 +25,16 @@ def sample_std(values: Sequence[float]) -> float:
 
 
 def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean; a single value has no spread to estimate, so its bounds are NaN."""
+    """Student-t interval of the mean (``scipy.stats.t.interval`` around the mean, scaled by its
+    standard error); a single value has no spread to estimate, so its bounds are NaN."""
     values = np.asarray(values, dtype=float)
-    n = len(values)
-    mean = float(np.mean(values))
-    if n < 2:
+    if len(values) < 2:
         return math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / math.sqrt(n)
-    return mean - half, mean + half
+    mean, sem = float(values.mean()), float(stats.sem(values))
+    if sem == 0:  # identical values: an interval of width 0 (scipy's scale must be > 0: it would give NaN)
+        return mean, mean
+    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
 
 
 def mean_std_stderr(samples: Sequence[float]) -> tuple[float, float, float]:
@@ -44,17 +49,18 @@ def mean_std_stderr(samples: Sequence[float]) -> tuple[float, float, float]:
 
 def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
     """Welch's unequal-variance t-test of mean(a) - mean(b) (Welch 1947, Biometrika 34:28):
-    (t, Welch-Satterthwaite degrees of freedom, two-sided p-value).
+    (t, Welch-Satterthwaite degrees of freedom, two-sided p-value), by
+    ``scipy.stats.ttest_ind(a, b, equal_var=False)``.
 
     Each sample needs two values or more; when both have no spread the test is undefined and every
-    number is NaN (identical constants are no evidence either way).
+    number is NaN (identical constants are no evidence either way), where scipy would warn or divide
+    by zero.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or len(b) < 2:
+    if len(a) < 2 or len(b) < 2 or np.var(a, ddof=1) + np.var(b, ddof=1) == 0:
         return math.nan, math.nan, math.nan
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    if va + vb == 0:
-        return math.nan, math.nan, math.nan
-    t = float((a.mean() - b.mean()) / math.sqrt(va + vb))
-    dof = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
-    return t, dof, float(2 * stats.t.sf(abs(t), dof))
+    with warnings.catch_warnings():
+        # scipy warns where the values are nearly identical; the numbers are the formula's all the same
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        result = stats.ttest_ind(a, b, equal_var=False)
+    return float(result.statistic), float(result.df), float(result.pvalue)

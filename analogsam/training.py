@@ -1,23 +1,10 @@
 """The digital training loop: any optimizer of ``analogsam.optim``, a cosine schedule, logs, checkpoints.
 
-A run folder holds:
-
-- ``checkpoint.pt``: ``state_dict``, ``model_spec``, ``config`` and ``metrics``, all plain data, so
-  it loads with ``torch.load(path, weights_only=True)`` and never runs code;
-- ``log.csv``: one row per epoch (loss, train / validation / test metric, learning rate, seconds): the
-  metric's columns are ``train_<metric>``, ``test_<metric>``, ``val_<metric>`` (``train_accuracy``...
-  for the default top-1 accuracy, the columns every run had before metrics were a choice);
-- ``config.json``: the same configuration, for people and other tools;
-- ``train_settings.json`` (written by :func:`train_or_reuse`): the settings it was trained with, so a
-  later call with the same settings reuses the run instead of training it again.
-
-The checkpoint is rewritten after every epoch, so a crash or a non-finite loss keeps the last good
-epoch.
-
-A *seed group* is a folder holding one run folder per training seed, ``seed-0``, ``seed-1``, ...
-(:func:`train_seeds` writes one; :func:`load_group` reads it back). Every run of a group carries the
-group's name (the folder's name) and its own :attr:`TrainedRun.train_seed`: a claim about a training
-method is about all its seeds, not about one trained network.
+Training writes run folders and seed groups; :mod:`analogsam.runs` says what they hold and reads
+them (:func:`~analogsam.runs.load_run`, :func:`~analogsam.runs.load_group`, whether a run is
+finished). :func:`train` rewrites the checkpoint after every epoch, so a crash or a non-finite loss
+keeps the last good epoch; :func:`train_or_reuse` writes the reuse record once the run is trained;
+:func:`train_seeds` writes a seed group, reusing the seeds already finished.
 """
 
 from __future__ import annotations
@@ -26,10 +13,8 @@ import csv
 import json
 import math
 import os
-import pickle
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +24,9 @@ from tqdm.auto import tqdm
 
 from analogsam import __version__
 from analogsam import distributed as ddp
-from analogsam.data import ArrayDataset, DatasetSplits, load_dataset
+from analogsam.data import DatasetSplits, load_dataset
 from analogsam.device import resolve_device
-from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.errors import InvalidParameterError
 from analogsam.models import build_model, make_spec
 from analogsam.optim import TRAINING_SETTINGS, NonFiniteError, build_method, resolve_hyperparameters
 from analogsam.progress import progress_bar
@@ -50,67 +35,23 @@ from analogsam.quantization import (
     activation_sparsity,
     apply_activation_threshold,
     has_activation_modules,
+    initialize_clips,
     parse_quantize,
     quantization_config,
     quantize_model,
+)
+from analogsam.runs import (
+    CHECKPOINT,
+    REUSE_RECORD,
+    SEED_FOLDER,
+    TrainedRun,
+    load_run,
 )
 from analogsam.scoring import resolve_metric, score, task_loss
 from analogsam.storage import atomic_write, ensure_folder, file_digest, matching_record, settings_hash, write_json
 from analogsam.validation import check_real
 
-CHECKPOINT = "checkpoint.pt"
-
-#: The record :func:`train_or_reuse` writes beside a finished run: the settings it was trained with,
-#: their hash and the digest of the checkpoint they produced.
-REUSE_RECORD = "train_settings.json"
-
-#: How the run folder of training seed N inside a seed group is named (``seed-0``, ``seed-1``, ...).
-SEED_FOLDER = "seed-{}"
-_SEED_FOLDER = re.compile(r"seed-(\d+)")
-
 _SETTINGS = TRAINING_SETTINGS  # each setting's default, range and meaning, declared once
-
-
-class RunNotFoundError(AnalogsamError, FileNotFoundError):
-    """A path that should hold a run folder or a checkpoint holds neither."""
-
-
-class CheckpointError(AnalogsamError, ValueError):
-    """A checkpoint file exists but cannot be used: damaged, not analogsam's, or not fitting the model."""
-
-
-@dataclass
-class TrainedRun:
-    """A trained model with everything needed to rebuild, evaluate or report it."""
-
-    model: nn.Module
-    model_spec: dict | None
-    config: dict
-    metrics: list[dict] = field(default_factory=list)
-    path: Path | None = None
-    #: The seed group's name if this run is one training seed of a group (:func:`load_group`,
-    #: :func:`train_seeds`), else ``None``: a single run.
-    group: str | None = None
-    #: True when :func:`train_or_reuse` loaded this run instead of training it.
-    reused: bool = False
-    #: Hardware-aware training's learned input ranges, {layer name: one range per tile} (empty for
-    #: other runs): the tiles' static input ranges when the network is converted for evaluation.
-    input_ranges: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """The group's name for a run of a seed group, else the run's own name."""
-        return self.group or self.config.get("run_name") or (self.path.name if self.path else "model")
-
-    @property
-    def train_seed(self) -> int | None:
-        """The seed the network was trained with (its config's ``seed``); ``None`` if not recorded."""
-        seed = self.config.get("seed")
-        return int(seed) if seed is not None else None
-
-    @property
-    def optimizer(self) -> str:
-        return self.config.get("optimizer", "unknown")
 
 
 @torch.no_grad()
@@ -144,7 +85,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(
-    model: nn.Module | dict | str = "lenet5",
+    model: nn.Module | dict | str | None = "lenet5",
     data: DatasetSplits | str = "fashion-mnist",
     *,
     optimizer: str = "sgd",
@@ -168,13 +109,14 @@ def train(
     activation_l1: float = 0.0,
     activation_threshold: float = 0.0,
     hardware_aware: str | dict | None = None,
+    init_from: str | os.PathLike | None = None,
     **optimizer_kwargs: Any,
 ) -> TrainedRun:
     """Train ``model`` on ``data`` digitally and return the trained run.
 
     Args:
         model: an ``nn.Module``, a model spec dict, or a model name (``mlp``, ``lenet5``, ``resnet20``, ...)
-            built for the dataset's input shape.
+            built for the dataset's input shape; ``None`` with ``init_from``: that run's architecture.
         data: a :class:`~analogsam.data.DatasetSplits` or a dataset name (loaded with ``data_options``).
         optimizer: one of ``analogsam.optim.OPTIMIZER_NAMES``; its hyperparameters go in ``optimizer_kwargs``
             (e.g. ``rho=0.05``).
@@ -228,6 +170,13 @@ def train(
             activations Q(x), as the converted network will (its gradient goes on through the
             quantizers' straight-through estimators to the weights and clips). ``None`` (default):
             digital training.
+        init_from: a full-precision run folder written by :func:`train` whose trained weights this run
+            starts from (``--init-from RUN``): quantization-aware training and SAQ from a trained
+            full-precision model, as ziplab/SAQ does (its ``--pretrained``; the quantizers' clips are then
+            initialised from the trained weights and the first batch's activations, not from random ones).
+            ``model`` is that run's architecture (a name or spec must match it; a module gets its weights);
+            a thresholded ReLU it was trained with is kept. The config records the run and its
+            checkpoint's digest. ``None`` (default): the model starts from its random initialisation.
 
     For a text (``load_dataset("text", ...)``: targets (N, T), a model with logits (B, T, V) such as
     ``char-lm``) the metrics and the loss are per token (next-character accuracy, perplexity).
@@ -250,6 +199,10 @@ def train(
     quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
+    if init_from is not None:
+        model = _start_from(init_from, model)
+    elif model is None:
+        raise InvalidParameterError("train: model=None needs init_from (the run whose architecture it takes)")
     replicas = ddp.join(device) if distributed or (distributed is None and ddp.launched_by_torchrun()) else None
     try:
         return _train(
@@ -280,6 +233,43 @@ def train(
     finally:
         if replicas is not None:
             replicas.close()
+
+
+def _start_from(init_from, model) -> _Start:
+    """The model of ``train(init_from=...)``: the run's trained full-precision network (see :func:`train`)."""
+    if isinstance(init_from, TrainedRun) or not isinstance(init_from, (str, os.PathLike)):
+        raise InvalidParameterError(
+            f"init_from must be the folder of a run written by train (e.g. runs/fp), got {type(init_from).__name__}"
+        )
+    folder = Path(init_from)
+    run = load_run(folder, model=model if isinstance(model, nn.Module) else None)
+    if run.config.get("quantization"):
+        raise InvalidParameterError(
+            f"init_from: {folder} is a quantized run; start from a full-precision run (trained without --quantize)"
+        )
+    wanted = model if isinstance(model, str) else (model.get("name") if isinstance(model, dict) else None)
+    stored = (run.model_spec or {}).get("name")
+    if wanted is not None and stored is not None and wanted != stored:
+        raise InvalidParameterError(
+            f"init_from: {folder} holds a {stored!r} network, not {wanted!r}; pass model={stored!r} (or leave "
+            "--model out) to start from it"
+        )
+    record = {
+        "run": str(folder),
+        "checkpoint": file_digest(folder / CHECKPOINT if folder.is_dir() else folder),
+        "test_accuracy": (run.metrics[-1] if run.metrics else {}).get("test_accuracy"),
+        "activation_threshold": run.config.get("activation_threshold", 0.0),
+    }
+    return _Start(run.model.train(), run.model_spec, record)
+
+
+@dataclass
+class _Start:
+    """A trained network to start from, with its spec and the record of where it came from."""
+
+    model: nn.Module
+    spec: dict | None
+    record: dict
 
 
 def _train(
@@ -316,7 +306,10 @@ def _train(
         data = load_dataset(data, **data_options)
     data_options.pop("root", None)  # a local path is no part of the run's identity
     torch.manual_seed(seed)
-    model, spec = _resolve_model(model, data)
+    start = model if isinstance(model, _Start) else None
+    model, spec = (start.model, start.spec) if start else _resolve_model(model, data)
+    if start and not activation_threshold:  # the start's thresholded ReLUs stay what they are
+        activation_threshold = start.record["activation_threshold"]
     if activation_threshold > 0:
         apply_activation_threshold(model, activation_threshold)
     if quantize is not None:
@@ -333,6 +326,13 @@ def _train(
         from analogsam.hardware.hwa import attach_hardware_aware
 
         hwa = attach_hardware_aware(model, hardware_aware)
+    if replicas and quantize is not None:
+        # LIQ initialises its clips at the first forward, from that batch: each replica would get its own
+        # (different activation clips for ever, the gradients being averaged). Initialised here, on each
+        # replica's first batch, they are then overwritten with rank 0's by the broadcast of ddp.wrap.
+        first = ddp.shard_indices(len(data.train), replicas.rank, replicas.world_size, seed)
+        inputs = next(iter(ddp.shard_batches(data.train, first, local_batch, seed=seed * 100_003)))[0]
+        initialize_clips(model, inputs.to(device))
     wrapped = ddp.wrap(model, replicas) if replicas else None  # rank 0's weights on every replica from here
     method = build_method(
         optimizer,
@@ -377,6 +377,7 @@ def _train(
         **({"quantization": quantization_config(model)} if quantize is not None else {}),
         **({"activation_l1": activation_l1} if activation_l1 > 0 else {}),
         **({"activation_threshold": activation_threshold} if activation_threshold > 0 else {}),
+        **({"init_from": start.record} if start else {}),
         "analogsam_version": __version__,
         "torch_version": str(torch.__version__),
     }
@@ -518,98 +519,6 @@ def save_checkpoint(run: TrainedRun, path: str | os.PathLike) -> None:
     _atomic_save({"format": "analogsam-checkpoint-1", "state_dict": state, **plain}, Path(path))
 
 
-def load_run(path: str | os.PathLike, model: nn.Module | None = None) -> TrainedRun:
-    """Load a run folder (or a checkpoint file) written by :func:`train`.
-
-    The architecture is rebuilt from the stored spec; for a user's own module that has no spec, pass
-    an instance as ``model`` and its weights are loaded into it.
-    """
-    path = Path(path)
-    file = path / CHECKPOINT if path.is_dir() else path
-    if not file.exists() and is_seed_group(path):
-        raise RunNotFoundError(
-            f"{path} is a seed group (one run per training seed), not one run: pass one of its "
-            "seed-N folders, or load every run with analogsam.training.load_group"
-        )
-    if not file.exists():
-        raise RunNotFoundError(
-            f"no checkpoint at {file}: expected a run folder written by "
-            "`analogsam train` (it holds checkpoint.pt) or a checkpoint file"
-        )
-    ckpt = _read_checkpoint(file)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{file} is not an analogsam checkpoint (it holds no state_dict): pass a run "
-            "folder written by `analogsam train`"
-        )
-    if model is None:
-        if not ckpt.get("model_spec"):
-            raise CheckpointError(
-                f"{file} holds a custom model without a spec: pass the module as "
-                "load_run(path, model=MyNet()) to load its weights"
-            )
-        model = build_model(ckpt["model_spec"])
-    threshold = (ckpt.get("config") or {}).get("activation_threshold")
-    if threshold:
-        apply_activation_threshold(model, threshold)
-    quantized = (ckpt.get("config") or {}).get("quantization")
-    if quantized:  # the quantizers first: their clips are in the state dict
-        quantize_model(model, quantized)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(
-            f"the weights in {file} do not fit the model ({first}); pass the module the run was trained with"
-        ) from err
-    model.eval()
-    return TrainedRun(
-        model,
-        ckpt.get("model_spec"),
-        ckpt.get("config", {}),
-        ckpt.get("metrics", []),
-        path if path.is_dir() else path.parent,
-        input_ranges=ckpt.get("input_ranges") or {},
-    )
-
-
-def _read_checkpoint(file: Path) -> Any:
-    """``torch.load(file, weights_only=True)``, its failures told as one line that says what to do."""
-    retrain = f"retrain the run (`analogsam train ... --out {file.parent}`) or restore {file.name} from a backup"
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # weights_only refuses pickled objects, since unpickling them can run code from the file.
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f" (a {found.group(1)} object)" if found else ""
-        raise CheckpointError(
-            f"{file} holds a pickled Python object{what}, which analogsam refuses to load "
-            "since unpickling can run code from the file (`analogsam train` writes plain data "
-            f"only): {retrain}"
-        ) from err
-    except OSError as err:
-        raise CheckpointError(f"cannot read {file}: {err.strerror or err}; check its permissions") from err
-    except (RuntimeError, EOFError, KeyError, ValueError) as err:
-        # A cut-off zip archive (RuntimeError), an empty file (EOFError) or other bytes (KeyError).
-        raise CheckpointError(
-            f"{file} is damaged or incomplete ({file.stat().st_size} bytes that torch "
-            f"cannot read as a checkpoint): {retrain}"
-        ) from err
-
-
-def run_test_data(run: TrainedRun, root: str | os.PathLike | None = None) -> ArrayDataset:
-    """The test split of the dataset ``run`` was trained on, as it was prepared for training."""
-    config = run.config
-    if "dataset" not in config:
-        raise CheckpointError(f"run {run.name!r} does not record its dataset; pass the test batches yourself")
-    options = dict(config.get("data_options", {}))
-    if root is not None:
-        options["root"] = root
-    if (run.model_spec or {}).get("vocabulary"):
-        options["vocabulary"] = run.model_spec["vocabulary"]  # a text encoded with the model's own ids
-    return load_dataset(config["dataset"], **options).test
-
-
 # -- reusing finished runs, and seed groups ------------------------------------------------------------
 
 # Arguments of ``train`` that do not change what is trained (how progress is shown, the device, where it
@@ -653,10 +562,15 @@ def _identity(kwargs: dict) -> dict | None:
     """What decides the trained run: the settings of ``kwargs`` with the dataset and model by name."""
     data = kwargs.get("data", "fashion-mnist")
     model = kwargs.get("model", "lenet5")
-    if not isinstance(model, (str, dict)):
+    start = kwargs.get("init_from")
+    if not isinstance(model, (str, dict)) and not (model is None and start is not None):
         return None
     options = {k: v for k, v in (kwargs.get("data_options") or {}).items() if v is not None and k != "root"}
     rest = {k: v for k, v in kwargs.items() if k not in _NOT_IDENTITY | {"data", "model", "data_options"}}
+    if start is not None:  # the start by its trained weights, not its place: a retrained start retrains this
+        folder = Path(start)  # one, a moved study folder does not
+        file = folder / CHECKPOINT if folder.is_dir() else folder
+        rest["init_from"] = {"checkpoint": file_digest(file) if file.exists() else None}
     return {"dataset": data if isinstance(data, str) else data.name, "model": model, "data_options": options, **rest}
 
 
@@ -694,7 +608,7 @@ def train_seeds(
     folder already holds the run these settings train is loaded, not trained again
     (:func:`train_or_reuse`), so an interrupted or extended group (``seeds=[0, 1, 2]`` after
     ``[0, 1]``) trains only what is missing. Every run is named after the group (``run_name``, by
-    default the folder's name) and keeps its seed as :attr:`TrainedRun.train_seed`. A dataset given
+    default the folder's name) and keeps its seed as :attr:`~analogsam.runs.TrainedRun.train_seed`. A dataset given
     by name is loaded once for all seeds. Returns the runs in the order of ``seeds``.
     """
     if "seed" in train_kwargs:
@@ -714,50 +628,4 @@ def train_seeds(
         )
         run.group = name
         runs.append(run)
-    return runs
-
-
-def _seed_folders(path: Path) -> dict[int, Path]:
-    """{N: path/seed-N} for the ``seed-N`` folders of ``path`` that hold a checkpoint, by seed."""
-    found = {}
-    for p in path.iterdir():
-        match = _SEED_FOLDER.fullmatch(p.name)
-        if match and (p / CHECKPOINT).exists():
-            found[int(match.group(1))] = p
-    return dict(sorted(found.items()))
-
-
-def is_seed_group(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a seed group: a folder without a checkpoint of its own that holds run
-    folders named ``seed-N``."""
-    path = Path(path)
-    return path.is_dir() and not (path / CHECKPOINT).exists() and bool(_seed_folders(path))
-
-
-def load_group(path: str | os.PathLike) -> list[TrainedRun]:
-    """Every run of the seed group ``path`` (by training seed), each named after the group (the
-    folder's name) with its :attr:`~TrainedRun.train_seed`; a single run folder gives ``[that run]``.
-
-    A ``seed-N`` folder whose run was trained with another seed than N is refused: its rows would
-    be labelled with the wrong training seed.
-    """
-    path = Path(path)
-    if not is_seed_group(path):
-        return [load_run(path)]
-    runs = []
-    for expected, folder in _seed_folders(path).items():
-        run = load_run(folder)
-        if run.train_seed != expected:
-            raise CheckpointError(
-                f"{folder} holds a run trained with seed {run.train_seed}, not {expected}: rename "
-                f"the folder to {SEED_FOLDER.format(run.train_seed)} or retrain it"
-            )
-        run.group = path.name
-        runs.append(run)
-    methods = sorted({r.optimizer for r in runs})
-    if len(methods) > 1:
-        raise CheckpointError(
-            f"seed group {path} mixes optimizers ({', '.join(methods)}): a group holds one "
-            "training method; move the other runs to a group of their own"
-        )
     return runs

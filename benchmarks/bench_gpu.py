@@ -136,6 +136,7 @@ def digital_forward(model, batches, device: torch.device, runs: int) -> tuple[fl
 def sweep(model, batches, device: torch.device, times, repeats: int, batch_size: int):
     """``evaluate`` on ``device``: (seconds, rows, TimedBackends)."""
     from analogsam.evaluation import evaluate
+    from analogsam.evaluation.settings import PassLayout
 
     with TimedBackends(device) as where:
         seconds, rows = timed(
@@ -146,9 +147,8 @@ def sweep(model, batches, device: torch.device, times, repeats: int, batch_size:
                 times=list(times),
                 repeats=repeats,
                 seed=0,
-                batch_size=batch_size,
+                layout=PassLayout(batch_size=batch_size, device=device),
                 progress=False,
-                device=device,
             ),
             device,
         )

@@ -9,12 +9,13 @@
 # aihwkit 1.1.0). WHEEL_FOLDER (optional): wheels of what that python lacks (aihwkit and its
 # needs), installed with `pip install --no-index --no-deps` into a scratch folder first.
 # Environment: PYTHON (default python3), REPEATS (programmings per benchmark sweep, default 10),
-# CUDA_TESTS (the test files to run, default the evaluation's device tests).
+# CUDA_TESTS (the test files to run, default the evaluation's device tests and the generator's
+# CPU = GPU test).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 REPEATS=${REPEATS:-10}
-CUDA_TESTS=${CUDA_TESTS:-tests/test_device_evaluation.py}
+CUDA_TESTS=${CUDA_TESTS:-tests/test_device_evaluation.py tests/test_fast_noise.py::test_a_gpu_draws_the_cpu_kernels_numbers}
 export PYTHONUNBUFFERED=1
 status=0
 

@@ -57,7 +57,8 @@ from analogsam.evaluation import sweep
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.models import build_model, make_spec
-from analogsam.training import TrainedRun, train
+from analogsam.runs import TrainedRun
+from analogsam.training import train
 
 TIMES = ("1s", "1h", "1d", "30d", "1y")
 METHODS = (

@@ -30,6 +30,7 @@ from conformance import compare_draws, repeated  # noqa: E402
 from test_mapping_dilated import NOISE_OFF, _programmed, signals, tcn  # noqa: E402
 
 from analogsam import evaluate  # noqa: E402
+from analogsam.evaluation.settings import PassLayout  # noqa: E402
 from analogsam.hardware import layer_report  # noqa: E402
 from analogsam.scoring import model_output  # noqa: E402
 
@@ -60,7 +61,7 @@ def architectures() -> None:
             "pcm",
             times=[1.0, 86400.0],
             repeats=1,
-            backend="fast",
+            layout=PassLayout(backend="fast"),
             metric=metric,
             output_fn=output_fn,
             progress=False,
@@ -114,7 +115,7 @@ def gpt2_perplexity(text: str) -> None:
         "pcm",
         times="1s,1h,1d,30d,1y",
         repeats=3,
-        backend="fast",
+        layout=PassLayout(backend="fast"),
         metric="perplexity",
         progress=False,
     )

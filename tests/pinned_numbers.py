@@ -74,16 +74,20 @@ def compute(workdir: Path) -> dict:
         from analogsam.robustness import analyze_model
     except ImportError:
         from analogsam.studies.flatness import analyze_model
+    probe_settings = dict(hessian_iters=5, trace_draws=3, sharpness_draws=3, noise_draws=2, fault_draws=2)
+    try:  # the settings grouped into two objects (issue 26); flat keywords before
+        from analogsam.robustness import probe_settings as grouped
+
+        sharp, curves = grouped(probe_settings)
+        probe_settings = {"sharpness": sharp, "robustness": curves}
+    except ImportError:
+        pass
     probes = analyze_model(
         sgd.model,
         list(data.train.batches(128)),
         num_batches=2,
         seed=0,
-        hessian_iters=5,
-        trace_draws=3,
-        sharpness_draws=3,
-        noise_draws=2,
-        fault_draws=2,
+        **probe_settings,
         metrics=(
             "worst_case_sharpness",
             "adaptive_sharpness",

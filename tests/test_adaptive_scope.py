@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models import roles
 from analogsam.optim import ASAM, SAMSON, adaptive_param_groups, add_optimizer_arguments, build_method
 from analogsam.optim.hyperparameters import ADAPTIVE_SCOPES, METHODS
-from analogsam.robustness import roles
 from analogsam.robustness import sharpness as S
 
 

@@ -39,16 +39,15 @@ def test_analyze_model_end_to_end(digits_batches):
         model,
         digits_batches,
         num_batches=2,
-        ascent_steps=2,
-        sharpness_draws=3,
-        hessian_iters=5,
-        trace_draws=3,
-        relative_etas=(0.0, 0.3),
-        additive_etas=(0.0, 0.1),
-        noise_draws=2,
-        stuck_at_rates=(0.0, 0.05),
-        bit_flip_rates=(0.0, 0.01),
-        fault_draws=2,
+        sharpness=probes.SharpnessSettings(ascent_steps=2, sharpness_draws=3, hessian_iters=5, trace_draws=3),
+        robustness=probes.CurveSettings(
+            relative_etas=(0.0, 0.3),
+            additive_etas=(0.0, 0.1),
+            noise_draws=2,
+            stuck_at_rates=(0.0, 0.05),
+            bit_flip_rates=(0.0, 0.01),
+            fault_draws=2,
+        ),
     )
     assert set(out["metrics"]) == set(probes.METRICS) and set(out["curves"]) == set(probes.CURVES)
     assert all(math.isfinite(v) for v in out["metrics"].values())
@@ -67,7 +66,12 @@ def test_analyze_model_end_to_end(digits_batches):
 def test_analyze_model_subsets_and_errors(digits_batches):
     model = trained_mlp(digits_batches, epochs=1)
     out = probes.analyze_model(
-        model, digits_batches, num_batches=1, metrics=["hessian_trace"], curves=[], trace_draws=2
+        model,
+        digits_batches,
+        num_batches=1,
+        metrics=["hessian_trace"],
+        curves=[],
+        sharpness=probes.SharpnessSettings(trace_draws=2),
     )
     assert list(out["metrics"]) == ["hessian_trace"] and out["curves"] == {}
     with pytest.raises(ValueError, match="metrics"):

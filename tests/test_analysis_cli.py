@@ -143,7 +143,7 @@ def test_batches(digits):
 @pytest.fixture(scope="module")
 def digits_run(three_runs):
     """The best of the tiny runs (about 94% test accuracy)."""
-    from analogsam.training import load_run
+    from analogsam.runs import load_run
 
     return load_run(three_runs[2])
 

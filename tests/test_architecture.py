@@ -1,115 +1,106 @@
-"""The package's folders show the pipeline, and imports flow one way: a module imports only from
-its own layer or the layers below it (imports inside functions count too)."""
+"""The package's import contracts hold, and breaking one fails.
 
-import ast
+The contracts are declared for import-linter in pyproject.toml (``[tool.importlinter]``):
+
+- ``layers``: the pipeline's layers (README "What is in it"), highest first; a module imports only
+  from its own layer or the ones below it, directly or through any chain of imports. It is
+  exhaustive: a new top-level module that no layer names breaks it.
+- ``acyclic``: no two modules or subpackages of one package import each other, directly or through
+  their siblings (import-linter's ``acyclic_siblings``, at every depth under ``analogsam``).
+
+import-linter (through grimp) reads every import statement, those inside functions included, so a
+lazy import cannot hide an upward import or a cycle. It runs here, in the test suite, rather than as
+a separate step of ``.ci/run``: every ``./dev.sh test`` (and so CI) checks it, in about a second.
+Each check runs in a subprocess so that a deliberately broken copy of the package is the one analysed.
+"""
+
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import analogsam
 
 PACKAGE = Path(analogsam.__file__).parent
+ROOT = PACKAGE.parent
+CONFIG = ROOT / "pyproject.toml"
 
-# Lowest first. A module belongs to the first prefix that matches its dotted name.
-LAYERS = [
-    (
-        "base",
+_LINT = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))"
+
+
+def _lint(root: Path) -> tuple[int, str]:
+    """import-linter's exit code and report for the package under ``root`` and its pyproject.toml."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LINT, str(root / "pyproject.toml")],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def _copy(tmp_path: Path) -> Path:
+    """A copy of the package and its contracts, to break on purpose."""
+    shutil.copytree(PACKAGE, tmp_path / "analogsam", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(CONFIG, tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def _append(path: Path, code: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + code, encoding="utf-8")
+
+
+def test_the_package_keeps_its_import_contracts():
+    code, report = _lint(ROOT)
+    assert code == 0, report
+    assert "Contracts: 2 kept, 0 broken." in report
+
+
+@pytest.mark.slow  # copies the package and runs import-linter on the copy
+@pytest.mark.parametrize(
+    "module, imported, expected",
+    [
+        # the cycle the acyclic contract was written for (issue 26): the Ray executor calling back into
+        # the protocol that calls it, lazily, inside a function
         (
-            "analogsam.errors",
-            "analogsam.validation",
-            "analogsam.storage",
-            "analogsam.scoring",
-            "analogsam.statistics",
-            "analogsam.device",
-            "analogsam.distributed",
-            "analogsam.progress",
+            "evaluation/ray_sweep.py",
+            "analogsam.evaluation.protocol",
+            ["any one package BROKEN", "No cycles are allowed in analogsam.evaluation.", ".ray_sweep -> .protocol"],
         ),
-    ),
-    ("data", ("analogsam.data",)),
-    ("models", ("analogsam.models",)),
-    ("robustness", ("analogsam.robustness",)),
-    ("quantization", ("analogsam.quantization",)),
-    # below the optimizers and training: hardware-aware training (analogsam.hardware.hwa) and the
-    # device-shaped sharpness (analogsam.optim.device_sam) read the device presets
-    ("hardware", ("analogsam.hardware",)),
-    ("optim", ("analogsam.optim",)),
-    ("training", ("analogsam.training",)),
-    ("evaluation", ("analogsam.evaluation",)),
-    ("studies", ("analogsam.studies",)),
-    ("cli", ("analogsam.cli", "analogsam.__main__")),
-]
+        # a lower layer importing a higher one, inside a function
+        (
+            "data.py",
+            "analogsam.evaluation",
+            ["(README 'What is in it') BROKEN", "analogsam.data -> analogsam.evaluation"],
+        ),
+    ],
+)
+def test_a_deliberate_break_fails_its_contract(tmp_path, module, imported, expected):
+    root = _copy(tmp_path)
+    _append(root / "analogsam" / module, f"\n\ndef _deliberate():\n    import {imported}\n\n    return {imported}\n")
+    code, report = _lint(root)
+    assert code == 1, report
+    for text in expected:
+        assert text in report, report
 
 
-def _layer(module: str) -> int | None:
-    if module == "analogsam":
-        return None  # the package's lazy front door may name anything
-    for rank, (_, prefixes) in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return rank
-    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in {__file__}")
+def test_every_layer_of_the_contract_is_in_the_readme_table():
+    """The README's layer table and the contract name the same layers, in the same order (lowest first)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
-
-def _modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        yield name, path
-
-
-def _imports(name: str, path: Path):
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name, node.lineno
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            for alias in node.names:  # `from analogsam.x import y` may import the submodule y
-                yield f"{target}.{alias.name}" if target.startswith("analogsam") else target, node.lineno
-
-
-def _resolve(target: str) -> str | None:
-    """The longest prefix of ``target`` that is one of our modules."""
-    known = {name for name, _ in _modules()}
-    parts = target.split(".")
-    while parts:
-        candidate = ".".join(parts)
-        if candidate in known:
-            return candidate
-        parts.pop()
-    return None
-
-
-def test_every_module_has_a_layer():
-    for name, _ in _modules():
-        _layer(name)
-
-
-def test_lower_layers_never_import_higher_ones():
-    violations = []
-    for name, path in _modules():
-        own = _layer(name)
-        if own is None:
-            continue
-        for target, line in _imports(name, path):
-            if not target.startswith("analogsam"):
-                continue
-            module = _resolve(target)
-            other = _layer(module) if module else None
-            if other is not None and other > own:
-                violations.append(
-                    f"{path.relative_to(PACKAGE.parent)}:{line} ({LAYERS[own][0]}) imports "
-                    f"{module} ({LAYERS[other][0]})"
-                )
-    assert not violations, "imports against the pipeline's direction:\n" + "\n".join(violations)
-
-
-def test_the_checker_sees_a_violation(tmp_path, monkeypatch):
-    """The rule is real: a lower module importing a higher one inside a function is caught."""
-    path = tmp_path / "bad.py"
-    path.write_text("def f():\n    from analogsam.evaluation import evaluate\n")
-    found = [(t, _layer(_resolve(t))) for t, _ in _imports("analogsam.data", path)]
-    assert found and found[0][1] > _layer("analogsam.data")
+    contract = next(
+        c for c in tomllib.loads(CONFIG.read_text())["tool"]["importlinter"]["contracts"] if c["id"] == "layers"
+    )
+    declared = [layer.split(" : ")[0].strip() for layer in reversed(contract["layers"])]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| layer | package | its job |") :].split("\n\n", 1)[0]
+    packages = [line.split("|")[2] for line in table.splitlines()[2:]]
+    first = [p.split(",")[0].strip().strip("`").removeprefix("analogsam.") for p in packages]
+    assert first == declared

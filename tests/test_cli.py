@@ -7,7 +7,7 @@ import pytest
 
 from analogsam.cli import main
 from analogsam.evaluation.store import read_rows
-from analogsam.training import load_run
+from analogsam.runs import load_run
 
 
 def _train(folder, optimizer, *extra):

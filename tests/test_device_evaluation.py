@@ -21,6 +21,7 @@ from analogsam.cli import main
 from analogsam.device import DeviceUnavailableError, resolve_device
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware import presets as devices
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward
@@ -80,10 +81,10 @@ def test_the_cpu_device_keeps_the_default_numbers(digits_run, digits):
     batches = [(digits.test.x[:150], digits.test.y[:150])]
     common = dict(times="1s,1d", repeats=2, seed=5, progress=False)
     default = evaluate(digits_run, batches, "pcm", **common)
-    on_cpu = evaluate(digits_run, batches, "pcm", device="cpu", **common)
+    on_cpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cpu"), **common)
     assert on_cpu == default
     assert {r["backend"] for r in on_cpu} == {"fast"}
-    with_a_torch_device = evaluate(digits_run, batches, "pcm", device=torch.device("cpu"), **common)
+    with_a_torch_device = evaluate(digits_run, batches, "pcm", layout=PassLayout(device=torch.device("cpu")), **common)
     assert with_a_torch_device == default
 
 
@@ -91,7 +92,7 @@ def test_the_cpu_device_keeps_the_default_numbers(digits_run, digits):
 def test_cuda_without_a_gpu_is_refused_before_any_work(digits_run, digits, tmp_path):
     batches = [(digits.test.x[:50], digits.test.y[:50])]
     with pytest.raises(DeviceUnavailableError) as refused:
-        evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False, device="cuda")
+        evaluate(digits_run, batches, "pcm", times="1s", repeats=1, progress=False, layout=PassLayout(device="cuda"))
     assert "\n" not in str(refused.value) and "--device cpu" in str(refused.value)
 
 
@@ -177,13 +178,14 @@ def _cuda_pretended(monkeypatch):
     PyTorch's fake tensors carry a device and no data: every operation checks that its operands
     share a device, so a tensor the CUDA path left on the CPU fails here as it would on a GPU.
     What they cannot run is patched: aihwkit's C++ reads run outside the fake mode (real CPU
-    tensors, as on a GPU machine), the draws take no generator (a CUDA generator needs a GPU),
-    and the steps whose control flow reads data (the zero-vector short cut; bound management,
+    tensors, as on a GPU machine), the engine's seed is not read from the generator (a CUDA
+    generator needs a GPU), its table is not cached on the fake device, and the steps whose control flow reads data (the zero-vector short cut; bound management,
     switched off by the preset instead) are skipped."""
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     import analogsam.hardware.fast.aihwkit_adapter as adapter
     import analogsam.hardware.fast.engine as engine
+    import analogsam.hardware.fast.noise as noise
     import analogsam.hardware.fast.tile as tile
 
     def outside(read):
@@ -220,9 +222,9 @@ def _cuda_pretended(monkeypatch):
         ),
     )
     monkeypatch.setattr(engine, "resolve_device", torch.device)
-    monkeypatch.setattr(
-        tile, "_gaussian", lambda like, gen: torch.randn(like.shape, dtype=like.dtype, device=like.device)
-    )
+    monkeypatch.setattr(engine, "seed_of", lambda generator: 0)
+    monkeypatch.setattr(noise, "seed_of", lambda generator: 1)
+    monkeypatch.setattr(noise, "_table_on", lambda device: torch.from_numpy(noise.table()).to(device))
     monkeypatch.setattr(tile.Tile, "_zero_mask", lambda self, nonpositive, count=None: None)
 
 
@@ -307,13 +309,16 @@ def _engines(analog, seed: int = 0):
 
 
 @needs_cuda
+@pytest.mark.parametrize("noise", ["off", "on"])
 @pytest.mark.parametrize("net", ["mlp", "convnet"])
-def test_cuda_equals_the_cpu_up_to_summation_order_with_noise_off(net, digits_run, digits):
-    quiet = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0})
+def test_cuda_equals_the_cpu_up_to_summation_order(net, noise, digits_run, digits):
+    """Noise off, and noise on: the engine's generator draws the same numbers on both devices
+    (:mod:`analogsam.hardware.fast.noise`), so only the summation order differs."""
+    preset = devices.load("pcm", io={"out_noise": 0.0, "w_noise": 0.0}) if noise == "off" else devices.load("pcm")
     if net == "mlp":
-        analog, x = programmed(digits_run.model, quiet), digits.test.x
+        analog, x = programmed(digits_run.model, preset), digits.test.x
     else:
-        analog, x = programmed(small_convnet(), quiet), images(digits, len(digits.test.x))
+        analog, x = programmed(small_convnet(), preset), images(digits, len(digits.test.x))
     engines = _engines(analog)
     cpu = engines["cpu"](x)
     gpu = engines["cuda"](x)
@@ -395,12 +400,12 @@ def test_cuda_is_seeded_and_refuses_a_cpu_generator(digits):
 def test_evaluate_on_cuda_measures_what_the_cpu_measures(digits_run, digits):
     batches = [(digits.test.x, digits.test.y)]
     common = dict(times="1s,1d", repeats=4, seed=2, progress=False)
-    cpu = evaluate(digits_run, batches, "pcm", device="cpu", **common)
-    gpu = evaluate(digits_run, batches, "pcm", device="cuda", **common)
+    cpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cpu"), **common)
+    gpu = evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cuda"), **common)
     assert {r["backend"] for r in gpu} == {"fast-cuda"}
     assert [r["seed"] for r in gpu] == [r["seed"] for r in cpu]
     for a, b in zip(cpu, gpu):
         assert abs(a["digital_value"] - b["digital_value"]) <= 1 / len(digits.test.y)
-        assert abs(a["value"] - b["value"]) < 0.03  # one programming: the same draws, other forward noise
+        assert abs(a["value"] - b["value"]) < 0.03  # the same draws, another summation order
     with pytest.raises(InvalidParameterError, match="aihwkit"):
-        evaluate(digits_run, batches, "pcm", device="cuda", backend="aihwkit", **common)
+        evaluate(digits_run, batches, "pcm", layout=PassLayout(device="cuda", backend="aihwkit"), **common)

@@ -57,6 +57,9 @@ RUNS = [
     ("adversarial_noise_only", "adversarial", {"beta": 0.0, "zeta_forward": 0.1}, False),
     ("noise", "noise", {}, False),
     ("rwp", "rwp", {}, True),
+    # quantized: LIQ's clips are initialised from a batch, which differs per replica unless synchronised
+    ("saq_w4a4", "saq", {"quantize": "w4a4", "rho": RHO}, False),
+    ("sgd_w4a4", "sgd", {"quantize": "w4a4"}, True),
 ]
 
 

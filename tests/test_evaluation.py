@@ -9,6 +9,7 @@ from scipy import stats
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate, format_time, parse_times, summarize, sweep
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, SettingsMismatchError, read_rows, write_rows
 
 
@@ -63,7 +64,7 @@ def test_t1_close_to_digital_and_drift_hurts_without_compensation(digits_run, di
 def test_same_seed_same_numbers(digits_run, digits, backend):
     # aihwkit's C++ forward noise cannot be seeded, so its backend is reproducible only without it.
     overrides = {"io.out_noise": 0.0} if backend == "aihwkit" else None
-    kwargs = dict(times="1s,1d", repeats=2, progress=False, backend=backend, overrides=overrides)
+    kwargs = dict(times="1s,1d", repeats=2, progress=False, layout=PassLayout(backend=backend), overrides=overrides)
     a = evaluate(digits_run, _batches(digits), "pcm", seed=7, **kwargs)
     b = evaluate(digits_run, _batches(digits), "pcm", seed=7, **kwargs)
     assert [r["accuracy"] for r in a] == [r["accuracy"] for r in b]
@@ -114,8 +115,9 @@ def test_summary_statistics():
             "preset_hash": "h",
             "t_seconds": 1.0,
             "repeat": i,
-            "accuracy": v,
-            "digital_accuracy": 0.9,
+            "metric": "accuracy",
+            "value": v,
+            "digital_value": 0.9,
         }
         for i, v in enumerate(values)
     ]
@@ -202,8 +204,9 @@ def test_faults_are_a_column_and_keep_their_seeds(digits_run, digits):
     faulted = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, progress=False, faults=FAULTS)
     assert clean[0]["run"] == "sgd" and clean[0]["faults"] == ""
     assert {(r["run"], r["faults"]) for r in faulted} == {("sgd", FAULT_LABEL)}
-    # the repeat seed is still derived from the name faulted runs had when faults were its suffix
-    assert [r["seed"] for r in faulted] == [derive_seed(0, f"sgd [{FAULT_LABEL}]", "pcm", k) for k in range(2)]
+    # one seed derivation: (seed, run, faults, preset, repeat); clean and faulted repeats draw apart
+    assert [r["seed"] for r in faulted] == [derive_seed(0, "sgd", FAULT_LABEL, "pcm", k) for k in range(2)]
+    assert clean[0]["seed"] == derive_seed(0, "sgd", "", "pcm", 0) != faulted[0]["seed"]
     # summaries never mix faulted and clean rows of one run
     summary = summarize(clean + faulted)
     assert [(s["faults"], s["n"]) for s in summary] == [("", 1), (FAULT_LABEL, 2)]
@@ -217,8 +220,8 @@ def test_faulted_and_clean_cells_resume_apart(digits_run, digits, tmp_path):
     assert len(first) == 2  # the clean repeat 0 does not count as the faulted repeat 0
     resumed = ResultStore(tmp_path)
     assert resumed.done == {
-        ("sgd", "", "pcm", first[0]["preset_hash"], 0),
-        ("sgd", FAULT_LABEL, "pcm", first[0]["preset_hash"], 0),
+        ("sgd", "", "pcm", first[0]["preset_hash"], 0, "accuracy"),
+        ("sgd", FAULT_LABEL, "pcm", first[0]["preset_hash"], 0, "accuracy"),
     }
     new = evaluate(
         digits_run, _batches(digits), "pcm", times="1s,1d", repeats=2, faults=FAULTS, store=resumed, progress=False
@@ -230,18 +233,16 @@ def test_faulted_and_clean_cells_resume_apart(digits_run, digits, tmp_path):
     )
 
 
-def test_results_written_before_the_faults_column_load_as_clean(digits_run, digits, tmp_path):
-    old = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
-    write_rows(tmp_path / "results.csv", old, [c for c in RESULT_COLUMNS if c != "faults"])
-    store = ResultStore(tmp_path)
-    assert store.rows[0]["faults"] == "" and len(store.done) == 1
-    new = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, store=store, progress=False)
-    assert [r["repeat"] for r in new] == [1]
-    rows = read_rows(tmp_path / "results.csv")
-    assert [(r["repeat"], r["faults"], r["accuracy"]) for r in rows] == [
-        (0, "", old[0]["accuracy"]),
-        (1, "", new[0]["accuracy"]),
-    ]
+def test_results_with_other_columns_are_refused(digits_run, digits, tmp_path):
+    rows = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
+    write_rows(tmp_path / "results.csv", rows, [c for c in RESULT_COLUMNS if c != "faults"])
+    before = (tmp_path / "results.csv").read_bytes()
+    with pytest.raises(SettingsMismatchError, match=r"results\.csv has the columns .*another --out folder"):
+        ResultStore(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == before  # left as it was
+    # the columns it writes, with a varied knob's column after them, are its own
+    write_rows(tmp_path / "results.csv", [{**rows[0], "io.adc_bits": 6}], RESULT_COLUMNS + ["io.adc_bits"])
+    assert len(ResultStore(tmp_path).done) == 1
 
 
 def test_unreadable_settings_record_is_refused(tmp_path):
@@ -257,8 +258,8 @@ def test_unreadable_settings_record_is_refused(tmp_path):
         dict(repeats=1.5),
         dict(seed=-1),
         dict(seed=0.5),
-        dict(batch_size=0),
-        dict(backend="gpu"),
+        dict(layout="fast"),
+        dict(labels={"optimizer": "sam"}),
         dict(times="0"),
         dict(times="abc"),
         dict(only_repeats=[2]),

@@ -246,7 +246,7 @@ def test_fault_curve(kind):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m: F.inject_stuck_at(m, -0.1), r"rate must be in \[0.0, 1.0\]"),
+        (lambda m: F.inject_stuck_at(m, -0.1), r"rate must be a number in \[0, 1\], got -0.1"),
         (lambda m: F.inject_stuck_at(m, 1.5), "rate"),
         (lambda m: F.inject_stuck_at(m, 0.1, stuck_values={"max": 0.5}), "sum to 1"),
         (lambda m: F.inject_stuck_at(m, 0.1, stuck_values="one"), "stuck_values"),

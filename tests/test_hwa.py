@@ -330,7 +330,8 @@ def test_a_hwa_run_checkpoints_its_ranges_and_is_measured_with_them(tmp_path):
     sets them as the tiles' static input ranges instead of calibrating."""
     from analogsam.data import load_dataset
     from analogsam.hardware.conversion import convert
-    from analogsam.training import load_run, train
+    from analogsam.runs import load_run
+    from analogsam.training import train
 
     preset = _noir(tmp_path)
     data = load_dataset("digits")

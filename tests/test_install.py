@@ -63,7 +63,7 @@ def test_the_installed_copy_is_imported_not_the_source_tree(installed):
         [
             str(bin_dir / "python"),
             "-c",
-            "from analogsam.hardware.presets.loading import _shipped; print(*_shipped().values())",
+            "from analogsam.hardware.presets.discovery import shipped; print(*shipped().values())",
         ],
         cwd,
     )

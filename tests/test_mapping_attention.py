@@ -13,13 +13,14 @@ from torch import nn
 
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware import presets as devices
 from analogsam.hardware.conversion import convert
 from analogsam.hardware.fast import FastAnalogForward, unsupported_reason
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.mapping.attention import PaddedTransformerEncoder, TiledMultiheadAttention
+from analogsam.models import roles
 from analogsam.optim import ASAM, adaptive_param_groups
-from analogsam.robustness import roles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -350,7 +351,9 @@ def trained(model, digits, steps=150, lr=0.01):
 def assert_fast_rows(model, digits):
     """evaluate(..., backend="fast") on pcm: rows at 1 s and 1 year, accuracy near the digital one at 1 s."""
     x, y = digits_sequences(digits, "test")
-    rows = evaluate(model, [(x, y)], "pcm", times=[1.0, 31536000.0], repeats=2, backend="fast", progress=False)
+    rows = evaluate(
+        model, [(x, y)], "pcm", times=[1.0, 31536000.0], repeats=2, layout=PassLayout(backend="fast"), progress=False
+    )
     assert len(rows) == 4 and {r["backend"] for r in rows} == {"fast"}
     digital = rows[0]["digital_accuracy"]
     at_1s = [r["accuracy"] for r in rows if r["t_seconds"] == 1.0]

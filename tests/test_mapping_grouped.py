@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.conversion import ConversionError, convert
 from analogsam.hardware.mapping import REWRITES, map_to_tiles
 from analogsam.hardware.mapping.grouped import GROUPED_CONV, GroupedConv
@@ -122,20 +123,33 @@ def mobilenet_run(digits):
 
 
 def test_evaluate_runs_a_depthwise_cnn_on_both_backends_alike(mobilenet_run, digits):
-    """With the forward noise off (programming and drift are seeded alike in both backends) the
-    fast engine and aihwkit's tiles classify the same samples the same way."""
+    """With the forward noise off and the same programmed and drifted weights, the fast engine and
+    aihwkit's tiles classify the same samples the same way; ``evaluate`` runs on both backends (the
+    fast backend programs every tile at once, another realisation of the same distributions:
+    ``tests/test_programming.py`` compares those)."""
+    from analogsam.hardware import presets
+    from analogsam.hardware.fast import FastAnalogForward
+
+    analog = convert(mobilenet_run.model, presets.load("pcm", io={"out_noise": 0.0}))
+    engine = FastAnalogForward(analog)
+    x = digits.test.x
+    for t in (1.0, 86400.0):
+        torch.manual_seed(3)
+        analog.program_analog_weights()
+        analog.drift_analog_weights(t)
+        engine.sync(torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            theirs, ours = analog(x), engine(x)
+        # one sample may flip where an ADC rounding boundary falls between the two summation orders
+        assert int((theirs.argmax(1) != ours.argmax(1)).sum()) <= 1, t
+        assert float((theirs.argmax(1) == digits.test.y).float().mean()) > 0.5
     kwargs = dict(times="1s,1d", repeats=2, seed=3, progress=False, overrides={"io.out_noise": 0.0})
-    fast = evaluate(mobilenet_run, digits.test.batches(400), "pcm", backend="fast", **kwargs)
-    aihwkit = evaluate(mobilenet_run, digits.test.batches(400), "pcm", backend="aihwkit", **kwargs)
+    fast = evaluate(mobilenet_run, digits.test.batches(400), "pcm", layout=PassLayout(backend="fast"), **kwargs)
+    aihwkit = evaluate(mobilenet_run, digits.test.batches(400), "pcm", layout=PassLayout(backend="aihwkit"), **kwargs)
     assert len(fast) == len(aihwkit) == 4
     assert {r["backend"] for r in fast} == {"fast"} and {r["backend"] for r in aihwkit} == {"aihwkit"}
     assert fast[0]["digital_accuracy"] > 0.6  # a trained network, so agreement means something
-    n = fast[0]["n_samples"]
-    for a, b in zip(fast, aihwkit):
-        # one sample may flip where an ADC rounding boundary falls between the two summation orders
-        assert abs(a["accuracy"] - b["accuracy"]) <= 1 / n + 1e-12, (a, b)
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
-        assert a["accuracy"] > 0.5
+    assert all(r["accuracy"] > 0.5 for r in fast + aihwkit)
 
 
 def test_a_refused_grouped_layer_is_named_by_its_path():

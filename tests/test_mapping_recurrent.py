@@ -20,8 +20,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 from analogsam.errors import InvalidParameterError
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.mapping.recurrent import TiledRNN
+from analogsam.models import roles
 from analogsam.optim import ASAM, adaptive_param_groups
-from analogsam.robustness import roles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,6 +16,7 @@ from analogsam.data import ArrayDataset, DatasetSplits
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate, read_rows, summarize
 from analogsam.evaluation.report import markdown_table, text_table, write_report
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.store import RESULT_COLUMNS, ResultStore, write_rows
 from analogsam.scoring import Metric, model_output, perplexity, resolve_metric, score, task_loss, top_k
 from analogsam.training import train
@@ -177,7 +178,9 @@ def test_model_output_takes_the_prediction():
 @pytest.mark.parametrize("kind", ["dict", "tuple", "hf", "ordered", "scores"])
 def test_evaluate_reads_every_output_kind(digits_run, digits, kind):
     batches = list(digits.test.batches(200))
-    plain = evaluate(digits_run.model, batches, "pcm", times="1s", repeats=1, backend="fast", progress=False)
+    plain = evaluate(
+        digits_run.model, batches, "pcm", times="1s", repeats=1, layout=PassLayout(backend="fast"), progress=False
+    )
     output_fn = (lambda out: out["scores"]) if kind == "scores" else None
     wrapped = evaluate(
         Wrapped(copy.deepcopy(digits_run.model), kind),
@@ -185,7 +188,7 @@ def test_evaluate_reads_every_output_kind(digits_run, digits, kind):
         "pcm",
         times="1s",
         repeats=1,
-        backend="fast",
+        layout=PassLayout(backend="fast"),
         progress=False,
         run="MLP",
         output_fn=output_fn,
@@ -285,7 +288,7 @@ def test_perplexity_over_time_on_the_fast_engine_and_a_report_that_says_lower_is
         "pcm",
         times="1s,1d",
         repeats=2,
-        backend="fast",
+        layout=PassLayout(backend="fast"),
         progress=False,
         metric="perplexity",
         run="lm",
@@ -361,7 +364,7 @@ def test_adversarial_kl_is_per_token_for_sequences():
 
 
 def test_probes_measure_perplexity_and_drops_are_losses(lm_run):
-    from analogsam.robustness import analyze_model
+    from analogsam.robustness import CurveSettings, analyze_model
 
     data = list(_lm_data().test.batches(20))
     out = analyze_model(
@@ -370,8 +373,7 @@ def test_probes_measure_perplexity_and_drops_are_losses(lm_run):
         metric="perplexity",
         metrics=["average_sharpness"],
         curves=["weight_noise_relative"],
-        relative_etas=(0.0, 0.5),
-        noise_draws=3,
+        robustness=CurveSettings(relative_etas=(0.0, 0.5), noise_draws=3),
         seed=0,
     )
     assert out["clean"]["perplexity"] == pytest.approx(score(lm_run.model, data, metric="perplexity").value)
@@ -418,9 +420,8 @@ def test_regression_metrics_train_with_mean_squared_error():
 # --- results.csv ------------------------------------------------------------------------------------
 
 
-def test_old_results_read_as_accuracy_rows(tmp_path):
-    old_columns = [c for c in RESULT_COLUMNS if c not in ("metric", "higher_is_better", "value", "digital_value")]
-    old = [
+def test_accuracy_cells_are_keyed_by_their_metric(tmp_path):
+    rows = [
         {
             "run": "a",
             "optimizer": "sgd",
@@ -432,22 +433,25 @@ def test_old_results_read_as_accuracy_rows(tmp_path):
             "t_seconds": 1.0,
             "repeat": 0,
             "seed": 7,
+            "metric": "accuracy",
+            "higher_is_better": True,
+            "value": 0.9,
             "accuracy": 0.9,
             "loss": 0.3,
+            "digital_value": 0.95,
             "digital_accuracy": 0.95,
             "n_samples": 10,
             "backend": "fast",
         }
     ]
-    write_rows(tmp_path / "results.csv", old, old_columns)
+    write_rows(tmp_path / "results.csv", rows, RESULT_COLUMNS)
     (row,) = read_rows(tmp_path / "results.csv")
     assert (row["metric"], row["value"], row["digital_value"], row["higher_is_better"]) == ("accuracy", 0.9, 0.95, True)
     store = ResultStore(tmp_path)
-    assert (tmp_path / "results.csv").read_text().splitlines()[0].split(",") == RESULT_COLUMNS
-    assert [r["accuracy"] for r in read_rows(tmp_path / "results.csv")] == [0.9]
+    assert store.done == {("a", "", "pcm", "h", 0, "accuracy")}
     preset = type("P", (), {"name": "pcm", "hash": "h"})()
     assert store.has("a", "", preset, 0) and not store.has("a", "", preset, 0, "top5")
-    assert summarize([old[0]])[0]["mean"] == 0.9  # rows without a metric column summarise as accuracy
+    assert summarize(rows)[0]["mean"] == 0.9
 
 
 def test_a_custom_metric_keeps_its_direction_in_reports():

@@ -144,7 +144,8 @@ def test_new_models_train_on_digits(name, optimizer, lr, digits):
 
 
 def test_spec_of_a_new_model_rebuilds_it_through_a_checkpoint(tmp_path, digits):
-    from analogsam.training import load_run, train
+    from analogsam.runs import load_run
+    from analogsam.training import train
 
     spec = make_spec("mobilenet-tiny", in_channels=1, num_classes=10, input_size=8, width_multiplier=0.5, blocks=3)
     run = train(spec, digits, optimizer="sgd", epochs=1, batch_size=256, seed=0, progress=False, out=tmp_path / "m")

@@ -55,7 +55,7 @@ def test_notebook_outputs_name_no_machine_path(path):
     paths = found(notebook_outputs(path))
     assert not paths, (
         f"{path.relative_to(ROOT)} shows absolute paths of the machine that ran it: {paths[:5]}; "
-        f"print names or relative paths and re-execute it (python notebooks/build_notebooks.py --execute "
+        f"print names or relative paths and re-execute it (./dev.sh notebooks "
         f"{path.name[:2]})"
     )
 

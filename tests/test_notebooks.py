@@ -1,20 +1,24 @@
-"""Every notebook in notebooks/ runs headless, top to bottom, with small parameters.
+"""The notebooks: each one's paired source agrees with it, and each runs headless, top to bottom, with small parameters.
 
-The small values are injected in a cell right after the notebook's ``parameters`` cell (as papermill
-does); run folders and outputs go to a temporary folder, so the shared studies are never touched.
+``notebooks/NAME.py`` (jupytext's percent format) is a notebook's source; ``NAME.ipynb`` holds the same
+cells with the outputs of a real run (``notebooks/jupytext.toml`` pairs them). The agreement is jupytext's own
+comparison of the two (what ``jupytext --sync`` keeps true). The runs execute the ``.py`` source with
+papermill, which injects the small values in a cell after the notebook's cell tagged ``parameters``; run
+folders and outputs go to a temporary folder, so the shared studies are never touched.
 """
 
-import ast
 from pathlib import Path
 
+import jupytext
 import nbformat
+import papermill
 import pytest
-from nbclient import NotebookClient
-
-pytestmark = pytest.mark.slow  # executes the notebooks
+from jupytext.compare import NotebookDifference, compare_notebooks
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+SOURCES = sorted(NOTEBOOK_DIR.glob("[0-9]*.py"))
+PAIRED_FORMAT = "py:percent"
 
 # Small enough for seconds per notebook: the 8x8 digits, an MLP, one epoch, two repeats.
 SMALL = {
@@ -50,42 +54,73 @@ SMALL_BY_NOTEBOOK = {
 }
 
 
-def _parameter_names(source: str) -> set[str]:
-    return {
-        t.id
-        for node in ast.parse(source).body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-        if isinstance(t, ast.Name)
-    }
+def test_every_notebook_is_paired_and_tested():
+    assert {p.stem for p in NOTEBOOKS} == {p.stem for p in SOURCES} == set(SMALL_BY_NOTEBOOK)
+    config = jupytext.config.find_jupytext_configuration_file(str(NOTEBOOK_DIR))
+    assert config and Path(config).parent == NOTEBOOK_DIR, "notebooks/jupytext.toml pairs the notebooks"
+    assert jupytext.config.load_jupytext_configuration_file(config).formats == [f"ipynb,{PAIRED_FORMAT}"]
 
 
-def test_every_notebook_is_tested():
-    assert {p.stem for p in NOTEBOOKS} == set(SMALL_BY_NOTEBOOK)
+def _differences(source, notebook) -> str:
+    """jupytext's comparison of a source with its notebook (inputs, cell types, metadata): '' when they agree.
+
+    The notebook is compared as the source ``jupytext --sync`` would write from it, so that what the pairing
+    leaves out of the source (outputs, papermill's per-cell record) is left out of the notebook too.
+    """
+    as_source = jupytext.reads(jupytext.writes(notebook, fmt=PAIRED_FORMAT), fmt=PAIRED_FORMAT)
+    try:
+        compare_notebooks(source, as_source, fmt=PAIRED_FORMAT)
+    except NotebookDifference as difference:
+        return str(difference)
+    return ""
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
-    index = tagged[0]
-    names = _parameter_names(nb.cells[index].source)
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_source_and_notebook_agree(source):
+    differences = _differences(jupytext.read(source), jupytext.read(source.with_suffix(".ipynb")))
+    assert not differences, (
+        f"{source.relative_to(NOTEBOOK_DIR.parent)} and its .ipynb differ: {differences}\n"
+        f"run `jupytext --sync {source.relative_to(NOTEBOOK_DIR.parent)}` (then `./dev.sh notebooks "
+        f"{source.stem[:2]}` if code changed)"
+    )
 
-    small = {**SMALL, **SMALL_BY_NOTEBOOK[path.stem], "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out")}
-    small = {k: v for k, v in small.items() if k in names or k in SMALL_BY_NOTEBOOK[path.stem]}
-    missing = set(SMALL_BY_NOTEBOOK[path.stem]) - names
-    assert not missing, f"{path.name}'s parameters cell lost {sorted(missing)}: the test would run it at full size"
-    assert {"RUNS", "OUT", "EPOCHS", "REPEATS"} <= names, f"{path.name} must take RUNS, OUT, EPOCHS and REPEATS"
-    injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in small.items()))
-    injected.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(index + 1, injected)
 
-    # cwd is the temporary folder: even a relative default path cannot reach the repository
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+@pytest.mark.parametrize("kind", ["code", "markdown"])
+def test_the_agreement_check_sees_an_edit(kind):
+    """An edit of one cell in the source alone (code or markdown) is a difference: the check above can fail."""
+    source = SOURCES[0]
+    edited = jupytext.read(source)
+    cell = next(c for c in edited.cells if c.cell_type == kind)
+    cell.source += "\n# edited" if kind == "code" else "\nedited"
+    assert _differences(edited, jupytext.read(source.with_suffix(".ipynb")))
 
-    errors = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
-    ]
-    assert not errors
+
+@pytest.mark.slow  # executes the notebooks
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_notebook_runs(source, tmp_path):
+    notebook = jupytext.read(source)
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{source.name} needs exactly one cell tagged 'parameters'"
+    unexecuted = tmp_path / f"{source.stem}.ipynb"
+    nbformat.write(notebook, unexecuted)
+    names = set(papermill.inspect_notebook(unexecuted))
+
+    small = {**SMALL, **SMALL_BY_NOTEBOOK[source.stem], "RUNS": str(tmp_path / "runs"), "OUT": str(tmp_path / "out")}
+    missing = set(SMALL_BY_NOTEBOOK[source.stem]) - names
+    assert not missing, f"{source.name}'s parameters cell lost {sorted(missing)}: the test would run it at full size"
+    assert {"RUNS", "OUT", "EPOCHS", "REPEATS"} <= names, f"{source.name} must take RUNS, OUT, EPOCHS and REPEATS"
+    small = {k: v for k, v in small.items() if k in names}
+
+    # cwd is the temporary folder: even a relative default path cannot reach the repository.
+    # A cell that raises fails here with papermill's PapermillExecutionError (the cell and the traceback).
+    executed = papermill.execute_notebook(
+        unexecuted,
+        tmp_path / f"{source.stem}-executed.ipynb",
+        parameters=small,
+        cwd=tmp_path,
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "DATASET = " in injected[0].source
     assert any(p.suffix == ".png" for p in (tmp_path / "out").iterdir()), "no plot was written"

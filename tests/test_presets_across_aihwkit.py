@@ -1,7 +1,8 @@
 """Presets keep their meaning across the aihwkit versions analogsam installs (1.1.0, 1.2.0).
 
 The digits MLP is measured on every shipped preset by the seeded fast engine (backend ``fast``:
-aihwkit's own programming and drift, then the engine's replay of the tiles' forward, which the
+aihwkit's noise-model methods programming and drifting all tiles at once
+(:mod:`analogsam.hardware.programming`), then the engine's replay of the tiles' forward, which the
 conformance tests check against each version's C++ tiles), and its accuracy at each repeat is
 compared with the accuracies recorded under the other aihwkit version in
 ``tests/data/preset_accuracies_aihwkit-*.json``, **paired by programming seed**: repeat k of a cell
@@ -33,6 +34,7 @@ import pytest
 from scipy.stats import binom, binomtest
 
 from analogsam.evaluation import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.presets import list_presets, load
 
 DATA = Path(__file__).parent / "data"
@@ -63,7 +65,7 @@ def preset_accuracies(run, digits) -> dict:
             times=preset_times(name),
             repeats=REPEATS,
             seed=0,
-            backend="fast",
+            layout=PassLayout(backend="fast"),
             progress=False,
         )
         for row in sorted(rows, key=lambda r: (r["t_seconds"], r["repeat"])):

@@ -26,7 +26,8 @@ from analogsam.quantization import (
     weight_codes,
     weights_from_codes,
 )
-from analogsam.training import load_run, train
+from analogsam.runs import load_run
+from analogsam.training import train
 
 
 class TinyNet(nn.Module):
@@ -514,3 +515,22 @@ def test_a_quantized_network_converts_after_a_forward_that_kept_its_quantized_we
         for layer in (m for _, m in quantized_layers(model)):
             layer.keep_quantized_grad = False
             layer.quantized_weight = None
+
+
+def test_initialize_clips_sets_the_clips_and_leaves_batchnorm_statistics_alone():
+    from analogsam.quantization import initialize_clips
+
+    torch.manual_seed(0)
+    net = quantize_model(nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)), "w4a4").eval()
+    x = torch.randn(16, 4)
+    initialize_clips(net, x)
+    first, last = (m for _, m in quantized_layers(net))
+    assert bool(first.clips_initialized) and bool(last.clips_initialized) and not net.training
+    assert float(first.activation_clip.detach()) == pytest.approx(0.8 * float(x.abs().max()))
+    assert float(first.weight_clip.detach()) == pytest.approx(0.8 * float(first.weight.detach().abs().max()))
+    bn = net[1]
+    assert torch.equal(bn.running_mean, torch.zeros(6)) and torch.equal(bn.running_var, torch.ones(6))
+    assert int(bn.num_batches_tracked) == 0
+    with torch.no_grad():  # what the last layer saw: BatchNorm in training mode (batch statistics)
+        hidden = torch.relu(F.batch_norm(net[0](x), None, None, bn.weight, bn.bias, training=True))
+    assert float(last.activation_clip.detach()) == pytest.approx(0.8 * float(hidden.abs().max()), rel=1e-4)

@@ -83,13 +83,14 @@ def test_rows_on_ray_equal_the_serial_sweep(local_ray, tiny_runs, serial_rows, t
 def test_a_resumed_sweep_submits_only_the_missing_cells(local_ray, tiny_runs, serial_rows, tmp_path, monkeypatch):
     sweep(tiny_runs, out=tmp_path, progress=False, **{**SETTINGS, "repeats": 1})  # repeat 0 of each run is done
     before = (tmp_path / "results.csv").read_text()
-    submitted, real = [], protocol.cells_on_ray
+    submitted, real = [], protocol.run_tasks
 
-    def spy(cells, *args, **kwargs):
-        submitted.extend((r.name, p.name, k) for _, r, p, ks in cells for k in ks)
-        return real(cells, *args, **kwargs)
+    def spy(fn, tasks, **kwargs):  # a task: (run, batches, preset, times, repeats, its repeats, settings)
+        tasks = list(tasks)
+        submitted.extend((task[0].name, task[2].name, k) for task in tasks for k in task[5])
+        return real(fn, tasks, **kwargs)
 
-    monkeypatch.setattr(protocol, "cells_on_ray", spy)
+    monkeypatch.setattr(protocol, "run_tasks", spy)
     rows = sweep(tiny_runs, ray=True, out=tmp_path, progress=False, **SETTINGS)
     assert sorted(submitted) == [(run, "pcm", k) for run in ("sam", "sgd") for k in (1, 2)]
     assert (tmp_path / "results.csv").read_text().startswith(before)  # finished cells are kept as they were

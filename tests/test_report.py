@@ -30,6 +30,10 @@ def _row(run, preset, t, accuracy, repeat=0, faults="", digital=0.9):
         "preset_hash": "h",
         "t_seconds": t,
         "repeat": repeat,
+        "metric": "accuracy",
+        "higher_is_better": True,
+        "value": accuracy,
+        "digital_value": digital,
         "accuracy": accuracy,
         "digital_accuracy": digital,
     }

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from analogsam import storage, training
-from analogsam.studies import default
+from analogsam import runs, storage, training
 
 
 def test_matching_record_reads_back_only_work_done_with_the_same_settings(tmp_path):
@@ -40,23 +39,23 @@ def test_checkpoint_is_written_atomically(digits_run):
 def test_train_or_reuse_records_its_settings_and_reuses_only_the_same_run(digits, tmp_path, monkeypatch):
     kwargs = dict(model="mlp", data=digits, optimizer="sgd", epochs=1, batch_size=64, seed=0, progress=False)
     out = tmp_path / "sgd"
-    first = default.train_or_reuse(out, **kwargs)
-    record = json.loads((out / default.REUSE_RECORD).read_text())
+    first = training.train_or_reuse(out, **kwargs)
+    record = json.loads((out / runs.REUSE_RECORD).read_text())
     assert record["settings"]["dataset"] == "digits" and record["settings"]["epochs"] == 1
     assert record["settings_hash"] == storage.settings_hash(record["settings"])
     assert record["checkpoint"] == storage.file_digest(out / "checkpoint.pt")
 
     trained = []
-    real_train = training.train  # train_or_reuse lives in training.py now; default keeps its name
+    real_train = training.train
     monkeypatch.setattr(training, "train", lambda **kw: trained.append(kw) or real_train(**kw))
-    again = default.train_or_reuse(out, **{**kwargs, "progress": True})  # how progress shows is no setting
+    again = training.train_or_reuse(out, **{**kwargs, "progress": True})  # how progress shows is no setting
     assert trained == [] and again.metrics == first.metrics
-    default.train_or_reuse(out, **{**kwargs, "seed": 1})  # another setting: trained again
+    training.train_or_reuse(out, **{**kwargs, "seed": 1})  # another setting: trained again
     assert len(trained) == 1
-    default.train_or_reuse(out, **{**kwargs, "seed": 1})
+    training.train_or_reuse(out, **{**kwargs, "seed": 1})
     assert len(trained) == 1
     torch.save({"not": "the recorded checkpoint"}, out / "checkpoint.pt")  # changed since it was recorded
-    default.train_or_reuse(out, **{**kwargs, "seed": 1})
+    training.train_or_reuse(out, **{**kwargs, "seed": 1})
     assert len(trained) == 2
 
 
@@ -65,8 +64,8 @@ def test_train_or_reuse_always_trains_a_module_it_cannot_name(digits, tmp_path, 
     monkeypatch.setattr(training, "train", lambda **kw: calls.append(kw) or "trained")
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
     for _ in range(2):
-        assert default.train_or_reuse(tmp_path / "own", model=module, data=digits) == "trained"
-    assert len(calls) == 2 and not (tmp_path / "own" / default.REUSE_RECORD).exists()
+        assert training.train_or_reuse(tmp_path / "own", model=module, data=digits) == "trained"
+    assert len(calls) == 2 and not (tmp_path / "own" / runs.REUSE_RECORD).exists()
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models import roles
 from analogsam.optim import ASAM, adaptive_param_groups, non_norm_parameters, weight_parameters
-from analogsam.robustness import roles, sharpness
+from analogsam.robustness import sharpness
 
 
 def bn_net(seed=0):

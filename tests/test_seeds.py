@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analogsam import training
+from analogsam import runs, training
 from analogsam.cli import main
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import derive_seed, evaluate, sweep
@@ -63,12 +63,12 @@ def test_train_seeds_takes_seeds_not_seed(digits, tmp_path):
 
 def test_load_group_and_load_runs(group, digits_run, tmp_path):
     folder = group[0].path.parent
-    assert training.is_seed_group(folder) and not training.is_seed_group(group[0].path)
-    loaded = training.load_group(folder)
+    assert runs.is_seed_group(folder) and not runs.is_seed_group(group[0].path)
+    loaded = runs.load_group(folder)
     assert [(r.name, r.train_seed, r.group) for r in loaded] == [("sgd", 0, "sgd"), ("sgd", 1, "sgd")]
-    assert training.load_group(digits_run.path)[0].group is None  # a single run folder: itself
-    with pytest.raises(training.RunNotFoundError, match="is a seed group"):
-        training.load_run(folder)
+    assert runs.load_group(digits_run.path)[0].group is None  # a single run folder: itself
+    with pytest.raises(runs.RunNotFoundError, match="is a seed group"):
+        runs.load_run(folder)
     assert [r.train_seed for r in load_runs([folder])] == [0, 1]
     with pytest.raises(InvalidParameterError, match="share a training seed"):
         load_runs([folder, folder])
@@ -80,8 +80,8 @@ def test_a_seed_folder_holding_another_seed_is_refused(group, tmp_path):
     import shutil
 
     shutil.copytree(group[1].path, tmp_path / "g" / "seed-5")
-    with pytest.raises(training.CheckpointError, match="seed 1, not 5"):
-        training.load_group(tmp_path / "g")
+    with pytest.raises(runs.CheckpointError, match="seed 1, not 5"):
+        runs.load_group(tmp_path / "g")
 
 
 def test_a_group_of_two_methods_is_refused(group, digits, tmp_path):
@@ -89,17 +89,17 @@ def test_a_group_of_two_methods_is_refused(group, digits, tmp_path):
 
     shutil.copytree(group[0].path, tmp_path / "g" / "seed-0")
     training.train("mlp", digits, seed=1, out=tmp_path / "g" / "seed-1", **{**TINY, "optimizer": "sam"})
-    with pytest.raises(training.CheckpointError, match="mixes optimizers"):
-        training.load_group(tmp_path / "g")
+    with pytest.raises(runs.CheckpointError, match="mixes optimizers"):
+        runs.load_group(tmp_path / "g")
 
 
 def test_rows_carry_the_training_seed_and_group_seeds_include_it(group, digits_run, digits):
     single = evaluate(digits_run, _batches(digits), "pcm", times="1s", repeats=2, seed=3, progress=False)
-    assert [r["seed"] for r in single] == [derive_seed(3, "sgd", "pcm", k) for k in range(2)]  # as always
+    assert [r["seed"] for r in single] == [derive_seed(3, "sgd", "", "pcm", k) for k in range(2)]
     assert {(r["train_seed"], r["seed_group"]) for r in single} == {(0, False)}
     rows = [evaluate(run, _batches(digits), "pcm", times="1s", repeats=2, seed=3, progress=False) for run in group]
     assert [[r["train_seed"] for r in rs] for rs in rows] == [[0, 0], [1, 1]]
-    assert [r["seed"] for r in rows[1]] == [derive_seed(3, "sgd", "pcm", k, "train_seed", 1) for k in range(2)]
+    assert [r["seed"] for r in rows[1]] == [derive_seed(3, "sgd", "", "pcm", k, "train_seed", 1) for k in range(2)]
     seeds = [r["seed"] for rs in rows for r in rs] + [r["seed"] for r in single]
     assert len(set(seeds)) == 6  # no two networks of the group share a noise draw, nor the single run's
     module = evaluate(digits_run.model, _batches(digits), "pcm", times="1s", repeats=1, progress=False)
@@ -169,13 +169,22 @@ def test_summarize_seeds_against_a_hand_computation():
     variances = [np.var(values[("a", s)], ddof=1) for s in (0, 1, 2)]  # 4e-4, 2e-4, 8e-4
     assert a["programming_std"] == pytest.approx(math.sqrt(sum(variances) / 3))
     assert a["digital_value"] == pytest.approx((0.90 + 0.80 + 0.95) / 3)
-    drops = [m - digital[("a", s)] for s, m in enumerate(means)]  # -0.08, -0.09, -0.07
-    assert a["drop"] == pytest.approx(-0.08)
+    drops = [digital[("a", s)] - m for s, m in enumerate(means)]  # 0.08, 0.09, 0.07: a loss is positive
+    assert a["drop"] == pytest.approx(0.08)
     drop_half = stats.t.ppf(0.975, 2) * np.std(drops, ddof=1) / math.sqrt(3)
-    assert (a["drop_ci95_low"], a["drop_ci95_high"]) == pytest.approx((-0.08 - drop_half, -0.08 + drop_half))
+    assert (a["drop_ci95_low"], a["drop_ci95_high"]) == pytest.approx((0.08 - drop_half, 0.08 + drop_half))
     assert b["n_seeds"] == 2 and b["mean"] == pytest.approx((0.62 + 0.68) / 2)
     one = summarize_seeds([r for r in rows if r["train_seed"] == 0])
     assert one[0]["n_seeds"] == 1 and math.isnan(one[0]["ci95_low"]) and math.isnan(one[0]["seed_std"])
+
+
+def test_a_drop_is_a_loss_whichever_way_the_metric_points():
+    """The one sign of a drop (analogsam.reporting): positive is a loss, for a lower-is-better metric too."""
+    rows, _, _ = _synthetic()
+    # cross-entropy: the analog values (0.80-0.90) above a digital loss of 0.5 are worse than digital
+    lower = [{**r, "metric": "cross_entropy", "higher_is_better": False, "digital_value": 0.5} for r in rows]
+    a = summarize_seeds(lower)[0]
+    assert a["drop"] == pytest.approx(a["mean"] - 0.5) and a["drop"] > 0
 
 
 def test_seed_level_test_is_welchs_test_over_the_seed_means():
@@ -188,8 +197,9 @@ def test_seed_level_test_is_welchs_test_over_the_seed_means():
     assert test["difference"] == pytest.approx(np.mean(a) - np.mean(b))
     assert (test["t"], test["p_value"]) == pytest.approx((expected.statistic, expected.pvalue))
     (drop,) = seed_level_test(rows, "b", quantity="drop")
-    drops_a = [m - digital[("a", s)] for s, m in enumerate(a)]
-    drops_b = [m - digital[("b", s)] for s, m in enumerate(b)]
+    drops_a = [digital[("a", s)] - m for s, m in enumerate(a)]
+    drops_b = [digital[("b", s)] - m for s, m in enumerate(b)]
+    assert drop["difference"] == pytest.approx(np.mean(drops_a) - np.mean(drops_b))  # 0.08 - 0.075: a loses more
     assert drop["p_value"] == pytest.approx(stats.ttest_ind(drops_a, drops_b, equal_var=False).pvalue)
     with pytest.raises(InvalidParameterError, match="baseline 'sgd'"):
         seed_level_test(rows, "sgd")
@@ -224,7 +234,7 @@ def test_reports_over_seeds_show_the_interval_and_the_programming_spread():
     assert "**80.33 ±" in a_line and "(σp 2.16)" in a_line  # the best seed-level mean is in bold
     assert "(1 seed, no CI)" in table  # run c has one seed: no interval over seeds
     drops = markdown_table(summary, "pcm", quantity="drop")
-    assert "-8.00 ±" in drops
+    assert "| 8.00 ±" in drops and "**7.50 ±" in drops  # a loss is positive; the smallest drop (b's) in bold
     assert "95% CI over 1-3 training seeds" in text_table(summary, "pcm")
 
 

@@ -6,6 +6,7 @@ import torch
 
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation import evaluate, sweep
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.store import ResultStore, read_rows
 from analogsam.hardware import presets
 from analogsam.hardware.conversion import convert
@@ -126,12 +127,17 @@ def test_evaluate_stacked_rows_equal_the_one_by_one_rows(digits, noise, tmp_path
         repeats=3,
         seed=4,
         progress=False,
-        backend="fast",
         overrides=QUIET if noise == "off" else None,
     )
-    one_by_one = evaluate(model, batches, "pcm", store=ResultStore(tmp_path / "one"), **kwargs)
+    one = PassLayout(backend="fast")
+    one_by_one = evaluate(model, batches, "pcm", layout=one, store=ResultStore(tmp_path / "one"), **kwargs)
     stacked = evaluate(
-        model, batches, "pcm", repeats_per_pass=2, store=ResultStore(tmp_path / "stacked"), **kwargs
+        model,
+        batches,
+        "pcm",
+        layout=PassLayout(backend="fast", repeats_per_pass=2),
+        store=ResultStore(tmp_path / "stacked"),
+        **kwargs,
     )  # passes of 2 and 1 repeats
     assert _rows_without_noise_floats(stacked) == _rows_without_noise_floats(one_by_one)
     stored = {name: read_rows(ResultStore(tmp_path / name).path) for name in ("one", "stacked")}
@@ -147,9 +153,8 @@ def test_a_killed_stacked_evaluation_resumes_to_the_same_rows(digits, tmp_path, 
 
     model, _ = _model("lenet5")
     batches = list(digits.test.batches(200))
-    kwargs = dict(
-        times=list(TIMES), repeats=3, seed=0, progress=False, backend="fast", repeats_per_pass=2, batch_size=200
-    )  # two batches of the 359 test images per pass
+    layout = PassLayout(backend="fast", repeats_per_pass=2, batch_size=200)  # two batches of the 359 images a pass
+    kwargs = dict(times=list(TIMES), repeats=3, seed=0, progress=False, layout=layout)
     reference = evaluate(model, batches, "pcm", **kwargs)
 
     store = ResultStore(tmp_path / "results")
@@ -186,7 +191,7 @@ def test_sweep_passes_repeats_per_pass_and_checks_it(digits_run, digits):
         with pytest.raises(InvalidParameterError, match="repeats_per_pass"):
             sweep([digits_run], ["pcm"], repeats_per_pass=bad, **kwargs)
         with pytest.raises(InvalidParameterError, match="repeats_per_pass"):
-            evaluate(digits_run, batches(None), "pcm", repeats_per_pass=bad, progress=False)
+            evaluate(digits_run, batches(None), "pcm", layout=PassLayout(repeats_per_pass=bad), progress=False)
 
 
 def test_cli_flag_reaches_the_sweep(tmp_path, monkeypatch):
@@ -205,10 +210,12 @@ def test_cli_flag_reaches_the_sweep(tmp_path, monkeypatch):
 def test_a_backend_without_stacking_measures_one_state_at_a_time(digits):
     model, _ = _model("lenet5")
     batches = list(digits.test.batches(200))
-    kwargs = dict(times=[1.0], repeats=2, seed=0, progress=False, backend="aihwkit", overrides=QUIET)
-    rows = evaluate(model, batches, "pcm", repeats_per_pass=2, **kwargs)
+    kwargs = dict(times=[1.0], repeats=2, seed=0, progress=False, overrides=QUIET)
+    rows = evaluate(model, batches, "pcm", layout=PassLayout(backend="aihwkit", repeats_per_pass=2), **kwargs)
     assert [r["backend"] for r in rows] == ["aihwkit", "aihwkit"]
-    assert rows == evaluate(model, batches, "pcm", **kwargs)  # no forward noise: the same numbers
+    assert rows == evaluate(
+        model, batches, "pcm", layout=PassLayout(backend="aihwkit"), **kwargs
+    )  # no forward noise: the same numbers
 
 
 class _TwoBranches(torch.nn.Module):

@@ -109,7 +109,8 @@ def test_a_debian_text_is_a_bigger_corpus():
 
 @pytest.mark.slow  # trains on a text
 def test_char_lm_trains_on_a_text_and_its_checkpoint_decodes(tmp_path, text_file):
-    from analogsam.training import load_run, run_test_data, train
+    from analogsam.runs import load_run, run_test_data
+    from analogsam.training import train
 
     data = load_text(text_file, seq_len=32)
     run = train(
@@ -165,7 +166,7 @@ def test_every_token_is_a_sample_of_the_optimizers(text_file):
 @pytest.mark.slow  # trains on a text
 def test_char_lm_from_the_command_line(tmp_path, text_file, capsys):
     from analogsam.cli import main
-    from analogsam.training import load_run
+    from analogsam.runs import load_run
 
     out = tmp_path / "cli-lm"
     assert (

@@ -7,7 +7,8 @@ import torch
 
 from analogsam.data import ArrayDataset, DatasetSplits
 from analogsam.optim import NonFiniteError
-from analogsam.training import accuracy, load_run, train
+from analogsam.runs import load_run
+from analogsam.training import accuracy, train
 
 
 def test_training_learns_digits(digits_run):

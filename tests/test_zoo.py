@@ -16,6 +16,7 @@ import zoo_architectures as zoo
 from analogsam.cli import main
 from analogsam.evaluation.backends import make_backend
 from analogsam.evaluation.protocol import evaluate
+from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.conversion import ConversionError, convert
 from analogsam.hardware.inspection import layer_report
 from analogsam.scoring import model_output
@@ -75,7 +76,7 @@ def test_evaluates_on_pcm_with_the_fast_engine_and_is_inspected(name, capsys):
         "pcm",
         times=[1.0, 86400.0],
         repeats=1,
-        backend="fast",
+        layout=PassLayout(backend="fast"),
         metric=metric,
         output_fn=output_fn,
         progress=False,

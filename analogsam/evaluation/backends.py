@@ -30,7 +30,10 @@ torch's global generator, which aihwkit's Python code draws from):
 * ``drift(t, seed)``: ``torch.manual_seed(derive_seed(seed, "drift", t))``, then
   ``drift_analog_weights(t)``.
 
-The two backends differ in the forward. :class:`AihwkitBackend` runs aihwkit's C++ tiles, whose
+:class:`FastBackend` programs and drifts every tile at once instead
+(:mod:`analogsam.hardware.programming`: aihwkit's noise-model formulas on the concatenated
+conductances, the same seeds, the same distributions, another realisation than the tile-by-tile
+calls). The two backends differ in the forward. :class:`AihwkitBackend` runs aihwkit's C++ tiles, whose
 forward noise (``out_noise``, and the drift-compensation read-out) comes from aihwkit's own
 clock-seeded generator that Python cannot seed: its numbers are reproducible only without forward
 noise. :class:`FastBackend` replays the same tile arithmetic with :mod:`analogsam.hardware.fast`,
@@ -148,12 +151,22 @@ class FastBackend(AihwkitBackend):
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def program(self, seed: int) -> None:
-        super().program(seed)
+        from analogsam.hardware.programming import inference_tiles, program_tiles
+
+        torch.manual_seed(seed)
+        # every tile at once; the compensation read-outs are the engine's (at sync)
+        program_tiles(inference_tiles(self.analog))
+        self._programmed = True
         # The drift-compensation baseline belongs to the programming, not to the first time point.
         self._baseline = self._generator(derive_seed(seed, "program"))
 
     def drift(self, t: float, seed: int) -> None:
-        super().drift(t, seed)
+        from analogsam.hardware.programming import drift_tiles, inference_tiles
+
+        if not self._programmed:
+            raise RuntimeError(f"{type(self).__name__}.drift() before program(): program the weights first")
+        torch.manual_seed(derive_seed(seed, "drift", t))
+        drift_tiles(inference_tiles(self.analog), t)
         generator = self._generator(derive_seed(seed, "forward", t))
         self.engine.sync(generator, baseline_generator=self._baseline)
 

@@ -18,10 +18,11 @@ import math
 import os
 from pathlib import Path
 
+from analogsam.evaluation.cells import NOT_MEASURED, digital_of, mean_std_text, metric_info, metrics_of, row_label
 from analogsam.evaluation.columns import knob_columns
-from analogsam.evaluation.report import NOT_MEASURED, _digital, _mean_std, metric_info, metrics_of, row_label
 from analogsam.evaluation.times import format_time
 from analogsam.hardware.presets.variants import format_knob_value
+from analogsam.reporting import markdown_lines, new_figure, save_figure
 
 __all__ = [
     "base_presets",
@@ -101,12 +102,12 @@ def _table(summary: list[dict], base: str, knob: str, metric: str | None) -> tup
     header += [f"{knob}={format_knob_value(v)}" for v in values]
     lines = [header]
     for label in labels:
-        digital = info.format(_digital({(row_label(r), r["t_seconds"]): r for r in rows}, label))
+        digital = info.format(digital_of({(row_label(r), r["t_seconds"]): r for r in rows}, label))
         for other in others:
             for t in times:
                 line = [label] + ([_other_text(other)] if others != [()] else []) + [format_time(t), digital]
                 for v in values:
-                    line.append(_mean_std(_find(rows, label, t, {**dict(other), knob: v}), info))
+                    line.append(mean_std_text(_find(rows, label, t, {**dict(other), knob: v}), info))
                 lines.append(line)
     return info.name, lines
 
@@ -116,9 +117,7 @@ def knob_markdown_table(summary: list[dict], base: str, knob: str, metric: str |
     every run on ``base`` at every time (and value of the other varied knobs), one column per value of
     ``knob``, beside the run's digital value."""
     _, lines = _table(summary, base, knob, metric)
-    out = ["| " + " | ".join(lines[0]) + " |", "|" + "---|" * len(lines[0])]
-    out += ["| " + " | ".join(line) + " |" for line in lines[1:]]
-    return "\n".join(out)
+    return "\n".join(markdown_lines(lines[0], lines[1:]))
 
 
 def knob_text_table(summary: list[dict], base: str, knob: str, metric: str | None = None) -> str:
@@ -155,8 +154,6 @@ def knob_figure(summary: list[dict], base: str, knob: str, metric: str | None = 
     """A Figure of the metric against ``knob`` on ``base``: one panel per time, one line per run (and
     per value of the other varied knobs, dotted/dash-dotted...), its 95% CI shaded, and each run's
     digital value as a dashed horizontal line in its colour."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     info = metric_info(summary, metric)
@@ -167,8 +164,7 @@ def knob_figure(summary: list[dict], base: str, knob: str, metric: str | None = 
     scale = 100 if info.percent else 1
     styles = ["-", ":", "-.", (0, (5, 1, 1, 1, 1, 1))]  # (dashed is the digital line's)
     markers = ["o", "s", "^", "D", "v", "P"]
-    fig = Figure(figsize=(4.2 * len(times), 3.8))
-    FigureCanvasAgg(fig)
+    fig = new_figure(4.2 * len(times), 3.8)
     axes = fig.subplots(1, len(times), squeeze=False, sharey=True)[0]
     colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for ax, t in zip(axes, times):
@@ -190,7 +186,7 @@ def knob_figure(summary: list[dict], base: str, knob: str, metric: str | None = 
                     color=colors[label],
                 )
                 ax.fill_between(px, low, high, color=colors[label], alpha=0.12)
-            digital = _digital({(row_label(r), r["t_seconds"]): r for r in rows}, label)
+            digital = digital_of({(row_label(r), r["t_seconds"]): r for r in rows}, label)
             if digital is not None:
                 ax.axhline(scale * digital, linestyle=(0, (4, 3)), linewidth=1, color=colors[label], alpha=0.8)
         ax.set_xticks(xs)
@@ -223,9 +219,6 @@ def knob_heatmap(summary: list[dict], base: str, knobs: tuple[str, str], metric:
     """A Figure of heat maps of the metric over two varied knobs of ``base``: one row of panels per run,
     one column per time, ``knobs[0]`` on x and ``knobs[1]`` on y, each cell's mean printed in it, one
     colour scale for all, and the run's digital value in each panel's title."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     info = metric_info(summary, metric)
     rows, labels, times, _ = _cells(summary, base, info.name)
     kx, ky = knobs
@@ -247,12 +240,11 @@ def knob_heatmap(summary: list[dict], base: str, knobs: tuple[str, str], metric:
     cmap = "viridis" if info.higher_is_better else "viridis_r"
     width = 1.6 + max(2.6, 0.8 * len(xv)) * len(times)
     height = 0.6 + max(2.2, 0.55 * len(yv) + 1.0) * len(labels)
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(width, height, layout="constrained")
     axes = fig.subplots(len(labels), len(times), squeeze=False)
     image = None
     for i, label in enumerate(labels):
-        digital = _digital({(row_label(r), r["t_seconds"]): r for r in rows}, label)
+        digital = digital_of({(row_label(r), r["t_seconds"]): r for r in rows}, label)
         shown = "" if digital is None else f" (digital {info.format(digital)})"
         for j, t in enumerate(times):
             ax = axes[i][j]
@@ -304,14 +296,14 @@ def write_knob_section(summary: list[dict], out: str | os.PathLike) -> tuple[lis
             for knob in knobs:
                 fig = knob_figure(summary, base, knob, metric)
                 path = out / f"{metric}_vs_{_file_part(knob)}_{_file_part(base)}.png"
-                fig.savefig(path, dpi=120)
+                save_figure(fig, path)
                 written[f"knob_plot_{base}_{knob}_{metric}"] = path
                 lines += [f"### {knob}", "", knob_markdown_table(summary, base, knob, metric), ""]
                 lines += [f"![{shown} vs {knob} on {base}]({path.name})", ""]
             if len(knobs) == 2:
                 fig = knob_heatmap(summary, base, (knobs[0], knobs[1]), metric)
                 path = out / f"{metric}_heatmap_{_file_part(base)}.png"
-                fig.savefig(path, dpi=120)
+                save_figure(fig, path)
                 written[f"knob_heatmap_{base}_{metric}"] = path
                 lines += [f"### {knobs[0]} × {knobs[1]}", "", f"![{shown} over both knobs on {base}]({path.name})", ""]
     return lines, written

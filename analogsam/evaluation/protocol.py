@@ -3,7 +3,7 @@
 For each repeat the analog weights are programmed afresh (a new programming-noise draw); then for
 each time ``t`` they are drifted to ``t`` (from that same programming) and the test metric (top-1
 accuracy unless ``metric=`` says otherwise) is measured. Every number is reproducible: a repeat's
-seed is derived from ``(seed, run, preset, repeat)``, so adding repeats, presets or runs never
+seed is derived from ``(seed, run, faults, preset, repeat)``, so adding repeats, presets or runs never
 changes the numbers already measured. The runs of a seed group share a name, so their repeat seeds
 also include the training seed: two networks of one group never share a noise draw.
 
@@ -32,16 +32,18 @@ from tqdm.auto import tqdm
 from analogsam.errors import InvalidParameterError
 from analogsam.evaluation.backends import StackingBackend, check_backend_device, make_backend
 from analogsam.evaluation.coverage import LeftOutCellsWarning, describe_left_out, times_per_preset
-from analogsam.evaluation.ray_sweep import cells_on_ray, check_ray, import_ray
+from analogsam.evaluation.executor import run_tasks
+from analogsam.evaluation.ray_sweep import check_ray, import_ray
 from analogsam.evaluation.runs import default_batches, describe, load_runs, unpack
 from analogsam.evaluation.seeds import derive_seed
+from analogsam.evaluation.settings import PassLayout, RunLabels
 from analogsam.evaluation.store import ResultStore, fault_label, run_label
 from analogsam.evaluation.times import DEFAULT_TIMES, format_time, parse_times
 from analogsam.hardware.conversion import convert, resolve_preset
 from analogsam.hardware.presets import check_vary, variants
 from analogsam.progress import progress_bar
 from analogsam.scoring import Score, model_output, resolve_metric, score
-from analogsam.validation import check_int
+from analogsam.validation import Boolean, Interval, check_int, declare
 
 __all__ = ["DEFAULT_REPEATS", "DEFAULT_TIMES", "derive_seed", "evaluate", "format_time", "parse_times", "sweep"]
 
@@ -111,6 +113,7 @@ def _score_stacked(measure: StackingBackend, states: list, data, metric, output_
     return scores
 
 
+@declare({"repeats": Interval(int, 1), "seed": Interval(int, 0), "progress": Boolean()})
 def evaluate(
     model,
     batches: Iterable,
@@ -120,20 +123,15 @@ def evaluate(
     repeats: int = DEFAULT_REPEATS,
     seed: int = 0,
     run: str | None = None,
-    optimizer: str | None = None,
     overrides: dict | None = None,
-    store: ResultStore | None = None,
-    backend: str = "auto",
-    batch_size: int = 2000,
-    progress: bool = True,
-    info: dict | None = None,
     faults: dict | None = None,
-    only_repeats: Sequence[int] | None = None,
     metric="accuracy",
     output_fn=None,
-    train_seed: int | None = None,
-    device="auto",
-    repeats_per_pass: int | None = None,
+    layout: PassLayout | None = None,
+    labels: RunLabels | None = None,
+    store: ResultStore | None = None,
+    only_repeats: Sequence[int] | None = None,
+    progress: bool = True,
 ) -> list[dict]:
     """Accuracy (or ``metric``) over time of ``model`` on analog hardware described by ``preset``.
 
@@ -142,45 +140,25 @@ def evaluate(
 
     Args:
         model: a digital ``torch.nn.Module`` (any network with Linear/Conv layers) or a
-            :class:`~analogsam.training.TrainedRun`.
+            :class:`~analogsam.runs.TrainedRun`.
         batches: an iterable of ``(inputs, labels)`` batches (e.g. a DataLoader or ``dataset.batches()``).
         preset: a preset name, a TOML path, or a loaded :class:`~analogsam.hardware.presets.Preset`; it must
             be defined at every one of ``times``.
         times: seconds after programming (or ``"1s,1h,1d"``).
         repeats: independent programmings (programming-noise draws).
         seed: base seed (an integer >= 0); each repeat's seed is derived from (seed, run, faults, preset, repeat).
-        run, optimizer: labels for the rows (taken from a TrainedRun if not given).
+        run: the rows' run label (a TrainedRun's own name, else the model's class, if not given).
         overrides: preset values to change, e.g. ``{"io.adc_bits": 6}``.
         store: a :class:`~analogsam.evaluation.store.ResultStore`; finished cells are skipped and new ones appended.
-        backend: ``"auto"`` (seeded fast engine where it replays the tiles, else aihwkit), ``"fast"``,
-            ``"aihwkit"``; see :func:`analogsam.evaluation.backends.make_backend`.
-        batch_size: samples per analog forward call.
-        faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
-            e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
-            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
-            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
-            Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
-        only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
-        metric: what each point measures: a name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``,
-            ``"perplexity"``, ``"mse"``, ``"r2"``), a :class:`~analogsam.scoring.Metric` (e.g.
-            ``perplexity(ignore_index=0)``) or a callable returning a batch's (sum, count); see
-            :func:`analogsam.scoring.resolve_metric`. The ``loss`` column is the metric's training
-            loss (:func:`analogsam.scoring.task_loss`).
-        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
-            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
-        train_seed: the seed the network was trained with, the rows' ``train_seed`` (a TrainedRun's
-            own by default). For one network of a seed group (a TrainedRun of
-            :func:`~analogsam.training.load_group`, or a module given a ``train_seed`` here) it also
-            enters each repeat's seed, so the networks of a group never share a noise draw; a single
-            run's repeat seeds are derived without it, as they always were.
-        device: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
+        layout: a :class:`~analogsam.evaluation.settings.PassLayout` (``None``: its defaults):
+            ``device``: where the forwards run: ``"auto"`` (CUDA when torch sees a GPU, else the CPU),
             ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``. On CUDA the fast engine runs on
             the GPU (programming and drift stay aihwkit's, on the CPU; the rows' backend is
             ``fast-cuda``); ``backend="aihwkit"`` is refused on an explicit ``"cuda"``, and
             ``backend="auto"`` there refuses a network the fast engine cannot replay; with
             ``"auto"`` such a network is measured by aihwkit on the CPU, as without a GPU
             (:func:`~analogsam.evaluation.backends.make_backend`).
-        repeats_per_pass: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
+            ``repeats_per_pass``: ``None`` (default): one forward pass over ``batches`` per (repeat, t). An
             integer P: the fast engine measures P repeats, each at every one of ``times``, in one
             stacked forward per batch (each programming and drift still aihwkit's, once per repeat
             and time; the first analog layer quantizes the inputs once for all of them; see
@@ -194,29 +172,57 @@ def evaluate(
             len(times) times the activation memory of a batch. With ``faults`` a pass
             holds one repeat (each converts its own faulted copy), and aihwkit's tiles measure one
             state at a time.
+            ``backend``: ``"auto"`` (the seeded fast engine where it replays the tiles, else
+            aihwkit), ``"fast"`` or ``"aihwkit"`` (:func:`analogsam.evaluation.backends.make_backend`);
+            ``batch_size``: samples per analog forward call.
+        labels: a :class:`~analogsam.evaluation.settings.RunLabels`: the rows' ``optimizer`` and
+            further columns ``info`` for a module (a TrainedRun brings its own), and
+            ``train_seed``, the seed the network was trained with, the rows' ``train_seed``
+            (a TrainedRun's own by default). For one network of a seed group (a TrainedRun of
+            :func:`~analogsam.runs.load_group`, or a module given a ``train_seed``) it also
+            enters each repeat's seed, so the networks of a group never share a noise draw; a single
+            run's repeat seeds are derived without it, as they always were.
+        faults: memory faults applied to the weights before each programming, drawn afresh per repeat,
+            e.g. ``{"stuck_at_rate": 0.01, "bit_flip_rate": 0.001, "bits": 8}`` (see
+            :func:`analogsam.robustness.perturbations.faulted_copy`), so one evaluation covers faults and
+            drift together; the rows' ``faults`` column names them (see :func:`~analogsam.evaluation.store.fault_label`).
+            Presets that calibrate input ranges are calibrated on the first samples of ``batches``.
+        only_repeats: measure just these repeat indices (how a sweep spreads cells over workers).
+        metric: what each point measures: a name (``"accuracy"``, ``"top5"``, ``"cross_entropy"``,
+            ``"perplexity"``, ``"mse"``, ``"r2"``), a :class:`~analogsam.scoring.Metric` (e.g.
+            ``perplexity(ignore_index=0)``) or a callable returning a batch's (sum, count); see
+            :func:`analogsam.scoring.resolve_metric`. The ``loss`` column is the metric's training
+            loss (:func:`analogsam.scoring.task_loss`).
+        output_fn: picks the prediction from the model's output (default: a tensor, a tuple's first
+            element, a dict's or output object's ``logits``; :func:`analogsam.scoring.model_output`).
 
     Returns:
-        One row per (repeat, t): run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
+        One row per (repeat, t), with the columns run, optimizer, train_seed, seed_group, model, dataset, faults, preset, preset_hash, t_seconds,
         repeat, seed, metric, higher_is_better, value, accuracy, loss, digital_value, digital_accuracy,
         n_samples, backend (the columns of :mod:`analogsam.evaluation.columns`: ``accuracy`` and
         ``digital_accuracy`` are filled for accuracy rows only).
     """
-    network, labels = unpack(model)
+    network, own = unpack(model)
     metric = resolve_metric(metric)
-    repeats = check_int("repeats", repeats, low=1)
-    seed = check_int("seed", seed, low=0)
-    batch_size = check_int("batch_size", batch_size, low=1)
-    target = check_backend_device(backend, device)  # refused here, before any work
+    layout = PassLayout.given("layout", layout)
+    given = RunLabels.given("labels", labels)
+    backend, device, batch_size, repeats_per_pass = (
+        layout.backend,
+        layout.device,
+        layout.batch_size,
+        layout.repeats_per_pass,
+    )
+    target = layout.target
     only_repeats = _check_only_repeats(only_repeats, repeats)
-    repeats_per_pass = _check_repeats_per_pass(repeats_per_pass)
     if faults is not None and not isinstance(faults, Mapping):
         raise InvalidParameterError(f"faults must be a dict such as {{'stuck_at_rate': 0.01}}, got {faults!r}")
     times = parse_times(times)
-    run = run or labels.get("run") or type(network).__name__
-    optimizer = optimizer or labels.get("optimizer")
-    grouped = labels.get("grouped", train_seed is not None)  # a module given its seed: one of a group
-    train_seed = labels.get("train_seed") if train_seed is None else check_int("train_seed", train_seed, low=0)
-    info = {"model": labels.get("model"), "dataset": labels.get("dataset"), **(info or {})}
+    run = run or own.get("run") or type(network).__name__
+    optimizer = given.optimizer or own.get("optimizer")
+    train_seed = given.train_seed
+    grouped = own.get("grouped", train_seed is not None)  # a module given its seed: one of a group
+    train_seed = own.get("train_seed") if train_seed is None else train_seed
+    info = {"model": own.get("model"), "dataset": own.get("dataset"), **(given.info or {})}
     faults_text = fault_label(faults)
     preset = resolve_preset(preset, overrides)
     preset.check_times(times)
@@ -252,7 +258,7 @@ def evaluate(
                 from analogsam.robustness.perturbations import faulted_copy
 
                 source = faulted_copy(network, seed=faults_seed, **faults)
-            converted = convert(source, preset, calibration_batches=data, input_ranges=labels.get("input_ranges"))
+            converted = convert(source, preset, calibration_batches=data, input_ranges=own.get("input_ranges"))
             return make_backend(converted, backend, device)
 
         if not faults:
@@ -299,12 +305,11 @@ def evaluate(
             rows.extend(cell)
 
         for group in _passes(todo, None if faults else repeats_per_pass):
-            # Faults used to be a suffix of the run name, from which the repeat's seed is derived: a
-            # faulted run keeps deriving it from exactly that string, so every faulted number stays.
             seeds = [
                 derive_seed(
                     seed,
-                    run_label(run, faults_text),
+                    run,
+                    faults_text,
                     preset.seed_name,  # a sweep's variants share their base preset's draws
                     repeat,
                     *(("train_seed", train_seed) if grouped else ()),
@@ -340,38 +345,12 @@ def evaluate(
         return rows
 
 
-def _worker_init(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _cells_on_local_processes(cells, data, measured_times, repeats: int, common: dict, workers: int):
-    """Measure ``cells`` ((index, run, preset, repeats): ``data[index]`` holds the run's batches) on
-    ``workers`` local processes, each with an equal share of torch's threads; yield each task's rows as
-    it finishes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, torch.get_num_threads() // workers)
-    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-    with ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
-    ) as pool:
-        futures = [
-            pool.submit(
-                evaluate,
-                r,
-                data[i],
-                p,
-                times=measured_times[p.name],
-                repeats=repeats,
-                only_repeats=ks,
-                progress=False,
-                **common,
-            )
-            for i, r, p, ks in cells
-        ]
-        for future in as_completed(futures):
-            yield future.result()
+def _measure_pass(run, batches, preset, times, repeats: int, only_repeats: list[int], common: dict) -> list[dict]:
+    """One task of a parallel sweep: the ``only_repeats`` (one repeat, or a stacked pass) of ``run`` on
+    ``preset``, its rows returned for the driver to store (module-level, so that it pickles)."""
+    return evaluate(
+        run, batches, preset, times=times, repeats=repeats, only_repeats=only_repeats, progress=False, **common
+    )
 
 
 def sweep(
@@ -397,8 +376,8 @@ def sweep(
 ) -> list[dict]:
     """Evaluate every run on every preset, resuming from ``out`` if it holds finished cells.
 
-    ``runs`` are :class:`~analogsam.training.TrainedRun` objects, run folders or seed-group folders
-    (a group gives one run per training seed, :func:`analogsam.training.load_group`); ``batches_for(run)``
+    ``runs`` are :class:`~analogsam.runs.TrainedRun` objects, run folders or seed-group folders
+    (a group gives one run per training seed, :func:`analogsam.runs.load_group`); ``batches_for(run)``
     returns the batches to evaluate a run on (default: the test split of the dataset it was trained on).
     Each preset is measured at the requested ``times`` its noise model defines; the (preset, time)
     cells left out are announced in one line, a :class:`~analogsam.evaluation.coverage.LeftOutCellsWarning`
@@ -450,32 +429,28 @@ def sweep(
         store.check_settings({"times": times, "seed": seed, "presets": {p.name: p.hash for p in presets}})
     batches_for = batches_for or default_batches
     data = [list(batches_for(r)) for r in runs]  # by position: the runs of a seed group share a name
-    common = dict(
-        seed=seed, backend=backend, metric=metric, output_fn=output_fn, device=device, repeats_per_pass=repeats_per_pass
-    )
+    layout = PassLayout(backend=backend, device=device, repeats_per_pass=repeats_per_pass)
+    common = dict(seed=seed, metric=metric, output_fn=output_fn, layout=layout)
     new_rows = []
     if workers == 1 and ray is None:
-        for i, r in enumerate(runs):
-            for p in presets:
-                start = time.perf_counter()
-                rows = evaluate(
-                    r,
-                    data[i],
-                    p,
-                    times=measured_times[p.name],
-                    repeats=repeats,
-                    store=store,
-                    progress=progress,
-                    **common,
-                )
-                new_rows.extend(rows)
-                if progress and rows:
-                    tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+        # In this process each task is a whole (run, preset), converted once; evaluate writes each
+        # cell to the store as it finishes and shows its own progress.
+        def measure_run_on_preset(r, batches, p) -> list[dict]:
+            start = time.perf_counter()
+            rows = evaluate(
+                r, batches, p, times=measured_times[p.name], repeats=repeats, store=store, progress=progress, **common
+            )
+            if progress and rows:
+                tqdm.write(f"[{describe(r)} on {p.name}] {len(rows)} points in {time.perf_counter() - start:.1f} s")
+            return rows
+
+        for rows in run_tasks(measure_run_on_preset, [(r, data[i], p) for i, r in enumerate(runs) for p in presets]):
+            new_rows.extend(rows)
         return store.rows if store is not None else new_rows
 
     # A task measures a pass: one repeat, or repeats_per_pass of them stacked (clean runs only).
-    cells = [
-        (i, r, p, group)
+    tasks = [
+        (r, data[i], p, measured_times[p.name], repeats, group, common)
         for i, r in enumerate(runs)
         for p in presets
         for group in _passes(
@@ -488,19 +463,12 @@ def sweep(
             repeats_per_pass,
         )
     ]
-    # The one place that picks where the cells run; both yield each task's rows as it finishes.
-    if ray is None:
-        where = f"{workers} workers"
-        finished = _cells_on_local_processes(cells, data, measured_times, repeats, common, workers)
-    else:
-        where = "Ray" if ray is True else f"Ray at {ray}"
-        finished = cells_on_ray(
-            cells, data, measured_times, repeats, common, address=ray, num_cpus=workers if workers > 1 else None
-        )
+    where = f"{workers} workers" if ray is None else "Ray" if ray is True else f"Ray at {ray}"
+    finished = run_tasks(_measure_pass, tasks, workers=workers, ray=ray)
     with closing(finished):  # stopped early (an error, Ctrl-C): its processes or Ray tasks end now
         for rows in progress_bar(
-            finished if cells else (),
-            total=len(cells),
+            finished if tasks else (),
+            total=len(tasks),
             desc=f"sweep ({where})",
             disable=not progress,
             unit="cell" if repeats_per_pass is None else "pass",

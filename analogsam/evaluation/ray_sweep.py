@@ -1,15 +1,17 @@
 """A sweep's cells as Ray tasks: a local Ray on this machine, or an existing Ray cluster.
 
 :func:`analogsam.evaluation.sweep` hands its missing cells (one programming of one run on one
-preset each) to :func:`cells_on_ray`, which submits one Ray task per cell and yields each cell's
-rows as it finishes; the sweep, on the driver, stays the one writer of the resumable store, so a
-killed driver loses only the cells in flight and a rerun submits only the missing ones. The numbers
-are the serial sweep's: a cell's seed is derived from (seed, run, preset, repeat) wherever it runs.
+preset each) to :func:`analogsam.evaluation.executor.run_tasks`, which with ``ray=`` calls
+:func:`tasks_on_ray`: one Ray task per cell, each cell's rows yielded as it finishes. The sweep, on
+the driver, stays the one writer of the resumable store, so a killed driver loses only the cells in
+flight and a rerun submits only the missing ones. The numbers are the serial sweep's: a cell's seed
+is derived from (seed, run, faults, preset, repeat) wherever it runs.
 
 What a task needs travels through Ray's object store, not through paths: each run (its network and
-its labels, a pickled :class:`~analogsam.training.TrainedRun`) and its evaluation batches are put
-there once (``ray.put``) and every cell of that run reads them from it, so the nodes of a cluster
-need not share the driver's disk. They need the same analogsam (and torch, aihwkit) installed.
+its labels, a pickled :class:`~analogsam.runs.TrainedRun`) and its evaluation batches, which all
+the cells of that run share, are put there once (``ray.put``) and every cell reads them from it, so
+the nodes of a cluster need not share the driver's disk. They need the same analogsam (and torch,
+aihwkit) installed.
 
 Ray is an optional extra (``pip install 'analogsam[ray]'``); this module imports it only when a
 sweep asks for it.
@@ -18,11 +20,12 @@ sweep asks for it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 
-__all__ = ["INSTALL_HINT", "RayConnectionError", "RayUnavailableError", "cells_on_ray", "check_ray", "import_ray"]
+__all__ = ["INSTALL_HINT", "RayConnectionError", "RayUnavailableError", "check_ray", "import_ray", "tasks_on_ray"]
 
 INSTALL_HINT = "pip install 'analogsam[ray]'"
 
@@ -90,51 +93,53 @@ def _connect(ray, address, num_cpus) -> bool:
     return True
 
 
-def _measure_cell(run, batches, preset, times, repeats: int, repeat: list[int], common: dict) -> list[dict]:
-    """One task on a Ray worker: the ``repeat`` list (one repeat, or a stacked pass) of ``run`` on
-    ``preset``, with the CPUs Ray reserved."""
+_SMALL = (bool, int, float, str, bytes, type(None))
+
+
+def _run_task(fn, *args):
+    """One Ray task: ``fn(*args)`` with the CPUs Ray reserved for it."""
     import torch
 
-    from analogsam.evaluation.protocol import evaluate
-
     torch.set_num_threads(CPUS_PER_CELL)
-    return evaluate(run, batches, preset, times=times, repeats=repeats, only_repeats=repeat, progress=False, **common)
+    return fn(*args)
 
 
-def cells_on_ray(
-    cells, data: list, measured_times: dict, repeats: int, common: dict, *, address=True, num_cpus: int | None = None
-) -> Iterator[list[dict]]:
-    """Measure ``cells`` ((index, run, preset, repeats)) as Ray tasks; yield each task's rows as it finishes.
+def tasks_on_ray(fn, tasks: list[tuple], *, address=True, num_cpus: int | None = None) -> Iterator:
+    """``fn(*task)`` for each of ``tasks`` as Ray tasks; yield each result as it finishes.
 
-    ``data[index]`` holds the run's batches (by position: the runs of a seed group share a name) and ``measured_times`` a preset's name to its times;
-    ``common`` holds :func:`~analogsam.evaluation.evaluate`'s seed, backend, metric and output_fn.
-    ``address=True`` starts a local Ray with ``num_cpus`` CPUs (None: Ray's default, all of them) and
-    shuts it down afterwards; an address (``"HEAD:6379"``) connects to that cluster. Each run and
-    its batches go into the object store once. Tasks still pending when the caller stops (an error,
-    Ctrl-C) are cancelled.
+    An argument that several tasks share (the same object: a run's network, its batches) goes into the
+    object store once and every task reads it from there, so a cluster's nodes need not share this
+    disk. ``address=True`` starts a local Ray with ``num_cpus`` CPUs (None: Ray's default, all of
+    them) and shuts it down afterwards; an address (``"HEAD:6379"``) connects to that cluster. Tasks
+    still pending when the caller stops (an error, Ctrl-C) are cancelled. An analogsam error raised
+    on a worker is raised here as itself (one line, as it would read locally).
     """
     ray = import_ray()
     started = _connect(ray, address, num_cpus)
     pending = []
     try:
-        task = ray.remote(num_cpus=CPUS_PER_CELL)(_measure_cell)
-        runs = {i: r for i, r, _, _ in cells}
-        run_refs = {i: ray.put(r) for i, r in runs.items()}
-        data_refs = {i: ray.put(data[i]) for i in runs}
-        pending = [
-            task.remote(run_refs[i], data_refs[i], p, measured_times[p.name], repeats, k, common)
-            for i, _, p, k in cells
-        ]
+        remote = ray.remote(num_cpus=CPUS_PER_CELL)(_run_task)
+        uses = Counter(id(a) for task in tasks for a in task if not isinstance(a, _SMALL))
+        refs: dict[int, object] = {}
+
+        def shared(arg):
+            if uses.get(id(arg), 0) < 2:
+                return arg
+            if id(arg) not in refs:
+                refs[id(arg)] = ray.put(arg)
+            return refs[id(arg)]
+
+        pending = [remote.remote(fn, *map(shared, task)) for task in tasks]
         while pending:
             (done,), pending = ray.wait(pending, num_returns=1)
             try:
-                rows = ray.get(done)
+                result = ray.get(done)
             except ray.exceptions.RayTaskError as err:
                 # A user's mistake found on a worker reads as it would locally: one line, no remote traceback.
                 if isinstance(err.cause, AnalogsamError):
                     raise err.cause from None
                 raise
-            yield rows
+            yield result
     finally:
         for ref in pending:
             ray.cancel(ref)

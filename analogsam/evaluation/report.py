@@ -33,15 +33,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from analogsam.errors import InvalidParameterError
+from analogsam.evaluation.cells import (
+    NOT_MEASURED,
+    digital_of,
+    mean_std_text,
+    metric_info,
+    metric_name,
+    metrics_of,
+    over_seeds,
+    row_label,
+    seed_cell_text,
+)
 from analogsam.evaluation.columns import columns_for
 from analogsam.evaluation.coverage import LeftOut, describe_left_out
+from analogsam.evaluation.knobs import base_presets, knob_tables, write_knob_section
 from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SUMMARY_COLUMNS, per_seed, summarize, summarize_seeds
 from analogsam.evaluation.store import RESULT_COLUMNS, run_label, write_rows
 from analogsam.evaluation.times import format_time
-from analogsam.scoring import Metric, resolve_metric
+from analogsam.reporting import markdown_lines, new_figure, p_text, pp_text, save_figure
+from analogsam.scoring import Metric
 
-#: What a table shows for a cell that was not measured.
-NOT_MEASURED = "—"
 #: Panels side by side in the all-presets figure before it wraps into another row.
 _PANELS_PER_ROW = 4
 
@@ -53,88 +64,22 @@ def summary_of(rows: list[dict]) -> list[dict]:
     return seeds if any(r["n_seeds"] > 1 for r in seeds) else summarize(rows)
 
 
-def _over_seeds(summary: list[dict]) -> bool:
-    return any("n_seeds" in r for r in summary)
-
-
-def _half_width(cell: dict, low: str = "ci95_low", high: str = "ci95_high") -> float:
-    lo, hi = cell.get(low), cell.get(high)
-    return math.nan if lo is None or hi is None else (hi - lo) / 2
-
-
-def row_label(row: dict) -> str:
-    """``run``, or ``run [faults]`` for rows measured with memory faults."""
-    return run_label(row["run"], row.get("faults") or "")
-
-
 def _presets(summary: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["preset"] for r in summary))
 
 
-def _metric_name(row: dict) -> str:
-    return row.get("metric") or "accuracy"  # a summary from before the metric column: accuracy
-
-
-def metrics_of(summary: list[dict]) -> list[str]:
-    """The metric names in ``summary``, in first-seen order."""
-    return list(dict.fromkeys(_metric_name(r) for r in summary))
-
-
 def _measured(summary: list[dict], preset: str, metric: str) -> bool:
-    return any(r["preset"] == preset and _metric_name(r) == metric for r in summary)
-
-
-def metric_info(summary: list[dict], name: str | None = None) -> Metric:
-    """The :class:`~analogsam.scoring.Metric` of ``name`` (default: the summary's first metric): a
-    built-in one by its name, else (a user's metric) one that reads its direction from the rows."""
-    name = name or (metrics_of(summary) or ["accuracy"])[0]
-    rows = [r for r in summary if _metric_name(r) == name]
-    higher = next((r["higher_is_better"] for r in rows if r.get("higher_is_better") is not None), True)
-    try:
-        metric = resolve_metric(name)
-    except InvalidParameterError:
-        metric = Metric(name, bool(higher), lambda p, t: (0.0, 0), label=name)
-    return dataclasses.replace(metric, higher_is_better=bool(higher))
+    return any(r["preset"] == preset and metric_name(r) == metric for r in summary)
 
 
 def _grid(summary: list[dict], preset: str, metric: str | None = None) -> tuple[list[str], list[float], dict]:
     """(run labels, times, {(label, t): summary row}) of one preset and metric: labels in first-seen
     order, and every time of the summary, so that the times this preset lacks show as not measured."""
     metric = metric or metric_info(summary).name
-    cells = {(row_label(r), r["t_seconds"]): r for r in summary if r["preset"] == preset and _metric_name(r) == metric}
+    cells = {(row_label(r), r["t_seconds"]): r for r in summary if r["preset"] == preset and metric_name(r) == metric}
     labels = list(dict.fromkeys(label for label, _ in cells))
     times = sorted({r["t_seconds"] for r in summary})
     return labels, times, cells
-
-
-def _digital(cells: dict, label: str) -> float | None:
-    """The run's digital value of the metric (the same in every cell of the run)."""
-    for (name, _), cell in cells.items():
-        if name == label:
-            value = cell.get("digital_value")
-            return cell.get("digital_accuracy") if value is None else value
-    return None
-
-
-def _mean_std(cell: dict | None, metric: Metric) -> str:
-    if cell is None:
-        return NOT_MEASURED
-    if "n_seeds" in cell:
-        return _seed_cell(cell, metric)
-    return f"{metric.format(cell['mean'])} ± {metric.format(cell['std'])}"
-
-
-def _spread(metric: Metric, value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else metric.format(value)
-
-
-def _seed_cell(cell: dict, metric: Metric, key: str = "mean") -> str:
-    """``mean ± CI half-width over seeds (σp programming std)``; one seed has no interval over seeds."""
-    low, high = ("ci95_low", "ci95_high") if key == "mean" else ("drop_ci95_low", "drop_ci95_high")
-    half = _half_width(cell, low, high)
-    interval = "(1 seed, no CI)" if cell["n_seeds"] < 2 else f"± {_spread(metric, half)}"
-    text = f"{metric.format(cell[key])} {interval}"
-    return f"{text} (σp {_spread(metric, cell['programming_std'])})" if key == "mean" else text
 
 
 def _axis_label(metric: Metric) -> str:
@@ -158,13 +103,13 @@ def text_table(summary: list[dict], preset: str, metric: str | None = None) -> s
     lines = [header]
     for label in labels:
         lines.append(
-            [label, info.format(_digital(cells, label))] + [_mean_std(cells.get((label, t)), info) for t in times]
+            [label, info.format(digital_of(cells, label))] + [mean_std_text(cells.get((label, t)), info) for t in times]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     repeats = sorted({c["n"] for c in cells.values()})
     counted = str(repeats[0]) if len(repeats) == 1 else f"{repeats[0]}-{repeats[-1]}"
     out = [f"preset {preset} ({_axis_label(info)}, mean ± std over {counted} repeats)"]
-    if _over_seeds(summary):
+    if over_seeds(summary):
         seeds = sorted({c["n_seeds"] for c in cells.values()})
         counted = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
         out = [
@@ -182,46 +127,44 @@ def markdown_table(summary: list[dict], preset: str, metric: str | None = None, 
     """Run x time table of one preset and metric; the best mean in each time column (the highest,
     or the lowest for a lower-is-better metric such as perplexity) is in bold. For a summary over
     training seeds the mean is the seed-level one and a ``seeds`` column counts them;
-    ``quantity="drop"`` tabulates its drop from the digital value instead (mean ± 95% CI over seeds)."""
+    ``quantity="drop"`` tabulates its drop from the digital value instead (mean ± 95% CI over seeds;
+    positive is a loss, so the smallest drop is in bold)."""
     info = metric_info(summary, metric)
     labels, times, cells = _grid(summary, preset, info.name)
-    seeds = _over_seeds(summary)
+    seeds = over_seeds(summary)
     if quantity == "drop" and not seeds:
         raise InvalidParameterError(
             "markdown_table(quantity='drop') needs a summary over training seeds (summarize_seeds)"
         )
+    # (a drop is better the smaller it is, whichever way the metric points)
+    ranking = dataclasses.replace(info, higher_is_better=False) if quantity == "drop" else info
     best = {
         t: _best(
-            info, [cells[(r, t)][quantity] for r in labels if (r, t) in cells and cells[(r, t)][quantity] is not None]
+            ranking,
+            [cells[(r, t)][quantity] for r in labels if (r, t) in cells and cells[(r, t)][quantity] is not None],
         )
         for t in times
     }
     extra = ["seeds"] if seeds else []
-    head = (
-        "| run | optimizer | "
-        + "".join(f"{e} | " for e in extra)
-        + "digital | "
-        + " | ".join(format_time(t) for t in times)
-        + " |"
-    )
-    lines = [head, "|" + "---|" * (3 + len(extra) + len(times))]
+    header = ["run", "optimizer", *extra, "digital", *(format_time(t) for t in times)]
+    table = []
     for label in labels:
         first = next(c for (name, _), c in cells.items() if name == label)
         row = [label, str(first.get("optimizer") or NOT_MEASURED)]
         if seeds:
             row.append(str(max(c["n_seeds"] for (name, _), c in cells.items() if name == label)))
-        row.append(info.format(_digital(cells, label)))
+        row.append(info.format(digital_of(cells, label)))
         for t in times:
             cell = cells.get((label, t))
             if cell is None:
                 text = NOT_MEASURED
             elif quantity == "drop":
-                text = NOT_MEASURED if cell["drop"] is None else _seed_cell(cell, info, "drop")
+                text = NOT_MEASURED if cell["drop"] is None else seed_cell_text(cell, info, "drop")
             else:
-                text = _mean_std(cell, info)
+                text = mean_std_text(cell, info)
             row.append(f"**{text}**" if cell is not None and cell[quantity] == best[t] and len(labels) > 1 else text)
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+        table.append(row)
+    return "\n".join(markdown_lines(header, table))
 
 
 def _seed_lines(rows: Sequence[dict], preset: str, metric: str) -> dict[str, dict]:
@@ -253,7 +196,7 @@ def _draw_preset(
     def bound(cell, key):  # a single repeat has no interval: draw none
         return scale * (cell["mean"] if math.isnan(cell[key]) else cell[key])
 
-    seed_lines = _seed_lines(rows, preset, info.name) if rows is not None and _over_seeds(summary) else {}
+    seed_lines = _seed_lines(rows, preset, info.name) if rows is not None and over_seeds(summary) else {}
     for label in labels:
         ts = [t for t in times if (label, t) in cells]
         mean = [scale * cells[(label, t)]["mean"] for t in ts]
@@ -267,7 +210,7 @@ def _draw_preset(
             color=line.get_color(),
             alpha=0.2,
         )
-        digital = _digital(cells, label)
+        digital = digital_of(cells, label)
         if digital is not None:
             ax.axhline(scale * digital, linestyle="--", linewidth=1, color=line.get_color())
     ax.set_xscale("log")
@@ -293,14 +236,10 @@ def accuracy_figure(
     """A :class:`~matplotlib.figure.Figure` of ``metric`` (default: the summary's first) over time,
     with one panel for ``preset``, or one per preset side by side; ``rows`` (the tidy rows of a
     summary over seeds) adds one thin line per training seed."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     presets = [preset] if preset else _presets(summary)
     columns = min(len(presets), _PANELS_PER_ROW)  # (a knob sweep's many variants wrap into rows)
     lines = math.ceil(len(presets) / columns)
-    fig = Figure(figsize=(5.5 * columns, 4 * lines))
-    FigureCanvasAgg(fig)
+    fig = new_figure(5.5 * columns, 4 * lines)
     axes = fig.subplots(lines, columns, squeeze=False).ravel()
     for ax, name in zip(axes, presets):
         _draw_preset(ax, summary, name, metric, rows)
@@ -318,10 +257,7 @@ def plot_accuracy_vs_time(
     rows: Sequence[dict] | None = None,
 ) -> Path:
     """Write :func:`accuracy_figure` as a PNG to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    accuracy_figure(summary, preset, metric, rows).savefig(path, dpi=120)
-    return path
+    return save_figure(accuracy_figure(summary, preset, metric, rows), path)
 
 
 def _plot_name(metric: str, preset: str | None = None) -> str:
@@ -340,7 +276,7 @@ def write_report(
     write_rows(out / "results.csv", rows, columns_for(RESULT_COLUMNS, rows))
     written["results"] = out / "results.csv"
     summary = summary_of(rows)
-    seeds = _over_seeds(summary)
+    seeds = over_seeds(summary)
     write_rows(out / "summary.csv", summary, columns_for(SEED_SUMMARY_COLUMNS if seeds else SUMMARY_COLUMNS, summary))
     written["summary"] = out / "summary.csv"
     metrics = [metric_info(summary, m) for m in metrics_of(summary)] or [metric_info(summary)]
@@ -371,8 +307,6 @@ def write_report(
         ]
     if left_out:
         sections += [f"Note: {describe_left_out(left_out)}.", ""]
-    from analogsam.evaluation.knobs import write_knob_section  # (it builds on this module)
-
     knob_lines, knob_plots = write_knob_section(summary, out)
     sections += knob_lines
     written.update(knob_plots)
@@ -389,8 +323,8 @@ def write_report(
             sections += [markdown_table(summary, name, metric.name), ""]
             if seeds:
                 sections += [
-                    f"Drop from the digital {shown} (analog − digital, per network, then the mean ± 95% "
-                    "CI over seeds):",
+                    f"Drop from the digital {shown} (how much worse than digital, per network: positive is "
+                    "a loss; then the mean ± 95% CI over seeds; the smallest drop per time in bold):",
                     "",
                     markdown_table(summary, name, metric.name, quantity="drop"),
                     "",
@@ -406,8 +340,6 @@ def write_report(
 def summary_tables(summary: list[dict]) -> str:
     """Text tables of every preset and metric in ``summary``; the variants of a knob sweep
     (``pcm[io.adc_bits=4]``, ...) as one table per varied knob instead of one per variant."""
-    from analogsam.evaluation.knobs import base_presets, knob_tables
-
     swept = set(base_presets(summary))
     plain = [
         text_table(summary, p, m)
@@ -417,3 +349,80 @@ def summary_tables(summary: list[dict]) -> str:
         if _measured(summary, p, m)
     ]
     return "\n\n".join(plain + ([knob_tables(summary)] if swept else []))
+
+
+# -- a comparison over training seeds: spread, tests against a reference, drops --------------------------
+
+
+def _accuracy_cells(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:
+    """(runs, times, {(run, t): summary row}) of the accuracy cells of ``preset``."""
+    cells = {(r["run"], r["t_seconds"]): r for r in summary if r["preset"] == preset and r["metric"] == "accuracy"}
+    runs = list(dict.fromkeys(r for r, _ in cells))
+    return runs, sorted({t for _, t in cells}), cells
+
+
+def seed_spread_table(summary: list[dict], preset: str, order: Sequence[str]) -> str:
+    """Markdown, pp: σp (std over programmings within one network, pooled over seeds) and the std of
+    the seed means, per run (in ``order``) and time of a summary over seeds."""
+    runs, times, cells = _accuracy_cells(summary, preset)
+    table = []
+    for run in [r for r in order if r in runs]:
+        row = [run]
+        for t in times:
+            c = cells.get((run, t))
+            row.append(NOT_MEASURED if c is None else f"{100 * c['programming_std']:.2f} / {100 * c['seed_std']:.2f}")
+        table.append(row)
+    return "\n".join(markdown_lines(["method", *(f"{format_time(t)} σp / σseeds" for t in times)], table))
+
+
+def seed_test_table(tests: list[dict], preset: str, order: Sequence[str]) -> str:
+    """Markdown: per run (in ``order``) and time, the difference to the reference in pp and Welch's p
+    over seeds (:func:`~analogsam.evaluation.statistics.seed_level_test` rows), on accuracy and on drop."""
+    cells = {
+        (r["run"], r["t_seconds"], r["quantity"]): r
+        for r in tests
+        if r["preset"] == preset and r["metric"] == "accuracy"
+    }
+    times = sorted({k[1] for k in cells})
+    header = ["method", *(f"{format_time(t)} {what} Δ (p)" for t in times for what in ("accuracy", "drop"))]
+    table = []
+    for run in [r for r in order if any(k[0] == r for k in cells)]:
+        row = [run]
+        for t in times:
+            for quantity in ("value", "drop"):
+                c = cells.get((run, t, quantity))
+                row.append(NOT_MEASURED if c is None else f"{pp_text(c['difference'])} ({p_text(c['p_value'])})")
+        table.append(row)
+    return "\n".join(markdown_lines(header, table))
+
+
+def plot_drops(summary: list[dict], preset: str, path: str | os.PathLike, order: Sequence[str]) -> Path:
+    """Grouped bars: each run's drop from its digital accuracy (pp, positive: a loss) per time, ± the
+    95% CI over seeds, runs in ``order``."""
+    runs, times, cells = _accuracy_cells(summary, preset)
+    runs = [r for r in order if r in runs]
+    fig = new_figure(max(6.0, 1.0 * len(runs) + 2), 4)
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(times))
+    for j, t in enumerate(times):
+        xs, heights, errors = [], [], [[], []]
+        for i, run in enumerate(runs):
+            c = cells.get((run, t))
+            if c is None or c["drop"] is None:
+                continue
+            xs.append(i + (j - (len(times) - 1) / 2) * width)
+            heights.append(100 * c["drop"])
+            low, high = c["drop_ci95_low"], c["drop_ci95_high"]
+            known = low is not None and not math.isnan(low)
+            errors[0].append(100 * (c["drop"] - low) if known else 0.0)
+            errors[1].append(100 * (high - c["drop"]) if known else 0.0)
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=format_time(t))
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels(runs, rotation=30, ha="right")
+    ax.set_ylabel("digital − analog accuracy (pp)")
+    ax.set_title(f"{preset}: drop from digital, mean ± 95% CI over training seeds")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(title="time", fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)

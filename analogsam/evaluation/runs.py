@@ -1,9 +1,8 @@
 """What evaluation needs from a trained run, and nothing of the run-folder format.
 
 The protocol evaluates a ``torch.nn.Module`` and labels its rows; a
-:class:`~analogsam.training.TrainedRun` (or a run folder) is unpacked here, once, into that network
-and those labels. ``analogsam.training`` is imported inside the functions: evaluation sits above
-training, and a user who evaluates their own network need not load the training stack.
+:class:`~analogsam.runs.TrainedRun` (or a run folder) is unpacked here, once, into that network
+and those labels. Run folders are read by :mod:`analogsam.runs`, their one owner.
 """
 
 from __future__ import annotations
@@ -14,13 +13,12 @@ from collections.abc import Iterable, Sequence
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.runs import TrainedRun, load_group, run_test_data
 
 
 def unpack(subject) -> tuple[nn.Module, dict]:
     """(network, labels) of a ``torch.nn.Module`` (no labels) or a TrainedRun (its name, optimizer,
     model and dataset names, its training seed and whether it is one seed of a seed group)."""
-    from analogsam.training import TrainedRun
-
     if isinstance(subject, TrainedRun):
         return subject.model, {
             "run": subject.name,
@@ -35,7 +33,7 @@ def unpack(subject) -> tuple[nn.Module, dict]:
         return subject, {}
     raise InvalidParameterError(
         f"evaluate() needs a torch.nn.Module or a TrainedRun, got {type(subject).__name__}; "
-        "pass a network or analogsam.training.load_run(folder)"
+        "pass a network or analogsam.runs.load_run(folder)"
     )
 
 
@@ -46,13 +44,11 @@ def describe(run) -> str:
 
 def load_runs(runs: Sequence) -> list:
     """TrainedRun objects from TrainedRuns, run folders and seed-group folders (a group gives all its
-    runs, :func:`analogsam.training.load_group`).
+    runs, :func:`analogsam.runs.load_group`).
 
     Refuses two runs whose rows would share cells: two single runs with one name, a single run named
     like a group, or two runs of a group with one training seed.
     """
-    from analogsam.training import TrainedRun, load_group
-
     if isinstance(runs, (str, os.PathLike)) or not isinstance(runs, Iterable):
         raise InvalidParameterError(f"runs must be a list of trained runs or run folders, got {runs!r}")
     loaded = [one for r in runs for one in ([r] if isinstance(r, TrainedRun) else load_group(r))]
@@ -80,6 +76,4 @@ def load_runs(runs: Sequence) -> list:
 
 def default_batches(run, batch_size: int = 2000):
     """Batches of the test split of the dataset ``run`` was trained on."""
-    from analogsam.training import run_test_data
-
     return run_test_data(run).batches(batch_size)

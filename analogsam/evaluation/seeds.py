@@ -1,7 +1,7 @@
 """Seeds derived from names: how every measured number gets a seed of its own.
 
 A Monte-Carlo sweep is resumable and extensible because no number depends on what was measured
-before it: a repeat's seed is derived from ``(seed, run, preset, repeat)``, and the seeds of its
+before it: a repeat's seed is derived from ``(seed, run, faults, preset, repeat)``, and the seeds of its
 programming, drift and forward noise from that repeat seed (see :mod:`.backends`).
 """
 

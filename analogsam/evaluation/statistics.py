@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from analogsam.errors import InvalidParameterError
-from analogsam.evaluation.columns import knob_columns, with_metric
+from analogsam.evaluation.columns import knob_columns
 from analogsam.statistics import confidence_interval, sample_std, welch_t_test
 
 SUMMARY_COLUMNS = [
@@ -107,11 +107,9 @@ def _order(item) -> tuple:
 def summarize(rows: Iterable[dict]) -> list[dict]:
     """One row per (run, faults, preset, preset_hash, metric, t): n, mean, sample std and 95% CI of the
     metric's value over repeats, and the digital value. Faulted and clean rows of a run are separate
-    cells (rows without a ``faults`` value, e.g. from a results.csv written before the column existed,
-    are clean); rows without a ``metric`` measured accuracy (:func:`~.store.with_metric`). The rows
-    of a seed group's networks are pooled (see :func:`summarize_seeds` for statistics over seeds)."""
+    cells (rows without a ``faults`` value are clean). The rows of a seed group's networks are pooled (see :func:`summarize_seeds` for statistics over seeds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in map(with_metric, rows):
+    for r in rows:
         groups[_cell(r)].append(r)
     out = []
     for (run, faults, preset, digest, metric, t), members in sorted(groups.items(), key=_order):
@@ -150,7 +148,7 @@ def per_seed(rows: Iterable[dict]) -> dict[tuple, dict]:
     the programmings of each training seed's network, per cell (``train_seed`` ``None`` for rows
     that record none, one network). Seeds are in increasing order."""
     cells: dict[tuple, dict] = defaultdict(dict)
-    for r in map(with_metric, rows):
+    for r in rows:
         seeds = cells[_cell(r)]
         values, digital, first = seeds.setdefault(r.get("train_seed"), ([], r.get("digital_value"), r))
         values.append(float(r["value"]))
@@ -163,8 +161,12 @@ def _seed_means(seeds: dict) -> np.ndarray:
 
 
 def _seed_drops(seeds: dict, means: np.ndarray) -> np.ndarray:
-    """Each seed's mean minus its network's digital value (NaN where that is unknown)."""
-    return means - np.array([_nan_if_none(d) for _, d, _ in seeds.values()])
+    """Each seed's drop: how much worse its mean is than its network's digital value, positive for a
+    loss (digital - mean where higher is better, mean - digital where lower is; NaN where the digital
+    value is unknown). The one sign of a drop in analogsam (:mod:`analogsam.reporting`)."""
+    digital = np.array([_nan_if_none(d) for _, d, _ in seeds.values()])
+    first = next(iter(seeds.values()))[2]
+    return digital - means if first.get("higher_is_better", True) else means - digital
 
 
 def _nan_if_none(value):
@@ -181,8 +183,9 @@ def summarize_seeds(rows: Iterable[dict]) -> list[dict]:
     (the sample std of the seed means; NaN with one seed), ``programming_std`` (the within-network
     spread: the root of the mean of the seeds' sample variances over programmings; NaN where no seed
     has two programmings), ``digital_value`` (the mean over seeds of each network's digital value)
-    and ``drop`` (the mean over seeds of seed mean - seed digital value, negative for a loss on a
-    higher-is-better metric) with its own interval ``drop_ci95_low``/``drop_ci95_high``; plus the
+    and ``drop`` (the mean over seeds of how much worse each seed's mean is than its digital value:
+    positive for a loss, whichever way the metric points) with its own interval
+    ``drop_ci95_low``/``drop_ci95_high``; plus the
     run, optimizer and metric columns of :func:`summarize`.
     """
     out = []
@@ -229,8 +232,9 @@ def seed_level_test(rows: Iterable[dict], baseline: str, *, quantity: str = "val
     """Every run against ``baseline`` (a run name), with the training seed as the unit.
 
     Per (run != baseline, faults, preset, metric, t) measured for both: the mean over seeds of the
-    per-seed means of ``quantity`` (``"value"``: the metric; ``"drop"``: the metric minus the
-    network's digital value), the ``difference`` run - baseline, and Welch's two-sided t-test over the
+    per-seed means of ``quantity`` (``"value"``: the metric; ``"drop"``: how much worse than the
+    network's digital value, positive for a loss), the ``difference`` run - baseline (on drop,
+    negative: the run loses less than the baseline), and Welch's two-sided t-test over the
     per-seed numbers (:func:`analogsam.statistics.welch_t_test`: ``t``, ``dof``, ``p_value``; NaN
     unless both have two seeds or more), with ``n_seeds`` of both (:data:`SEED_TEST_COLUMNS`).
     """

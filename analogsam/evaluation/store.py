@@ -8,12 +8,11 @@ missing ones. ``sweep.json`` beside it records the settings; a rerun with differ
 the same folder is refused.
 
 The columns are :data:`~analogsam.evaluation.columns.RESULT_COLUMNS` (each row names its metric;
-see :mod:`.columns`). A file written before the metric columns existed reads as accuracy rows
-(:func:`read_rows` fills them in) and is rewritten once with the new header. A cell is also keyed
-by its metric, so one folder can hold a run's accuracy and its top-5 accuracy side by side, and, for
-the rows of a seed group (``seed_group`` true: one name, one network per training seed), by its
-``train_seed``, so each network of a group has cells of its own. A single run's cells keep the key
-they always had, so folders written before the seed columns existed resume as they did.
+see :mod:`.columns`), followed by a column per varied knob; a ``results.csv`` with another header is
+refused. A cell is keyed by (run, faults, preset, preset hash, repeat, metric), so one folder can
+hold a run's accuracy and its top-5 accuracy side by side, and, for the rows of a seed group
+(``seed_group`` true: one name, one network per training seed), also by its ``train_seed``, so each
+network of a group has cells of its own.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, columns_for, knob_value, with_metric
-from analogsam.evaluation.statistics import summarize  # noqa: F401  (its import path before statistics.py)
+from analogsam.evaluation.columns import DEFAULT_METRIC, RESULT_COLUMNS, columns_for, knob_columns, knob_value
 from analogsam.hardware.presets.schema import KNOBS_BY_PATH
 from analogsam.storage import SettingsMismatchError, atomic_write, read_json, write_json
 
@@ -37,7 +35,6 @@ __all__ = [
     "fault_label",
     "read_rows",
     "run_label",
-    "with_metric",
     "write_rows",
 ]
 
@@ -101,14 +98,13 @@ def _typed(row: dict) -> dict:
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
-    """Rows of a results.csv or summary.csv, with numbers as numbers and the metric columns filled in
-    (:func:`with_metric`). A torn last line is ignored."""
+    """Rows of a results.csv or summary.csv, with numbers as numbers. A torn last line is ignored."""
     path = Path(path)
     if not path.exists():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [with_metric(_typed(r)) for r in rows if None not in r.values()]
+    return [_typed(r) for r in rows if None not in r.values()]
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> None:
@@ -125,24 +121,22 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]
 def _key(
     run: str, faults: str, preset: str, digest: str, repeat: int, metric: str, train_seed: int | None = None
 ) -> tuple:
-    # Accuracy cells keep the key they had before metrics were a choice; others add their metric.
-    key = (run, faults, preset, digest, repeat)
-    key = key if metric == DEFAULT_METRIC else (*key, metric)
+    key = (run, faults, preset, digest, repeat, metric)
     # Only a seed group's rows are keyed by their training seed (a single run has one network); the
     # seed is tagged so it can never be read as a metric's name.
     return key if train_seed is None else (*key, ("train_seed", int(train_seed)))
 
 
 def cell_key(row: dict) -> tuple:
-    """(run, faults, preset, preset_hash, repeat), plus the metric's name unless it is accuracy, plus
-    the training seed for a row of a seed group: what one cell of the store measured."""
+    """(run, faults, preset, preset_hash, repeat, metric), plus the training seed for a row of a seed
+    group: what one cell of the store measured."""
     return _key(
         row["run"],
         row.get("faults") or "",
         row["preset"],
         row["preset_hash"],
         int(row["repeat"]),
-        row.get("metric") or DEFAULT_METRIC,
+        row["metric"],
         row.get("train_seed") if row.get("seed_group") else None,
     )
 
@@ -161,10 +155,8 @@ class ResultStore:
         self.path = self.folder / "results.csv"
         self._repair_torn_tail()
         self.rows = read_rows(self.path)
-        for row in self.rows:
-            row.setdefault("faults", "")  # written before faults were a column: clean
         self.columns = columns_for(RESULT_COLUMNS, self.rows)
-        self._upgrade_header()
+        self._check_header()
         self.done = {cell_key(r) for r in self.rows}
 
     def _repair_torn_tail(self) -> None:
@@ -175,12 +167,18 @@ class ResultStore:
         if data and not data.endswith(b"\n"):
             atomic_write(self.path, lambda f: f.write(data[: data.rfind(b"\n") + 1]), binary=True)
 
-    def _upgrade_header(self) -> None:
-        # Appended rows follow RESULT_COLUMNS (and the columns of the knobs its rows vary), so a file
-        # written with other columns (before the faults or the metric columns) is rewritten once
-        # with them; its values are kept exactly.
-        if self.path.exists() and self.path.stat().st_size and _header(self.path) != self.columns:
-            write_rows(self.path, self.rows, self.columns)
+    def _check_header(self) -> None:
+        # Appended rows follow RESULT_COLUMNS and the columns of the knobs its rows vary: a file with
+        # other columns was not written by this version of analogsam, and appending would misalign it.
+        if not (self.path.exists() and self.path.stat().st_size):
+            return
+        header = _header(self.path)
+        if header != RESULT_COLUMNS + knob_columns([dict.fromkeys(header or [])]):
+            raise SettingsMismatchError(
+                f"{self.path} has the columns {header}, not those of analogsam's results "
+                f"({', '.join(RESULT_COLUMNS)}, then one per varied knob). Use another --out folder, or "
+                "delete this one to start over."
+            )
 
     def check_settings(self, settings: dict) -> None:
         """Record ``settings`` (times, seed, preset hashes...) or refuse if they differ from the stored ones.

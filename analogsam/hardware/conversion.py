@@ -18,21 +18,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from analogsam.errors import AnalogsamError, InvalidParameterError
+from analogsam.errors import ConversionError, InvalidParameterError
 from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
+from analogsam.models.roles import is_convertible, is_digital_by_design
 from analogsam.quantization import programmable_copy, quantized_layers
-from analogsam.robustness.roles import is_convertible, is_digital_by_design
-
-
-class ConversionError(AnalogsamError, ValueError):
-    """The model holds layers that cannot be mapped onto analog tiles."""
 
 
 def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
     """(name, type) of each layer that has its own weights but is neither convertible nor digital by design
-    (:mod:`analogsam.robustness.roles`)."""
+    (:mod:`analogsam.models.roles`)."""
     bad = []
     for name, module in model.named_modules():
         if is_convertible(module) or is_digital_by_design(module):
@@ -268,7 +264,7 @@ def convert(
             one forward on its first two samples tells which of them are used element-wise (they
             stay digital) and which as a matrix (refused by name).
         input_ranges: ``{layer name: [range per tile]}``, the input ranges hardware-aware training
-            learned (:attr:`analogsam.training.TrainedRun.input_ranges`): for a preset with static
+            learned (:attr:`analogsam.runs.TrainedRun.input_ranges`): for a preset with static
             input ranges they are set on the tiles instead of calibrating (a network measured as it
             was trained); ignored by presets that scale each input vector instead.
 

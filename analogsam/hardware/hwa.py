@@ -34,9 +34,10 @@ Steps 1-4 are the fast engine's replay of the C++ tile (:class:`analogsam.hardwa
 tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution whose tiles each hold
 whole input channels, as one tile does and as ResNet-20's 576-input layers split over 512-row tiles do
 (2 x 32 channels), reads each tile's patches straight from its channels of the image; a split that cuts
-a kernel unfolds them), run without a graph on a generator seeded from torch's. The layer's
+a kernel unfolds them), run without a graph, its noise from the engine's counter-based generator
+(:mod:`analogsam.hardware.fast.noise`) under a seed drawn from torch's at every call. The layer's
 output is that tile output and its gradient the digital layer's at the same input and weights
-(:class:`_TileProduct`: ``aten.convolution_backward`` or the two products of a Linear), so no digital
+(``_TileProduct``: ``aten.convolution_backward`` or the two products of a Linear), so no digital
 forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
 of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
 zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
@@ -65,7 +66,7 @@ from torch import Tensor, nn
 
 from analogsam.errors import AnalogsamError
 from analogsam.hardware import presets as devices
-from analogsam.robustness.roles import is_convertible
+from analogsam.models.roles import is_convertible
 
 __all__ = [
     "HardwareAwareError",
@@ -121,8 +122,8 @@ class TrainingTileModel:
     bound_management: bool
     omega: float  # mapping.weight_scaling (0: the weights as they are)
     columnwise: bool
-    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter LAYERWISE/CHANNELWISE_
-    #: SYMMETRIC after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
+    #: True: α follows the weights at every step (aihwkit's WeightRemapParameter ``LAYERWISE``/
+    #: ``CHANNELWISE_SYMMETRIC`` after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
     #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
     remap: bool = True
     #: True: aihwkit's C++ tiles' rule (``handle_output_bound``): an output whose tile read-out is at 0.999
@@ -280,7 +281,7 @@ class _TileBlock(torch.autograd.Function):
     """One tile's output ``y_tile`` of a layer split over several (computed without a graph) as a
     function of its block of inputs ``v`` (M, rows) and weights ``w`` (cols, rows): the gradients of
     the digital product ``v wᵀ``, the inputs' with the saturated outputs' gradients zeroed (see
-    :class:`_TileProduct`); no digital product is computed in the forward."""
+    ``_TileProduct``); no digital product is computed in the forward."""
 
     @staticmethod
     def forward(ctx, v, w, y_tile, saturated):
@@ -352,8 +353,9 @@ class _Tiles:
     """The analog tiles of one layer's training forward: the fast engine's replay of the C++ tile
     (:class:`analogsam.hardware.fast.tile.Tile`: noise management, DAC, product, weight and output
     noise, ADC, iterative bound management, fused kernels on the CPU), fed the current weights at
-    every call and drawing from a generator seeded from torch's (so ``torch.manual_seed`` fixes a
-    training run)."""
+    every call. Its noise is the engine's counter-based generator's, addressed by (a seed drawn from
+    torch's generator at every call, the tile, the element): ``torch.manual_seed`` fixes a training
+    run, and a number does not depend on the batch's chunking or the thread count."""
 
     def __init__(self, model: TrainingTileModel, out_size: int, in_size: int, device):
         from types import SimpleNamespace
@@ -378,7 +380,8 @@ class _Tiles:
             for i, r in enumerate(self.rows)
             for j, c in enumerate(self.cols)
         }
-        self.gen = torch.Generator(device=device)
+        for number, tile in enumerate(self.tiles.values()):
+            tile.index = number  # (part of its random numbers' addresses)
         self.fixed_alpha: dict | None = None  # {(i, j): α} when the model does not remap
         # the ADC kernel's identities (x * 1, x + -0.0) for each column block, made once
         self._identities = [
@@ -399,7 +402,7 @@ class _Tiles:
 
     def __deepcopy__(self, memo):
         """A fresh set of tiles (a deep copy of the layer, e.g. MESA's EMA model, gets its own; the
-        tiles hold compiled kernels, which cannot be copied, and no state besides the generator's)."""
+        tiles hold compiled kernels, which cannot be copied, and no other state)."""
         copy = _Tiles(*self._args)
         copy.fixed_alpha = None if self.fixed_alpha is None else {k: v.clone() for k, v in self.fixed_alpha.items()}
         return copy
@@ -409,7 +412,7 @@ class _Tiles:
         range, divided out before the tile and multiplied back after it, α, and the digital bias on the
         tiles of the first row block); with ``fuse`` (and the compiled ADC kernel) the periphery is
         applied in the ADC kernel's own pass over the outputs (``Tile.post``), in the order of
-        :meth:`~analogsam.hardware.fast.tile.Tile._periphery`."""
+        ``Tile._periphery``."""
         from analogsam.hardware.fast.tile import Weights
 
         tile = self.tiles[(i, j)]
@@ -434,7 +437,7 @@ class _Tiles:
         """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, plus
         ``bias``, and where each tile's read-out saturated (M, N) (a union over the tiles of a row).
         With ``parts``: {(i, j): (output, saturated)} per tile instead, without the bias."""
-        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        noise = _noise_source()
         x = x.detach().float()
         # the raw read-outs are needed for the saturation test and for the parts (kept apart from the bias)
         raw = parts or self.model.zero_saturated_gradients
@@ -449,7 +452,7 @@ class _Tiles:
             outs, sats = [], []
             for j in range(len(self.cols)):
                 tile = self._set(i, j, weight, ranges, None if raw else bias, fuse=not raw)
-                y = tile.mvm(xb, tile.weights, self.gen, tile.post)
+                y = tile.mvm(xb, tile.weights, noise.stream(tile.index, 0, 0), tile.post)
                 if raw:  # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
                     sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
                     y = y * tile.post_scale.view(1, -1)
@@ -474,8 +477,8 @@ class _Tiles:
         each tile's patches quantized straight from its channels of the image (the fast engine's
         ``Tile.forward_patches``; no unfolded copy): ``channels[i]`` are the input channels of row block
         i, which holds their whole kernels (a split aligned with ``F.unfold``'s (C, kh, kw) order). With
-        one tile, also where its read-out saturated (see :meth:`__call__`)."""
-        self.gen.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        one tile, also where its read-out saturated (see ``__call__``)."""
+        noise = _noise_source()
         img = img.detach().float()
         test = self.model.zero_saturated_gradients and len(self.tiles) == 1  # the read-out's saturation
         total = None
@@ -484,7 +487,7 @@ class _Tiles:
             outs = []
             for j in range(len(self.cols)):
                 tile = self._set(i, j, weight, ranges, None if test else bias, fuse=not test)
-                outs.append(tile.forward_patches(part, geometry, self.gen))
+                outs.append(tile.forward_patches(part, geometry, noise.stream(tile.index, 0, 0)))
             y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
             total = y if total is None else total.add_(y)
         if not test:
@@ -508,6 +511,15 @@ class _Tiles:
             aligned = not any(r.start % area or r.stop % area for r in self.rows)
             self._channels[kernel] = [slice(r.start // area, r.stop // area) for r in self.rows] if aligned else None
         return self._channels[kernel]
+
+
+def _noise_source():
+    """The noise of one training forward of a layer: the engine's counter-based generator under a
+    seed drawn from torch's default generator (one draw per call, so ``torch.manual_seed`` fixes
+    every number of a training run)."""
+    from analogsam.hardware.fast import noise
+
+    return noise.NoiseSource(int(torch.randint(0, 2**62, (1,))))
 
 
 def _init_ranges(module: nn.Module, x: Tensor, model: TrainingTileModel) -> None:

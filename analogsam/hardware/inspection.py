@@ -25,7 +25,7 @@ from torch import nn
 from analogsam.hardware.conversion import ConversionError, check_layers, convert, resolve_preset
 from analogsam.hardware.mapping import REWRITES, map_to_tiles
 from analogsam.hardware.usage import sample_of
-from analogsam.robustness.roles import is_convertible, is_digital_by_design, is_norm_layer
+from analogsam.models.roles import is_convertible, is_digital_by_design, is_norm_layer
 
 #: Why a layer without crossbar weights stays digital, by kind.
 _DIGITAL_BY_DESIGN = (

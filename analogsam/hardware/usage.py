@@ -72,6 +72,8 @@ _PRODUCTS = {
     },
 }
 
+#: The kinds of use of a parameter (:class:`ParameterUse`): an operand of a matrix product, only
+#: element-wise, never seen.
 MATRIX, ELEMENTWISE, UNUSED = "matrix", "element-wise", "unused"
 
 

@@ -1,4 +1,6 @@
-"""The model zoo, built from plain-data specs (:mod:`.zoo`; one module per family of architectures)."""
+"""The model zoo, built from plain-data specs (:mod:`.zoo`; one module per family of architectures), and
+the parameter roles of any network (:mod:`.roles`: which layers go onto tiles, which tensors are crossbar
+weights), which the conversion, the optimizers and the robustness probes all read."""
 
 from analogsam.models.language import CharLM
 from analogsam.models.mobile import DSCNN, MobileNetTiny

@@ -5,7 +5,7 @@ Token ids (B, T) are embedded (``nn.Embedding``, a digital lookup), read by an `
 (B, T, V): the logits at step t predict character t + 1. Trained with the mean cross-entropy over
 tokens; its exponential is the perplexity. The model keeps its ``vocabulary`` (the characters, in
 id order), a part of its spec, so a checkpoint alone can :meth:`~CharLM.encode` text,
-:meth:`~CharLM.decode` ids and :meth:`~CharLM.generate` text. With the defaults (embedding 32, 256
+``CharLM.decode`` ids and :meth:`~CharLM.generate` text. With the defaults (embedding 32, 256
 hidden units, 1 layer) and a vocabulary of 80 characters it has 320,080 parameters.
 """
 

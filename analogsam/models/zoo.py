@@ -182,6 +182,7 @@ _TEXT_MODELS = frozenset({"char-lm"})
 
 
 def model_names() -> list[str]:
+    """The model names :func:`build_model` takes, sorted."""
     return sorted(_BUILDERS)
 
 

@@ -1,7 +1,7 @@
 """Pieces every optimizer of the family shares: the non-finite error, BatchNorm freezing, gradient norms.
 
 Which tensors are crossbar weights, normalisation parameters or neither is decided once, in
-:mod:`analogsam.robustness.roles`; the optimizers use its :func:`crossbar_weights` (as
+:mod:`analogsam.models.roles`; the optimizers use its :func:`~analogsam.models.roles.crossbar_weights` (as
 ``weight_parameters``), :func:`non_norm_parameters` and :func:`adaptive_param_groups`.
 """
 
@@ -16,11 +16,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from analogsam.errors import AnalogsamError
-from analogsam.robustness.roles import (  # noqa: F401  (re-exported by analogsam.optim)
+from analogsam.models.roles import (  # noqa: F401  (re-exported by analogsam.optim)
     adaptive_param_groups,
     non_norm_parameters,
 )
-from analogsam.robustness.roles import crossbar_weights as weight_parameters  # noqa: F401  (re-exported)
+from analogsam.models.roles import crossbar_weights as weight_parameters  # noqa: F401  (re-exported)
 
 
 class NonFiniteError(AnalogsamError, FloatingPointError):

@@ -11,9 +11,10 @@ the attack exact and cheap: dΘ*/dΘ = 1 + sign(Θ) ⊙ c, the diagonal Jacobian
 version (sign has zero derivative, so it is the whole Jacobian).
 
 ``attack_gradient``:
-    ``"through"``  (paper) the KL gradient reaches Θ both through f(x, Θ) and through Θ*(Θ);
-    ``"constant"`` Θ* is a constant: the KL gradient reaches Θ only through f(x, Θ), and the final Θ*
-                   forward runs without a graph (saves one backward per step).
+
+- ``"through"`` (paper): the KL gradient reaches Θ both through f(x, Θ) and through Θ*(Θ);
+- ``"constant"``: Θ* is a constant: the KL gradient reaches Θ only through f(x, Θ), and the final Θ*
+  forward runs without a graph (saves one backward per step).
 
 Attacked parameters: every parameter outside normalisation layers, weights and biases, as in rockpool's
 ``pga_attack`` (which attacks the whole parameter tree); BatchNorm/LayerNorm/GroupNorm parameters are

@@ -52,7 +52,7 @@ class TrainingMethod(abc.ABC):
     The loop calls ``begin_epoch(e)`` (0-based), ``train_step(x, y, indices)`` per batch with the model in
     train mode, and ``end_epoch(e)``. ``train_step`` returns the detached task loss and
     prediction (logits) of the unperturbed forward pass (noise injection: of its noisy forward, its only one), and
-    raises :class:`NonFiniteError` naming the step if a loss or gradient is not finite, before any
+    raises :class:`~analogsam.optim.NonFiniteError` naming the step if a loss or gradient is not finite, before any
     weight of that step is written.
 
     Data-parallel training (:meth:`distribute`): every forward of ``_forward`` runs through the

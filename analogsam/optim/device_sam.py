@@ -50,8 +50,10 @@ import torch
 
 from analogsam.errors import InvalidParameterError
 
+from ._common import adaptive_param_groups
+from .base import base_optimizer_class
 from .hyperparameters import DEVICE_PRESET, DEVICE_TIME, METHODS
-from .two_pass import SAM
+from .two_pass import SAM, SharpnessAwareMethod
 
 #: Conductance levels (fractions of g_max − g_min) at which the device spread is measured.
 LEVELS = 33
@@ -149,3 +151,29 @@ class DeviceSAM(SAM):
         flag = group.get("adaptive")
         weight = bool(flag) if flag is not None else p.dim() > 1
         return self.device_sigma(p) if weight else torch.zeros_like(p)
+
+
+class DeviceSharpnessMethod(SharpnessAwareMethod):
+    """``device-sam`` in the training loop: :class:`SharpnessAwareMethod`'s two passes with
+    :class:`DeviceSAM` (T from the preset's devices on the crossbar weights, 0 elsewhere). Here rather
+    than in :mod:`.two_pass`, which :class:`DeviceSAM` builds on: the generic step does not import the
+    device-shaped one."""
+
+    @classmethod
+    def resolve_hparams(cls, hparams: dict, *, epochs: int | None) -> dict:
+        # the preset and its time, checked before any data is loaded
+        check_device_setting(hparams["device_preset"], hparams["device_time"])
+        return dict(hparams)
+
+    def _make_optimizer(self, base, lr, momentum, weight_decay):
+        cls, base_kwargs = base_optimizer_class(base)
+        hp = self.hparams
+        self.sam = DeviceSAM(
+            adaptive_param_groups(self.model, "weights"),
+            cls,
+            rho=hp["rho"],
+            preset=hp["device_preset"],
+            t=hp["device_time"],
+            **base_kwargs(lr, momentum, weight_decay),
+        )
+        return self.sam.base_optimizer

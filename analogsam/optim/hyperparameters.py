@@ -19,37 +19,36 @@ from __future__ import annotations
 
 import argparse
 import math
-import numbers
 from dataclasses import dataclass, replace
 from typing import Any
 
-from analogsam.errors import InvalidParameterError
-from analogsam.validation import check_choice, check_int, check_real
+from analogsam.validation import Boolean, Constraint, Interval, Options, Text, check
 
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """One setting: its type, default, allowed values, unit and meaning.
+    """One setting: its constraint (:mod:`analogsam.validation`), default, unit and meaning.
 
-    ``low``/``high`` are inclusive unless ``low_open``/``high_open``; ``infinite`` also admits ``inf``
-    (given as ``float('inf')`` or ``"inf"``, kept as the string ``"inf"`` since JSON has no infinity).
+    ``None`` passed for a setting whose default is ``None`` means "the default" (resolved later).
     """
 
     name: str
-    type: type  # float, int, bool or str
+    constraint: Constraint
     default: Any
     meaning: str
     unit: str = ""
     symbol: str = ""  # the paper's symbol, for the README table
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple | None = None
-    infinite: bool = False
     default_text: str = ""  # how a None default is resolved
     metavar: str | None = None
     flag: str | None = None  # the command-line option, if not --name-with-dashes
+
+    @property
+    def type(self) -> type:
+        return self.constraint.type
+
+    @property
+    def choices(self) -> tuple | None:
+        return self.constraint.values if isinstance(self.constraint, Options) else None
 
     @property
     def option(self) -> str:
@@ -61,20 +60,7 @@ class Hyperparameter:
 
     def allowed(self) -> str:
         """The allowed values in words, for errors, ``--help`` and the README."""
-        if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.type is bool:
-            return "on | off"
-        if self.type is str:
-            return "a name"
-        kind = "an integer" if self.type is int else "a number"
-        if self.low is not None and self.high is not None:
-            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            return f"{kind} in {left}{_number(self.low)}, {_number(self.high)}{right}"
-        if self.low is not None:
-            bound = f"{'>' if self.low_open else '>='} {_number(self.low)}"
-            return f"{kind} {bound}" + (" or inf" if self.infinite else "")
-        return kind
+        return self.constraint.describe()
 
     def default_in_words(self) -> str:
         if self.default is None:
@@ -84,49 +70,38 @@ class Hyperparameter:
         return _number(self.default) if isinstance(self.default, (int, float)) else str(self.default)
 
     def check(self, value: Any, owner: str = "") -> Any:
-        """``value`` in its canonical type, or :class:`InvalidParameterError` naming this setting.
-
-        ``None`` passes only where the default is ``None`` (resolved later, or "never")."""
-        label = f"{self.name} of {owner}" if owner else self.name
+        """``value`` in its canonical type, or :class:`~analogsam.errors.InvalidParameterError` naming this setting
+        (:func:`analogsam.validation.check`). ``None`` passes only where the default is ``None``."""
         if value is None and self.default is None:
             return None
-        if self.choices is not None:
-            return check_choice(label, value, self.choices)
-        if self.type is str:  # free text (e.g. a preset name or path), checked where it is used
-            if not isinstance(value, str) or not value:
-                raise InvalidParameterError(f"{label} must be a non-empty name, got {value!r}")
-            return value
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise InvalidParameterError(f"{label} must be True or False, got {value!r}")
-            return value
-        try:
-            if self.type is int:
-                return check_int(label, value, self.low, self.high)
-            if self.infinite and (value == "inf" or (_is_number(value) and value == math.inf)):
-                return "inf"
-            return check_real(label, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
-        except InvalidParameterError:
-            # Say it in the words of --help and the README, which come from the same declaration.
-            raise InvalidParameterError(f"{label} must be {self.allowed()}, got {value!r}") from None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return check(f"{self.name} of {owner}" if owner else self.name, value, self.constraint)
 
 
 def _number(value: float) -> str:
     return "inf" if value == math.inf else f"{value:g}"
 
 
-def _float(name, default, meaning, unit="", *, low=0.0, **kw) -> Hyperparameter:
-    return Hyperparameter(name, float, default, meaning, unit, low=low, **kw)
+def _float(
+    name, default, meaning, unit="", *, low=0.0, high=None, low_open=False, high_open=False, infinite=False, **kw
+) -> Hyperparameter:
+    bounds = Interval(float, low, high, low_open, high_open, infinite)
+    return Hyperparameter(name, bounds, default, meaning, unit, **kw)
+
+
+def _int(name, default, meaning, unit="", *, low=1, **kw) -> Hyperparameter:
+    return Hyperparameter(name, Interval(int, low), default, meaning, unit, **kw)
+
+
+def _choice(name, default, meaning, choices, **kw) -> Hyperparameter:
+    return Hyperparameter(name, Options(tuple(choices)), default, meaning, **kw)
+
+
+def _switch(name, default, meaning, **kw) -> Hyperparameter:
+    return Hyperparameter(name, Boolean(), default, meaning, **kw)
 
 
 def _epoch(name, default_text, meaning, *, low=0) -> Hyperparameter:
-    return Hyperparameter(
-        name, int, None, meaning, "0-based epoch", low=low, default_text=default_text, metavar="EPOCH"
-    )
+    return _int(name, None, meaning, "0-based epoch", low=low, default_text=default_text, metavar="EPOCH")
 
 
 # -- the base optimizer and the training loop ---------------------------------------------------------
@@ -137,6 +112,7 @@ DEFAULT_LR = {"sgd": 0.05, "adamw": 1e-3}
 BASE_OPTIMIZERS = tuple(DEFAULT_LR)
 SCHEDULES = ("cosine", "constant")
 
+#: The settings of the training loop that every method shares, by name. :meta hide-value:
 TRAINING_SETTINGS: dict[str, Hyperparameter] = {
     hp.name: hp
     for hp in (
@@ -157,27 +133,24 @@ TRAINING_SETTINGS: dict[str, Hyperparameter] = {
             "per step, times lr",
             metavar="WD",
         ),
-        Hyperparameter(
+        _choice(
             "base",
-            str,
             None,
             "base optimizer that every method but sgd/adamw steps with",
-            choices=BASE_OPTIMIZERS,
+            BASE_OPTIMIZERS,
             default_text="sgd",
             flag="--base-optimizer",
         ),
-        Hyperparameter("epochs", int, 10, "passes over the training split", "epochs", low=1, metavar="N"),
-        Hyperparameter("batch_size", int, 128, "samples per training step", "samples", low=1, metavar="N"),
-        Hyperparameter(
+        _int("epochs", 10, "passes over the training split", "epochs", metavar="N"),
+        _int("batch_size", 128, "samples per training step", "samples", metavar="N"),
+        _choice(
             "schedule",
-            str,
             "cosine",
             "learning-rate schedule over all steps: cosine annealing to 0, or constant",
-            choices=SCHEDULES,
+            SCHEDULES,
         ),
-        Hyperparameter(
+        _int(
             "seed",
-            int,
             0,
             "seed of the weight initialisation, the batch order and the optimizer's own randomness",
             low=0,
@@ -206,18 +179,16 @@ ETA = _float("eta", 0.01, "offset η in T_w = |w| + η", "weight units", symbol=
 #: -2.31 +- 0.99: the intervals overlap, so "all" is not better and the authors' convention is kept
 #: (a single-seed run had suggested the opposite, -2.07 against -1.22).
 ADAPTIVE_SCOPES = ("weights", "all")
-SCOPE = Hyperparameter(
+SCOPE = _choice(
     "scope",
-    str,
     "weights",
     "which tensors T scales: 'weights' the layer (crossbar) weights "
     "only, T = 1 for biases and normalisation parameters (the ASAM authors' code, "
     "SamsungLabs/ASAM); 'all' every parameter, biases too (davda54/sam, pytorch_optimizer)",
-    choices=ADAPTIVE_SCOPES,
+    ADAPTIVE_SCOPES,
 )
-NORM_ORDER = Hyperparameter(
+NORM_ORDER = _float(
     "p",
-    float,
     "inf",
     "norm order p of the per-layer normalisation ‖w‖_p: inf (the layer's max |w|) or 2",
     low=1.0,
@@ -229,7 +200,7 @@ NORM_ORDER = Hyperparameter(
 
 DEVICE_PRESET = Hyperparameter(
     "device_preset",
-    str,
+    Text(),
     "pcm",
     "the device preset (a name from `analogsam presets list` or a TOML path) whose programming noise, "
     "drift and read noise shape the neighbourhood T_w = σ_device(w)",
@@ -262,6 +233,7 @@ class MethodSpec:
         return {hp.name: hp.default for hp in self.hyperparameters}
 
 
+#: Every training method and its hyperparameters, by name. :meta hide-value:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
@@ -300,14 +272,12 @@ METHODS: dict[str, MethodSpec] = {
                     symbol="ζ",
                     metavar="ZETA",
                 ),
-                Hyperparameter(
+                _int(
                     "attack_steps",
-                    int,
                     10,
                     "number N of sign-gradient ascent steps; a step costs about N+2 forward/backward passes",
                     "steps",
                     symbol="N",
-                    low=1,
                     metavar="N",
                 ),
                 _float(
@@ -318,14 +288,13 @@ METHODS: dict[str, MethodSpec] = {
                     symbol="ζ_init",
                     metavar="ZETA",
                 ),
-                Hyperparameter(
+                _choice(
                     "attack_gradient",
-                    str,
                     "through",
                     "'through' differentiates the KL through "
                     "the attack (dθ*/dθ = 1 + sign(θ)c, paper); 'constant' treats θ* as a constant, "
                     "one backward cheaper",
-                    choices=("through", "constant"),
+                    ("through", "constant"),
                 ),
                 _float(
                     "zeta_forward",
@@ -346,15 +315,13 @@ METHODS: dict[str, MethodSpec] = {
                 _float(
                     "saf_tau", 5.0, "softmax temperature τ of the KL term", symbol="τ", low_open=True, metavar="TAU"
                 ),
-                Hyperparameter(
+                _int(
                     "saf_history",
-                    int,
                     3,
                     "Ẽ, how many epochs back the reference logits are; the buffer "
                     "holds num_samples × num_classes × (Ẽ+1) float32",
                     "epochs",
                     symbol="Ẽ",
-                    low=1,
                     metavar="EPOCHS",
                 ),
                 _epoch(
@@ -388,9 +355,8 @@ METHODS: dict[str, MethodSpec] = {
                     "mesa_start", "30% of the epochs; 5 if the run length is unknown", "first epoch with the KL term"
                 ),
                 _epoch("mesa_end", "never", "epoch from which the KL term is off again", low=1),
-                Hyperparameter(
+                _switch(
                     "mesa_ema_warmup",
-                    bool,
                     True,
                     "warm the EMA decay up as min(decay, (1+n)/(10+n)) after "
                     "n steps (off: the reference code's plain EMA)",
@@ -460,23 +426,20 @@ METHODS["saq"] = MethodSpec(
     "Liu, Cai & Zhuang 2021, arXiv 2111.12273",
     (
         RHO.with_default(0.1),
-        Hyperparameter(
+        _switch(
             "saq_norm_layers",
-            bool,
             True,
             "perturb normalisation γ/β too (ziplab/SAQ include_bn)",
             symbol="BN",
         ),
-        Hyperparameter(
+        _switch(
             "saq_activation_clips",
-            bool,
             True,
             "perturb the activation clipping values c_a too (ziplab/SAQ include_aclip)",
             symbol="c_a",
         ),
-        Hyperparameter(
+        _switch(
             "saq_weight_clips",
-            bool,
             False,
             "perturb the weight clipping values c_w too (ziplab/SAQ include_wclip)",
             symbol="c_w",
@@ -484,6 +447,7 @@ METHODS["saq"] = MethodSpec(
     ),
 )
 
+#: The training methods' names, in :data:`METHODS` order.
 OPTIMIZER_NAMES = tuple(METHODS)
 
 

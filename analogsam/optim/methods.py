@@ -17,6 +17,7 @@ from analogsam.errors import InvalidParameterError
 
 from .adversarial import AdversarialMethod
 from .base import StandardMethod, TrainingMethod
+from .device_sam import DeviceSharpnessMethod
 from .hyperparameters import (
     BASE_OPTIMIZERS,
     DEFAULT_LR,
@@ -53,7 +54,7 @@ _CLASSES: dict[str, type[TrainingMethod]] = {
     "mesa": MESAMethod,
     "noise": NoiseInjectionMethod,
     "rwp": RWPMethod,
-    "device-sam": SharpnessAwareMethod,
+    "device-sam": DeviceSharpnessMethod,
     "saq": SAQMethod,
 }
 assert tuple(_CLASSES) == OPTIMIZER_NAMES

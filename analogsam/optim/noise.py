@@ -35,7 +35,7 @@ class NoiseInjectionMethod(TrainingMethod):
     Rasch et al., Nature Communications 14:5282, 2023, arXiv 2302.08469, sec. "Hardware-aware training").
 
     Each step draws w̃ = w + σ_add · max|w| · N(0, 1) + σ_mul · |w| ⊙ N(0, 1) for every crossbar weight
-    (:func:`analogsam.robustness.roles.crossbar_weights`; the max is over that tensor; biases stay clean, as
+    (:func:`analogsam.models.roles.crossbar_weights`; the max is over that tensor; biases stay clean, as
     aihwkit keeps them digital), computes loss and gradient at w̃, restores w and lets the base optimizer
     step with that gradient (the straight-through rule of aihwkit's weight modifiers).
 

@@ -6,7 +6,7 @@ SAM's two passes with the perturbation taken in the space of the *quantized* wei
 
     second pass at Q(w) + ε_Q and θ + ε_θ;  the base optimizer steps w and θ with that gradient.
 
-ε_Q is added to Q(w) *after* quantization (:attr:`QuantizedLayer.saq_epsilon`): the latent weights w
+ε_Q is added to Q(w) *after* quantization (``QuantizedLayer.saq_epsilon``): the latent weights w
 do not move, so the perturbed weights sit off the quantization grid, and the second gradient reaches
 w through the quantizer's straight-through estimator (paper, eq. 7-10; ziplab/SAQ ``utils/qsam.py``).
 The other parameters θ are perturbed in place and restored bit-exactly, as in SAM.
@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.roles import is_norm_layer
 from analogsam.quantization.liq import QuantizedLayer, quantized_layers
-from analogsam.robustness.roles import is_norm_layer
 from analogsam.scoring import model_output
 from analogsam.validation import check_real
 
@@ -66,7 +66,7 @@ class SAQ(TwoPassOptimizer):
         **base_kwargs: the base optimizer's arguments (lr, momentum, ...).
 
     ``first_step()`` needs the gradients of a forward run with ``keep_quantized_grad`` on (set by
-    this class at construction; :meth:`step` with a closure does it all).
+    this class at construction; :meth:`~.TwoPassOptimizer.step` with a closure does it all).
     """
 
     def __init__(
@@ -262,4 +262,5 @@ def quantized_sharpness(model: nn.Module, inputs: torch.Tensor, targets: torch.T
         for p, g in kept_grads.items():
             p.grad = g
         model.train(was_training)
+    loss = loss.detach()  # (a graph tensor: float() of it warns)
     return {"loss": float(loss), "loss_perturbed": float(perturbed), "sharpness": float(perturbed - loss)}

@@ -6,13 +6,13 @@ All three take the gradient g at w, move to w + ε with
 
 take the gradient there, return to w and let the base optimizer step with that second gradient.
 
-=========  ==================================  ===========================================
-optimizer  scale T for a weight tensor w        paper
-=========  ==================================  ===========================================
-SAM        1                                   Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2
-ASAM       |w| + η                             Kwon et al., ICML 2021, arXiv 2102.11600
-SAMSON     (|w| + η) / ‖w‖_p  (whole tensor)   Mordido et al., arXiv 2211.11561
-=========  ==================================  ===========================================
+=========  =====================================  ================================================
+optimizer  scale T for a weight tensor w          paper
+=========  =====================================  ================================================
+SAM        1                                      Foret et al., ICLR 2021, arXiv 2010.01412, eq. 2
+ASAM       ``|w| + η``                            Kwon et al., ICML 2021, arXiv 2102.11600
+SAMSON     ``(|w| + η) / ‖w‖_p`` (whole tensor)   Mordido et al., arXiv 2211.11561
+=========  =====================================  ================================================
 
 Which tensors T scales is ASAM's and SAMSON's ``scope`` (declared in
 :mod:`analogsam.optim.hyperparameters`), one of two conventions found in the sources:
@@ -68,7 +68,7 @@ class TwoPassOptimizer(torch.optim.Optimizer):
         As in davda54/sam the first gradient is expected to be computed already; if no parameter has a
         gradient yet, the closure is called once first to compute it. Returns the first-pass loss when
         this method computed it, else ``None``. BatchNorm running statistics are the closure's business
-        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`build_method`).
+        (wrap its second call in :func:`frozen_batchnorm_stats`, or use :func:`~analogsam.optim.build_method`).
         """
         if closure is None:
             raise InvalidParameterError(
@@ -312,7 +312,7 @@ class SAMSON(ASAM):
 class SharpnessAwareMethod(TrainingMethod):
     """``sam``, ``asam``, ``samson``: two forward/backward passes per step; the second (at w + ε) runs with
     BatchNorm running statistics frozen. ASAM/SAMSON with ``scope="weights"`` scale the crossbar weights
-    (:func:`analogsam.robustness.roles.crossbar_weights`: Linear/Conv weights, attention projections,
+    (:func:`analogsam.models.roles.crossbar_weights`: Linear/Conv weights, attention projections,
     recurrent gate matrices), not biases, normalisation parameters or embedding tables; with
     ``scope="all"`` every trainable parameter.
 
@@ -321,29 +321,8 @@ class SharpnessAwareMethod(TrainingMethod):
 
     OPTIMIZERS = {"sam": SAM, "asam": ASAM, "samson": SAMSON}
 
-    @classmethod
-    def resolve_hparams(cls, hparams: dict, *, epochs: int | None) -> dict:
-        if "device_preset" in hparams:  # device-sam: the preset and its time, before any data is loaded
-            from .device_sam import check_device_setting
-
-            check_device_setting(hparams["device_preset"], hparams["device_time"])
-        return dict(hparams)
-
     def _make_optimizer(self, base, lr, momentum, weight_decay):
         cls, base_kwargs = base_optimizer_class(base)
-        if self.name == "device-sam":  # T from the preset's devices on the crossbar weights, 0 elsewhere
-            from .device_sam import DeviceSAM
-
-            hp = self.hparams
-            self.sam = DeviceSAM(
-                adaptive_param_groups(self.model, "weights"),
-                cls,
-                rho=hp["rho"],
-                preset=hp["device_preset"],
-                t=hp["device_time"],
-                **base_kwargs(lr, momentum, weight_decay),
-            )
-            return self.sam.base_optimizer
         extra = {k: (float(v) if k == "p" else v) for k, v in self.hparams.items() if k in ("rho", "eta", "p", "scope")}
         params = adaptive_param_groups(self.model, extra["scope"]) if self.name != "sam" else self.model.parameters()
         self.sam = self.OPTIMIZERS[self.name](params, cls, **extra, **base_kwargs(lr, momentum, weight_decay))

@@ -11,10 +11,23 @@ Sharpness-aware quantization (SAQ) itself is an optimizer, :class:`analogsam.opt
 sharpness it minimises is measured by :func:`analogsam.optim.saq.quantized_sharpness`.
 """
 
-from .faults import BIT_FAULT_KINDS, CODE_ENCODINGS, code_faulted_copy, decode_words, encode_codes, inject_code_faults
+from .faults import (
+    BIT_FAULT_KINDS,
+    CODE_ENCODINGS,
+    FAULT_LOCATIONS,
+    ActivationFaults,
+    activation_faulted_copy,
+    code_faulted_copy,
+    decode_words,
+    encode_codes,
+    faulted_copy,
+    inject_activation_faults,
+    inject_code_faults,
+)
 from .liq import (
     ActivationQuantizer,
     QuantizedLayer,
+    initialize_clips,
     liq_activation,
     liq_weight,
     parse_quantize,
@@ -37,6 +50,7 @@ from .sparsity import (
 __all__ = [
     "ActivationQuantizer",
     "QuantizedLayer",
+    "initialize_clips",
     "liq_activation",
     "liq_weight",
     "parse_quantize",
@@ -52,6 +66,11 @@ __all__ = [
     "decode_words",
     "encode_codes",
     "inject_code_faults",
+    "FAULT_LOCATIONS",
+    "ActivationFaults",
+    "inject_activation_faults",
+    "activation_faulted_copy",
+    "faulted_copy",
     "ActivationL1",
     "activation_modules",
     "activation_sparsity",

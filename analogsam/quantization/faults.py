@@ -17,7 +17,16 @@ The faults themselves (which bit cells, flipped or stuck at 0/1, nested across r
 :func:`analogsam.robustness.perturbations.bit_fault_words`, shared with the full-precision model's
 :func:`~analogsam.robustness.perturbations.inject_bit_flips`. Layers left in full precision (the
 first and last, when they are spared) and biases are not in the k-bit memory and are not faulted.
-Activation-memory faults are not modelled (the study puts its faults in the weight memory).
+
+Activation memory (:func:`inject_activation_faults`): the buffer that holds a quantized layer's
+input, as the a-bit codes its activation quantizer produces (unsigned after ReLU: the level index
+n = round(L·clamp(x/c_a, 0, 1)), x = c_a·n/L; a signed input, the image entering the first layer, on
+the weights' grid and its offset-binary index). Its faulty cells are fixed per element position of
+one sample (the buffer holds one input at a time, so every sample meets the same faulty cells), drawn
+once per layer at its first faulted forward with the same :func:`bit_fault_words`, and act on every
+input: a flipped cell inverts the stored bit, a stuck cell forces it. The fault paper's abstract ties
+its faults to "perturbations in the weight values" (its study's faults are in the weight memory);
+activation faults are offered for the comparison it does not make.
 """
 
 from __future__ import annotations
@@ -28,11 +37,11 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
-from analogsam.robustness._random import make_generator
+from analogsam.robustness._random import derived_seed, make_generator
 from analogsam.robustness.perturbations import BIT_FAULT_KINDS, bit_fault_words, check_bit_positions
 from analogsam.validation import check_choice, check_real
 
-from .liq import quantized_layers
+from .liq import quantized_layers, weight_codes, weights_from_codes
 
 __all__ = [
     "CODE_ENCODINGS",
@@ -41,8 +50,17 @@ __all__ = [
     "decode_words",
     "inject_code_faults",
     "code_faulted_copy",
+    "FAULT_LOCATIONS",
+    "ActivationFaults",
+    "inject_activation_faults",
+    "activation_faulted_copy",
+    "faulted_copy",
 ]
 
+#: Where a quantized network's memory faults can be: its weight memory or its activation memory.
+FAULT_LOCATIONS = ("weight", "activation")
+
+#: How a k-bit weight code is stored as a word of bits.
 CODE_ENCODINGS = ("offset-binary", "twos-complement", "sign-magnitude")
 
 
@@ -126,3 +144,128 @@ def code_faulted_copy(model: nn.Module, rate: float, **kwargs) -> nn.Module:
     faulted = copy.deepcopy(model)
     inject_code_faults(faulted, rate, **kwargs)
     return faulted
+
+
+# -- activation memory ------------------------------------------------------------------------------------
+
+
+class ActivationFaults:
+    """The faulty cells of one layer's activation memory, applied to its input codes (a forward pre-hook).
+
+    Per bit cell of every a-bit word of one sample's input: ``stuck`` (forced to ``value``) or
+    ``flipped``. They are drawn at the first call, when the input's shape is known, from ``seed``:
+    the same draws as :func:`bit_fault_words` on words of that shape (its result on all-zero and
+    on all-one words tells, per bit, flipped / stuck at 0 / stuck at 1 / intact)."""
+
+    def __init__(self, rate: float, kind: str, bits: int, signed: bool, positions, seed: int):
+        self.rate, self.kind, self.bits, self.signed, self.positions, self.seed = (
+            rate,
+            kind,
+            bits,
+            signed,
+            positions,
+            seed,
+        )
+        self.masks: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.n_faulty = 0
+
+    def _draw(self, shape: torch.Size) -> None:
+        full = (1 << self.bits) - 1
+        zeros = torch.zeros(shape, dtype=torch.int64)
+        on_zeros, self.n_faulty = bit_fault_words(
+            zeros, self.bits, self.rate, make_generator(self.seed), kind=self.kind, positions=self.positions
+        )
+        on_ones, _ = bit_fault_words(
+            zeros + full, self.bits, self.rate, make_generator(self.seed), kind=self.kind, positions=self.positions
+        )
+        self.masks = (on_zeros, on_ones)
+
+    def codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Stored codes (int64, any batch) as the faulty memory returns them."""
+        if self.masks is None:
+            self._draw(codes.shape[1:])
+        f0, f1 = (m.to(codes.device) for m in self.masks)
+        full = (1 << self.bits) - 1
+        # per bit: f0=0,f1=1 intact; f0=1,f1=0 flipped; f0=f1=1 stuck at 1; f0=f1=0 stuck at 0
+        return ((codes & f1 & ~f0) | (~codes & f0 & ~f1) | (f0 & f1)) & full
+
+    @torch.no_grad()
+    def __call__(self, layer, inputs):
+        (x,) = inputs
+        clip = layer.activation_clip.detach().abs()
+        levels = 2**self.bits - 1
+        if self.signed:
+            return (weights_from_codes(self.codes(weight_codes(x, self.bits, clip)), self.bits, clip).to(x.dtype),)
+        codes = torch.round(torch.clamp(x.double() / float(clip), 0.0, 1.0) * levels).to(torch.int64)
+        return ((self.codes(codes).double() / levels * float(clip)).to(x.dtype),)
+
+
+@torch.no_grad()
+def inject_activation_faults(
+    model: nn.Module,
+    rate: float,
+    *,
+    kind: str = "bit-flip",
+    positions=None,
+    layers=None,
+    seed: int = 0,
+) -> dict:
+    """Faults in the activation memory of ``model``'s quantized layers, **in place** (module docstring).
+
+    Every bit cell of the a-bit input buffer of every quantized layer (or of the layers named in
+    ``layers``) is faulty with probability ``rate``; ``kind`` and ``positions`` as
+    :func:`inject_code_faults`; layer i's cells are drawn from ``derived_seed(seed, i)``. The faults act
+    from the next forward on, on the codes of every input: a faulted value is again on the layer's
+    activation grid, so its quantizer passes it unchanged. Returns ``{"layers": [names]}``; each
+    layer's :class:`ActivationFaults` (its ``n_faulty`` cells once drawn) is in its ``activation_faults``."""
+    rate = check_real("rate", rate, 0.0, 1.0)
+    check_choice("kind", kind, BIT_FAULT_KINDS)
+    found = quantized_layers(model)
+    if not found:
+        raise InvalidParameterError(
+            "inject_activation_faults needs a quantized model (analogsam.quantization.quantize_model, or train "
+            "with --quantize wKaK): its activation memory holds the quantized layers' input codes"
+        )
+    if not all(bool(layer.clips_initialized) for _, layer in found):
+        raise InvalidParameterError(
+            "inject_activation_faults: the quantizers' clips are set at the first forward; run the model on a "
+            "batch (or load a trained checkpoint) before injecting faults"
+        )
+    if layers is not None:
+        unknown = set(layers) - {n for n, _ in found}
+        if unknown:
+            raise InvalidParameterError(
+                f"inject_activation_faults: layers {sorted(unknown)} are not quantized layers of the model; "
+                f"choose from {[n for n, _ in found]}"
+            )
+    faulted = []
+    for i, (name, layer) in enumerate(found):
+        if layers is not None and name not in layers:
+            continue
+        if getattr(layer, "activation_faults", None) is not None:
+            raise InvalidParameterError(f"inject_activation_faults: layer {name!r} has activation faults already")
+        bits = layer.activation_bits
+        faults = ActivationFaults(
+            rate, kind, bits, bool(layer.activation_signed), check_bit_positions(positions, bits), derived_seed(seed, i)
+        )
+        layer.activation_faults = faults
+        layer.register_forward_pre_hook(faults)
+        faulted.append(name)
+    return {"layers": faulted}
+
+
+def activation_faulted_copy(model: nn.Module, rate: float, **kwargs) -> nn.Module:
+    """A deep copy of ``model`` with :func:`inject_activation_faults` (same arguments); ``model`` is untouched."""
+    faulted = copy.deepcopy(model)
+    inject_activation_faults(faulted, rate, **kwargs)
+    return faulted
+
+
+def faulted_copy(model: nn.Module, rate: float, *, location: str = "weight", kind: str = "bit-flip", seed: int = 0,
+                 encoding: str = "offset-binary", positions=None) -> nn.Module:  # fmt: skip
+    """A copy of ``model`` with faults in its weight memory (:func:`code_faulted_copy`, in ``encoding``)
+    or its activation memory (:func:`activation_faulted_copy`, unsigned codes / offset binary)."""
+    check_choice("location", location, FAULT_LOCATIONS)
+    if location == "weight":
+        return code_faulted_copy(model, rate, kind=kind, encoding=encoding, positions=positions, seed=seed)
+    return activation_faulted_copy(model, rate, kind=kind, positions=positions, seed=seed)

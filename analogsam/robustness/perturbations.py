@@ -15,7 +15,7 @@ Three perturbations of the weights, each with a curve of accuracy against its st
   more accuracy and sharpness-aware-quantized (SAQ, Liu et al., arXiv 2111.12273) networks kept more.
 
 **Which parameters.** By default (``parameters="weights"``) only the crossbar weights are perturbed
-(:func:`analogsam.robustness.roles.crossbar_weights`): the matrices that go onto analog tiles, the
+(:func:`analogsam.models.roles.crossbar_weights`): the matrices that go onto analog tiles, the
 ``weight`` of Linear and Conv1d/2d/3d layers, attention's projections and the recurrent layers' gate
 matrices.
 Biases stay digital in aihwkit 1.1.0 (``mapping.digital_bias = True``), and BatchNorm runs digitally,
@@ -46,10 +46,10 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.roles import PARAMETER_SETS, select_parameters
 from analogsam.robustness._autograd import preserved, restoring
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.robustness._random import derived_seed, make_generator, standard_normal, uniform
-from analogsam.robustness.roles import PARAMETER_SETS, select_parameters
 from analogsam.scoring import resolve_metric, score
 from analogsam.statistics import mean_std_stderr
 from analogsam.validation import check_choice, check_int, check_levels, check_real

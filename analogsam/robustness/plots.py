@@ -1,7 +1,6 @@
-"""Plots of the robustness study, drawn on matplotlib's ``Figure`` + ``FigureCanvasAgg``.
-
-No pyplot and no global backend switch: importing or calling these leaves matplotlib's global state
-alone. Each function writes one PNG and returns its path.
+"""Plots of the robustness probes, drawn with :mod:`analogsam.reporting` (matplotlib's ``Figure`` on
+its own Agg canvas: no pyplot, no global backend switch). Each function writes one PNG and returns
+its path.
 
 - :func:`plot_sharpness_scatter`, :func:`plot_sharpness_scatters`: a sharpness metric against an
   accuracy drop across runs, Spearman's ρ in the title;
@@ -17,26 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from analogsam.reporting import new_figure, save_figure
 from analogsam.robustness.correlation import available_metrics, paired, spearman
-from analogsam.storage import ensure_folder, safe_name
+from analogsam.storage import safe_name
 
 __all__ = ["plot_sharpness_scatter", "plot_sharpness_scatters", "plot_robustness_curves", "plot_robustness_panel"]
-
-
-def _figure(figsize=(5.0, 4.0)):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    ensure_folder(path.parent)
-    fig.savefig(path, dpi=120)
-    return path
 
 
 def plot_sharpness_scatter(
@@ -48,7 +32,7 @@ def plot_sharpness_scatter(
     records = list(records)
     xs, ys, labels = paired(records, metric, drop)
     rho, p = spearman(xs, ys)
-    fig = _figure()
+    fig = new_figure(layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(xs, ys)
     for x, y, label in zip(xs, ys, labels):
@@ -61,7 +45,7 @@ def plot_sharpness_scatter(
     ax.set_ylabel(drop.replace("_", " "))
     ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {len(xs)})", fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sharpness_scatters(
@@ -102,9 +86,9 @@ def plot_robustness_curves(curves: Mapping[str, object], path, *, title: str | N
 
     ``curves`` maps a run label to a :class:`analogsam.robustness.perturbations.RobustnessCurve` or its ``to_dict()``.
     """
-    fig = _figure()
+    fig = new_figure(layout="constrained")
     _draw_curves(fig.add_subplot(), curves, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_robustness_panel(
@@ -115,9 +99,9 @@ def plot_robustness_panel(
     kinds = [k for k, v in curves_by_kind.items() if v]
     cols = min(2, max(1, len(kinds)))
     rows = max(1, math.ceil(len(kinds) / cols))
-    fig = _figure(figsize=(5.0 * cols, 4.0 * rows))
+    fig = new_figure(5.0 * cols, 4.0 * rows, layout="constrained")
     for i, kind in enumerate(kinds):
         _draw_curves(fig.add_subplot(rows, cols, i + 1), curves_by_kind[kind], kind.replace("_", " "))
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -8,26 +8,93 @@ unit that :func:`analogsam.studies.flatness.analyze_runs` records per run folder
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.roles import ADAPTIVE_SCOPES, PARAMETER_SETS
 from analogsam.robustness import perturbations as faults
-from analogsam.robustness import sharpness
+from analogsam.robustness import sharpness as sharpness_metrics
 from analogsam.robustness._autograd import preserved
 from analogsam.robustness._batches import batch_weights, model_device, resolve_loss, sample_count, take_batches
 from analogsam.scoring import resolve_metric, score
 from analogsam.storage import jsonable
+from analogsam.validation import Interval, Many, Options, OrNone, Settings, Subset, declare, setting
 
-__all__ = ["CURVES", "METRICS", "analyze_model"]
+__all__ = ["CURVES", "METRICS", "CurveSettings", "SharpnessSettings", "analyze_model", "probe_settings"]
 
 #: The metric names, in the order :func:`analyze_model` reports them.
-METRICS = sharpness.METRICS
+METRICS = sharpness_metrics.METRICS
 #: The robustness curves :func:`analyze_model` can draw.
 CURVES = ("weight_noise_relative", "weight_noise_additive", "stuck_at", "bit_flip")
 
 
+@dataclass(frozen=True)
+class SharpnessSettings(Settings):
+    """How :func:`analyze_model` measures the sharpness metrics of :mod:`analogsam.robustness.sharpness`.
+
+    Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values) and ASAM's scope
+    ``"weights"`` (see :mod:`analogsam.models.roles`); ``sharpness_parameters`` are the tensors
+    perturbed (all trainable parameters by default, the papers' convention).
+    """
+
+    rho: float = setting(0.05, Interval(float, 0.0, low_open=True), "worst-case radius ρ (SAM)")
+    ascent_steps: int = setting(10, Interval(int, 1), "gradient-ascent steps of the worst-case metrics")
+    asam_rho: float = setting(0.5, Interval(float, 0.0, low_open=True), "adaptive radius ρ (ASAM)")
+    asam_eta: float = setting(0.01, Interval(float, 0.0), "ASAM's offset η in T_w = |w| + η")
+    asam_scope: str = setting("weights", Options(ADAPTIVE_SCOPES), "tensors ASAM's T scales")
+    sigma: float = setting(0.1, Interval(float, 0.0), "std of average sharpness' Gaussian perturbation")
+    sharpness_draws: int = setting(20, Interval(int, 1), "draws of average sharpness")
+    hessian_iters: int = setting(20, Interval(int, 1), "power iterations of the top Hessian eigenvalue")
+    hessian_tol: float = setting(1e-3, Interval(float, 0.0, low_open=True), "relative tolerance of the power iteration")
+    trace_draws: int = setting(20, Interval(int, 1), "Hutchinson draws of the Hessian trace")
+    sharpness_parameters: str = setting("all", Options(PARAMETER_SETS), "tensors the metrics perturb")
+
+
+@dataclass(frozen=True)
+class CurveSettings(Settings):
+    """How :func:`analogsam.robustness.analyze_model` draws the robustness curves of
+    :mod:`analogsam.robustness.perturbations`: Büchel et al.'s η for relative noise, a few percent of
+    the layer range for additive noise; ``fault_parameters`` are the tensors perturbed (the
+    Linear/Conv weights that sit on analog tiles)."""
+
+    relative_etas: tuple = setting(
+        (0.0, 0.1, 0.2, 0.3, 0.5, 0.7), Many(Interval(float, 0.0)), "relative weight-noise levels η (× |w|)"
+    )
+    additive_etas: tuple = setting(
+        (0.0, 0.02, 0.05, 0.1, 0.2), Many(Interval(float, 0.0)), "additive weight-noise levels (× layer max |w|)"
+    )
+    noise_draws: int = setting(10, Interval(int, 1), "noise draws per level")
+    stuck_at_rates: tuple = setting((0.0, 0.001, 0.01, 0.05), Many(Interval(float, 0.0, 1.0)), "stuck-at rates")
+    bit_flip_rates: tuple = setting((0.0, 1e-4, 1e-3, 1e-2), Many(Interval(float, 0.0, 1.0)), "bit-flip rates")
+    bits: int = setting(8, Interval(int, 2, 16), "bits of the weight codes the bit flips hit")
+    fault_draws: int = setting(5, Interval(int, 1), "fault draws per rate")
+    fault_parameters: str = setting("weights", Options(PARAMETER_SETS), "tensors the noise and faults perturb")
+
+
+def probe_settings(options: Mapping) -> tuple[SharpnessSettings, CurveSettings]:
+    """The two settings objects from flat options (``{"rho": 0.1, "noise_draws": 3}``), as
+    :func:`analogsam.studies.flatness.analyze_runs` and the command line take them; an unknown name
+    is an error naming it."""
+    unknown = set(options) - set(SharpnessSettings.constraints()) - set(CurveSettings.constraints())
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown analysis options {sorted(unknown)}; the options are the fields of "
+            "analogsam.robustness.SharpnessSettings and CurveSettings"
+        )
+    return SharpnessSettings(**SharpnessSettings.pick(options)), CurveSettings(**CurveSettings.pick(options))
+
+
+@declare(
+    {
+        "num_batches": OrNone(Interval(int, 1), "every batch"),
+        "seed": Interval(int, 0),
+        "metrics": Subset(METRICS),
+        "curves": Subset(CURVES),
+    }
+)
 def analyze_model(
     model: nn.Module,
     batches,
@@ -37,36 +104,16 @@ def analyze_model(
     seed: int = 0,
     metrics: Sequence[str] = METRICS,
     curves: Sequence[str] = CURVES,
-    rho: float = 0.05,
-    ascent_steps: int = 10,
-    asam_rho: float = 0.5,
-    asam_eta: float = 0.01,
-    asam_scope: str = "weights",
-    sigma: float = 0.1,
-    sharpness_draws: int = 20,
-    hessian_iters: int = 20,
-    hessian_tol: float = 1e-3,
-    trace_draws: int = 20,
-    sharpness_parameters: str = "all",
-    relative_etas: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7),
-    additive_etas: Sequence[float] = (0.0, 0.02, 0.05, 0.1, 0.2),
-    noise_draws: int = 10,
-    stuck_at_rates: Sequence[float] = (0.0, 0.001, 0.01, 0.05),
-    bit_flip_rates: Sequence[float] = (0.0, 1e-4, 1e-3, 1e-2),
-    bits: int = 8,
-    fault_draws: int = 5,
-    fault_parameters: str = "weights",
+    sharpness: SharpnessSettings | None = None,
+    robustness: CurveSettings | None = None,
     metric=None,
     output_fn=None,
 ) -> dict:
     """All sharpness metrics and robustness curves of one model on the first ``num_batches`` batches.
 
-    The model is restored exactly afterwards and evaluated in eval mode. Sharpness metrics perturb
-    ``sharpness_parameters`` (all trainable parameters by default, the papers' convention); noise
-    and fault curves perturb ``fault_parameters`` (the Linear/Conv weights that sit on analog tiles).
-    Defaults: SAM ρ 0.05 and ASAM ρ 0.5, η 0.01 (the papers' training values) and ASAM's scope
-    ``asam_scope`` ``"weights"`` (see :mod:`analogsam.robustness.roles`), Büchel et al.'s η
-    for relative noise, a few percent of the layer range for additive noise.
+    The model is restored exactly afterwards and evaluated in eval mode. ``sharpness``
+    (:class:`SharpnessSettings`) says how the metrics are measured, ``robustness``
+    (:class:`CurveSettings`) how the noise and fault curves are drawn; ``None``: their defaults.
 
     ``metric`` (default top-1 accuracy; e.g. ``"perplexity"`` for a language model, see
     :func:`analogsam.scoring.resolve_metric`) is what the curves, the drops and the clean record
@@ -81,44 +128,50 @@ def analyze_model(
          "curves": {name: RobustnessCurve.to_dict()},
          "drops": {"<curve>_drop@<level>": clean accuracy − mean accuracy},
          "clean": {"loss", "accuracy" (the metric's name), "num_batches", "n_samples"},
-         "settings": {...}}
+         "settings": {...}}                   # flat: every field of both settings objects
 
     ``metrics`` picks from :data:`METRICS`, ``curves`` from :data:`CURVES`; the Hessian metrics
     cost a double backward per product and are the slow ones.
     """
-    metrics = check_subset("metrics", metrics, METRICS)
-    curves = check_subset("curves", curves, CURVES)
+    sharp = SharpnessSettings.given("sharpness", sharpness)
+    noise = CurveSettings.given("robustness", robustness)
     resolved = resolve_metric(metric)
     common = {"loss_fn": loss_fn, "num_batches": num_batches, "metric": resolved, "output_fn": output_fn}
-    sharp_common = {**common, "parameters": sharpness_parameters, "seed": seed}
+    sharp_common = {**common, "parameters": sharp.sharpness_parameters, "seed": seed}
     metric_calls = {
-        "worst_case_sharpness": lambda: sharpness.worst_case_sharpness(
-            model, batches, rho, ascent_steps, **sharp_common
+        "worst_case_sharpness": lambda: sharpness_metrics.worst_case_sharpness(
+            model, batches, sharp.rho, sharp.ascent_steps, **sharp_common
         ),
-        "adaptive_sharpness": lambda: sharpness.adaptive_sharpness(
-            model, batches, asam_rho, ascent_steps, eta=asam_eta, scope=asam_scope, **sharp_common
+        "adaptive_sharpness": lambda: sharpness_metrics.adaptive_sharpness(
+            model,
+            batches,
+            sharp.asam_rho,
+            sharp.ascent_steps,
+            eta=sharp.asam_eta,
+            scope=sharp.asam_scope,
+            **sharp_common,
         ),
-        "average_sharpness": lambda: sharpness.average_sharpness(
-            model, batches, sigma, sharpness_draws, **sharp_common
+        "average_sharpness": lambda: sharpness_metrics.average_sharpness(
+            model, batches, sharp.sigma, sharp.sharpness_draws, **sharp_common
         ),
-        "hessian_top_eigenvalue": lambda: sharpness.hessian_top_eigenvalue(
-            model, batches, hessian_iters, hessian_tol, **sharp_common
+        "hessian_top_eigenvalue": lambda: sharpness_metrics.hessian_top_eigenvalue(
+            model, batches, sharp.hessian_iters, sharp.hessian_tol, **sharp_common
         ),
-        "hessian_trace": lambda: sharpness.hessian_trace(model, batches, trace_draws, **sharp_common),
+        "hessian_trace": lambda: sharpness_metrics.hessian_trace(model, batches, sharp.trace_draws, **sharp_common),
     }
-    curve_common = {**common, "parameters": fault_parameters, "seed": seed}
+    curve_common = {**common, "parameters": noise.fault_parameters, "seed": seed}
     curve_calls = {
         "weight_noise_relative": lambda: faults.weight_noise_curve(
-            model, batches, relative_etas, draws=noise_draws, mode="relative", **curve_common
+            model, batches, noise.relative_etas, draws=noise.noise_draws, mode="relative", **curve_common
         ),
         "weight_noise_additive": lambda: faults.weight_noise_curve(
-            model, batches, additive_etas, draws=noise_draws, mode="additive", **curve_common
+            model, batches, noise.additive_etas, draws=noise.noise_draws, mode="additive", **curve_common
         ),
         "stuck_at": lambda: faults.fault_curve(
-            model, batches, stuck_at_rates, "stuck-at", draws=fault_draws, **curve_common
+            model, batches, noise.stuck_at_rates, "stuck-at", draws=noise.fault_draws, **curve_common
         ),
         "bit_flip": lambda: faults.fault_curve(
-            model, batches, bit_flip_rates, "bit-flip", draws=fault_draws, bits=bits, **curve_common
+            model, batches, noise.bit_flip_rates, "bit-flip", draws=noise.fault_draws, bits=noise.bits, **curve_common
         ),
     }
     results = {name: metric_calls[name]() for name in metrics}
@@ -160,34 +213,8 @@ def analyze_model(
                 "seed": seed,
                 "metrics": list(metrics),
                 "curves": list(curves),
-                "rho": rho,
-                "ascent_steps": ascent_steps,
-                "asam_rho": asam_rho,
-                "asam_eta": asam_eta,
-                "asam_scope": asam_scope,
-                "sigma": sigma,
-                "sharpness_draws": sharpness_draws,
-                "hessian_iters": hessian_iters,
-                "hessian_tol": hessian_tol,
-                "trace_draws": trace_draws,
-                "sharpness_parameters": sharpness_parameters,
-                "relative_etas": list(relative_etas),
-                "additive_etas": list(additive_etas),
-                "noise_draws": noise_draws,
-                "stuck_at_rates": list(stuck_at_rates),
-                "bit_flip_rates": list(bit_flip_rates),
-                "bits": bits,
-                "fault_draws": fault_draws,
-                "fault_parameters": fault_parameters,
+                **sharp.as_dict(),
+                **noise.as_dict(),
             },
         }
     )
-
-
-def check_subset(name, values, allowed) -> tuple:
-    """``values`` (one name or several) as a tuple, each one of ``allowed``."""
-    values = (values,) if isinstance(values, str) else tuple(values)
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise InvalidParameterError(f"{name} has unknown entries {unknown}; choose from {', '.join(allowed)}")
-    return values

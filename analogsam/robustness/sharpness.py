@@ -8,7 +8,7 @@ found it:
   arXiv 2010.01412), by projected gradient ascent whose first step is SAM's ε = ρ·g/‖g‖₂.
 - :func:`adaptive_sharpness`: ASAM's scale-invariant version, the same maximum over
   ‖T⁻¹ε‖₂ ≤ ρ with T = |w| + η on the crossbar weights and T = 1 elsewhere (Kwon et al.,
-  ICML 2021, arXiv 2102.11600), the T the ASAM optimizer uses (:mod:`analogsam.robustness.roles`).
+  ICML 2021, arXiv 2102.11600), the T the ASAM optimizer uses (:mod:`analogsam.models.roles`).
 - :func:`average_sharpness`: E[L(w + |w|·σ·N(0, 1))] − L(w), the expected loss increase under the
   relative weight noise of Büchel et al.'s test protocol (ICLR 2022, arXiv 2106.05009).
 - :func:`hessian_top_eigenvalue`: power iteration with Hessian-vector products, the flatness measure
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from analogsam.errors import InvalidParameterError
+from analogsam.models.roles import adaptive_scales, check_scope, select_parameters
 from analogsam.robustness import _autograd as G
 from analogsam.robustness._batches import (
     batch_weights,
@@ -51,7 +52,6 @@ from analogsam.robustness._batches import (
 )
 from analogsam.robustness._random import make_generator, rademacher, seed_settings, standard_normal
 from analogsam.robustness.perturbations import gaussian_weight_noise
-from analogsam.robustness.roles import adaptive_scales, check_scope, select_parameters
 from analogsam.statistics import mean_std_stderr
 from analogsam.validation import check_int, check_real
 
@@ -137,7 +137,7 @@ class ProbeOptions(TypedDict, total=False):
       a regression metric (``"mse"``, ``"r2"``) makes it mean squared error.
     - ``num_batches``: use the first ``num_batches`` batches (all when None, the default).
     - ``parameters``: ``"all"`` trainable parameters (the default, the papers' convention) or
-      ``"weights"``, the crossbar weights only (:func:`analogsam.robustness.roles.crossbar_weights`).
+      ``"weights"``, the crossbar weights only (:func:`analogsam.models.roles.crossbar_weights`).
     - ``seed``: seeds a fresh generator (default 0); None draws from torch's global generator.
     - ``generator``: a ``torch.Generator`` to draw from instead (then no seed is recorded).
     """
@@ -291,8 +291,8 @@ def adaptive_sharpness(
     ``scope="weights"``: T = |w| + η elementwise for the crossbar weights and T = 1 for the others
     (biases, BatchNorm γ and β); ``scope="all"``: T = |w| + η for every perturbed tensor. Either way
     exactly the T of the ASAM optimizer with the same ``scope``
-    (:func:`analogsam.robustness.roles.adaptive_scales`; the authors' code also scales BatchNorm's γ,
-    see :mod:`analogsam.robustness.roles` for why analogsam does not). With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
+    (:func:`analogsam.models.roles.adaptive_scales`; the authors' code also scales BatchNorm's γ,
+    see :mod:`analogsam.models.roles` for why analogsam does not). With ε = T⊙δ it is the worst-case sharpness in δ over ‖δ‖₂ ≤ ρ, estimated by
     the same projected normalized gradient ascent (gradient in δ: T⊙∇L); the first step is ASAM's
     ε = ρ·T²⊙g/‖T⊙g‖₂. With η = 0 the value is invariant to rescaling a layer by c and the next by
     1/c (ReLU networks without biases compute the same function): the point of ASAM.

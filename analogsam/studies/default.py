@@ -8,10 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from analogsam.data import load_dataset
-
-# train_or_reuse lives in training.py (seed groups reuse their finished seeds with it); its old home
-# keeps the names.
-from analogsam.training import REUSE_RECORD, TrainedRun, train, train_or_reuse  # noqa: F401
+from analogsam.runs import TrainedRun
+from analogsam.training import train_or_reuse
 
 #: Programmings per model in the default study (``analogsam run``), as the README says; every other
 #: evaluation uses :data:`analogsam.evaluation.DEFAULT_REPEATS`.

@@ -12,7 +12,6 @@ analysed with the same settings.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,10 +20,11 @@ import torch
 
 from analogsam.errors import AnalogsamError, InvalidParameterError
 from analogsam.optim.hyperparameters import METHODS, SCOPE
+from analogsam.reporting import markdown_lines, value_text
 from analogsam.robustness import analyze_model
 from analogsam.robustness.correlation import exact_spearman_p, paired, robustness_correlation
 from analogsam.robustness.plots import plot_robustness_panel, plot_sharpness_scatters
-from analogsam.robustness.probes import CURVES, METRICS, check_subset
+from analogsam.robustness.probes import CURVES, METRICS, probe_settings
 from analogsam.storage import (
     ensure_folder,
     file_digest,
@@ -34,7 +34,7 @@ from analogsam.storage import (
     settings_hash,
     write_json,
 )
-from analogsam.validation import check_int
+from analogsam.validation import Boolean, Interval, OrNone, Subset, declare
 
 __all__ = ["CURVES", "METRICS", "QUICK_SETTINGS", "RunFolderError", "analyze_runs"]
 
@@ -58,6 +58,8 @@ QUICK_SETTINGS = {
     "bit_flip_rates": (0.0, 1e-3, 1e-2),
     "fault_draws": 2,
 }
+#: Options of ``analyze_runs`` that go to ``analyze_model`` as they are (the others fill its settings objects).
+_MODEL_OPTIONS = ("metric", "output_fn", "loss_fn")
 RUN_RECORD = "analysis.json"
 TABLE_FILE = "table.csv"
 CORRELATION_FILE = "correlation.csv"
@@ -161,9 +163,12 @@ def _analyze_one(
     import time
 
     from analogsam.evaluation import evaluate, format_time
-    from analogsam.evaluation.store import summarize
+    from analogsam.evaluation.settings import PassLayout
+    from analogsam.evaluation.statistics import summarize
     from analogsam.progress import progress_bar
 
+    sharp, noise = probe_settings(_without(options, *_MODEL_OPTIONS))
+    probe_options = {"sharpness": sharp, "robustness": noise, **{k: options[k] for k in _MODEL_OPTIONS if k in options}}
     steps = [("metric", m) for m in metrics] + [("curve", c) for c in curves] + [("analog", preset.name)]
     bar = progress_bar(steps, desc=label, disable=not progress, leave=False, unit="step", lines=False)
     merged = {"metrics": {}, "sharpness": {}, "curves": {}, "drops": {}, "timings": {}}
@@ -173,13 +178,13 @@ def _analyze_one(
         bar.set_postfix_str(name)
         start = time.perf_counter()
         if kind == "metric":
-            part = analyze_model(probed, train_batches, metrics=[name], curves=[], seed=seed, **options)
+            part = analyze_model(probed, train_batches, metrics=[name], curves=[], seed=seed, **probe_options)
             merged["metrics"].update(part["metrics"])
             merged["sharpness"].update(part["sharpness"])
             merged["sharpness_data"] = part["clean"]
             merged["analysis_settings"] = _without(part["settings"], "metrics", "curves")
         elif kind == "curve":
-            part = analyze_model(probed, test_batches, metrics=[], curves=[name], seed=seed, **options)
+            part = analyze_model(probed, test_batches, metrics=[], curves=[name], seed=seed, **probe_options)
             merged["curves"].update(part["curves"])
             merged["drops"].update(part["drops"])
             merged["clean"] = part["clean"]
@@ -192,11 +197,10 @@ def _analyze_one(
                 times=[t],
                 repeats=repeats,
                 seed=seed,
-                backend=backend,
+                layout=PassLayout(backend=backend, device=evaluation_device),
                 progress=False,
                 metric=options.get("metric", "accuracy"),
                 output_fn=options.get("output_fn"),
-                device=evaluation_device,
             )
             cell = summarize(analog_rows)[0]
             digital = cell["digital_value"]
@@ -253,9 +257,7 @@ def _table_rows(records: Sequence[Mapping], metrics: Sequence[str]) -> list[dict
 
 
 def _fmt(value, spec=".4g") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    return format(value, spec)
+    return value_text(value, spec, missing="–")
 
 
 def _metric_cell(record: Mapping, metric: str) -> str:
@@ -283,16 +285,21 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
         "",
         "## Sharpness and accuracy drop per run",
         "",
-        "| run | optimizer | digital acc | analog acc (± std) | drop | " + " | ".join(metrics) + " |",
-        "|---|---|---|---|---|" + "---|" * len(metrics),
+        *markdown_lines(
+            ["run", "optimizer", "digital acc", "analog acc (± std)", "drop", *metrics],
+            [
+                [
+                    r["run"],
+                    r.get("optimizer"),
+                    f"{r['digital_accuracy']:.2%}",
+                    f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp",
+                    f"{r['accuracy_drop'] * 100:.2f} pp",
+                    *(_metric_cell(r, m) for m in metrics),
+                ]
+                for r in records
+            ],
+        ),
     ]
-    for r in records:
-        values = " | ".join(_metric_cell(r, m) for m in metrics)
-        lines.append(
-            f"| {r['run']} | {r.get('optimizer')} | {r['digital_accuracy']:.2%} | "
-            f"{r['analog_accuracy']:.2%} ± {_fmt(r['analog']['std'] * 100, '.2f')} pp | "
-            f"{r['accuracy_drop'] * 100:.2f} pp | {values} |"
-        )
     if any(
         r.get("sharpness", {}).get(m, {}).get("diagnostics", {}).get("converged") is False
         for r in records
@@ -307,27 +314,32 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
         "",
         "## Spearman rank correlation with the analog accuracy drop",
         "",
-        "| metric | n | Spearman ρ | p (t-approx.) | p (exact permutation) |",
-        "|---|---|---|---|---|",
+        *markdown_lines(
+            ["metric", "n", "Spearman ρ", "p (t-approx.)", "p (exact permutation)"],
+            [
+                [
+                    c["metric"],
+                    c["n"],
+                    _fmt(c["spearman_rho"], ".2f"),
+                    _fmt(c["p_value"], ".3g"),
+                    _fmt(c["p_exact"], ".3g"),
+                ]
+                for c in correlations
+                if c["drop"] == "accuracy_drop"
+            ],
+        ),
     ]
-    for c in correlations:
-        if c["drop"] == "accuracy_drop":
-            lines.append(
-                f"| {c['metric']} | {c['n']} | {_fmt(c['spearman_rho'], '.2f')} | "
-                f"{_fmt(c['p_value'], '.3g')} | {_fmt(c['p_exact'], '.3g')} |"
-            )
     others = sorted({c["drop"] for c in correlations} - {"accuracy_drop"})
     if others:
         lines += [
             "",
             "## Spearman ρ with the weight-noise and fault accuracy drops (test set)",
             "",
-            "| metric | " + " | ".join(others) + " |",
-            "|---|" + "---|" * len(others),
         ]
         by = {(c["metric"], c["drop"]): c["spearman_rho"] for c in correlations}
-        for m in metrics:
-            lines.append(f"| {m} | " + " | ".join(_fmt(by.get((m, d)), ".2f") for d in others) + " |")
+        lines += markdown_lines(
+            ["metric", *others], [[m, *(_fmt(by.get((m, d)), ".2f") for d in others)] for m in metrics]
+        )
     n = len(records)
     lines += [
         "",
@@ -344,6 +356,19 @@ def _markdown_report(records, correlations, settings, paths, out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@declare(
+    {
+        "repeats": Interval(int, 1),
+        "seed": Interval(int, 0),
+        "num_batches": Interval(int, 1),
+        "batch_size": Interval(int, 1),
+        "test_samples": OrNone(Interval(int, 1), "the whole test split"),
+        "metrics": Subset(METRICS),
+        "curves": Subset(CURVES),
+        "quick": Boolean(),
+        "progress": Boolean(),
+    }
+)
 def analyze_runs(
     run_dirs: Sequence,
     out,
@@ -383,8 +408,10 @@ def analyze_runs(
     ``report.md``, one scatter ``sharpness_<metric>_vs_accuracy_drop.png`` per metric and
     ``robustness.png`` overlaying all runs' curves.
 
-    ``analysis_options`` go to :func:`analyze_model` (``rho``, ``hessian_iters``, ``relative_etas``,
-    ...); ``asam_scope`` applies to runs not trained with ASAM/SAMSON, whose ``adaptive_sharpness``
+    ``analysis_options`` are the fields of :func:`analyze_model`'s settings objects
+    (:class:`~analogsam.robustness.SharpnessSettings`: ``rho``, ``hessian_iters``, ...;
+    :class:`~analogsam.robustness.CurveSettings`: ``relative_etas``, ...) and its ``metric``,
+    ``output_fn`` and ``loss_fn``; ``asam_scope`` applies to runs not trained with ASAM/SAMSON, whose ``adaptive_sharpness``
     uses the scope they were trained with (:func:`adaptive_scope_for`); ``quick=True`` starts from
     :data:`QUICK_SETTINGS`. Its ``metric`` (a name, e.g.
     ``"perplexity"``) and ``output_fn`` also go to the analog evaluation: the ``*_accuracy`` columns
@@ -403,15 +430,13 @@ def analyze_runs(
     from analogsam.evaluation.store import write_rows
     from analogsam.hardware.conversion import resolve_preset
     from analogsam.progress import progress_bar
-    from analogsam.training import CHECKPOINT, load_run
+    from analogsam.runs import CHECKPOINT, load_run
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:
         raise InvalidParameterError(
             "analyze_runs needs at least one run folder: pass folders written by `analogsam train`"
         )
-    metrics = check_subset("metrics", metrics, METRICS)
-    curves = check_subset("curves", curves, CURVES)
     times = parse_times([t] if isinstance(t, (int, float)) else t)
     if len(times) != 1:
         raise InvalidParameterError(
@@ -419,28 +444,10 @@ def analyze_runs(
         )
     t = times[0]
     requested, device = device, check_backend_device(backend, device)
-    repeats = check_int("repeats", repeats, low=1)
-    seed = check_int("seed", seed, low=0)
-    num_batches = check_int("num_batches", num_batches, low=1)
-    batch_size = check_int("batch_size", batch_size, low=1)
-    if test_samples is not None:
-        test_samples = check_int("test_samples", test_samples, low=1)
     preset = resolve_preset(preset, dict(overrides) if overrides else None)
     preset.check_times([t])
     options = {**(QUICK_SETTINGS if quick else {}), **analysis_options}
-    allowed = set(inspect.signature(analyze_model).parameters) - {
-        "model",
-        "batches",
-        "metrics",
-        "curves",
-        "seed",
-        "num_batches",
-    }
-    unknown = set(options) - allowed
-    if unknown:
-        raise InvalidParameterError(
-            f"unknown analysis options {sorted(unknown)}; see analogsam.robustness.analyze_model for the options"
-        )
+    probe_settings(_without(options, *_MODEL_OPTIONS))  # an unknown name or a bad value, refused now
     for d in run_dirs:
         if not (d / CHECKPOINT).exists():
             raise RunFolderError(f"no {CHECKPOINT} in {d}: pass run folders written by `analogsam train`")

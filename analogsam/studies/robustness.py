@@ -47,16 +47,32 @@ from pathlib import Path
 
 import torch
 
-from analogsam.data import load_dataset
 from analogsam.errors import AnalogsamError
-from analogsam.evaluation import evaluate, format_time, parse_times, read_rows, sweep
-from analogsam.evaluation.report import markdown_table, plot_accuracy_vs_time
+from analogsam.evaluation import evaluate, parse_times, read_rows, sweep
+from analogsam.evaluation.report import (
+    markdown_table,
+    plot_accuracy_vs_time,
+    plot_drops,
+    seed_spread_table,
+    seed_test_table,
+)
+from analogsam.evaluation.settings import PassLayout
 from analogsam.evaluation.statistics import SEED_SUMMARY_COLUMNS, SEED_TEST_COLUMNS, seed_level_test, summarize_seeds
 from analogsam.evaluation.store import write_rows
 from analogsam.models import build_model, make_spec
 from analogsam.optim import build_method
-from analogsam.storage import ensure_folder, read_json, settings_hash, write_json
-from analogsam.training import CHECKPOINT, REUSE_RECORD, SEED_FOLDER, train_seeds
+from analogsam.reporting import markdown_lines
+from analogsam.runs import run_config
+from analogsam.storage import ensure_folder, read_json, write_json
+from analogsam.studies.scaffold import (
+    SeedStudySettings,
+    check_study_folder,
+    duration_text,
+    finished,
+    group_folder,
+    run_folder,
+)
+from analogsam.training import train_seeds
 
 __all__ = ["FULL", "METHODS", "QUICK", "StudyMethod", "StudySettings", "StudySettingsError", "robustness_study"]
 
@@ -107,20 +123,10 @@ HWA_BASELINE = "hwa"
 
 
 @dataclass(frozen=True)
-class StudySettings:
-    """Everything that decides what the study trains and measures."""
+class StudySettings(SeedStudySettings):
+    """Everything that decides what the study trains (:class:`~.scaffold.SeedStudySettings`: LeNet-5 on
+    Fashion-MNIST, 8 epochs, seeds 0, 1, 2) and measures."""
 
-    model: str = "lenet5"
-    dataset: str = "fashion-mnist"
-    train_limit: int | None = None
-    test_limit: int | None = None
-    epochs: int = 8
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    seeds: tuple[int, ...] = (0, 1, 2)
     repeats: int = 10
     eval_seed: int = 0
     presets: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -129,22 +135,11 @@ class StudySettings:
     )
     backend: str = "auto"
 
-    def train_kwargs(self) -> dict:
-        """The settings of every run (with a method's optimizer and hyperparameters added)."""
-        return {
-            "model": self.model,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "schedule": self.schedule,
-            "data_options": {"train_limit": self.train_limit, "test_limit": self.test_limit},
-        }
 
-
+#: The study as it is reported.
 FULL = StudySettings()
 # 4 epochs: SAF's term starts after saf_history = 3 epochs by default, and must start for SAF to be SAF.
+#: The same pipeline on a tiny problem (``--quick``).
 QUICK = replace(
     FULL,
     train_limit=128,
@@ -155,7 +150,6 @@ QUICK = replace(
     presets=(("pcm", ("1s", "1y")), ("rram-wan2022", ("1s", "2d"))),
 )
 
-STUDY_RECORD = "study.json"
 TIMINGS = "timings.json"
 REPORT = "report.md"
 _TEST_BATCH = 2000
@@ -168,19 +162,6 @@ def _log(progress: bool, text: str) -> None:
         print(text, flush=True)
 
 
-def _check_folder(out: Path, settings: StudySettings) -> None:
-    """Refuse a folder that holds a study with other settings: its runs and cells would mix."""
-    wanted = jsonable_settings(settings)
-    record = read_json(out / STUDY_RECORD)
-    if record is None:
-        write_json(out / STUDY_RECORD, {"settings": wanted, "settings_hash": settings_hash(wanted)})
-    elif record.get("settings_hash") != settings_hash(wanted):
-        raise StudySettingsError(
-            f"{out} holds a robustness study with other settings ({out / STUDY_RECORD}); "
-            "pass another --out (e.g. a separate folder for --quick)"
-        )
-
-
 def jsonable_settings(settings: StudySettings) -> dict:
     data = asdict(settings)
     data["presets"] = {name: list(times) for name, times in settings.presets}
@@ -188,19 +169,10 @@ def jsonable_settings(settings: StudySettings) -> dict:
     return data
 
 
-def _group(out: Path, method: StudyMethod) -> Path:
-    return out / "train" / method.label
-
-
 def _finished_seeds(out: Path, method: StudyMethod, settings: StudySettings) -> list[int]:
-    """Seeds whose run folder holds a finished run (checkpoint and reuse record); train_seeds checks
-    the settings themselves."""
-    return [
-        s
-        for s in settings.seeds
-        if (_group(out, method) / SEED_FOLDER.format(s) / CHECKPOINT).exists()
-        and (_group(out, method) / SEED_FOLDER.format(s) / REUSE_RECORD).exists()
-    ]
+    """Seeds whose run is finished (:func:`analogsam.runs.is_finished`); train_seeds checks the
+    settings themselves."""
+    return finished(out, method.label, settings.seeds)
 
 
 def _measured_before(out: Path, method: StudyMethod, settings: StudySettings) -> bool:
@@ -281,7 +253,8 @@ def _seconds_per_programming(preset: str, times: Sequence[float], settings: Stud
     x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
     n = min(len(y), _COST_SAMPLES)
     model = _fresh_model(settings, data).eval()
-    common = dict(times=list(times), repeats=1, seed=settings.eval_seed, backend=settings.backend, progress=False)
+    layout = PassLayout(backend=settings.backend)
+    common = dict(times=list(times), repeats=1, seed=settings.eval_seed, layout=layout, progress=False)
     evaluate(model, [(x[:64], y[:64])], preset, **common)  # warm-up: compiled kernels, caches
     start = time.perf_counter()
     evaluate(model, [(x[:n], y[:n])], preset, **common)
@@ -320,14 +293,6 @@ def estimate(out: Path, settings: StudySettings, data, test, methods: Sequence[S
     return {"train": train, "evaluate": evals, "total": total, "lines": lines}
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 # -- the study -------------------------------------------------------------------------------------------
 
 
@@ -352,13 +317,12 @@ def robustness_study(
     """
     settings = settings or (QUICK if quick else FULL)
     out = ensure_folder(out, "study folder")
-    _check_folder(out, settings)
+    check_study_folder(out, jsonable_settings(settings), StudySettingsError, "a robustness study")
     started = time.time()
     stages: dict[str, float] = {}
 
     clock = time.perf_counter()
-    options = {"root": data_root, "train_limit": settings.train_limit, "test_limit": settings.test_limit}
-    data = load_dataset(settings.dataset, **{k: v for k, v in options.items() if v is not None})
+    data = settings.load_data(data_root)
     test = list(data.test.batches(_TEST_BATCH))
     stages["load data"] = time.perf_counter() - clock
 
@@ -373,7 +337,7 @@ def robustness_study(
     if planned["total"]:
         _log(
             log,
-            f"expected wall time of the work left, measured on this machine just now: {_duration(planned['total'])}",
+            f"expected wall time of the work left, measured on this machine just now: {duration_text(planned['total'])}",
         )
         for line in planned["lines"]:
             _log(log, f"  {line}")
@@ -382,7 +346,7 @@ def robustness_study(
 
     trained, before = [], sum(len(_measured_programmings(out, p)) for p, _ in settings.presets)
     for i, method in enumerate(methods, 1):
-        group = _group(out, method)
+        group = group_folder(out, method.label)
         clock = method_clock = time.perf_counter()
         if _measured_before(out, method, settings):
             _log(log, f"[{i}/{len(methods)}] {method.label}: every cell measured earlier (its runs are elsewhere)")
@@ -504,114 +468,20 @@ def _all_rows(out: Path, settings: StudySettings) -> list[dict]:
 # -- the report --------------------------------------------------------------------------------------------
 
 
-def _pp(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:+.2f}"
-
-
-def _p(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
-
-
-def _by_cell(summary: list[dict], preset: str) -> tuple[list[str], list[float], dict]:
-    cells = {(r["run"], r["t_seconds"]): r for r in summary if r["preset"] == preset and r["metric"] == "accuracy"}
-    runs = list(dict.fromkeys(r for r, _ in cells))
-    return runs, sorted({t for _, t in cells}), cells
-
-
-def _spread_table(summary: list[dict], preset: str, order: Sequence[str]) -> str:
-    """σp (std over programmings within one network, pooled over seeds) and the std of the seed means."""
-    runs, times, cells = _by_cell(summary, preset)
-    runs = [r for r in order if r in runs]
-    head = "| method | " + " | ".join(f"{format_time(t)} σp / σseeds" for t in times) + " |"
-    lines = [head, "|" + "---|" * (1 + len(times))]
-    for run in runs:
-        row = [run]
-        for t in times:
-            c = cells.get((run, t))
-            row.append("—" if c is None else f"{100 * c['programming_std']:.2f} / {100 * c['seed_std']:.2f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def _test_table(tests: list[dict], preset: str, order: Sequence[str]) -> str:
-    """Per method and time: difference to SGD (pp) and Welch p over seeds, for accuracy and for drop."""
-    cells = {
-        (r["run"], r["t_seconds"], r["quantity"]): r
-        for r in tests
-        if r["preset"] == preset and r["metric"] == "accuracy"
-    }
-    runs = [r for r in order if any(k[0] == r for k in cells)]
-    times = sorted({k[1] for k in cells})
-    head = (
-        "| method | "
-        + " | ".join(f"{format_time(t)} accuracy Δ (p) | {format_time(t)} drop Δ (p)" for t in times)
-        + " |"
-    )
-    lines = [head, "|" + "---|" * (1 + 2 * len(times))]
-    for run in runs:
-        row = [run]
-        for t in times:
-            for quantity in ("value", "drop"):
-                c = cells.get((run, t, quantity))
-                row.append("—" if c is None else f"{_pp(c['difference'])} ({_p(c['p_value'])})")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
-def plot_drops(summary: list[dict], preset: str, path: Path, order: Sequence[str]) -> Path:
-    """Grouped bars: each method's drop from its digital accuracy (pp) per time, ± the 95% CI over seeds."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    runs, times, cells = _by_cell(summary, preset)
-    runs = [r for r in order if r in runs]
-    fig = Figure(figsize=(max(6.0, 1.0 * len(runs) + 2), 4))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    width = 0.8 / max(1, len(times))
-    for j, t in enumerate(times):
-        xs, heights, errors = [], [], [[], []]
-        for i, run in enumerate(runs):
-            c = cells.get((run, t))
-            if c is None or c["drop"] is None:
-                continue
-            xs.append(i + (j - (len(times) - 1) / 2) * width)
-            heights.append(100 * c["drop"])
-            low, high = c["drop_ci95_low"], c["drop_ci95_high"]
-            known = low is not None and not math.isnan(low)
-            errors[0].append(100 * (c["drop"] - low) if known else 0.0)
-            errors[1].append(100 * (high - c["drop"]) if known else 0.0)
-        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=format_time(t))
-    ax.axhline(0, color="0.3", linewidth=0.8)
-    ax.set_xticks(range(len(runs)))
-    ax.set_xticklabels(runs, rotation=30, ha="right")
-    ax.set_ylabel("accuracy − digital accuracy (pp)")
-    ax.set_title(f"{preset}: drop from digital, mean ± 95% CI over training seeds")
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(title="time", fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
-
-
 def _method_lines(out: Path, methods: Sequence[StudyMethod], settings: StudySettings) -> list[str]:
     """The methods with the hyperparameters their runs were trained with (read from a run's config)."""
-    lines = ["| method | optimizer | hyperparameters (as trained) |", "|---|---|---|"]
+    rows = []
     base = {"base", "lr", "momentum", "weight_decay"}
     for m in methods:
-        config = read_json(_group(out, m) / SEED_FOLDER.format(settings.seeds[0]) / "config.json")
+        config = run_config(run_folder(out, m.label, settings.seeds[0]))
         hwa = f"; hardware-aware for `{m.hardware_aware}`" if m.hardware_aware else ""
         if config is None:
             earlier = _measured_before(out, m, settings)
-            lines.append(f"| {m.label} | {m.optimizer} | {'measured earlier' if earlier else 'not trained yet'}{hwa} |")
+            rows.append([m.label, m.optimizer, f"{'measured earlier' if earlier else 'not trained yet'}{hwa}"])
             continue
         hp = {k: v for k, v in config.get("optimizer_hparams", {}).items() if k not in base}
-        shown = (", ".join(f"{k}={v}" for k, v in hp.items()) or "—") + hwa
-        lines.append(f"| {m.label} | {m.optimizer} | {shown} |")
-    return lines
+        rows.append([m.label, m.optimizer, (", ".join(f"{k}={v}" for k, v in hp.items()) or "—") + hwa])
+    return markdown_lines(["method", "optimizer", "hyperparameters (as trained)"], rows)
 
 
 def write_study_report(
@@ -648,8 +518,9 @@ def write_study_report(
         "",
         "Each accuracy cell is the mean over training seeds of each network's mean over its programmings, ± the "
         "half-width of the 95% Student-t interval over seeds (n = seeds), with σp, the standard deviation over "
-        "programmings within one network (pooled over seeds). A drop is accuracy − that network's digital test "
-        "accuracy (negative: a loss), averaged over seeds, ± its 95% interval over seeds. p-values: two-sided "
+        "programmings within one network (pooled over seeds). A drop is that network's digital test accuracy − "
+        "its accuracy (positive: a loss), averaged over seeds, ± its 95% interval over seeds; a drop Δ below 0 "
+        "means a method loses less than the reference. p-values: two-sided "
         "Welch t-test over the per-seed numbers of a method against SGD (n = seeds each), not corrected for the "
         f"{max(0, len(methods) - 1)} methods × times compared.",
         "",
@@ -692,18 +563,18 @@ def write_study_report(
             "",
             "### Spread: within a network (σp, over programmings) and between networks (σseeds, of the seed means), pp",
             "",
-            _spread_table(sub, preset, order),
+            seed_spread_table(sub, preset, order),
             "",
             "### Against SGD: difference in pp and Welch p over seeds, on accuracy and on drop",
             "",
-            _test_table(tests, preset, order) if tests else "SGD not measured yet.",
+            seed_test_table(tests, preset, order) if tests else "SGD not measured yet.",
             "",
             *(
                 [
                     "### Against HWA (`hwa`, hardware-aware training for PCM): difference in pp and Welch p over "
                     "seeds, on accuracy and on drop",
                     "",
-                    _test_table(hwa_tests, preset, [m for m in order if m != HWA_BASELINE]),
+                    seed_test_table(hwa_tests, preset, [m for m in order if m != HWA_BASELINE]),
                     "",
                 ]
                 if hwa_tests
@@ -725,14 +596,19 @@ def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settin
     lines = [
         "## Wall time",
         "",
-        "| invocation started | expected (measured up front) | wall time | runs trained |",
-        "|---|---|---|---|",
+        *markdown_lines(
+            ["invocation started", "expected (measured up front)", "wall time", "runs trained"],
+            [
+                [
+                    e["started"],
+                    duration_text(e["expected_seconds"]),
+                    duration_text(e["wall_seconds"]),
+                    len(e["trained"]),
+                ]
+                for e in timings
+            ],
+        ),
     ]
-    for e in timings:
-        lines.append(
-            f"| {e['started']} | {_duration(e['expected_seconds'])} | {_duration(e['wall_seconds'])} | "
-            f"{len(e['trained'])} |"
-        )
     summed: dict[str, float] = {}
     for e in timings:
         for stage, seconds in e["stages"].items():
@@ -742,18 +618,18 @@ def _wall_time_lines(timings: list[dict], methods: Sequence[StudyMethod], settin
         "",
         "Stages, summed over the invocations (a stage that reused finished work takes seconds):",
         "",
-        "| method | train | " + " | ".join(f"evaluate {p}" for p in presets) + " |",
-        "|" + "---|" * (2 + len(presets)),
     ]
+    stage_rows = []
     for m in methods:
         cells = [summed.get(f"train {m.label}")] + [summed.get(f"evaluate {m.label} on {p}") for p in presets]
-        lines.append(f"| {m.label} | " + " | ".join("—" if c is None else _duration(c) for c in cells) + " |")
+        stage_rows.append([m.label, *("—" if c is None else duration_text(c) for c in cells)])
+    lines += markdown_lines(["method", "train", *(f"evaluate {p}" for p in presets)], stage_rows)
     other = {k: v for k, v in summed.items() if not k.startswith(("train ", "evaluate "))}
     lines += [
         "",
-        "Other stages: " + ", ".join(f"{k} {_duration(v)}" for k, v in other.items()) + ".",
+        "Other stages: " + ", ".join(f"{k} {duration_text(v)}" for k, v in other.items()) + ".",
         "",
-        f"Total over {len(timings)} invocation(s): {_duration(sum(e['wall_seconds'] for e in timings))} "
+        f"Total over {len(timings)} invocation(s): {duration_text(sum(e['wall_seconds'] for e in timings))} "
         f"(every invocation's stages: {TIMINGS}).",
         "",
     ]

@@ -4,8 +4,9 @@ Why it exists. aihwkit's C++ ``InferenceTile`` (``InferenceRPUConfig``) computes
 on its own (``RPUAbstract::forwardMatrix`` loops ``ForwardBackwardPassIOManaged::forwardVector``)
 and draws its forward noise from its own clock-seeded generator, which Python cannot seed: a
 Monte-Carlo sweep over it is slow and not reproducible. :class:`FastAnalogForward` re-implements
-the same arithmetic in batched torch operations and draws every random number from a
-``torch.Generator``.
+the same arithmetic in batched torch operations and compiled kernels and owns its random numbers
+(:mod:`.noise`: a counter-based generator, each number addressed by seed, tile, draw site, sample
+and element, generated inside the kernels where it is used).
 
 Why not aihwkit's own torch tiles. ``TorchInferenceRPUConfig`` (aihwkit 1.1.0,
 ``simulator/tiles/torch_tile.py`` and ``analog_mvm.py``) is seedable through torch, but it is a
@@ -22,8 +23,10 @@ when any one saturates, where the C++ tile repeats only the vectors that saturat
 tests both bounds (no ``bm_test_negative_bound``). Its numbers would then depend on which inputs
 share a batch, and would not be the C++ tiles' numbers that the rest of analogsam reports.
 
-What is reproduced. Programming and drift stay aihwkit's (``program_analog_weights`` /
-``drift_analog_weights`` run in Python on torch's generator); :meth:`FastAnalogForward.sync` reads
+What is reproduced. Programming and drift are aihwkit's noise models, on torch's generator: either
+aihwkit's own tile-by-tile ``program_analog_weights`` / ``drift_analog_weights``, or (what the fast
+backend of ``evaluate`` does) :mod:`analogsam.hardware.programming`, the same formulas applied to
+the concatenated conductances of every tile at once; :meth:`FastAnalogForward.sync` reads
 each tile's current weights and digital periphery and recomputes the drift-compensation factor
 through this engine's own seeded forward. The forward follows ``src/rpucuda/rpu_forward_backward_pass.cpp``
 (see :mod:`.tile`), then the digital periphery of ``InferenceTile`` and the layer structure
@@ -46,26 +49,39 @@ operations they replace, and so does the one-pass kernel of a grouped or depthwi
 (:mod:`.grouped`, :mod:`.grouped_kernels`) to running its groups' tiles one by one.
 
 The seeding contract. Every random number of the forward and of the drift-compensation read-outs
-comes from the generator given to :meth:`FastAnalogForward.sync` (or to the call): the same
-generator state, the same weights and the same batches give bit-identical outputs, in any process
-on the same machine with the same library versions and thread count. Programming and drift noise
-come from torch's global generator, as aihwkit draws them.
+is a function of the seed of the generator given to :meth:`FastAnalogForward.sync` and of its
+address (:mod:`.noise`): the tile, the layer call, the draw site and bound-management round, the
+sample's index among the samples read since the sync, and the element. The same seed, the same
+weights and the same samples in the same order give bit-identical outputs whatever the batch size,
+the processing chunks, the thread count or the stacking of states (``tests/test_fast_noise.py``),
+and the same numbers on the CPU and a GPU. Programming and drift noise come from torch's global
+generator, as aihwkit draws them.
 
-On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift stay aihwkit's, on
-the CPU; :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
+On a GPU (``FastAnalogForward(..., device="cuda")``). Programming and drift (all tiles at once,
+:mod:`analogsam.hardware.programming`) run on the CPU, where aihwkit's tiles hold the weights (its
+wheels have no CUDA build); :meth:`FastAnalogForward.sync` copies each tile's weights and periphery to the device,
 the digital modules run as copies there, and the forward runs the torch operations (the compiled
 kernels and numpy's products are CPU code) in full float32 (no TF32), drawing from CUDA
-generators. Same generator state, same outputs, on the same GPU; against the CPU, with noise off,
-equal up to the summation order of the products (the ADC contract above), with noise on the same
-distribution (CUDA's generator draws other numbers for a seed). Not yet run on a GPU: the CUDA
-tests (``tests/test_device_evaluation.py``) skip without one.
+generators (only their seeds are read). The engine's generator draws the same numbers as on the
+CPU, so the outputs equal the CPU's up to the summation order of the products (the ADC contract
+above), noise on or off. Not yet run on a GPU: the CUDA tests (``tests/test_device_evaluation.py``)
+skip without one.
 Many states per pass. :meth:`FastAnalogForward.capture` keeps the state a sync left (a programming
-drifted to one time, with its generator); :meth:`FastAnalogForward.forward_stacked` runs the same
+drifted to one time, with its noise seed); :meth:`FastAnalogForward.forward_stacked` runs the same
 inputs under many captured states in one forward, the first analog layer quantizing the inputs
-once for all of them, every state drawing from its own generator as its own forward would
+once for all of them, every state drawing its own numbers as its own forward would
 (:mod:`.stacked`): on a GPU as one batch of every state's samples (each state's outputs equal its
 one-by-one forward's up to the summation order of the digital layers), on the CPU state by state
 after the shared first layer (bit-identical to one by one).
+
+The pieces. :mod:`.tile` replays one tile's arithmetic (noise management, DAC, noise, ADC, bound
+management); :mod:`.periphery` its digital periphery and drift compensation; :mod:`.patches` a
+convolution's patches read from the image; :mod:`.products` the matrix products (the kernel
+backend: OpenBLAS, an in-order chain for grouped layers, torch on a GPU); :mod:`.kernels` and
+:mod:`.grouped_kernels` the compiled element-wise loops; :mod:`.noise` the random numbers;
+:mod:`.layers` and :mod:`.grouped` the analog layers, which read the state's noise and any stacked
+pass from the :class:`.context.ForwardContext` they are built with; :mod:`.stacked` the many-state
+pass; :mod:`.engine` ties them together.
 """
 
 from analogsam.hardware.fast.engine import FastAnalogForward

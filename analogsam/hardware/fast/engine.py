@@ -2,7 +2,9 @@
 
 It ties the package together: :mod:`.support` decides whether the model is reproduced,
 :mod:`.aihwkit_adapter` reads each tile, :mod:`.tile` replays it, :mod:`.layers` runs the analog
-layers in a shallow copy of the network, :mod:`.threads` sets the threads. The contract (what is
+layers in a shallow copy of the network, reading the current state's noise and any stacked pass
+from the :class:`.context.ForwardContext` they were built with (never the engine's attributes),
+:mod:`.threads` sets the threads. The contract (what is
 exact, how it is seeded) is in the package docstring, :mod:`analogsam.hardware.fast`.
 """
 
@@ -17,8 +19,10 @@ from torch import Tensor, nn
 
 from analogsam.device import resolve_device
 from analogsam.hardware.fast import aihwkit_adapter as aihwkit
+from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.grouped import fused_grouped
 from analogsam.hardware.fast.layers import FastConv2d, FastLinear
+from analogsam.hardware.fast.noise import NoiseSource, seed_of
 from analogsam.hardware.fast.stacked import EngineState, StackedPass
 from analogsam.hardware.fast.support import FastPathUnsupported, io_spec, unsupported_reason
 from analogsam.hardware.fast.threads import engine_threads
@@ -36,18 +40,20 @@ class FastAnalogForward:
         analog_model.program_analog_weights()           # aihwkit, on torch's generator
         analog_model.drift_analog_weights(t)
         engine.sync(generator)                          # read weights, recompute drift compensation
-        logits = engine(x)                              # forward noise from the same generator
+        logits = engine(x)                              # forward noise from a seed drawn from it
 
     Digital layers (BatchNorm, pooling, activations, ...) run as the model's own modules; only the
     analog layers are replaced, in a shallow copy of the module tree, so ``analog_model`` itself
-    is never modified. Same generator state and same batches give bit-identical outputs.
+    is never modified. The same generator state at :meth:`sync` and the same inputs in the same
+    order give bit-identical outputs, whatever the batches they come in (the random numbers are
+    addressed by the samples' indices since the sync: :mod:`~analogsam.hardware.fast.noise`).
 
     On a CUDA ``device`` the forward runs on the GPU: each tile's weights and periphery are copied
     there at :meth:`sync`, the digital modules are copies moved there, inputs are moved there by
-    :meth:`__call__`, and the generators must be CUDA generators. Programming and drift stay
-    aihwkit's, on the CPU (its wheels have no CUDA build). CUDA draws other random numbers than the
-    CPU from the same seed, and sums in another order: with noise off the outputs equal the CPU's up
-    to the summation order, with noise on they have the same distribution.
+    ``__call__``, and the generators must be CUDA generators. Programming and drift stay
+    aihwkit's, on the CPU (its wheels have no CUDA build). The engine's own generator draws the same
+    numbers on every device for the same seed; CUDA sums in another order, so the outputs equal
+    the CPU's up to the summation order, noise on or off.
     """
 
     def __init__(self, analog_model: nn.Module, *, threads: int | None = None, fused: bool = True, device=None):
@@ -71,9 +77,9 @@ class FastAnalogForward:
         self.fused = fused and self.device.type == "cpu"
         self._tiles: list[Tile] = []
         self._workspace = Workspace()
-        self._gen: torch.Generator | None = None
+        # what the analog layers read during a forward (the current state's noise, a stacked pass)
+        self.context = ForwardContext(self.device)
         self._synced = False
-        self._stack: StackedPass | None = None  # set during forward_stacked
         self.network = self._shadow(analog_model, "")
 
     def _add_tile(self, tile, name: str) -> Tile:
@@ -88,9 +94,9 @@ class FastAnalogForward:
     def _shadow(self, module: nn.Module, name: str) -> nn.Module:
         kind = aihwkit.layer_kind(module)
         if kind == "linear":
-            return FastLinear(self, self._add_tile, module, name)
+            return FastLinear(self.context, self._add_tile, module, name)
         if kind in ("conv1d", "conv2d", "conv1d_mapped", "conv2d_mapped"):
-            return FastConv2d(self, self._add_tile, module, name, kind)
+            return FastConv2d(self.context, self._add_tile, module, name, kind)
         on_cpu = self.device.type == "cpu"
         if not any(aihwkit.layer_kind(m) for m in module.modules()):
             # purely digital: run the original module (on another device, a copy moved there, so
@@ -107,7 +113,7 @@ class FastAnalogForward:
             key: (None if child is None else self._shadow(child, f"{name}.{key}" if name else key))
             for key, child in module._modules.items()
         }
-        return fused_grouped(self, new)  # a grouped convolution: all its tiles in one kernel pass
+        return fused_grouped(self.context, new)  # a grouped convolution: all its tiles in one kernel pass
 
     @property
     def tiles(self) -> list[Tile]:
@@ -118,40 +124,39 @@ class FastAnalogForward:
         self, generator: torch.Generator | None = None, *, baseline_generator: torch.Generator | None = None
     ) -> None:
         """Read every tile's current (programmed, drifted) weights and periphery, and recompute the
-        drift-compensation factors through this engine's forward, drawing from ``generator``;
-        later forwards draw from it too.
+        drift-compensation factors through this engine's forward. The read-outs and every later
+        forward take their random numbers from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`)
+        under the seed of ``generator`` (its ``initial_seed()``: a CPU and a CUDA generator seeded
+        alike give the same numbers; None: a seed drawn from torch's default generator), the
+        forwards addressed by the index of each sample since this sync.
 
         aihwkit reads the compensation baseline out once per programming (in
         ``program_analog_weights``) and the current value at every ``drift_analog_weights``;
         alpha = baseline / current. Here the baseline read-out happens at the first sync that
-        sees a new programming (``tile.programmed_weights`` changed), drawn from
-        ``baseline_generator`` if given, else from ``generator``. So that a repeat's numbers do
+        sees a new programming (``tile.programmed_weights`` changed), under the seed of
+        ``baseline_generator`` if given, else one derived from the forward's seed. So that a repeat's numbers do
         not depend on which time point is evaluated first, call ``sync`` right after
         ``program_analog_weights()`` with a generator of that programming, or pass
         ``baseline_generator``. (After a programming without a drift aihwkit keeps its previous
         alpha, or 1; the fast path computes alpha for the current weights instead, ~1.)
         """
-        if generator is None and self.device.type == "cpu":
-            generator = torch.default_generator
-        elif generator is None:  # the device's own global generator
-            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-            generator = torch.cuda.default_generators[index]
         for name, gen in (("generator", generator), ("baseline_generator", baseline_generator)):
             if gen is not None and gen.device.type != self.device.type:
                 raise ValueError(
                     f"FastAnalogForward.sync: {name} is a {gen.device} generator but the engine "
                     f"runs on {self.device}; pass torch.Generator(device={str(self.device)!r})"
                 )
-        self._gen = generator
+        self.context.noise = source = NoiseSource(seed_of(generator), baseline_generator)
         with engine_threads(self.threads), _full_float32(self.device):
             for tile in self._tiles:
-                tile.sync(generator, baseline_generator)
+                tile.sync(source)
         self._synced = True
 
     @torch.no_grad()
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Eval-mode forward of the whole network; forward noise from ``generator`` (default: the
-        one given to :meth:`sync`)."""
+        """Eval-mode forward of the whole network; its random numbers under the seed drawn at
+        :meth:`sync`, addressed by each sample's index among the samples read since (``x``'s first
+        dimension holds the samples); given a ``generator``, under its seed (samples counted from 0)."""
         if not self._synced:
             raise RuntimeError(
                 "call FastAnalogForward.sync(generator) after programming/drifting and before the forward"
@@ -162,27 +167,31 @@ class FastAnalogForward:
                 "(the fast path reproduces aihwkit's eval-mode forward)"
             )
         if generator is not None:
-            self._gen = generator
+            self.context.noise = NoiseSource(seed_of(generator), self.context.noise.baseline_generator)
         x = x.to(self.device)
+        source = self.context.noise
+        source.begin()
         with engine_threads(self.threads), _full_float32(self.device):
             # aihwkit computes in float32; token ids (for an Embedding) stay integers.
-            return self.network(x.to(torch.float32) if x.is_floating_point() else x)
+            out = self.network(x.to(torch.float32) if x.is_floating_point() else x)
+        source.end(_samples(x))
+        return out
 
     # -- many states in one pass ------------------------------------------------------------
     def capture(self) -> EngineState:
         """The state the last :meth:`sync` left (every tile's weights and periphery) and its
-        generator, for :meth:`forward_stacked`. The generator is shared, not copied: a stacked
-        forward continues its stream where :meth:`sync` left it, as the engine's own forward would."""
+        noise, for :meth:`forward_stacked`. The noise is shared, not copied: a stacked forward
+        counts its samples after those the engine's forwards read, as the engine's own forward would."""
         if not self._synced:
             raise RuntimeError("call FastAnalogForward.sync(generator) before capture()")
-        return EngineState(tuple(tile.state() for tile in self._tiles), self._gen)
+        return EngineState(tuple(tile.state() for tile in self._tiles), self.context.noise)
 
     @torch.no_grad()
     def forward_stacked(self, x: Tensor, states: Sequence[EngineState], *, batched: bool | None = None):
         """The forward of the same inputs ``x`` (N, ...) under each of ``states`` (from
         :meth:`capture`), in one pass: the result's first dimension holds the R*N outputs, block k
-        (rows k*N to (k+1)*N) those of ``states[k]``, drawing from its generator. Each block equals
-        :meth:`__call__` of ``x`` after the sync that captured that state, up to the summation order
+        (rows k*N to (k+1)*N) those of ``states[k]``, with its noise. Each block equals
+        ``__call__`` of ``x`` after the sync that captured that state, up to the summation order
         of the digital layers (see :mod:`.stacked`). The engine's current state is kept.
 
         ``batched``: True runs the R*N samples through every layer at once (what fills a GPU);
@@ -206,21 +215,33 @@ class FastAnalogForward:
         per_state = x.shape[0]
         if batched:
             x = x.repeat(len(states), *([1] * (x.dim() - 1)))
-        self._stack = stack = StackedPass(states, x, per_state, batched=batched)
+        self.context.stack = stack = StackedPass(states, x, per_state, batched=batched)
+        sources = list({id(state.noise): state.noise for state in states}.values())
+        for source in sources:
+            source.begin()
         try:
             with engine_threads(self.threads), _full_float32(self.device):
                 if batched:
-                    return self.network(x)
-                outputs = []
-                for k in range(len(states)):
-                    self._gen = stack.begin(k, self._tiles)
-                    outputs.append(self.network(x))
-                return _joined(outputs)
+                    out = self.network(x)
+                else:
+                    outputs = []
+                    for k in range(len(states)):
+                        self.context.noise = stack.begin(k, self._tiles)
+                        outputs.append(self.network(x))
+                    out = _joined(outputs)
+            for source in sources:
+                source.end(per_state)
+            return out
         finally:
-            self._stack = None
+            self.context.stack = None
             for tile, state in zip(self._tiles, current.tiles):
                 tile.load(state)
-            self._gen = current.generator
+            self.context.noise = current.noise
+
+
+def _samples(x: Tensor) -> int:
+    """The samples of a network input (its first dimension)."""
+    return x.shape[0] if x.dim() else 1
 
 
 def _joined(outputs: list):

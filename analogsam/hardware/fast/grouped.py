@@ -11,15 +11,15 @@ the tile-by-tile path computes:
   (no analog bias), with the same IO settings, and those settings are the ones the fused DAC and
   ADC kernels of :class:`.tile.Tile` cover, without input noise, asymmetries, IR drop or
   output-referred weight noise, and without an input range;
-- no patch saturates the ADC so that bound management would rerun it (if one does, the
-  generator is reset to where the layer started and the layer runs tile by tile).
+- no patch saturates the ADC so that bound management would rerun it (if one does, the layer runs
+  tile by tile).
 
 The tiles of such a layer compute their products as a chain of fused multiply-adds over the patch
 elements in their order, in the kernel and, when the layer runs tile by tile, in
-:class:`.tile.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
-CPU it picks its kernels for. The output noise is drawn by torch from the engine's generator,
-group after group and in the processing chunks of :class:`.layers.ConvExec`, exactly as the
-tile-by-tile path draws it. So the two paths give the same numbers bit for bit on every machine
+:class:`.products.Weights` (``chain=True``) instead of the BLAS, whose summation order depends on the
+CPU it picks its kernels for. The kernel generates each tile's output noise at the addresses the
+tile-by-tile path gives it (:mod:`~analogsam.hardware.fast.noise`: the tile, the layer call, the image's index and the
+output's). So the two paths give the same numbers bit for bit on every machine
 (``tests/test_fast_grouped.py``). Any other case runs the tile-by-tile path.
 """
 
@@ -29,8 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from analogsam.hardware.fast import noise as rng
+from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.layers import FastConv2d
-from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
+from analogsam.hardware.fast.patches import conv_out_hw
+from analogsam.hardware.fast.tile import Tile
 from analogsam.hardware.mapping.grouped import GroupedConv
 
 __all__ = ["FastGroupedConv", "fused_grouped"]
@@ -55,8 +58,8 @@ def _single_tile(conv) -> Tile | None:
 def _fusable_spec(tile: Tile) -> bool:
     spec = tile.spec
     return (
-        tile._dac_kernels is not None
-        and tile._adc_kernels is not None
+        tile.fused_dac
+        and tile.fused_adc
         and not tile.analog_bias
         and spec.inp_noise == 0
         and spec.inp_asymmetry == 0
@@ -71,9 +74,9 @@ class FastGroupedConv(nn.Module):
     :class:`.layers.FastConv2d`), run in one kernel pass where that is exact (see the module
     docstring), else group by group as ``grouped`` does."""
 
-    def __init__(self, engine, grouped: nn.Module):
+    def __init__(self, context: ForwardContext, grouped: nn.Module):
         super().__init__()
-        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        self.context = context
         self.grouped = grouped
         convs = list(grouped.convs)
         tiles = [_single_tile(c) for c in convs]
@@ -89,13 +92,12 @@ class FastGroupedConv(nn.Module):
             self.out_per_group = tiles[0].out_size
         self._weights_of = None
         self._stacked = None
-        self._noise = None
 
     def forward(self, x: Tensor) -> Tensor:
         spatial = 1 if self.tiles is not None and self.one_d else 2
         # A batched stacked pass (many states, evaluate(repeats_per_pass=P)) runs the groups tile by
-        # tile, each block with its own state's weights and generator; the kernel holds one state.
-        stack = self.engine[0]._stack
+        # tile, each block with its own state's weights and noise; the kernel holds one state.
+        stack = self.context.stack
         if stack is not None and not stack.batched:
             stack.first_outputs(self, x, False, list)  # an analog layer of this state's run
         batched = stack is not None and stack.batched
@@ -109,7 +111,7 @@ class FastGroupedConv(nn.Module):
     def _ready(self) -> bool:
         """Whether the tiles' current state (after the last sync) suits the kernel (a CPU one: on a
         GPU the groups run tile by tile in torch operations)."""
-        return self.engine[0].device.type == "cpu" and all(
+        return self.context.device.type == "cpu" and all(
             t.post is not None and t.input_range is None for t in self.tiles
         )
 
@@ -125,41 +127,30 @@ class FastGroupedConv(nn.Module):
             self._weights_of = current
         return self._stacked
 
-    def _noise_buffer(self, shape) -> Tensor:
-        n = int(np.prod(shape))
-        if self._noise is None or self._noise.numel() < n:
-            self._noise = torch.empty(n, dtype=torch.float32)
-        return self._noise[:n].view(shape)
-
     def _fused(self, x: Tensor) -> Tensor | None:
         """(b, C, h, w) -> (b, groups * n, oh, ow) through the kernel, or None where the
-        tile-by-tile path must run (the generator then is where it was)."""
+        tile-by-tile path must run (no layer call counted then)."""
         tile = self.tiles[0]
         spec = tile.spec
         (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
         groups, n = len(self.tiles), self.out_per_group
-        b, channels, h, w = x.shape
-        c = channels // groups
+        b, _, h, w = x.shape
         oh, ow = conv_out_hw(h, w, self.geometry)
         length = oh * ow
         weights, (post, alpha, osc, bias) = self._state()
-        gen = self.engine[0]._gen
-        start_state = gen.get_state() if spec.bm else None
+        source = self.context.noise
+        execs = [conv.exec for conv in self.grouped.convs]  # each group's layer call, as tile by tile
         if spec.out_noise > 0:
-            # drawn as the tile-by-tile path draws it: group by group, per ConvExec chunk
-            drawn = self._noise_buffer((groups, b, n, length))
-            step = max(1, chunk_elements(x.device) // max(c * kh * kw * length, 1))
-            for g in range(groups):
-                for s in range(0, b, step):
-                    e = min(b, s + step)
-                    torch.randn((e - s, n, length), generator=gen, out=drawn[g, s:e])
-            noise = drawn
+            keys = np.array(
+                [source.stream(t.index, source.peek(ex), 0).site(rng.OUTPUT_NOISE) for t, ex in zip(self.tiles, execs)],
+                dtype=np.uint64,
+            )
         else:
-            noise = torch.empty((0, 0, 0, 0), dtype=torch.float32)
+            keys = np.empty(0, np.uint64)
         img = x.to(torch.float32).contiguous()
         out = torch.empty(b, groups * n, length, dtype=torch.float32)
-        thres, res, bound = tile._dac_args
-        sigma, ores, obound, test_negative, out_scale = tile._adc_args
+        thres, res, bound = tile.dac_scalars
+        sigma, ores, obound, test_negative, out_scale = tile.adc_scalars
         saturated = _kernels().grouped_conv(
             img.numpy(),
             groups,
@@ -176,7 +167,9 @@ class FastGroupedConv(nn.Module):
             res,
             bound,
             weights,
-            noise.numpy(),
+            rng.table(),
+            keys,
+            source.samples,
             sigma,
             ores,
             obound,
@@ -189,12 +182,13 @@ class FastGroupedConv(nn.Module):
             out.numpy(),
         )
         if saturated and len(tile.reductions) > 1:
-            gen.set_state(start_state)  # bound management reruns patches: the tile-by-tile path
-            return None
+            return None  # bound management reruns patches: the tile-by-tile path
+        for ex in execs:
+            source.call(ex)
         return out.view(b, groups * n, oh, ow)
 
 
-def fused_grouped(engine, module: nn.Module) -> nn.Module:
+def fused_grouped(context: ForwardContext, module: nn.Module) -> nn.Module:
     """``module`` (a shadow copy made by the engine), as a :class:`FastGroupedConv` if it is a
     :class:`GroupedConv`, else as it is."""
-    return FastGroupedConv(engine, module) if isinstance(module, GroupedConv) else module
+    return FastGroupedConv(context, module) if isinstance(module, GroupedConv) else module

@@ -6,13 +6,13 @@ tile's DAC kernel, product, output-noise draw and ADC kernel is a separate call 
 per image, and the fixed cost of the calls, not the arithmetic, sets the time. :func:`grouped_conv`
 does the layer in one call: group by group, over all images at once (images innermost, so that
 the loops vectorise), the noise-management scale of every patch, the DAC of the patch, the tile's
-product, the output noise (drawn beforehand by torch, from the same generator in the same order
-as the tile-by-tile path), the ADC, the bound test and the tile's digital periphery, with the
+product, the output noise (generated here, from each tile's stream of the engine's counter-based
+generator (:mod:`~analogsam.hardware.fast.noise`): the numbers the tile-by-tile path draws), the ADC, the bound test and the tile's digital periphery, with the
 float32 operations of :mod:`.kernels` in the same order (no ``fastmath``).
 
 The product: ``W q`` with the tile's weights is a chain over the patch elements in their order,
-accumulated with fused multiply-adds (:func:`fma32`); the layer's tiles compute the same chain
-when they run one by one (:class:`.tile.Weights` with ``chain=True`` calls :func:`chain_product`),
+accumulated with fused multiply-adds (``fma32``); the layer's tiles compute the same chain
+when they run one by one (:class:`.products.Weights` with ``chain=True`` calls :func:`chain_product`),
 so the two paths agree whatever the local BLAS's summation order (which OpenBLAS picks by CPU).
 """
 
@@ -20,6 +20,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+
+from analogsam.hardware.fast.noise import normal
 
 __all__ = ["grouped_conv", "chain_product"]
 
@@ -81,7 +83,9 @@ def grouped_conv(
     res,
     bound,
     w,
-    noise,
+    tab,
+    keys,
+    base,
     sigma,
     ores,
     obound,
@@ -97,13 +101,15 @@ def grouped_conv(
 
     Group ``g`` reads channels ``g*c ... (g+1)*c - 1`` (``c = C / groups``) and writes outputs
     ``g*n ... (g+1)*n - 1`` of ``out`` (b, groups*n, oh*ow); ``w`` (groups, n, c*kh*kw): the
-    tiles' weights; ``noise`` (groups, b, n, oh*ow), or empty for none; ``post``, ``alpha``,
+    tiles' weights; ``keys`` (groups,) uint64: each tile's output-noise key (:class:`.noise.Stream`;
+    empty for no noise), the noise of output ``j`` of patch ``t`` of image ``i`` read from the
+    table ``tab`` at index ``((base + i) * oh*ow + t) * n + j``; ``post``, ``alpha``,
     ``osc``, ``bias`` (groups, n): each tile's periphery (see :func:`.kernels.adc_cols`). Group by
     group, its channels (zero-padded), its noise and its outputs are moved through buffers with
     the images innermost, so that every loop of the arithmetic runs over the ``b`` images,
     contiguous (a depthwise tile has only a few values per image). Per patch, the steps of
     :func:`.kernels.conv_dac` (noise-management maximum over the patch, the padding's zeros
-    included, scale, DAC), the product (:func:`_chain`), then those of :func:`.kernels.adc_cols`;
+    included, scale, DAC), the product (``_chain``), then those of :func:`.kernels.adc_cols`;
     a patch whose maximum is not positive gives the periphery of an
     exact zero (as :meth:`.tile.Tile.complete` sets it). Returns the number of saturated outputs
     that may fail their patch's bound test (positive whenever a patch failed; the caller redoes
@@ -123,7 +129,7 @@ def grouped_conv(
     q = np.empty((length, k_size, b), np.float32)  # each patch's elements, contiguous
     acc = np.empty((length, b), np.float32)
     one = np.float32(1.0)
-    has_noise = noise.size > 0
+    has_noise = keys.size > 0
     count = 0
     for g in range(groups):
         for i in range(b):
@@ -133,10 +139,10 @@ def grouped_conv(
                     for xx in range(wd):
                         x[ch, y + ph, xx + pw, i] = src[xx]
             if has_noise:
+                key, first = keys[g], (base + i) * length
                 for j in range(n):
-                    src = noise[g, i, j]
                     for t in range(length):
-                        noise_g[j, t, i] = src[t]
+                        noise_g[j, t, i] = normal(tab, key, (first + t) * n + j)
         for oy in range(oh):
             for ox in range(ow):
                 t = oy * ow + ox

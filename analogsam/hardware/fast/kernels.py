@@ -13,8 +13,10 @@ Every kernel does the same float32 operations in the same order as the torch cod
 (and as aihwkit's C++ ``ForwardBackwardPassIOManaged``): a product, a division, ``rint``
 (round-half-to-even, like ``rintf`` and ``torch.round``), a product, a comparison. numba compiles
 them without ``fastmath``, so no operation is contracted or reordered and the results are
-bit-identical to the torch path (``tests/test_fastpath.py`` checks it). The random numbers are not
-drawn here: the output noise comes in as an array drawn from the caller's seeded torch generator.
+bit-identical to the torch path (``tests/test_fastpath.py`` checks it). The output noise is
+generated where it is added, from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`: the number
+of an output is addressed by the draw site's key and the output's global index, so it does not
+depend on the chunk or the batch), bit-identical to the numbers the torch path draws.
 
 The arrays are numpy views of contiguous float32 CPU tensors (no copies). The kernels run on one
 thread. numba compiles each on its first call and caches the machine code in ``__pycache__``
@@ -24,6 +26,8 @@ process: compiling takes seconds, loading the cache a fraction of that).
 
 import numpy as np
 from numba import njit
+
+from analogsam.hardware.fast.noise import normal
 
 __all__ = ["conv_dac", "rows_dac", "scaled_rows_dac", "adc_cols", "adc_rows"]
 
@@ -229,18 +233,21 @@ def scaled_rows_dac(x, scale, res, bound, out):
 
 
 @jit
-def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
+def adc_cols(y, tab, key, base, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
     """ADC side of vectors stored as columns, in place: ``y`` (b, n, l), outputs along dim 1.
 
-    Per output: ``+ sigma * noise`` (skipped where ``noise`` is empty), ``rint(v / res) * res``,
+    Per output: ``+ sigma * z`` (none if ``sigma`` is 0), ``z`` the normal number (table ``tab``)
+    of stream ``key`` at index ``(base + i * l + t) * n + j`` (:class:`.noise.Stream`: vector
+    ``(i, t)`` of the chunk is global vector ``base + i * l + t``), ``rint(v / res) * res``,
     the bound test (``failed`` (b, l): the verdict of the last output beyond ``bound``, as
     the C++ loop leaves it), clip to ``bound``, ``* (out_scale / scale)`` (``scale`` (b, l)),
     then the tile's digital periphery, one value per output (n,) each: ``* post * alpha *
     osc + bias`` (ones and -0.0 leave the output as it is). Returns the number of failed
     vectors."""
     b, n, l = y.shape  # noqa: E741 (l: the output length, as in the kernels above)
-    has_noise = noise.size > 0
+    has_noise = sigma > 0
     factor = np.empty(l, np.float32)
+    z = np.empty(l, np.float32)
     count = 0
     for i in range(b):
         verdict = failed[i]
@@ -249,10 +256,16 @@ def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post,
             factor[t] = out_scale / scale[i, t]
         for j in range(n):
             row = y[i, j]
+            if has_noise:
+                # the noise of the row first, in a loop of its own: the generator's (scalar) hash
+                # inside the ADC loop would keep that loop from being vectorised (twice as slow)
+                first = base + i * l
+                for t in range(l):
+                    z[t] = sigma * normal(tab, key, (first + t) * n + j)
             for t in range(l):
                 v = row[t]
                 if has_noise:
-                    v = v + sigma * noise[i, j, t]
+                    v = v + z[t]
                 v = np.rint(v / res) * res
                 if v > bound:
                     verdict[t] = True
@@ -267,25 +280,30 @@ def adc_cols(y, noise, sigma, res, bound, test_negative, scale, out_scale, post,
 
 
 @jit
-def adc_rows(y, noise, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
-    """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,).
+def adc_rows(y, tab, key, ids, sigma, res, bound, test_negative, scale, out_scale, post, alpha, osc, bias, failed):
+    """:func:`adc_cols` for vectors stored as rows: ``y`` (m, n), ``scale`` and ``failed`` (m,);
+    row ``i`` is global vector ``ids[i]``, its output ``j`` reads the noise at ``ids[i] * n + j``.
 
     The verdict of a row is taken from the positions of its last output above ``bound`` and its
     last one below ``-bound`` (maxima over the row, which vectorise; a flag set inside the loop
     kept it scalar, four times slower): the same verdict as the C++ loop's."""
     m, n = y.shape
-    has_noise = noise.size > 0
+    has_noise = sigma > 0
+    z = np.empty(n, np.float32)
     count = 0
     for i in range(m):
         factor = out_scale / scale[i]
         row = y[i]
-        noise_row = noise[i] if has_noise else row
+        if has_noise:  # (the noise first, in a loop of its own: see adc_cols)
+            first = ids[i] * n
+            for j in range(n):
+                z[j] = sigma * normal(tab, key, first + j)
         last_pos = -1
         last_neg = -1
         for j in range(n):
             v = row[j]
             if has_noise:
-                v = v + sigma * noise_row[j]
+                v = v + z[j]
             v = np.rint(v / res) * res
             last_pos = max(last_pos, j if v > bound else -1)
             last_neg = max(last_neg, j if v < -bound else -1)

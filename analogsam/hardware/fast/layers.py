@@ -10,6 +10,7 @@ in digital, in aihwkit's order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -17,8 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_grid
+from analogsam.hardware.fast.context import ForwardContext
+from analogsam.hardware.fast.noise import NoiseSource
+from analogsam.hardware.fast.patches import conv_out_hw
 from analogsam.hardware.fast.support import FastPathUnsupported
-from analogsam.hardware.fast.tile import Tile, chunk_elements, conv_out_hw
+from analogsam.hardware.fast.tile import Tile, chunk_elements
 
 #: ``add_tile(aihwkit_tile, name) -> Tile``: the engine's registration of one tile
 AddTile = Callable[[object, str], Tile]
@@ -42,10 +46,10 @@ class FastLinear(nn.Module):
     #: on both backends.
     weight = None
 
-    def __init__(self, engine, add_tile: AddTile, layer, name: str):
+    def __init__(self, context: ForwardContext, add_tile: AddTile, layer, name: str):
         super().__init__()
         grid: TileGrid = tile_grid("linear", layer)
-        self.engine = [engine]  # a list, so the engine is not registered as a submodule
+        self.context = context
         label = f"{name}.{grid.label}"
         if grid.array:
             self.in_sizes = grid.in_sizes
@@ -61,19 +65,19 @@ class FastLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., K) -> (..., N)."""
-        stack = self.engine[0]._stack
+        stack = self.context.stack
         if stack is not None and stack.batched:
             return self._forward_stacked(x, stack)
         if stack is not None:  # state by state: the first layer's outputs, computed for every state
             out = stack.first_outputs(self, x, len(self.tiles) == 1, lambda: self._every_state(x, stack))
             if out is not None:
                 return out
-        return self._forward(x)
+        return self._forward(x, self.context.noise)
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
         """The outputs of ``x`` under every stacked state, the inputs quantized once (one tile)."""
         tile = self.tiles[0]
-        outs = tile.forward_shared(x, stack.slots(tile))
+        outs = tile.forward_shared(x, stack.slots(tile, stack.calls(self), 0, _rows_per_sample(x)))
         stack.use(self.tiles, stack.current)  # the run's own state again
         if self.array_bias is not None:
             outs = [out + self.array_bias.detach().view(-1) for out in outs]
@@ -81,26 +85,26 @@ class FastLinear(nn.Module):
 
     def _forward_stacked(self, x: Tensor, stack) -> Tensor:
         """The stacked forward (:mod:`.stacked`): block k of the stacked samples with state k."""
-        engine = self.engine[0]
         dim = stack.batch_dim(x, self.name)
         blocks = x.chunk(stack.count, dim)
         if len(self.tiles) == 1 and dim == 0 and stack.is_shared(x):  # the inputs quantized once
             return torch.cat(self._every_state(blocks[0], stack), dim)
-        outs = []
-        for k, block in enumerate(blocks):
-            engine._gen = stack.use(self.tiles, k)
-            outs.append(self._forward(block))
-        return torch.cat(outs, dim)
+        return torch.cat([self._forward(block, stack.use(self.tiles, k)) for k, block in enumerate(blocks)], dim)
 
-    def _forward(self, x: Tensor) -> Tensor:
-        gen = self.engine[0]._gen
+    def _forward(self, x: Tensor, source: NoiseSource) -> Tensor:
+        """The layer's forward with the tiles' current state, its numbers from ``source``."""
+        call, first = source.call(self), source.samples * _rows_per_sample(x)
+
+        def gen(tile):  # the tile's numbers for this call: row r of x is global vector first + r
+            return source.stream(tile.index, call, first)
+
         if self.in_sizes is None or len(self.grid) * len(self.grid[0]) == 1:
-            result = self.grid[0][0].forward(x, gen)
+            result = self.grid[0][0].forward(x, gen(self.grid[0][0]))
         else:
             dim = x.dim() - 1
             result = _array_sum(
                 (
-                    [t.forward(xs, gen) for t in row]
+                    [t.forward(xs, gen(t)) for t in row]
                     for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)
                 ),
                 dim,
@@ -108,6 +112,12 @@ class FastLinear(nn.Module):
         if self.array_bias is not None:
             result = result + self.array_bias.detach().to(result.device).view(-1)
         return result
+
+
+def _rows_per_sample(x: Tensor) -> int:
+    """The input vectors of one sample of a linear layer's input (..., K) whose first dimension
+    holds the samples (a sequence model's tokens: one vector each)."""
+    return math.prod(x.shape[1:-1]) if x.dim() >= 2 else 1
 
 
 class ConvExec:
@@ -120,8 +130,8 @@ class ConvExec:
     like aihwkit does and split along the patch elements (``in_sizes``).
     """
 
-    def __init__(self, engine, geometry, out_channels, rows, bias, in_sizes=None, name: str = ""):
-        self.engine = engine
+    def __init__(self, context: ForwardContext, geometry, out_channels, rows, bias, in_sizes=None, name: str = ""):
+        self.context = context
         self.geometry = geometry
         self.out_channels = out_channels
         self.rows = rows
@@ -139,7 +149,7 @@ class ConvExec:
         return max(1, chunk_elements(x.device) // max(c * kh * kw * oh * ow, 1))
 
     def __call__(self, x: Tensor) -> Tensor:
-        stack = self.engine._stack
+        stack = self.context.stack
         if stack is not None and stack.batched:
             return self._call_stacked(x, stack)
         if stack is not None:  # state by state: the first layer's outputs, computed for every state
@@ -153,7 +163,7 @@ class ConvExec:
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-        self._chunks(x, out, step)
+        self._chunks(x, out, step, self.context.noise)
         out = out.view(n, self.out_channels, oh, ow)
         return out[0] if unbatched else out
 
@@ -176,14 +186,21 @@ class ConvExec:
             self._shared_chunks(x[:n], stack, [out[k * n : (k + 1) * n] for k in range(stack.count)], step)
         else:
             for k in range(stack.count):
-                self.engine._gen = stack.use(self.tiles, k)
-                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step)
+                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step, stack.use(self.tiles, k))
         return out.view(total, self.out_channels, oh, ow)
 
-    def _chunks(self, x: Tensor, out: Tensor, step: int) -> None:
-        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the current state."""
+    def _chunks(self, x: Tensor, out: Tensor, step: int, source: NoiseSource) -> None:
+        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the tiles' current
+        state and the numbers of ``source`` (the patch ``t`` of image ``i`` is the global vector
+        ``(samples + i) * L + t``)."""
+        call, length = source.call(self), out.shape[2]
         for start in range(0, x.shape[0], step):
-            self._chunk(x[start : start + step], out[start : start + step])
+            first = (source.samples + start) * length
+            self._chunk(
+                x[start : start + step],
+                out[start : start + step],
+                lambda tile: source.stream(tile.index, call, first),  # noqa: B023 (called at once)
+            )
 
     def _one_tile(self) -> bool:
         """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""
@@ -193,9 +210,10 @@ class ConvExec:
         """The images ``x`` under every stacked state into ``outs`` (one per state, (n, C, L)),
         in the chunks of :meth:`__call__`, each chunk quantized once for all states."""
         tile = self.tiles[0]
-        slots = stack.slots(tile)
+        calls, length = stack.calls(self), outs[0].shape[2]
         for start in range(0, x.shape[0], step):
             stop = start + step
+            slots = stack.slots(tile, calls, start, length)
             tile.forward_patches_shared(x[start:stop], self.geometry, slots, [o[start:stop] for o in outs])
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
@@ -209,22 +227,23 @@ class ConvExec:
         stack.use(self.tiles, stack.current)  # the run's own state again
         return [o.view(n, self.out_channels, oh, ow) for o in outs]
 
-    def _chunk(self, x: Tensor, out: Tensor) -> None:
-        gen = self.engine._gen
+    def _chunk(self, x: Tensor, out: Tensor, gen) -> None:
+        """Images ``x`` into ``out``; ``gen(tile)``: the tile's stream for these images."""
         if self.strided and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
-            self.rows[0][2][0].forward_patches(x, self.geometry, gen, out=out)  # one tile: in place
+            tile = self.rows[0][2][0]
+            tile.forward_patches(x, self.geometry, gen(tile), out=out)  # one tile: in place
             return
         if self.strided:
             subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
             result = _array_sum(
-                ([t.forward_patches(sub, self.geometry, gen) for t in tiles] for sub, tiles in subsets), 1
+                ([t.forward_patches(sub, self.geometry, gen(t)) for t in tiles] for sub, tiles in subsets), 1
             )
         else:
             (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.geometry
             patches = F.unfold(x, kernel_size=(kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
             splits = torch.split(patches, self.in_sizes, dim=1) if len(self.rows) > 1 else [patches]
             result = _array_sum(
-                ([t.forward(p, gen, cols=True) for t in tiles] for p, (_, _, tiles) in zip(splits, self.rows)), 1
+                ([t.forward(p, gen(t), cols=True) for t in tiles] for p, (_, _, tiles) in zip(splits, self.rows)), 1
             )
         if self.bias is not None:
             result = result.add_(self.bias.detach().to(result.device).view(-1, 1))
@@ -258,7 +277,7 @@ class FastConv2d(nn.Module):
     #: on both backends.
     weight = None
 
-    def __init__(self, engine, add_tile: AddTile, layer, name: str, kind: str):
+    def __init__(self, context: ForwardContext, add_tile: AddTile, layer, name: str, kind: str):
         super().__init__()
         grid = tile_grid(kind, layer)
         geometry = _conv2d_geometry(layer, kind)
@@ -281,7 +300,7 @@ class FastConv2d(nn.Module):
         rows = [(c0, c1, row) for (c0, c1), row in zip(bounds, tiles)]
         strided = channels is not None and not analog_bias
         self.exec = ConvExec(
-            engine,
+            context,
             geometry,
             layer.out_channels,
             rows,

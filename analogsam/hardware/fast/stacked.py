@@ -1,7 +1,8 @@
 """Many synced states of one engine in one forward: repeats (programmings) and times stacked.
 
 A Monte-Carlo sweep measures the same inputs under many (repeat, time) states of the same network:
-each a programming drifted to a time, with its own forward-noise generator. Measured one by one,
+each a programming drifted to a time, with its own forward noise (a :class:`.noise.NoiseSource`: a
+seed and the samples its forwards have read). Measured one by one,
 every state pays for the work that does not depend on its weights again: the first analog layer's
 input range and DAC (noise management and quantization of the inputs), the Python dispatch of
 every layer, the digital layers' per-call overheads. :meth:`FastAnalogForward.forward_stacked
@@ -10,13 +11,12 @@ every layer, the digital layers' per-call overheads. :meth:`FastAnalogForward.fo
 * the input (N, ...) is repeated into a batch of R*N, block k belonging to state k; digital layers
   (BatchNorm, activations, pooling, ...) run once on the R*N batch, per sample as always;
 * each analog layer splits its input into the R blocks and runs block k with state k's weights and
-  periphery, drawing from state k's generator, in the chunks and the order of a one-by-one
-  forward of N inputs; a layer whose input is still the repeated network input (R identical
+  periphery, its random numbers addressed by state k's seed and the samples' indices in state k's
+  forwards, as in a one-by-one forward of N inputs; a layer whose input is still the repeated network input (R identical
   blocks: no analog layer before it) quantizes it once for all states
   (:meth:`.tile.Tile.forward_patches_shared`).
 
-So every state's generator draws the same numbers for the same operations as in its own forward,
-and each block of the result equals the one-by-one forward of that state up to the summation order
+So every state draws the same numbers for the same operations as in its own forward, and each block of the result equals the one-by-one forward of that state up to the summation order
 of the digital layers' products at a different batch size (noise on or off); the analog layers are
 bit-identical. The memory of the activations grows R times.
 
@@ -25,9 +25,9 @@ digital layers and the products gain nothing from it (they cost per sample), so 
 runs state by state (``batched=False``, the CPU's default): the network runs R times on the N
 inputs, state k loaded in every tile; the first analog layer of the network, if its input is the
 network input, computes the outputs of every state in the first run (one quantization, each
-state's product, noise and ADC from its own generator) and hands each later run its state's
-outputs. Each state's generator then draws in the order of its own forward (the first layer's
-numbers first), so every state's outputs are bit-identical to its one-by-one forward; the memory
+state's product, noise and ADC from its own noise source) and hands each later run its state's
+outputs. The numbers are addressed, not drawn in order, so every state's outputs are
+bit-identical to its one-by-one forward; the memory
 is one state's activations plus the first layer's R outputs.
 """
 
@@ -36,20 +36,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
+from analogsam.hardware.fast.noise import NoiseSource, Stream
 from analogsam.hardware.fast.support import FastPathUnsupported
 from analogsam.hardware.fast.tile import Tile, TileState
 
 
 class EngineState(NamedTuple):
     """One synced state of a :class:`~analogsam.hardware.fast.FastAnalogForward`: every tile's
-    weights and periphery, and the generator its forward draws from (shared with the engine: a
-    forward with this state advances it exactly as the engine's own forward would)."""
+    weights and periphery, and its forward noise (shared with the engine: a forward with this
+    state advances its sample count exactly as the engine's own forward would)."""
 
     tiles: tuple[TileState, ...]
-    generator: torch.Generator | None
+    noise: NoiseSource | None
 
 
 class StackedPass:
@@ -70,8 +70,8 @@ class StackedPass:
         self._calls = 0
         self._first: tuple[object, list] | None = None
 
-    def begin(self, k: int, tiles: Sequence[Tile]) -> torch.Generator | None:
-        """State by state: start the run of state ``k`` (loaded into ``tiles``); its generator."""
+    def begin(self, k: int, tiles: Sequence[Tile]) -> NoiseSource | None:
+        """State by state: start the run of state ``k`` (loaded into ``tiles``); its noise."""
         self.current, self._calls = k, 0
         return self.use(tiles, k)
 
@@ -108,13 +108,24 @@ class StackedPass:
             f"(repeats_per_pass=None)"
         )
 
-    def use(self, tiles: Sequence[Tile], k: int) -> torch.Generator | None:
-        """Load state ``k`` into ``tiles``; returns its generator."""
+    def use(self, tiles: Sequence[Tile], k: int) -> NoiseSource | None:
+        """Load state ``k`` into ``tiles``; returns its noise."""
         state = self.states[k]
         for tile in tiles:
             tile.load(state.tiles[tile.index])
-        return state.generator
+        return state.noise
 
-    def slots(self, tile: Tile) -> list[tuple[TileState, torch.Generator | None]]:
-        """``(state of tile, generator)`` of every stacked state."""
-        return [(state.tiles[tile.index], state.generator) for state in self.states]
+    def calls(self, layer) -> list[tuple[NoiseSource, int]]:
+        """Every stacked state's noise and its call number of ``layer`` (this call counted)."""
+        return [(state.noise, state.noise.call(layer)) for state in self.states]
+
+    def slots(self, tile: Tile, calls, first_sample: int, vectors_per_sample: int) -> list[tuple[TileState, Stream]]:
+        """``(state of tile, stream)`` of every stacked state, for the call of ``calls`` (from
+        :meth:`calls`) on the inputs that start ``first_sample`` samples into the forward."""
+        return [
+            (
+                state.tiles[tile.index],
+                source.stream(tile.index, call, (source.samples + first_sample) * vectors_per_sample),
+            )
+            for state, (source, call) in zip(self.states, calls)
+        ]

@@ -1,6 +1,6 @@
 """The threads of the fast engine: torch's intra-op threads, and the BLAS threads of its products.
 
-The tile products run through numpy's OpenBLAS (:meth:`.tile.Weights.matmul`), whose thread pool
+The tile products run through numpy's OpenBLAS (:meth:`.products.Weights.matmul`), whose thread pool
 torch's setting does not reach; threadpoolctl sets it to torch's for the duration of a call.
 """
 

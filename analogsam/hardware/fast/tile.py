@@ -2,7 +2,9 @@
 
 :class:`Tile` replays one C++ ``InferenceTile`` of aihwkit (``src/rpucuda/rpu_forward_backward_pass.cpp``)
 for a batch of vectors, in the C++ order of operations with the same float32 roundings, drawing
-every random number from a ``torch.Generator``: noise management (NONE, ABS_MAX, MAX, CONSTANT,
+every random number from the engine's counter-based generator (:mod:`~analogsam.hardware.fast.noise`; a tile call's
+numbers come as a :class:`.noise.Stream`, addressed by the global index of each input vector and
+element, so they do not depend on the batch or the chunks): noise management (NONE, ABS_MAX, MAX, CONSTANT,
 with ``nm_thres``), DAC (``rint(x*scale/res)*res``, optionally stochastic, clipped to
 ``inp_bound``), input noise and asymmetry, the product, IR drop, output-referred weight noise
 (ADDITIVE_CONSTANT, PCM_READ), output asymmetry and noise, ADC (``rint``) and ``out_bound``
@@ -10,14 +12,15 @@ clipping, ``out_scale``, and iterative bound management (a vector whose output s
 recomputed, with fresh noise, at half the input scale until it fits or ``max_bm_factor`` or
 ``max_bm_res / inp_res`` is exceeded); then the digital periphery of ``InferenceTile`` (input
 range, mapping scales, drift compensation, learned out scales, digital bias). Its settings come as an :class:`IOSpec`, its state through
-:class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit.
+:class:`.aihwkit_adapter.TileReader`; nothing here imports aihwkit. Its products are
+:class:`.products.Weights`' (the kernel backend), a convolution's patches :mod:`.patches`'.
 
 Where they apply (abs-max or max noise management with deterministic DAC and ADC rounding: every
 shipped preset), the element-wise steps around the matrix product run as compiled loops
 (:mod:`.kernels`): for a convolution, one pass per image computes every patch's noise-management
 maximum (a separable sliding-window maximum, exact) and writes the quantized patches in
-``F.unfold``'s layout; one pass over the product adds the output noise (drawn by torch from the
-same generator), applies the ADC, the bound test and the periphery. They are bit-identical to the
+``F.unfold``'s layout; one pass over the product adds the output noise (generated in the kernel,
+the same numbers the torch operations draw), applies the ADC, the bound test and the periphery. They are bit-identical to the
 torch operations kept for the other settings. Images are processed in chunks that keep the
 patches in cache between the DAC pass and the product, in buffers reused from chunk to chunk.
 """
@@ -29,14 +32,20 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from analogsam.hardware.fast import noise as rng
+from analogsam.hardware.fast import periphery
 from analogsam.hardware.fast.aihwkit_adapter import TileReader
+from analogsam.hardware.fast.patches import Patches, window_max
+from analogsam.hardware.fast.products import Weights
+
+__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
 # and the product (benchmarks/bench_evaluate.py --internals measures the choice).
+#: Input values per processing chunk on the CPU (:func:`chunk_elements`).
 CHUNK_ELEMENTS = 1 << 21
 # On a GPU there is no cache to stay in: a chunk 16 times larger (128 MB of float32) fills the
 # device with fewer kernel launches and fewer waits for the bound-management tests.
@@ -47,10 +56,6 @@ def chunk_elements(device: torch.device) -> int:
     """Input values per processing chunk on ``device`` (read at each call, so the benchmark of the
     chunk size can change :data:`CHUNK_ELEMENTS`)."""
     return CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS
-
-
-# Empty noise arrays tell the ADC kernels that there is no output noise.
-_NO_NOISE = {d: torch.empty((0,) * d, dtype=torch.float32) for d in (2, 3)}
 
 
 def _load_kernels():
@@ -133,41 +138,20 @@ class IOSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def _discretize(v: Tensor, res: float, sto_round: bool, gen) -> Tensor:
-    """``getDiscretizedValueSR``: ``rint(v/res [+ U - 0.5]) * res`` in place (``res <= 0``: no-op)."""
+def _discretize(v: Tensor, res: float, sto_round: bool, stream: rng.Stream, site: int) -> Tensor:
+    """``getDiscretizedValueSR``: ``rint(v/res [+ U - 0.5]) * res`` in place (``res <= 0``: no-op);
+    ``U`` from ``stream`` at draw site ``site``."""
     if res <= 0:
         return v
     v.div_(res)
     if sto_round:
-        u = torch.rand(v.shape, generator=gen, dtype=v.dtype, device=v.device)
-        v.add_(u.sub_(0.5))
+        v.add_(stream.uniform(v, site).sub_(0.5))
     return v.round_().mul_(res)  # torch.round is round-half-to-even, like rintf
-
-
-def _gaussian(like: Tensor, gen) -> Tensor:
-    """Standard normal numbers of ``like``'s shape, dtype and device, from ``gen``."""
-    return torch.randn(like.shape, generator=gen, dtype=like.dtype, device=like.device)
 
 
 def _vectors(t: Tensor) -> Tensor:
     """``t`` with its vectors along dim 0: rows as they are, columns (B, K, L) as (B, L, K)."""
     return t.transpose(1, 2) if t.dim() == 3 else t
-
-
-def _window_max(m: Tensor, kernel, dilation, stride, out_hw) -> Tensor:
-    """max over (C, kh, kw) of every convolution window of ``m`` (b, C, H, W), already padded:
-    (b, oh, ow). Separable: the maximum over channels first, then running maxima along W and H."""
-    (kh, kw), (dh, dw), (sh, sw), (oh, ow) = kernel, dilation, stride, out_hw
-    m = m.amax(1, keepdim=True) if m.shape[1] > 1 else m
-    r = None
-    for j in range(kw):
-        sl = m[..., j * dw : j * dw + sw * (ow - 1) + 1 : sw]
-        r = sl if r is None else torch.maximum(r, sl)
-    c = None
-    for i in range(kh):
-        sl = r[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, :]
-        c = sl if c is None else torch.maximum(c, sl)
-    return c[:, 0]
 
 
 def _inp_clip_is_noop(spec: IOSpec) -> bool:
@@ -244,10 +228,12 @@ class Tile:
             kernels if (spec.nm in ("abs_max", "max") and spec.inp_res > 0 and not spec.inp_sto_round) else None
         )
         self._adc_kernels = kernels if spec.out_res > 0 and not spec.out_sto_round else None
-        # the kernels' float32 scalars: noise-management threshold, DAC step, input bound; output
-        # noise, ADC step, output bound, bound test of negative outputs, out_scale
-        self._dac_args = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
-        self._adc_args = (
+        # the kernels' float32 scalars (read by other kernels of the same arithmetic, .grouped):
+        # noise-management threshold, DAC step, input bound; output noise, ADC step, output bound,
+        # bound test of negative outputs, out_scale
+        self.dac_scalars = (np.float32(spec.nm_thres), np.float32(spec.inp_res), np.float32(spec.inp_bound))
+        self.index = 0  # the tile's place in the engine (part of its random numbers' addresses)
+        self.adc_scalars = (
             np.float32(spec.out_noise),
             np.float32(spec.out_res),
             np.float32(spec.out_bound),
@@ -259,14 +245,23 @@ class Tile:
         self.chain_products = False  # set by a grouped layer's kernel (.grouped): Weights(chain=True)
         self.post = None
         self._identity_post = None
-        self._baseline_key = None
-        self._baseline = None
+        self.compensation = periphery.DriftCompensation()
         self.alpha = None
 
+    @property
+    def fused_dac(self) -> bool:
+        """Whether the DAC side runs in the compiled kernels (noise management and quantization)."""
+        return self._dac_kernels is not None
+
+    @property
+    def fused_adc(self) -> bool:
+        """Whether the ADC side runs in the compiled kernels (noise, quantization, periphery)."""
+        return self._adc_kernels is not None
+
     # -- state ---------------------------------------------------------------------------
-    def sync(self, gen, baseline_gen=None) -> None:
-        """Read the tile's current weights and periphery; recompute the drift compensation
-        (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
+    def sync(self, source: rng.NoiseSource) -> None:
+        """Read the tile's current weights and periphery; recompute the drift compensation, its
+        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
         reader = self.reader
         self.weights = Weights(reader.weights(), self.device, chain=self.chain_products)
         input_range = reader.input_range()
@@ -281,51 +276,18 @@ class Tile:
         self.post_scale = scale
         self.out_scaling = _on(reader.out_scaling(), self.device)
         self.bias = _on(reader.digital_bias(), self.device)
-        self.alpha = self._drift_alpha(gen, gen if baseline_gen is None else baseline_gen)
+        self.alpha = self.compensation.alpha(self, source)
         self.post = None
         if self._adc_kernels is not None:
-            # the periphery per output for the ADC kernels; identities (x * 1 and x + -0.0
-            # return x exactly) stand for the steps this tile does not have
-            n = self.out_size
-            self.post = tuple(
-                np.ascontiguousarray(torch.broadcast_to(t.reshape(-1), (n,)).numpy())
-                if t is not None
-                else np.full(n, identity, np.float32)
-                for t, identity in (
-                    (self.post_scale, 1.0),
-                    (self.alpha, 1.0),
-                    (self.out_scaling, 1.0),
-                    (self.bias, -0.0),
-                )
+            self.post = periphery.kernel_arguments(
+                self.out_size, self.post_scale, self.alpha, self.out_scaling, self.bias
             )
 
-    def _drift_alpha(self, gen, baseline_gen) -> Tensor | None:
-        """The drift-compensation factor as aihwkit computes it, read out through this engine."""
-        comp = self.reader.drift_compensation()
-        if comp is None:
-            return None
-        programmed = self.reader.programmed_weights()
-        if programmed is None:
-            # never programmed: aihwkit multiplies by its initial alpha (1)
-            return _on(self.reader.initial_alpha(), self.device)
-        readout = comp.readout_vectors()
-        if self._baseline_key is not programmed:
-            # InferenceTileWithPeriphery.program_weights -> compensation.init_baseline(tile):
-            # one read-out of the programmed weights (one noise draw per programming).
-            if comp.exact_reference:  # (aihwkit's reference weights stay on the CPU)
-                out = _on(comp.reference_output(readout), self.device)
-            else:
-                out = self.mvm(_on(readout, self.device), Weights(programmed, self.device), baseline_gen)
-            self._baseline = comp.readout(out)
-            self._baseline_key = programmed
-        readout = _on(readout, self.device)
-        current = self.mvm(readout, self.weights, gen)
-        return comp.alpha(current, self._baseline)
-
     # -- the raw tile: ForwardBackwardPassIOManaged<float>::forwardVector, batched ---------
-    def mvm(self, x: Tensor, weights: Weights, gen, post=None) -> Tensor:
-        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)); with
-        ``post`` (:attr:`post`, only with the ADC kernels) the periphery is applied too."""
+    def mvm(self, x: Tensor, weights: Weights, gen: rng.Stream, post=None) -> Tensor:
+        """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)), its random
+        numbers from ``gen`` (whose first vector is ``x``'s first); with
+        ``post`` (only with the ADC kernels) the periphery is applied too."""
         spec = self.spec
         x = x.to(torch.float32).contiguous()
         cols = x.dim() == 3
@@ -339,7 +301,7 @@ class Tile:
         rows = max(256, chunk_elements(x.device) // max(x.shape[1], 1))
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
-            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen, post)
+            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen.shifted(start), post)
         return out
 
     def _perfect(self, x: Tensor, weights: Weights, out: Tensor) -> Tensor:
@@ -355,7 +317,13 @@ class Tile:
         kernels = self._dac_kernels
         if kernels is None or x.dim() == 3:
             self.run(
-                self.nm_values(x), lambda s: self._dac_torch(x * s.unsqueeze(1), gen), rows_of, weights, out, gen, post
+                self.nm_values(x),
+                lambda s: self._dac_torch(x * s.unsqueeze(1), gen),
+                rows_of,
+                weights,
+                out,
+                gen,
+                post,
             )
             return
         xq, scale, zero = self._rows_dac(x)
@@ -368,7 +336,7 @@ class Tile:
         nonpos = torch.empty(x.shape[0], dtype=torch.bool)
         xq = self.workspace.get("dac", x.shape)
         zeros = self._dac_kernels.rows_dac(
-            x.numpy(), self.spec.nm == "max", *self._dac_args, scale.numpy(), nonpos.numpy(), xq.numpy()
+            x.numpy(), self.spec.nm == "max", *self.dac_scalars, scale.numpy(), nonpos.numpy(), xq.numpy()
         )
         return xq, scale, self._zero_mask(nonpos, zeros)
 
@@ -433,7 +401,7 @@ class Tile:
                 failed &= ~zero
             if bool(failed.any()):
                 # bound management: recompute the saturated vectors at reduced input scale
-                yr = self._rerun(rows_of(failed), s0[failed], weights, gen)
+                yr = self._rerun(rows_of(failed), s0[failed], weights, gen.selected(failed))
                 if post is not None:
                     self._periphery(yr, (-1,))
                 _vectors(out)[failed] = yr
@@ -452,7 +420,8 @@ class Tile:
         for r in range(1, last + 1):
             s = sa / self.reductions[r]
             y = torch.empty(xa.shape[0], weights.n, dtype=torch.float32, device=x.device)
-            failed = self._one_pass(self._dac_rows(xa, s, gen), s, weights, gen, y)
+            gr = gen.at_round(r)  # each round's numbers are fresh (its own draw sites)
+            failed = self._one_pass(self._dac_rows(xa, s, gr), s, weights, gr, y)
             if out is None:
                 out = y
             else:
@@ -463,12 +432,13 @@ class Tile:
             idx = sel if idx is None else idx.index_select(0, sel)
             xa = xa.index_select(0, sel)
             sa = sa.index_select(0, sel)
+            gen = gen.subset(sel)
         return out
 
     def _dac_torch(self, xs: Tensor, gen) -> Tensor:
         """prepareInput's DAC and bound on input vectors already times their scale, in place."""
         spec = self.spec
-        _discretize(xs, spec.inp_res, spec.inp_sto_round, gen)
+        _discretize(xs, spec.inp_res, spec.inp_sto_round, gen, rng.INPUT_ROUNDING)
         if not self._inp_clip_is_noop:
             xs.clamp_(-spec.inp_bound, spec.inp_bound)
         return xs
@@ -478,7 +448,7 @@ class Tile:
         if self._dac_kernels is None:
             return self._dac_torch(x * s.unsqueeze(1), gen)
         out = torch.empty_like(x)
-        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self._dac_args[1:], out.numpy())
+        self._dac_kernels.scaled_rows_dac(x.numpy(), s.numpy(), *self.dac_scalars[1:], out.numpy())
         return out
 
     def _one_pass(self, xs: Tensor, s: Tensor, weights: Weights, gen, y: Tensor, post=None) -> Tensor | None:
@@ -490,7 +460,7 @@ class Tile:
         spec = self.spec
         # --- prepareInput (after the DAC) ---
         if spec.inp_noise > 0:
-            noise = _gaussian(xs, gen)
+            noise = gen.normal(xs, rng.INPUT_NOISE)
             xs.add_(noise.mul_(spec.inp_noise))
         if spec.inp_asymmetry != 0:
             a = _f32(np.float32(1.0) - np.float32(spec.inp_asymmetry))
@@ -502,11 +472,11 @@ class Tile:
             self._ir_drop(xs, weights, y)
         if spec.w_noise > 0 and spec.w_noise_type == "additive_constant":
             std = torch.linalg.vector_norm(xs, dim=1).mul_(spec.w_noise)
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.WEIGHT_NOISE)
             y.add_(noise.mul_(std.unsqueeze(1)))
         elif spec.w_noise > 0 and spec.w_noise_type == "pcm_read":
             std = weights.abs_matmul(xs * xs).sqrt_().mul_(spec.w_noise)
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.WEIGHT_NOISE)
             y.add_(noise.mul_(std))
         return self._finalize(y, s, gen, post)
 
@@ -537,9 +507,9 @@ class Tile:
         if self._adc_kernels is not None:
             return self._finalize_fused(y, s, gen, post)
         if spec.out_noise > 0:
-            noise = _gaussian(y, gen)
+            noise = gen.normal(y, rng.OUTPUT_NOISE)
             y.add_(noise, alpha=spec.out_noise)
-        _discretize(y, spec.out_res, spec.out_sto_round, gen)
+        _discretize(y, spec.out_res, spec.out_sto_round, gen, rng.OUTPUT_ROUNDING)
         failed = None
         if spec.out_bound != float("inf"):
             if spec.bm:
@@ -559,19 +529,20 @@ class Tile:
 
     def _finalize_fused(self, y: Tensor, s: Tensor, gen, post=None) -> Tensor | None:
         """:meth:`_finalize` after the output asymmetry, and the periphery ``post`` if given,
-        in one kernel pass over ``y``; the noise is drawn exactly as the torch path draws it."""
+        in one kernel pass over ``y``; the kernel generates the same noise the torch path draws."""
         spec = self.spec
-        noise = (
-            torch.randn(y.shape, generator=gen, out=self.workspace.get("noise", y.shape))
-            if spec.out_noise > 0
-            else _NO_NOISE[y.dim()]
-        )
         failed = torch.empty(s.shape, dtype=torch.bool)
-        adc = self._adc_kernels.adc_cols if y.dim() == 3 else self._adc_kernels.adc_rows
-        sigma, res, bound, test_negative, out_scale = self._adc_args
+        key = np.uint64(gen.site(rng.OUTPUT_NOISE))
+        if y.dim() == 3:
+            adc, where = self._adc_kernels.adc_cols, gen.base
+        else:
+            adc, where = self._adc_kernels.adc_rows, gen.vector_ids(y.shape[0], y.device).numpy()
+        sigma, res, bound, test_negative, out_scale = self.adc_scalars
         count = adc(
             y.numpy(),
-            noise.numpy(),
+            rng.table(),
+            key,
+            where,
             sigma,
             res,
             bound,
@@ -584,7 +555,7 @@ class Tile:
         return failed if spec.bm and count else None
 
     # -- the tile module ---------------------------------------------------------------------
-    def forward(self, x: Tensor, gen, cols: bool = False) -> Tensor:
+    def forward(self, x: Tensor, gen: rng.Stream, cols: bool = False) -> Tensor:
         """``InferenceTile.forward`` in eval mode: input range, raw tile, mapping scales, drift
         compensation, learned out scales, digital bias.
 
@@ -616,17 +587,9 @@ class Tile:
         return torch.clamp(x, min=-ir, max=ir) / self.input_range
 
     def _periphery(self, y: Tensor, view) -> Tensor:
-        """The digital post-processing of InferenceTile, in aihwkit's order of operations
-        (in place: ``y`` is this engine's own buffer)."""
-        if self.post_scale is not None:
-            y.mul_(self.post_scale.view(*view))
-        if self.alpha is not None:
-            y.mul_(self.alpha.view(*view) if self.alpha.dim() else self.alpha)
-        if self.out_scaling is not None:
-            y.mul_(self.out_scaling.view(*view))
-        if self.bias is not None:
-            y.add_(self.bias.view(*view))
-        return y
+        """The digital post-processing of InferenceTile on the raw outputs ``y`` (in place: ``y``
+        is this engine's own buffer), outputs along ``view``'s -1 axis."""
+        return periphery.apply(y, view, self.post_scale, self.alpha, self.out_scaling, self.bias)
 
     def forward_patches(self, img: Tensor, geometry, gen, out: Tensor | None = None) -> Tensor:
         """The tile module forward of every convolution patch of ``img`` (b, C, H, W), the
@@ -635,7 +598,7 @@ class Tile:
         the padded image; the noise-management maximum of each patch is a sliding-window
         maximum over the image. Result (b, N, oh*ow), periphery applied."""
         spec = self.spec
-        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
+        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
         b, k, L = pv.b, pv.k, pv.L
         if out is None:
             out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=pv.img.device)
@@ -651,7 +614,7 @@ class Tile:
             view = pv.patches(xp)
             nms = self._noise_management(  # (the padding zeros count, as in unfold)
                 # (reshape: a 1x1 kernel with a stride leaves the maxima a strided view, not a copy)
-                lambda signed: _window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
+                lambda signed: window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
                     b, L
                 ),
                 (b, L),
@@ -666,7 +629,7 @@ class Tile:
             self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
         return out if self.post is not None else self._periphery(out, (-1, 1))
 
-    def _conv_dac(self, pv: _Patches) -> tuple:
+    def _conv_dac(self, pv: Patches) -> tuple:
         """The DAC kernel on every patch of ``pv``: (quantized patches (b, K, L) in the shared
         ``"dac"`` buffer, their noise-management scales (b, L), the short-cut vectors or None)."""
         b, L = pv.b, pv.L
@@ -685,7 +648,7 @@ class Tile:
             sh,
             sw,
             self.spec.nm == "max",
-            *self._dac_args,
+            *self.dac_scalars,
             scale.view(b, pv.oh, pv.ow).numpy(),
             nonpos.view(b, pv.oh, pv.ow).numpy(),
             xq.numpy(),
@@ -703,19 +666,19 @@ class Tile:
             setattr(self, name, value)
 
     def forward_patches_shared(self, img: Tensor, geometry, slots, outs) -> None:
-        """:meth:`forward_patches` of the same images ``img`` for each ``(state, generator)`` of
+        """:meth:`forward_patches` of the same images ``img`` for each ``(state, stream)`` of
         ``slots``, into the matching tensor of ``outs``: the input range and the DAC (noise
         management and quantization, which do not depend on the weights) are computed once, where
         every state has the same input range and the DAC kernel applies; each state's product,
-        noise and ADC then draw from its own generator in the order :meth:`forward_patches` does,
-        so each output equals that of :meth:`forward_patches` with that state and generator."""
+        noise and ADC then take their numbers from its own stream, so each output equals that of
+        :meth:`forward_patches` with that state and stream."""
         if not self._shares_dac(slots):
             for (state, gen), out in zip(slots, outs):
                 self.load(state)
                 self.forward_patches(img, geometry, gen, out=out)
             return
         self.load(slots[0][0])
-        pv = _Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
+        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
         xq, scale, zero = self._conv_dac(pv)
         for (state, gen), out in zip(slots, outs):
             self.load(state)
@@ -737,7 +700,7 @@ class Tile:
 
     def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
         """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
-        generator)`` of ``slots``, the input range and the DAC computed once (as in
+        stream)`` of ``slots``, the input range and the DAC computed once (as in
         :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
         if not self._shares_dac(slots):
             outs = []
@@ -767,7 +730,7 @@ class Tile:
                     lambda mask: xc[mask],  # noqa: B023 (called at once)
                     self.weights,
                     out[start : start + rows],
-                    gen,
+                    gen.shifted(start),
                     self.post,
                 )
         results = []
@@ -797,89 +760,3 @@ def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
     if a is None or b is None:
         return a is b
     return a is b or torch.equal(a, b)
-
-
-class _Patches:
-    """The convolution patches of images ``img`` (b, C, H, W; float32, contiguous, input range
-    applied) for ``geometry`` ``(kernel, dilation, padding, stride)``, read through strided views."""
-
-    def __init__(self, img: Tensor, geometry):
-        self.img = img
-        self.geometry = geometry
-        self.b, self.c, h, w = img.shape
-        (kh, kw) = geometry[0]
-        self.oh, self.ow = conv_out_hw(h, w, geometry)
-        self.k, self.L = self.c * kh * kw, self.oh * self.ow
-
-    def padded(self) -> Tensor:
-        (ph, pw) = self.geometry[2]
-        return F.pad(self.img, (pw, pw, ph, ph)) if (ph or pw) else self.img
-
-    def patches(self, xp: Tensor | None = None) -> Tensor:
-        """The patches as a strided view (b, c, kh, kw, oh, ow) of the padded images."""
-        (kh, kw), (dh, dw), _, (sh, sw) = self.geometry
-        xp = self.padded() if xp is None else xp
-        st = xp.stride()
-        return xp.as_strided(
-            (self.b, self.c, kh, kw, self.oh, self.ow), (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3])
-        )
-
-    def rows_of(self, mask: Tensor) -> Tensor:
-        """The raw patches selected by ``mask`` (b, L) as rows (M', K), for bound management."""
-        return self.patches().permute(0, 4, 5, 1, 2, 3)[mask.view(self.b, self.oh, self.ow)].reshape(-1, self.k)
-
-
-class Weights:
-    """A tile's weight matrix (d_size, x_size) in the layouts the products need, on ``device``
-    (None: the CPU). ``chain``: on the CPU, the products of columns (B, K, L) as a chain of fused
-    multiply-adds over K in order (:func:`.grouped_kernels.chain_product`, what the grouped
-    layers' kernel computes) instead of the BLAS."""
-
-    def __init__(self, w, device: torch.device | None = None, *, chain: bool = False):
-        self.w = torch.as_tensor(w).detach().to(device=device, dtype=torch.float32).contiguous()
-        self.n = self.w.shape[0]
-        self.chain = chain
-        self._wt = None
-        self._abs = None
-        self._abs_t = None
-
-    @property
-    def wt(self) -> Tensor:
-        if self._wt is None:
-            self._wt = self.w.t().contiguous()
-        return self._wt
-
-    def matmul(self, x: Tensor, out: Tensor) -> Tensor:
-        """``W x`` for columns (B, K, L) -> (B, N, L), ``x W^T`` for rows (M, K) -> (M, N).
-
-        Through numpy's OpenBLAS where the operands are contiguous: torch's MKL does not use
-        its fastest kernels on AMD processors (benchmarks/bench_evaluate.py --internals compares
-        the two on the tile shapes of ResNet-20). Its threads follow torch's
-        (:class:`.threads.engine_threads`). On a GPU, torch's product."""
-        if x.device.type == "cpu" and x.is_contiguous() and out.is_contiguous():
-            if x.dim() == 3 and self.chain:
-                from analogsam.hardware.fast.grouped_kernels import chain_product
-
-                chain_product(self.w.numpy(), x.numpy(), out.numpy())
-            elif x.dim() == 3:
-                np.matmul(self.w.numpy(), x.numpy(), out=out.numpy())
-            else:
-                np.matmul(x.numpy(), self.wt.numpy(), out=out.numpy())
-            return out
-        if x.dim() == 3:
-            return torch.matmul(self.w, x, out=out)
-        return torch.matmul(x, self.wt, out=out)
-
-    def abs_matmul(self, x: Tensor) -> Tensor:
-        if x.dim() == 3:
-            if self._abs is None:
-                self._abs = self.w.abs()
-            return torch.matmul(self._abs, x)
-        if self._abs_t is None:
-            self._abs_t = self.wt.abs()
-        return x @ self._abs_t
-
-
-def conv_out_hw(h: int, w: int, geometry) -> tuple[int, int]:
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = geometry
-    return ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)

@@ -19,6 +19,7 @@ class Rewrite:
     name: str
     applies: Callable[[nn.Module], bool]
     rewrite: Callable[[nn.Module], nn.Module]
+    #: Which parts of the rewritten module are analog and which digital, as the layer report says it.
     description: str
 
 

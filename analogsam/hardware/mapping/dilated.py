@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from analogsam.hardware.mapping.base import Rewrite
+from analogsam.hardware.mapping.padding import check_padding_mode, explicit_padding
 
 
 class DilatedConv1d(nn.Module):
@@ -26,8 +27,6 @@ class DilatedConv1d(nn.Module):
     over the signal seen as an image of height 1."""
 
     def __init__(self, conv: nn.Conv1d):
-        from analogsam.hardware.mapping.grouped import explicit_padding
-
         super().__init__()
         (padding,) = explicit_padding(conv)
         self.conv = nn.Conv2d(
@@ -63,8 +62,6 @@ def is_dilated_conv1d(module: nn.Module) -> bool:
 
 
 def _rewrite(conv: nn.Conv1d) -> DilatedConv1d:
-    from analogsam.hardware.mapping.grouped import check_padding_mode
-
     check_padding_mode(conv)
     return DilatedConv1d(conv)
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from analogsam.errors import ConversionError
 from analogsam.hardware.mapping.base import Rewrite
 from analogsam.hardware.mapping.dilated import DilatedConv1d, is_dilated_conv1d
+from analogsam.hardware.mapping.padding import check_padding_mode, describe_conv, explicit_padding
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -78,39 +80,6 @@ class GroupedConv(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, groups={self.groups}"
 
 
-def _describe(conv: nn.Module) -> str:
-    return f"{'grouped ' if conv.groups > 1 else ''}{type(conv).__name__}({conv.extra_repr()})"
-
-
-def explicit_padding(conv) -> tuple[int, ...]:
-    """The layer's padding as numbers per spatial dimension (``'valid'``: none; ``'same'``: the
-    symmetric padding torch applies, which exists when every ``dilation * (kernel - 1)`` is even)."""
-    if not isinstance(conv.padding, str):
-        return tuple(conv.padding)
-    if conv.padding == "valid":
-        return (0,) * len(conv.kernel_size)
-    totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
-    if any(t % 2 for t in totals):
-        from analogsam.hardware.conversion import ConversionError
-
-        raise ConversionError(
-            f"{_describe(conv)}: padding='same' with an even kernel pads one side more, which aihwkit's "
-            "analog convolutions cannot; use an odd kernel or explicit padding= numbers"
-        )
-    return tuple(t // 2 for t in totals)
-
-
-def check_padding_mode(conv) -> None:
-    """Refuse a convolution that pads other than with zeros, by name (aihwkit's convolutions cannot)."""
-    from analogsam.hardware.conversion import ConversionError
-
-    if conv.padding_mode != "zeros":
-        raise ConversionError(
-            f"{_describe(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
-            "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer"
-        )
-
-
 def _is_grouped_conv(module: nn.Module) -> bool:
     # exact types, as aihwkit's conversion map (a subclass may have its own forward)
     return type(module) in _CONVS and module.groups > 1
@@ -119,10 +88,8 @@ def _is_grouped_conv(module: nn.Module) -> bool:
 def _rewrite(conv) -> GroupedConv:
     check_padding_mode(conv)
     if isinstance(conv, nn.Conv3d) and tuple(conv.dilation) != (1, 1, 1):
-        from analogsam.hardware.conversion import ConversionError
-
         raise ConversionError(
-            f"{_describe(conv)}: dilation={tuple(conv.dilation)} cannot go onto analog tiles (aihwkit's "
+            f"{describe_conv(conv)}: dilation={tuple(conv.dilation)} cannot go onto analog tiles (aihwkit's "
             "AnalogConv3d supports dilation 1 only); use dilation=1"
         )
     return GroupedConv(conv)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from analogsam.errors import ConversionError
 from analogsam.hardware.mapping.base import Rewrite
 
 
@@ -39,8 +40,6 @@ def _is_transposed_linear(module: nn.Module) -> bool:
 
 def as_linear(module: nn.Module) -> nn.Linear:
     """The ``nn.Linear`` (weight ``W.T``, the same bias) computing what ``module`` (``y = x W + b``) does."""
-    from analogsam.hardware.conversion import ConversionError
-
     weight, bias = module.weight, module.bias
     linear = nn.Linear(
         weight.shape[0], weight.shape[1], bias=bias is not None, device=weight.device, dtype=weight.dtype

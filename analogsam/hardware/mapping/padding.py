@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from analogsam.errors import ConversionError
 from analogsam.hardware.mapping.base import Rewrite
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -23,10 +24,38 @@ def _has_named_padding(module: nn.Module) -> bool:
     return type(module) in _CONVS and module.groups == 1 and isinstance(module.padding, str)
 
 
+def describe_conv(conv: nn.Module) -> str:
+    """How a refusal names a convolution: its type and settings (``grouped`` where it has groups)."""
+    return f"{'grouped ' if conv.groups > 1 else ''}{type(conv).__name__}({conv.extra_repr()})"
+
+
+def explicit_padding(conv) -> tuple[int, ...]:
+    """The layer's padding as numbers per spatial dimension (``'valid'``: none; ``'same'``: the
+    symmetric padding torch applies, which exists when every ``dilation * (kernel - 1)`` is even)."""
+    if not isinstance(conv.padding, str):
+        return tuple(conv.padding)
+    if conv.padding == "valid":
+        return (0,) * len(conv.kernel_size)
+    totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
+    if any(t % 2 for t in totals):
+        raise ConversionError(
+            f"{describe_conv(conv)}: padding='same' with an even kernel pads one side more, which aihwkit's "
+            "analog convolutions cannot; use an odd kernel or explicit padding= numbers"
+        )
+    return tuple(t // 2 for t in totals)
+
+
+def check_padding_mode(conv) -> None:
+    """Refuse a convolution that pads other than with zeros, by name (aihwkit's convolutions cannot)."""
+    if conv.padding_mode != "zeros":
+        raise ConversionError(
+            f"{describe_conv(conv)}: padding_mode={conv.padding_mode!r} cannot go onto analog tiles (aihwkit's "
+            "convolutions pad with zeros only); use padding_mode='zeros', or pad digitally before the layer"
+        )
+
+
 def with_explicit_padding(conv):
     """A copy of ``conv`` whose padding is the numbers its ``'same'``/``'valid'`` stands for."""
-    from analogsam.hardware.mapping.grouped import check_padding_mode, explicit_padding
-
     check_padding_mode(conv)
     padded = type(conv)(
         conv.in_channels,

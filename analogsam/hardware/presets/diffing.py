@@ -3,8 +3,10 @@ value came from (the schema default, which file of the ``extends`` chain, or an 
 
 from __future__ import annotations
 
-from analogsam.hardware.presets.loading import Preset, _fmt, load, shown_path, shown_source
+from analogsam.hardware.presets.discovery import shown_path, shown_source
+from analogsam.hardware.presets.loading import Preset, load
 from analogsam.hardware.presets.schema import KNOBS
+from analogsam.hardware.presets.values import show_value
 
 __all__ = ["diff", "format_diff"]
 
@@ -45,7 +47,14 @@ def format_diff(a, b, *, devices=None) -> str:
         return "\n".join(head + [f"no knob differs: A and B resolve to the same values (hash {a.hash})"]) + "\n"
     table = [("key", "A", "B", "unit", "A from", "B from")]
     table += [
-        (r["key"], _fmt(r["a"]), _fmt(r["b"]), r["unit"], shown_source(r["a_source"]), shown_source(r["b_source"]))
+        (
+            r["key"],
+            show_value(r["a"]),
+            show_value(r["b"]),
+            r["unit"],
+            shown_source(r["a_source"]),
+            shown_source(r["b_source"]),
+        )
         for r in rows
     ]
     widths = [max(len(r[i]) for r in table) for i in range(5)]

@@ -9,9 +9,10 @@ documentation table in ``docs/devices.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from analogsam.validation import Boolean, Constraint, Interval, Options
 
 SCHEMA_VERSION = 1
 
@@ -66,48 +67,48 @@ MODEL_KNOBS = {
 # ReRamWan2022NoiseModel is fitted at these inference times only (seconds): 1 s, 1 day, 2 days.
 WAN2022_TIMES = (1.0, 86400.0, 172800.0)
 
+#: The inference times (s) a noise model is defined at, for the models fitted at a few times only;
+#: every other model is defined at any t >= 0.
+MODEL_TIMES: dict[str, tuple[float, ...]] = {"rram-wan2022": WAN2022_TIMES}
+
+_TIME_NAMES = {1: "1 s", 86400: "1 d", 172800: "2 d"}
+
+
+def describe_time(t: float) -> str:
+    """A time in seconds for errors and tables: ``86400 s (1 d)``."""
+    if t == int(t):
+        t = int(t)
+    human = _TIME_NAMES.get(t)
+    return f"{t} s" + (f" ({human})" if human and human != f"{t} s" else "")
+
+
 # HermesNoiseModel refuses g_max above the characterised maximum (uS) for 1 or 2 devices per weight.
 HERMES_G_MAX = {1: 10.35, 2: 20.7}
 
 
 @dataclass(frozen=True)
 class Knob:
-    """One preset setting: ``section.key`` with its type, unit, allowed values and default."""
+    """One preset setting: ``section.key`` with its constraint (:mod:`analogsam.validation`), unit and default."""
 
     section: str
     key: str
-    type: type  # bool, int, float or str
+    constraint: Constraint
     default: Any
     unit: str
     meaning: str
-    choices: tuple[Any, ...] | None = None
-    low: float | None = None  # inclusive
-    high: float | None = None  # inclusive
-    low_open: bool = False  # True: the low end is excluded
-    extra_check: Callable[[Any], str | None] | None = None  # returns an error text or None
-    extra_doc: str = ""
 
     @property
     def path(self) -> str:
         return f"{self.section}.{self.key}"
 
+    @property
+    def type(self) -> type:
+        """bool, int, float or str: what a TOML value or a ``--set`` text is read as."""
+        return self.constraint.type
+
     def allowed(self) -> str:
         """The allowed values in words, for errors and the knob table."""
-        if self.choices is not None:
-            return " | ".join(_fmt(c) for c in self.choices)
-        if self.type is bool:
-            return "true | false"
-        parts = []
-        if self.low is not None or self.high is not None:
-            lo = "" if self.low is None else _fmt(self.low)
-            hi = "" if self.high is None else _fmt(self.high)
-            left = "(" if self.low_open else "["
-            parts.append(f"{self.type.__name__} in {left}{lo}, {hi}]")
-        else:
-            parts.append(self.type.__name__)
-        if self.extra_doc:
-            parts.append(self.extra_doc)
-        return "; ".join(parts)
+        return self.constraint.describe()
 
 
 def _fmt(value: Any) -> str:
@@ -118,27 +119,35 @@ def _fmt(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _bits_check(value: int) -> str | None:
-    if value == 1:
-        return "1 bit is not a symmetric converter; use 0 (no quantization) or 2..16 bits"
-    return None
+#: A converter of 1 bit has no symmetric levels around zero; 0 means no quantization.
+_BITS = Interval(
+    int,
+    0,
+    16,
+    excluded=(1,),
+    why="1 bit is not a symmetric converter; use 0 (no quantization) or 2..16 bits",
+    note="0 = off",
+)
 
 
-def _float(section, key, default, unit, meaning, low=0.0, high=None, low_open=False, **kw):
-    return Knob(section, key, float, default, unit, meaning, low=low, high=high, low_open=low_open, **kw)
+def _float(section, key, default, unit, meaning, low=0.0, high=None, low_open=False):
+    return Knob(section, key, Interval(float, low, high, low_open), default, unit, meaning)
+
+
+def _choice(section, key, default, unit, meaning, choices):
+    return Knob(section, key, Options(tuple(choices)), default, unit, meaning)
 
 
 KNOBS: tuple[Knob, ...] = (
     # --- noise: the device model applied when programming and drifting the weights ----------------
-    Knob(
+    _choice(
         "noise",
         "model",
-        str,
         "pcm-like",
         "-",
         "Device noise model: programming noise, drift and read noise of the conductances "
         "(aihwkit.inference noise models). `none` leaves the weights exact.",
-        choices=NOISE_MODELS,
+        NOISE_MODELS,
     ),
     _float(
         "noise",
@@ -189,23 +198,21 @@ KNOBS: tuple[Knob, ...] = (
         low=0.0,
         high=100.0,
     ),
-    Knob(
+    _choice(
         "noise",
         "hermes_devices",
-        int,
         2,
         "devices per weight",
         "pcm-hermes only: PCM devices per sign of the weight (g_max limit 10.35 µS for 1, 20.7 µS for 2).",
-        choices=(1, 2),
+        (1, 2),
     ),
-    Knob(
+    _choice(
         "noise",
         "cmo_acceptance_range_percent",
-        float,
         0.2,
         "% of target",
         "rram-cmo only: program-and-verify acceptance range, selects the fitted programming-noise coefficients.",
-        choices=(0.2, 2.0),
+        (0.2, 2.0),
     ),
     _float(
         "noise",
@@ -224,43 +231,34 @@ KNOBS: tuple[Knob, ...] = (
         high=1.0,
     ),
     # --- compensation ----------------------------------------------------------------------------
-    Knob(
+    _choice(
         "compensation",
         "drift",
-        str,
         "global",
         "-",
         "Drift compensation in eval mode: `global` rescales each tile's output by the drift of "
         "a reference read-out (GlobalDriftCompensation), `per-column` per output column "
         "(PerColumnDriftCompensation), `none` shows the raw drift.",
-        choices=("none", "global", "per-column"),
+        ("none", "global", "per-column"),
     ),
     # --- io: the periphery of every analog matrix-vector product ---------------------------------
     Knob(
         "io",
         "dac_bits",
-        int,
+        _BITS,
         8,
         "bits",
         "Input DAC resolution: inp_res = 1/(2^bits − 2) of the input range (8 bits: 254 steps). "
         "0 = no input quantization.",
-        low=0,
-        high=16,
-        extra_check=_bits_check,
-        extra_doc="0 = off; 1 not allowed",
     ),
     Knob(
         "io",
         "adc_bits",
-        int,
+        _BITS,
         8,
         "bits",
         "Output ADC resolution: out_res = 1/(2^bits − 2) of the output range (2·out_bound). "
         "0 = no output quantization.",
-        low=0,
-        high=16,
-        extra_check=_bits_check,
-        extra_doc="0 = off; 1 not allowed",
     ),
     _float(
         "io",
@@ -288,15 +286,14 @@ KNOBS: tuple[Knob, ...] = (
         "Weight read noise drawn anew at every MVM (forward.w_noise), of type w_noise_type.",
         high=1.0,
     ),
-    Knob(
+    _choice(
         "io",
         "w_noise_type",
-        str,
         "none",
         "-",
         "Kind of per-read weight noise: `additive-constant` (Gaussian, constant σ) or `pcm-read` "
         "(σ ∝ sqrt(|w|), as in StandardHWATrainingPreset).",
-        choices=("none", "additive-constant", "pcm-read"),
+        ("none", "additive-constant", "pcm-read"),
     ),
     _float(
         "io",
@@ -306,30 +303,28 @@ KNOBS: tuple[Knob, ...] = (
         "Scale of the IR drop along the tile rows (forward.ir_drop); 0 = off, 1 = nominal.",
         high=100.0,
     ),
-    Knob(
+    _choice(
         "io",
         "noise_management",
-        str,
         "abs-max",
         "-",
         "How inputs are scaled into the DAC range per vector (forward.noise_management). Must be "
         "`none` when input_range_calibration is on.",
-        choices=("abs-max", "max", "average-abs-max", "none"),
+        ("abs-max", "max", "average-abs-max", "none"),
     ),
-    Knob(
+    _choice(
         "io",
         "bound_management",
-        str,
         "iterative",
         "-",
         "What happens when outputs saturate the ADC (forward.bound_management): `iterative` "
         "re-reads with down-scaled inputs, `none` clips.",
-        choices=("iterative", "none"),
+        ("iterative", "none"),
     ),
     Knob(
         "io",
         "input_range_calibration",
-        bool,
+        Boolean(),
         False,
         "-",
         "Static per-tile input ranges (pre_post.input_range, as in StandardHWATrainingPreset) "
@@ -340,23 +335,19 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "tile",
         "rows",
-        int,
+        Interval(int, 0, 65536),
         512,
         "inputs",
         "Crossbar rows: layers with more inputs are split over several tiles (mapping.max_input_size). 0 = no limit.",
-        low=0,
-        high=65536,
     ),
     Knob(
         "tile",
         "cols",
-        int,
+        Interval(int, 0, 65536),
         512,
         "outputs",
         "Crossbar columns: layers with more outputs are split over several tiles "
         "(mapping.max_output_size). 0 = no limit.",
-        low=0,
-        high=65536,
     ),
     # --- mapping: how digital weights become conductances ----------------------------------------
     _float(
@@ -372,7 +363,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "mapping",
         "weight_scaling_columnwise",
-        bool,
+        Boolean(),
         False,
         "-",
         "Rescale each output column separately (channel-wise) instead of the whole layer.",
@@ -380,7 +371,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob(
         "mapping",
         "digital_bias",
-        bool,
+        Boolean(),
         True,
         "-",
         "Add the bias digitally after the ADC instead of storing it as an analog row.",

@@ -3,8 +3,8 @@
 A sweep over a device knob is a set of preset *variants*: each is the preset with the knob (or, for
 several knobs, one point of their grid) overridden, validated exactly as ``--set`` validates it, with
 its own hash and a readable name, ``pcm[io.adc_bits=4]`` or ``pcm[io.adc_bits=4,noise.drift_scale=0.5]``.
-The variant remembers what it varies (:attr:`Preset.varied`), which becomes one column per knob of
-the result rows, and the preset it varies (:attr:`Preset.base_name`), from which its programming
+The variant remembers what it varies (``Preset.varied``), which becomes one column per knob of
+the result rows, and the preset it varies (``Preset.base_name``), from which its programming
 seeds are derived, so every value of a knob is measured on the same noise draws.
 
     >>> from analogsam.hardware import presets
@@ -19,15 +19,11 @@ import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
-from analogsam.hardware.presets.loading import (
-    Preset,
-    PresetError,
-    _check_value,
-    _parse_raw,
-    _unknown_key,
-    load,
-)
+from analogsam.hardware.presets.errors import PresetError
+from analogsam.hardware.presets.loading import Preset, load
 from analogsam.hardware.presets.schema import KNOBS_BY_PATH
+from analogsam.hardware.presets.set_options import parse_raw
+from analogsam.hardware.presets.values import check_value, unknown_key
 
 __all__ = ["format_knob_value", "parse_vary_options", "variant_name", "variants", "check_vary"]
 
@@ -65,10 +61,10 @@ def parse_vary_options(items: Sequence[str] | None) -> dict:
             )
         knob = KNOBS_BY_PATH.get(key)
         if knob is None:
-            raise _unknown_key(key, where)
+            raise unknown_key(key, where)
         if key in out:
             raise PresetError(f"{where}: {key} is varied twice; give all its values in one --vary {key}=V1,V2,...")
-        out.update(check_vary({key: [_parse_raw(knob, text, where) for text in texts]}, where))
+        out.update(check_vary({key: [parse_raw(knob, text, where) for text in texts]}, where))
     return out
 
 
@@ -83,10 +79,10 @@ def check_vary(vary: Mapping | None, where: str = "vary") -> dict:
     for key, values in vary.items():
         knob = KNOBS_BY_PATH.get(key)
         if knob is None:
-            raise _unknown_key(str(key), where)
+            raise unknown_key(str(key), where)
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise PresetError(f"{where}: {key} needs a non-empty list of values, e.g. [4, 6, 8], got {values!r}")
-        checked = [_check_value(knob, v, where) for v in values]
+        checked = [check_value(knob, v, where) for v in values]
         repeated = sorted({format_knob_value(v) for v in checked if checked.count(v) > 1})
         if repeated:
             raise PresetError(f"{where}: {key} lists {', '.join(repeated)} more than once; give each value once")
