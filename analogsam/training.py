@@ -166,7 +166,10 @@ def train(
             the tiles' static input ranges at conversion. ``{"preset": "pcm", "remap": False}`` keeps
             each tile's weight scale where it started instead of following the weights (aihwkit's
             default ``InferenceRPUConfig``; see :class:`analogsam.hardware.hwa.TrainingTileModel`).
-            ``None`` (default): digital training.
+            With ``quantize`` the tiles hold the quantized weights Q(w) and read the quantized
+            activations Q(x), as the converted network will (its gradient goes on through the
+            quantizers' straight-through estimators to the weights and clips). ``None`` (default):
+            digital training.
         init_from: a full-precision run folder written by :func:`train` whose trained weights this run
             starts from (``--init-from RUN``): quantization-aware training and SAQ from a trained
             full-precision model, as ziplab/SAQ does (its ``--pretrained``; the quantizers' clips are then
@@ -194,12 +197,6 @@ def train(
         optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, **optimizer_kwargs
     )  # refuse a bad hyperparameter before loading anything
     quantize = None if quantize is None else parse_quantize(quantize, first_last=quantize_first_last)
-    if quantize is not None and hardware_aware is not None:
-        # (the two replace the same layers' forwards and were built apart: not yet tested together)
-        raise InvalidParameterError(
-            "train: quantize= and hardware_aware= together are not supported yet; train the quantized network "
-            "digitally (it is programmed with its quantized weights at evaluation), or drop quantize= for HWA"
-        )
     activation_l1 = check_real("activation_l1", activation_l1, 0.0)
     activation_threshold = check_real("activation_threshold", activation_threshold, 0.0)
     if init_from is not None:

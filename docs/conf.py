@@ -39,6 +39,7 @@ include_patterns = [
     "docs/*.md",
     "docs/*/report.md",
     "docs/fault-study/activation/report.md",
+    "docs/hwa-conformance/fixed-scale.md",
     "notebooks/*.ipynb",
 ]
 

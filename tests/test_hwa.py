@@ -86,6 +86,35 @@ def test_training_forward_matches_aihwkit_in_distribution(preset_name, layer, tm
     assert abs(stats.variance_ratio - 1) < 0.08, stats.variance_ratio
 
 
+@pytest.mark.parametrize(
+    "preset_name, in_channels, kernel",
+    [
+        ("pcm", 64, 3),  # 576 inputs on 512-row tiles: 2 x 288 = 2 x 32 whole channels (patches per tile)
+        ("hwa-noir", 64, 3),  # the same split, a learned input range per tile
+        ("pcm", 7, 9),  # 567 inputs: 284 + 283 rows cut a 9 x 9 kernel (unfolded patches)
+        ("hwa-noir", 7, 9),
+    ],
+)
+def test_split_convolution_matches_aihwkit_in_distribution(preset_name, in_channels, kernel, tmp_path):
+    """A convolution over two tiles: aihwkit splits the unfolded patches' rows (F.unfold's (C, kh, kw)
+    order); the training forward reads each tile's patches from its channels where the split keeps
+    whole kernels, and unfolds them where it does not. Same per-output means and variances."""
+    torch.manual_seed(6)
+    preset = _noir(tmp_path) if preset_name == "hwa-noir" else devices.load(preset_name)
+    module = nn.Conv2d(in_channels, 6, kernel, padding=1)
+    assert len(_blocks(in_channels * kernel * kernel, 512)) == 2
+    with torch.no_grad():
+        module.weight.mul_(3.0)  # weights well above the noise floor
+    x = torch.randn(2, in_channels, kernel, kernel)
+    r = 2.0 if preset_name == "hwa-noir" else None
+    a = repeated(_aihwkit_training_forward(module, preset, x, r), DRAWS)
+    b = repeated(_ours(module, preset, x, r), DRAWS)
+    stats = compare_draws(a.flatten(1), b.flatten(1))
+    assert stats.noise > 1e-4
+    assert stats.max_z < 5.0, stats.max_z
+    assert abs(stats.variance_ratio - 1) < 0.08, stats.variance_ratio
+
+
 def test_bound_management_matches_aihwkit():
     """Outputs that saturate out_bound are recomputed at half the input scale, as the C++ tile does."""
     torch.manual_seed(1)
@@ -127,29 +156,110 @@ def test_gradient_is_the_digital_layers():
         torch.testing.assert_close(module.bias.grad, digital.bias.grad)
 
 
-def test_saturated_outputs_pass_no_gradient_but_the_bias_keeps_its_own():
-    """zero_saturated_gradients (aihwkit's C++ tiles' rule, off by default): a read-out at 0.999
-    out_bound or beyond passes no gradient to the weights and inputs; the digital bias keeps its own."""
-    torch.manual_seed(5)
-    layer = nn.Linear(64, 4)
+def test_gradient_with_learned_ranges_is_the_digital_layers_at_the_clipped_input(tmp_path):
+    """With a learned input range per tile, the inputs' and weights' gradients are the digital layer's at
+    the input clipped block by block (each tile's range on its rows), and each range's gradient is
+    aihwkit's ``InputRangeForward`` on what its tile reads: the input vectors of a Linear or of a
+    convolution whose split cuts kernels (aihwkit's unfolded convolution), the image's channels where
+    every tile holds whole channels (aihwkit's indexed convolution, as one tile's convolution is)."""
+    from analogsam.hardware.hwa import _ClipToRange
+
+    torch.manual_seed(7)
+    cases = (
+        (nn.Linear(600, 5), torch.randn(4, 600) * 2),  # two 300-row tiles
+        (nn.Conv2d(64, 4, 3, padding=1), torch.randn(2, 64, 5, 5) * 2),  # two tiles of 32 whole channels
+        (nn.Conv2d(7, 4, 9, padding=1), torch.randn(2, 7, 9, 9) * 2),  # two tiles cutting a kernel
+    )
+    for module, x in cases:
+        digital = copy.deepcopy(module)
+        attach_hardware_aware(module, _noir(tmp_path))
+        module.train()
+        ranges = getattr(module, RANGE_ATTRIBUTE)
+        ranges.data.copy_(torch.tensor([1.5, 2.5]))
+        module.hwa_range_batches.fill_(INIT_FROM_DATA)
+        xa = x.clone().requires_grad_()
+        y = module(xa)
+        g = torch.randn_like(y)
+        y.backward(g)
+        # the reference: each block clipped to its own (leaf) range, then the digital product
+        r_ref = torch.tensor([1.5, 2.5], requires_grad=True)
+        xd = x.clone().requires_grad_()
+        blocks = _blocks(module.weight[0].numel(), 512)
+        w = digital.weight.reshape(digital.weight.shape[0], -1)
+        if isinstance(module, nn.Linear):
+            yd = torch.cat([_ClipToRange.apply(xd[:, rows], r_ref[i]) for i, rows in enumerate(blocks)], -1) @ w.t()
+        elif module.in_channels == 64:  # the image's channels 0-31 and 32-63
+            xc = torch.cat([_ClipToRange.apply(xd[:, 32 * i : 32 * (i + 1)], r_ref[i]) for i in range(2)], 1)
+            yd = digital._conv_forward(xc, digital.weight, None).flatten(2).transpose(1, 2)
+        else:  # the unfolded vectors' rows
+            v = torch.nn.functional.unfold(xd, module.kernel_size, padding=module.padding).transpose(1, 2)
+            yd = torch.cat([_ClipToRange.apply(v[..., rows], r_ref[i]) for i, rows in enumerate(blocks)], -1) @ w.t()
+        yd = yd + digital.bias
+        if not isinstance(module, nn.Linear):
+            yd = yd.transpose(1, 2).reshape(y.shape)
+        yd.backward(g)
+        torch.testing.assert_close(xa.grad, xd.grad)
+        torch.testing.assert_close(module.weight.grad, digital.weight.grad)
+        torch.testing.assert_close(module.bias.grad, digital.bias.grad)
+        # (far more than 5% of the inputs clip: no decay term in either)
+        torch.testing.assert_close(ranges.grad, r_ref.grad, rtol=1e-4, atol=1e-4)
+        assert torch.all(ranges.grad < 0)
+
+
+def _saturating_layer(split: bool = False) -> nn.Linear:
+    """Outputs 0-3 read about 32 in tile units (64 inputs in [0, 1] times a normalised weight of 1): far
+    beyond 0.999 out_bound = 9.99, though bound management computes them right; outputs 4-7 read under
+    1.3. With ``split``, 600 inputs (three 200-row tiles of rram-wan2022)."""
+    layer = nn.Linear(600 if split else 64, 8)
     with torch.no_grad():
-        layer.weight.fill_(1.0)
-        layer.weight[0] = 0.001  # output 0 stays far below the bound, outputs 1-3 saturate
-    default = copy.deepcopy(layer)
-    attach_hardware_aware(default, "pcm", {"io.bound_management": "none"})
+        layer.weight[:4] = 0.5
+        layer.weight[4:] = 0.01 * torch.sign(torch.randn(4, layer.in_features))
+    return layer
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_saturated_outputs_pass_no_gradient_back_as_aihwkits_tiles(split):
+    """zero_saturated_gradients (off by default) is aihwkit's C++ tiles' rule: an output whose read-out
+    (after noise management's rescaling) reaches 0.999 out_bound passes no gradient to the layer's
+    inputs, while the layer's own update (AnalogSGD's on aihwkit's tile, the weights' gradient here) and
+    the digital bias take the whole output gradient. Checked against aihwkit on the same layer."""
+    from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
+    from aihwkit.optim import AnalogSGD
+
+    torch.manual_seed(5)
+    layer = _saturating_layer(split)
+    x = torch.rand(16, layer.in_features)
+    c = torch.randn(16, 8)  # loss sum(c * y): dL/dy = c whatever the forward's noise
+    preset = devices.load("rram-wan2022" if split else "pcm")  # (256-row tiles: 600 inputs on three)
+    analog = convert_to_analog(copy.deepcopy(layer), preset.rpu_config())
+    analog.train()
+    before = convert_to_digital(copy.deepcopy(analog)).weight.detach().clone()
+    xa = x.clone().requires_grad_()
+    (analog(xa) * c).sum().backward()
+    sgd = AnalogSGD(analog.parameters(), lr=0.01)
+    sgd.regroup_param_groups(analog)
+    sgd.step()
+    aihwkit_update = (before - convert_to_digital(copy.deepcopy(analog)).weight.detach()) / 0.01
+
+    ours = copy.deepcopy(layer)
+    attach_hardware_aware(ours, {"preset": preset, "zero_saturated_gradients": True})
+    ours.train()
+    xo = x.clone().requires_grad_()
+    (ours(xo) * c).sum().backward()
+    masked = c.clone()
+    masked[:, :4] = 0.0  # the four saturated outputs pass nothing back
+    torch.testing.assert_close(xa.grad, masked @ layer.weight.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(xo.grad, xa.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, c.t() @ x)  # the whole gradient
+    torch.testing.assert_close(aihwkit_update, ours.weight.grad, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(ours.bias.grad, c.sum(0))
+
+    default = copy.deepcopy(layer)  # by default every output passes its gradient back
+    attach_hardware_aware(default, preset)
     default.train()
-    default(torch.full((3, 64), 2.0)).sum().backward()
-    assert torch.all(default.weight.grad != 0)  # by default every output passes its gradient
-    attach_hardware_aware(layer, {"preset": "pcm", "zero_saturated_gradients": True}, {"io.bound_management": "none"})
-    layer.train()
-    # (the test is on the read-out after noise management's rescaling, as aihwkit's: 10 x max|x| = 20)
-    x = torch.full((3, 64), 2.0).requires_grad_()
-    y = layer(x)
-    g = torch.ones_like(y)
-    y.backward(g)
-    assert torch.all(layer.weight.grad[1:] == 0) and torch.all(layer.weight.grad[0] != 0)
-    torch.testing.assert_close(layer.bias.grad, torch.full((4,), 3.0))
-    torch.testing.assert_close(x.grad, layer.weight[:1].detach().expand(3, 64).clone())
+    xd = x.clone().requires_grad_()
+    (default(xd) * c).sum().backward()
+    torch.testing.assert_close(xd.grad, c @ layer.weight.detach())
 
 
 def test_eval_mode_is_digital_and_detach_restores_the_layer():

@@ -23,7 +23,7 @@ from analogsam.hardware import presets as devices
 from analogsam.hardware.mapping import map_to_tiles
 from analogsam.hardware.usage import ELEMENTWISE, MATRIX, ParameterUse, call_model, record_uses, sample_of
 from analogsam.models.roles import is_convertible, is_digital_by_design
-from analogsam.quantization import programmable_copy
+from analogsam.quantization import programmable_copy, quantized_layers
 
 
 def unconvertible_layers(model: nn.Module) -> list[tuple[str, str]]:
@@ -304,7 +304,9 @@ def convert(
         _try_forward(analog, digital, example_inputs, check)
     analog.analogsam_digital_by_use = check.by_use  # the layers whose parameters stay digital by use
     if preset.needs_input_range_calibration and input_ranges:
-        _set_input_ranges(analog, input_ranges)
+        # a quantized layer is programmed behind its activation quantizer: it is the copy's "<name>.1"
+        behind = {name: f"{name}.1" for name, _ in quantized_layers(model)}
+        _set_input_ranges(analog, {behind.get(name, name): values for name, values in input_ranges.items()})
     elif preset.needs_input_range_calibration:
         if calibration_batches is None:
             raise ConversionError(

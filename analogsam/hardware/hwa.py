@@ -31,14 +31,20 @@ a layer), for an input vector x (a row of a Linear's input, a patch of a convolu
 5. times α and the input scale, the tiles' outputs summed, the bias added digitally.
 
 Steps 1-4 are the fast engine's replay of the C++ tile (:class:`analogsam.hardware.fast.tile.Tile`,
-tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution on one tile reads its
-patches straight from the image), run without a graph, its noise from the engine's counter-based
-generator (:mod:`analogsam.hardware.fast.noise`) under a seed drawn from torch's at every call. The layer's
+tested against aihwkit's tiles; its compiled DAC and ADC kernels; a convolution whose tiles each hold
+whole input channels, as one tile does and as ResNet-20's 576-input layers split over 512-row tiles do
+(2 x 32 channels), reads each tile's patches straight from its channels of the image; a split that cuts
+a kernel unfolds them), run without a graph, its noise from the engine's counter-based generator
+(:mod:`analogsam.hardware.fast.noise`) under a seed drawn from torch's at every call. The layer's
 output is that tile output and its gradient the digital layer's at the same input and weights
 (``_TileProduct``: ``aten.convolution_backward`` or the two products of a Linear), so no digital
 forward is computed: aihwkit's backward is an ideal transposed product and its update an outer product
 of the inputs and the output gradients. ``zero_saturated_gradients`` adds aihwkit's C++ tiles' rule of
 zeroing the gradient behind a saturated read-out (off by default, see :class:`TrainingTileModel`).
+
+A quantized layer (:mod:`analogsam.quantization`, ``train(quantize=..., hardware_aware=...)``) puts its
+quantized weights Q(w) on the tiles and feeds them its quantized activations Q(x) (its
+``quantized_operands``), as the converted network will; the gradient goes on through its quantizers.
 
 Settings with no training-time meaning (documented, ignored here): the ``noise`` section (programming
 noise, drift and read noise over time act when the network is programmed, after training; aihwkit's
@@ -53,6 +59,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -119,11 +126,14 @@ class TrainingTileModel:
     #: ``CHANNELWISE_SYMMETRIC`` after each update, aihwkit-lightning); False: α fixed when training starts, as aihwkit's
     #: default InferenceRPUConfig (remap NONE) keeps the mapping of the conversion while the weights grow
     remap: bool = True
-    #: True: a read-out at 0.999 out_bound or beyond passes no gradient to the weights and inputs, aihwkit's
-    #: C++ tiles' rule (``handle_output_bound``). aihwkit tests the read-out *after* noise management's
-    #: rescaling (y_tile · max|x|), so with ``abs-max`` and inputs above 1 it zeroes outputs that never
-    #: saturated: in LeNet-5 on Fashion-MNIST (PCM preset) HWA training then fell to 42% test accuracy
-    #: after 4 epochs (89% without). False (default): every output passes its gradient straight through.
+    #: True: aihwkit's C++ tiles' rule (``handle_output_bound``): an output whose tile read-out is at 0.999
+    #: out_bound or beyond passes no gradient back to the layer's inputs (the layer's own weights are
+    #: updated with the whole output gradient, as aihwkit's ``AnalogFunction`` updates them). aihwkit tests
+    #: the read-out *after* noise management's rescaling and bound management (y_tile · max|x|, in units of
+    #: the tile's normalised weights), so it also zeroes outputs that never saturated; with α fixed
+    #: (``remap=False``) the tile weights grow past 1 during training and most read-outs pass the test
+    #: (docs/hwa-conformance: this rule is why aihwkit's fixed-scale HWA trains its first layers slowly).
+    #: False (default): every output passes its gradient straight through.
     zero_saturated_gradients: bool = False
 
     def describe(self) -> dict:
@@ -199,7 +209,12 @@ class _ClipToRange(torch.autograd.Function):
     """clamp(x, −r, r) with aihwkit's input-range gradients: x's gradient passes where x is inside the
     range (clamp's own gradient); r's is ``InputRangeForward``'s: the clipped inputs' output gradients
     (pushing r out where they would grow), relative to r, plus ``decay·r`` while more than 95% of the
-    inputs are inside the range."""
+    inputs are inside the range.
+
+    For a convolution whose tiles hold whole channels ``x`` is the image (its channels of one tile), as
+    in aihwkit's indexed convolution (its CUDA path), not the unfolded patches of its CPU path: each
+    pixel's gradient is summed over the patches that hold it before it is clipped at 0, and the 95%
+    counts pixels, not patch elements. Where a split cuts kernels, ``x`` is the unfolded patches."""
 
     @staticmethod
     def forward(ctx, x: Tensor, r: Tensor) -> Tensor:
@@ -219,12 +234,14 @@ class _ClipToRange(torch.autograd.Function):
 
 class _TileProduct(torch.autograd.Function):
     """The layer's output is the tiles' (computed without a graph); its gradient is the digital
-    layer's at the same input and weights, except at saturated outputs: aihwkit's backward is the ideal
-    transposed product and its update the outer product of the inputs and the output gradients, and its
-    C++ tiles zero the gradient of every output whose tile read-out reached 0.999·out_bound
-    (``TileWithPeriphery.post_forward``/``pre_backward``, ``handle_output_bound``); the digital bias
-    keeps its full gradient. For a convolution the two products are ``aten.convolution_backward`` (what
-    ``F.conv2d``'s own backward runs); no digital forward is computed."""
+    layer's at the same input and weights (aihwkit's backward is the ideal transposed product and its
+    update the outer product of the inputs and the output gradients). With ``saturated`` (aihwkit's C++
+    tiles' rule, ``TileWithPeriphery.post_forward``/``pre_backward``, ``handle_output_bound``): the
+    gradient passed back to the inputs is zero behind every output whose tile read-out reached
+    0.999·out_bound, while the layer's own weights and digital bias are updated with the whole output
+    gradient (aihwkit's ``AnalogFunction.backward`` hands the unmasked ``grad_output`` to the tile's
+    update). For a convolution the products are ``aten.convolution_backward`` (what ``F.conv2d``'s own
+    backward runs); no digital forward is computed."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, y_tile, conv, saturated):
@@ -240,42 +257,43 @@ class _TileProduct(torch.autograd.Function):
         gb = None
         if need_b and ctx.has_bias:  # the digital bias: the full gradient, summed over all but the outputs
             gb = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.conv is None else grad.sum([0, *range(2, grad.dim())])
-        g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad
+        g = grad.masked_fill(saturated, 0.0) if saturated is not None else grad  # what goes back to x
         if ctx.conv is None:  # Linear: y = x Wᵀ + b
-            g2 = g.reshape(-1, g.shape[-1])
             gx = (g @ weight) if need_x else None
-            gw = (g2.t() @ x.reshape(-1, x.shape[-1])) if need_w else None
+            gw = (grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1])) if need_w else None
             return gx, gw, gb, None, None, None
         stride, padding, dilation = ctx.conv
-        gx, gw, _ = torch.ops.aten.convolution_backward(
-            g,
-            x,
-            weight,
-            None,
-            stride,
-            padding,
-            dilation,
-            False,
-            [0] * len(stride),
-            1,
-            [need_x, need_w, False],
-        )
+
+        def products(g, mask):
+            return torch.ops.aten.convolution_backward(
+                g, x, weight, None, stride, padding, dilation, False, [0] * len(stride), 1, mask
+            )
+
+        if saturated is None:
+            gx, gw, _ = products(grad, [need_x, need_w, False])
+        else:
+            gx = products(g, [need_x, False, False])[0] if need_x else None
+            gw = products(grad, [False, need_w, False])[1] if need_w else None
         return gx, gw, gb, None, None, None
 
 
-class _Saturation(torch.autograd.Function):
-    """``y_tile`` in the forward, the gradient of ``y_digital`` with saturated outputs zeroed (the
-    product of one tile of a layer split over several, see ``_TileProduct``)."""
+class _TileBlock(torch.autograd.Function):
+    """One tile's output ``y_tile`` of a layer split over several (computed without a graph) as a
+    function of its block of inputs ``v`` (M, rows) and weights ``w`` (cols, rows): the gradients of
+    the digital product ``v wᵀ``, the inputs' with the saturated outputs' gradients zeroed (see
+    ``_TileProduct``); no digital product is computed in the forward."""
 
     @staticmethod
-    def forward(ctx, y_digital, y_tile, saturated):
-        ctx.save_for_backward(saturated)
+    def forward(ctx, v, w, y_tile, saturated):
+        ctx.save_for_backward(v, w, saturated)
         return y_tile
 
     @staticmethod
     def backward(ctx, grad):
-        (saturated,) = ctx.saved_tensors
-        return grad.masked_fill(saturated, 0.0), None, None
+        v, w, saturated = ctx.saved_tensors
+        need_v, need_w = ctx.needs_input_grad[:2]
+        g = grad.masked_fill(saturated, 0.0) if saturated.dim() else grad
+        return (g @ w) if need_v else None, (grad.t() @ v) if need_w else None, None, None
 
 
 # -- one layer ----------------------------------------------------------------------------------------------
@@ -365,6 +383,11 @@ class _Tiles:
         for number, tile in enumerate(self.tiles.values()):
             tile.index = number  # (part of its random numbers' addresses)
         self.fixed_alpha: dict | None = None  # {(i, j): α} when the model does not remap
+        # the ADC kernel's identities (x * 1, x + -0.0) for each column block, made once
+        self._identities = [
+            (np.ones(c.stop - c.start, np.float32), np.full(c.stop - c.start, -0.0, np.float32)) for c in self.cols
+        ]
+        self._channels: dict = {}  # a convolution's channel blocks, by its geometry (see channels())
 
     def alpha(self, i: int, j: int, wb: Tensor) -> Tensor:
         """Tile (i, j)'s weight scale: from its current weights ``wb``, or, without remapping, from the
@@ -384,15 +407,40 @@ class _Tiles:
         copy.fixed_alpha = None if self.fixed_alpha is None else {k: v.clone() for k, v in self.fixed_alpha.items()}
         return copy
 
-    @torch.no_grad()
-    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None, parts: bool = False):
-        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, and
-        where each tile's read-out saturated (M, N) (a union over the tiles of a row). With ``parts``:
-        {(i, j): (output, saturated)} per tile instead."""
+    def _set(self, i: int, j: int, weight: Tensor, ranges: Tensor | None, bias: Tensor | None, fuse: bool):
+        """Tile (i, j) for this call: the current weights over α, and its digital periphery (the input
+        range, divided out before the tile and multiplied back after it, α, and the digital bias on the
+        tiles of the first row block); with ``fuse`` (and the compiled ADC kernel) the periphery is
+        applied in the ADC kernel's own pass over the outputs (``Tile.post``), in the order of
+        ``Tile._periphery``."""
         from analogsam.hardware.fast.tile import Weights
 
+        tile = self.tiles[(i, j)]
+        cols = self.cols[j]
+        w = weight[cols, self.rows[i]].detach().float()
+        alpha = self.alpha(i, j, w)
+        tile.weights = Weights(w / alpha, w.device)
+        r = None if ranges is None else ranges[i].detach().abs().float().reshape(1)
+        tile.input_range, tile._input_bound = r, (None if r is None else float(r))
+        tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
+        tile.bias = None if bias is None or i > 0 else bias[cols].detach().float()
+        tile.alpha = tile.out_scaling = tile.post = None
+        if fuse and tile._adc_kernels is not None:
+            ones, minus_zero = self._identities[j]
+            scale = np.ascontiguousarray(tile.post_scale.numpy())
+            shift = minus_zero if tile.bias is None else np.ascontiguousarray(tile.bias.numpy())
+            tile.post = (scale, ones, ones, shift)
+        return tile
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, weight: Tensor, ranges: Tensor | None, bias: Tensor | None = None, parts=False):
+        """The tiles' output (M, N) for input vectors ``x`` (M, K) and weights (N, K), no graph, plus
+        ``bias``, and where each tile's read-out saturated (M, N) (a union over the tiles of a row).
+        With ``parts``: {(i, j): (output, saturated)} per tile instead, without the bias."""
         noise = _noise_source()
         x = x.detach().float()
+        # the raw read-outs are needed for the saturation test and for the parts (kept apart from the bias)
+        raw = parts or self.model.zero_saturated_gradients
         total, saturated, per_tile = None, None, {}
         bound = SATURATION * self.model.out_bound
         for i, rows in enumerate(self.rows):
@@ -402,45 +450,67 @@ class _Tiles:
                 xb = xb.clamp(-r, r) / r
             xb = xb.contiguous()
             outs, sats = [], []
-            for j, cols in enumerate(self.cols):
-                wb = weight[cols, rows].detach().float()
-                alpha = self.alpha(i, j, wb)
-                tile = self.tiles[(i, j)]
-                y = tile.mvm(xb, Weights(wb / alpha, xb.device), noise.stream(tile.index, 0, 0))
-                # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
-                sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
-                outs.append(y * alpha.t() * (1.0 if ranges is None else float(ranges[i].abs())))
-                per_tile[(i, j)] = (outs[-1].to(weight.dtype), sats[-1])
+            for j in range(len(self.cols)):
+                tile = self._set(i, j, weight, ranges, None if raw else bias, fuse=not raw)
+                y = tile.mvm(xb, tile.weights, noise.stream(tile.index, 0, 0), tile.post)
+                if raw:  # the raw read-out, as aihwkit's post_forward tests it (only where that rule is asked for)
+                    sats.append(y.abs() >= bound if self.model.zero_saturated_gradients else _NONE_SATURATED)
+                    y = y * tile.post_scale.view(1, -1)
+                elif tile.post is None:
+                    y = tile._periphery(y, (-1,))
+                outs.append(y)
+                per_tile[(i, j)] = (y.to(weight.dtype), sats[-1] if raw else _NONE_SATURATED)
             y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
-            sat = torch.cat(sats, 1) if len(sats) > 1 and sats[0].dim() else sats[0]
-            total = y if total is None else total + y
-            saturated = sat if saturated is None else saturated | sat
+            total = y if total is None else total + y  # (not in place: the first block's is in per_tile)
+            if raw:
+                sat = torch.cat(sats, 1) if len(sats) > 1 and sats[0].dim() else sats[0]
+                saturated = sat if saturated is None else saturated | sat
         if parts:
             return per_tile
-        return total.to(weight.dtype), saturated
+        if raw and bias is not None:
+            total = total + bias.detach().float()
+        return total.to(weight.dtype), (saturated if raw else _NONE_SATURATED)
 
     @torch.no_grad()
-    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, geometry) -> Tensor:
-        """The one tile's output (b, N, L) for every convolution patch of ``img`` (b, C, H, W), the
-        patches quantized straight from the image (the fast engine's ``Tile.forward_patches``)."""
-        from analogsam.hardware.fast.tile import Weights
-
+    def patches(self, img: Tensor, weight: Tensor, ranges: Tensor | None, bias: Tensor | None, geometry, channels):
+        """The tiles' output (b, N, L) plus ``bias`` for every convolution patch of ``img`` (b, C, H, W),
+        each tile's patches quantized straight from its channels of the image (the fast engine's
+        ``Tile.forward_patches``; no unfolded copy): ``channels[i]`` are the input channels of row block
+        i, which holds their whole kernels (a split aligned with ``F.unfold``'s (C, kh, kw) order). With
+        one tile, also where its read-out saturated (see ``__call__``)."""
         noise = _noise_source()
-        tile = self.tiles[(0, 0)]
-        w = weight.detach().float()
-        alpha = self.alpha(0, 0, w)
-        tile.weights = Weights(w / alpha, img.device)
-        # the tile's periphery: the input range (divided out before, multiplied back after) and α
-        r = None if ranges is None else ranges[0].detach().abs().float().reshape(1)
-        tile.input_range, tile._input_bound = r, (None if r is None else float(r))
-        tile.post_scale = alpha.view(-1) if r is None else alpha.view(-1) * r
-        tile.alpha = tile.out_scaling = tile.bias = tile.post = None
-        y = tile.forward_patches(img.detach().float(), geometry, noise.stream(tile.index, 0, 0))
-        # the read-out before the periphery's scales at the bound: |y| >= bound * scale (no division)
-        if not self.model.zero_saturated_gradients:
-            return y.to(weight.dtype), _NONE_SATURATED
-        threshold = (SATURATION * self.model.out_bound) * tile.post_scale.view(1, -1, 1)
-        return y.to(weight.dtype), y.abs() >= threshold
+        img = img.detach().float()
+        test = self.model.zero_saturated_gradients and len(self.tiles) == 1  # the read-out's saturation
+        total = None
+        for i, chans in enumerate(channels):  # the row blocks' outputs summed in order, as aihwkit's
+            part = img if len(channels) == 1 else img[:, chans]
+            outs = []
+            for j in range(len(self.cols)):
+                tile = self._set(i, j, weight, ranges, None if test else bias, fuse=not test)
+                outs.append(tile.forward_patches(part, geometry, noise.stream(tile.index, 0, 0)))
+            y = torch.cat(outs, 1) if len(outs) > 1 else outs[0]
+            total = y if total is None else total.add_(y)
+        if not test:
+            return total.to(weight.dtype), _NONE_SATURATED
+        # one tile: the read-out before the periphery's scales at the bound, |y| >= bound * scale
+        threshold = (SATURATION * self.model.out_bound) * self.tiles[(0, 0)].post_scale.view(1, -1, 1)
+        saturated = total.abs() >= threshold
+        if bias is not None:
+            total = total + bias.detach().float().view(1, -1, 1)
+        return total.to(weight.dtype), saturated
+
+    def channels(self, module: nn.Module) -> list[slice] | None:
+        """The input channels of each row block of a convolution's tiles, where every block holds
+        whole kernels (one tile always does; ResNet-20's 576 = 64 x 9 inputs on 512-row tiles split as
+        2 x 32 channels); None where a block cuts a kernel (its patches must be unfolded)."""
+        if isinstance(module, nn.Linear):
+            return None
+        kernel = _geometry(module)[0]
+        if kernel not in self._channels:
+            area = math.prod(kernel)
+            aligned = not any(r.start % area or r.stop % area for r in self.rows)
+            self._channels[kernel] = [slice(r.start // area, r.stop // area) for r in self.rows] if aligned else None
+        return self._channels[kernel]
 
 
 def _noise_source():
@@ -512,11 +582,23 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
     if not module.training:  # eval: the digital layer (the test metric of an epoch, as in aihwkit's HWA)
         return module.hwa_digital_forward(x)
     model: TrainingTileModel = module.hwa_model
-    weight = module.weight.reshape(module.weight.shape[0], -1)
+    quantized = getattr(module, "quantized_operands", None)  # a quantized layer (analogsam.quantization)
+    if quantized is not None:  # the tiles hold Q(w) and read Q(x), the gradient going through the quantizers
+        x, w = quantized(x)
+    else:
+        w = module.weight
+    weight = w.reshape(w.shape[0], -1)
     tiles = module.hwa_tiles
+    linear = isinstance(module, nn.Linear)
+    channels = tiles.channels(module)  # None: a Linear, or a convolution whose patches must be unfolded
+    # each tile's product on the input vectors, with its own saturation (aihwkit's gradient rule), or
+    # with its own input range on vectors that cut kernels
+    per_tile = len(tiles.tiles) > 1 and (
+        model.zero_saturated_gradients or (model.learned_ranges and channels is None and not linear)
+    )
     vectors, fold = None, None
     initialising = model.learned_ranges and int(module.hwa_range_batches) < INIT_FROM_DATA
-    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1 or initialising:
+    if channels is None or initialising or per_tile:
         with torch.no_grad():
             vectors, fold = _vectors(module, x.detach())
     ranges = None
@@ -527,43 +609,44 @@ def _hwa_forward(module: nn.Module, x: Tensor) -> Tensor:
         x_in = x
     elif len(tiles.rows) == 1:  # one range for every input: clip the layer's input itself
         x_in = _ClipToRange.apply(x, ranges[0].abs())
-    else:  # a range per block of rows: clip the input vectors block by block
+    elif linear:  # a range per block of inputs
+        x_in = torch.cat([_ClipToRange.apply(x[..., rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], -1)
+    elif channels is not None:  # a range per block of whole channels: clip the image's channels (unfolding commutes)
+        x_in = torch.cat([_ClipToRange.apply(x[:, c], ranges[i].abs()) for i, c in enumerate(channels)], 1)
+    else:  # a range per block of rows cutting kernels: clip the input vectors block by block
         v, _ = _vectors(module, x)
         x_in = torch.cat([_ClipToRange.apply(v[:, rows], ranges[i].abs()) for i, rows in enumerate(tiles.rows)], 1)
-    per_tile_gradient = model.zero_saturated_gradients or (ranges is not None and len(tiles.rows) > 1)
-    if len(tiles.tiles) > 1 and per_tile_gradient:  # each tile's product on the input vectors, its own saturation
-        v = _vectors(module, x)[0] if ranges is None else x_in
-        per_tile = tiles(vectors, weight, ranges, parts=True)
+    if per_tile:  # the input vectors as they enter the tiles (clipped), with their graph
+        v = x_in if ranges is not None and channels is None and not linear else _vectors(module, x_in)[0]
+        parts = tiles(vectors, weight, ranges, parts=True)
         cols_out = []
         for j, cols in enumerate(tiles.cols):
             y_j = None
             for i, rows in enumerate(tiles.rows):
-                y_tile, sat = per_tile[(i, j)]
-                y_ij = _Saturation.apply(v[:, rows] @ weight[cols, rows].t(), y_tile, sat)
+                y_tile, sat = parts[(i, j)]
+                y_ij = _TileBlock.apply(v[:, rows], weight[cols, rows], y_tile, sat)
                 y_j = y_ij if y_j is None else y_j + y_ij
             cols_out.append(y_j)
         y = torch.cat(cols_out, 1) if len(cols_out) > 1 else cols_out[0]
         if module.bias is not None:
             y = y + module.bias
         return fold(y)
-    if isinstance(module, nn.Linear) or len(tiles.tiles) > 1:
-        y_tile, saturated = tiles(vectors, weight, ranges)
+    if channels is None:  # (the tiles add the digital bias)
+        y_tile, saturated = tiles(vectors, weight, ranges, module.bias)
         y_tile = fold(y_tile)
         saturated = fold(saturated) if saturated.dim() else saturated
-    else:  # one tile: its patches straight from the image (no unfolded copy)
+    else:  # the patches straight from the image, tile by tile (no unfolded copy)
         img = x.unsqueeze(2) if isinstance(module, nn.Conv1d) else x
-        y, sat = tiles.patches(img, weight, ranges, _geometry(module))
+        y, sat = tiles.patches(img, weight, ranges, module.bias, _geometry(module), channels)
         shape = (y.shape[0], y.shape[1], *_out_hw(module, x))
         y_tile, saturated = y.view(shape), (sat.view(shape) if sat.dim() else sat)
-    if module.bias is not None:
-        y_tile = y_tile + module.bias.detach().view(-1, *([1] * (y_tile.dim() - 2)))
     saturated = saturated if model.zero_saturated_gradients and bool(saturated.any()) else None
-    if isinstance(module, nn.Linear):
-        return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, None, saturated)
+    if linear:
+        return _TileProduct.apply(x_in, w, module.bias, y_tile, None, saturated)
     k, dil, pad, st = _geometry(module)
     one_d = isinstance(module, nn.Conv1d)
     conv = (list(st[1:]), list(pad[1:]), list(dil[1:])) if one_d else (list(st), list(pad), list(dil))
-    return _TileProduct.apply(x_in, module.weight, module.bias, y_tile, conv, saturated)
+    return _TileProduct.apply(x_in, w, module.bias, y_tile, conv, saturated)
 
 
 def attach_hardware_aware(model: nn.Module, preset, overrides: dict | None = None) -> TrainingTileModel:

@@ -190,7 +190,10 @@ class QuantizedLayer:
         """Make the latent weights the values of ``codes``, so a forward quantizes to exactly them."""
         self.weight.copy_(weights_from_codes(codes, self.weight_bits, self.weight_clip.abs()).to(self.weight.dtype))
 
-    def forward(self, x):
+    def quantized_operands(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q(x), Q(w)) of this forward, what the layer's product takes, digitally here or on the tiles of
+        hardware-aware training (:mod:`analogsam.hardware.hwa`): the clips initialised at the first
+        forward, Q(w) kept for SAQ with its ε added."""
         if not bool(self.clips_initialized):
             self._initialize_clips(x)
         w = self.quantize_weight()
@@ -199,7 +202,10 @@ class QuantizedLayer:
             self.quantized_weight = w
         if self.saq_epsilon is not None:
             w = w + self.saq_epsilon
-        return self._product(self.quantize_input(x), w)
+        return self.quantize_input(x), w
+
+    def forward(self, x):
+        return self._product(*self.quantized_operands(x))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, weight_bits={self.weight_bits}, activation_bits={self.activation_bits}"

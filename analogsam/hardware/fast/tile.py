@@ -76,7 +76,7 @@ class Workspace:
 
     def get(self, key: str, shape) -> Tensor:
         """A float32 tensor of ``shape`` (contents undefined), valid until the next ``get(key)``."""
-        n = int(np.prod(shape))
+        n = torch.Size(shape).numel()  # (np.prod costs microseconds per call)
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < n:
             buf = self._buffers[key] = torch.empty(n, dtype=torch.float32)
