@@ -42,10 +42,10 @@ from analogsam.quantization.liq import QuantizedLayer, quantized_layers
 from analogsam.scoring import model_output
 from analogsam.validation import check_real
 
-from ._common import NonFiniteError, frozen_batchnorm_stats, global_grad_norm
+from ._common import NonFiniteError, global_grad_norm
 from .base import TrainingMethod, base_optimizer_class
 from .hyperparameters import METHODS
-from .two_pass import TwoPassOptimizer
+from .two_pass import TwoPassOptimizer, two_pass_step
 
 __all__ = ["SAQ", "SAQMethod", "quantized_sharpness"]
 
@@ -204,27 +204,10 @@ class SAQMethod(TrainingMethod):
         return self.saq.base_optimizer
 
     def _step(self, inputs, targets, indices):
-        saq = self.saq
-        saq.zero_grad(set_to_none=True)
-        with self._local_gradients():
-            logits = self._forward(inputs)
-            # The ascent is on the task loss: a regularizer added to it (the L1 activation penalty's
-            # ``task_loss``) acts in the descent only, as weight decay does inside the base optimizer.
-            loss = getattr(self.loss_fn, "task_loss", self.loss_fn)(logits, targets)
-            self._check_loss(loss)
-            loss.backward()
-        saq.step_count = self.step_count
-        saq.first_step(zero_grad=True)
-        try:
-            with frozen_batchnorm_stats(self.model):
-                loss_perturbed = self._task_loss(self._forward(inputs), targets)
-            self._check_loss(loss_perturbed, "loss at Q(w) + ε")
-            loss_perturbed.backward()
-        except BaseException:
-            saq.restore()
-            raise
-        saq.second_step(zero_grad=True)
-        return loss, logits
+        # The ascent is on the task loss: a regularizer added to it (the L1 activation penalty's
+        # ``task_loss``) acts in the descent only, as weight decay does inside the base optimizer.
+        ascent_loss = getattr(self.loss_fn, "task_loss", self.loss_fn)
+        return two_pass_step(self, self.saq, inputs, targets, ascent_loss, "loss at Q(w) + ε")
 
 
 # -- the sharpness SAQ minimises, as a measurement ------------------------------------------------------

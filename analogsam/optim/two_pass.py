@@ -329,24 +329,32 @@ class SharpnessAwareMethod(TrainingMethod):
         return self.sam.base_optimizer
 
     def _step(self, inputs, targets, indices):
-        sam = self.sam
-        sam.zero_grad(set_to_none=True)
-        # Data-parallel: each replica perturbs with its own batch's gradient (the m-sharpness of Foret et
-        # al. 2021, arXiv 2010.01412, sec. 4, m = the replica's batch); only the gradient at w + ε is averaged.
-        with self._local_gradients():
-            logits = self._forward(inputs)
-            loss = self._task_loss(logits, targets)
-            self._check_loss(loss)
-            loss.backward()
-        sam.step_count = self.step_count  # so the optimizer's own errors name the loop's step
-        sam.first_step(zero_grad=True)
-        try:
-            with frozen_batchnorm_stats(self.model):
-                loss_perturbed = self._task_loss(self._forward(inputs), targets)
-            self._check_loss(loss_perturbed, "loss at w + ε")
-            loss_perturbed.backward()
-        except BaseException:
-            sam.restore()
-            raise
-        sam.second_step(zero_grad=True)
-        return loss, logits
+        return two_pass_step(self, self.sam, inputs, targets, self._task_loss, "loss at w + ε")
+
+
+def two_pass_step(method: TrainingMethod, optimizer: TwoPassOptimizer, inputs, targets, ascent_loss, perturbed: str):
+    """One training step of a two-pass optimizer (SAM's family, SAQ) inside ``method``'s loop: the
+    gradient of ``ascent_loss`` at the current point, ``first_step`` (ε), the task loss's gradient at
+    the perturbed point with the normalisation statistics frozen, ``second_step`` (the base optimizer
+    at the restored point; on a failure in between the point is restored first). ``perturbed`` names
+    the perturbed loss in a non-finite error. Returns the first pass's loss and logits."""
+    optimizer.zero_grad(set_to_none=True)
+    # Data-parallel: each replica perturbs with its own batch's gradient (the m-sharpness of Foret et
+    # al. 2021, arXiv 2010.01412, sec. 4, m = the replica's batch); only the gradient at w + ε is averaged.
+    with method._local_gradients():
+        logits = method._forward(inputs)
+        loss = ascent_loss(logits, targets)
+        method._check_loss(loss)
+        loss.backward()
+    optimizer.step_count = method.step_count  # so the optimizer's own errors name the loop's step
+    optimizer.first_step(zero_grad=True)
+    try:
+        with frozen_batchnorm_stats(method.model):
+            loss_perturbed = method._task_loss(method._forward(inputs), targets)
+        method._check_loss(loss_perturbed, perturbed)
+        loss_perturbed.backward()
+    except BaseException:
+        optimizer.restore()
+        raise
+    optimizer.second_step(zero_grad=True)
+    return loss, logits
