@@ -40,7 +40,7 @@ from analogsam.hardware.fast.aihwkit_adapter import TileReader
 from analogsam.hardware.fast.patches import Patches, window_max
 from analogsam.hardware.fast.products import Weights
 
-__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements"]
+__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements", "sync_tiles"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
@@ -261,7 +261,12 @@ class Tile:
     # -- state ---------------------------------------------------------------------------
     def sync(self, source: rng.NoiseSource) -> None:
         """Read the tile's current weights and periphery; recompute the drift compensation, its
-        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
+        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`;
+        :func:`sync_tiles` of this tile alone)."""
+        sync_tiles([self], source)
+
+    def _read(self) -> None:
+        """The first half of :meth:`sync`: the current weights and periphery, without alpha."""
         reader = self.reader
         self.weights = Weights(reader.weights(), self.device, chain=self.chain_products)
         input_range = reader.input_range()
@@ -276,7 +281,11 @@ class Tile:
         self.post_scale = scale
         self.out_scaling = _on(reader.out_scaling(), self.device)
         self.bias = _on(reader.digital_bias(), self.device)
-        self.alpha = self.compensation.alpha(self, source)
+
+    def _set_alpha(self, alpha: Tensor | None) -> None:
+        """The second half of :meth:`sync`: the drift compensation factor, and the periphery of
+        the ADC kernels."""
+        self.alpha = alpha
         self.post = None
         if self._adc_kernels is not None:
             self.post = periphery.kernel_arguments(
@@ -744,6 +753,15 @@ class Tile:
                 y = self._periphery(y, (-1, 1) if cols else (-1,))
             results.append(y if cols else y.view(*lead, self.out_size))
         return results
+
+
+def sync_tiles(tiles: list[Tile], source: rng.NoiseSource) -> None:
+    """:meth:`Tile.sync` of every tile of ``tiles``, their drift-compensation read-outs batched
+    (:func:`.periphery.compensate`); every number as tile by tile."""
+    for tile in tiles:
+        tile._read()
+    for tile, alpha in zip(tiles, periphery.compensate(tiles, source)):
+        tile._set_alpha(alpha)
 
 
 class TileState(NamedTuple):
