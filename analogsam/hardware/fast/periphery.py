@@ -78,7 +78,7 @@ def compensate(tiles, source: rng.NoiseSource) -> list[Tensor | None]:
 
     The read-outs are batched: the tiles with the same forward settings (the same IO spec, hence
     the same DAC, noise and ADC arithmetic) and the same read-out vectors run as the passes of one
-    :meth:`.tile.Tile._mvm`, which quantizes the vectors once for all of them; each pass's
+    ``Tile._mvm``, which quantizes the vectors once for all of them; each pass's
     product, noise and ADC are its tile's, so each output equals that tile's own read-out."""
     alphas: list[Tensor | None] = [None] * len(tiles)
     jobs = []  # (tile position, read-out vectors, weights, stream, on_output)
@@ -127,7 +127,7 @@ def _current(comp, state: DriftCompensation, alphas: list, i: int):
 
 
 def _groups(tiles, jobs) -> list[list]:
-    """``jobs`` in groups that one tile's :meth:`.tile.Tile._mvm` runs as passes: the same
+    """``jobs`` in groups that one tile's ``Tile._mvm`` runs as passes: the same
     forward arithmetic (spec, kernels, device) and equal read-out vectors; in order within each."""
     groups: dict = {}
     for job in jobs:
