@@ -52,11 +52,6 @@ class EngineState(NamedTuple):
     noise: NoiseSource | None
 
 
-#: One state's part in an analog layer call: ``(EngineState or None, its noise, the layer's call
-#: number)``; None: the state loaded in the tiles (a one-state forward)
-Run = tuple
-
-
 class StackedPass:
     """The states of one stacked forward, as the analog layers use them (see the module docstring).
 
@@ -120,15 +115,17 @@ class StackedPass:
             tile.load(state.tiles[tile.index])
         return state.noise
 
-    def runs(self, layer) -> list[Run]:
+    def runs(self, layer) -> list[tuple]:
         """Every stacked state's run of a call of ``layer`` (this call counted): see :func:`slots`."""
         return [(state, state.noise, state.noise.call(layer)) for state in self.states]
 
 
 def slots(
-    tile: Tile, runs: Sequence[Run], first_sample: int, vectors_per_sample: int
+    tile: Tile, runs: Sequence[tuple], first_sample: int, vectors_per_sample: int
 ) -> list[tuple[TileState | None, Stream]]:
-    """``(state of tile, stream)`` of every run of ``runs``, for the inputs that start
+    """``(state of tile, stream)`` of every run of ``runs`` (a run: one state's part in an analog layer
+    call, ``(EngineState, its noise, the layer's call number)``, the state None for the one loaded in
+    the tiles: a one-state forward), for the inputs that start
     ``first_sample`` samples into the forward, ``vectors_per_sample`` input vectors each: what
     :meth:`.tile.Tile.forward_shared` and :meth:`.tile.Tile.forward_patches_shared` take (one run:
     the one-state forward)."""
