@@ -1,6 +1,8 @@
 """Many programmings per pass: the fast engine's stacked forward (repeats x times in one pass)
 against the one-by-one forward, in the engine and through ``evaluate``/``sweep``."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -243,3 +245,20 @@ def test_state_by_state_keeps_each_generators_order_and_joins_structured_outputs
     assert set(out) == {"logits", "extra"} and out["extra"][1] is None
     for block, sums, reference in zip(out["logits"].chunk(len(states)), out["extra"][0].chunk(len(states)), references):
         assert torch.equal(block, reference["logits"]) and torch.equal(sums, reference["extra"][0])
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mlp"])
+def test_shared_quantization_with_input_noise_is_bit_identical(name):
+    """Input noise is added to the shared DAC output in place: every state but the last works on a
+    copy, so each state's outputs equal its one-by-one forward bit for bit (state by state)."""
+    model, x = _model(name)
+    analog = convert(model, presets.load("pcm"))
+    engine = FastAnalogForward(analog)
+    for t in engine.tiles:  # (no preset has input noise: the engine's replay of it, here against itself)
+        t.spec = dataclasses.replace(t.spec, inp_noise=0.05)
+    assert all(t.fused_dac for t in engine.tiles)
+    states, references = _states_and_references(engine, analog, x)
+    stacked = engine.forward_stacked(x, states, batched=False)
+    for k, (block, reference) in enumerate(zip(stacked.chunk(len(states)), references)):
+        assert torch.equal(block, reference), f"state {k}"
+    assert not torch.equal(references[0], references[1])  # the states' noise differs

@@ -72,7 +72,11 @@ inputs under many captured states in one forward, the first analog layer quantiz
 once for all of them, every state drawing its own numbers as its own forward would
 (:mod:`.stacked`): on a GPU as one batch of every state's samples (each state's outputs equal its
 one-by-one forward's up to the summation order of the digital layers), on the CPU state by state
-after the shared first layer (bit-identical to one by one).
+after the shared first layer (bit-identical to one by one). It is not a second implementation: a
+tile's forward (:meth:`.tile.Tile.forward_shared`, :meth:`.tile.Tile.forward_patches_shared`) and a
+layer's call take a list of states, the one-state forward being the list of one; the sync's
+drift-compensation read-outs run the same way, the tiles with the same settings as the states of
+one read-out (:func:`.periphery.compensate`).
 
 The pieces. :mod:`.tile` replays one tile's arithmetic (noise management, DAC, noise, ADC, bound
 management); :mod:`.periphery` its digital periphery and drift compensation; :mod:`.patches` a

@@ -26,7 +26,7 @@ from analogsam.hardware.fast.noise import NoiseSource, seed_of
 from analogsam.hardware.fast.stacked import EngineState, StackedPass
 from analogsam.hardware.fast.support import FastPathUnsupported, io_spec, unsupported_reason
 from analogsam.hardware.fast.threads import engine_threads
-from analogsam.hardware.fast.tile import Tile, Workspace
+from analogsam.hardware.fast.tile import Tile, Workspace, sync_tiles
 
 __all__ = ["FastAnalogForward"]
 
@@ -148,8 +148,7 @@ class FastAnalogForward:
                 )
         self.context.noise = source = NoiseSource(seed_of(generator), baseline_generator)
         with engine_threads(self.threads), _full_float32(self.device):
-            for tile in self._tiles:
-                tile.sync(source)
+            sync_tiles(self._tiles, source)  # (the drift-compensation read-outs batched across tiles)
         self._synced = True
 
     @torch.no_grad()

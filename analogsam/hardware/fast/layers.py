@@ -21,6 +21,7 @@ from analogsam.hardware.fast.aihwkit_adapter import TileGrid, is_mapped, tile_gr
 from analogsam.hardware.fast.context import ForwardContext
 from analogsam.hardware.fast.noise import NoiseSource
 from analogsam.hardware.fast.patches import conv_out_hw
+from analogsam.hardware.fast.stacked import slots
 from analogsam.hardware.fast.support import FastPathUnsupported
 from analogsam.hardware.fast.tile import Tile, chunk_elements
 
@@ -76,11 +77,8 @@ class FastLinear(nn.Module):
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
         """The outputs of ``x`` under every stacked state, the inputs quantized once (one tile)."""
-        tile = self.tiles[0]
-        outs = tile.forward_shared(x, stack.slots(tile, stack.calls(self), 0, _rows_per_sample(x)))
+        outs = self._runs(x, stack.runs(self))
         stack.use(self.tiles, stack.current)  # the run's own state again
-        if self.array_bias is not None:
-            outs = [out + self.array_bias.detach().view(-1) for out in outs]
         return outs
 
     def _forward_stacked(self, x: Tensor, stack) -> Tensor:
@@ -93,25 +91,29 @@ class FastLinear(nn.Module):
 
     def _forward(self, x: Tensor, source: NoiseSource) -> Tensor:
         """The layer's forward with the tiles' current state, its numbers from ``source``."""
-        call, first = source.call(self), source.samples * _rows_per_sample(x)
+        return self._runs(x, [(None, source, source.call(self))])[0]
 
-        def gen(tile):  # the tile's numbers for this call: row r of x is global vector first + r
-            return source.stream(tile.index, call, first)
-
+    def _runs(self, x: Tensor, runs) -> list[Tensor]:
+        """The layer's output for each run of ``runs`` (:func:`.stacked.slots`; several: one
+        tile); row r of ``x`` is the run's global vector ``samples * rows per sample + r``."""
+        rows = _rows_per_sample(x)
         if self.in_sizes is None or len(self.grid) * len(self.grid[0]) == 1:
-            result = self.grid[0][0].forward(x, gen(self.grid[0][0]))
+            tile = self.grid[0][0]
+            results = tile.forward_shared(x, slots(tile, runs, 0, rows))
         else:
             dim = x.dim() - 1
-            result = _array_sum(
-                (
-                    [t.forward(xs, gen(t)) for t in row]
-                    for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)
-                ),
-                dim,
-            )
+            results = [
+                _array_sum(
+                    (
+                        [t.forward(xs, slots(t, runs, 0, rows)[0][1]) for t in row]
+                        for xs, row in zip(torch.split(x, self.in_sizes, dim=dim), self.grid)
+                    ),
+                    dim,
+                )
+            ]
         if self.array_bias is not None:
-            result = result + self.array_bias.detach().to(result.device).view(-1)
-        return result
+            results = [result + self.array_bias.detach().to(result.device).view(-1) for result in results]
+        return results
 
 
 def _rows_per_sample(x: Tensor) -> int:
@@ -163,7 +165,7 @@ class ConvExec:
         oh, ow = conv_out_hw(h, w, self.geometry)
         step = self._step(x)
         out = torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
-        self._chunks(x, out, step, self.context.noise)
+        self._chunks(x, [out], step, self._one_run(self.context.noise))
         out = out.view(n, self.out_channels, oh, ow)
         return out[0] if unbatched else out
 
@@ -183,38 +185,41 @@ class ConvExec:
         step = self._step(x)
         out = torch.empty(total, self.out_channels, oh * ow, dtype=torch.float32, device=x.device)
         if self._one_tile() and stack.is_shared(x):
-            self._shared_chunks(x[:n], stack, [out[k * n : (k + 1) * n] for k in range(stack.count)], step)
+            self._chunks(x[:n], [out[k * n : (k + 1) * n] for k in range(stack.count)], step, stack.runs(self))
         else:
             for k in range(stack.count):
-                self._chunks(x[k * n : (k + 1) * n], out[k * n : (k + 1) * n], step, stack.use(self.tiles, k))
+                source = stack.use(self.tiles, k)
+                self._chunks(x[k * n : (k + 1) * n], [out[k * n : (k + 1) * n]], step, self._one_run(source))
         return out.view(total, self.out_channels, oh, ow)
 
-    def _chunks(self, x: Tensor, out: Tensor, step: int, source: NoiseSource) -> None:
-        """Images ``x`` into ``out`` (n, C, L), ``step`` images per chunk, with the tiles' current
-        state and the numbers of ``source`` (the patch ``t`` of image ``i`` is the global vector
+    def _one_run(self, source: NoiseSource) -> list:
+        """The run of a one-state call (the state loaded in the tiles), counting the call."""
+        return [(None, source, source.call(self))]
+
+    def _chunks(self, x: Tensor, outs: list[Tensor], step: int, runs) -> None:
+        """Images ``x`` into ``outs`` (n, C, L), one for each run of ``runs`` (:func:`.stacked.slots`;
+        several: one strided tile, :meth:`_one_tile`), ``step`` images per chunk, each chunk
+        quantized once for every run (the patch ``t`` of image ``i`` is the run's global vector
         ``(samples + i) * L + t``)."""
-        call, length = source.call(self), out.shape[2]
+        length = outs[0].shape[2]
         for start in range(0, x.shape[0], step):
+            stop = start + step
+            if self._one_tile():  # in place
+                tile = self.tiles[0]
+                chunk_outs = [o[start:stop] for o in outs]
+                tile.forward_patches_shared(x[start:stop], self.geometry, slots(tile, runs, start, length), chunk_outs)
+                continue
+            ((_, source, call),) = runs
             first = (source.samples + start) * length
             self._chunk(
-                x[start : start + step],
-                out[start : start + step],
+                x[start:stop],
+                outs[0][start:stop],
                 lambda tile: source.stream(tile.index, call, first),  # noqa: B023 (called at once)
             )
 
     def _one_tile(self) -> bool:
         """Whether one tile reads the strided patches (what :meth:`.tile.Tile.forward_patches_shared` runs)."""
         return self.strided and len(self.tiles) == 1 and self.bias is None
-
-    def _shared_chunks(self, x: Tensor, stack, outs: list[Tensor], step: int) -> None:
-        """The images ``x`` under every stacked state into ``outs`` (one per state, (n, C, L)),
-        in the chunks of :meth:`__call__`, each chunk quantized once for all states."""
-        tile = self.tiles[0]
-        calls, length = stack.calls(self), outs[0].shape[2]
-        for start in range(0, x.shape[0], step):
-            stop = start + step
-            slots = stack.slots(tile, calls, start, length)
-            tile.forward_patches_shared(x[start:stop], self.geometry, slots, [o[start:stop] for o in outs])
 
     def _every_state(self, x: Tensor, stack) -> list[Tensor]:
         """The outputs of images ``x`` under every stacked state, each chunk quantized once."""
@@ -223,16 +228,13 @@ class ConvExec:
         outs = [
             torch.empty(n, self.out_channels, oh * ow, dtype=torch.float32, device=x.device) for _ in range(stack.count)
         ]
-        self._shared_chunks(x, stack, outs, self._step(x))
+        self._chunks(x, outs, self._step(x), stack.runs(self))
         stack.use(self.tiles, stack.current)  # the run's own state again
         return [o.view(n, self.out_channels, oh, ow) for o in outs]
 
     def _chunk(self, x: Tensor, out: Tensor, gen) -> None:
-        """Images ``x`` into ``out``; ``gen(tile)``: the tile's stream for these images."""
-        if self.strided and len(self.rows) == 1 and len(self.rows[0][2]) == 1 and self.bias is None:
-            tile = self.rows[0][2][0]
-            tile.forward_patches(x, self.geometry, gen(tile), out=out)  # one tile: in place
-            return
+        """Images ``x`` into ``out`` through several tiles (or an unfolded one); ``gen(tile)``: the
+        tile's stream for these images."""
         if self.strided:
             subsets = ((x if len(self.rows) == 1 else x[:, c0:c1], tiles) for c0, c1, tiles in self.rows)
             result = _array_sum(

@@ -22,7 +22,7 @@ from torch import Tensor
 from analogsam.hardware.fast import noise as rng
 from analogsam.hardware.fast.products import Weights
 
-__all__ = ["DriftCompensation", "apply", "kernel_arguments"]
+__all__ = ["DriftCompensation", "apply", "compensate", "kernel_arguments"]
 
 
 def _on(t: Tensor | None, device: torch.device) -> Tensor | None:
@@ -64,23 +64,91 @@ class DriftCompensation:
 
     def alpha(self, tile, source: rng.NoiseSource) -> Tensor | None:
         """The factor aihwkit computes for ``tile`` (a :class:`.tile.Tile` after reading its
-        current weights), its read-outs through the tile's forward with ``source``'s numbers."""
-        reader, device = tile.reader, tile.device
+        current weights), its read-outs through the tile's forward with ``source``'s numbers
+        (:func:`compensate` of this tile alone)."""
+        return compensate([tile], source)[0]
+
+
+def compensate(tiles, source: rng.NoiseSource) -> list[Tensor | None]:
+    """The drift-compensation factor of each of ``tiles`` (:class:`.tile.Tile` s after reading
+    their current weights; None: a tile without compensation), each tile's read-outs through its
+    forward with its own streams of ``source`` (addressed by the tile's index, so the order and the
+    batching of the read-outs do not move a number), each tile's baseline kept in its
+    :class:`DriftCompensation`.
+
+    The read-outs are batched: the tiles with the same forward settings (the same IO spec, hence
+    the same DAC, noise and ADC arithmetic) and the same read-out vectors run as the passes of one
+    ``Tile._mvm``, which quantizes the vectors once for all of them; each pass's
+    product, noise and ADC are its tile's, so each output equals that tile's own read-out."""
+    alphas: list[Tensor | None] = [None] * len(tiles)
+    jobs = []  # (tile position, read-out vectors, weights, stream, on_output)
+    for i, tile in enumerate(tiles):
+        reader, device, state = tile.reader, tile.device, tile.compensation
         comp = reader.drift_compensation()
         if comp is None:
-            return None
+            continue
         programmed = reader.programmed_weights()
         if programmed is None:
             # never programmed: aihwkit multiplies by its initial alpha (1)
-            return _on(reader.initial_alpha(), device)
+            alphas[i] = _on(reader.initial_alpha(), device)
+            continue
         readout = comp.readout_vectors()
-        if self._programmed is not programmed:
+        vectors = _on(readout, device)
+        if state._programmed is not programmed:
             # one read-out of the programmed weights (one noise draw per programming)
             if comp.exact_reference:  # (aihwkit's reference weights stay on the CPU)
-                out = _on(comp.reference_output(readout), device)
+                state._baseline = comp.readout(_on(comp.reference_output(readout), device))
             else:
-                out = tile.mvm(_on(readout, device), Weights(programmed, device), source.baseline(tile.index))
-            self._baseline = comp.readout(out)
-            self._programmed = programmed
-        current = tile.mvm(_on(readout, device), tile.weights, source.readout(tile.index))
-        return comp.alpha(current, self._baseline)
+                jobs.append(
+                    (i, vectors, Weights(programmed, device), source.baseline(tile.index), _baseline(comp, state))
+                )
+            state._programmed = programmed
+        jobs.append((i, vectors, tile.weights, source.readout(tile.index), _current(comp, state, alphas, i)))
+    for group in _groups(tiles, jobs):
+        runner = tiles[group[0][0]]
+        outputs = runner._mvm(group[0][1], [(None, weights, stream, None) for _, _, weights, stream, _ in group])
+        for (*_, on_output), out in zip(group, outputs):
+            on_output(out)
+    return alphas
+
+
+def _baseline(comp, state: DriftCompensation):
+    def keep(out: Tensor) -> None:
+        state._baseline = comp.readout(out)
+
+    return keep
+
+
+def _current(comp, state: DriftCompensation, alphas: list, i: int):
+    def keep(out: Tensor) -> None:  # (after the same tile's baseline: jobs keep their order)
+        alphas[i] = comp.alpha(out, state._baseline)
+
+    return keep
+
+
+def _groups(tiles, jobs) -> list[list]:
+    """``jobs`` in groups that one tile's ``Tile._mvm`` runs as passes: the same
+    forward arithmetic (spec, kernels, device) and equal read-out vectors; in order within each."""
+    groups: dict = {}
+    for job in jobs:
+        tile, vectors = tiles[job[0]], job[1]
+        key = (tile.spec, tile.fused_dac, tile.fused_adc, tile.device, tuple(vectors.shape))
+        candidates = groups.setdefault(key, [])
+        for group in candidates:
+            if _same(group[0][1], vectors):
+                group.append(job)
+                break
+        else:
+            candidates.append([job])
+    return [group for candidates in groups.values() for group in candidates]
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether read-out vectors ``a`` and ``b`` (same shape and device) are equal; False for
+    tensors without readable data (e.g. torch's fake tensors: each tile is then read out alone)."""
+    if a is b:
+        return True
+    try:
+        return torch.equal(a, b)
+    except RuntimeError:  # (torch's DataDependentOutputException: no data to compare)
+        return False

@@ -115,17 +115,24 @@ class StackedPass:
             tile.load(state.tiles[tile.index])
         return state.noise
 
-    def calls(self, layer) -> list[tuple[NoiseSource, int]]:
-        """Every stacked state's noise and its call number of ``layer`` (this call counted)."""
-        return [(state.noise, state.noise.call(layer)) for state in self.states]
+    def runs(self, layer) -> list[tuple]:
+        """Every stacked state's run of a call of ``layer`` (this call counted): see :func:`slots`."""
+        return [(state, state.noise, state.noise.call(layer)) for state in self.states]
 
-    def slots(self, tile: Tile, calls, first_sample: int, vectors_per_sample: int) -> list[tuple[TileState, Stream]]:
-        """``(state of tile, stream)`` of every stacked state, for the call of ``calls`` (from
-        :meth:`calls`) on the inputs that start ``first_sample`` samples into the forward."""
-        return [
-            (
-                state.tiles[tile.index],
-                source.stream(tile.index, call, (source.samples + first_sample) * vectors_per_sample),
-            )
-            for state, (source, call) in zip(self.states, calls)
-        ]
+
+def slots(
+    tile: Tile, runs: Sequence[tuple], first_sample: int, vectors_per_sample: int
+) -> list[tuple[TileState | None, Stream]]:
+    """``(state of tile, stream)`` of every run of ``runs`` (a run: one state's part in an analog layer
+    call, ``(EngineState, its noise, the layer's call number)``, the state None for the one loaded in
+    the tiles: a one-state forward), for the inputs that start
+    ``first_sample`` samples into the forward, ``vectors_per_sample`` input vectors each: what
+    :meth:`.tile.Tile.forward_shared` and :meth:`.tile.Tile.forward_patches_shared` take (one run:
+    the one-state forward)."""
+    return [
+        (
+            None if state is None else state.tiles[tile.index],
+            source.stream(tile.index, call, (source.samples + first_sample) * vectors_per_sample),
+        )
+        for state, source, call in runs
+    ]

@@ -40,7 +40,7 @@ from analogsam.hardware.fast.aihwkit_adapter import TileReader
 from analogsam.hardware.fast.patches import Patches, window_max
 from analogsam.hardware.fast.products import Weights
 
-__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements"]
+__all__ = ["CHUNK_ELEMENTS", "IOSpec", "Tile", "TileState", "Weights", "Workspace", "chunk_elements", "sync_tiles"]
 
 # A processing chunk holds about this many (unfolded) input values, 8 MB of float32: large
 # enough that per-call overheads vanish, small enough to stay in cache between the DAC kernel
@@ -261,7 +261,12 @@ class Tile:
     # -- state ---------------------------------------------------------------------------
     def sync(self, source: rng.NoiseSource) -> None:
         """Read the tile's current weights and periphery; recompute the drift compensation, its
-        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`)."""
+        read-outs drawing from ``source`` (see :meth:`analogsam.hardware.fast.FastAnalogForward.sync`;
+        :func:`sync_tiles` of this tile alone)."""
+        sync_tiles([self], source)
+
+    def _read(self) -> None:
+        """The first half of :meth:`sync`: the current weights and periphery, without alpha."""
         reader = self.reader
         self.weights = Weights(reader.weights(), self.device, chain=self.chain_products)
         input_range = reader.input_range()
@@ -276,7 +281,11 @@ class Tile:
         self.post_scale = scale
         self.out_scaling = _on(reader.out_scaling(), self.device)
         self.bias = _on(reader.digital_bias(), self.device)
-        self.alpha = self.compensation.alpha(self, source)
+
+    def _set_alpha(self, alpha: Tensor | None) -> None:
+        """The second half of :meth:`sync`: the drift compensation factor, and the periphery of
+        the ADC kernels."""
+        self.alpha = alpha
         self.post = None
         if self._adc_kernels is not None:
             self.post = periphery.kernel_arguments(
@@ -288,21 +297,51 @@ class Tile:
         """The raw C++ tile forward of vectors ``x`` (rows (M, K) or columns (B, K, L)), its random
         numbers from ``gen`` (whose first vector is ``x``'s first); with
         ``post`` (only with the ADC kernels) the periphery is applied too."""
+        return self._mvm(x, [(None, weights, gen, post)])[0]
+
+    def _mvm(self, x: Tensor, passes) -> list[Tensor]:
+        """:meth:`mvm` of the same vectors ``x`` for each ``(state, weights, stream, post)`` of
+        ``passes`` (``state``: a :class:`TileState` loaded before its pass, for the periphery of
+        bound-management reruns; None: the tile's current one), one result each. Rows go in
+        chunks; the DAC kernel quantizes each chunk once for every pass (it does not depend on
+        the weights; its buffer is only read by the passes, input noise going to a copy), so
+        each result equals the one-pass call's. Several passes: rows only."""
         spec = self.spec
         x = x.to(torch.float32).contiguous()
         cols = x.dim() == 3
-        out_shape = (x.shape[0], weights.n, x.shape[2]) if cols else (x.shape[0], weights.n)
-        out = torch.empty(out_shape, dtype=torch.float32, device=x.device)
+        outs = [
+            torch.empty(
+                (x.shape[0], w.n, x.shape[2]) if cols else (x.shape[0], w.n), dtype=torch.float32, device=x.device
+            )
+            for _, w, _, _ in passes
+        ]
         if spec.perfect:
-            return self._perfect(x, weights, out)
+            return [self._perfect(x, w, out) for (_, w, _, _), out in zip(passes, outs)]
         if cols:
-            self._mvm_chunk(x, weights, out, gen, post)
-            return out
+            ((_, weights, gen, post),) = passes
+            self._mvm_chunk(x, weights, outs[0], gen, post)
+            return outs
         rows = max(256, chunk_elements(x.device) // max(x.shape[1], 1))
+        last = len(passes) - 1
         for start in range(0, x.shape[0], rows):
             stop = min(x.shape[0], start + rows)
-            self._mvm_chunk(x[start:stop], weights, out[start:stop], gen.shifted(start), post)
-        return out
+            xc = x[start:stop]
+            dac = self._rows_dac(xc) if self._dac_kernels is not None else None
+            rows_of = lambda mask: xc[mask]  # noqa: E731,B023 (called at once)
+            for i, ((state, weights, gen, post), out) in enumerate(zip(passes, outs)):
+                self._use(state)
+                if dac is None:
+                    self._mvm_chunk(xc, weights, out[start:stop], gen.shifted(start), post)
+                    continue
+                xq, scale, zero = dac
+                xs = xq.clone() if spec.inp_noise > 0 and i < last else xq  # (input noise is added in place)
+                self.complete(xs, scale, zero, rows_of, weights, out[start:stop], gen.shifted(start), post)
+        return outs
+
+    def _use(self, state: TileState | None) -> None:
+        """Load ``state`` (None: keep the current one)."""
+        if state is not None:
+            self.load(state)
 
     def _perfect(self, x: Tensor, weights: Weights, out: Tensor) -> Tensor:
         """The perfect forward: the plain product, times ``out_scale``."""
@@ -312,22 +351,16 @@ class Tile:
         return out
 
     def _mvm_chunk(self, x: Tensor, weights: Weights, out: Tensor, gen, post) -> None:
-        """Vectors given explicitly: rows (M, K) or columns (B, K, L)."""
-        rows_of = lambda mask: _vectors(x)[mask]  # noqa: E731
-        kernels = self._dac_kernels
-        if kernels is None or x.dim() == 3:
-            self.run(
-                self.nm_values(x),
-                lambda s: self._dac_torch(x * s.unsqueeze(1), gen),
-                rows_of,
-                weights,
-                out,
-                gen,
-                post,
-            )
-            return
-        xq, scale, zero = self._rows_dac(x)
-        self.complete(xq, scale, zero, rows_of, weights, out, gen, post)
+        """Vectors given explicitly, rows (M, K) or columns (B, K, L), with the torch DAC."""
+        self.run(
+            self.nm_values(x),
+            lambda s: self._dac_torch(x * s.unsqueeze(1), gen),
+            lambda mask: _vectors(x)[mask],
+            weights,
+            out,
+            gen,
+            post,
+        )
 
     def _rows_dac(self, x: Tensor) -> tuple:
         """The DAC kernel on row vectors ``x`` (M, K): (quantized rows in the shared ``"dac"``
@@ -557,24 +590,13 @@ class Tile:
     # -- the tile module ---------------------------------------------------------------------
     def forward(self, x: Tensor, gen: rng.Stream, cols: bool = False) -> Tensor:
         """``InferenceTile.forward`` in eval mode: input range, raw tile, mapping scales, drift
-        compensation, learned out scales, digital bias.
+        compensation, learned out scales, digital bias (:meth:`forward_shared` with the current
+        state alone).
 
         Rows: ``x`` (..., in_size). Columns (``cols``): ``x`` (B, in_size, L), result (B, N, L),
         the periphery applied along dim 1 (as aihwkit's indexed convolution does).
         """
-        x = self._input_ranged(x)
-        if cols:
-            x2 = x
-        else:
-            lead = x.shape[:-1]
-            x2 = x.reshape(-1, x.shape[-1])
-        if self.analog_bias:
-            ones = torch.ones((x2.shape[0], 1) + tuple(x2.shape[2:]), dtype=x2.dtype, device=x2.device)
-            x2 = torch.cat([x2, ones], 1)
-        y = self.mvm(x2, self.weights, gen, self.post)
-        if self.post is None:
-            y = self._periphery(y, (-1, 1) if cols else (-1,))
-        return y if cols else y.view(*lead, self.out_size)
+        return self.forward_shared(x, [(None, gen)], cols)[0]
 
     def _input_ranged(self, x: Tensor) -> Tensor:
         """``TileWithPeriphery.pre_forward`` in eval mode: inputs clipped to the input range and
@@ -596,38 +618,9 @@ class Tile:
         vectors of ``F.unfold`` (elements ordered (C, kh, kw)): quantized straight from the
         image by the DAC kernel, or, with the torch operations, read through a strided view of
         the padded image; the noise-management maximum of each patch is a sliding-window
-        maximum over the image. Result (b, N, oh*ow), periphery applied."""
-        spec = self.spec
-        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
-        b, k, L = pv.b, pv.k, pv.L
-        if out is None:
-            out = torch.empty(b, self.weights.n, L, dtype=torch.float32, device=pv.img.device)
-        if spec.perfect:
-            self._perfect(pv.patches().reshape(b, k, L), self.weights, out)
-        elif self._dac_kernels is not None:
-            xq, scale, zero = self._conv_dac(pv)
-            self.complete(xq, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
-        else:
-            (kh, kw), (dh, dw), _, (sh, sw) = geometry
-            c, oh, ow = pv.c, pv.oh, pv.ow
-            xp = pv.padded()
-            view = pv.patches(xp)
-            nms = self._noise_management(  # (the padding zeros count, as in unfold)
-                # (reshape: a 1x1 kernel with a stride leaves the maxima a strided view, not a copy)
-                lambda signed: window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
-                    b, L
-                ),
-                (b, L),
-                pv.img.device,
-            )
-
-            def dac(s):
-                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=pv.img.device)
-                torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf)
-                return self._dac_torch(buf.view(b, k, L), gen)
-
-            self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
-        return out if self.post is not None else self._periphery(out, (-1, 1))
+        maximum over the image. Result (b, N, oh*ow), periphery applied
+        (:meth:`forward_patches_shared` with the current state alone)."""
+        return self.forward_patches_shared(img, geometry, [(None, gen)], [out])[0]
 
     def _conv_dac(self, pv: Patches) -> tuple:
         """The DAC kernel on every patch of ``pv``: (quantized patches (b, K, L) in the shared
@@ -665,28 +658,59 @@ class Tile:
         for name, value in zip(TileState._fields, state):
             setattr(self, name, value)
 
-    def forward_patches_shared(self, img: Tensor, geometry, slots, outs) -> None:
-        """:meth:`forward_patches` of the same images ``img`` for each ``(state, stream)`` of
-        ``slots``, into the matching tensor of ``outs``: the input range and the DAC (noise
-        management and quantization, which do not depend on the weights) are computed once, where
-        every state has the same input range and the DAC kernel applies; each state's product,
-        noise and ADC then take their numbers from its own stream, so each output equals that of
-        :meth:`forward_patches` with that state and stream."""
-        if not self._shares_dac(slots):
-            for (state, gen), out in zip(slots, outs):
-                self.load(state)
-                self.forward_patches(img, geometry, gen, out=out)
-            return
-        self.load(slots[0][0])
-        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)
-        xq, scale, zero = self._conv_dac(pv)
-        for (state, gen), out in zip(slots, outs):
-            self.load(state)
-            # input noise is added to the DAC output in place: each state gets its own copy then
-            xs = xq.clone() if self.spec.inp_noise > 0 else xq
-            self.complete(xs, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
-            if self.post is None:
-                self._periphery(out, (-1, 1))
+    def forward_patches_shared(self, img: Tensor, geometry, slots, outs) -> list[Tensor]:
+        """The patch forward of the same images ``img`` for each ``(state, stream)`` of ``slots``
+        (``state``: a :class:`TileState` from :meth:`state`, loaded for its pass; None: the
+        current one), into the matching tensor of ``outs`` (None: a new one); returns the
+        outputs. The input range and the DAC (noise management and quantization, which do not
+        depend on the weights) are computed once, where every state has the same input range
+        and the DAC kernel applies (otherwise state by state); each state's product, noise and
+        ADC then take their numbers from its own stream, so each output is the one a pass of that
+        state alone gives (:meth:`forward_patches` is the one-state call)."""
+        if len(slots) > 1 and not self._shares_dac(slots):
+            return [self.forward_patches_shared(img, geometry, [slot], [out])[0] for slot, out in zip(slots, outs)]
+        spec = self.spec
+        self._use(slots[0][0])
+        pv = Patches(self._input_ranged(img).to(torch.float32).contiguous(), geometry)  # (commutes with unfolding)
+        b, k, L = pv.b, pv.k, pv.L
+        outs = [
+            torch.empty(b, self.weights.n, L, dtype=torch.float32, device=pv.img.device) if out is None else out
+            for out in outs
+        ]
+        if self._dac_kernels is not None and not spec.perfect:
+            xq, scale, zero = self._conv_dac(pv)
+            last = len(slots) - 1
+            for i, ((state, gen), out) in enumerate(zip(slots, outs)):
+                self._use(state)
+                xs = xq.clone() if spec.inp_noise > 0 and i < last else xq  # (input noise is added in place)
+                self.complete(xs, scale, zero, pv.rows_of, self.weights, out, gen, self.post)
+                if self.post is None:
+                    self._periphery(out, (-1, 1))
+            return outs
+        ((_, gen),), (out,) = slots, outs  # (one state: see _shares_dac)
+        if spec.perfect:
+            self._perfect(pv.patches().reshape(b, k, L), self.weights, out)
+        else:
+            (kh, kw), (dh, dw), _, (sh, sw) = geometry
+            c, oh, ow = pv.c, pv.oh, pv.ow
+            xp = pv.padded()
+            view = pv.patches(xp)
+            nms = self._noise_management(  # (the padding zeros count, as in unfold)
+                # (reshape: a 1x1 kernel with a stride leaves the maxima a strided view, not a copy)
+                lambda signed: window_max(xp if signed else xp.abs(), (kh, kw), (dh, dw), (sh, sw), (oh, ow)).reshape(
+                    b, L
+                ),
+                (b, L),
+                pv.img.device,
+            )
+
+            def dac(s):
+                buf = torch.empty((b, c, kh, kw, oh, ow), dtype=torch.float32, device=pv.img.device)
+                torch.mul(view, s.view(b, 1, 1, 1, oh, ow), out=buf)
+                return self._dac_torch(buf.view(b, k, L), gen)
+
+            self.run(nms, dac, pv.rows_of, self.weights, out, gen, self.post)
+        return [out if self.post is not None else self._periphery(out, (-1, 1))]
 
     def _shares_dac(self, slots) -> bool:
         """Whether the states of ``slots`` can share one DAC of their inputs: the DAC kernel
@@ -698,48 +722,46 @@ class Tile:
             and all(_same_tensor(state.input_range, first.input_range) for state, _ in slots)
         )
 
-    def forward_shared(self, x: Tensor, slots) -> list[Tensor]:
-        """:meth:`forward` of the same row inputs ``x`` (..., in_size) for each ``(state,
-        stream)`` of ``slots``, the input range and the DAC computed once (as in
-        :meth:`forward_patches_shared`); each result equals :meth:`forward` with that state."""
-        if not self._shares_dac(slots):
-            outs = []
-            for state, gen in slots:
-                self.load(state)
-                outs.append(self.forward(x, gen))
-            return outs
-        self.load(slots[0][0])
+    def forward_shared(self, x: Tensor, slots, cols: bool = False) -> list[Tensor]:
+        """The tile module forward of the same inputs ``x`` for each ``(state, stream)`` of
+        ``slots`` (``state`` as in :meth:`forward_patches_shared`); rows ``x`` (..., in_size), or
+        columns (``cols``, one state): (B, in_size, L) giving (B, N, L), the periphery along dim
+        1. The input range and the row chunks' DAC are computed once (as in
+        :meth:`forward_patches_shared`); each result is the one a pass of that state alone gives
+        (:meth:`forward` is the one-state call)."""
+        if len(slots) > 1 and (cols or not self._shares_dac(slots)):
+            return [self.forward_shared(x, [slot], cols)[0] for slot in slots]
+        self._use(slots[0][0])
         x = self._input_ranged(x)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, x.shape[-1])
+        if cols:
+            x2 = x
+        else:
+            lead = x.shape[:-1]
+            x2 = x.reshape(-1, x.shape[-1])
         if self.analog_bias:
-            x2 = torch.cat([x2, torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)], 1)
-        x2 = x2.to(torch.float32).contiguous()
-        outs = [torch.empty(x2.shape[0], self.out_size, dtype=torch.float32, device=x2.device) for _ in slots]
-        rows = max(256, chunk_elements(x2.device) // max(x2.shape[1], 1))  # the chunks of mvm
-        for start in range(0, x2.shape[0], rows):
-            xc = x2[start : start + rows]
-            xq, scale, zero = self._rows_dac(xc)
-            for (state, gen), out in zip(slots, outs):
-                self.load(state)
-                xs = xq.clone() if self.spec.inp_noise > 0 else xq  # (input noise is added in place)
-                self.complete(
-                    xs,
-                    scale,
-                    zero,
-                    lambda mask: xc[mask],  # noqa: B023 (called at once)
-                    self.weights,
-                    out[start : start + rows],
-                    gen.shifted(start),
-                    self.post,
-                )
+            ones = torch.ones((x2.shape[0], 1) + tuple(x2.shape[2:]), dtype=x2.dtype, device=x2.device)
+            x2 = torch.cat([x2, ones], 1)
+        passes = []
+        for state, gen in slots:
+            current = self if state is None else state
+            passes.append((state, current.weights, gen, current.post))
+        outs = self._mvm(x2, passes)
         results = []
-        for (state, _), out in zip(slots, outs):
-            self.load(state)
+        for (state, _), y in zip(slots, outs):
+            self._use(state)
             if self.post is None:
-                self._periphery(out, (-1,))
-            results.append(out.view(*lead, self.out_size))
+                y = self._periphery(y, (-1, 1) if cols else (-1,))
+            results.append(y if cols else y.view(*lead, self.out_size))
         return results
+
+
+def sync_tiles(tiles: list[Tile], source: rng.NoiseSource) -> None:
+    """:meth:`Tile.sync` of every tile of ``tiles``, their drift-compensation read-outs batched
+    (:func:`.periphery.compensate`); every number as tile by tile."""
+    for tile in tiles:
+        tile._read()
+    for tile, alpha in zip(tiles, periphery.compensate(tiles, source)):
+        tile._set_alpha(alpha)
 
 
 class TileState(NamedTuple):
