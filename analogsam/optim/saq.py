@@ -24,7 +24,7 @@ Conventions, checked against ziplab/SAQ's ``QSAM`` (``utils/qsam.py``) and ``LIQ
   trainable parameter is perturbed like a bias;
 - ε = ρ·g/(‖g‖ + 1e-12), the reference's global norm and its 1e-12;
 - BatchNorm running statistics: the reference updates them in both passes; here, as for every
-  two-pass method of analogsam, the second pass leaves them alone (:func:`frozen_batchnorm_stats`).
+  two-pass method of analogsam, the second pass leaves them alone (:func:`~analogsam.optim.frozen_batchnorm_stats`).
 - defaults: ρ = 0.1 (the reference's w8a8 setting; its CIFAR-100 w4a4 runs use 0.4).
 
 On a model without quantized layers Q is the identity and SAQ is SAM over the same tensors.
