@@ -26,6 +26,7 @@ scikit-learn's own error in its own words, and has no place (a preset file, a ``
 
 from __future__ import annotations
 
+import abc
 import difflib
 import functools
 import inspect
@@ -57,23 +58,24 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-class Constraint:
-    """What a value may be: :meth:`convert` returns it in its canonical type or raises :class:`Refused`."""
+class Constraint(abc.ABC):
+    """What a value may be: :meth:`convert` returns it in its canonical type or raises :class:`Refused`.
+    Each kind of constraint (:class:`Interval`, :class:`Options`, ...) says all three of its methods."""
 
     #: The Python type of an accepted value (argparse's ``type=``, TOML coercion, ``--set`` parsing).
     type: type = object
 
-    def describe(self) -> str:  # pragma: no cover (abstract)
+    @abc.abstractmethod
+    def describe(self) -> str:
         """The allowed values in words (an error's ``<allowed>``, ``--help``, the README tables)."""
-        raise NotImplementedError
 
-    def convert(self, value: Any) -> Any:  # pragma: no cover (abstract)
+    @abc.abstractmethod
+    def convert(self, value: Any) -> Any:
         """``value`` in the canonical type, or :class:`Refused` if it is not allowed."""
-        raise NotImplementedError
 
-    def counterexamples(self) -> list[tuple[str, Any]]:  # pragma: no cover (abstract)
+    @abc.abstractmethod
+    def counterexamples(self) -> list[tuple[str, Any]]:
         """(label, value) pairs this constraint refuses: wrong types, non-finite numbers, just outside."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
