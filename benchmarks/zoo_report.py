@@ -32,9 +32,6 @@ from test_mapping_dilated import NOISE_OFF, _programmed, signals, tcn  # noqa: E
 from analogsam import evaluate  # noqa: E402
 from analogsam.evaluation.settings import PassLayout  # noqa: E402
 from analogsam.hardware import layer_report  # noqa: E402
-from analogsam.scoring import model_output  # noqa: E402
-
-OUTPUTS = {"hf-t5-encoder": lambda out: out.last_hidden_state}
 
 
 def architectures() -> None:
@@ -49,23 +46,7 @@ def architectures() -> None:
         tiles = sum(len(r["tiles"]) for r in analog)
         by_use = [n for r in rows for n in r["digital_by_use"]]
         shown = ", ".join(by_use[:3]) + (f", ... ({len(by_use)})" if len(by_use) > 3 else "")
-        with torch.no_grad():
-            digital = OUTPUTS[name](model(x)) if name in OUTPUTS else model_output(model(x))
-        if name in OUTPUTS:
-            metric, targets, output_fn = "mse", digital, OUTPUTS[name]
-        else:
-            metric, targets, output_fn = "accuracy", digital.argmax(-1), None
-        points = evaluate(
-            model,
-            [(x, targets)],
-            "pcm",
-            times=[1.0, 86400.0],
-            repeats=1,
-            layout=PassLayout(backend="fast"),
-            metric=metric,
-            output_fn=output_fn,
-            progress=False,
-        )
+        metric, points = zoo.evaluate_on_pcm(name, model, x)
         values = " / ".join(f"{p['value']:.3g}" for p in points) + (" (mse)" if metric == "mse" else "")
         engine = "fast" if rows.engine_reason is None and rows.refusal is None else f"NOT fast: {rows.engine_reason}"
         print(

@@ -15,8 +15,6 @@ import zoo_architectures as zoo
 
 from analogsam.cli import main
 from analogsam.evaluation.backends import make_backend
-from analogsam.evaluation.protocol import evaluate
-from analogsam.evaluation.settings import PassLayout
 from analogsam.hardware.conversion import ConversionError, convert
 from analogsam.hardware.inspection import layer_report
 from analogsam.scoring import model_output
@@ -25,8 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LIBRARY = {"torchvision": "torchvision", "timm": "timm", "hf": "transformers", "dilated": "torch"}
 SLOW = {"timm-mobilevit", "torchvision-resnet18"}  # 10-20 s each on one busy core
-#: what each network's prediction is, where it is not the logits
-OUTPUTS = {"hf-t5-encoder": lambda out: out.last_hidden_state}
 NOISE_OFF = {"io.dac_bits": 0, "io.adc_bits": 0}  # the `ideal` preset with both converters off too
 
 
@@ -41,21 +37,17 @@ def _build(name):
     return zoo.ZOO[name]()
 
 
-def _prediction(name, output):
-    return OUTPUTS[name](output) if name in OUTPUTS else model_output(output)
-
-
 @pytest.mark.parametrize("name", list(_cases()))
 def test_converts_and_equals_the_digital_network_with_noise_off(name):
     model, x = _build(name)
     with torch.no_grad():
-        digital = _prediction(name, model(x))
+        digital = zoo.prediction(name, model(x))
     analog = convert(model, "ideal", overrides=NOISE_OFF, example_inputs=x)
     backend = make_backend(analog, "fast", "cpu")
     backend.program(0)
     backend.drift(1.0, 0)
     with torch.no_grad():
-        ours = _prediction(name, backend.forward(x))
+        ours = zoo.prediction(name, backend.forward(x))
     scale = float(digital.abs().max())
     # equal up to float32 summation order (tiles split and sum in another order than torch)
     torch.testing.assert_close(ours, digital, rtol=1e-4, atol=1e-5 * scale)
@@ -64,23 +56,7 @@ def test_converts_and_equals_the_digital_network_with_noise_off(name):
 @pytest.mark.parametrize("name", list(_cases()))
 def test_evaluates_on_pcm_with_the_fast_engine_and_is_inspected(name, capsys):
     model, x = _build(name)
-    with torch.no_grad():
-        digital = _prediction(name, model(x))
-    if name in OUTPUTS:  # a regression against the digital network's own output
-        metric, targets, output_fn = "mse", digital, OUTPUTS[name]
-    else:  # agreement with the digital network's predictions (its classes, or its next tokens)
-        metric, targets, output_fn = "accuracy", digital.argmax(-1), None
-    rows = evaluate(
-        model,
-        [(x, targets)],
-        "pcm",
-        times=[1.0, 86400.0],
-        repeats=1,
-        layout=PassLayout(backend="fast"),
-        metric=metric,
-        output_fn=output_fn,
-        progress=False,
-    )
+    metric, rows = zoo.evaluate_on_pcm(name, model, x)
     assert [r["backend"] for r in rows] == ["fast", "fast"]
     assert all(math.isfinite(r["value"]) for r in rows)
     assert rows[0]["digital_value"] == (0.0 if metric == "mse" else 1.0)

@@ -278,3 +278,41 @@ REFUSED = {
     "torchvision-swin": (torchvision_swin, "features.1.0.attn.qkv (Linear)"),
     "hf-vit": (hf_vit, "vit.embeddings.patch_embeddings.projection (Conv2d)"),
 }
+
+
+#: The output that stands for the prediction where a model's output is not logits (a regression on it).
+OUTPUTS = {"hf-t5-encoder": lambda out: out.last_hidden_state}
+
+
+def prediction(name: str, output):
+    """The prediction in ``output`` of zoo model ``name``: its logits, or :data:`OUTPUTS`' tensor."""
+    from analogsam.scoring import model_output
+
+    return OUTPUTS[name](output) if name in OUTPUTS else model_output(output)
+
+
+def evaluate_on_pcm(name: str, model: nn.Module, x: torch.Tensor) -> tuple[str, list[dict]]:
+    """``evaluate`` of zoo model ``name`` on ``pcm`` at 1 s and 1 d, one repeat, the fast engine, against the
+    digital network's own prediction: agreement with its classes or next tokens (``accuracy``), or a
+    regression on its output (``mse``). Returns the metric and the rows."""
+    from analogsam import evaluate
+    from analogsam.evaluation.settings import PassLayout
+
+    with torch.no_grad():
+        digital = prediction(name, model(x))
+    if name in OUTPUTS:
+        metric, targets, output_fn = "mse", digital, OUTPUTS[name]
+    else:
+        metric, targets, output_fn = "accuracy", digital.argmax(-1), None
+    rows = evaluate(
+        model,
+        [(x, targets)],
+        "pcm",
+        times=[1.0, 86400.0],
+        repeats=1,
+        layout=PassLayout(backend="fast"),
+        metric=metric,
+        output_fn=output_fn,
+        progress=False,
+    )
+    return metric, rows
