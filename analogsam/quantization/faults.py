@@ -88,6 +88,22 @@ def decode_words(words: torch.Tensor, bits: int, encoding: str = "offset-binary"
 
 
 @torch.no_grad()
+def _ready_quantized_layers(model: nn.Module, caller: str, hint: str, *, sep: str = ";") -> list:
+    """``model``'s quantized layers, raising for a model without any or whose clips are not yet set."""
+    layers = quantized_layers(model)
+    if not layers:
+        raise InvalidParameterError(
+            f"{caller} needs a quantized model (analogsam.quantization.quantize_model, or train with "
+            f"--quantize wKaK){sep} {hint}"
+        )
+    if not all(bool(layer.clips_initialized) for _, layer in layers):
+        raise InvalidParameterError(
+            f"{caller}: the quantizers' clips are set at the first forward; run the model on a batch "
+            "(or load a trained checkpoint) before injecting faults"
+        )
+    return layers
+
+
 def inject_code_faults(
     model: nn.Module,
     rate: float,
@@ -109,17 +125,11 @@ def inject_code_faults(
     rate = check_real("rate", rate, 0.0, 1.0)
     check_choice("kind", kind, BIT_FAULT_KINDS)
     check_choice("encoding", encoding, CODE_ENCODINGS)
-    layers = quantized_layers(model)
-    if not layers:
-        raise InvalidParameterError(
-            "inject_code_faults needs a quantized model (analogsam.quantization.quantize_model, or train with "
-            "--quantize wKaK); for a full-precision one use analogsam.robustness.inject_bit_flips"
-        )
-    if not all(bool(layer.clips_initialized) for _, layer in layers):
-        raise InvalidParameterError(
-            "inject_code_faults: the quantizers' clips are set at the first forward; run the model on a batch "
-            "(or load a trained checkpoint) before injecting faults"
-        )
+    layers = _ready_quantized_layers(
+        model,
+        "inject_code_faults",
+        "for a full-precision one use analogsam.robustness.inject_bit_flips",
+    )
     generator = make_generator(seed, generator)
     counts = {"n_weights": 0, "n_bits": 0, "n_faulty": 0, "n_changed_weights": 0}
     for _, layer in layers:
@@ -220,17 +230,12 @@ def inject_activation_faults(
     layer's :class:`ActivationFaults` (its ``n_faulty`` cells once drawn) is in its ``activation_faults``."""
     rate = check_real("rate", rate, 0.0, 1.0)
     check_choice("kind", kind, BIT_FAULT_KINDS)
-    found = quantized_layers(model)
-    if not found:
-        raise InvalidParameterError(
-            "inject_activation_faults needs a quantized model (analogsam.quantization.quantize_model, or train "
-            "with --quantize wKaK): its activation memory holds the quantized layers' input codes"
-        )
-    if not all(bool(layer.clips_initialized) for _, layer in found):
-        raise InvalidParameterError(
-            "inject_activation_faults: the quantizers' clips are set at the first forward; run the model on a "
-            "batch (or load a trained checkpoint) before injecting faults"
-        )
+    found = _ready_quantized_layers(
+        model,
+        "inject_activation_faults",
+        "its activation memory holds the quantized layers' input codes",
+        sep=":",
+    )
     if layers is not None:
         unknown = set(layers) - {n for n, _ in found}
         if unknown:
