@@ -43,12 +43,13 @@ from analogsam.quantization import (
 from analogsam.runs import (
     CHECKPOINT,
     REUSE_RECORD,
-    SEED_FOLDER,
     TrainedRun,
+    is_finished,
     load_run,
+    seed_folder,
 )
 from analogsam.scoring import resolve_metric, score, task_loss
-from analogsam.storage import atomic_write, ensure_folder, file_digest, matching_record, settings_hash, write_json
+from analogsam.storage import atomic_write, ensure_folder, file_digest, settings_hash, write_json
 from analogsam.validation import check_real
 
 _SETTINGS = TRAINING_SETTINGS  # each setting's default, range and meaning, declared once
@@ -539,12 +540,10 @@ def train_or_reuse(out: str | os.PathLike, **train_kwargs) -> TrainedRun:
     """
     out = Path(out)
     settings = _identity(train_kwargs)
-    if settings is not None and (out / CHECKPOINT).exists():
-        record = matching_record(out / REUSE_RECORD, settings)
-        if record is not None and record.get("checkpoint") == file_digest(out / CHECKPOINT):
-            run = load_run(out)
-            run.reused = True
-            return run
+    if settings is not None and is_finished(out, settings):
+        run = load_run(out)
+        run.reused = True
+        return run
     run = train(out=out, **train_kwargs)
     if settings is not None and ddp.is_main_process():  # (under torchrun, rank 0 writes the run folder)
         write_json(
@@ -623,9 +622,7 @@ def train_seeds(
         data = load_dataset(data, **options)
     runs = []
     for seed in seeds:
-        run = train_or_reuse(
-            out / SEED_FOLDER.format(seed), model=model, data=data, seed=seed, run_name=name, **train_kwargs
-        )
+        run = train_or_reuse(seed_folder(out, seed), model=model, data=data, seed=seed, run_name=name, **train_kwargs)
         run.group = name
         runs.append(run)
     return runs
