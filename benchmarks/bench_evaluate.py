@@ -248,17 +248,13 @@ def bench(name: str, args, clock) -> dict:
         from analogsam.evaluation import evaluate
         from analogsam.evaluation.settings import PassLayout
 
+        def run_evaluate(layout):
+            return evaluate(
+                model, [(x, y)], preset, times=list(times), repeats=args.repeats, seed=0, layout=layout, progress=False
+            )
+
         t0 = clock()
-        rows = evaluate(
-            model,
-            [(x, y)],
-            preset,
-            times=list(times),
-            repeats=args.repeats,
-            seed=0,
-            layout=PassLayout(batch_size=bs),
-            progress=False,
-        )
+        rows = run_evaluate(PassLayout(batch_size=bs))
         t_eval = clock() - t0
         backends = sorted({r["backend"] for r in rows})
         print(
@@ -271,16 +267,7 @@ def bench(name: str, args, clock) -> dict:
         result["evaluate"] = t_eval
         if args.repeats_per_pass:
             t0 = clock()
-            stacked = evaluate(
-                model,
-                [(x, y)],
-                preset,
-                times=list(times),
-                repeats=args.repeats,
-                seed=0,
-                layout=PassLayout(batch_size=bs, repeats_per_pass=args.repeats_per_pass),
-                progress=False,
-            )
+            stacked = run_evaluate(PassLayout(batch_size=bs, repeats_per_pass=args.repeats_per_pass))
             t_eval_stacked = clock() - t0
             flips = max(abs(a["accuracy"] - b["accuracy"]) * len(x) for a, b in zip(stacked, rows))
             print(
