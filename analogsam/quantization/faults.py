@@ -194,7 +194,9 @@ class ActivationFaults:
         """Stored codes (int64, any batch) as the faulty memory returns them."""
         if self.masks is None:
             self._draw(codes.shape[1:])
-        f0, f1 = (m.to(codes.device) for m in self.masks)
+        if self.masks[0].device != codes.device:  # moved once, not at every forward
+            self.masks = tuple(m.to(codes.device) for m in self.masks)
+        f0, f1 = self.masks
         full = (1 << self.bits) - 1
         # per bit: f0=0,f1=1 intact; f0=1,f1=0 flipped; f0=f1=1 stuck at 1; f0=f1=0 stuck at 0
         return ((codes & f1 & ~f0) | (~codes & f0 & ~f1) | (f0 & f1)) & full
